@@ -1,0 +1,47 @@
+# make run: install, build the model, serve under Gunicorn on 127.0.0.1:8000 (Milvus Lite).
+# make test: install, build the model, lint, type-check and run the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MODEL ?= efficientnet-lite0
+MODEL_DIR ?= var/models
+MODEL_FILE := $(MODEL_DIR)/$(MODEL).onnx
+export WEBAPP_MODEL ?= $(MODEL)
+export WEBAPP_MODEL_DIR ?= $(MODEL_DIR)
+
+.PHONY: run test lint model install install-dev clean
+
+run: install model
+	$(BIN)/gunicorn -c gunicorn.conf.py
+
+test: install-dev model lint
+	$(BIN)/pytest
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+model: $(MODEL_FILE)
+
+$(MODEL_FILE): scripts/export_model.py | install
+	$(BIN)/python scripts/export_model.py --model $(MODEL) --out $@
+
+install: $(VENV)/.run-installed
+install-dev: $(VENV)/.dev-installed
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# The export step's requirements are installed with the app's: `make run` builds the model.
+$(VENV)/.run-installed: requirements.txt requirements-model.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-model.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.run-installed
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""Gunicorn settings; each can be overridden by a WEBAPP_* environment variable (see README)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from webapp.config import PREFIX, ROOT, milvus_uri
+from webapp.services.vectors import is_server_uri
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"{PREFIX}_{name}", default)
+
+
+bind = _env("BIND", "127.0.0.1:8000")
+workers = int(_env("WORKERS", "1"))
+# gthread, not gevent: pymilvus's gRPC hangs under gevent. onnxruntime releases the GIL,
+# so one worker's threads use every core.
+worker_class = "gthread"
+threads = int(_env("THREADS", "8"))
+timeout = int(_env("TIMEOUT", "60"))
+graceful_timeout = 30
+accesslog = "-"
+wsgi_app = "wsgi:app"
+
+
+def on_starting(server: Any) -> None:
+    """Refuse several workers against a Milvus Lite file: it allows one process per file."""
+    data_dir = ROOT / _env("DATA_DIR", "var")
+    uri = milvus_uri(_env("MILVUS_URI", ""), data_dir)
+    if server.cfg.workers > 1 and not is_server_uri(uri):
+        raise SystemExit(
+            f"Refusing to start {server.cfg.workers} workers on the Milvus Lite file {uri}: "
+            "Milvus Lite allows one process per file. Run one worker with more threads "
+            f"({PREFIX}_WORKERS=1 {PREFIX}_THREADS=16), or point {PREFIX}_MILVUS_URI at a "
+            "Milvus server (http://host:19530) to run several workers."
+        )
+
+
+def post_worker_init(worker: Any) -> None:
+    """Open the model and the vector store after the fork, before the first request."""
+    from webapp.runtime import EXTENSION
+
+    runtime = worker.wsgi.extensions[EXTENSION]
+    try:
+        runtime.library  # noqa: B018 - building it is the point
+    except Exception as exc:  # the app answers 503 with the reason until it can build
+        worker.log.error("could not open the library yet: %s", exc)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Flush and close the vector store so a graceful stop loses nothing."""
+    from webapp.runtime import EXTENSION
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        app.extensions[EXTENSION].close()

@@ -1,0 +1,49 @@
+"""Reverse image search: a Flask app over a Towhee embedding pipeline and Milvus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from webapp import config as _config
+from webapp import extensions
+from webapp.config import ROOT
+from webapp.runtime import EXTENSION, Runtime
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Create the app: settings, extensions, blueprints and error handlers. Nothing heavy runs."""
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config.update(_config.load(config))
+    app.extensions[EXTENSION] = Runtime(dict(app.config))
+    _register_extensions(app)
+    _register_blueprints(app)
+    _register_errorhandlers(app)
+    return app
+
+
+def _register_extensions(app: Flask) -> None:
+    from webapp.converters import Sha256Converter
+
+    app.url_map.converters["sha256"] = Sha256Converter
+    extensions.csrf.init_app(app)
+    extensions.api.init_app(app)
+    extensions.api.register_converter(Sha256Converter, Sha256Converter.openapi)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from webapp.api import blueprints, docs_assets
+    from webapp.pages.routes import blp as pages
+
+    for blp in blueprints:
+        extensions.csrf.exempt(blp)  # the API authenticates nothing by cookie, so CSRF does not apply
+        extensions.api.register_blueprint(blp, url_prefix=f"/api/v1{blp.url_prefix or ''}")
+    app.register_blueprint(docs_assets)
+    app.register_blueprint(pages)
+
+
+def _register_errorhandlers(app: Flask) -> None:
+    from webapp.handlers import register
+
+    register(app)

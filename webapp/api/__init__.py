@@ -1,0 +1,18 @@
+"""The REST API under /api/v1 (flask-smorest), and Swagger UI's assets served offline."""
+
+from flask import Blueprint as FlaskBlueprint
+from swagger_ui_bundle import swagger_ui_path
+
+from webapp.api.images.routes import blp as images
+from webapp.api.search.routes import blp as search
+from webapp.api.stats.routes import blp as stats
+
+blueprints = [search, images, stats]
+
+docs_assets = FlaskBlueprint(
+    "swagger_ui_assets",
+    __name__,
+    static_folder=str(swagger_ui_path),
+    static_url_path="/assets",
+    url_prefix="/api/docs",
+)

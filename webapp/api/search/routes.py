@@ -1,0 +1,30 @@
+"""The search resource: find the indexed images most similar to an uploaded one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+
+from webapp.api.common import Blueprint, image_json
+from webapp.api.search.schemas import SearchArgsSchema, SearchResponseSchema
+from webapp.runtime import library
+
+blp = Blueprint("search", __name__, url_prefix="/search", description="Search by image.")
+
+
+@blp.route("")
+class Search(MethodView):
+    """Similarity search."""
+
+    @blp.arguments(SearchArgsSchema, location="multipart")
+    @blp.response(200, SearchResponseSchema)
+    @blp.alt_response(413, description="The upload or the image is too large.")
+    def post(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Return the images most similar to the uploaded one, best first."""
+        result = library().search(args["image"].read(), args["top_k"])
+        return {
+            "results": [{**image_json(hit.record), "score": hit.score} for hit in result.hits],
+            "top_k": args["top_k"],
+            "took_ms": result.took_ms,
+        }

@@ -1,0 +1,33 @@
+"""The stats resource."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+
+from webapp.api.common import Blueprint
+from webapp.api.stats.schemas import StatsSchema
+from webapp.runtime import library
+
+blp = Blueprint("stats", __name__, url_prefix="/stats", description="Library statistics.")
+
+
+@blp.route("")
+class Stats(MethodView):
+    """Library statistics."""
+
+    @blp.response(200, StatsSchema)
+    def get(self) -> dict[str, Any]:
+        """Return the image count and how images are embedded and indexed."""
+        lib = library()
+        return {
+            "count": lib.count(),
+            "model": lib.embedder.name,
+            "dimension": lib.embedder.dim,
+            "metric": lib.vectors.metric,
+            "index_type": lib.vectors.index_type,
+            "store": lib.vectors.kind,
+            "collection": current_app.config["COLLECTION"],
+        }

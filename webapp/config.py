@@ -1,0 +1,96 @@
+"""Configuration: these defaults, then ``WEBAPP_*`` environment variables, then a test's mapping."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "WEBAPP"
+
+
+class Defaults:
+    """Settings that let the app start with no configuration at all (see README)."""
+
+    ENV = "development"  # "production" refuses to start without a real SECRET_KEY
+    SECRET_KEY: str | None = None  # generated once into DATA_DIR when unset (development only)
+    DATA_DIR = "var"  # relative paths are relative to the project folder
+    MILVUS_URI = ""  # empty: the Milvus Lite file DATA_DIR/milvus.db; or http://host:19530
+    MILVUS_TOKEN = ""
+    MILVUS_TIMEOUT = 10.0
+    COLLECTION = "images"
+    MODEL = "efficientnet-lite0"
+    MODEL_DIR = ""  # empty: DATA_DIR/models
+    ONNX_THREADS = 0  # 0: one per core
+    EMBED_BATCH_SIZE = 16
+    HNSW_M = 16
+    HNSW_EF_CONSTRUCTION = 200
+    SEARCH_EF = 128
+    MAX_CONTENT_LENGTH = 32 * 1024 * 1024  # bytes per request; larger uploads get 413
+    MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard
+    THUMBNAIL_SIZE = 320
+
+    API_TITLE = "Reverse image search"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api"
+    OPENAPI_JSON_PATH = "v1/openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    OPENAPI_SWAGGER_UI_URL = "/api/docs/assets/"  # served from the swagger-ui-bundle package
+    API_SPEC_OPTIONS = {
+        "info": {
+            "description": "Search a library of images by visual similarity, and manage it. "
+            "Errors are JSON: {code, status, message, errors}."
+        }
+    }
+
+
+def load(config: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the settings: defaults, then environment, then ``config``, with paths resolved."""
+    from flask import Config
+
+    settings = Config(str(ROOT))
+    settings.from_object(Defaults)
+    settings.from_prefixed_env(PREFIX)
+    settings.update(config or {})
+    data_dir = ROOT / Path(settings["DATA_DIR"])
+    settings["DATA_DIR"] = str(data_dir)
+    settings["MODEL_DIR"] = str(ROOT / Path(settings["MODEL_DIR"] or data_dir / "models"))
+    settings["MILVUS_URI"] = milvus_uri(settings["MILVUS_URI"], data_dir)
+    settings["SECRET_KEY"] = settings["SECRET_KEY"] or _local_secret(settings["ENV"], data_dir)
+    return dict(settings)
+
+
+def milvus_uri(uri: str, data_dir: Path) -> str:
+    """Return the Milvus URI: a server URI as given, or an absolute Milvus Lite file path."""
+    from webapp.services.vectors import is_server_uri
+
+    if not uri:
+        return str(data_dir / "milvus.db")
+    return uri if is_server_uri(uri) else str(ROOT / Path(uri))
+
+
+def _local_secret(env: str, data_dir: Path) -> str:
+    """Return a random key kept in the data directory; refuse in production."""
+    if env == "production":
+        raise RuntimeError(
+            f"{PREFIX}_SECRET_KEY must be set in production (for example "
+            f"`export {PREFIX}_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')`)"
+        )
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".secret_key.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+        # link() fails if another process got there first: then both use the first key.
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()

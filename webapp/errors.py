@@ -1,0 +1,43 @@
+"""Domain errors raised by the services; the web layer maps each to one HTTP status."""
+
+from __future__ import annotations
+
+
+class WebappError(Exception):
+    """Base class of the errors a client or operator can be told about."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidImage(WebappError):
+    """The bytes are not an image this app can read."""
+
+    status = 422
+
+
+class ImageTooLarge(WebappError):
+    """The image has more pixels than allowed (decompression bomb guard)."""
+
+    status = 413
+
+
+class NotFound(WebappError):
+    """No image with that id is indexed."""
+
+    status = 404
+
+
+class StoreUnavailable(WebappError):
+    """The vector store cannot be reached or refused the operation."""
+
+    status = 503
+
+
+class ModelMissing(WebappError):
+    """The ONNX model file has not been built yet."""
+
+    status = 503

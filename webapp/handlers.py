@@ -1,0 +1,66 @@
+"""Map every error to one response: JSON under /api, an HTML page elsewhere."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from webapp.errors import WebappError
+
+log = logging.getLogger(__name__)
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") and not request.path.startswith("/api/docs")
+
+
+def _page(code: int, message: str) -> tuple[str, int]:
+    title = HTTPStatus(code).phrase
+    return render_template("error.html", code=code, title=title, message=message), code
+
+
+def _json(code: int, message: str, errors: object = None) -> tuple[Response, int]:
+    """Return flask-smorest's error shape: ``{code, status, message, errors}``."""
+    payload: dict[str, object] = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
+    if errors:
+        payload["errors"] = errors
+    return jsonify(payload), code
+
+
+def handle_http_exception(error: HTTPException) -> Response | tuple[Response | str, int]:
+    """Render a werkzeug/flask-smorest HTTP error in the shape the path calls for."""
+    code = error.code or 500
+    data = getattr(error, "data", None) or {}
+    message = data.get("message") or error.description or HTTPStatus(code).phrase
+    if _wants_json():
+        response, code = _json(code, message, data.get("messages"))
+        if error.response is None:  # keep headers such as Allow on 405
+            response.headers.extend(error.get_headers())
+            response.headers["Content-Type"] = "application/json"
+        return response, code
+    return _page(code, message)
+
+
+def handle_domain_error(error: WebappError) -> tuple[Response | str, int]:
+    """Render a domain error with the status its class declares."""
+    if error.status >= 500:
+        log.warning("%s: %s", type(error).__name__, error.message)
+    if _wants_json():
+        return _json(error.status, error.message)
+    return _page(error.status, error.message)
+
+
+def handle_unexpected(error: Exception) -> Response | tuple[Response | str, int]:
+    """Log an unexpected error and answer 500 without leaking details."""
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return handle_http_exception(InternalServerError())
+
+
+def register(app: Flask) -> None:
+    """Install the handlers (after flask-smorest's, so these take precedence)."""
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(WebappError, handle_domain_error)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,71 @@
+"""Per-process services, created lazily on first use: after Gunicorn forks, never at import."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+
+from webapp.services.embedding import Embedder
+from webapp.services.images import ImageStore
+from webapp.services.library import Library
+from webapp.services.vectors import MilvusVectorStore, is_server_uri
+
+EXTENSION = "webapp"
+
+
+class Runtime:
+    """Builds the library (ONNX session, Milvus client, image store) once per process."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self._library: Library | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def library(self) -> Library:
+        """Return the library, building it on first use."""
+        if self._library is None:
+            with self._lock:
+                if self._library is None:
+                    self._library = self._build()
+        return self._library
+
+    def _build(self) -> Library:
+        s = self.settings
+        embedder = Embedder(
+            s["MODEL_DIR"],
+            s["MODEL"],
+            max_pixels=s["MAX_IMAGE_PIXELS"],
+            batch_size=s["EMBED_BATCH_SIZE"],
+            threads=s["ONNX_THREADS"],
+        )
+        if not is_server_uri(s["MILVUS_URI"]):
+            Path(s["MILVUS_URI"]).parent.mkdir(parents=True, exist_ok=True)
+        vectors = MilvusVectorStore(
+            s["MILVUS_URI"],
+            s["COLLECTION"],
+            embedder.dim,
+            token=s["MILVUS_TOKEN"],
+            hnsw_m=s["HNSW_M"],
+            ef_construction=s["HNSW_EF_CONSTRUCTION"],
+            search_ef=s["SEARCH_EF"],
+            timeout=s["MILVUS_TIMEOUT"],
+        )
+        images = ImageStore(Path(s["DATA_DIR"]) / "images")
+        return Library(embedder, vectors, images, s["THUMBNAIL_SIZE"])
+
+    def close(self) -> None:
+        """Flush and close the vector store (Gunicorn calls this when a worker exits)."""
+        with self._lock:
+            if self._library is not None:
+                self._library.vectors.close()
+                self._library = None
+
+
+def library() -> Library:
+    """Return the current app's library."""
+    runtime: Runtime = current_app.extensions[EXTENSION]
+    return runtime.library

@@ -1,0 +1,189 @@
+"""The embedding pipeline: Towhee operators (registered locally, no hub) around an ONNX model."""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+with warnings.catch_warnings():
+    # towhee 1.1.3 imports pkg_resources, which warns about its own deprecation.
+    warnings.simplefilter("ignore", UserWarning)
+    from towhee import ops, pipe, register
+
+from webapp.errors import ModelMissing, WebappError
+from webapp.services.imaging import Decoded, decode, to_input
+
+K = TypeVar("K")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model this app can serve: its input size and embedding dimension."""
+
+    name: str
+    input_size: int
+    dim: int
+
+
+MODELS = {
+    "efficientnet-lite0": ModelSpec("efficientnet-lite0", 224, 1280),
+    "efficientnet-lite2": ModelSpec("efficientnet-lite2", 260, 1280),
+}
+
+
+@functools.cache
+def _session(model_path: str, threads: int) -> Any:
+    """Open one ONNX session per model file and process (sessions are thread-safe)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+
+
+def _normalise(features: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return (features / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+@register(name="ris/decode")
+class DecodeOp:
+    """Decode bytes to upright RGB; return (not raise) the error for an unreadable file.
+
+    Errors travel down the pipeline as values, so a bad file in a batch never stops the others
+    and the caller gets the domain error itself rather than Towhee's wrapped RuntimeError.
+    """
+
+    def __init__(self, max_pixels: int, draft: int) -> None:
+        self.max_pixels = max_pixels
+        self.draft = draft
+
+    def __call__(self, data: bytes) -> Decoded | WebappError:
+        try:
+            return decode(data, self.max_pixels, self.draft)
+        except WebappError as exc:
+            return exc
+
+
+@register(name="ris/preprocess")
+class PreprocessOp:
+    """Resize the whole image and scale it to the model's [-1, 1] input."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, decoded: Decoded | WebappError) -> np.ndarray | WebappError:
+        return to_input(decoded.image, self.size) if isinstance(decoded, Decoded) else decoded
+
+
+@register(name="ris/embed")
+class EmbedOp:
+    """Embed one preprocessed image: pooled features, L2-normalised."""
+
+    def __init__(self, model_path: str, threads: int) -> None:
+        self.session = _session(model_path, threads)
+
+    def __call__(self, tensor: np.ndarray | WebappError) -> np.ndarray | WebappError:
+        if isinstance(tensor, WebappError):
+            return tensor
+        return _normalise(self.session.run(None, {"input": tensor[None]})[0])[0]
+
+
+@register(name="ris/embed_batch")
+class EmbedBatchOp(EmbedOp):
+    """Embed a window of rows in one model call; rows that failed to decode pass through."""
+
+    def __call__(  # type: ignore[override]
+        self, keys: list[Any], decoded: list[Any], tensors: list[np.ndarray | WebappError]
+    ) -> tuple[list[Any], list[Any], list[np.ndarray | None]]:
+        good = [i for i, t in enumerate(tensors) if isinstance(t, np.ndarray)]
+        vectors: list[np.ndarray | None] = [None] * len(tensors)
+        if good:
+            batch = np.stack([t for t in tensors if isinstance(t, np.ndarray)])
+            for i, vec in zip(good, _normalise(self.session.run(None, {"input": batch})[0]), strict=True):
+                vectors[i] = vec
+        return keys, decoded, vectors
+
+
+def _rows(*columns: list[Any]) -> list[tuple[Any, ...]]:
+    """Turn a window's columns back into rows."""
+    return list(zip(*columns, strict=True))
+
+
+class Embedder:
+    """Turns image bytes into unit vectors with one Towhee pipeline per use."""
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str],
+        model: str = "efficientnet-lite0",
+        max_pixels: int = 50_000_000,
+        batch_size: int = 16,
+        threads: int = 0,
+    ) -> None:
+        self.spec = MODELS[model]
+        self.model_path = Path(model_dir) / f"{model}.onnx"
+        if not self.model_path.is_file():
+            raise ModelMissing(
+                f"the model file {self.model_path} does not exist; build it with "
+                f"`make model` (or `python scripts/export_model.py --model {model} "
+                f"--out {self.model_path}`)"
+            )
+        threads = threads or os.cpu_count() or 1
+        size = self.spec.input_size
+        decode_op = ops.ris.decode(max_pixels=max_pixels, draft=2 * size)
+        self._one = (
+            pipe.input("data")
+            .map("data", "decoded", decode_op)
+            .map("decoded", "tensor", ops.ris.preprocess(size=size))
+            .map("tensor", "vector", ops.ris.embed(model_path=str(self.model_path), threads=threads))
+            .output("decoded", "vector")
+        )
+        self._many = (
+            pipe.input("items")
+            .flat_map("items", ("key", "data"), lambda items: items)
+            .map("data", "decoded", decode_op)
+            .map("decoded", "tensor", ops.ris.preprocess(size=size))
+            .window(
+                ("key", "decoded", "tensor"),
+                ("keys", "decodeds", "vectors"),
+                batch_size,
+                batch_size,
+                ops.ris.embed_batch(model_path=str(self.model_path), threads=threads),
+            )
+            .flat_map(("keys", "decodeds", "vectors"), ("k", "d", "v"), _rows)
+            .output("k", "d", "v")
+        )
+
+    @property
+    def name(self) -> str:
+        """Return the model's name."""
+        return self.spec.name
+
+    @property
+    def dim(self) -> int:
+        """Return the embedding dimension."""
+        return self.spec.dim
+
+    def embed(self, data: bytes) -> tuple[Decoded, np.ndarray]:
+        """Decode and embed one image, raising a domain error for an unreadable one."""
+        decoded, vector = self._one(data).get()
+        if isinstance(vector, WebappError):
+            raise vector
+        return decoded, vector
+
+    def embed_many(
+        self, items: Iterable[tuple[K, bytes]]
+    ) -> Iterator[tuple[K, Decoded | WebappError, np.ndarray | None]]:
+        """Embed many images in batches; yield (key, decoded or error, vector or None) in order."""
+        queue = self._many(list(items))
+        while (row := queue.get()) is not None:
+            yield row[0], row[1], row[2]

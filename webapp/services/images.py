@@ -1,0 +1,71 @@
+"""The image store: originals and thumbnails on disk, content-addressed by SHA-256."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import tempfile
+from pathlib import Path
+
+EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+    "image/bmp": ".bmp",
+    "image/tiff": ".tiff",
+}
+
+
+class ImageStore:
+    """Files under ``root``: ``originals/ab/<sha256>.<ext>`` and ``thumbnails/ab/<sha256>.jpg``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def _dir(self, kind: str, sha256: str) -> Path:
+        return self.root / kind / sha256[:2]
+
+    def original(self, sha256: str) -> Path | None:
+        """Return the path of the original file, or None if it is not stored."""
+        folder = self._dir("originals", sha256)
+        return next(iter(sorted(folder.glob(f"{sha256}.*"))), None) if folder.is_dir() else None
+
+    def thumbnail(self, sha256: str) -> Path | None:
+        """Return the path of the thumbnail, or None if it is not stored."""
+        path = self._dir("thumbnails", sha256) / f"{sha256}.jpg"
+        return path if path.is_file() else None
+
+    def put(self, sha256: str, mime: str, data: bytes, thumbnail: bytes) -> bool:
+        """Store an original and its thumbnail; return False if the original was already there."""
+        if self.original(sha256) and self.thumbnail(sha256):
+            return False
+        _write_atomic(self._dir("originals", sha256) / f"{sha256}{EXTENSIONS[mime]}", data)
+        _write_atomic(self._dir("thumbnails", sha256) / f"{sha256}.jpg", thumbnail)
+        return True
+
+    def delete(self, sha256: str) -> None:
+        """Remove an image's original and thumbnail, if present."""
+        for path in (self.original(sha256), self.thumbnail(sha256)):
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+
+def mime_of(path: Path) -> str:
+    """Return the content type of a stored file from its extension."""
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash never leaves a partial file under that name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

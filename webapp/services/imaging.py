@@ -1,0 +1,105 @@
+"""Decoding and preprocessing of image bytes, exactly as DESIGN.md specifies (no Flask here)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from webapp.errors import ImageTooLarge, InvalidImage
+
+MIME_BY_FORMAT = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An image read from bytes: RGB pixels (orientation applied) and what a record keeps."""
+
+    sha256: str
+    image: Image.Image
+    width: int
+    height: int
+    mime: str
+
+
+def content_id(data: bytes) -> str:
+    """Return an image's identity: the hex SHA-256 of its bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
+    """Decode image bytes to upright RGB on white, or raise a clear domain error.
+
+    With ``draft`` set, a large JPEG is decoded at a reduced scale no smaller than
+    ``draft`` pixels a side: far cheaper, and still well above the model's input size.
+    """
+    if not data:
+        raise InvalidImage("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns, then raises, past MAX_IMAGE_PIXELS; we check ourselves first.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = img.format or ""
+            if fmt not in MIME_BY_FORMAT:
+                raise InvalidImage(
+                    f"unsupported image format {fmt or 'unknown'}; use JPEG, PNG, GIF, WebP, BMP or TIFF"
+                )
+            if img.width * img.height > max_pixels:
+                raise ImageTooLarge(
+                    f"the image is {img.width}x{img.height} pixels; the limit is {max_pixels} pixels"
+                )
+            width, height = img.size
+            if img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                width, height = height, width
+            if fmt == "JPEG" and draft:
+                img.draft("RGB", (draft, draft))
+            img.load()
+            rgb = _to_rgb(ImageOps.exif_transpose(img) or img)
+    except UnidentifiedImageError as exc:
+        raise InvalidImage("the file is not an image this app can read") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidImage(f"the image is damaged or truncated ({exc})") from exc
+    return Decoded(content_id(data), rgb, width, height, MIME_BY_FORMAT[fmt])
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Composite any transparency onto white and return an RGB image."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if img.mode.startswith("I;16") or img.mode == "I":
+        # 16-bit greyscale: scale to 8 bits before converting (Pillow would clip).
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() or 1.0
+        img = Image.fromarray((arr * (255.0 / top)).astype(np.uint8))
+    return img.convert("RGB")
+
+
+def to_input(img: Image.Image, size: int) -> np.ndarray:
+    """Resize the whole image to ``size``x``size`` (bicubic) and scale to a [-1, 1] CHW array."""
+    resized = img.resize((size, size), Image.Resampling.BICUBIC)
+    arr = np.asarray(resized, dtype=np.float32)
+    return ((arr - 127.5) / 127.5).transpose(2, 0, 1)
+
+
+def thumbnail(img: Image.Image, size: int) -> bytes:
+    """Return a JPEG thumbnail no larger than ``size`` on either side."""
+    thumb = img.copy()
+    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    thumb.save(out, "JPEG", quality=85, optimize=True)
+    return out.getvalue()

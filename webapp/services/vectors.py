@@ -1,0 +1,194 @@
+"""The vector store: one Milvus collection of image embeddings and the metadata a page needs."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from pymilvus import DataType, MilvusClient
+from pymilvus.exceptions import MilvusException
+
+from webapp.errors import StoreUnavailable
+
+SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
+FIELDS = ["sha256", "filename", "width", "height", "source", "mime", "added_at"]
+
+
+def is_server_uri(uri: str) -> bool:
+    """Tell whether ``uri`` names a Milvus server rather than a Milvus Lite file."""
+    return uri.startswith(SERVER_SCHEMES)
+
+
+def pk_of(sha256: str) -> int:
+    """Return the primary key of an image: the first 8 bytes of its SHA-256 as a signed int64."""
+    return int.from_bytes(bytes.fromhex(sha256[:16]), "big", signed=True)
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the library knows about one indexed image."""
+
+    sha256: str
+    filename: str
+    width: int
+    height: int
+    source: str
+    mime: str
+    added_at: int  # milliseconds since the epoch
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a record and its cosine similarity to the query."""
+
+    record: Record
+    score: float
+
+
+class VectorStore(Protocol):
+    """What the library needs of a vector store (Milvus Lite file or Milvus server)."""
+
+    kind: str
+    index_type: str
+    metric: str
+
+    def upsert(self, items: Sequence[tuple[Record, np.ndarray]]) -> None: ...
+    def delete(self, sha256s: Sequence[str]) -> None: ...
+    def search(self, vector: np.ndarray, top_k: int) -> list[Hit]: ...
+    def get(self, sha256s: Iterable[str]) -> dict[str, Record]: ...
+    def count(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class MilvusVectorStore:
+    """A Milvus collection behind a small API; creates the collection and HNSW index if missing."""
+
+    metric = "COSINE"
+    index_type = "HNSW"
+
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        dim: int,
+        token: str = "",
+        hnsw_m: int = 16,
+        ef_construction: int = 200,
+        search_ef: int = 128,
+        timeout: float = 10.0,
+    ) -> None:
+        self.uri = uri
+        self.kind = "milvus-server" if is_server_uri(uri) else "milvus-lite"
+        self.collection = collection
+        self.dim = dim
+        self.search_ef = search_ef
+        self.timeout = timeout
+        # Milvus Lite loses rows when several threads write to one file at once (DESIGN.md):
+        # every write goes through this lock.
+        self._write_lock = threading.Lock()
+        try:
+            self._client = MilvusClient(uri=uri, token=token, timeout=timeout)
+            self._ensure_collection(hnsw_m, ef_construction)
+        except MilvusException as exc:
+            raise StoreUnavailable(f"cannot open the vector store at {uri}: {exc.message}") from exc
+
+    def _ensure_collection(self, hnsw_m: int, ef_construction: int) -> None:
+        client = self._client
+        if not client.has_collection(self.collection):
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("pk", DataType.INT64, is_primary=True)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+            schema.add_field("sha256", DataType.VARCHAR, max_length=64)
+            schema.add_field("filename", DataType.VARCHAR, max_length=1024)
+            schema.add_field("width", DataType.INT32)
+            schema.add_field("height", DataType.INT32)
+            schema.add_field("source", DataType.VARCHAR, max_length=64)
+            schema.add_field("mime", DataType.VARCHAR, max_length=64)
+            schema.add_field("added_at", DataType.INT64)
+            index = MilvusClient.prepare_index_params()
+            # Build params must be nested under "params" or Milvus silently ignores them.
+            index.add_index(
+                field_name="vector",
+                index_type=self.index_type,
+                metric_type=self.metric,
+                params={"params": {"M": hnsw_m, "efConstruction": ef_construction}},
+            )
+            client.create_collection(
+                self.collection,
+                schema=schema,
+                index_params=index,
+                consistency_level="Strong",
+            )
+        client.load_collection(self.collection)
+
+    def upsert(self, items: Sequence[tuple[Record, np.ndarray]]) -> None:
+        """Insert or replace the given records with their vectors, keyed by content id."""
+        if not items:
+            return
+        rows = [
+            {"pk": pk_of(rec.sha256), "vector": vec.astype(np.float32).tolist(), **rec.__dict__}
+            for rec, vec in items
+        ]
+        with self._write_lock:
+            self._call(self._client.upsert, self.collection, rows)
+
+    def delete(self, sha256s: Sequence[str]) -> None:
+        """Remove the given images' vectors."""
+        if sha256s:
+            with self._write_lock:
+                self._call(self._client.delete, self.collection, ids=[pk_of(s) for s in sha256s])
+
+    def search(self, vector: np.ndarray, top_k: int) -> list[Hit]:
+        """Return the ``top_k`` nearest images by cosine similarity, best first."""
+        result = self._call(
+            self._client.search,
+            self.collection,
+            data=[vector.astype(np.float32).tolist()],
+            anns_field="vector",
+            limit=top_k,
+            output_fields=FIELDS,
+            search_params={"metric_type": self.metric, "params": {"ef": max(self.search_ef, top_k)}},
+            consistency_level="Strong",
+        )
+        return [Hit(_record(hit["entity"]), float(hit["distance"])) for hit in result[0]]
+
+    def get(self, sha256s: Iterable[str]) -> dict[str, Record]:
+        """Return the records of those of ``sha256s`` that are indexed, by sha256."""
+        wanted = {pk_of(s): s for s in sha256s}
+        if not wanted:
+            return {}
+        rows = self._call(self._client.get, self.collection, ids=list(wanted), output_fields=FIELDS)
+        # Compare the whole sha256, not just the 8-byte key, and key by it: a server may
+        # return rows in any order.
+        found = (_record(row) for row in rows)
+        return {rec.sha256: rec for rec in found if wanted.get(pk_of(rec.sha256)) == rec.sha256}
+
+    def count(self) -> int:
+        """Return the number of indexed images."""
+        rows = self._call(self._client.query, self.collection, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def flush(self) -> None:
+        """Persist what has been written so far."""
+        with self._write_lock:
+            self._call(self._client.flush, self.collection)
+
+    def close(self) -> None:
+        """Close the client (flushing first, so a graceful stop loses nothing)."""
+        try:
+            self.flush()
+        finally:
+            self._client.close()
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, timeout=self.timeout, **kwargs)
+        except MilvusException as exc:
+            raise StoreUnavailable(f"the vector store failed: {exc.message}") from exc
+
+
+def _record(row: dict[str, Any]) -> Record:
+    return Record(**{name: row[name] for name in FIELDS})
