@@ -3,11 +3,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The app's defaults (WEBAPP_MODEL, WEBAPP_MODEL_DIR) name the same file.
 MODEL ?= efficientnet-lite0
-MODEL_DIR ?= var/models
-MODEL_FILE := $(MODEL_DIR)/$(MODEL).onnx
-export WEBAPP_MODEL ?= $(MODEL)
-export WEBAPP_MODEL_DIR ?= $(MODEL_DIR)
+MODEL_FILE := var/models/$(MODEL).onnx
 
 .PHONY: run test lint model install install-dev clean
 

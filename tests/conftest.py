@@ -1,0 +1,124 @@
+"""Shared fixtures: the real model, a real Milvus Lite file in a temporary folder, real photos."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from PIL import Image
+from skimage import data as skdata
+
+from webapp import create_app
+from webapp.config import ROOT
+from webapp.runtime import EXTENSION
+
+MODEL = "efficientnet-lite0"
+# Distinct real photographs bundled with scikit-image (no download needed).
+PHOTO_NAMES = [
+    "astronaut",
+    "brick",
+    "camera",
+    "cell",
+    "chelsea",
+    "clock",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "microaneurysms",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "text",
+]
+LFW_FACES = [0, 50]  # two different people from the bundled Labeled Faces in the Wild subset
+
+
+def jpeg(img: Image.Image, quality: int = 92) -> bytes:
+    """Encode an image as JPEG bytes."""
+    out = io.BytesIO()
+    img.convert("RGB").save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def png(img: Image.Image) -> bytes:
+    """Encode an image as PNG bytes."""
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
+
+
+def near_duplicate(data: bytes) -> bytes:
+    """Crop 10% off each side, shrink to 70% and recompress as a low-quality JPEG."""
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    w, h = img.size
+    img = img.crop((w // 10, h // 10, w - w // 10, h - h // 10))
+    img = img.resize((int(img.width * 0.7), int(img.height * 0.7)), Image.Resampling.BILINEAR)
+    return jpeg(img, quality=60)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's WEBAPP_* variables out of the tests."""
+    for name in [n for n in os.environ if n.startswith("WEBAPP_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """Return the folder of the exported ONNX model, exporting it once if needed."""
+    folder = ROOT / "var" / "models"
+    if not (folder / f"{MODEL}.onnx").is_file():
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts/export_model.py"), "--out", str(folder / f"{MODEL}.onnx")],
+            check=True,
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, bytes]:
+    """Return the bundled photos as JPEG bytes, by name."""
+    out = {name: jpeg(Image.fromarray(getattr(skdata, name)())) for name in PHOTO_NAMES}
+    out["motorcycle"] = jpeg(Image.fromarray(skdata.stereo_motorcycle()[0]))
+    faces = skdata.lfw_subset()
+    for i in LFW_FACES:
+        face = Image.fromarray((faces[i] * 255).astype(np.uint8)).resize((200, 200), Image.Resampling.BICUBIC)
+        out[f"face{i}"] = jpeg(face)
+    return out
+
+
+@pytest.fixture()
+def app(tmp_path: Path, model_dir: Path) -> Iterator[Flask]:
+    """Create the app on a fresh data folder with its own Milvus Lite file."""
+    app = create_app(
+        {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir), "SECRET_KEY": "t"}
+    )
+    yield app
+    app.extensions[EXTENSION].close()
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    """Return a test client of the app."""
+    return app.test_client()
+
+
+def csrf_token(client: FlaskClient, path: str = "/") -> str:
+    """Fetch a page and return the CSRF token its forms carry."""
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the page has no CSRF token"
+    return match.group(1)

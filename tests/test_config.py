@@ -1,0 +1,66 @@
+"""The factory and its configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from webapp import create_app
+from webapp.config import ROOT
+
+
+def test_defaults_work_with_no_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WEBAPP_DATA_DIR", str(tmp_path))
+    app = create_app()
+    assert app.config["MILVUS_URI"] == str(tmp_path / "milvus.db")
+    assert app.config["MODEL_DIR"] == str(tmp_path / "models")
+    assert app.config["MAX_CONTENT_LENGTH"] == 32 * 1024 * 1024
+    assert app.template_folder == str(ROOT / "templates")
+
+
+def test_relative_data_dir_is_under_the_project() -> None:
+    app = create_app({"DATA_DIR": "var", "SECRET_KEY": "x"})
+    assert app.config["DATA_DIR"] == str(ROOT / "var")
+
+
+def test_environment_overrides_defaults_and_test_config_overrides_both(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WEBAPP_COLLECTION", "from_env")
+    monkeypatch.setenv("WEBAPP_THUMBNAIL_SIZE", "128")
+    monkeypatch.setenv("WEBAPP_MILVUS_URI", "http://milvus.internal:19530")
+    app = create_app({"DATA_DIR": str(tmp_path), "THUMBNAIL_SIZE": 64})
+    assert app.config["COLLECTION"] == "from_env"
+    assert app.config["THUMBNAIL_SIZE"] == 64  # the mapping wins over the environment
+    assert app.config["MILVUS_URI"] == "http://milvus.internal:19530"
+
+
+def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
+    first = create_app({"DATA_DIR": str(tmp_path)}).config["SECRET_KEY"]
+    second = create_app({"DATA_DIR": str(tmp_path)}).config["SECRET_KEY"]
+    assert first == second and len(first) == 64
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="WEBAPP_SECRET_KEY must be set"):
+        create_app({"DATA_DIR": str(tmp_path), "ENV": "production"})
+    assert create_app({"DATA_DIR": str(tmp_path), "ENV": "production", "SECRET_KEY": "s"})
+
+
+def test_creating_the_app_loads_nothing(tmp_path: Path) -> None:
+    app = create_app({"DATA_DIR": str(tmp_path / "d"), "SECRET_KEY": "x"})
+    assert not (tmp_path / "d" / "milvus.db").exists()
+    assert app.extensions["webapp"]._library is None
+
+
+def test_missing_model_is_explained_not_a_traceback(tmp_path: Path) -> None:
+    app = create_app({"DATA_DIR": str(tmp_path), "MODEL_DIR": str(tmp_path / "none"), "SECRET_KEY": "x"})
+    client = app.test_client()
+    response = client.get("/api/v1/stats")
+    assert response.status_code == 503
+    assert "make model" in response.json["message"]
+    page = client.get("/")
+    assert page.status_code == 503
+    assert "make model" in page.get_data(as_text=True)

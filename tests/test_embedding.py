@@ -1,0 +1,72 @@
+"""The Towhee pipeline with the real ONNX model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import near_duplicate
+from webapp.errors import InvalidImage, ModelMissing
+from webapp.services.embedding import Embedder
+from webapp.services.imaging import Decoded
+
+
+@pytest.fixture(scope="module")
+def embedder(model_dir: Path) -> Embedder:
+    return Embedder(model_dir, batch_size=4)
+
+
+def test_same_image_gives_the_same_unit_vector(embedder: Embedder, photos: dict[str, bytes]) -> None:
+    decoded, first = embedder.embed(photos["coffee"])
+    _, second = embedder.embed(photos["coffee"])
+    assert first.shape == (1280,) and first.dtype == np.float32
+    assert np.linalg.norm(first) == pytest.approx(1.0, abs=1e-5)
+    assert np.array_equal(first, second)
+    assert (decoded.width, decoded.height) == (600, 400)
+
+
+def test_batched_path_matches_single_and_keeps_order(embedder: Embedder, photos: dict[str, bytes]) -> None:
+    names = ["astronaut", "coffee", "rocket", "chelsea", "moon", "camera"]
+    items = [(name, photos[name]) for name in names]
+    items.insert(2, ("broken", b"not an image"))
+    rows = list(embedder.embed_many(items))
+    assert [key for key, _, _ in rows] == [key for key, _ in items]
+    for key, decoded, vector in rows:
+        if key == "broken":
+            assert isinstance(decoded, InvalidImage) and vector is None
+            continue
+        assert isinstance(decoded, Decoded) and vector is not None
+        assert np.allclose(vector, embedder.embed(photos[key])[1], atol=1e-4)
+
+
+def test_near_duplicates_rank_their_original_first(embedder: Embedder, photos: dict[str, bytes]) -> None:
+    assert len(photos) >= 20
+    names = list(photos)
+    library = np.stack([embedder.embed(photos[n])[1] for n in names])
+    margins = []
+    for i, name in enumerate(names):
+        scores = library @ embedder.embed(near_duplicate(photos[name]))[1]
+        ranked = np.argsort(-scores)
+        assert ranked[0] == i, f"{name}: ranked {names[ranked[0]]} first"
+        margins.append(scores[i] - scores[ranked[1]])
+    # Typically first by a wide margin, not by a hair (two grey face crops are the closest pair).
+    assert np.median(margins) > 0.3
+
+
+def test_unrelated_photos_score_well_below_near_duplicates(
+    embedder: Embedder, photos: dict[str, bytes]
+) -> None:
+    cat = embedder.embed(photos["chelsea"])[1]
+    assert float(cat @ embedder.embed(photos["rocket"])[1]) < 0.5
+
+
+def test_bad_bytes_raise_the_domain_error(embedder: Embedder) -> None:
+    with pytest.raises(InvalidImage):
+        embedder.embed(b"\x89PNG\r\n\x1a\n broken")
+
+
+def test_missing_model_file_says_how_to_build_it(tmp_path: Path) -> None:
+    with pytest.raises(ModelMissing, match="make model"):
+        Embedder(tmp_path)

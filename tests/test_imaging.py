@@ -1,0 +1,79 @@
+"""Decoding and preprocessing, as DESIGN.md specifies them."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import jpeg, png
+from webapp.errors import ImageTooLarge, InvalidImage
+from webapp.services.imaging import content_id, decode, thumbnail, to_input
+
+LIMIT = 10_000_000
+
+
+def test_exif_orientation_is_applied() -> None:
+    img = Image.new("RGB", (40, 20), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    out = io.BytesIO()
+    img.save(out, "JPEG", exif=exif)
+    decoded = decode(out.getvalue(), LIMIT)
+    assert decoded.image.size == (20, 40)
+    assert (decoded.width, decoded.height) == (20, 40)
+
+
+def test_transparency_is_composited_onto_white() -> None:
+    img = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    decoded = decode(png(img), LIMIT)
+    assert decoded.image.mode == "RGB"
+    assert decoded.image.getpixel((4, 4)) == (255, 255, 255)
+
+
+def test_palette_with_transparency_and_16_bit_grey_become_rgb() -> None:
+    pal = Image.new("P", (4, 4), 0)
+    pal.info["transparency"] = 0
+    assert decode(png(pal), LIMIT).image.getpixel((0, 0)) == (255, 255, 255)
+    grey16 = Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16))
+    assert decode(png(grey16), LIMIT).image.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_whole_image_is_resized_and_scaled_to_minus_one_one() -> None:
+    img = Image.new("RGB", (300, 100), (255, 0, 0))
+    arr = to_input(img, 224)
+    assert arr.shape == (3, 224, 224) and arr.dtype == np.float32
+    assert arr[0].min() == pytest.approx(1.0) and arr[1].max() == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"definitely not an image", "not an image"),
+        (jpeg(Image.new("RGB", (64, 64), "blue"))[:200], "damaged or truncated"),
+    ],
+)
+def test_unreadable_bytes_raise_invalid_image(data: bytes, message: str) -> None:
+    with pytest.raises(InvalidImage, match=message):
+        decode(data, LIMIT)
+
+
+def test_unsupported_format_is_named() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(out, "ICO")
+    with pytest.raises(InvalidImage, match="unsupported image format ICO"):
+        decode(out.getvalue(), LIMIT)
+
+
+def test_too_many_pixels_is_refused_before_decoding() -> None:
+    with pytest.raises(ImageTooLarge, match="100x100"):
+        decode(png(Image.new("RGB", (100, 100))), max_pixels=5000)
+
+
+def test_content_id_is_sha256_and_thumbnail_is_bounded() -> None:
+    assert content_id(b"abc").startswith("ba7816bf")
+    thumb = Image.open(io.BytesIO(thumbnail(Image.new("RGB", (1000, 500)), 320)))
+    assert thumb.format == "JPEG" and thumb.size == (320, 160)

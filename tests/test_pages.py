@@ -1,0 +1,106 @@
+"""The server-rendered pages, through the test client (no JavaScript needed)."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import csrf_token, near_duplicate
+
+
+def post_file(client: FlaskClient, url: str, data: bytes, name: str = "photo.jpg", **fields: str):  # type: ignore[no-untyped-def]
+    """Submit a page form with a file and a valid CSRF token."""
+    form = {"csrf_token": csrf_token(client), "image": (io.BytesIO(data), name), **fields}
+    return client.post(url, data=form, content_type="multipart/form-data")
+
+
+def test_home_shows_forms_and_library_size(client: FlaskClient, photos: dict[str, bytes]) -> None:
+    html = client.get("/").get_data(as_text=True)
+    assert 'name="image"' in html and 'name="top_k"' in html
+    assert 'action="/search"' in html and 'action="/images"' in html
+    assert "0 images" in html and "empty" in html.lower()
+    post_file(client, "/images", photos["coffee"], "coffee.jpg")
+    assert "1 image " in client.get("/").get_data(as_text=True)
+
+
+def test_add_from_the_page_then_search_from_the_page(client: FlaskClient, photos: dict[str, bytes]) -> None:
+    for name in ("coffee", "chelsea", "rocket", "astronaut"):
+        added = post_file(client, "/images", photos[name], f"{name}.jpg")
+        assert added.status_code == 302 and re.search(r"/images/[0-9a-f]{64}$", added.location)
+    page = client.get(added.location)
+    assert page.status_code == 200 and "astronaut.jpg" in page.get_data(as_text=True)
+
+    response = post_file(client, "/search", near_duplicate(photos["chelsea"]), "cat.jpg", top_k="3")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert 'src="data:image/jpeg;base64,' in html  # the query image is shown
+    names = re.findall(r'<img loading="lazy" src="[^"]+" alt="([^"]+)"', html)
+    assert names[:1] == ["chelsea.jpg"] and len(names) == 3
+    assert re.search(r"\d+\.\d%", html)  # scores shown as percentages
+    assert "/api/v1/images/" in html and "/file" in html  # links to the full image
+
+
+def test_adding_the_same_image_twice_says_so(client: FlaskClient, photos: dict[str, bytes]) -> None:
+    post_file(client, "/images", photos["moon"])
+    again = post_file(client, "/images", photos["moon"])
+    html = client.get(again.location).get_data(as_text=True)
+    assert "already in the library" in html
+
+
+@pytest.mark.parametrize(
+    ("url", "data", "fields", "status", "text"),
+    [
+        ("/search", b"not an image", {}, 422, "not an image"),
+        ("/images", b"", {}, 400, "Choose an image"),
+        ("/search", None, {"top_k": "500"}, 400, "between 1 and 100"),
+    ],
+)
+def test_bad_input_gets_an_html_error_page(
+    client: FlaskClient,
+    photos: dict[str, bytes],
+    url: str,
+    data: bytes | None,
+    fields: dict[str, str],
+    status: int,
+    text: str,
+) -> None:
+    name = "" if data == b"" else "x.jpg"
+    response = post_file(client, url, photos["moon"] if data is None else data, name, **fields)
+    assert response.status_code == status
+    assert response.mimetype == "text/html"
+    assert text in response.get_data(as_text=True)
+    assert "0 images" in client.get("/").get_data(as_text=True)
+
+
+def test_forms_without_csrf_token_are_refused(client: FlaskClient, photos: dict[str, bytes]) -> None:
+    form = {"image": (io.BytesIO(photos["moon"]), "m.jpg")}
+    response = client.post("/images", data=form, content_type="multipart/form-data")
+    assert response.status_code == 400 and "CSRF" in response.get_data(as_text=True)
+
+
+def test_unknown_pages_are_html_404(client: FlaskClient) -> None:
+    for path in ("/nowhere", "/images/" + "0" * 64):
+        response = client.get(path)
+        assert response.status_code == 404 and response.mimetype == "text/html"
+        assert "404" in response.get_data(as_text=True)
+
+
+def test_filenames_are_escaped(client: FlaskClient, photos: dict[str, bytes]) -> None:
+    added = post_file(client, "/images", photos["coins"], "<img src=x onerror=alert(1)>.jpg")
+    html = client.get(added.location).get_data(as_text=True)
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;.jpg" in html
+
+
+def test_reloading_the_results_url_goes_back_to_the_form(client: FlaskClient) -> None:
+    response = client.get("/search")
+    assert response.status_code == 302 and response.location.endswith("/")
+
+
+def test_static_assets_are_local(client: FlaskClient) -> None:
+    html = client.get("/").get_data(as_text=True)
+    assert "https://" not in html and "http://" not in html
+    for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', html):
+        assert client.get(asset).status_code == 200

@@ -1,0 +1,80 @@
+"""The Milvus vector store, against a real Milvus Lite file."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from webapp.services.vectors import MilvusVectorStore, Record, is_server_uri, pk_of
+
+DIM = 1280
+
+
+def _item(i: int, rng: np.random.Generator) -> tuple[Record, np.ndarray]:
+    sha = hashlib.sha256(str(i).encode()).hexdigest()
+    vec = rng.standard_normal(DIM).astype(np.float32)
+    return Record(sha, f"{i}.jpg", 10 + i, 20, "upload", "image/jpeg", 1000 + i), vec / np.linalg.norm(vec)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[MilvusVectorStore]:
+    store = MilvusVectorStore(str(tmp_path / "m.db"), "test", DIM)
+    yield store
+    store.close()
+
+
+def test_pk_is_the_first_eight_bytes_signed() -> None:
+    assert pk_of("00" * 7 + "01" + "ff" * 24) == 1
+    assert pk_of("ff" * 32) == -1
+    assert pk_of("80" + "00" * 31) == -(2**63)
+
+
+def test_uri_kind() -> None:
+    assert is_server_uri("http://localhost:19530") and is_server_uri("https://x.cloud")
+    assert not is_server_uri("var/milvus.db") and not is_server_uri("/abs/milvus.db")
+
+
+def test_upsert_is_idempotent_and_search_ranks_by_cosine(store: MilvusVectorStore) -> None:
+    rng = np.random.default_rng(0)
+    items = [_item(i, rng) for i in range(50)]
+    store.upsert(items)
+    store.upsert(items[:10])
+    assert store.count() == 50
+    target, vector = items[7]
+    hits = store.search(vector, 5)
+    assert len(hits) == 5
+    assert hits[0].record == target and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_get_returns_only_what_exists(store: MilvusVectorStore) -> None:
+    rng = np.random.default_rng(1)
+    items = [_item(i, rng) for i in range(5)]
+    store.upsert(items)
+    wanted = [items[3][0].sha256, items[1][0].sha256, "ab" * 32]
+    found = store.get(wanted)
+    assert set(found) == {items[3][0].sha256, items[1][0].sha256}
+    assert found[items[1][0].sha256] == items[1][0]
+    assert store.get([]) == {}
+
+
+def test_delete_and_persistence_across_reopen(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    items = [_item(i, rng) for i in range(20)]
+    store = MilvusVectorStore(str(tmp_path / "p.db"), "test", DIM)
+    store.upsert(items)
+    store.delete([items[0][0].sha256])
+    store.close()
+    reopened = MilvusVectorStore(str(tmp_path / "p.db"), "test", DIM)
+    try:
+        assert reopened.count() == 19
+        assert reopened.search(items[5][1], 1)[0].record == items[5][0]
+        index = reopened._client.describe_index("test", "vector")
+        assert (index["index_type"], index["metric_type"]) == ("HNSW", "COSINE")
+        assert (index["params"]["M"], index["params"]["efConstruction"]) == (16, 200)
+    finally:
+        reopened.close()
