@@ -61,9 +61,7 @@ def test_same_bytes_are_never_indexed_twice(client: FlaskClient, photos: dict[st
     assert client.get("/api/v1/stats").json["count"] == 1
 
 
-def test_search_ranks_the_original_of_a_near_duplicate_first(
-    client: FlaskClient, photos: dict[str, bytes]
-) -> None:
+def test_search_ranks_the_original_of_a_near_duplicate_first(client: FlaskClient, photos: dict[str, bytes]) -> None:
     ids = add_all(client, photos)
     for name in ("chelsea", "astronaut", "hubble_deep_field"):
         response = upload(client, "/api/v1/search", near_duplicate(photos[name]), "query.jpg", top_k="5")
@@ -75,12 +73,18 @@ def test_search_ranks_the_original_of_a_near_duplicate_first(
         scores = [hit["score"] for hit in body["results"]]
         assert scores == sorted(scores, reverse=True)
         assert body["took_ms"] > 0
-        assert set(body["results"][0]) >= {"id", "score", "filename", "width", "height", "url", "thumbnail_url"}
+        assert set(body["results"][0]) >= {
+            "id",
+            "score",
+            "filename",
+            "width",
+            "height",
+            "url",
+            "thumbnail_url",
+        }
 
 
-def test_search_defaults_to_ten_and_an_exact_copy_scores_one(
-    client: FlaskClient, photos: dict[str, bytes]
-) -> None:
+def test_search_defaults_to_ten_and_an_exact_copy_scores_one(client: FlaskClient, photos: dict[str, bytes]) -> None:
     add_all(client, photos)
     response = upload(client, "/api/v1/search", photos["moon"])
     assert len(response.json["results"]) == 10
@@ -143,7 +147,12 @@ def test_json_body_instead_of_multipart_is_422(client: FlaskClient) -> None:
 
 def test_over_large_upload_is_413_json(tmp_path: Path, model_dir: Path) -> None:
     app = create_app(
-        {"DATA_DIR": str(tmp_path), "MODEL_DIR": str(model_dir), "SECRET_KEY": "t", "MAX_CONTENT_LENGTH": 1000}
+        {
+            "DATA_DIR": str(tmp_path),
+            "MODEL_DIR": str(model_dir),
+            "SECRET_KEY": "t",
+            "MAX_CONTENT_LENGTH": 1000,
+        }
     )
     client = app.test_client()
     try:

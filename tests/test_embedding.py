@@ -55,9 +55,7 @@ def test_near_duplicates_rank_their_original_first(embedder: Embedder, photos: d
     assert np.median(margins) > 0.3
 
 
-def test_unrelated_photos_score_well_below_near_duplicates(
-    embedder: Embedder, photos: dict[str, bytes]
-) -> None:
+def test_unrelated_photos_score_well_below_near_duplicates(embedder: Embedder, photos: dict[str, bytes]) -> None:
     cat = embedder.embed(photos["chelsea"])[1]
     assert float(cat @ embedder.embed(photos["rocket"])[1]) < 0.5
 

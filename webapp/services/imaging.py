@@ -58,9 +58,7 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
                     f"unsupported image format {fmt or 'unknown'}; use JPEG, PNG, GIF, WebP, BMP or TIFF"
                 )
             if img.width * img.height > max_pixels:
-                raise ImageTooLarge(
-                    f"the image is {img.width}x{img.height} pixels; the limit is {max_pixels} pixels"
-                )
+                raise ImageTooLarge(f"the image is {img.width}x{img.height} pixels; the limit is {max_pixels} pixels")
             width, height = img.size
             if img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
                 width, height = height, width

@@ -35,9 +35,7 @@ def clean_filename(name: str | None) -> str:
 class Library:
     """The images a person has indexed, searchable by similarity."""
 
-    def __init__(
-        self, embedder: Embedder, vectors: VectorStore, images: ImageStore, thumbnail_size: int
-    ) -> None:
+    def __init__(self, embedder: Embedder, vectors: VectorStore, images: ImageStore, thumbnail_size: int) -> None:
         self.embedder = embedder
         self.vectors = vectors
         self.images = images

@@ -126,8 +126,7 @@ class MilvusVectorStore:
         if not items:
             return
         rows = [
-            {"pk": pk_of(rec.sha256), "vector": vec.astype(np.float32).tolist(), **rec.__dict__}
-            for rec, vec in items
+            {"pk": pk_of(rec.sha256), "vector": vec.astype(np.float32).tolist(), **rec.__dict__} for rec, vec in items
         ]
         with self._write_lock:
             self._call(self._client.upsert, self.collection, rows)

@@ -8,9 +8,7 @@ from webapp.api.common import ImageUpload
 class ImageUploadSchema(ma.Schema):
     """A multipart upload of one image."""
 
-    image = ImageUpload(
-        required=True, metadata={"description": "The image file (JPEG, PNG, GIF, WebP, BMP, TIFF)."}
-    )
+    image = ImageUpload(required=True, metadata={"description": "The image file (JPEG, PNG, GIF, WebP, BMP, TIFF)."})
 
 
 class ImageSchema(ma.Schema):

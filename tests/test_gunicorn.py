@@ -1,0 +1,103 @@
+"""The app as `make run` serves it: Gunicorn with gunicorn.conf.py, a real port, real requests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import near_duplicate
+from webapp.config import ROOT
+
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def environment(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBAPP_")}
+    env.update({"WEBAPP_DATA_DIR": str(data_dir), "WEBAPP_MODEL_DIR": str(model_dir), **extra})
+    return env
+
+
+class Server:
+    """A Gunicorn process serving the app on a free loopback port."""
+
+    def __init__(self, data_dir: Path, model_dir: Path) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        env = environment(data_dir, model_dir, WEBAPP_BIND=self.url.removeprefix("http://"))
+        self.proc = subprocess.Popen(
+            [GUNICORN, "-c", "gunicorn.conf.py"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/api/v1/stats", timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("gunicorn did not start")
+
+    def stop(self) -> str:
+        """Stop gracefully (SIGTERM, as a supervisor would) and return what it logged."""
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=60)
+        return err
+
+
+@pytest.fixture()
+def server(tmp_path: Path, model_dir: Path) -> Iterator[Server]:
+    server = Server(tmp_path, model_dir)
+    yield server
+    if server.proc.poll() is None:
+        server.stop()
+
+
+def test_add_and_search_over_http_and_survive_a_restart(
+    server: Server, tmp_path: Path, model_dir: Path, photos: dict[str, bytes]
+) -> None:
+    names = ["coffee", "chelsea", "rocket", "moon", "astronaut"]
+    for name in names:
+        added = requests.post(f"{server.url}/api/v1/images", files={"image": (f"{name}.jpg", photos[name])})
+        assert added.status_code == 201
+    found = requests.post(
+        f"{server.url}/api/v1/search",
+        files={"image": ("q.jpg", near_duplicate(photos["rocket"]))},
+        data={"top_k": "3"},
+    ).json()
+    assert [hit["filename"] for hit in found["results"]][:1] == ["rocket.jpg"]
+    page = requests.get(server.url + "/")
+    assert page.ok and "5 images" in page.text
+    assert requests.get(f"{server.url}/api/docs").ok
+    log = server.stop()
+    assert server.proc.returncode == 0, log
+
+    again = Server(tmp_path, model_dir)
+    try:
+        assert requests.get(f"{again.url}/api/v1/stats").json()["count"] == len(names)
+    finally:
+        again.stop()
+
+
+def test_several_workers_on_a_lite_file_are_refused_at_start(tmp_path: Path, model_dir: Path) -> None:
+    env = environment(tmp_path, model_dir, WEBAPP_WORKERS="3", WEBAPP_BIND=f"127.0.0.1:{free_port()}")
+    result = subprocess.run(
+        [GUNICORN, "-c", "gunicorn.conf.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "Refusing to start 3 workers on the Milvus Lite file" in result.stderr
+    assert "WEBAPP_MILVUS_URI" in result.stderr
+    assert not (tmp_path / "milvus.db").exists()
