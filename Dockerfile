@@ -21,10 +21,7 @@ COPY requirements.txt requirements-model.txt ./
 RUN pip install -r requirements-model.txt \
         $(grep -E '^(onnxruntime|numpy)==' requirements.txt | cut -d' ' -f1)
 COPY scripts/export_model.py scripts/
-# The script writes the file with mode 0600 (a temp file renamed into place): make it readable
-# by the runtime's non-root user.
-RUN python scripts/export_model.py --model "${MODEL}" --out "/models/${MODEL}.onnx" \
-    && chmod 0644 "/models/${MODEL}.onnx"
+RUN python scripts/export_model.py --model "${MODEL}" --out "/models/${MODEL}.onnx"
 
 # --- runtime: the app, without torch ---------------------------------------------------------
 FROM python:3.11-slim AS runtime

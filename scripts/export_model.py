@@ -73,6 +73,7 @@ def export(name: str, out: Path) -> None:
     if got.shape != (2, 1280) or not np.allclose(got, expected, atol=1e-3):
         os.unlink(tmp)
         raise SystemExit(f"exported model disagrees with torch (max diff {np.abs(got - expected).max()})")
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a non-root server user must read it
     os.replace(tmp, out)
 
 

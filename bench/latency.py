@@ -1,0 +1,137 @@
+"""Measure warm single-request search latency through the app under Gunicorn, on loopback.
+
+Starts Gunicorn with gunicorn.conf.py on a temporary data folder, indexes the photos bundled with
+scikit-image, then times sequential searches (one client, warm) and prints percentiles next to the
+in-process cost of the same work (embed + Milvus search) measured on the same machine in the same run.
+
+    .venv/bin/python bench/latency.py [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+from skimage import data as skdata
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from webapp.services.embedding import Embedder  # noqa: E402
+from webapp.services.vectors import MilvusVectorStore, Record  # noqa: E402
+
+NAMES = ["astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins", "grass", "gravel"]
+NAMES += ["hubble_deep_field", "immunohistochemistry", "microaneurysms", "moon", "page", "retina", "rocket", "text"]
+
+
+def photos() -> dict[str, bytes]:
+    """Return the bundled photos as JPEG bytes."""
+    out = {}
+    for name in NAMES:
+        buf = io.BytesIO()
+        Image.fromarray(getattr(skdata, name)()).convert("RGB").save(buf, "JPEG", quality=90)
+        out[name] = buf.getvalue()
+    return out
+
+
+def percentiles(samples: list[float]) -> str:
+    """Format p50/p95/p99 and the mean of millisecond samples."""
+    q = np.percentile(samples, [50, 95, 99])
+    return f"p50 {q[0]:6.1f}  p95 {q[1]:6.1f}  p99 {q[2]:6.1f}  mean {statistics.fmean(samples):6.1f} ms"
+
+
+def start(data_dir: Path, model_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start Gunicorn on a free loopback port and wait until it answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBAPP_")}
+    env.update(WEBAPP_DATA_DIR=str(data_dir), WEBAPP_MODEL_DIR=str(model_dir), WEBAPP_BIND=f"127.0.0.1:{port}")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py", "--access-logfile", "/dev/null"],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if requests.get(f"{url}/api/v1/stats", timeout=2).ok:
+                return proc, url
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("gunicorn did not start")
+
+
+def main() -> None:
+    """Run the measurement and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "var" / "models")
+    args = parser.parse_args()
+    images = photos()
+    query = images["chelsea"]
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start(Path(tmp) / "app", args.model_dir)
+        try:
+            session = requests.Session()
+            for name, data in images.items():
+                session.post(f"{url}/api/v1/images", files={"image": (f"{name}.jpg", data)}).raise_for_status()
+            for _ in range(20):  # warm up
+                session.post(f"{url}/api/v1/search", files={"image": ("q.jpg", query)})
+            wall, server = [], []
+            for _ in range(args.requests):
+                start_t = time.perf_counter()
+                response = session.post(f"{url}/api/v1/search", files={"image": ("q.jpg", query)}, data={"top_k": 10})
+                wall.append((time.perf_counter() - start_t) * 1000)
+                response.raise_for_status()
+                server.append(response.json()["took_ms"])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+        embedder = Embedder(args.model_dir)
+        store = MilvusVectorStore(str(Path(tmp) / "raw.db"), "raw", embedder.dim)
+        store.upsert(list(_records(embedder, images)))
+        embed_ms, search_ms = [], []
+        for _ in range(args.requests):
+            t0 = time.perf_counter()
+            _, vector = embedder.embed(query)
+            t1 = time.perf_counter()
+            store.search(vector, 10)
+            t2 = time.perf_counter()
+            embed_ms.append((t1 - t0) * 1000)
+            search_ms.append((t2 - t1) * 1000)
+        store.close()
+
+    print(f"library: {len(images)} images; query: chelsea.jpg (300x451 JPEG); {args.requests} sequential requests")
+    print(f"HTTP round trip (client)   {percentiles(wall)}")
+    print(f"server took_ms             {percentiles(server)}")
+    print(f"raw embed (in-process)     {percentiles(embed_ms)}")
+    print(f"raw Milvus search          {percentiles(search_ms)}")
+    raw = np.median(embed_ms) + np.median(search_ms)
+    print(f"app p50 - (raw embed p50 + raw search p50) = {np.median(wall) - raw:+.1f} ms")
+
+
+def _records(embedder: Embedder, images: dict[str, bytes]) -> Iterator[tuple[Record, np.ndarray]]:
+    """Embed the photos into records for the raw store."""
+    for name, data in images.items():
+        decoded, vector = embedder.embed(data)
+        yield Record(decoded.sha256, name, decoded.width, decoded.height, "bench", decoded.mime, 0), vector
+
+
+if __name__ == "__main__":
+    main()
