@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 MODEL ?= efficientnet-lite0
 MODEL_FILE := var/models/$(MODEL).onnx
 
-.PHONY: run test lint model install install-dev clean
+.PHONY: run test lint latency model install install-dev clean
 
 run: install model
 	$(BIN)/gunicorn -c gunicorn.conf.py
@@ -19,6 +19,10 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Warm single-client search latency through Gunicorn on loopback (prints percentiles).
+latency: install-dev model
+	$(BIN)/python bench/latency.py
 
 model: $(MODEL_FILE)
 

@@ -117,7 +117,8 @@ def main() -> None:
             search_ms.append((t2 - t1) * 1000)
         store.close()
 
-    print(f"library: {len(images)} images; query: chelsea.jpg (300x451 JPEG); {args.requests} sequential requests")
+    size = "x".join(map(str, Image.open(io.BytesIO(query)).size))
+    print(f"library: {len(images)} images; query: chelsea.jpg ({size} JPEG); {args.requests} sequential requests")
     print(f"HTTP round trip (client)   {percentiles(wall)}")
     print(f"server took_ms             {percentiles(server)}")
     print(f"raw embed (in-process)     {percentiles(embed_ms)}")
