@@ -8,9 +8,11 @@ from typing import Any
 
 from flask import current_app
 
+from webapp.services.catalog import Catalog
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.library import Library
+from webapp.services.sqlite import Database
 from webapp.services.vectors import MilvusVectorStore, is_server_uri
 
 EXTENSION = "webapp"
@@ -22,7 +24,15 @@ class Runtime:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings
         self._library: Library | None = None
+        self._database: Database | None = None
         self._lock = threading.Lock()
+
+    @property
+    def database(self) -> Database:
+        """Return the SQLite database of jobs and catalogue, creating it on first use."""
+        if self._database is None:
+            self._database = Database(Path(self.settings["DATA_DIR"]) / "webapp.sqlite")
+        return self._database
 
     @property
     def library(self) -> Library:
@@ -55,7 +65,7 @@ class Runtime:
             timeout=s["MILVUS_TIMEOUT"],
         )
         images = ImageStore(Path(s["DATA_DIR"]) / "images")
-        return Library(embedder, vectors, images, s["THUMBNAIL_SIZE"])
+        return Library(embedder, vectors, images, Catalog(self.database), s["THUMBNAIL_SIZE"])
 
     def close(self) -> None:
         """Flush and close the vector store (Gunicorn calls this when a worker exits)."""

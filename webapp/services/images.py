@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 EXTENSIONS = {
@@ -49,6 +51,15 @@ class ImageStore:
         for path in (self.original(sha256), self.thumbnail(sha256)):
             if path is not None:
                 path.unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        """Remove every stored file (moved aside first, so the store is empty at once)."""
+        for kind in ("originals", "thumbnails"):
+            folder = self.root / kind
+            if folder.is_dir():
+                trash = self.root / f".trash-{kind}-{os.getpid()}-{time.monotonic_ns()}"
+                folder.rename(trash)
+                shutil.rmtree(trash, ignore_errors=True)
 
 
 def mime_of(path: Path) -> str:

@@ -1,12 +1,18 @@
-"""The library: adds, finds and searches images, keeping files and vectors in step."""
+"""The library: adds, finds, lists and deletes images, keeping files, vectors and catalogue in step."""
 
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from webapp.errors import NotFound
+import numpy as np
+
+from webapp.errors import NotFound, WebappError
+from webapp.services.catalog import Catalog
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.imaging import Decoded, content_id, thumbnail
@@ -26,6 +32,24 @@ class SearchResult:
     took_ms: float
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What adding one file did: added, duplicate (already indexed) or failed, with the reason."""
+
+    status: Literal["added", "duplicate", "failed"]
+    record: Record | None = None
+    reason: str = ""
+    error: WebappError | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file to add: its bytes (or why they could not be read) and its name."""
+
+    filename: str
+    data: bytes | WebappError
+
+
 def clean_filename(name: str | None) -> str:
     """Keep only the last path component of a client's file name, without control characters."""
     base = re.split(r"[\\/]", name or "")[-1]
@@ -35,37 +59,83 @@ def clean_filename(name: str | None) -> str:
 class Library:
     """The images a person has indexed, searchable by similarity."""
 
-    def __init__(self, embedder: Embedder, vectors: VectorStore, images: ImageStore, thumbnail_size: int) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        vectors: VectorStore,
+        images: ImageStore,
+        catalog: Catalog,
+        thumbnail_size: int,
+    ) -> None:
         self.embedder = embedder
         self.vectors = vectors
         self.images = images
+        self.catalog = catalog
         self.thumbnail_size = thumbnail_size
+        # Adds check "already indexed?" then write: one at a time per process, so two uploads
+        # of the same bytes cannot both be counted as new.
+        self._add_lock = threading.Lock()
 
     def add(self, data: bytes, filename: str | None, source: str = "upload") -> tuple[Record, bool]:
         """Index one image; return its record and whether it was new (False for a duplicate)."""
-        sha256 = content_id(data)
-        existing = self.vectors.get([sha256]).get(sha256)
-        if existing is not None and self.images.original(sha256):
-            return existing, False
-        decoded, vector = self.embedder.embed(data)
-        record = Record(
-            sha256=decoded.sha256,
-            filename=clean_filename(filename),
-            width=decoded.width,
-            height=decoded.height,
-            source=source,
-            mime=decoded.mime,
-            added_at=int(time.time() * 1000),
-        )
-        # File first, then vector: a vector is never stored without its file.
-        created = self.images.put(sha256, decoded.mime, data, thumbnail(decoded.image, self.thumbnail_size))
+        outcome = self.add_many([Entry(clean_filename(filename), data)], source)[0]
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.record is not None
+        return outcome.record, outcome.status == "added"
+
+    def add_many(self, entries: Sequence[Entry], source: str) -> list[Outcome]:
+        """Index a batch of files in one model call per window; one bad file never stops the rest."""
+        outcomes: dict[int, Outcome] = {}
+        repeats: dict[int, int] = {}  # index -> index of the same bytes earlier in this batch
+        todo: list[tuple[int, bytes]] = []
+        with self._add_lock:
+            shas = {i: content_id(e.data) for i, e in enumerate(entries) if isinstance(e.data, bytes)}
+            known = self.vectors.get(set(shas.values()))
+            first: dict[str, int] = {}
+            for i, entry in enumerate(entries):
+                if isinstance(entry.data, WebappError):
+                    outcomes[i] = Outcome("failed", reason=entry.data.message, error=entry.data)
+                elif shas[i] in known:
+                    outcomes[i] = Outcome("duplicate", known[shas[i]])
+                elif shas[i] in first:
+                    repeats[i] = first[shas[i]]
+                else:
+                    first[shas[i]] = i
+                    todo.append((i, entry.data))
+            new: list[tuple[Record, np.ndarray, bytes, Decoded]] = []
+            now = int(time.time() * 1000)
+            for (i, data), (_, decoded, vector) in zip(todo, self.embedder.embed_many(todo), strict=True):
+                if isinstance(decoded, WebappError) or vector is None:
+                    error = decoded if isinstance(decoded, WebappError) else WebappError("could not embed")
+                    outcomes[i] = Outcome("failed", reason=error.message, error=error)
+                    continue
+                name = entries[i].filename
+                record = Record(decoded.sha256, name, decoded.width, decoded.height, source, decoded.mime, now)
+                new.append((record, vector, data, decoded))
+                outcomes[i] = Outcome("added", record)
+            self._store(new)
+        for i, j in repeats.items():
+            earlier = outcomes[j]
+            outcomes[i] = Outcome("duplicate", earlier.record) if earlier.record else earlier
+        return [outcomes[i] for i in range(len(entries))]
+
+    def _store(self, new: list[tuple[Record, np.ndarray, bytes, Decoded]]) -> None:
+        """Write files first, then vectors, then the catalogue; undo the files if vectors fail."""
+        if not new:
+            return
+        created = [
+            rec.sha256
+            for rec, _, data, decoded in new
+            if self.images.put(rec.sha256, rec.mime, data, thumbnail(decoded.image, self.thumbnail_size))
+        ]
         try:
-            self.vectors.upsert([(record, vector)])
+            self.vectors.upsert([(rec, vec) for rec, vec, _, _ in new])
         except Exception:
-            if created:
-                self.images.delete(sha256)
+            for sha in created:
+                self.images.delete(sha)
             raise
-        return record, True
+        self.catalog.add((rec.sha256, rec.added_at) for rec, _, _, _ in new)
 
     def search(self, data: bytes, top_k: int) -> SearchResult:
         """Embed the query image and return the ``top_k`` most similar indexed images."""
@@ -74,12 +144,42 @@ class Library:
         hits = self.vectors.search(vector, top_k)
         return SearchResult(decoded, hits, (time.perf_counter() - start) * 1000)
 
+    def similar(self, sha256: str, top_k: int) -> list[Hit]:
+        """Return the ``top_k`` images most similar to an indexed one (itself excluded)."""
+        vector = self.vectors.vector(sha256)
+        if vector is None:
+            raise NotFound(f"no image with id {sha256} in the library")
+        return [hit for hit in self.vectors.search(vector, top_k + 1) if hit.record.sha256 != sha256][:top_k]
+
     def get(self, sha256: str) -> Record:
         """Return the record of an indexed image or raise NotFound."""
         record = self.vectors.get([sha256]).get(sha256)
         if record is None:
             raise NotFound(f"no image with id {sha256} in the library")
         return record
+
+    def newest(self, offset: int, limit: int) -> list[Record]:
+        """Return a page of records, newest first."""
+        page = self.catalog.newest(offset, limit)
+        records = self.vectors.get(page)
+        return [records[sha] for sha in page if sha in records]
+
+    def delete(self, sha256: str) -> None:
+        """Remove an image: its vector, its catalogue entry, its file and thumbnail."""
+        self.get(sha256)
+        with self._add_lock:
+            self.vectors.delete([sha256])
+            self.catalog.remove([sha256])
+            self.images.delete(sha256)
+
+    def clear(self) -> int:
+        """Remove every image; return how many there were."""
+        with self._add_lock:
+            count = self.vectors.count()
+            self.vectors.clear()
+            self.catalog.clear()
+            self.images.clear()
+        return count
 
     def count(self) -> int:
         """Return the number of indexed images."""

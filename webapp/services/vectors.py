@@ -57,6 +57,18 @@ class VectorStore(Protocol):
 
     def upsert(self, items: Sequence[tuple[Record, np.ndarray]]) -> None: ...
     def delete(self, sha256s: Sequence[str]) -> None: ...
+    def clear(self) -> None:
+        """Delete every vector (keeping the collection and its index)."""
+        with self._write_lock:
+            self._call(self._client.delete, self.collection, filter="added_at >= 0 or added_at < 0")
+            self._call(self._client.flush, self.collection)
+
+    def vector(self, sha256: str) -> np.ndarray | None:
+        """Return the stored vector of an image, or None."""
+        rows = self._call(self._client.get, self.collection, ids=[pk_of(sha256)], output_fields=["sha256", "vector"])
+        row = next((r for r in rows if r["sha256"] == sha256), None)
+        return None if row is None else np.asarray(row["vector"], dtype=np.float32)
+
     def search(self, vector: np.ndarray, top_k: int) -> list[Hit]: ...
     def get(self, sha256s: Iterable[str]) -> dict[str, Record]: ...
     def count(self) -> int: ...
@@ -89,14 +101,21 @@ class MilvusVectorStore:
         # Milvus Lite loses rows when several threads write to one file at once (DESIGN.md):
         # every write goes through this lock.
         self._write_lock = threading.Lock()
+        self._index = (hnsw_m, ef_construction)
         try:
             self._client = MilvusClient(uri=uri, token=token, timeout=timeout)
-            self._ensure_collection(hnsw_m, ef_construction)
+            self._ensure_collection()
         except MilvusException as exc:
+            if self.kind == "milvus-lite" and "Open local milvus failed" in exc.message:
+                raise StoreUnavailable(
+                    f"the Milvus Lite file {uri} is in use by another process (a running server?): "
+                    "Milvus Lite allows one process per file"
+                ) from exc
             raise StoreUnavailable(f"cannot open the vector store at {uri}: {exc.message}") from exc
 
-    def _ensure_collection(self, hnsw_m: int, ef_construction: int) -> None:
+    def _ensure_collection(self) -> None:
         client = self._client
+        hnsw_m, ef_construction = self._index
         if not client.has_collection(self.collection):
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("pk", DataType.INT64, is_primary=True)
@@ -136,6 +155,38 @@ class MilvusVectorStore:
         if sha256s:
             with self._write_lock:
                 self._call(self._client.delete, self.collection, ids=[pk_of(s) for s in sha256s])
+
+    def clear(self) -> None:
+        """Delete every vector (keeping the collection and its index)."""
+        with self._write_lock:
+            self._call(self._client.delete, self.collection, filter="added_at >= 0 or added_at < 0")
+            self._call(self._client.flush, self.collection)
+
+    def vector(self, sha256: str) -> np.ndarray | None:
+        """Return the stored vector of an image, or None."""
+        rows = self._call(self._client.get, self.collection, ids=[pk_of(sha256)], output_fields=["sha256", "vector"])
+        row = next((r for r in rows if r["sha256"] == sha256), None)
+        return None if row is None else np.asarray(row["vector"], dtype=np.float32)
+
+    def newest(self, offset: int, limit: int) -> list[Record]:
+        """Return a page of records, newest first."""
+        # Milvus queries have no ORDER BY: read the (small) key and time columns, sort here.
+        keys: list[tuple[int, int]] = []
+        iterator = self._call(
+            self._client.query_iterator, self.collection, batch_size=16384, output_fields=["added_at"]
+        )
+        try:
+            while batch := iterator.next():
+                keys.extend((row["added_at"], row["pk"]) for row in batch)
+        finally:
+            iterator.close()
+        keys.sort(reverse=True)
+        page = [pk for _, pk in keys[offset : offset + limit]]
+        if not page:
+            return []
+        rows = self._call(self._client.get, self.collection, ids=page, output_fields=FIELDS)
+        by_pk = {pk_of(row["sha256"]): _record(row) for row in rows}
+        return [by_pk[pk] for pk in page if pk in by_pk]
 
     def search(self, vector: np.ndarray, top_k: int) -> list[Hit]:
         """Return the ``top_k`` nearest images by cosine similarity, best first."""
