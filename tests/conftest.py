@@ -7,8 +7,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -58,6 +60,16 @@ def png(img: Image.Image) -> bytes:
     out = io.BytesIO()
     img.save(out, "PNG")
     return out.getvalue()
+
+
+def noise_images(count: int, seed: int = 0, size: int = 48) -> list[bytes]:
+    """Return ``count`` distinct small JPEGs (random colour blocks), quick to embed."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        blocks = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        out.append(jpeg(Image.fromarray(blocks).resize((size, size), Image.Resampling.NEAREST)))
+    return out
 
 
 def near_duplicate(data: bytes) -> bytes:
@@ -114,6 +126,17 @@ def app(tmp_path: Path, model_dir: Path) -> Iterator[Flask]:
 def client(app: Flask) -> FlaskClient:
     """Return a test client of the app."""
     return app.test_client()
+
+
+def wait_for_job(client: FlaskClient, url: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll a job's API url until it ends; return its final state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(url).json
+        if job["status"] not in ("queued", "running"):
+            return dict(job or {})
+        time.sleep(0.05)
+    raise AssertionError(f"job {url} did not end in {timeout} s")
 
 
 def csrf_token(client: FlaskClient, path: str = "/") -> str:

@@ -8,13 +8,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import near_duplicate
+from tests.conftest import near_duplicate, noise_images
 from webapp.config import ROOT
 
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -35,9 +35,9 @@ def environment(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str]
 class Server:
     """A Gunicorn process serving the app on a free loopback port."""
 
-    def __init__(self, data_dir: Path, model_dir: Path) -> None:
+    def __init__(self, data_dir: Path, model_dir: Path, **extra: str) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
-        env = environment(data_dir, model_dir, WEBAPP_BIND=self.url.removeprefix("http://"))
+        env = environment(data_dir, model_dir, WEBAPP_BIND=self.url.removeprefix("http://"), **extra)
         self.proc = subprocess.Popen(
             [GUNICORN, "-c", "gunicorn.conf.py"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
         )
@@ -50,6 +50,11 @@ class Server:
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError("gunicorn did not start")
+
+    def workers(self) -> list[int]:
+        """Return the pids of Gunicorn's worker processes."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
 
     def stop(self) -> str:
         """Stop gracefully (SIGTERM, as a supervisor would) and return what it logged."""
@@ -101,3 +106,41 @@ def test_several_workers_on_a_lite_file_are_refused_at_start(tmp_path: Path, mod
     assert "Refusing to start 3 workers on the Milvus Lite file" in result.stderr
     assert "WEBAPP_MILVUS_URI" in result.stderr
     assert not (tmp_path / "milvus.db").exists()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_job_cut_off_by_a_killed_worker_resumes_without_duplicates(tmp_path: Path, model_dir: Path) -> None:
+    folder = tmp_path / "import" / "crash"
+    folder.mkdir(parents=True)
+    for i, data in enumerate(noise_images(600, seed=7)):
+        (folder / f"{i:04d}.jpg").write_bytes(data)
+    server = Server(tmp_path / "data", model_dir, WEBAPP_IMPORT_ROOTS=str(tmp_path / "import"))
+    try:
+        job = requests.post(f"{server.url}/api/v1/jobs", json={"folder": str(folder)}).json()
+        url = f"{server.url}{job['url']}"
+        wait_until(lambda: requests.get(url).json()["processed"] >= 100)
+        (worker,) = server.workers()
+        os.kill(worker, signal.SIGKILL)  # no flush, no goodbye
+        wait_until(lambda: server.workers() not in ([], [worker]))  # Gunicorn starts a new worker
+
+        state = requests.get(url).json()
+        assert state["status"] == "interrupted"
+        assert 100 <= state["processed"] < 600
+        assert requests.post(f"{url}/resume").status_code == 202
+        wait_until(lambda: requests.get(url).json()["status"] == "done")
+        final = requests.get(url).json()
+        assert final["processed"] == final["total"] == 600
+        assert final["added"] + final["duplicates"] == 600 and final["failed"] == 0
+        assert requests.get(f"{server.url}/api/v1/stats").json()["count"] == 600
+        # The files and the store agree: one original and one thumbnail per indexed image.
+        images = tmp_path / "data" / "images"
+        assert len(list((images / "originals").rglob("*.jpg"))) == 600
+        assert len(list((images / "thumbnails").rglob("*.jpg"))) == 600
+    finally:
+        server.stop()

@@ -31,6 +31,10 @@ class Defaults:
     MAX_CONTENT_LENGTH = 32 * 1024 * 1024  # bytes per request; larger uploads get 413
     MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard
     THUMBNAIL_SIZE = 320
+    IMPORT_ROOTS: list[str] | str = []  # folders the API may ingest from; empty: DATA_DIR/import
+    MAX_FILE_BYTES = 32 * 1024 * 1024  # per file in a job (uploaded, in an archive, or in a folder)
+    MAX_JOB_UPLOAD_BYTES = 4 * 1024 * 1024 * 1024  # one job's upload (many files, or one archive)
+    MAX_JOB_FILES = 5000  # files in one multi-file upload
 
     API_TITLE = "Reverse image search"
     API_VERSION = "v1"
@@ -59,6 +63,11 @@ def load(config: dict[str, Any] | None) -> dict[str, Any]:
     settings["DATA_DIR"] = str(data_dir)
     settings["MODEL_DIR"] = str(ROOT / Path(settings["MODEL_DIR"] or data_dir / "models"))
     settings["MILVUS_URI"] = milvus_uri(settings["MILVUS_URI"], data_dir)
+    roots = settings["IMPORT_ROOTS"]
+    roots = roots.split(os.pathsep) if isinstance(roots, str) else roots
+    settings["IMPORT_ROOTS"] = [str(ROOT / Path(r)) for r in roots if r] or [str(data_dir / "import")]
+    # Werkzeug counts every multipart part; a multi-file job has one per file.
+    settings["MAX_FORM_PARTS"] = max(int(settings.get("MAX_FORM_PARTS") or 1000), settings["MAX_JOB_FILES"] + 10)
     settings["SECRET_KEY"] = settings["SECRET_KEY"] or _local_secret(settings["ENV"], data_dir)
     return dict(settings)
 

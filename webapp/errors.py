@@ -25,6 +25,24 @@ class ImageTooLarge(WebappError):
     status = 413
 
 
+class InvalidInput(WebappError):
+    """A request or a file that cannot be used as it is."""
+
+    status = 422
+
+
+class Forbidden(WebappError):
+    """The request names something this app may not touch (e.g. a folder outside the roots)."""
+
+    status = 403
+
+
+class Conflict(WebappError):
+    """The request does not fit the current state (e.g. resuming a finished job)."""
+
+    status = 409
+
+
 class NotFound(WebappError):
     """No image with that id is indexed."""
 

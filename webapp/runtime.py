@@ -11,7 +11,9 @@ from flask import current_app
 from webapp.services.catalog import Catalog
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
+from webapp.services.jobs import JobStore
 from webapp.services.library import Library
+from webapp.services.runner import JobRunner
 from webapp.services.sqlite import Database
 from webapp.services.vectors import MilvusVectorStore, is_server_uri
 
@@ -25,6 +27,8 @@ class Runtime:
         self.settings = settings
         self._library: Library | None = None
         self._database: Database | None = None
+        self._jobs: JobStore | None = None
+        self._runner: JobRunner | None = None
         self._lock = threading.Lock()
 
     @property
@@ -67,15 +71,44 @@ class Runtime:
         images = ImageStore(Path(s["DATA_DIR"]) / "images")
         return Library(embedder, vectors, images, Catalog(self.database), s["THUMBNAIL_SIZE"])
 
+    @property
+    def jobs(self) -> JobStore:
+        """Return the job store (SQLite only: no model or Milvus needed to read jobs)."""
+        if self._jobs is None:
+            with self._lock:
+                if self._jobs is None:
+                    self._jobs = JobStore(self.database, Path(self.settings["DATA_DIR"]) / "spool")
+                    self._jobs.reap_dead()
+        return self._jobs
+
+    @property
+    def runner(self) -> JobRunner:
+        """Return this process's job runner, building the library first if needed."""
+        library = self.library
+        jobs = self.jobs
+        if self._runner is None:
+            with self._lock:
+                if self._runner is None:
+                    self._runner = JobRunner(jobs, library, self.settings)
+        return self._runner
+
     def close(self) -> None:
-        """Flush and close the vector store (Gunicorn calls this when a worker exits)."""
+        """Stop the job runner, then flush and close the vector store (on worker exit)."""
         with self._lock:
+            if self._runner is not None:
+                self._runner.stop()
+                self._runner = None
             if self._library is not None:
                 self._library.vectors.close()
                 self._library = None
 
 
+def runtime() -> Runtime:
+    """Return the current app's runtime."""
+    rt: Runtime = current_app.extensions[EXTENSION]
+    return rt
+
+
 def library() -> Library:
     """Return the current app's library."""
-    runtime: Runtime = current_app.extensions[EXTENSION]
-    return runtime.library
+    return runtime().library

@@ -4,10 +4,11 @@ from flask import Blueprint as FlaskBlueprint
 from swagger_ui_bundle import swagger_ui_path
 
 from webapp.api.images.routes import blp as images
+from webapp.api.jobs.routes import blp as jobs
 from webapp.api.search.routes import blp as search
 from webapp.api.stats.routes import blp as stats
 
-blueprints = [search, images, stats]
+blueprints = [search, images, jobs, stats]
 
 docs_assets = FlaskBlueprint(
     "swagger_ui_assets",

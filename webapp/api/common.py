@@ -13,6 +13,7 @@ from webargs.flaskparser import FlaskParser
 from webargs.multidictproxy import MultiDictProxy
 from werkzeug.datastructures import CombinedMultiDict, FileStorage
 
+from webapp.services.jobs import Job
 from webapp.services.vectors import Record
 
 parser = FlaskParser()
@@ -24,13 +25,20 @@ def _load_multipart(request: Request, schema: ma.Schema) -> MultiDictProxy:
     return MultiDictProxy(CombinedMultiDict([request.form, request.files]), schema)
 
 
+@parser.location_loader("json_or_multipart")
+def _load_json_or_multipart(request: Request, schema: ma.Schema) -> Any:
+    """Read a JSON body when the request is JSON, else the multipart fields and files."""
+    return parser.load_json(request, schema) if request.is_json else _load_multipart(request, schema)
+
+
 class Blueprint(SmorestBlueprint):
-    """A flask-smorest Blueprint that also accepts ``location="multipart"`` (fields and files)."""
+    """A flask-smorest Blueprint that also reads multipart bodies (fields and files together)."""
 
     ARGUMENTS_PARSER = parser
     DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
         **SmorestBlueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
         "multipart": "multipart/form-data",
+        "json_or_multipart": "multipart/form-data",  # the JSON form is added to the doc by hand
     }
 
 
@@ -41,6 +49,23 @@ class ImageUpload(Upload):
         if not isinstance(value, FileStorage):
             raise ma.ValidationError("Must be a file upload (multipart/form-data file part).")
         return value
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """Return a job as the API shows it."""
+
+    def when(ts: float | None) -> datetime | None:
+        return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+
+    return {
+        **{k: getattr(job, k) for k in ("id", "kind", "source", "status", "total", "processed", "added")},
+        **{k: getattr(job, k) for k in ("duplicates", "failed", "rate", "eta_seconds", "error")},
+        "created_at": when(job.created_at),
+        "started_at": when(job.started_at),
+        "finished_at": when(job.finished_at),
+        "url": url_for("jobs.JobById", job_id=job.id),
+        "page_url": url_for("pages.job_page", job_id=job.id),
+    }
 
 
 def image_json(record: Record) -> dict[str, Any]:

@@ -57,18 +57,9 @@ class VectorStore(Protocol):
 
     def upsert(self, items: Sequence[tuple[Record, np.ndarray]]) -> None: ...
     def delete(self, sha256s: Sequence[str]) -> None: ...
-    def clear(self) -> None:
-        """Delete every vector (keeping the collection and its index)."""
-        with self._write_lock:
-            self._call(self._client.delete, self.collection, filter="added_at >= 0 or added_at < 0")
-            self._call(self._client.flush, self.collection)
-
-    def vector(self, sha256: str) -> np.ndarray | None:
-        """Return the stored vector of an image, or None."""
-        rows = self._call(self._client.get, self.collection, ids=[pk_of(sha256)], output_fields=["sha256", "vector"])
-        row = next((r for r in rows if r["sha256"] == sha256), None)
-        return None if row is None else np.asarray(row["vector"], dtype=np.float32)
-
+    def clear(self) -> None: ...
+    def vector(self, sha256: str) -> np.ndarray | None: ...
+    def flush(self) -> None: ...
     def search(self, vector: np.ndarray, top_k: int) -> list[Hit]: ...
     def get(self, sha256s: Iterable[str]) -> dict[str, Record]: ...
     def count(self) -> int: ...
@@ -167,26 +158,6 @@ class MilvusVectorStore:
         rows = self._call(self._client.get, self.collection, ids=[pk_of(sha256)], output_fields=["sha256", "vector"])
         row = next((r for r in rows if r["sha256"] == sha256), None)
         return None if row is None else np.asarray(row["vector"], dtype=np.float32)
-
-    def newest(self, offset: int, limit: int) -> list[Record]:
-        """Return a page of records, newest first."""
-        # Milvus queries have no ORDER BY: read the (small) key and time columns, sort here.
-        keys: list[tuple[int, int]] = []
-        iterator = self._call(
-            self._client.query_iterator, self.collection, batch_size=16384, output_fields=["added_at"]
-        )
-        try:
-            while batch := iterator.next():
-                keys.extend((row["added_at"], row["pk"]) for row in batch)
-        finally:
-            iterator.close()
-        keys.sort(reverse=True)
-        page = [pk for _, pk in keys[offset : offset + limit]]
-        if not page:
-            return []
-        rows = self._call(self._client.get, self.collection, ids=page, output_fields=FIELDS)
-        by_pk = {pk_of(row["sha256"]): _record(row) for row in rows}
-        return [by_pk[pk] for pk in page if pk in by_pk]
 
     def search(self, vector: np.ndarray, top_k: int) -> list[Hit]:
         """Return the ``top_k`` nearest images by cosine similarity, best first."""

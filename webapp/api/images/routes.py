@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Response, send_file
@@ -9,8 +10,16 @@ from flask.views import MethodView
 from werkzeug.datastructures import FileStorage
 
 from webapp.api.common import Blueprint, image_json
-from webapp.api.images.schemas import AddedImageSchema, ImageSchema, ImageUploadSchema
-from webapp.errors import NotFound
+from webapp.api.images.schemas import (
+    AddedImageSchema,
+    ClearArgsSchema,
+    ClearedSchema,
+    ImageSchema,
+    ImageUploadSchema,
+    SimilarArgsSchema,
+)
+from webapp.api.search.schemas import SearchResponseSchema
+from webapp.errors import Conflict, NotFound
 from webapp.runtime import library
 from webapp.services.images import mime_of
 
@@ -31,6 +40,26 @@ class Images(MethodView):
         record, created = library().add(upload.read(), upload.filename)
         return {**image_json(record), "duplicate": not created}, 201 if created else 200
 
+    @blp.response(200, ImageSchema(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters: Any) -> list[dict[str, Any]]:
+        """List indexed images, newest first."""
+        p = pagination_parameters
+        lib = library()
+        p.item_count = lib.catalog.total()
+        return [image_json(r) for r in lib.newest((p.page - 1) * p.page_size, p.page_size)]
+
+    @blp.arguments(ClearArgsSchema, location="query")
+    @blp.response(200, ClearedSchema)
+    @blp.alt_response(409, description="confirm did not match the current number of images.")
+    def delete(self, args: dict[str, int]) -> dict[str, int]:
+        """Empty the whole library: pass confirm=<current image count> to show you mean it."""
+        lib = library()
+        count = lib.count()
+        if args["confirm"] != count:
+            raise Conflict(f"to delete all {count} images, pass confirm={count}")
+        return {"deleted": lib.clear()}
+
 
 @blp.route("/<sha256:image_id>")
 class Image(MethodView):
@@ -41,6 +70,30 @@ class Image(MethodView):
     def get(self, image_id: str) -> dict[str, Any]:
         """Return an image's record."""
         return image_json(library().get(image_id))
+
+    @blp.response(204)
+    @blp.alt_response(404, description="No image with that id.")
+    def delete(self, image_id: str) -> None:
+        """Delete an image: its vector, file and thumbnail."""
+        library().delete(image_id)
+
+
+@blp.route("/<sha256:image_id>/similar")
+class ImageSimilar(MethodView):
+    """Images like an indexed one."""
+
+    @blp.arguments(SimilarArgsSchema, location="query")
+    @blp.response(200, SearchResponseSchema)
+    @blp.alt_response(404, description="No image with that id.")
+    def get(self, args: dict[str, int], image_id: str) -> dict[str, Any]:
+        """Return the images most similar to an indexed one ("more like this"), itself excluded."""
+        start = time.perf_counter()
+        hits = library().similar(image_id, args["top_k"])
+        return {
+            "results": [{**image_json(h.record), "score": h.score} for h in hits],
+            "top_k": args["top_k"],
+            "took_ms": (time.perf_counter() - start) * 1000,
+        }
 
 
 @blp.route("/<sha256:image_id>/file")

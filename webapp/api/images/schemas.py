@@ -3,6 +3,7 @@
 import marshmallow as ma
 
 from webapp.api.common import ImageUpload
+from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
 
 
 class ImageUploadSchema(ma.Schema):
@@ -32,3 +33,28 @@ class AddedImageSchema(ImageSchema):
     duplicate = ma.fields.Boolean(
         metadata={"description": "True when these bytes were already in the library (nothing added)."}
     )
+
+
+class SimilarArgsSchema(ma.Schema):
+    """How many similar images to return."""
+
+    top_k = ma.fields.Integer(
+        load_default=DEFAULT_TOP_K,
+        validate=ma.validate.Range(min=1, max=MAX_TOP_K),
+        metadata={"description": f"How many results to return (1-{MAX_TOP_K})."},
+    )
+
+
+class ClearArgsSchema(ma.Schema):
+    """The confirmation needed to empty the whole library."""
+
+    confirm = ma.fields.Integer(
+        required=True,
+        metadata={"description": "The current number of images in the library, as a deliberate confirmation."},
+    )
+
+
+class ClearedSchema(ma.Schema):
+    """What emptying the library removed."""
+
+    deleted = ma.fields.Integer(metadata={"description": "How many images were removed."})

@@ -1,0 +1,195 @@
+"""Bulk ingestion jobs through the API: each source, counts, progress, cancel, resume."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import noise_images, wait_for_job
+
+
+def import_folder(app: Flask, name: str) -> Path:
+    """Return a fresh folder under the first allowed import root."""
+    folder = Path(app.config["IMPORT_ROOTS"][0]) / name
+    folder.mkdir(parents=True)
+    return folder
+
+
+def start(client: FlaskClient, **kwargs: Any) -> dict[str, Any]:
+    response = client.post("/api/v1/jobs", **kwargs)
+    assert response.status_code == 202, response.json
+    return dict(response.json or {})
+
+
+def assert_counts_add_up(job: dict[str, Any]) -> None:
+    assert job["status"] == "done"
+    assert job["processed"] == job["total"] == job["added"] + job["duplicates"] + job["failed"]
+    assert len(job["failures"]) == job["failed"]
+
+
+def test_folder_job_with_good_duplicate_and_broken_files(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    folder = import_folder(app, "holiday")
+    (folder / "nested" / "deeper").mkdir(parents=True)
+    (folder / "coffee.jpg").write_bytes(photos["coffee"])
+    (folder / "nested" / "coffee-copy.jpg").write_bytes(photos["coffee"])
+    (folder / "nested" / "deeper" / "rocket.jpeg").write_bytes(photos["rocket"])
+    (folder / "broken.jpg").write_bytes(photos["moon"][:300])
+    (folder / "text.png").write_bytes(b"not a png")
+    (folder / "notes.txt").write_text("ignored: not an image file name")
+    (folder / ".hidden.jpg").write_bytes(photos["camera"])
+
+    job = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
+    assert_counts_add_up(job)
+    assert (job["total"], job["added"], job["duplicates"], job["failed"]) == (5, 2, 1, 2)
+    reasons = {f["name"]: f["reason"] for f in job["failures"]}
+    assert set(reasons) == {"broken.jpg", "text.png"}
+    assert "damaged or truncated" in reasons["broken.jpg"] and "not an image" in reasons["text.png"]
+    assert job["rate"] > 0 and job["eta_seconds"] is None
+
+    again = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
+    assert (again["added"], again["duplicates"], again["failed"]) == (0, 3, 2)
+    assert client.get("/api/v1/stats").json["count"] == 2
+
+
+def test_archive_job(client: FlaskClient, photos: dict[str, bytes]) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a/chelsea.jpg", photos["chelsea"])
+        archive.writestr("b/chelsea-again.jpg", photos["chelsea"])
+        archive.writestr("coins.jpg", photos["coins"])
+        archive.writestr("broken.png", b"\x89PNG\r\n\x1a\n")
+        archive.writestr("__MACOSX/._coins.jpg", b"resource fork")
+        archive.writestr("readme.md", "ignored")
+    data = {"archive": (io.BytesIO(buffer.getvalue()), "photos.zip")}
+    job = wait_for_job(client, start(client, data=data, content_type="multipart/form-data")["url"])
+    assert_counts_add_up(job)
+    assert (job["added"], job["duplicates"], job["failed"], job["source"]) == (2, 1, 1, "photos.zip")
+    assert [f["name"] for f in job["failures"]] == ["broken.png"]
+
+
+def test_not_a_zip_is_refused_at_once(client: FlaskClient) -> None:
+    data = {"archive": (io.BytesIO(b"PK not really"), "fake.zip")}
+    response = client.post("/api/v1/jobs", data=data, content_type="multipart/form-data")
+    assert response.status_code == 422 and "not a zip" in response.json["message"]
+    assert client.get("/api/v1/jobs").json == []
+
+
+def test_files_job(client: FlaskClient, photos: dict[str, bytes]) -> None:
+    files = [
+        (io.BytesIO(photos["astronaut"]), "astronaut.jpg"),
+        (io.BytesIO(photos["astronaut"]), "same-bytes.jpg"),
+        (io.BytesIO(b""), "empty.jpg"),
+        (io.BytesIO(photos["retina"]), "retina.jpg"),
+    ]
+    job = wait_for_job(client, start(client, data={"files": files}, content_type="multipart/form-data")["url"])
+    assert_counts_add_up(job)
+    assert (job["added"], job["duplicates"], job["failed"]) == (2, 1, 1)
+    assert job["failures"] == [{"name": "empty.jpg", "reason": "the file is empty"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"json": {"folder": "/etc"}}, 403, "not under an allowed import folder"),
+        ({"json": {"folder": "relative/path"}}, 422, "absolute path"),
+        ({"json": {}}, 422, "exactly one of"),
+        ({"json": {"folder": "/tmp", "unknown": 1}}, 422, "Unknown field"),
+        ({"data": {"folder": ""}, "content_type": "multipart/form-data"}, 422, "exactly one of"),
+    ],
+)
+def test_bad_job_requests(client: FlaskClient, body: dict[str, Any], status: int, message: str) -> None:
+    response = client.post("/api/v1/jobs", **body)
+    assert response.status_code == status
+    assert message in str(response.json)
+
+
+def test_missing_folder_under_a_root_is_422(app: Flask, client: FlaskClient) -> None:
+    missing = Path(app.config["IMPORT_ROOTS"][0]) / "nope"
+    response = client.post("/api/v1/jobs", json={"folder": str(missing)})
+    assert response.status_code == 422 and "not a folder" in response.json["message"]
+
+
+def test_links_out_of_the_folder_are_not_followed(
+    app: Flask, client: FlaskClient, tmp_path: Path, photos: dict[str, bytes]
+) -> None:
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(photos["page"])
+    folder = import_folder(app, "links")
+    (folder / "ok.jpg").write_bytes(photos["text"])
+    os.symlink(outside / "secret.jpg", folder / "secret.jpg")
+    os.symlink(outside, folder / "private-dir")
+    job = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
+    assert (job["total"], job["added"]) == (1, 1)
+    listed = client.get("/api/v1/images").json
+    assert [image["filename"] for image in listed] == ["ok.jpg"]
+
+
+def test_progress_is_visible_and_search_answers_while_a_job_runs(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    folder = import_folder(app, "many")
+    for i, data in enumerate(noise_images(300)):
+        (folder / f"{i:04d}.jpg").write_bytes(data)
+    url = start(client, json={"folder": str(folder)})["url"]
+    seen: list[tuple[str, int, int | None]] = []
+    searched: list[tuple[int, float]] = []
+    while (job := client.get(url).json)["status"] in ("queued", "running"):
+        seen.append((job["status"], job["processed"], job["total"]))
+        if job["status"] == "running" and job["processed"] and not searched:
+            started = time.monotonic()
+            search = client.post(
+                "/api/v1/search",
+                data={"image": (io.BytesIO(photos["coffee"]), "q.jpg")},
+                content_type="multipart/form-data",
+            )
+            searched.append((search.status_code, time.monotonic() - started))
+        time.sleep(0.02)
+    assert any(status == "running" and 0 < done < (total or 0) for status, done, total in seen), seen
+    assert searched and searched[0][0] == 200
+    assert client.get(url).json["added"] == 300
+
+
+def test_cancel_then_resume_adds_everything_once(app: Flask, client: FlaskClient) -> None:
+    folder = import_folder(app, "cancel")
+    for i, data in enumerate(noise_images(400, seed=1)):
+        (folder / f"{i:04d}.jpg").write_bytes(data)
+    job = start(client, json={"folder": str(folder)})
+    while client.get(job["url"]).json["processed"] == 0:
+        time.sleep(0.01)
+    cancelled = client.delete(job["url"])
+    assert cancelled.status_code == 200
+    stopped = wait_for_job(client, job["url"])
+    assert stopped["status"] == "cancelled" and stopped["processed"] < 400
+    assert client.delete(job["url"]).status_code == 409
+
+    resumed = client.post(job["url"] + "/resume")
+    assert resumed.status_code == 202
+    final = wait_for_job(client, job["url"])
+    assert_counts_add_up(final)
+    assert final["added"] == 400 and final["duplicates"] == 0
+    assert client.get("/api/v1/stats").json["count"] == 400
+    assert client.post(job["url"] + "/resume").status_code == 409
+
+
+def test_unknown_job_is_404(client: FlaskClient) -> None:
+    for response in (client.get("/api/v1/jobs/nope"), client.delete("/api/v1/jobs/nope")):
+        assert response.status_code == 404 and response.json["code"] == 404
+
+
+def test_jobs_are_listed_newest_first_with_pagination(app: Flask, client: FlaskClient) -> None:
+    folder = import_folder(app, "empty")
+    ids = [wait_for_job(client, start(client, json={"folder": str(folder)})["url"])["id"] for _ in range(3)]
+    response = client.get("/api/v1/jobs?page_size=2")
+    assert [job["id"] for job in response.json] == ids[::-1][:2]
+    assert '"total": 3' in response.headers["X-Pagination"]

@@ -1,0 +1,63 @@
+"""Schemas of the jobs resource."""
+
+import marshmallow as ma
+from flask_smorest.fields import Upload
+
+from webapp.api.common import ImageUpload
+
+
+class JobCreateSchema(ma.Schema):
+    """A new ingestion job: several files, one zip archive, or a folder on the server (one of them)."""
+
+    files: ma.fields.List = ma.fields.List(
+        ImageUpload(), metadata={"description": "Image files (multipart; repeat the field for each file)."}
+    )
+    archive = Upload(metadata={"description": "A .zip archive of images (multipart)."})
+    folder = ma.fields.String(
+        metadata={"description": "Absolute path of a folder on the server, under an allowed import root."}
+    )
+
+    @ma.validates_schema
+    def _one_source(self, data: dict[str, object], **kwargs: object) -> None:
+        given = [name for name in ("files", "archive", "folder") if data.get(name)]
+        if len(given) != 1:
+            raise ma.ValidationError("Give exactly one of files, archive or folder.")
+
+
+class FailureSchema(ma.Schema):
+    """A file the job could not index."""
+
+    name = ma.fields.String(metadata={"description": "The file's name (or path inside the source)."})
+    reason = ma.fields.String(metadata={"description": "Why it could not be indexed."})
+
+
+class JobSchema(ma.Schema):
+    """An ingestion job and its progress."""
+
+    id = ma.fields.String(metadata={"description": "Job id."})
+    kind = ma.fields.String(metadata={"description": "files, archive, folder or cli."})
+    source = ma.fields.String(metadata={"description": "What is being loaded (folder path or upload name)."})
+    status = ma.fields.String(
+        metadata={"description": "queued, running, done, failed, cancelled or interrupted (resumable)."}
+    )
+    total = ma.fields.Integer(allow_none=True, metadata={"description": "Files to process (null while scanning)."})
+    processed = ma.fields.Integer(metadata={"description": "Files processed so far."})
+    added = ma.fields.Integer(metadata={"description": "Images newly indexed."})
+    duplicates = ma.fields.Integer(metadata={"description": "Files whose bytes were already indexed."})
+    failed = ma.fields.Integer(metadata={"description": "Files that could not be indexed."})
+    rate = ma.fields.Float(allow_none=True, metadata={"description": "Images per second in this run."})
+    eta_seconds = ma.fields.Float(allow_none=True, metadata={"description": "Seconds left at this rate."})
+    created_at = ma.fields.DateTime(metadata={"description": "When the job was created (UTC)."})
+    started_at = ma.fields.DateTime(allow_none=True, metadata={"description": "When it first started."})
+    finished_at = ma.fields.DateTime(allow_none=True, metadata={"description": "When it ended."})
+    error = ma.fields.String(allow_none=True, metadata={"description": "Why the job failed, if it did."})
+    url = ma.fields.String(metadata={"description": "Path of this job in the API."})
+    page_url = ma.fields.String(metadata={"description": "Path of the job's HTML page."})
+
+
+class JobDetailSchema(JobSchema):
+    """A job with the files it could not index."""
+
+    failures = ma.fields.List(
+        ma.fields.Nested(FailureSchema), metadata={"description": "Failed files with reasons (first 1000)."}
+    )
