@@ -20,6 +20,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _register_extensions(app)
     _register_blueprints(app)
     _register_errorhandlers(app)
+    _register_commands(app)
     return app
 
 
@@ -47,3 +48,9 @@ def _register_errorhandlers(app: Flask) -> None:
     from webapp.handlers import register
 
     register(app)
+
+
+def _register_commands(app: Flask) -> None:
+    from webapp import cli
+
+    cli.init_app(app)

@@ -1,0 +1,62 @@
+"""`flask --app wsgi ingest`: locally, against a busy Lite file, and through a running server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from tests.test_gunicorn import Server
+
+
+def photo_folder(root: Path, photos: dict[str, bytes]) -> Path:
+    folder = root / "pictures"
+    (folder / "2024").mkdir(parents=True)
+    (folder / "coffee.jpg").write_bytes(photos["coffee"])
+    (folder / "2024" / "rocket.jpg").write_bytes(photos["rocket"])
+    (folder / "2024" / "rocket-copy.jpg").write_bytes(photos["rocket"])
+    (folder / "2024" / "broken.jpg").write_bytes(b"\xff\xd8\xff")
+    return folder
+
+
+def test_ingest_prints_a_summary_and_counts_duplicates(app: Flask, tmp_path: Path, photos: dict[str, bytes]) -> None:
+    folder = photo_folder(tmp_path, photos)
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["ingest", str(folder)])
+    assert first.exit_code == 0, first.output
+    assert "4 files: 2 added, 1 duplicates, 1 failed" in first.output
+    assert "failed: 2024/broken.jpg:" in first.output
+    second = runner.invoke(args=["ingest", str(folder)])
+    assert second.exit_code == 0 and "4 files: 0 added, 3 duplicates, 1 failed" in second.output
+
+
+def test_ingest_fails_when_nothing_could_be_indexed(app: Flask, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = app.test_cli_runner().invoke(args=["ingest", str(empty)])
+    assert result.exit_code == 1 and "no image files found" in result.output
+    (empty / "bad.png").write_bytes(b"nope")
+    result = app.test_cli_runner().invoke(args=["ingest", str(empty)])
+    assert result.exit_code == 1 and "nothing could be indexed" in result.output
+
+
+def test_ingest_refuses_a_lite_file_in_use_and_can_send_the_work_to_the_server(
+    tmp_path: Path, model_dir: Path, photos: dict[str, bytes]
+) -> None:
+    from webapp import create_app
+
+    folder = photo_folder(tmp_path, photos)
+    server = Server(tmp_path / "data", model_dir)
+    try:
+        app = create_app({"DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir)})
+        busy = app.test_cli_runner().invoke(args=["ingest", str(folder)])
+        assert busy.exit_code == 1
+        assert "in use by another process" in busy.output and "--server" in busy.output
+
+        sent = app.test_cli_runner().invoke(args=["ingest", str(folder), "--server", server.url])
+        assert sent.exit_code == 0, sent.output
+        assert "4 files: 2 added, 1 duplicates, 1 failed" in sent.output
+        assert "failed: 2024/broken.jpg:" in sent.output
+    finally:
+        server.stop()
+    assert (tmp_path / "data" / "milvus.db").exists()

@@ -1,0 +1,118 @@
+"""Command line: ``flask --app wsgi ingest PATH [--server URL]``."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+from flask import Flask
+from flask.cli import with_appcontext
+from tqdm import tqdm
+
+from webapp.errors import StoreUnavailable, WebappError
+from webapp.runtime import runtime
+from webapp.services.jobs import Job
+from webapp.services.sources import Folder
+
+UPLOAD_CHUNK = 64  # files per job when sending the work to a server
+
+
+def summarise(total: int, counts: Counter[str], failures: list[tuple[str, str]]) -> None:
+    """Print what an ingestion did, and fail when nothing could be indexed."""
+    click.echo(f"{total} files: {counts['added']} added, {counts['duplicates']} duplicates, {counts['failed']} failed")
+    for name, reason in failures:
+        click.echo(f"  failed: {name}: {reason}", err=True)
+    if total == 0:
+        raise click.ClickException("no image files found")
+    if counts["added"] + counts["duplicates"] == 0:
+        raise click.ClickException("nothing could be indexed")
+
+
+def ingest_locally(path: Path) -> None:
+    """Index a folder in this process, against the configured store."""
+    rt = runtime()
+    try:
+        runner = rt.runner
+    except StoreUnavailable as exc:
+        raise click.ClickException(
+            f"{exc.message}.\nStop the server first, or send the work to it:\n"
+            f"  flask --app wsgi ingest {path} --server http://127.0.0.1:8000"
+        ) from exc
+    except WebappError as exc:
+        raise click.ClickException(exc.message) from exc
+    job = rt.jobs.create("cli", str(path.resolve()))
+    with tqdm(desc="indexing", unit="img") as bar:
+
+        def progress(state: Job) -> None:
+            bar.total = state.total
+            bar.update(state.processed - bar.n)
+            bar.set_postfix(added=state.added, dup=state.duplicates, failed=state.failed)
+
+        final = runner.run(job.id, progress)
+    if final.status == "failed":
+        raise click.ClickException(f"the job failed: {final.error}")
+    counts = Counter(added=final.added, duplicates=final.duplicates, failed=final.failed)
+    summarise(final.total or 0, counts, [(f.name, f.reason) for f in rt.jobs.failures(job.id)])
+
+
+def ingest_via_server(path: Path, server: str) -> None:
+    """Upload a folder's images to a running app in chunks, following each job to its end."""
+    names = Folder(path, limit=2**63).names()
+    api = server.rstrip("/") + "/api/v1/jobs"
+    counts: Counter[str] = Counter()
+    failures: list[tuple[str, str]] = []
+    with tqdm(total=len(names), desc="indexing", unit="img") as bar:
+        for start in range(0, len(names), UPLOAD_CHUNK):
+            chunk = names[start : start + UPLOAD_CHUNK]
+            files = [("files", (name, (path / name).read_bytes())) for name in chunk]
+            job = _call("post", api, files=files)
+            done = 0
+            while job["status"] in ("queued", "running"):
+                time.sleep(0.5)
+                job = _call("get", f"{api}/{job['id']}")
+                bar.update(job["processed"] - done)
+                done = job["processed"]
+            if job["status"] != "done":
+                raise click.ClickException(f"job {job['id']} ended {job['status']}: {job.get('error')}")
+            job = _call("get", f"{api}/{job['id']}")
+            bar.update(job["processed"] - done)
+            counts.update(added=job["added"], duplicates=job["duplicates"], failed=job["failed"])
+            failures += [(chunk_name(chunk, f["name"]), f["reason"]) for f in job["failures"]]
+    summarise(len(names), counts, failures)
+
+
+def chunk_name(chunk: list[str], uploaded: str) -> str:
+    """Map an uploaded file's name back to its path under the folder."""
+    return next((name for name in chunk if name.rsplit("/", 1)[-1] == uploaded), uploaded)
+
+
+def _call(method: str, url: str, **kwargs: Any) -> Any:
+    try:
+        response = requests.request(method, url, timeout=300, **kwargs)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}") from exc
+    if response.status_code >= 400:
+        message = response.json().get("message") if response.headers.get("content-type") == "application/json" else ""
+        raise click.ClickException(f"{url} answered {response.status_code}: {message or response.reason}")
+    return response.json()
+
+
+@click.command("ingest")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--server", metavar="URL", help="Send the work to a running app (e.g. http://127.0.0.1:8000).")
+@with_appcontext
+def ingest_command(path: Path, server: str | None) -> None:
+    """Index every image under PATH (recursively), with a progress bar and a summary."""
+    if server:
+        ingest_via_server(path, server)
+    else:
+        ingest_locally(path)
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands."""
+    app.cli.add_command(ingest_command)
