@@ -18,9 +18,10 @@
     if (!file) {
       return;
     }
+    var count = input.files.length;
     var box = document.createElement("span");
     box.className = "dropzone-selection";
-    if (file.type.indexOf("image/") === 0) {
+    if (count === 1 && file.type.indexOf("image/") === 0) {
       var url = URL.createObjectURL(file);
       previewUrls.set(zone, url);
       var img = document.createElement("img");
@@ -31,7 +32,7 @@
     }
     var name = document.createElement("span");
     name.className = "dropzone-file";
-    name.textContent = "Selected: " + file.name;
+    name.textContent = count === 1 ? "Selected: " + file.name : "Selected: " + count + " files";
     box.appendChild(name);
     zone.appendChild(box);
   }
@@ -155,8 +156,124 @@
     });
   }
 
+  /* Job page: poll the job's API URL while it runs and update the page in place. */
+
+  var ACTIVE = ["queued", "running"];
+
+  function formatDuration(seconds) {
+    if (seconds === null || seconds === undefined) {
+      return "\u2014";
+    }
+    var total = Math.round(seconds);
+    if (total < 60) {
+      return total + " s";
+    }
+    var minutes = Math.floor(total / 60);
+    if (minutes < 60) {
+      return minutes + " min " + String(total % 60).padStart(2, "0") + " s";
+    }
+    return Math.floor(minutes / 60) + " h " + String(minutes % 60).padStart(2, "0") + " min";
+  }
+
+  function formatRate(rate) {
+    return rate ? rate.toFixed(1) + " images/s" : "\u2014";
+  }
+
+  function setField(root, name, text) {
+    root.querySelectorAll('[data-job-field="' + name + '"]').forEach(function (node) {
+      node.textContent = text;
+    });
+  }
+
+  function renderFailures(root, job) {
+    var body = root.querySelector("[data-job-failures]");
+    if (!body) {
+      return;
+    }
+    var rows = document.createDocumentFragment();
+    job.failures.forEach(function (failure) {
+      var row = document.createElement("tr");
+      var name = document.createElement("td");
+      name.className = "wrap";
+      name.textContent = failure.name;
+      var reason = document.createElement("td");
+      reason.textContent = failure.reason;
+      row.appendChild(name);
+      row.appendChild(reason);
+      rows.appendChild(row);
+    });
+    body.replaceChildren(rows);
+    var shown = job.failures.length;
+    root.querySelector("[data-job-failures-table]").hidden = shown === 0;
+    root.querySelector("[data-job-failures-empty]").hidden = shown > 0;
+    root.querySelector("[data-job-failures-more]").hidden = job.failed <= shown;
+    setField(root, "failures-shown", String(shown));
+  }
+
+  function renderJob(root, job) {
+    var known = job.total !== null && job.total !== undefined;
+    var percent = job.total ? Math.floor((100 * job.processed) / job.total) : job.status === "done" ? 100 : 0;
+    var badge = root.querySelector("[data-job-status]");
+    badge.className = "status status-" + job.status;
+    badge.setAttribute("data-job-status", job.status);
+    setField(root, "status", job.status);
+    setField(root, "processed", String(job.processed));
+    setField(root, "total", known ? String(job.total) : "?");
+    setField(root, "percent", String(percent));
+    setField(root, "added", String(job.added));
+    setField(root, "duplicates", String(job.duplicates));
+    setField(root, "failed", String(job.failed));
+    setField(root, "rate", formatRate(job.rate));
+    setField(root, "eta_seconds", formatDuration(job.eta_seconds));
+    setField(root, "error", job.error || "");
+    root.querySelector('[data-job-field="error"]').hidden = !job.error;
+    var bar = root.querySelector("[data-job-progress]");
+    if (known) {
+      bar.max = Math.max(job.total, 1);
+      bar.value = job.total ? job.processed : percent / 100;
+      bar.textContent = percent + "%";
+    } else {
+      bar.removeAttribute("value"); // indeterminate until the files are counted
+    }
+    root.querySelectorAll("[data-job-show]").forEach(function (node) {
+      node.hidden = node.getAttribute("data-job-show").split(" ").indexOf(job.status) === -1;
+    });
+    renderFailures(root, job);
+  }
+
+  function setupJobPage(root) {
+    var url = root.getAttribute("data-job-url");
+    var badge = root.querySelector("[data-job-status]");
+    if (!url || !badge || typeof window.fetch !== "function") {
+      return;
+    }
+    function poll() {
+      window
+        .fetch(url, { headers: { Accept: "application/json" }, cache: "no-store", credentials: "same-origin" })
+        .then(function (response) {
+          if (!response.ok) {
+            throw new Error("HTTP " + response.status);
+          }
+          return response.json();
+        })
+        .then(function (job) {
+          renderJob(root, job);
+          if (ACTIVE.indexOf(job.status) !== -1) {
+            window.setTimeout(poll, 1000);
+          }
+        })
+        .catch(function () {
+          window.setTimeout(poll, 5000); // server restarting or network blip: keep trying, gently
+        });
+    }
+    if (ACTIVE.indexOf(badge.getAttribute("data-job-status")) !== -1) {
+      window.setTimeout(poll, 1000);
+    }
+  }
+
   function init() {
     document.querySelectorAll(".dropzone").forEach(setupDropzone);
+    document.querySelectorAll("[data-job-url]").forEach(setupJobPage);
     document.querySelectorAll("form").forEach(setupBusyForm);
     setupPaste();
     window.addEventListener("pageshow", function (event) {

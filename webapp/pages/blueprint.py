@@ -1,0 +1,89 @@
+"""The pages blueprint and what its views share: paging through long lists, number formats."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from flask import Blueprint, request, url_for
+from werkzeug.exceptions import BadRequest
+
+blp = Blueprint("pages", __name__)
+
+MAX_PER_PAGE = 100
+JOB_KINDS = {"files": "Uploaded files", "archive": "Zip archive", "folder": "Server folder", "cli": "Command line"}
+
+
+def _positive(name: str, default: int) -> int:
+    value = request.args.get(name, str(default)).strip()
+    if not value.isdigit() or int(value) < 1:
+        raise BadRequest(f"{name} must be a whole number of at least 1.")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Pager:
+    """Which slice of a long list a page shows (``?page=``, ``?per_page=``), and links to the others."""
+
+    endpoint: str
+    page: int
+    per_page: int
+    default_per_page: int
+    total: int = 0
+
+    @classmethod
+    def from_request(cls, default_per_page: int) -> Pager:
+        """Read the page number and page size from the query string (the size is capped)."""
+        per_page = min(_positive("per_page", default_per_page), MAX_PER_PAGE)
+        return cls(str(request.endpoint), _positive("page", 1), per_page, default_per_page)
+
+    def counted(self, total: int) -> Pager:
+        """Return this pager knowing how many items there are in all."""
+        return replace(self, total=total)
+
+    @property
+    def offset(self) -> int:
+        """Return how many items come before this page."""
+        return (self.page - 1) * self.per_page
+
+    @property
+    def pages(self) -> int:
+        """Return the number of pages (at least one, even for an empty list)."""
+        return max(1, math.ceil(self.total / self.per_page))
+
+    @property
+    def beyond_end(self) -> bool:
+        """Tell whether the page asked for lies past the last one."""
+        return self.page > self.pages
+
+    def url(self, page: int) -> str:
+        """Return the URL of another page of the same list, keeping a non-default page size."""
+        per_page = None if self.per_page == self.default_per_page else self.per_page
+        return url_for(self.endpoint, page=page, per_page=per_page)
+
+
+@blp.app_template_filter("duration")
+def duration(seconds: float | None) -> str:
+    """Format seconds as "42 s", "3 min 05 s" or "2 h 07 min"; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+@blp.app_template_filter("rate")
+def rate(per_second: float | None) -> str:
+    """Format an ingestion rate as "12.3 images/s"; an em dash when unknown."""
+    return "—" if not per_second else f"{per_second:.1f} images/s"
+
+
+@blp.app_template_filter("job_kind")
+def job_kind(kind: str) -> str:
+    """Name a job's kind of source for people."""
+    return JOB_KINDS.get(kind, kind)

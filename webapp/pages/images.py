@@ -1,0 +1,83 @@
+"""Library pages: the thumbnail grid, one image with "more like this", deleting one or all."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+from werkzeug.exceptions import BadRequest
+from werkzeug.wrappers import Response
+
+from webapp.api.common import image_json
+from webapp.errors import Conflict
+from webapp.pages.blueprint import Pager, blp
+from webapp.runtime import library
+from webapp.services.vectors import Hit
+
+LIBRARY_PER_PAGE = 48
+SIMILAR_COUNT = 12
+
+
+def _image(image_id: str) -> Any:
+    return SimpleNamespace(**image_json(library().get(image_id)))
+
+
+def _scored(hits: list[Hit]) -> list[Any]:
+    return [SimpleNamespace(**image_json(h.record), score=h.score) for h in hits]
+
+
+@blp.get("/library")
+def library_page() -> str | Response:
+    """Show the indexed images as a grid of thumbnails, newest first, a page at a time."""
+    lib = library()
+    pager = Pager.from_request(LIBRARY_PER_PAGE).counted(lib.catalog.total())
+    if pager.beyond_end:
+        return redirect(pager.url(pager.pages))
+    images = [SimpleNamespace(**image_json(r)) for r in lib.newest(pager.offset, pager.per_page)]
+    return render_template("library.html", images=images, pager=pager)
+
+
+@blp.get("/library/clear")
+def clear_library_form() -> str:
+    """Explain what emptying the library does and ask for the number of images to confirm."""
+    return render_template("library_clear.html", count=library().count())
+
+
+@blp.post("/library/clear")
+def clear_library() -> Response:
+    """Delete every image, if the number typed matches the library's size."""
+    typed = request.form.get("confirm", "").strip()
+    if not typed.isdigit():
+        raise BadRequest("Type the number of images in the library to confirm. Nothing was deleted.")
+    lib = library()
+    count = lib.count()
+    if int(typed) != count:
+        raise Conflict(f"You typed {int(typed)}, but the library has {count} images. Nothing was deleted.")
+    deleted = lib.clear()
+    flash(f"Deleted all {deleted} image{'' if deleted == 1 else 's'} from the library.", "success")
+    return redirect(url_for("pages.library_page"), 303)
+
+
+@blp.get("/images/<sha256:image_id>")
+def image_page(image_id: str) -> str:
+    """Show one indexed image, its details and the images most like it."""
+    image = _image(image_id)
+    similar = _scored(library().similar(image_id, SIMILAR_COUNT))
+    return render_template("image.html", image=image, similar=similar)
+
+
+@blp.get("/images/<sha256:image_id>/delete")
+def delete_image_form(image_id: str) -> str:
+    """Ask for confirmation before deleting an image."""
+    return render_template("image_delete.html", image=_image(image_id))
+
+
+@blp.post("/images/<sha256:image_id>/delete")
+def delete_image(image_id: str) -> Response:
+    """Delete an image (file, thumbnail and vector) and go back to the library."""
+    lib = library()
+    record = lib.get(image_id)
+    lib.delete(image_id)
+    flash(f"Deleted {record.filename} from the library.", "success")
+    return redirect(url_for("pages.library_page"), 303)

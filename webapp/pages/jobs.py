@@ -1,0 +1,108 @@
+"""Adding many images: the Add images forms, and the pages that follow the jobs they start."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+from werkzeug.exceptions import BadRequest
+from werkzeug.wrappers import Response
+
+from webapp.api.common import job_json
+from webapp.errors import InvalidInput
+from webapp.extensions import csrf
+from webapp.pages.blueprint import Pager, blp
+from webapp.runtime import runtime
+from webapp.services.jobs import ACTIVE, RESUMABLE, Job, JobStore, Upload
+from webapp.services.sources import allowed_folder
+
+JOBS_PER_PAGE = 20
+
+
+def _create_job(jobs: JobStore, source: str) -> Job:
+    """Create a queued job from the form that was sent, or answer 400 saying what is missing."""
+    if source == "folder":
+        folder = request.form.get("folder", "").strip()
+        if not folder:
+            raise BadRequest("Type the path of a folder on the server first.")
+        return jobs.create("folder", str(allowed_folder(folder, current_app.config["IMPORT_ROOTS"])))
+    if source == "archive":
+        archive = request.files.get("archive")
+        if archive is None or not archive.filename:
+            raise BadRequest("Choose a .zip archive first.")
+        return jobs.create_from_archive(archive)
+    if source == "files":
+        uploads: list[Upload] = [f for f in request.files.getlist("files") if f.filename]
+        if not uploads:
+            raise BadRequest("Choose one or more image files first.")
+        limit = current_app.config["MAX_JOB_FILES"]
+        if len(uploads) > limit:
+            raise InvalidInput(f"Too many files ({len(uploads)}); the limit is {limit} per upload.")
+        return jobs.create_from_files(uploads)
+    raise BadRequest("Send one of the forms of the Add images page.")
+
+
+@blp.get("/add")
+def add_page() -> str:
+    """Offer the three ways to add many images: files, a zip archive, a folder on the server."""
+    return render_template("add.html", roots=current_app.config["IMPORT_ROOTS"])
+
+
+@blp.post("/add")
+@csrf.exempt  # checked in the view, once the job's larger upload limit applies: the check reads the form
+def start_job() -> Response:
+    """Start a background job from one of the Add images forms and show its page."""
+    request.max_content_length = current_app.config["MAX_JOB_UPLOAD_BYTES"]
+    csrf.protect()
+    rt = runtime()
+    runner = rt.runner  # opens the model and the store now: fail before accepting the work
+    job = _create_job(rt.jobs, request.form.get("source", ""))
+    runner.submit(job.id)
+    flash("The job has started: this page follows its progress.", "success")
+    return redirect(url_for("pages.job_page", job_id=job.id), 303)
+
+
+@blp.get("/jobs")
+def jobs_page() -> str | Response:
+    """List the jobs, newest first, a page at a time."""
+    pager = Pager.from_request(JOBS_PER_PAGE)
+    jobs, total = runtime().jobs.recent(pager.offset, pager.per_page)
+    pager = pager.counted(total)
+    if pager.beyond_end:
+        return redirect(pager.url(pager.pages))
+    return render_template("jobs.html", jobs=[_job(j) for j in jobs], pager=pager)
+
+
+@blp.get("/jobs/<job_id>")
+def job_page(job_id: str) -> str:
+    """Show a job's progress, counts, rate, ETA and failed files (updated live by app.js)."""
+    store = runtime().jobs
+    job = _job(store.get(job_id))
+    return render_template("job.html", job=job, failures=store.failures(job_id), active=ACTIVE, resumable=RESUMABLE)
+
+
+@blp.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str) -> Response:
+    """Cancel a queued job, or ask a running one to stop after its current batch."""
+    job = runtime().jobs.request_cancel(job_id)
+    if job.status == "cancelled":
+        flash("The job is cancelled. What it had already indexed stays in the library.", "info")
+    else:
+        flash("The job will stop after its current batch.", "info")
+    return redirect(url_for("pages.job_page", job_id=job_id), 303)
+
+
+@blp.post("/jobs/<job_id>/resume")
+def resume_job(job_id: str) -> Response:
+    """Queue a stopped job again; it skips the files it already processed."""
+    rt = runtime()
+    runner = rt.runner
+    job = rt.jobs.requeue(job_id)
+    runner.submit(job.id)
+    flash("The job has resumed where it stopped.", "success")
+    return redirect(url_for("pages.job_page", job_id=job_id), 303)
+
+
+def _job(job: Job) -> Any:
+    return SimpleNamespace(**job_json(job))

@@ -1,0 +1,90 @@
+"""Search pages: the search form, the ranked results, and adding one image from the home page."""
+
+from __future__ import annotations
+
+import base64
+from types import SimpleNamespace
+
+from flask import flash, redirect, render_template, request, url_for
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import BadRequest
+from werkzeug.wrappers import Response
+
+from webapp.api.common import image_json
+from webapp.pages.blueprint import blp
+from webapp.runtime import library
+from webapp.services.imaging import thumbnail
+from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
+
+TOP_K_CHOICES = [5, 10, 20, 50, MAX_TOP_K]
+
+
+def _upload() -> FileStorage:
+    """Return the uploaded ``image`` file of a page form, or answer 400 saying what is missing."""
+    upload = request.files.get("image")
+    if upload is None or not upload.filename:
+        raise BadRequest("Choose an image file first.")
+    return upload
+
+
+def _top_k() -> int:
+    value = request.form.get("top_k", str(DEFAULT_TOP_K))
+    if not value.isdigit() or not 1 <= int(value) <= MAX_TOP_K:
+        raise BadRequest(f"The number of results must be between 1 and {MAX_TOP_K}.")
+    return int(value)
+
+
+@blp.get("/")
+def index() -> str:
+    """Show the search form and the library size."""
+    return render_template(
+        "index.html",
+        count=library().count(),
+        top_k_choices=TOP_K_CHOICES,
+        default_top_k=DEFAULT_TOP_K,
+    )
+
+
+@blp.post("/search")
+def search() -> str:
+    """Search with the uploaded image and show the ranked results."""
+    upload = _upload()
+    top_k = _top_k()
+    lib = library()
+    result = lib.search(upload.read(), top_k)
+    preview = base64.b64encode(thumbnail(result.query.image, lib.thumbnail_size)).decode()
+    query = SimpleNamespace(
+        preview=f"data:image/jpeg;base64,{preview}",
+        filename=upload.filename,
+        width=result.query.width,
+        height=result.query.height,
+    )
+    hits = [SimpleNamespace(**image_json(h.record), score=h.score) for h in result.hits]
+    return render_template(
+        "results.html",
+        query=query,
+        hits=hits,
+        took_ms=result.took_ms,
+        top_k=top_k,
+        count=lib.count(),
+        top_k_choices=TOP_K_CHOICES,
+        default_top_k=top_k,
+    )
+
+
+@blp.get("/search")
+def search_form() -> Response:
+    """Send a reloaded or bookmarked results URL back to the search form."""
+    return redirect(url_for("pages.index"))
+
+
+@blp.post("/images")
+def add_image() -> Response:
+    """Add the uploaded image to the library and show its page."""
+    upload = _upload()
+    record, created = library().add(upload.read(), upload.filename)
+    if created:
+        flash(f"Added {record.filename} to the library.", "success")
+    else:
+        flash("That image is already in the library.", "info")
+    return redirect(url_for("pages.image_page", image_id=record.sha256))
