@@ -53,13 +53,14 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {q[0]:6.1f}  p95 {q[1]:6.1f}  p99 {q[2]:6.1f}  mean {statistics.fmean(samples):6.1f} ms"
 
 
-def start(data_dir: Path, model_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start(data_dir: Path, model_dir: Path, **extra: str) -> tuple[subprocess.Popen[bytes], str]:
     """Start Gunicorn on a free loopback port and wait until it answers."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBAPP_")}
     env.update(WEBAPP_DATA_DIR=str(data_dir), WEBAPP_MODEL_DIR=str(model_dir), WEBAPP_BIND=f"127.0.0.1:{port}")
+    env.update(extra)
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py", "--access-logfile", "/dev/null"],
         cwd=ROOT,
