@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 MODEL ?= efficientnet-lite0
 MODEL_FILE := var/models/$(MODEL).onnx
 
-.PHONY: run test lint latency model install install-dev clean
+.PHONY: run test lint bench-latency bench-ingest model install install-dev clean
 
 run: install model
 	$(BIN)/gunicorn -c gunicorn.conf.py
@@ -21,8 +21,12 @@ lint: install-dev
 	$(BIN)/mypy
 
 # Warm single-client search latency through Gunicorn on loopback (prints percentiles).
-latency: install-dev model
+bench-latency: install-dev model
 	$(BIN)/python bench/latency.py
+
+# Bulk ingestion through the app next to the raw embedding pipeline, in one run.
+bench-ingest: install-dev model
+	$(BIN)/python bench/ingest.py
 
 model: $(MODEL_FILE)
 

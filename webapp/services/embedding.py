@@ -139,7 +139,7 @@ class Embedder:
             )
         threads = threads or os.cpu_count() or 1
         size = self.spec.input_size
-        decode_op = ops.ris.decode(max_pixels=max_pixels, draft=2 * size)
+        decode_op = ops.ris.decode(max_pixels=max_pixels, draft=size)
         self._one = (
             pipe.input("data")
             .map("data", "decoded", decode_op)

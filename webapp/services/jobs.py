@@ -220,12 +220,13 @@ class JobStore:
             ).fetchall()
         return [Failure(r["name"], r["reason"] or "") for r in rows]
 
-    def pending(self, job_id: str, limit: int) -> list[tuple[int, str]]:
-        """Return the next items still to process, as (seq, name)."""
+    def pending(self, job_id: str, limit: int, after: int = -1) -> list[tuple[int, str]]:
+        """Return the next items still to process after position ``after``, as (seq, name)."""
         with self.db.connect() as conn:
             rows = conn.execute(
-                "SELECT seq, name FROM job_items WHERE job_id = ? AND state = 'pending' ORDER BY seq LIMIT ?",
-                (job_id, limit),
+                "SELECT seq, name FROM job_items WHERE job_id = ? AND state = 'pending' AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (job_id, after, limit),
             ).fetchall()
         return [(r["seq"], r["name"]) for r in rows]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -42,6 +42,21 @@ class Outcome:
     error: WebappError | None = None
 
 
+@dataclass
+class Batch:
+    """Files embedded by ``prepare`` and waiting for ``commit``."""
+
+    size: int
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    repeats: dict[int, int] = field(default_factory=dict)  # index -> earlier index, same bytes
+    new: list[tuple[int, Record, np.ndarray, bytes, Decoded]] = field(default_factory=list)
+
+    @property
+    def new_shas(self) -> set[str]:
+        """Return the content ids this batch will add."""
+        return {rec.sha256 for _, rec, *_ in self.new}
+
+
 @dataclass(frozen=True)
 class Entry:
     """One file to add: its bytes (or why they could not be read) and its name."""
@@ -72,8 +87,8 @@ class Library:
         self.images = images
         self.catalog = catalog
         self.thumbnail_size = thumbnail_size
-        # Adds check "already indexed?" then write: one at a time per process, so two uploads
-        # of the same bytes cannot both be counted as new.
+        # Writes (and their final "already indexed?" check) go one at a time per process, so two
+        # uploads of the same bytes cannot both be counted as new.
         self._add_lock = threading.Lock()
 
     def add(self, data: bytes, filename: str | None, source: str = "upload") -> tuple[Record, bool]:
@@ -86,56 +101,67 @@ class Library:
 
     def add_many(self, entries: Sequence[Entry], source: str) -> list[Outcome]:
         """Index a batch of files in one model call per window; one bad file never stops the rest."""
-        outcomes: dict[int, Outcome] = {}
-        repeats: dict[int, int] = {}  # index -> index of the same bytes earlier in this batch
-        todo: list[tuple[int, bytes]] = []
-        with self._add_lock:
-            shas = {i: content_id(e.data) for i, e in enumerate(entries) if isinstance(e.data, bytes)}
-            known = self.vectors.get(set(shas.values()))
-            first: dict[str, int] = {}
-            for i, entry in enumerate(entries):
-                if isinstance(entry.data, WebappError):
-                    outcomes[i] = Outcome("failed", reason=entry.data.message, error=entry.data)
-                elif shas[i] in known:
-                    outcomes[i] = Outcome("duplicate", known[shas[i]])
-                elif shas[i] in first:
-                    repeats[i] = first[shas[i]]
-                else:
-                    first[shas[i]] = i
-                    todo.append((i, entry.data))
-            new: list[tuple[Record, np.ndarray, bytes, Decoded]] = []
-            now = int(time.time() * 1000)
-            for (i, data), (_, decoded, vector) in zip(todo, self.embedder.embed_many(todo), strict=True):
-                if isinstance(decoded, WebappError) or vector is None:
-                    error = decoded if isinstance(decoded, WebappError) else WebappError("could not embed")
-                    outcomes[i] = Outcome("failed", reason=error.message, error=error)
-                    continue
-                name = entries[i].filename
-                record = Record(decoded.sha256, name, decoded.width, decoded.height, source, decoded.mime, now)
-                new.append((record, vector, data, decoded))
-                outcomes[i] = Outcome("added", record)
-            self._store(new)
-        for i, j in repeats.items():
-            earlier = outcomes[j]
-            outcomes[i] = Outcome("duplicate", earlier.record) if earlier.record else earlier
-        return [outcomes[i] for i in range(len(entries))]
+        return self.commit(self.prepare(entries, source))
 
-    def _store(self, new: list[tuple[Record, np.ndarray, bytes, Decoded]]) -> None:
+    def prepare(self, entries: Sequence[Entry], source: str, in_flight: Collection[str] = ()) -> Batch:
+        """Hash the files, skip those indexed (or ``in_flight``), embed the rest: no writes yet."""
+        batch = Batch(len(entries))
+        todo: list[tuple[int, bytes]] = []
+        shas = {i: content_id(e.data) for i, e in enumerate(entries) if isinstance(e.data, bytes)}
+        known = self.vectors.get(set(shas.values()))
+        first: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            if isinstance(entry.data, WebappError):
+                batch.outcomes[i] = Outcome("failed", reason=entry.data.message, error=entry.data)
+            elif shas[i] in known or shas[i] in in_flight:
+                batch.outcomes[i] = Outcome("duplicate", known.get(shas[i]))
+            elif shas[i] in first:
+                batch.repeats[i] = first[shas[i]]
+            else:
+                first[shas[i]] = i
+                todo.append((i, entry.data))
+        now = int(time.time() * 1000)
+        for (i, data), (_, decoded, vector) in zip(todo, self.embedder.embed_many(todo), strict=True):
+            if isinstance(decoded, WebappError) or vector is None:
+                error = decoded if isinstance(decoded, WebappError) else WebappError("could not embed")
+                batch.outcomes[i] = Outcome("failed", reason=error.message, error=error)
+                continue
+            name = entries[i].filename
+            record = Record(decoded.sha256, name, decoded.width, decoded.height, source, decoded.mime, now)
+            batch.new.append((i, record, vector, data, decoded))
+        return batch
+
+    def commit(self, batch: Batch) -> list[Outcome]:
+        """Store a prepared batch (files, then vectors, then catalogue); return each file's outcome."""
+        with self._add_lock:
+            # Another request may have indexed the same bytes since prepare(): count it once.
+            known = self.vectors.get({rec.sha256 for _, rec, *_ in batch.new})
+            for i, rec, *_ in batch.new:
+                batch.outcomes[i] = (
+                    Outcome("duplicate", known[rec.sha256]) if rec.sha256 in known else Outcome("added", rec)
+                )
+            self._store([item for item in batch.new if item[1].sha256 not in known])
+        for i, j in batch.repeats.items():
+            earlier = batch.outcomes[j]
+            batch.outcomes[i] = Outcome("duplicate", earlier.record) if earlier.record else earlier
+        return [batch.outcomes[i] for i in range(batch.size)]
+
+    def _store(self, new: list[tuple[int, Record, np.ndarray, bytes, Decoded]]) -> None:
         """Write files first, then vectors, then the catalogue; undo the files if vectors fail."""
         if not new:
             return
         created = [
             rec.sha256
-            for rec, _, data, decoded in new
+            for _, rec, _, data, decoded in new
             if self.images.put(rec.sha256, rec.mime, data, thumbnail(decoded.image, self.thumbnail_size))
         ]
         try:
-            self.vectors.upsert([(rec, vec) for rec, vec, _, _ in new])
+            self.vectors.upsert([(rec, vec) for _, rec, vec, _, _ in new])
         except Exception:
             for sha in created:
                 self.images.delete(sha)
             raise
-        self.catalog.add((rec.sha256, rec.added_at) for rec, _, _, _ in new)
+        self.catalog.add((rec.sha256, rec.added_at) for _, rec, _, _, _ in new)
 
     def search(self, data: bytes, top_k: int) -> SearchResult:
         """Embed the query image and return the ``top_k`` most similar indexed images."""

@@ -6,11 +6,12 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from webapp.errors import WebappError
 from webapp.services.jobs import HEARTBEAT_EVERY, Job, JobStore
-from webapp.services.library import Library
+from webapp.services.library import Library, Outcome
 from webapp.services.sources import Source, open_source
 
 Progress = Callable[[Job], None]
@@ -102,25 +103,47 @@ class JobRunner:
             self.store.reopen_items(job_id, lost)
 
     def _process(self, job_id: str, source: Source, progress: Progress | None) -> str:
-        batch = max(int(self.settings["EMBED_BATCH_SIZE"]), 1) * 4
+        """Embed batch N+1 while batch N is written: the model and the disk work overlap."""
+        size = max(int(self.settings["EMBED_BATCH_SIZE"]), 1) * 4
         flushed_at = time.monotonic()
-        while items := self.store.pending(job_id, batch):
-            if self._stopping:
-                return "interrupted"
-            if self.store.cancel_requested(job_id):
-                return "cancelled"
-            entries = [source.read(seq, name) for seq, name in items]
-            outcomes = self.library.add_many(entries, source=f"job:{job_id[:8]}")
-            self.store.record(
-                job_id,
-                [
-                    (seq, o.status, o.reason, o.record.sha256 if o.record else None)
-                    for (seq, _), o in zip(items, outcomes, strict=True)
-                ],
-            )
-            if time.monotonic() - flushed_at > 30:
-                self.library.vectors.flush()
-                flushed_at = time.monotonic()
-            if progress is not None:
-                progress(self.store.get(job_id))
-        return "done"
+        in_flight: set[str] = set()
+        writing: tuple[list[tuple[int, str]], set[str], Future[list[Outcome]]] | None = None
+        status = "done"
+        with ThreadPoolExecutor(1, thread_name_prefix="ingest-write") as writer:
+            last_seq = -1  # items of the batch being written are still pending in the store
+            while True:
+                if self._stopping:
+                    status = "interrupted"
+                elif self.store.cancel_requested(job_id):
+                    status = "cancelled"
+                items = [] if status != "done" else self.store.pending(job_id, size, last_seq)
+                prepared = None
+                if items:
+                    batch = self.library.prepare(
+                        [source.read(seq, name) for seq, name in items], f"job:{job_id[:8]}", in_flight
+                    )
+                    in_flight |= batch.new_shas
+                    prepared = (items, batch.new_shas, writer.submit(self.library.commit, batch))
+                    last_seq = items[-1][0]
+                if writing is not None:
+                    done_items, shas, future = writing
+                    self._record(job_id, done_items, future.result())
+                    in_flight -= shas
+                    if progress is not None:
+                        progress(self.store.get(job_id))
+                writing = prepared
+                if writing is None:
+                    break
+                if time.monotonic() - flushed_at > 30:
+                    self.library.vectors.flush()
+                    flushed_at = time.monotonic()
+        return status
+
+    def _record(self, job_id: str, items: list[tuple[int, str]], outcomes: list[Outcome]) -> None:
+        self.store.record(
+            job_id,
+            [
+                (seq, o.status, o.reason, o.record.sha256 if o.record else None)
+                for (seq, _), o in zip(items, outcomes, strict=True)
+            ],
+        )
