@@ -16,7 +16,9 @@ import io
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
@@ -48,6 +50,26 @@ def make_images(count: int, seed: int = 0) -> list[bytes]:
     return out
 
 
+def run_job(url: str, folder: Path, meanwhile: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Load a folder through the API and return the finished job; call ``meanwhile`` while it runs."""
+    job = requests.post(f"{url}/api/v1/jobs", json={"folder": str(folder)}).json()
+    while (state := requests.get(f"{url}{job['url']}").json())["status"] in ("queued", "running"):
+        if meanwhile is not None:
+            meanwhile()
+        time.sleep(0.1)
+    return dict(state)
+
+
+def search_latencies(url: str, image: bytes, count: int) -> list[float]:
+    """Time ``count`` sequential searches, in ms."""
+    out = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        requests.post(f"{url}/api/v1/search", files={"image": ("q.jpg", image)}).raise_for_status()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
 def main() -> None:
     """Run both measurements and print them side by side."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,16 +87,23 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "import" / "photos"
-        folder.mkdir(parents=True)
-        for i, data in enumerate(images):
-            (folder / f"{i:05d}.jpg").write_bytes(data)
+        more = Path(tmp) / "import" / "more"
+        for path, batch in ((folder, images), (more, make_images(len(images) // 2, seed=1))):
+            path.mkdir(parents=True)
+            for i, data in enumerate(batch):
+                (path / f"{i:05d}.jpg").write_bytes(data)
         proc, url = start(Path(tmp) / "app", args.model_dir, WEBAPP_IMPORT_ROOTS=str(Path(tmp) / "import"))
         try:
+            idle = search_latencies(url, images[0], 20)
             t0 = time.perf_counter()
             job = requests.post(f"{url}/api/v1/jobs", json={"folder": str(folder)}).json()
             while (state := requests.get(f"{url}{job['url']}").json())["status"] in ("queued", "running"):
                 time.sleep(0.2)
             app_seconds = time.perf_counter() - t0
+            again = run_job(url, folder)
+            # A second, different folder while one client searches in a loop.
+            busy: list[float] = []
+            other = run_job(url, more, lambda: busy.extend(search_latencies(url, images[0], 1)))
         finally:
             proc.terminate()
             proc.wait(timeout=60)
@@ -84,6 +113,13 @@ def main() -> None:
     print(f"raw pipeline (batched, in-process)   {raw_rate:7.1f} images/s")
     print(f"app folder job through the API      {app_rate:7.1f} images/s  ({app_seconds:.1f} s end to end)")
     print(f"app / raw                            {app_rate / raw_rate:7.2f}")
+    print(f"search while idle (one client)        p50 {np.median(idle):6.1f} ms  p95 {np.percentile(idle, 95):6.1f} ms")
+    print(f"second load of the same folder        added {again['added']}, duplicates {again['duplicates']}")
+    print(f"another folder while searching        {other['rate']:7.1f} images/s ({other['added']} images)")
+    print(
+        f"search during that job ({len(busy)} requests)  p50 {np.median(busy):6.1f} ms"
+        f"  p95 {np.percentile(busy, 95):6.1f} ms  max {max(busy):6.1f} ms"
+    )
 
 
 if __name__ == "__main__":

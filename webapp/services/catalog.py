@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS images (
     sha256 TEXT PRIMARY KEY,
     added_at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS images_by_time ON images (added_at DESC, sha256);
+CREATE INDEX IF NOT EXISTS images_by_time ON images (added_at);
 """
 
 
@@ -38,10 +38,10 @@ class Catalog:
             conn.execute("DELETE FROM images")
 
     def newest(self, offset: int, limit: int) -> list[str]:
-        """Return a page of content ids, newest first."""
+        """Return a page of content ids, newest first (within one batch, the last added first)."""
         with self.db.connect() as conn:
             rows = conn.execute(
-                "SELECT sha256 FROM images ORDER BY added_at DESC, sha256 LIMIT ? OFFSET ?", (limit, offset)
+                "SELECT sha256 FROM images ORDER BY added_at DESC, rowid DESC LIMIT ? OFFSET ?", (limit, offset)
             ).fetchall()
         return [row["sha256"] for row in rows]
 

@@ -17,6 +17,9 @@ from webapp.services.sources import Source, open_source
 Progress = Callable[[Job], None]
 
 
+CHUNK = 64  # files read, embedded and written per step (the model sees EMBED_BATCH_SIZE at a time)
+
+
 class JobRunner:
     """Runs this process's jobs one at a time in a background thread (writes stay serialised)."""
 
@@ -104,7 +107,7 @@ class JobRunner:
 
     def _process(self, job_id: str, source: Source, progress: Progress | None) -> str:
         """Embed batch N+1 while batch N is written: the model and the disk work overlap."""
-        size = max(int(self.settings["EMBED_BATCH_SIZE"]), 1) * 4
+        size = CHUNK
         flushed_at = time.monotonic()
         in_flight: set[str] = set()
         writing: tuple[list[tuple[int, str]], set[str], Future[list[Outcome]]] | None = None
