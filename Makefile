@@ -34,7 +34,7 @@ $(MODEL_FILE): scripts/export_model.py | install
 	$(BIN)/python scripts/export_model.py --model $(MODEL) --out $@
 
 install: $(VENV)/.run-installed
-install-dev: $(VENV)/.dev-installed
+install-dev: $(VENV)/.dev-installed .venv-milvus/.installed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,5 +49,12 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.run-installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# A real Milvus standalone for the tests (milvus-server), in its own venv: its pins must not mix
+# with the app's. The tests start and stop it themselves.
+.venv-milvus/.installed:
+	$(PYTHON) -m venv .venv-milvus
+	.venv-milvus/bin/pip install --quiet milvus==2.3.5
+	touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-milvus .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
+from pymilvus import MilvusClient
 from skimage import data as skdata
 
+from tests.milvus_server import MilvusServer
 from webapp import create_app
 from webapp.config import ROOT
 from webapp.runtime import EXTENSION
@@ -112,12 +115,39 @@ def photos() -> dict[str, bytes]:
     return out
 
 
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    """Start a real Milvus standalone once for the session; stop it by its pid whatever happens."""
+    server = MilvusServer(tmp_path_factory.mktemp("milvus"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture()
-def app(tmp_path: Path, model_dir: Path) -> Iterator[Flask]:
-    """Create the app on a fresh data folder with its own Milvus Lite file."""
-    app = create_app(
-        {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir), "SECRET_KEY": "t"}
-    )
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Return (MILVUS_URI, COLLECTION): a Lite file by default, or the real server with
+    ``@pytest.mark.parametrize("backend", ["lite", "server"], indirect=True)``."""
+    if getattr(request, "param", "lite") == "lite":
+        yield str(tmp_path / "data" / "milvus.db"), "images"
+        return
+    server: MilvusServer = request.getfixturevalue("milvus_server")
+    collection = f"test_{uuid.uuid4().hex[:12]}"
+    yield server.uri, collection
+    if server.healthy():
+        client = MilvusClient(uri=server.uri, timeout=30)
+        client.drop_collection(collection)
+        client.close()
+
+
+@pytest.fixture()
+def app(tmp_path: Path, model_dir: Path, backend: tuple[str, str]) -> Iterator[Flask]:
+    """Create the app on a fresh data folder, against the store the test asks for."""
+    uri, collection = backend
+    settings = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir), "SECRET_KEY": "t"}
+    app = create_app({**settings, "MILVUS_URI": uri, "COLLECTION": collection})
     yield app
     app.extensions[EXTENSION].close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +11,11 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from tests.conftest import near_duplicate, png
-from webapp import create_app
 from webapp.runtime import EXTENSION
 
 UNKNOWN = "0" * 64
+BOTH_STORES = pytest.mark.parametrize("backend", ["lite", "server"], indirect=True)
+pytestmark = BOTH_STORES
 
 
 def upload(client: FlaskClient, url: str, data: bytes, name: str = "photo.jpg", **fields: Any) -> Any:
@@ -96,7 +96,7 @@ def test_search_on_an_empty_library_returns_no_results(client: FlaskClient, phot
     assert response.status_code == 200 and response.json["results"] == []
 
 
-def test_stats(client: FlaskClient, photos: dict[str, bytes]) -> None:
+def test_stats(client: FlaskClient, photos: dict[str, bytes], backend: tuple[str, str]) -> None:
     upload(client, "/api/v1/images", photos["coins"])
     assert client.get("/api/v1/stats").json == {
         "count": 1,
@@ -104,8 +104,8 @@ def test_stats(client: FlaskClient, photos: dict[str, bytes]) -> None:
         "dimension": 1280,
         "metric": "COSINE",
         "index_type": "HNSW",
-        "store": "milvus-lite",
-        "collection": "images",
+        "store": "milvus-server" if backend[0].startswith("http") else "milvus-lite",
+        "collection": backend[1],
     }
 
 
@@ -145,23 +145,12 @@ def test_json_body_instead_of_multipart_is_422(client: FlaskClient) -> None:
     assert response.status_code == 422
 
 
-def test_over_large_upload_is_413_json(tmp_path: Path, model_dir: Path) -> None:
-    app = create_app(
-        {
-            "DATA_DIR": str(tmp_path),
-            "MODEL_DIR": str(model_dir),
-            "SECRET_KEY": "t",
-            "MAX_CONTENT_LENGTH": 1000,
-        }
-    )
-    client = app.test_client()
-    try:
-        response = upload(client, "/api/v1/images", b"x" * 5000)
-        assert response.status_code == 413
-        assert response.json["code"] == 413 and response.json["message"]
-        assert client.get("/api/v1/stats").json["count"] == 0
-    finally:
-        app.extensions[EXTENSION].close()
+def test_over_large_upload_is_413_json(app: Flask, client: FlaskClient) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    response = upload(client, "/api/v1/images", b"x" * 5000)
+    assert response.status_code == 413
+    assert response.json["code"] == 413 and response.json["message"]
+    assert client.get("/api/v1/stats").json["count"] == 0
 
 
 def test_too_many_pixels_is_413_json(app: Flask, client: FlaskClient) -> None:

@@ -9,7 +9,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.test_api import add_all, upload
+from tests.test_api import BOTH_STORES, add_all, upload
+
+pytestmark = BOTH_STORES
 
 
 def test_images_are_listed_newest_first_and_paginated(client: FlaskClient, photos: dict[str, bytes]) -> None:

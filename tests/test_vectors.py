@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,9 +19,12 @@ def _item(i: int, rng: np.random.Generator) -> tuple[Record, np.ndarray]:
     return Record(sha, f"{i}.jpg", 10 + i, 20, "upload", "image/jpeg", 1000 + i), vec / np.linalg.norm(vec)
 
 
+BOTH_STORES = pytest.mark.parametrize("backend", ["lite", "server"], indirect=True)
+
+
 @pytest.fixture()
-def store(tmp_path: Path) -> Iterator[MilvusVectorStore]:
-    store = MilvusVectorStore(str(tmp_path / "m.db"), "test", DIM)
+def store(backend: tuple[str, str]) -> Iterator[MilvusVectorStore]:
+    store = MilvusVectorStore(*backend, DIM)
     yield store
     store.close()
 
@@ -38,6 +40,7 @@ def test_uri_kind() -> None:
     assert not is_server_uri("var/milvus.db") and not is_server_uri("/abs/milvus.db")
 
 
+@BOTH_STORES
 def test_upsert_is_idempotent_and_search_ranks_by_cosine(store: MilvusVectorStore) -> None:
     rng = np.random.default_rng(0)
     items = [_item(i, rng) for i in range(50)]
@@ -51,6 +54,7 @@ def test_upsert_is_idempotent_and_search_ranks_by_cosine(store: MilvusVectorStor
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
+@BOTH_STORES
 def test_get_returns_only_what_exists(store: MilvusVectorStore) -> None:
     rng = np.random.default_rng(1)
     items = [_item(i, rng) for i in range(5)]
@@ -62,18 +66,19 @@ def test_get_returns_only_what_exists(store: MilvusVectorStore) -> None:
     assert store.get([]) == {}
 
 
-def test_delete_and_persistence_across_reopen(tmp_path: Path) -> None:
+@BOTH_STORES
+def test_delete_and_persistence_across_reopen(backend: tuple[str, str]) -> None:
     rng = np.random.default_rng(2)
     items = [_item(i, rng) for i in range(20)]
-    store = MilvusVectorStore(str(tmp_path / "p.db"), "test", DIM)
+    store = MilvusVectorStore(*backend, DIM)
     store.upsert(items)
     store.delete([items[0][0].sha256])
     store.close()
-    reopened = MilvusVectorStore(str(tmp_path / "p.db"), "test", DIM)
+    reopened = MilvusVectorStore(*backend, DIM)
     try:
         assert reopened.count() == 19
         assert reopened.search(items[5][1], 1)[0].record == items[5][0]
-        index = reopened._client.describe_index("test", "vector")
+        index = reopened._client.describe_index(backend[1], "vector")
         assert (index["index_type"], index["metric_type"]) == ("HNSW", "COSINE")
         assert (index["params"]["M"], index["params"]["efConstruction"]) == (16, 200)
     finally:

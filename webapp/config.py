@@ -19,7 +19,8 @@ class Defaults:
     DATA_DIR = "var"  # relative paths are relative to the project folder
     MILVUS_URI = ""  # empty: the Milvus Lite file DATA_DIR/milvus.db; or http://host:19530
     MILVUS_TOKEN = ""
-    MILVUS_TIMEOUT = 10.0
+    MILVUS_TIMEOUT = 5.0  # seconds per Milvus call; past it the request answers 503
+    MILVUS_CONSISTENCY = "Strong"  # or Bounded: faster reads on a server, a few seconds stale
     COLLECTION = "images"
     MODEL = "efficientnet-lite0"
     MODEL_DIR = ""  # empty: DATA_DIR/models

@@ -15,7 +15,7 @@ from webapp.services.jobs import JobStore
 from webapp.services.library import Library
 from webapp.services.runner import JobRunner
 from webapp.services.sqlite import Database
-from webapp.services.vectors import MilvusVectorStore, is_server_uri
+from webapp.services.vectors import MilvusVectorStore
 
 EXTENSION = "webapp"
 
@@ -56,8 +56,6 @@ class Runtime:
             batch_size=s["EMBED_BATCH_SIZE"],
             threads=s["ONNX_THREADS"],
         )
-        if not is_server_uri(s["MILVUS_URI"]):
-            Path(s["MILVUS_URI"]).parent.mkdir(parents=True, exist_ok=True)
         vectors = MilvusVectorStore(
             s["MILVUS_URI"],
             s["COLLECTION"],
@@ -67,6 +65,7 @@ class Runtime:
             ef_construction=s["HNSW_EF_CONSTRUCTION"],
             search_ef=s["SEARCH_EF"],
             timeout=s["MILVUS_TIMEOUT"],
+            consistency=s["MILVUS_CONSISTENCY"],
         )
         images = ImageStore(Path(s["DATA_DIR"]) / "images")
         return Library(embedder, vectors, images, Catalog(self.database), s["THUMBNAIL_SIZE"])

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from pymilvus import DataType, MilvusClient
+from pymilvus import CollectionSchema, DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
+from pymilvus.milvus_client.index import IndexParams
 
 from webapp.errors import StoreUnavailable
 
@@ -82,6 +84,7 @@ class MilvusVectorStore:
         ef_construction: int = 200,
         search_ef: int = 128,
         timeout: float = 10.0,
+        consistency: str = "Strong",
     ) -> None:
         self.uri = uri
         self.kind = "milvus-server" if is_server_uri(uri) else "milvus-lite"
@@ -89,15 +92,20 @@ class MilvusVectorStore:
         self.dim = dim
         self.search_ef = search_ef
         self.timeout = timeout
+        # Strong: what any worker wrote is visible to every other at once. On a server a Strong
+        # read waits for the next time tick (proxy.timeTickInterval, 200 ms by default).
+        self.consistency = consistency
         # Milvus Lite loses rows when several threads write to one file at once (DESIGN.md):
         # every write goes through this lock.
         self._write_lock = threading.Lock()
         self._index = (hnsw_m, ef_construction)
+        if self.kind == "milvus-lite":
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
             self._client = MilvusClient(uri=uri, token=token, timeout=timeout)
             self._ensure_collection()
         except MilvusException as exc:
-            if self.kind == "milvus-lite" and "Open local milvus failed" in exc.message:
+            if self.kind == "milvus-lite" and "Open local milvus failed" == exc.message:
                 raise StoreUnavailable(
                     f"the Milvus Lite file {uri} is in use by another process (a running server?): "
                     "Milvus Lite allows one process per file"
@@ -105,31 +113,47 @@ class MilvusVectorStore:
             raise StoreUnavailable(f"cannot open the vector store at {uri}: {exc.message}") from exc
 
     def _ensure_collection(self) -> None:
+        """Create the collection and its index if missing; safe when several workers race."""
         client = self._client
-        hnsw_m, ef_construction = self._index
         if not client.has_collection(self.collection):
-            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("pk", DataType.INT64, is_primary=True)
-            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-            schema.add_field("sha256", DataType.VARCHAR, max_length=64)
-            schema.add_field("filename", DataType.VARCHAR, max_length=1024)
-            schema.add_field("width", DataType.INT32)
-            schema.add_field("height", DataType.INT32)
-            schema.add_field("source", DataType.VARCHAR, max_length=64)
-            schema.add_field("mime", DataType.VARCHAR, max_length=64)
-            schema.add_field("added_at", DataType.INT64)
-            index = MilvusClient.prepare_index_params()
-            # Build params must be nested under "params" or Milvus silently ignores them.
-            index.add_index(
-                field_name="vector",
-                index_type=self.index_type,
-                metric_type=self.metric,
-                params={"params": {"M": hnsw_m, "efConstruction": ef_construction}},
-            )
-            client.create_collection(self.collection, schema=schema, consistency_level="Strong")
-            # sync=False: Milvus Lite does not implement the call a synchronous build waits on.
-            client.create_index(self.collection, index, sync=False)
+            try:
+                client.create_collection(self.collection, schema=self._schema(), consistency_level="Strong")
+            except MilvusException:
+                if not client.has_collection(self.collection):  # not another worker's win: a real error
+                    raise
+        if not client.list_indexes(self.collection):
+            try:
+                # sync=False: Milvus Lite does not implement the call a synchronous build waits on.
+                client.create_index(self.collection, self._index_params(), sync=False)
+            except MilvusException:
+                if not client.list_indexes(self.collection):
+                    raise
         client.load_collection(self.collection)
+
+    def _schema(self) -> CollectionSchema:
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("pk", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema.add_field("sha256", DataType.VARCHAR, max_length=64)
+        schema.add_field("filename", DataType.VARCHAR, max_length=1024)
+        schema.add_field("width", DataType.INT32)
+        schema.add_field("height", DataType.INT32)
+        schema.add_field("source", DataType.VARCHAR, max_length=64)
+        schema.add_field("mime", DataType.VARCHAR, max_length=64)
+        schema.add_field("added_at", DataType.INT64)
+        return schema
+
+    def _index_params(self) -> IndexParams:
+        hnsw_m, ef_construction = self._index
+        index = MilvusClient.prepare_index_params()
+        # Build params must be nested under "params" or Milvus silently ignores them.
+        index.add_index(
+            field_name="vector",
+            index_type=self.index_type,
+            metric_type=self.metric,
+            params={"params": {"M": hnsw_m, "efConstruction": ef_construction}},
+        )
+        return index
 
     def upsert(self, items: Sequence[tuple[Record, np.ndarray]]) -> None:
         """Insert or replace the given records with their vectors, keyed by content id."""
@@ -155,7 +179,13 @@ class MilvusVectorStore:
 
     def vector(self, sha256: str) -> np.ndarray | None:
         """Return the stored vector of an image, or None."""
-        rows = self._call(self._client.get, self.collection, ids=[pk_of(sha256)], output_fields=["sha256", "vector"])
+        rows = self._call(
+            self._client.get,
+            self.collection,
+            ids=[pk_of(sha256)],
+            output_fields=["sha256", "vector"],
+            consistency_level=self.consistency,
+        )
         row = next((r for r in rows if r["sha256"] == sha256), None)
         return None if row is None else np.asarray(row["vector"], dtype=np.float32)
 
@@ -169,7 +199,7 @@ class MilvusVectorStore:
             limit=top_k,
             output_fields=FIELDS,
             search_params={"metric_type": self.metric, "params": {"ef": max(self.search_ef, top_k)}},
-            consistency_level="Strong",
+            consistency_level=self.consistency,
         )
         return [Hit(_record(hit["entity"]), float(hit["distance"])) for hit in result[0]]
 
@@ -178,7 +208,13 @@ class MilvusVectorStore:
         wanted = {pk_of(s): s for s in sha256s}
         if not wanted:
             return {}
-        rows = self._call(self._client.get, self.collection, ids=list(wanted), output_fields=FIELDS)
+        rows = self._call(
+            self._client.get,
+            self.collection,
+            ids=list(wanted),
+            output_fields=FIELDS,
+            consistency_level=self.consistency,
+        )
         # Compare the whole sha256, not just the 8-byte key, and key by it: a server may
         # return rows in any order.
         found = (_record(row) for row in rows)
@@ -186,7 +222,9 @@ class MilvusVectorStore:
 
     def count(self) -> int:
         """Return the number of indexed images."""
-        rows = self._call(self._client.query, self.collection, output_fields=["count(*)"])
+        rows = self._call(
+            self._client.query, self.collection, output_fields=["count(*)"], consistency_level=self.consistency
+        )
         return int(rows[0]["count(*)"])
 
     def flush(self) -> None:

@@ -1,0 +1,121 @@
+"""A real Milvus standalone for the tests, from PyPI (`milvus==2.3.5`, in its own venv .venv-milvus).
+
+The `milvus-server` wrapper lays out the data folder and writes the configuration; the tests then
+run the `milvus` binary themselves, because the wrapper stops it with SIGTERM and a SIGKILL one
+second later (an unclean stop that leaves stale sessions in etcd) and moves to other ports when a
+port is still in TIME_WAIT, which breaks a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from pymilvus import MilvusClient
+from pymilvus.exceptions import MilvusException
+
+from webapp.config import ROOT
+
+PYTHON = ROOT / ".venv-milvus" / "bin" / "python"
+PORT = 19530
+HEALTH = "http://127.0.0.1:9091/healthz"
+
+# Runs in .venv-milvus: write configs/milvus.yaml with the default ports (not "resolved": the
+# wrapper's probe moves to other ports while one is in TIME_WAIT) and unpack the binary.
+PREPARE = """
+import sys
+from milvus import MilvusServer, _initialize_data_files
+server = MilvusServer(wait_for_started=False)
+server.set_base_dir(sys.argv[1])
+# A short time tick keeps Strong reads (read-your-writes across workers) quick; a short session
+# TTL lets a restarted server forget the sessions of the one that was killed.
+server.config.set("proxy.timeTickInterval", 20)
+server.config.set("common.session.ttl", 10)
+server.config.resolve_storage()
+server.config.write_config()
+_initialize_data_files(sys.argv[1])
+print(server.get_milvus_executable_path())
+"""
+
+
+class MilvusServer:
+    """Start, stop and restart one Milvus standalone on loopback with a given data folder."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "milvus.log"
+        self.uri = f"http://127.0.0.1:{PORT}"
+        self.binary: Path | None = None
+
+    def start(self, timeout: float = 180) -> None:
+        """Start the server and wait until its health endpoint says OK."""
+        if not PYTHON.exists():
+            raise RuntimeError(f"{PYTHON} is missing: `make test` installs milvus==2.3.5 into .venv-milvus")
+        if self.healthy():
+            raise RuntimeError("a Milvus server already answers on 127.0.0.1:9091; stop it first")
+        if self.binary is None:
+            out = subprocess.run([str(PYTHON), "-c", PREPARE, str(self.data_dir)], check=True, capture_output=True)
+            self.binary = Path(out.stdout.decode().strip().splitlines()[-1])
+        env = {
+            **os.environ,
+            "DEPLOY_MODE": "STANDALONE",
+            "METRICS_PORT": "9091",
+            "MILVUS_RUN_DIR": str(self.data_dir / "run"),
+            "LD_LIBRARY_PATH": f"{self.binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}",
+        }
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(self.binary), "run", "standalone"],
+                cwd=self.data_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not (self.healthy() and self._answers()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"Milvus did not start; see {self.log}")
+            time.sleep(0.5)
+
+    def _answers(self) -> bool:
+        """Tell whether the proxy answers a real call (healthz says OK a little before it does)."""
+        try:
+            client = MilvusClient(uri=self.uri, timeout=5)
+            client.list_collections()
+            client.close()
+            return True
+        except MilvusException:
+            return False
+
+    def stop(self, grace: float = 5) -> None:
+        """Stop the server by its pid with SIGINT; SIGKILL what is left after ``grace`` seconds.
+
+        This Milvus build never finishes its own shutdown (its nodes keep retrying the root
+        coordinator it already stopped): the wrapper kills it after one second, we after five.
+        """
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    @staticmethod
+    def healthy() -> bool:
+        """Tell whether a Milvus answers OK on the health port."""
+        try:
+            with urllib.request.urlopen(HEALTH, timeout=1) as response:
+                return bool(response.read().strip() == b"OK")
+        except OSError:
+            return False
