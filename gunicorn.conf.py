@@ -22,6 +22,9 @@ threads = int(_env("THREADS", "8"))
 timeout = int(_env("TIMEOUT", "60"))
 graceful_timeout = 30
 accesslog = "-"
+# One line per request: client, request line, status, bytes, latency and the worker's pid.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s'
+
 wsgi_app = "wsgi:app"
 
 

@@ -52,7 +52,7 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> Non
 def test_creating_the_app_loads_nothing(tmp_path: Path) -> None:
     app = create_app({"DATA_DIR": str(tmp_path / "d"), "SECRET_KEY": "x"})
     assert not (tmp_path / "d" / "milvus.db").exists()
-    assert app.extensions["webapp"]._library is None
+    assert not app.extensions["webapp"].built("library")
 
 
 def test_missing_model_is_explained_not_a_traceback(tmp_path: Path) -> None:

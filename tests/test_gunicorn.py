@@ -38,16 +38,21 @@ class Server:
     def __init__(self, data_dir: Path, model_dir: Path, **extra: str) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
         env = environment(data_dir, model_dir, WEBAPP_BIND=self.url.removeprefix("http://"), **extra)
-        self.proc = subprocess.Popen(
-            [GUNICORN, "-c", "gunicorn.conf.py"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-        )
-        deadline = time.monotonic() + 60
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Its log goes to a file: a pipe nobody reads would fill up and block the server.
+        self.log = data_dir / f"gunicorn-{self.url.rsplit(':', 1)[1]}.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [GUNICORN, "-c", "gunicorn.conf.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{self.url}/api/v1/stats", timeout=2).ok:
+                if requests.get(f"{self.url}/api/v1/stats", timeout=10).ok:
                     return
-            except requests.ConnectionError:
-                time.sleep(0.2)
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
         self.stop()
         raise RuntimeError("gunicorn did not start")
 
@@ -59,8 +64,8 @@ class Server:
     def stop(self) -> str:
         """Stop gracefully (SIGTERM, as a supervisor would) and return what it logged."""
         self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=60)
-        return err
+        self.proc.wait(timeout=60)
+        return self.log.read_text()
 
 
 @pytest.fixture()

@@ -44,13 +44,14 @@ def handle_http_exception(error: HTTPException) -> Response | tuple[Response | s
     return _page(code, message)
 
 
-def handle_domain_error(error: WebappError) -> tuple[Response | str, int]:
+def handle_domain_error(error: WebappError) -> tuple[Response | str, int, dict[str, str]]:
     """Render a domain error with the status its class declares."""
     if error.status >= 500:
         log.warning("%s: %s", type(error).__name__, error.message)
-    if _wants_json():
-        return _json(error.status, error.message)
-    return _page(error.status, error.message)
+    body = _json(error.status, error.message)[0] if _wants_json() else _page(error.status, error.message)[0]
+    # A 503 is temporary: the app recovers by itself when the store or the model is back.
+    headers = {"Retry-After": "5"} if error.status == 503 else {}
+    return body, error.status, headers
 
 
 def handle_unexpected(error: Exception) -> Response | tuple[Response | str, int]:

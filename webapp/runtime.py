@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app
 
@@ -18,88 +19,110 @@ from webapp.services.sqlite import Database
 from webapp.services.vectors import MilvusVectorStore
 
 EXTENSION = "webapp"
+T = TypeVar("T")
 
 
 class Runtime:
-    """Builds the library (ONNX session, Milvus client, image store) once per process."""
+    """Builds each service once per process; one that fails (store down) is retried next time."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings
-        self._library: Library | None = None
-        self._database: Database | None = None
-        self._jobs: JobStore | None = None
-        self._runner: JobRunner | None = None
-        self._lock = threading.Lock()
+        self._services: dict[str, Any] = {}
+        self._lock = threading.RLock()
+
+    def _once(self, name: str, build: Callable[[], T]) -> T:
+        service = self._services.get(name)
+        if service is None:
+            with self._lock:
+                service = self._services.get(name)
+                if service is None:
+                    service = self._services[name] = build()
+        return service
 
     @property
     def database(self) -> Database:
-        """Return the SQLite database of jobs and catalogue, creating it on first use."""
-        if self._database is None:
-            self._database = Database(Path(self.settings["DATA_DIR"]) / "webapp.sqlite")
-        return self._database
+        """Return the SQLite database of jobs and catalogue."""
+        return self._once("database", lambda: Database(Path(self.settings["DATA_DIR"]) / "webapp.sqlite"))
+
+    @property
+    def embedder(self) -> Embedder:
+        """Return the embedding pipeline (raises ModelMissing if the model is not built)."""
+        s = self.settings
+        return self._once(
+            "embedder",
+            lambda: Embedder(
+                s["MODEL_DIR"],
+                s["MODEL"],
+                max_pixels=s["MAX_IMAGE_PIXELS"],
+                batch_size=s["EMBED_BATCH_SIZE"],
+                threads=s["ONNX_THREADS"],
+            ),
+        )
+
+    @property
+    def vectors(self) -> MilvusVectorStore:
+        """Return the vector store (raises StoreUnavailable while Milvus cannot be reached)."""
+        s = self.settings
+        return self._once(
+            "vectors",
+            lambda: MilvusVectorStore(
+                s["MILVUS_URI"],
+                s["COLLECTION"],
+                self.embedder.dim,
+                token=s["MILVUS_TOKEN"],
+                hnsw_m=s["HNSW_M"],
+                ef_construction=s["HNSW_EF_CONSTRUCTION"],
+                search_ef=s["SEARCH_EF"],
+                timeout=s["MILVUS_TIMEOUT"],
+                consistency=s["MILVUS_CONSISTENCY"],
+            ),
+        )
 
     @property
     def library(self) -> Library:
-        """Return the library, building it on first use."""
-        if self._library is None:
-            with self._lock:
-                if self._library is None:
-                    self._library = self._build()
-        return self._library
-
-    def _build(self) -> Library:
+        """Return the library: model, vector store, image files and catalogue together."""
         s = self.settings
-        embedder = Embedder(
-            s["MODEL_DIR"],
-            s["MODEL"],
-            max_pixels=s["MAX_IMAGE_PIXELS"],
-            batch_size=s["EMBED_BATCH_SIZE"],
-            threads=s["ONNX_THREADS"],
+        return self._once(
+            "library",
+            lambda: Library(
+                self.embedder,
+                self.vectors,
+                ImageStore(Path(s["DATA_DIR"]) / "images"),
+                Catalog(self.database),
+                s["THUMBNAIL_SIZE"],
+            ),
         )
-        vectors = MilvusVectorStore(
-            s["MILVUS_URI"],
-            s["COLLECTION"],
-            embedder.dim,
-            token=s["MILVUS_TOKEN"],
-            hnsw_m=s["HNSW_M"],
-            ef_construction=s["HNSW_EF_CONSTRUCTION"],
-            search_ef=s["SEARCH_EF"],
-            timeout=s["MILVUS_TIMEOUT"],
-            consistency=s["MILVUS_CONSISTENCY"],
-        )
-        images = ImageStore(Path(s["DATA_DIR"]) / "images")
-        return Library(embedder, vectors, images, Catalog(self.database), s["THUMBNAIL_SIZE"])
 
     @property
     def jobs(self) -> JobStore:
         """Return the job store (SQLite only: no model or Milvus needed to read jobs)."""
-        if self._jobs is None:
-            with self._lock:
-                if self._jobs is None:
-                    self._jobs = JobStore(self.database, Path(self.settings["DATA_DIR"]) / "spool")
-                    self._jobs.reap_dead()
-        return self._jobs
+
+        def build() -> JobStore:
+            store = JobStore(self.database, Path(self.settings["DATA_DIR"]) / "spool")
+            store.reap_dead()
+            return store
+
+        return self._once("jobs", build)
 
     @property
     def runner(self) -> JobRunner:
-        """Return this process's job runner, building the library first if needed."""
-        library = self.library
-        jobs = self.jobs
-        if self._runner is None:
-            with self._lock:
-                if self._runner is None:
-                    self._runner = JobRunner(jobs, library, self.settings)
-        return self._runner
+        """Return this process's job runner (it needs the library)."""
+        return self._once("runner", lambda: JobRunner(self.jobs, self.library, self.settings))
+
+    def built(self, name: str) -> bool:
+        """Tell whether a service has been built in this process."""
+        return name in self._services
 
     def close(self) -> None:
         """Stop the job runner, then flush and close the vector store (on worker exit)."""
         with self._lock:
-            if self._runner is not None:
-                self._runner.stop()
-                self._runner = None
-            if self._library is not None:
-                self._library.vectors.close()
-                self._library = None
+            runner = self._services.pop("runner", None)
+            if runner is not None:
+                runner.stop()
+            vectors = self._services.pop("vectors", None)
+            self._services.pop("library", None)
+            if vectors is not None:
+                vectors.close()
 
 
 def runtime() -> Runtime:

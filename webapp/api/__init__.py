@@ -3,12 +3,13 @@
 from flask import Blueprint as FlaskBlueprint
 from swagger_ui_bundle import swagger_ui_path
 
+from webapp.api.health.routes import blp as health
 from webapp.api.images.routes import blp as images
 from webapp.api.jobs.routes import blp as jobs
 from webapp.api.search.routes import blp as search
 from webapp.api.stats.routes import blp as stats
 
-blueprints = [search, images, jobs, stats]
+blueprints = [search, images, jobs, stats, health]
 
 docs_assets = FlaskBlueprint(
     "swagger_ui_assets",

@@ -233,9 +233,11 @@ class MilvusVectorStore:
             self._call(self._client.flush, self.collection)
 
     def close(self) -> None:
-        """Close the client (flushing first, so a graceful stop loses nothing)."""
+        """Close the client, flushing first so a graceful stop loses nothing (if the store answers)."""
         try:
             self.flush()
+        except StoreUnavailable:
+            pass  # a server that is down has nothing of ours to flush
         finally:
             self._client.close()
 

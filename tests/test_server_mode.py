@@ -1,0 +1,99 @@
+"""Scale-out against a real Milvus server: health, outage and recovery, several Gunicorn workers."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import noise_images
+from tests.milvus_server import MilvusServer
+from tests.test_api import BOTH_STORES, upload
+from tests.test_gunicorn import Server
+
+
+@BOTH_STORES
+def test_liveness_and_readiness(client: FlaskClient) -> None:
+    assert client.get("/api/v1/health").json == {"status": "ok"}
+    ready = client.get("/api/v1/health/ready")
+    assert ready.status_code == 200 and ready.json["status"] == "ready"
+    assert ready.json["model"]["ok"] and ready.json["store"]["ok"]
+    assert "efficientnet-lite0" in ready.json["model"]["message"]
+
+
+def test_readiness_reports_a_missing_model_apart_from_the_store(tmp_path: Path) -> None:
+    from webapp import create_app
+
+    app = create_app({"DATA_DIR": str(tmp_path), "MODEL_DIR": str(tmp_path / "none"), "SECRET_KEY": "x"})
+    ready = app.test_client().get("/api/v1/health/ready")
+    assert ready.status_code == 503 and ready.json["status"] == "unavailable"
+    assert not ready.json["model"]["ok"] and "make model" in ready.json["model"]["message"]
+    assert app.test_client().get("/api/v1/health").status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["server"], indirect=True)
+def test_milvus_down_gives_quick_503s_and_the_app_recovers_by_itself(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes], milvus_server: MilvusServer
+) -> None:
+    assert upload(client, "/api/v1/images", photos["coffee"]).status_code == 201
+    images = Path(app.config["DATA_DIR"]) / "images"
+    files_before = sorted(images.rglob("*.*"))
+    milvus_server.stop()
+    try:
+        for url, data in (("/api/v1/search", photos["coffee"]), ("/api/v1/images", photos["rocket"])):
+            started = time.monotonic()
+            response = upload(client, url, data)
+            assert response.status_code == 503 and time.monotonic() - started < 6
+            assert response.json["code"] == 503 and "vector store" in response.json["message"]
+            assert response.headers["Retry-After"] == "5"
+        assert sorted(images.rglob("*.*")) == files_before  # nothing half-written
+        page = client.get("/")
+        assert page.status_code == 503 and page.mimetype == "text/html"
+        ready = client.get("/api/v1/health/ready")
+        assert ready.status_code == 503 and ready.json["model"]["ok"] and not ready.json["store"]["ok"]
+        assert client.get("/api/v1/health").status_code == 200
+    finally:
+        milvus_server.start()
+    deadline = time.monotonic() + 90
+    while (response := upload(client, "/api/v1/search", photos["coffee"])).status_code != 200:
+        assert time.monotonic() < deadline, response.json
+        time.sleep(1)
+    assert response.json["results"][0]["filename"] == "photo.jpg"
+    assert upload(client, "/api/v1/images", photos["rocket"]).status_code == 201
+    assert client.get("/api/v1/health/ready").status_code == 200
+
+
+def test_three_workers_share_one_server_consistently(
+    tmp_path: Path, model_dir: Path, milvus_server: MilvusServer
+) -> None:
+    collection = f"test_{uuid.uuid4().hex[:12]}"
+    server = Server(
+        tmp_path / "data",
+        model_dir,
+        WEBAPP_WORKERS="3",
+        WEBAPP_THREADS="2",
+        WEBAPP_MILVUS_URI=milvus_server.uri,
+        WEBAPP_COLLECTION=collection,
+    )
+    try:
+        for i, data in enumerate(noise_images(24, seed=3, size=96)):
+            # A new connection each time, so Gunicorn spreads the requests over its workers.
+            added = requests.post(f"{server.url}/api/v1/images", files={"image": (f"{i}.jpg", data)})
+            assert added.status_code == 201, added.text
+            found = requests.post(f"{server.url}/api/v1/search", files={"image": ("q.jpg", data)}, data={"top_k": 1})
+            assert found.json()["results"][0]["id"] == added.json()["id"]
+            assert requests.get(f"{server.url}/api/v1/images/{added.json()['id']}").status_code == 200
+            again = requests.post(f"{server.url}/api/v1/images", files={"image": ("again.jpg", data)})
+            assert again.status_code == 200 and again.json()["duplicate"] is True
+        assert requests.get(f"{server.url}/api/v1/stats").json()["count"] == 24
+    finally:
+        log = server.stop()
+    workers = set(re.findall(r"pid=<(\d+)>", log))
+    assert len(workers) >= 2, "the requests were not spread over several workers"
+    assert "Traceback" not in log

@@ -1,0 +1,52 @@
+"""Liveness and readiness, for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask.views import MethodView
+
+from webapp.api.common import Blueprint
+from webapp.api.health.schemas import LivenessSchema, ReadinessSchema
+from webapp.errors import WebappError
+from webapp.runtime import runtime
+
+blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness.")
+
+
+def check(probe: Callable[[], str]) -> dict[str, Any]:
+    """Run one probe; report ok, what it saw or why it failed, and how long it took."""
+    start = time.perf_counter()
+    try:
+        message, ok = probe(), True
+    except WebappError as exc:
+        message, ok = exc.message, False
+    return {"ok": ok, "message": message, "took_ms": (time.perf_counter() - start) * 1000}
+
+
+@blp.route("")
+class Liveness(MethodView):
+    """Liveness."""
+
+    @blp.response(200, LivenessSchema)
+    def get(self) -> dict[str, str]:
+        """Answer 200 while the process can serve requests (it touches no dependency)."""
+        return {"status": "ok"}
+
+
+@blp.route("/ready")
+class Readiness(MethodView):
+    """Readiness."""
+
+    @blp.response(200, ReadinessSchema)
+    @blp.alt_response(503, schema=ReadinessSchema, description="The model or the store is not usable now.")
+    def get(self) -> tuple[dict[str, Any], int]:
+        """Check the model and the vector store separately; 503 unless both work."""
+        rt = runtime()
+        model = check(lambda: f"{rt.embedder.name} loaded from {rt.embedder.model_path}")
+        store = check(lambda: f"{rt.vectors.kind} answers: {rt.vectors.count()} images")
+        ready = model["ok"] and store["ok"]
+        body = {"status": "ready" if ready else "unavailable", "model": model, "store": store}
+        return body, 200 if ready else 503
