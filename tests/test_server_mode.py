@@ -11,6 +11,7 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from pymilvus import MilvusClient
 
 from tests.conftest import noise_images
 from tests.milvus_server import MilvusServer
@@ -97,3 +98,33 @@ def test_three_workers_share_one_server_consistently(
     workers = set(re.findall(r"pid=<(\d+)>", log))
     assert len(workers) >= 2, "the requests were not spread over several workers"
     assert "Traceback" not in log
+
+
+def test_migrate_a_library_from_lite_to_the_server(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes], milvus_server: MilvusServer, model_dir: Path
+) -> None:
+    from webapp import create_app
+    from webapp.runtime import EXTENSION
+
+    names = ["coffee", "rocket", "moon", "chelsea", "astronaut"]
+    for name in names:
+        assert upload(client, "/api/v1/images", photos[name], f"{name}.jpg").status_code == 201
+    collection = f"test_{uuid.uuid4().hex[:12]}"
+    result = app.test_cli_runner().invoke(args=["migrate", "--to", milvus_server.uri, "--collection", collection])
+    assert result.exit_code == 0, result.output
+    assert f"5 images in {app.config['MILVUS_URI']}; 5 now in {milvus_server.uri}" in result.output
+    app.extensions[EXTENSION].close()
+
+    moved = create_app({**app.config, "MILVUS_URI": milvus_server.uri, "COLLECTION": collection})
+    try:
+        other = moved.test_client()
+        assert other.get("/api/v1/stats").json["count"] == 5
+        found = upload(other, "/api/v1/search", photos["chelsea"], top_k="1").json["results"][0]
+        assert found["filename"] == "chelsea.jpg" and found["score"] == pytest.approx(1.0, abs=1e-3)
+        assert other.get(found["thumbnail_url"]).status_code == 200  # the files came along (same data dir)
+        assert [i["filename"] for i in other.get("/api/v1/images").json] == [f"{n}.jpg" for n in names[::-1]]
+    finally:
+        moved.extensions[EXTENSION].close()
+        target = MilvusClient(uri=milvus_server.uri)
+        target.drop_collection(collection)
+        target.close()

@@ -1,4 +1,4 @@
-"""Command line: ``flask --app wsgi ingest PATH [--server URL]``."""
+"""Command line: ``flask --app wsgi ingest PATH [--server URL]`` and ``flask --app wsgi migrate --to URI``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from webapp.errors import StoreUnavailable, WebappError
 from webapp.runtime import runtime
 from webapp.services.jobs import Job
 from webapp.services.sources import Folder
+from webapp.services.vectors import MilvusVectorStore
 
 UPLOAD_CHUNK = 64  # files per job when sending the work to a server
 
@@ -113,6 +114,38 @@ def ingest_command(path: Path, server: str | None) -> None:
         ingest_locally(path)
 
 
+@click.command("migrate")
+@click.option(
+    "--to", "target_uri", required=True, metavar="URI", help="Milvus server (http://host:19530) or Lite file."
+)
+@click.option("--token", default="", help="Token of the target server, if it needs one.")
+@click.option("--collection", default=None, help="Target collection (default: the same name).")
+@with_appcontext
+def migrate_command(target_uri: str, token: str, collection: str | None) -> None:
+    """Copy every vector and its metadata from the configured store to another one."""
+    rt = runtime()
+    try:
+        source = rt.vectors
+        target = MilvusVectorStore(
+            target_uri, collection or source.collection, source.dim, token=token, timeout=source.timeout
+        )
+    except WebappError as exc:
+        raise click.ClickException(exc.message) from exc
+    total = source.count()
+    with tqdm(total=total, desc="copying", unit="img") as bar:
+        for batch in source.export():
+            target.upsert(batch)
+            bar.update(len(batch))
+    target.flush()
+    copied = target.count()
+    click.echo(f"{total} images in {source.uri}; {copied} now in {target.uri} ({target.collection})")
+    if copied < total:
+        raise click.ClickException("the target has fewer images than the source")
+    click.echo(f"Point the app at it: WEBAPP_MILVUS_URI={target_uri} WEBAPP_COLLECTION={target.collection}")
+    target.close()
+
+
 def init_app(app: Flask) -> None:
     """Register the commands."""
     app.cli.add_command(ingest_command)
+    app.cli.add_command(migrate_command)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -188,6 +188,20 @@ class MilvusVectorStore:
         )
         row = next((r for r in rows if r["sha256"] == sha256), None)
         return None if row is None else np.asarray(row["vector"], dtype=np.float32)
+
+    def export(self, batch_size: int = 1000) -> Iterator[list[tuple[Record, np.ndarray]]]:
+        """Yield every record with its vector, in batches (to copy a library to another store)."""
+        iterator = self._call(
+            self._client.query_iterator,
+            self.collection,
+            batch_size=batch_size,
+            output_fields=[*FIELDS, "vector"],
+        )
+        try:
+            while rows := iterator.next():
+                yield [(_record(row), np.asarray(row["vector"], dtype=np.float32)) for row in rows]
+        finally:
+            iterator.close()
 
     def search(self, vector: np.ndarray, top_k: int) -> list[Hit]:
         """Return the ``top_k`` nearest images by cosine similarity, best first."""
