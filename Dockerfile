@@ -54,15 +54,16 @@ ENV WEBAPP_DATA_DIR=/data \
     WEBAPP_BIND=0.0.0.0:8000 \
     WEBAPP_ENV=production
 
-# The Milvus Lite file, originals and thumbnails.
+# The Milvus Lite file, originals and thumbnails, and the SQLite file of jobs and catalogue.
 VOLUME /data
 EXPOSE 8000
 USER app
 
-# No curl in the slim image: ask with Python. /api/v1/stats answers 503 while the model or the
-# vector store cannot be opened. (If you change WEBAPP_BIND's port, change it here too.)
+# No curl in the slim image: ask with Python. The readiness check /api/v1/health/ready answers
+# 503 while the model or the vector store cannot be used. (If you change WEBAPP_BIND's port,
+# change it here too.)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/stats', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health/ready', timeout=4)"]
 
 # Gunicorn handles SIGTERM (docker stop) gracefully; its worker_exit hook flushes the store.
 CMD ["gunicorn", "-c", "gunicorn.conf.py"]

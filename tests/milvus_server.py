@@ -52,8 +52,21 @@ class MilvusServer:
         self.uri = f"http://127.0.0.1:{PORT}"
         self.binary: Path | None = None
 
-    def start(self, timeout: float = 180) -> None:
-        """Start the server and wait until its health endpoint says OK."""
+    def start(self, timeout: float = 180, attempts: int = 3) -> None:
+        """Start the server and wait until it answers; retry when it dies while starting.
+
+        This build sometimes dies at start-up ("etcdserver: leader changed" in its embedded etcd,
+        then a panic); a second launch on the same data folder comes up normally.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(timeout)
+                return
+            except RuntimeError:
+                if attempt == attempts:
+                    raise
+
+    def _start_once(self, timeout: float) -> None:
         if not PYTHON.exists():
             raise RuntimeError(f"{PYTHON} is missing: `make test` installs milvus==2.3.5 into .venv-milvus")
         if self.healthy():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -83,3 +84,17 @@ def test_delete_and_persistence_across_reopen(backend: tuple[str, str]) -> None:
         assert (index["params"]["M"], index["params"]["efConstruction"]) == (16, 200)
     finally:
         reopened.close()
+
+
+@BOTH_STORES
+def test_reload_keeps_answering_while_the_collection_is_loaded_again(store: MilvusVectorStore) -> None:
+    rng = np.random.default_rng(3)
+    items = [_item(i, rng) for i in range(600)]
+    store.upsert(items)
+    reloading = threading.Thread(target=store.reload)
+    reloading.start()
+    while reloading.is_alive():  # reads wait for the reload rather than fail
+        assert store.search(items[42][1], 1)[0].record == items[42][0]
+    reloading.join()
+    assert store.count() == 600
+    assert store.search(items[7][1], 1)[0].record == items[7][0]

@@ -17,7 +17,6 @@ from webapp.errors import StoreUnavailable, WebappError
 from webapp.runtime import runtime
 from webapp.services.jobs import Job
 from webapp.services.sources import Folder
-from webapp.services.vectors import MilvusVectorStore
 
 UPLOAD_CHUNK = 64  # files per job when sending the work to a server
 
@@ -126,9 +125,7 @@ def migrate_command(target_uri: str, token: str, collection: str | None) -> None
     rt = runtime()
     try:
         source = rt.vectors
-        target = MilvusVectorStore(
-            target_uri, collection or source.collection, source.dim, token=token, timeout=source.timeout
-        )
+        target = rt.store_at(target_uri, collection or source.collection, token)
     except WebappError as exc:
         raise click.ClickException(exc.message) from exc
     total = source.count()

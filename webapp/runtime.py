@@ -63,19 +63,21 @@ class Runtime:
     def vectors(self) -> MilvusVectorStore:
         """Return the vector store (raises StoreUnavailable while Milvus cannot be reached)."""
         s = self.settings
-        return self._once(
-            "vectors",
-            lambda: MilvusVectorStore(
-                s["MILVUS_URI"],
-                s["COLLECTION"],
-                self.embedder.dim,
-                token=s["MILVUS_TOKEN"],
-                hnsw_m=s["HNSW_M"],
-                ef_construction=s["HNSW_EF_CONSTRUCTION"],
-                search_ef=s["SEARCH_EF"],
-                timeout=s["MILVUS_TIMEOUT"],
-                consistency=s["MILVUS_CONSISTENCY"],
-            ),
+        return self._once("vectors", lambda: self.store_at(s["MILVUS_URI"], s["COLLECTION"], s["MILVUS_TOKEN"]))
+
+    def store_at(self, uri: str, collection: str, token: str = "") -> MilvusVectorStore:
+        """Open a vector store with this app's index, search and consistency settings."""
+        s = self.settings
+        return MilvusVectorStore(
+            uri,
+            collection,
+            self.embedder.dim,
+            token=token,
+            hnsw_m=s["HNSW_M"],
+            ef_construction=s["HNSW_EF_CONSTRUCTION"],
+            search_ef=s["SEARCH_EF"],
+            timeout=s["MILVUS_TIMEOUT"],
+            consistency=s["MILVUS_CONSISTENCY"],
         )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
@@ -17,6 +18,8 @@ from webapp.services.sources import Source, open_source
 Progress = Callable[[Job], None]
 
 
+log = logging.getLogger(__name__)
+RELOAD_AFTER = 500  # images added by a job before Lite's collection is reloaded (see reload())
 CHUNK = 64  # files read, embedded and written per step (the model sees EMBED_BATCH_SIZE at a time)
 
 
@@ -62,7 +65,10 @@ class JobRunner:
             if time.monotonic() - last_beat > HEARTBEAT_EVERY:
                 self.store.heartbeat()
                 last_beat = time.monotonic()
-            self.run(job_id)
+            try:
+                self.run(job_id)
+            except Exception:  # keep the runner alive for the next job whatever happened
+                log.exception("job %s crashed the runner", job_id)
 
     def run(self, job_id: str, progress: Progress | None = None) -> Job:
         """Run a job to its end in the calling thread; return its final state."""
@@ -88,8 +94,18 @@ class JobRunner:
             if status == "done":
                 shutil.rmtree(store.spool_dir(job_id), ignore_errors=True)
         finally:
-            self.library.vectors.flush()  # checkpoint: what was indexed survives a crash
+            self._checkpoint(job_id)
         return store.get(job_id)
+
+    def _checkpoint(self, job_id: str) -> None:
+        """Flush, so a crash keeps what was indexed; after a big load, reload Lite's index too."""
+        try:
+            if self.store.get(job_id).added >= RELOAD_AFTER:
+                self.library.vectors.reload()
+            else:
+                self.library.vectors.flush()
+        except WebappError as exc:
+            log.warning("job %s: could not flush the vector store: %s", job_id, exc.message)
 
     def _reconcile(self, job_id: str) -> None:
         """Before resuming, reopen items whose vectors a crash lost (Milvus Lite's unflushed writes)."""

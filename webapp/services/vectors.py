@@ -60,6 +60,7 @@ class VectorStore(Protocol):
     def upsert(self, items: Sequence[tuple[Record, np.ndarray]]) -> None: ...
     def delete(self, sha256s: Sequence[str]) -> None: ...
     def clear(self) -> None: ...
+    def reload(self) -> None: ...
     def vector(self, sha256: str) -> np.ndarray | None: ...
     def flush(self) -> None: ...
     def search(self, vector: np.ndarray, top_k: int) -> list[Hit]: ...
@@ -98,6 +99,8 @@ class MilvusVectorStore:
         # Milvus Lite loses rows when several threads write to one file at once (DESIGN.md):
         # every write goes through this lock.
         self._write_lock = threading.Lock()
+        self._loaded = threading.Event()  # cleared while reload() has the collection released
+        self._loaded.set()
         self._index = (hnsw_m, ef_construction)
         if self.kind == "milvus-lite":
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
@@ -189,6 +192,24 @@ class MilvusVectorStore:
         row = next((r for r in rows if r["sha256"] == sha256), None)
         return None if row is None else np.asarray(row["vector"], dtype=np.float32)
 
+    def reload(self) -> None:
+        """Make rows written since the collection was loaded searchable through the index.
+
+        Milvus Lite searches rows written after a load by brute force (measured here: 83 ms at
+        10k fresh rows, 9 ms once loaded again); a server seals and indexes them by itself.
+        Reads wait while the collection is released, rather than fail.
+        """
+        if self.kind != "milvus-lite":
+            return
+        with self._write_lock:
+            self._call(self._client.flush, self.collection)
+            self._loaded.clear()
+            try:
+                self._invoke(self._client.release_collection, self.collection)
+                self._invoke(self._client.load_collection, self.collection)
+            finally:
+                self._loaded.set()
+
     def export(self, batch_size: int = 1000) -> Iterator[list[tuple[Record, np.ndarray]]]:
         """Yield every record with its vector, in batches (to copy a library to another store)."""
         iterator = self._call(
@@ -256,6 +277,11 @@ class MilvusVectorStore:
             self._client.close()
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self._loaded.wait(self.timeout):
+            raise StoreUnavailable("the vector store is reloading; try again")
+        return self._invoke(method, *args, **kwargs)
+
+    def _invoke(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, timeout=self.timeout, **kwargs)
         except MilvusException as exc:
