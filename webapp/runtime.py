@@ -100,7 +100,9 @@ class Runtime:
         """Return the job store (SQLite only: no model or Milvus needed to read jobs)."""
 
         def build() -> JobStore:
-            store = JobStore(self.database, Path(self.settings["DATA_DIR"]) / "spool")
+            s = self.settings
+            limits = (s["MAX_ARCHIVE_ENTRIES"], s["MAX_ARCHIVE_EXPANDED_BYTES"])
+            store = JobStore(self.database, Path(s["DATA_DIR"]) / "spool", limits)
             store.reap_dead()
             return store
 

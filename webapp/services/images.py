@@ -16,6 +16,7 @@ EXTENSIONS = {
     "image/webp": ".webp",
     "image/bmp": ".bmp",
     "image/tiff": ".tiff",
+    "image/avif": ".avif",
 }
 
 

@@ -19,7 +19,11 @@ MIME_BY_FORMAT = {
     "WEBP": "image/webp",
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
+    "AVIF": "image/avif",
 }
+# ISO-BMFF brands of formats Pillow cannot read, to name them instead of "not an image".
+HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+FORMATS = "JPEG, PNG, GIF, WebP, AVIF, BMP or TIFF"
 EXIF_ORIENTATION = 0x0112
 
 
@@ -48,6 +52,8 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
     """
     if not data:
         raise InvalidImage("the file is empty")
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        raise InvalidImage(f"unsupported image format HEIC/HEIF; convert it to JPEG first (use {FORMATS})")
     try:
         with warnings.catch_warnings():
             # Pillow warns, then raises, past MAX_IMAGE_PIXELS; we check ourselves first.
@@ -55,9 +61,7 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
             img = Image.open(io.BytesIO(data))
             fmt = img.format or ""
             if fmt not in MIME_BY_FORMAT:
-                raise InvalidImage(
-                    f"unsupported image format {fmt or 'unknown'}; use JPEG, PNG, GIF, WebP, BMP or TIFF"
-                )
+                raise InvalidImage(f"unsupported image format {fmt or 'unknown'}; use {FORMATS}")
             if img.width * img.height > max_pixels:
                 raise ImageTooLarge(f"the image is {img.width}x{img.height} pixels; the limit is {max_pixels} pixels")
             width, height = img.size
@@ -68,8 +72,10 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
             img.load()
             rgb = _to_rgb(ImageOps.exif_transpose(img) or img)
     except UnidentifiedImageError as exc:
-        raise InvalidImage("the file is not an image this app can read") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidImage(f"the file is not an image this app can read (use {FORMATS})") from exc
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, past twice its limit
+        raise ImageTooLarge(f"the image declares too many pixels; the limit is {max_pixels} pixels") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"the image is damaged or truncated ({exc})") from exc
     return Decoded(content_id(data), rgb, width, height, MIME_BY_FORMAT[fmt])
 

@@ -7,12 +7,12 @@ import shutil
 import socket
 import time
 import uuid
-import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from webapp.errors import Conflict, InvalidInput, NotFound
+from webapp.errors import Conflict, NotFound, WebappError
+from webapp.services.sources import check_archive
 from webapp.services.sqlite import Database
 
 SCHEMA = """
@@ -137,9 +137,10 @@ def _is_dead(owner: str, host: str) -> bool:
 class JobStore:
     """Jobs and their items in SQLite, shared by every worker of one data directory."""
 
-    def __init__(self, db: Database, spool: Path) -> None:
+    def __init__(self, db: Database, spool: Path, archive_limits: tuple[int, int] = (100_000, 2**34)) -> None:
         self.db = db
         self.spool = spool
+        self.archive_limits = archive_limits  # (entries, expanded bytes) of one zip archive
         db.migrate(SCHEMA)
 
     def create_from_files(self, uploads: list[Upload]) -> Job:
@@ -153,14 +154,16 @@ class JobStore:
         return self.create("files", label, [u.filename or "unnamed" for u in uploads], job_id)
 
     def create_from_archive(self, upload: Upload) -> Job:
-        """Spool an uploaded zip archive (refusing anything else) and create a queued job."""
+        """Spool an uploaded zip archive (refusing anything else, or a bomb) and create a queued job."""
         job_id = uuid.uuid4().hex
         spool = self.spool_dir(job_id)
         spool.mkdir(parents=True)
         upload.save(spool / "archive.zip")
-        if not zipfile.is_zipfile(spool / "archive.zip"):
+        try:
+            check_archive(spool / "archive.zip", *self.archive_limits)
+        except WebappError:
             shutil.rmtree(spool, ignore_errors=True)
-            raise InvalidInput("the archive is not a zip file")
+            raise
         return self.create("archive", upload.filename or "archive.zip", None, job_id)
 
     def create(self, kind: str, source: str, names: list[str] | None = None, job_id: str = "") -> Job:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,10 @@ from typing import Any, Protocol
 from webapp.errors import Forbidden, InvalidInput, WebappError
 from webapp.services.library import Entry, clean_filename
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+# Named image files are loaded (HEIC too, to report it as unsupported rather than skip it).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+ARCHIVE_SUFFIXES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst"}
+MAX_RATIO = 100  # photos barely compress; an entry expanding more than this is a bomb
 
 
 class Source(Protocol):
@@ -56,7 +60,7 @@ class UploadedFiles:
 
 
 class ZipArchive:
-    """Image entries of a zip file; nothing is extracted to disk, so no entry can escape."""
+    """Entries of a zip file, read in memory: nothing is ever extracted to disk by its name."""
 
     def __init__(self, path: Path, limit: int) -> None:
         self.limit = limit
@@ -66,22 +70,58 @@ class ZipArchive:
             raise InvalidInput(f"the archive is not a readable zip file ({exc})") from exc
 
     def names(self) -> list[str]:
-        return [i.filename for i in self.zip.infolist() if not i.is_dir() and is_candidate(i.filename)]
+        """Image entries, and entries that must be refused (so the job reports them)."""
+        return [
+            info.filename
+            for info in self.zip.infolist()
+            if not info.is_dir() and (is_candidate(info.filename) or refusal(info, self.limit) is not None)
+        ]
 
     def read(self, seq: int, name: str) -> Entry:
         try:
             info = self.zip.getinfo(name)
-            error = _too_large(info.file_size, self.limit)
-            if error:
-                return Entry(clean_filename(name), error)
+            refused = refusal(info, self.limit)
+            if refused is not None:
+                return Entry(clean_filename(name), refused)
             with self.zip.open(info) as member:
                 data = member.read(self.limit + 1)  # never trust the declared size alone
             return Entry(clean_filename(name), _too_large(len(data), self.limit) or data)
-        except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, EOFError, NotImplementedError) as exc:
             return Entry(clean_filename(name), InvalidInput(f"the archive entry is damaged ({exc})"))
 
     def close(self) -> None:
         self.zip.close()
+
+
+def refusal(info: zipfile.ZipInfo, limit: int) -> WebappError | None:
+    """Say why an archive entry must not be read, or None if it may be."""
+    name = info.filename.replace("\\", "/")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or (parts and parts[0].endswith(":")) or ".." in parts:
+        return Forbidden("refused: the entry's path leads outside the archive")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return Forbidden("refused: the entry is a symbolic link")
+    if PurePosixPath(name).suffix.lower() in ARCHIVE_SUFFIXES:
+        return InvalidInput("refused: archives inside the archive are not opened")
+    if info.file_size > limit:
+        return InvalidInput(f"the file is too large ({info.file_size} bytes; the limit is {limit} bytes)")
+    if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
+        return InvalidInput(f"refused: compressed {info.file_size // info.compress_size}:1, likely a zip bomb")
+    return None
+
+
+def check_archive(path: Path, max_entries: int, max_expanded: int) -> None:
+    """Refuse a whole archive that is not a zip, has too many entries or would expand too far."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidInput("the archive is not a zip file") from exc
+    if len(infos) > max_entries:
+        raise InvalidInput(f"the archive has {len(infos)} entries; the limit is {max_entries}")
+    expanded = sum(info.file_size for info in infos)
+    if expanded > max_expanded:
+        raise InvalidInput(f"the archive would expand to {expanded} bytes; the limit is {max_expanded}")
 
 
 class Folder:
