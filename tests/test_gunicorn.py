@@ -120,32 +120,60 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
+def flask(data_dir: Path, model_dir: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run a `flask --app wsgi` command as an operator would."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("flask")), "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=environment(data_dir, model_dir, **extra),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_a_job_cut_off_by_a_killed_worker_resumes_without_duplicates(tmp_path: Path, model_dir: Path) -> None:
     folder = tmp_path / "import" / "crash"
     folder.mkdir(parents=True)
     for i, data in enumerate(noise_images(600, seed=7)):
         (folder / f"{i:04d}.jpg").write_bytes(data)
-    server = Server(tmp_path / "data", model_dir, WEBAPP_IMPORT_ROOTS=str(tmp_path / "import"))
+    data_dir = tmp_path / "data"
+    roots = {"WEBAPP_IMPORT_ROOTS": str(tmp_path / "import")}
+    server = Server(data_dir, model_dir, **roots)
+    job = requests.post(f"{server.url}/api/v1/jobs", json={"folder": str(folder)}).json()
+    url = f"{server.url}{job['url']}"
     try:
-        job = requests.post(f"{server.url}/api/v1/jobs", json={"folder": str(folder)}).json()
-        url = f"{server.url}{job['url']}"
         wait_until(lambda: requests.get(url).json()["processed"] >= 100)
         (worker,) = server.workers()
         os.kill(worker, signal.SIGKILL)  # no flush, no goodbye
         wait_until(lambda: server.workers() not in ([], [worker]))  # Gunicorn starts a new worker
-
         state = requests.get(url).json()
         assert state["status"] == "interrupted"
         assert 100 <= state["processed"] < 600
+    finally:
+        server.stop()
+
+    # With the server stopped (it holds the Lite file), the operator checks and repairs.
+    checked = flask(data_dir, model_dir, "check")
+    assert "image files" in checked.stdout, checked.stderr
+    repaired = flask(data_dir, model_dir, "check", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert flask(data_dir, model_dir, "check").stdout.endswith("consistent\n")
+
+    server = Server(data_dir, model_dir, **roots)
+    try:
+        url = f"{server.url}{job['url']}"
+        assert requests.get(url).json()["status"] == "interrupted"
         assert requests.post(f"{url}/resume").status_code == 202
         wait_until(lambda: requests.get(url).json()["status"] == "done")
         final = requests.get(url).json()
         assert final["processed"] == final["total"] == 600
         assert final["added"] + final["duplicates"] == 600 and final["failed"] == 0
         assert requests.get(f"{server.url}/api/v1/stats").json()["count"] == 600
-        # The files and the store agree: one original and one thumbnail per indexed image.
-        images = tmp_path / "data" / "images"
-        assert len(list((images / "originals").rglob("*.jpg"))) == 600
-        assert len(list((images / "thumbnails").rglob("*.jpg"))) == 600
     finally:
         server.stop()
+    after = flask(data_dir, model_dir, "check")
+    assert after.returncode == 0 and "600 image files, 600 vectors" in after.stdout, after.stdout
+    images = data_dir / "images"
+    assert len(list((images / "originals").rglob("*.jpg"))) == 600
+    assert len(list((images / "thumbnails").rglob("*.jpg"))) == 600

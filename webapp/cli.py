@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from webapp.errors import StoreUnavailable, WebappError
 from webapp.runtime import runtime
+from webapp.services import consistency
 from webapp.services.jobs import Job
 from webapp.services.sources import Folder
 
@@ -142,7 +143,38 @@ def migrate_command(target_uri: str, token: str, collection: str | None) -> None
     target.close()
 
 
+@click.command("check")
+@click.option("--repair", is_flag=True, help="Make the files, the vectors and the catalogue agree.")
+@with_appcontext
+def check_command(repair: bool) -> None:
+    """Report (and with --repair, fix) files, vectors and catalogue entries that disagree."""
+    try:
+        report = consistency.check(runtime().library, repair=repair)
+    except WebappError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"{report.files} image files, {report.vectors} vectors")
+    problems = {
+        "vectors without their file": report.vector_without_file,
+        "files without their vector": report.file_without_vector,
+        "missing from the catalogue": report.missing_from_catalogue,
+        "stale in the catalogue": report.stale_in_catalogue,
+    }
+    for label, ids in problems.items():
+        click.echo(f"{label}: {len(ids)}" + (f" ({', '.join(i[:12] for i in ids[:5])}...)" if ids else ""))
+    if report.consistent:
+        click.echo("consistent")
+    elif repair:
+        click.echo(
+            f"repaired: {report.reindexed} files embedded again, {len(report.vector_without_file)} vectors removed"
+        )
+        for sha in report.unreadable:
+            click.echo(f"  unreadable file left in place: {sha}", err=True)
+    else:
+        raise click.ClickException("inconsistent: run `flask --app wsgi check --repair`")
+
+
 def init_app(app: Flask) -> None:
     """Register the commands."""
     app.cli.add_command(ingest_command)
     app.cli.add_command(migrate_command)
+    app.cli.add_command(check_command)

@@ -45,6 +45,11 @@ class Catalog:
             ).fetchall()
         return [row["sha256"] for row in rows]
 
+    def all(self) -> set[str]:
+        """Return every content id the catalogue lists."""
+        with self.db.connect() as conn:
+            return {row[0] for row in conn.execute("SELECT sha256 FROM images")}
+
     def total(self) -> int:
         """Return how many images the catalogue lists."""
         with self.db.connect() as conn:

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 EXTENSIONS = {
@@ -52,6 +53,14 @@ class ImageStore:
         for path in (self.original(sha256), self.thumbnail(sha256)):
             if path is not None:
                 path.unlink(missing_ok=True)
+
+    def ids(self) -> Iterator[tuple[str, Path]]:
+        """Yield (sha256, path) of every stored original."""
+        folder = self.root / "originals"
+        if folder.is_dir():
+            for path in folder.glob("??/*.*"):
+                if len(path.stem) == 64 and not path.name.startswith("."):
+                    yield path.stem, path
 
     def clear(self) -> None:
         """Remove every stored file (moved aside first, so the store is empty at once)."""

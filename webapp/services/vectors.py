@@ -61,6 +61,7 @@ class VectorStore(Protocol):
     def delete(self, sha256s: Sequence[str]) -> None: ...
     def clear(self) -> None: ...
     def reload(self) -> None: ...
+    def ids(self) -> dict[str, int]: ...
     def vector(self, sha256: str) -> np.ndarray | None: ...
     def flush(self) -> None: ...
     def search(self, vector: np.ndarray, top_k: int) -> list[Hit]: ...
@@ -209,6 +210,19 @@ class MilvusVectorStore:
                 self._invoke(self._client.load_collection, self.collection)
             finally:
                 self._loaded.set()
+
+    def ids(self) -> dict[str, int]:
+        """Return every indexed image's content id with its time added (ms)."""
+        iterator = self._call(
+            self._client.query_iterator, self.collection, batch_size=5000, output_fields=["sha256", "added_at"]
+        )
+        found: dict[str, int] = {}
+        try:
+            while rows := iterator.next():
+                found.update((row["sha256"], row["added_at"]) for row in rows)
+        finally:
+            iterator.close()
+        return found
 
     def export(self, batch_size: int = 1000) -> Iterator[list[tuple[Record, np.ndarray]]]:
         """Yield every record with its vector, in batches (to copy a library to another store)."""

@@ -1,0 +1,63 @@
+"""Check that files, vectors and the catalogue agree, and repair them after a crash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from webapp.services.library import Entry, Library
+
+
+@dataclass
+class Report:
+    """What disagrees (by content id), and what a repair did."""
+
+    files: int = 0
+    vectors: int = 0
+    vector_without_file: list[str] = field(default_factory=list)
+    file_without_vector: list[str] = field(default_factory=list)
+    missing_from_catalogue: list[str] = field(default_factory=list)
+    stale_in_catalogue: list[str] = field(default_factory=list)
+    reindexed: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def consistent(self) -> bool:
+        """Tell whether nothing disagrees."""
+        return not (
+            self.vector_without_file
+            or self.file_without_vector
+            or self.missing_from_catalogue
+            or self.stale_in_catalogue
+        )
+
+
+def check(library: Library, repair: bool = False) -> Report:
+    """Compare the image files, the vector store and the catalogue; optionally make them agree.
+
+    The files are the source of truth: a file without its vector is embedded again (its
+    original name is lost, so it is named after its id); a vector whose file is gone is deleted,
+    since nothing could be shown for it.
+    """
+    on_disk = dict(library.images.ids())
+    indexed = library.vectors.ids()
+    listed = library.catalog.all()
+    report = Report(files=len(on_disk), vectors=len(indexed))
+    report.vector_without_file = sorted(set(indexed) - set(on_disk))
+    report.file_without_vector = sorted(set(on_disk) - set(indexed))
+    report.missing_from_catalogue = sorted((set(indexed) & set(on_disk)) - listed)
+    report.stale_in_catalogue = sorted(listed - (set(indexed) & set(on_disk)))
+    if not repair:
+        return report
+    library.vectors.delete(report.vector_without_file)
+    library.catalog.remove(report.stale_in_catalogue)
+    library.catalog.add((sha, indexed[sha]) for sha in report.missing_from_catalogue)
+    for start in range(0, len(report.file_without_vector), 64):
+        chunk = report.file_without_vector[start : start + 64]
+        entries = [Entry(f"recovered-{sha[:12]}{on_disk[sha].suffix}", on_disk[sha].read_bytes()) for sha in chunk]
+        for sha, outcome in zip(chunk, library.add_many(entries, source="repair"), strict=True):
+            if outcome.status == "failed":
+                report.unreadable.append(sha)  # a file damaged on disk: left for a person to see
+            else:
+                report.reindexed += 1
+    library.vectors.flush()
+    return report
