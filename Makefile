@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 MODEL ?= efficientnet-lite0
 MODEL_FILE := var/models/$(MODEL).onnx
 
-.PHONY: run test lint bench-latency bench-ingest model install install-dev clean
+.PHONY: run test lint bench-latency bench-ingest bench-store load model install install-dev clean
 
 run: install model
 	$(BIN)/gunicorn -c gunicorn.conf.py
@@ -27,6 +27,14 @@ bench-latency: install-dev model
 # Bulk ingestion through the app next to the raw embedding pipeline, in one run.
 bench-ingest: install-dev model
 	$(BIN)/python bench/ingest.py
+
+# Milvus search latency at 10k and 100k synthetic vectors, Lite file and real server.
+bench-store: install-dev
+	$(BIN)/python bench/store.py
+
+# 16 clients for 30 s mixing searches, uploads and pages while a bulk job runs; fails on any error.
+load: install-dev model
+	$(BIN)/python bench/load.py
 
 model: $(MODEL_FILE)
 
