@@ -21,9 +21,11 @@ worker_class = "gthread"
 threads = int(_env("THREADS", "8"))
 timeout = int(_env("TIMEOUT", "60"))
 graceful_timeout = 30
-accesslog = "-"
-# One line per request: client, request line, status, bytes, latency and the worker's pid.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s'
+accesslog = "-"  # stdout
+errorlog = "-"  # stderr; the app's own log lines (webapp/logs.py) go to the same place
+# One line per request: client, request line, status, bytes, latency, the worker's pid and the
+# request id (X-Request-ID, also on the app's log lines). No headers, cookies or bodies.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s request_id=%({x-request-id}o)s'
 
 wsgi_app = "wsgi:app"
 

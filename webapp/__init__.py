@@ -25,9 +25,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_extensions(app: Flask) -> None:
+    from webapp import logs, security
     from webapp.converters import Sha256Converter
 
     app.url_map.converters["sha256"] = Sha256Converter
+    logs.init_app(app)
+    security.init_app(app)
     extensions.csrf.init_app(app)
     extensions.api.init_app(app)
     extensions.api.register_converter(Sha256Converter, Sha256Converter.openapi)

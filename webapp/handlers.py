@@ -9,6 +9,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from webapp.errors import WebappError
+from webapp.logs import request_id
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def handle_domain_error(error: WebappError) -> tuple[Response | str, int, dict[s
 def handle_unexpected(error: Exception) -> Response | tuple[Response | str, int]:
     """Log an unexpected error and answer 500 without leaking details."""
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return handle_http_exception(InternalServerError())
+    message = f"Something went wrong on our side. If you report it, quote request id {request_id()}."
+    return handle_http_exception(InternalServerError(message))
 
 
 def register(app: Flask) -> None:
