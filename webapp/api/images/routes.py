@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Response, send_file
@@ -104,10 +105,7 @@ class ImageFile(MethodView):
     @blp.alt_response(404, description="No image with that id.")
     def get(self, image_id: str) -> Response:
         """Return the original file, exactly as uploaded."""
-        path = library().images.original(image_id)
-        if path is None:
-            raise NotFound(f"no image with id {image_id} in the library")
-        return send_file(path, mimetype=mime_of(path), max_age=31536000)
+        return _send(library().images.original(image_id), image_id)
 
 
 @blp.route("/<sha256:image_id>/thumbnail")
@@ -118,7 +116,11 @@ class ImageThumbnail(MethodView):
     @blp.alt_response(404, description="No image with that id.")
     def get(self, image_id: str) -> Response:
         """Return the JPEG thumbnail."""
-        path = library().images.thumbnail(image_id)
-        if path is None:
-            raise NotFound(f"no image with id {image_id} in the library")
-        return send_file(path, mimetype="image/jpeg", max_age=31536000)
+        return _send(library().images.thumbnail(image_id), image_id)
+
+
+def _send(path: Path | None, image_id: str) -> Response:
+    """Send a stored file with its content type; content-addressed, so cacheable for a year."""
+    if path is None:
+        raise NotFound(f"no image with id {image_id} in the library")
+    return send_file(path, mimetype=mime_of(path), max_age=31536000)
