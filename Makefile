@@ -41,6 +41,17 @@ model: $(MODEL_FILE)
 $(MODEL_FILE): scripts/export_model.py | install
 	$(BIN)/python scripts/export_model.py --model $(MODEL) --out $@
 
+# The alternative model: EfficientNet-Lite2 (260 px input), served with WEBAPP_MODEL=efficientnet-lite2.
+.PHONY: model-lite2
+model-lite2:
+	$(MAKE) model MODEL=efficientnet-lite2
+
+# Retrieval quality of both models on one folder: make evaluate DIR=path [ARGS="--near-duplicates"]
+.PHONY: evaluate
+evaluate: install model model-lite2
+	$(BIN)/flask --app wsgi evaluate $(or $(DIR),$(error set DIR=folder)) --model efficientnet-lite0 $(ARGS)
+	$(BIN)/flask --app wsgi evaluate $(DIR) --model efficientnet-lite2 $(ARGS)
+
 install: $(VENV)/.run-installed
 install-dev: $(VENV)/.dev-installed .venv-milvus/.installed
 

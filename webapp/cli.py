@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,13 +14,16 @@ from flask import Flask
 from flask.cli import with_appcontext
 from tqdm import tqdm
 
-from webapp.errors import StoreUnavailable, WebappError
+from webapp import evaluation
+from webapp.errors import ModelMissing, StoreUnavailable, WebappError
 from webapp.runtime import runtime
 from webapp.services import consistency
+from webapp.services.embedding import MODELS, Embedder
 from webapp.services.jobs import Job
 from webapp.services.sources import Folder
 
 UPLOAD_CHUNK = 64  # files per job when sending the work to a server
+BUILD_MODEL = {"efficientnet-lite0": "make model", "efficientnet-lite2": "make model-lite2"}
 
 
 def summarise(total: int, counts: Counter[str], failures: list[tuple[str, str]]) -> None:
@@ -173,8 +177,76 @@ def check_command(repair: bool) -> None:
         raise click.ClickException("inconsistent: run `flask --app wsgi check --repair`")
 
 
+def evaluation_embedder(model: str | None) -> Embedder:
+    """Return the app's embedder, or one with the same settings for another model."""
+    rt = runtime()
+    s = rt.settings
+    name = model or s["MODEL"]
+    try:
+        if name == s["MODEL"]:
+            return rt.embedder  # the process's own: the model is loaded once
+        return Embedder(
+            s["MODEL_DIR"], name, s["MAX_IMAGE_PIXELS"], batch_size=s["EMBED_BATCH_SIZE"], threads=s["ONNX_THREADS"]
+        )
+    except ModelMissing as exc:
+        path = Path(s["MODEL_DIR"]) / f"{name}.onnx"
+        raise click.ClickException(
+            f"the model file {path} does not exist; build it with `{BUILD_MODEL.get(name, 'make model')}` "
+            f"(or `python scripts/export_model.py --model {name} --out {path}`)"
+        ) from exc
+
+
+def parse_ks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[int, ...]:
+    """Read the recall cut-offs, given as ``--k 1,5,10`` or ``--k 1 --k 5``."""
+    try:
+        ks = sorted({int(part) for value in values for part in value.split(",") if part.strip()})
+    except ValueError:
+        raise click.BadParameter("give whole numbers, e.g. --k 1,5,10") from None
+    if any(k < 1 for k in ks):
+        raise click.BadParameter("each k must be at least 1")
+    return tuple(ks)
+
+
+@click.command("evaluate")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", type=click.Choice(sorted(MODELS)), help="Model to load from MODEL_DIR (default: the app's).")
+@click.option("--near-duplicates", is_flag=True, help="Query augmented copies of every image against the originals.")
+@click.option(
+    "--k",
+    "ks",
+    multiple=True,
+    callback=parse_ks,
+    metavar="K[,K...]",
+    help="Recall cut-offs (default 1,5,10; 1,5 with --near-duplicates).",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures here."
+)
+@with_appcontext
+def evaluate_command(
+    folder: Path, model: str | None, near_duplicates: bool, ks: tuple[int, ...], json_path: Path | None
+) -> None:
+    """Measure retrieval quality on FOLDER: one sub-folder per class, or any images with --near-duplicates."""
+    embedder = evaluation_embedder(model)
+    try:
+        with tqdm(desc="embedding", unit="img", leave=False) as bar:
+            if near_duplicates:
+                max_pixels = runtime().settings["MAX_IMAGE_PIXELS"]
+                report = evaluation.evaluate_near_duplicates(embedder, folder, ks or (1, 5), max_pixels, bar.update)
+            else:
+                report = evaluation.evaluate_classes(embedder, folder, ks or (1, 5, 10), bar.update)
+    except WebappError as exc:
+        raise click.ClickException(exc.message) from exc
+    for name, reason in report.skipped:
+        click.echo(f"  skipped: {name}: {reason}", err=True)
+    click.echo(report.table())
+    if json_path:
+        json_path.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+
+
 def init_app(app: Flask) -> None:
     """Register the commands."""
     app.cli.add_command(ingest_command)
     app.cli.add_command(migrate_command)
     app.cli.add_command(check_command)
+    app.cli.add_command(evaluate_command)
