@@ -28,6 +28,9 @@ errorlog = "-"  # stderr; the app's own log lines (webapp/logs.py) go to the sam
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s request_id=%({x-request-id}o)s'
 
 wsgi_app = "wsgi:app"
+# Gunicorn 27's control socket defaults to one path per user: two servers on one machine (make run
+# beside the test suite, or two instances) would fight over it, and nothing here uses it.
+control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
