@@ -86,7 +86,7 @@ class ZipArchive:
             with self.zip.open(info) as member:
                 data = member.read(self.limit + 1)  # never trust the declared size alone
             return Entry(clean_filename(name), _too_large(len(data), self.limit) or data)
-        except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, EOFError, NotImplementedError) as exc:
+        except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, EOFError) as exc:  # incl. unsupported methods
             return Entry(clean_filename(name), InvalidInput(f"the archive entry is damaged ({exc})"))
 
     def close(self) -> None:
