@@ -32,6 +32,7 @@ def _register_extensions(app: Flask) -> None:
     logs.init_app(app)
     security.init_app(app)
     extensions.csrf.init_app(app)
+    extensions.limiter.init_app(app)
     extensions.api.init_app(app)
     extensions.api.register_converter(Sha256Converter, Sha256Converter.openapi)
 

@@ -32,6 +32,7 @@ class Defaults:
     MAX_CONTENT_LENGTH = 32 * 1024 * 1024  # bytes per request; larger uploads get 413
     MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard
     THUMBNAIL_SIZE = 320
+    RATE_LIMIT = ""  # e.g. "60/minute": per client, over searches and uploads together; empty: off
     IMPORT_ROOTS: list[str] | str = []  # folders the API may ingest from; empty: DATA_DIR/import
     MAX_FILE_BYTES = 32 * 1024 * 1024  # per file in a job (uploaded, in an archive, or in a folder)
     MAX_JOB_UPLOAD_BYTES = 4 * 1024 * 1024 * 1024  # one job's upload (many files, or one archive)
@@ -69,6 +70,7 @@ def load(config: dict[str, Any] | None) -> dict[str, Any]:
     roots = settings["IMPORT_ROOTS"]
     roots = roots.split(os.pathsep) if isinstance(roots, str) else roots
     settings["IMPORT_ROOTS"] = [str(ROOT / Path(r)) for r in roots if r] or [str(data_dir / "import")]
+    settings["RATELIMIT_ENABLED"] = bool(settings["RATE_LIMIT"])
     # Werkzeug counts every multipart part; a multi-file job has one per file.
     settings["MAX_FORM_PARTS"] = max(int(settings.get("MAX_FORM_PARTS") or 1000), settings["MAX_JOB_FILES"] + 10)
     settings["SECRET_KEY"] = settings["SECRET_KEY"] or _local_secret(settings["ENV"], data_dir)

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 
 from webapp.api.common import job_json
 from webapp.errors import InvalidInput
-from webapp.extensions import csrf
+from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, blp
 from webapp.runtime import runtime
 from webapp.services.jobs import ACTIVE, RESUMABLE, Job, JobStore, Upload
@@ -50,6 +50,7 @@ def add_page() -> str:
 
 
 @blp.post("/add")
+@rate_limited
 @csrf.exempt  # checked in the view, once the job's larger upload limit applies: the check reads the form
 def start_job() -> Response:
     """Start a background job from one of the Add images forms and show its page."""

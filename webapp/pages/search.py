@@ -11,6 +11,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from webapp.api.common import image_json
+from webapp.extensions import rate_limited
 from webapp.pages.blueprint import blp
 from webapp.runtime import library
 from webapp.services.imaging import thumbnail
@@ -46,6 +47,7 @@ def index() -> str:
 
 
 @blp.post("/search")
+@rate_limited
 def search() -> str:
     """Search with the uploaded image and show the ranked results."""
     upload = _upload()
@@ -79,6 +81,7 @@ def search_form() -> Response:
 
 
 @blp.post("/images")
+@rate_limited
 def add_image() -> Response:
     """Add the uploaded image to the library and show its page."""
     upload = _upload()

@@ -21,6 +21,7 @@ from webapp.api.images.schemas import (
 )
 from webapp.api.search.schemas import SearchResponseSchema
 from webapp.errors import Conflict, NotFound
+from webapp.extensions import rate_limited
 from webapp.runtime import library
 from webapp.services.images import mime_of
 
@@ -30,6 +31,8 @@ blp = Blueprint("images", __name__, url_prefix="/images", description="Add and r
 @blp.route("")
 class Images(MethodView):
     """The collection of indexed images."""
+
+    decorators = [rate_limited]
 
     @blp.arguments(ImageUploadSchema, location="multipart")
     @blp.response(201, AddedImageSchema, description="The image was added.")

@@ -10,6 +10,7 @@ from flask.views import MethodView
 from webapp.api.common import Blueprint, job_json
 from webapp.api.jobs.schemas import JobCreateSchema, JobDetailSchema, JobSchema
 from webapp.errors import InvalidInput
+from webapp.extensions import rate_limited
 from webapp.runtime import runtime
 from webapp.services.jobs import Job
 from webapp.services.sources import allowed_folder
@@ -39,6 +40,8 @@ def detail(job: Job) -> dict[str, Any]:
 @blp.route("")
 class Jobs(MethodView):
     """All jobs."""
+
+    decorators = [rate_limited]
 
     @blp.arguments(JobCreateSchema, location="json_or_multipart")
     @blp.doc(

@@ -8,6 +8,7 @@ from flask.views import MethodView
 
 from webapp.api.common import Blueprint, image_json
 from webapp.api.search.schemas import SearchArgsSchema, SearchResponseSchema
+from webapp.extensions import rate_limited
 from webapp.runtime import library
 
 blp = Blueprint("search", __name__, url_prefix="/search", description="Search by image.")
@@ -16,6 +17,8 @@ blp = Blueprint("search", __name__, url_prefix="/search", description="Search by
 @blp.route("")
 class Search(MethodView):
     """Similarity search."""
+
+    decorators = [rate_limited]
 
     @blp.arguments(SearchArgsSchema, location="multipart")
     @blp.response(200, SearchResponseSchema)
