@@ -82,7 +82,6 @@ def measure(label: str, store: MilvusVectorStore, sizes: list[int], queries: int
         fill(store, filled, size, rng)
         store.flush()
         wait_for_index(store)
-        store.reload()  # what the app does after a bulk load (a no-op on a server)
         loaded = time.perf_counter() - t0
         filled = size
         store.search(rng.standard_normal(DIM).astype(np.float32), 10)  # warm up

@@ -87,14 +87,33 @@ def test_delete_and_persistence_across_reopen(backend: tuple[str, str]) -> None:
 
 
 @BOTH_STORES
-def test_reload_keeps_answering_while_the_collection_is_loaded_again(store: MilvusVectorStore) -> None:
+def test_searches_keep_finding_while_writes_are_flushed(store: MilvusVectorStore) -> None:
     rng = np.random.default_rng(3)
     items = [_item(i, rng) for i in range(600)]
     store.upsert(items)
-    reloading = threading.Thread(target=store.reload)
-    reloading.start()
-    while reloading.is_alive():  # reads wait for the reload rather than fail
-        assert store.search(items[42][1], 1)[0].record == items[42][0]
-    reloading.join()
-    assert store.count() == 600
+    stop = threading.Event()
+    misses: list[int] = []
+
+    def search_until_stopped(i: int) -> None:  # reads wait for a flush rather than fail or miss
+        while not stop.is_set():
+            try:
+                found = [hit.record for hit in store.search(items[i][1], 1)]
+            except Exception:  # noqa: BLE001 - a failed read is a miss too
+                found = []
+            if found != [items[i][0]]:
+                misses.append(i)
+
+    readers = [threading.Thread(target=search_until_stopped, args=(i,)) for i in (1, 42, 99, 300)]
+    for reader in readers:
+        reader.start()
+    try:
+        for round_ in range(10):
+            store.upsert([_item(600 + 50 * round_ + i, rng) for i in range(50)])
+            store.flush()
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    assert misses == []
+    assert store.count() == 1100
     assert store.search(items[7][1], 1)[0].record == items[7][0]

@@ -19,7 +19,7 @@ Progress = Callable[[Job], None]
 
 
 log = logging.getLogger(__name__)
-RELOAD_AFTER = 500  # images added by a job before Lite's collection is reloaded (see reload())
+FLUSH_EVERY = 10.0  # seconds between flushes during a job: Lite searches unflushed rows by brute force
 CHUNK = 64  # files read, embedded and written per step (the model sees EMBED_BATCH_SIZE at a time)
 
 
@@ -98,12 +98,9 @@ class JobRunner:
         return store.get(job_id)
 
     def _checkpoint(self, job_id: str) -> None:
-        """Flush, so a crash keeps what was indexed; after a big load, reload Lite's index too."""
+        """Flush, so a crash keeps what was indexed and Milvus Lite indexes it."""
         try:
-            if self.store.get(job_id).added >= RELOAD_AFTER:
-                self.library.vectors.reload()
-            else:
-                self.library.vectors.flush()
+            self.library.vectors.flush()
         except WebappError as exc:
             log.warning("job %s: could not flush the vector store: %s", job_id, exc.message)
 
@@ -153,7 +150,7 @@ class JobRunner:
                 writing = prepared
                 if writing is None:
                     break
-                if time.monotonic() - flushed_at > 30:
+                if time.monotonic() - flushed_at > FLUSH_EVERY:
                     self.library.vectors.flush()
                     flushed_at = time.monotonic()
         return status

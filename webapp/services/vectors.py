@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,7 +61,6 @@ class VectorStore(Protocol):
     def upsert(self, items: Sequence[tuple[Record, np.ndarray]]) -> None: ...
     def delete(self, sha256s: Sequence[str]) -> None: ...
     def clear(self) -> None: ...
-    def reload(self) -> None: ...
     def ids(self) -> dict[str, int]: ...
     def vector(self, sha256: str) -> np.ndarray | None: ...
     def flush(self) -> None: ...
@@ -100,8 +100,11 @@ class MilvusVectorStore:
         # Milvus Lite loses rows when several threads write to one file at once (DESIGN.md):
         # every write goes through this lock.
         self._write_lock = threading.Lock()
-        self._loaded = threading.Event()  # cleared while reload() has the collection released
-        self._loaded.set()
+        # On Milvus Lite a search that runs during a flush can find nothing (milvus-lite 3.2.2):
+        # a flush waits for calls in flight, and calls made meanwhile wait for it.
+        self._gate = threading.Condition()
+        self._in_flight = 0
+        self._exclusive_held = False
         self._index = (hnsw_m, ef_construction)
         if self.kind == "milvus-lite":
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
@@ -179,7 +182,7 @@ class MilvusVectorStore:
         """Delete every vector (keeping the collection and its index)."""
         with self._write_lock:
             self._call(self._client.delete, self.collection, filter="added_at >= 0 or added_at < 0")
-            self._call(self._client.flush, self.collection)
+            self._flush()
 
     def vector(self, sha256: str) -> np.ndarray | None:
         """Return the stored vector of an image, or None."""
@@ -192,24 +195,6 @@ class MilvusVectorStore:
         )
         row = next((r for r in rows if r["sha256"] == sha256), None)
         return None if row is None else np.asarray(row["vector"], dtype=np.float32)
-
-    def reload(self) -> None:
-        """Make rows written since the collection was loaded searchable through the index.
-
-        Milvus Lite searches rows written after a load by brute force (measured here: 83 ms at
-        10k fresh rows, 9 ms once loaded again); a server seals and indexes them by itself.
-        Reads wait while the collection is released, rather than fail.
-        """
-        if self.kind != "milvus-lite":
-            return
-        with self._write_lock:
-            self._call(self._client.flush, self.collection)
-            self._loaded.clear()
-            try:
-                self._invoke(self._client.release_collection, self.collection)
-                self._invoke(self._client.load_collection, self.collection)
-            finally:
-                self._loaded.set()
 
     def ids(self) -> dict[str, int]:
         """Return every indexed image's content id with its time added (ms)."""
@@ -277,9 +262,35 @@ class MilvusVectorStore:
         return int(rows[0]["count(*)"])
 
     def flush(self) -> None:
-        """Persist what has been written so far."""
+        """Persist what has been written so far, and have it indexed.
+
+        Milvus Lite searches rows that are not flushed yet by brute force (``bench/store.py``);
+        after a flush it builds their HNSW index in the background within seconds.
+        """
         with self._write_lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.kind != "milvus-lite":
             self._call(self._client.flush, self.collection)
+            return
+        with self._exclusive():
+            self._invoke(self._client.flush, self.collection)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Run a step alone: wait for calls in flight, and hold new ones until it is done."""
+        with self._gate:
+            if not self._gate.wait_for(lambda: not self._exclusive_held, self.timeout):
+                raise StoreUnavailable("the vector store is busy; try again")
+            self._exclusive_held = True
+            self._gate.wait_for(lambda: self._in_flight == 0)
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._exclusive_held = False
+                self._gate.notify_all()
 
     def close(self) -> None:
         """Close the client, flushing first so a graceful stop loses nothing (if the store answers)."""
@@ -291,9 +302,16 @@ class MilvusVectorStore:
             self._client.close()
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        if not self._loaded.wait(self.timeout):
-            raise StoreUnavailable("the vector store is reloading; try again")
-        return self._invoke(method, *args, **kwargs)
+        with self._gate:
+            if not self._gate.wait_for(lambda: not self._exclusive_held, self.timeout):
+                raise StoreUnavailable("the vector store is busy flushing; try again")
+            self._in_flight += 1
+        try:
+            return self._invoke(method, *args, **kwargs)
+        finally:
+            with self._gate:
+                self._in_flight -= 1
+                self._gate.notify_all()
 
     def _invoke(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
