@@ -38,12 +38,13 @@ def _register_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from webapp.api import blueprints, docs_assets
+    from webapp.api import blueprints, docs_assets, root_blueprints
     from webapp.pages.routes import blp as pages
 
-    for blp in blueprints:
+    for blp in blueprints + root_blueprints:
         extensions.csrf.exempt(blp)  # the API authenticates nothing by cookie, so CSRF does not apply
-        extensions.api.register_blueprint(blp, url_prefix=f"/api/v1{blp.url_prefix or ''}")
+        mount = "" if blp in root_blueprints else "/api/v1"
+        extensions.api.register_blueprint(blp, url_prefix=mount + (blp.url_prefix or ""))
     app.register_blueprint(docs_assets)
     app.register_blueprint(pages)
 

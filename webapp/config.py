@@ -39,6 +39,9 @@ class Defaults:
     MAX_JOB_FILES = 5000  # files in one multi-file upload
     MAX_ARCHIVE_ENTRIES = 100_000  # entries in one zip archive
     MAX_ARCHIVE_EXPANDED_BYTES = 16 * 1024 * 1024 * 1024  # what one zip archive may expand to
+    # Origins (scheme://host:port) of web pages allowed to call the bootcamp-compatible endpoints,
+    # e.g. the bootcamp's React client; "*": any. Empty: only this app's own pages.
+    BOOTCAMP_CLIENT_ORIGINS: list[str] | str = []
 
     API_TITLE = "Reverse image search"
     API_VERSION = "v1"
@@ -70,6 +73,8 @@ def load(config: dict[str, Any] | None) -> dict[str, Any]:
     roots = settings["IMPORT_ROOTS"]
     roots = roots.split(os.pathsep) if isinstance(roots, str) else roots
     settings["IMPORT_ROOTS"] = [str(ROOT / Path(r)) for r in roots if r] or [str(data_dir / "import")]
+    origins = settings["BOOTCAMP_CLIENT_ORIGINS"]
+    settings["BOOTCAMP_CLIENT_ORIGINS"] = origins.replace(",", " ").split() if isinstance(origins, str) else origins
     settings["RATELIMIT_ENABLED"] = bool(settings["RATE_LIMIT"])
     # Werkzeug counts every multipart part; a multi-file job has one per file.
     settings["MAX_FORM_PARTS"] = max(int(settings.get("MAX_FORM_PARTS") or 1000), settings["MAX_JOB_FILES"] + 10)

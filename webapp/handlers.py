@@ -1,4 +1,4 @@
-"""Map every error to one response: JSON under /api, an HTML page elsewhere."""
+"""Map every error to one response: JSON under /api (and the bootcamp paths), an HTML page elsewhere."""
 
 from __future__ import annotations
 
@@ -14,8 +14,16 @@ from webapp.logs import request_id
 log = logging.getLogger(__name__)
 
 
+# The bootcamp-compatible endpoints (webapp/api/compat) answer JSON too, at the demo's own paths.
+BOOTCAMP_PREFIX = "/img/"
+BOOTCAMP_PATHS = {"/progress", "/data"}
+
+
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") and not request.path.startswith("/api/docs")
+    path = request.path
+    if path.startswith("/api/"):
+        return not path.startswith("/api/docs")
+    return path.startswith(BOOTCAMP_PREFIX) or path in BOOTCAMP_PATHS
 
 
 def _page(code: int, message: str) -> tuple[str, int]:

@@ -1,15 +1,17 @@
-"""The REST API under /api/v1 (flask-smorest), and Swagger UI's assets served offline."""
+"""The REST API under /api/v1 (flask-smorest), the bootcamp-compatible endpoints, and Swagger UI's assets."""
 
 from flask import Blueprint as FlaskBlueprint
 from swagger_ui_bundle import swagger_ui_path
 
+from webapp.api.compat.routes import blp as bootcamp
 from webapp.api.health.routes import blp as health
 from webapp.api.images.routes import blp as images
 from webapp.api.jobs.routes import blp as jobs
 from webapp.api.search.routes import blp as search
 from webapp.api.stats.routes import blp as stats
 
-blueprints = [search, images, jobs, stats, health]
+blueprints = [search, images, jobs, stats, health]  # under /api/v1
+root_blueprints = [bootcamp]  # at the paths their existing clients call (/img/..., /progress, /data)
 
 docs_assets = FlaskBlueprint(
     "swagger_ui_assets",
