@@ -102,6 +102,8 @@ def test_files_job(client: FlaskClient, photos: dict[str, bytes]) -> None:
     [
         ({"json": {"folder": "/etc"}}, 403, "not under an allowed import folder"),
         ({"json": {"folder": "relative/path"}}, 422, "absolute path"),
+        ({"json": {"folder": "/tmp/a\x00b"}}, 422, "control characters"),
+        ({"data": '{"folder": "/\\ud800"}', "content_type": "application/json"}, 422, "invalid Unicode"),
         ({"json": {}}, 422, "exactly one of"),
         ({"json": {"folder": "/tmp", "unknown": 1}}, 422, "Unknown field"),
         ({"data": {"folder": ""}, "content_type": "multipart/form-data"}, 422, "exactly one of"),

@@ -160,6 +160,8 @@ class Folder:
 
 def allowed_folder(folder: str, roots: list[str]) -> Path:
     """Return the resolved folder if it lies under one of ``roots``, else refuse."""
+    if "\x00" in folder or not folder.isprintable() or folder != folder.encode("utf-8", "replace").decode():
+        raise InvalidInput("the folder path has control characters or invalid Unicode")
     path = Path(folder).expanduser()
     if not path.is_absolute():
         raise InvalidInput("give the folder as an absolute path")
