@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 MODEL ?= efficientnet-lite0
 MODEL_FILE := var/models/$(MODEL).onnx
 
-.PHONY: run test lint bench-latency bench-ingest bench-store load model install install-dev clean
+.PHONY: run test lint bench compare bench-latency bench-ingest bench-store load model install install-dev clean
 
 run: install model
 	$(BIN)/gunicorn -c gunicorn.conf.py
@@ -19,6 +19,15 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The raw pipeline next to the app under Gunicorn: one table, JSON in bench/results/bench.json.
+# Sizes: make bench ARGS="--images 10000 --store-sizes 100000"
+bench: install-dev model
+	$(BIN)/python bench/run.py $(ARGS)
+
+# Flask + Gunicorn next to the FastAPI + Uvicorn twin (bench/twin.py): same workers, images and load.
+compare: install-dev model
+	$(BIN)/python bench/compare.py $(ARGS)
 
 # Warm single-client search latency through Gunicorn on loopback (prints percentiles).
 bench-latency: install-dev model

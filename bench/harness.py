@@ -1,0 +1,151 @@
+"""What the benchmarks share: servers on free loopback ports, closed-loop clients, percentiles, memory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """Return a loopback port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def quantiles(samples: Sequence[float]) -> dict[str, float]:
+    """Return p50/p95/p99 of millisecond samples (NaN when there are none)."""
+    if not samples:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+    q = np.percentile(samples, [50, 95, 99])
+    return {"p50": float(q[0]), "p95": float(q[1]), "p99": float(q[2])}
+
+
+class Server:
+    """A web server process (Gunicorn or Uvicorn) on a free loopback port, waited for until it answers."""
+
+    def __init__(self, kind: str, data_dir: Path, model_dir: Path, log: Path, **extra: str) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WEBAPP_")}
+        env.update(WEBAPP_DATA_DIR=str(data_dir), WEBAPP_MODEL_DIR=str(model_dir), WEBAPP_BIND=f"127.0.0.1:{port}")
+        env.update(extra)
+        if kind == "flask":
+            argv = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--access-logfile", "/dev/null"]
+        else:  # the FastAPI twin, one Uvicorn worker
+            argv = [str(BIN / "uvicorn"), "bench.twin:app", "--port", str(port), "--no-access-log"]
+            argv += ["--log-level", "warning", "--workers", env.get("WEBAPP_WORKERS", "1")]
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/api/v1/stats", timeout=5).ok:
+                    return
+            except requests.RequestException:
+                time.sleep(0.2)
+        self.stop()
+        raise SystemExit(f"{kind} server did not start; see {log}")
+
+    def pids(self) -> list[int]:
+        """Return the server's pid and its children's (the workers)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        return [self.proc.pid, *map(int, children)]
+
+    def peak_memory_mb(self) -> float:
+        """Return the summed peak resident memory (VmHWM) of the server's processes, in MB."""
+        total = 0
+        for pid in self.pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        return total / 1024
+
+    def stop(self) -> None:
+        """Stop gracefully, as a supervisor would."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@dataclass
+class LoadResult:
+    """What a closed-loop load run measured."""
+
+    clients: int
+    seconds: float
+    requests: int
+    errors: int
+    throughput: float
+    p50: float
+    p95: float
+    p99: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the result as JSON-ready data."""
+        return asdict(self)
+
+
+def closed_loop(send: Callable[[requests.Session, int], requests.Response], clients: int, seconds: float) -> LoadResult:
+    """Run ``clients`` threads, each sending its next request as soon as the last one answered."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client(n: int) -> None:
+        session = requests.Session()
+        i = n
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            try:
+                ok = send(session, i).status_code < 400
+            except requests.RequestException:
+                ok = False
+            ms = (time.perf_counter() - t0) * 1000
+            with lock:
+                if ok:
+                    latencies.append(ms)
+                else:
+                    errors[0] += 1
+            i += clients
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    q = quantiles(latencies)
+    return LoadResult(clients, elapsed, len(latencies), errors[0], len(latencies) / elapsed, **q)
+
+
+def search_sender(
+    url: str, images: Sequence[bytes], top_k: int = 10
+) -> Callable[[requests.Session, int], requests.Response]:
+    """Return a function that posts the i-th query image (cycling) to ``url``'s search API."""
+
+    def send(session: requests.Session, i: int) -> requests.Response:
+        files = {"image": ("q.jpg", images[i % len(images)], "image/jpeg")}
+        return session.post(f"{url}/api/v1/search", files=files, data={"top_k": top_k}, timeout=120)
+
+    return send

@@ -1,0 +1,262 @@
+"""`make bench`: the raw pipeline next to the app under Gunicorn, in one run; prints a table, writes JSON.
+
+Raw, in-process: decode + preprocess + embed (Towhee/ONNX) for single images one at a time, for
+single images on every core at once, and in batches; Milvus Lite search alone on the same library.
+Through the app (Gunicorn, gunicorn.conf.py, loopback): a bulk folder job, single-client search
+latency, and closed-loop throughput and latency at 1, 4 and 16 clients; the server's peak memory.
+Then the three ratios the targets are about. Images are generated from scikit-image's bundled
+photos (640 px JPEGs), never downloaded.
+
+    .venv/bin/python bench/run.py [--images 1000] [--seconds 15] [--store-sizes 10000 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import Server, closed_loop, quantiles, search_sender  # noqa: E402
+from bench.ingest import make_images  # noqa: E402
+from webapp.services.embedding import Embedder  # noqa: E402
+from webapp.services.vectors import MilvusVectorStore, Record  # noqa: E402
+
+CLIENTS = (1, 4, 16)
+TARGETS = {"ingest": 0.80, "search_gap_ms": 5.0, "throughput_16": 0.80}
+
+
+def raw(model_dir: Path, images: list[bytes], queries: list[bytes], tmp: Path, requests_: int) -> dict[str, Any]:
+    """Measure the pipeline and the store in-process, without the web app."""
+    embedder = Embedder(model_dir)
+    list(embedder.embed_many(list(enumerate(images[:32]))))  # warm up
+    for query in queries[:8]:
+        embedder.embed(query)
+    embed_ms = []
+    for i in range(requests_):
+        t0 = time.perf_counter()
+        embedder.embed(queries[i % len(queries)])
+        embed_ms.append((time.perf_counter() - t0) * 1000)
+    single = 1000 / float(np.mean(embed_ms))
+    cores = os.cpu_count() or 1
+    sample = [queries[i % len(queries)] for i in range(requests_)]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(cores) as pool:
+        list(pool.map(embedder.embed, sample))
+    single_all = len(sample) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    rows = list(embedder.embed_many(list(enumerate(images))))
+    batch = len(rows) / (time.perf_counter() - t0)
+
+    store = MilvusVectorStore(str(tmp / "raw.db"), "raw", embedder.dim)
+    records = []
+    for i, decoded, vector in rows:
+        assert vector is not None and not isinstance(decoded, Exception)
+        records.append(
+            (Record(decoded.sha256, f"{i}.jpg", decoded.width, decoded.height, "bench", decoded.mime, i), vector)
+        )
+    for start in range(0, len(records), 500):
+        store.upsert(records[start : start + 500])
+    store.flush()
+    time.sleep(5)  # Milvus Lite builds the new segment's HNSW index in the background
+    vectors = [embedder.embed(q)[1] for q in queries]
+    search_ms = []
+    for i in range(requests_):
+        t0 = time.perf_counter()
+        store.search(vectors[i % len(vectors)], 10)
+        search_ms.append((time.perf_counter() - t0) * 1000)
+    store.close()
+    return {
+        "single_images_per_s": single,
+        "single_all_cores_images_per_s": single_all,
+        "batch_images_per_s": batch,
+        "embed_ms": quantiles(embed_ms),
+        "search_ms": quantiles(search_ms),
+    }
+
+
+def write_folder(folder: Path, images: list[bytes]) -> Path:
+    """Write the images as JPEG files into a new folder."""
+    folder.mkdir(parents=True)
+    for i, data in enumerate(images):
+        (folder / f"{i:05d}.jpg").write_bytes(data)
+    return folder
+
+
+def bulk_load(url: str, folder: Path) -> tuple[dict[str, Any], list[float]]:
+    """Load a folder through the jobs API, polling its progress every 0.1 s; return it and the poll latencies."""
+    session = requests.Session()
+    job = session.post(f"{url}/api/v1/jobs", json={"folder": str(folder)}).json()
+    polls = []
+    while True:
+        t0 = time.perf_counter()
+        state = session.get(f"{url}{job['url']}").json()
+        polls.append((time.perf_counter() - t0) * 1000)
+        if state["status"] not in ("queued", "running"):
+            return state, polls
+        time.sleep(0.1)
+
+
+def app(
+    kind: str,
+    model_dir: Path,
+    images: list[bytes],
+    queries: list[bytes],
+    tmp: Path,
+    requests_: int,
+    seconds: float,
+    later: list[bytes] | None = None,
+) -> dict[str, Any]:
+    """Measure the same work through a server on loopback: ``flask`` (Gunicorn) or ``fastapi`` (Uvicorn).
+
+    With ``later``, also load those images at the end and time the progress polls meanwhile.
+    """
+    folder = write_folder(tmp / kind / "import" / "library", images)
+    server = Server(kind, tmp / kind / "data", model_dir, tmp / f"{kind}.log", WEBAPP_IMPORT_ROOTS=str(folder.parent))
+    try:
+        session = requests.Session()
+        t0 = time.perf_counter()
+        state, _ = bulk_load(server.url, folder)
+        ingest = len(images) / (time.perf_counter() - t0)
+        if state["added"] != len(images):
+            raise SystemExit(f"the {kind} job did not add every image: {state}")
+        time.sleep(5)  # the job's last flush: let Milvus Lite finish indexing, as for the raw store
+        send = search_sender(server.url, queries)
+        for i in range(8):
+            send(session, i).raise_for_status()
+        latency = []
+        for i in range(requests_):
+            t0 = time.perf_counter()
+            send(session, i).raise_for_status()
+            latency.append((time.perf_counter() - t0) * 1000)
+        loads = [closed_loop(send, clients, seconds).as_dict() for clients in CLIENTS]
+        polling = None
+        if later:
+            state, polls = bulk_load(server.url, write_folder(folder.parent / "later", later))
+            polling = {"images": state["added"], "polls": len(polls), "max": max(polls), **quantiles(polls)}
+        memory = server.peak_memory_mb()
+    finally:
+        server.stop()
+    return {
+        "ingest_images_per_s": ingest,
+        "search_ms": quantiles(latency),
+        "load": loads,
+        "progress_poll_ms": polling,
+        "peak_memory_mb": memory,
+    }
+
+
+def store_scale(sizes: list[int], queries: int) -> list[dict[str, Any]]:
+    """Milvus Lite search latency on synthetic vectors at larger library sizes (bench/store.py)."""
+    from bench.store import DIM, fill, latencies
+
+    out = []
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MilvusVectorStore(str(Path(tmp) / "scale.db"), "scale", DIM, timeout=600)
+        filled = 0
+        for size in sizes:
+            fill(store, filled, size, rng)
+            store.flush()
+            time.sleep(5)
+            filled = size
+            out.append({"vectors": size, "search_ms": quantiles(latencies(store, queries, rng))})
+        store.close()
+    return out
+
+
+def ratios(raw_: dict[str, Any], app_: dict[str, Any]) -> dict[str, float]:
+    """Return the three figures the targets are about."""
+    raw_p50 = raw_["embed_ms"]["p50"] + raw_["search_ms"]["p50"]
+    at_16 = next(load for load in app_["load"] if load["clients"] == 16)
+    return {
+        "ingest": app_["ingest_images_per_s"] / raw_["batch_images_per_s"],
+        "search_gap_ms": app_["search_ms"]["p50"] - raw_p50,
+        "search_p50_ratio": app_["search_ms"]["p50"] / raw_p50,
+        "throughput_16": at_16["throughput"] / raw_["single_all_cores_images_per_s"],
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    """Render the results as a plain-text table."""
+    r, a, x = result["raw"], result["app"], result["ratios"]
+    lines = [
+        f"{result['images']} images (640 px JPEGs), {result['cores']} cores, one run, {result['when']}",
+        "",
+        f"{'measure':52s} {'value':>12s}",
+        f"{'raw: single images, one at a time (images/s)':52s} {r['single_images_per_s']:12.1f}",
+        f"{'raw: single images, all cores (images/s)':52s} {r['single_all_cores_images_per_s']:12.1f}",
+        f"{'raw: batches (images/s)':52s} {r['batch_images_per_s']:12.1f}",
+        f"{'raw: embed one image p50 (ms)':52s} {r['embed_ms']['p50']:12.1f}",
+        f"{'raw: Milvus search p50 / p99 (ms)':52s} {r['search_ms']['p50']:6.1f} / {r['search_ms']['p99']:4.1f}",
+        f"{'app: bulk folder job (images/s)':52s} {a['ingest_images_per_s']:12.1f}",
+        f"{'app: search, one client, p50 / p95 / p99 (ms)':52s} "
+        f"{a['search_ms']['p50']:.1f} / {a['search_ms']['p95']:.1f} / {a['search_ms']['p99']:.1f}",
+    ]
+    for load in a["load"]:
+        label = f"app: {load['clients']:>2d} clients: req/s, p50 / p95 / p99 ms, errors"
+        lines.append(
+            f"{label:52s} {load['throughput']:6.1f}, {load['p50']:.0f} / {load['p95']:.0f} / {load['p99']:.0f}, "
+            f"{load['errors']}"
+        )
+    lines.append(f"{'app: peak server memory (MB, VmHWM, all processes)':52s} {a['peak_memory_mb']:12.0f}")
+    for scale in result["store_scale"]:
+        label = f"Milvus Lite search at {scale['vectors']:,} synthetic vectors p50 (ms)"
+        lines.append(f"{label:52s} {scale['search_ms']['p50']:12.1f}")
+    lines += [
+        "",
+        f"{'ratio':52s} {'value':>12s}  target",
+        f"{'app ingestion / raw batches':52s} {x['ingest']:12.2f}  >= {TARGETS['ingest']:.2f}",
+        f"{'app search p50 - (raw embed p50 + raw search p50), ms':52s} {x['search_gap_ms']:+12.1f}  <= "
+        f"{TARGETS['search_gap_ms']:.0f} ms",
+        f"{'app throughput at 16 clients / raw single on all cores':52s} {x['throughput_16']:12.2f}  >= "
+        f"{TARGETS['throughput_16']:.2f}",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run everything and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1000, help="images in the library (bulk-loaded)")
+    parser.add_argument("--requests", type=int, default=200, help="sequential searches for the latencies")
+    parser.add_argument("--seconds", type=float, default=15, help="duration of each concurrency level")
+    parser.add_argument("--store-sizes", type=int, nargs="*", default=[], help="synthetic store sizes, e.g. 100000")
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "var" / "models")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "bench.json")
+    args = parser.parse_args()
+    images = make_images(args.images)
+    queries = make_images(32, seed=7)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw_ = raw(args.model_dir, images, queries, Path(tmp), args.requests)
+        app_ = app("flask", args.model_dir, images, queries, Path(tmp), args.requests, args.seconds)
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "images": args.images,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "raw": raw_,
+        "app": app_,
+        "store_scale": store_scale(args.store_sizes, args.requests),
+    }
+    result["ratios"] = ratios(raw_, app_)
+    print(table(result))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
+    print(f"\nwritten to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
