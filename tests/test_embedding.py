@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,18 @@ def test_same_image_gives_the_same_unit_vector(embedder: Embedder, photos: dict[
     assert np.linalg.norm(first) == pytest.approx(1.0, abs=1e-5)
     assert np.array_equal(first, second)
     assert (decoded.width, decoded.height) == (600, 400)
+
+
+def test_concurrent_searches_get_the_same_vectors_as_one_at_a_time(
+    embedder: Embedder, photos: dict[str, bytes]
+) -> None:
+    # Concurrent single embeds run on one-thread sessions, a lone one on the wide session.
+    names = ["astronaut", "coffee", "rocket", "chelsea", "moon", "camera"] * 3
+    alone = {name: embedder.embed(photos[name])[1] for name in set(names)}
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda name: embedder.embed(photos[name])[1], names))
+    for name, vector in zip(names, together, strict=True):
+        assert np.allclose(vector, alone[name], atol=1e-5)
 
 
 def test_batched_path_matches_single_and_keeps_order(embedder: Embedder, photos: dict[str, bytes]) -> None:
