@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
-from flask import Request, url_for
+from flask import Request, g, url_for
 from flask_smorest import Blueprint as SmorestBlueprint
 from flask_smorest.fields import Upload
 from webargs.flaskparser import FlaskParser
@@ -68,6 +68,18 @@ def job_json(job: Job) -> dict[str, Any]:
     }
 
 
+IMAGE_URLS = {"url": "images.ImageFile", "thumbnail_url": "images.ImageThumbnail", "page_url": "pages.image_page"}
+ID_SLOT = "0" * 64  # a valid image id, replaced by the real one in each URL
+
+
+def _image_urls(sha256: str) -> dict[str, str]:
+    """Return an image's URLs: url_for once per request, then string replacement (a results page has many)."""
+    templates: dict[str, str] | None = g.get("image_url_templates")
+    if templates is None:
+        templates = g.image_url_templates = {k: url_for(v, image_id=ID_SLOT) for k, v in IMAGE_URLS.items()}
+    return {key: template.replace(ID_SLOT, sha256) for key, template in templates.items()}
+
+
 def image_json(record: Record) -> dict[str, Any]:
     """Return an image record as the API shows it, with the URLs of its file and thumbnail."""
     return {
@@ -78,7 +90,5 @@ def image_json(record: Record) -> dict[str, Any]:
         "mime": record.mime,
         "source": record.source,
         "added_at": datetime.fromtimestamp(record.added_at / 1000, tz=UTC),
-        "url": url_for("images.ImageFile", image_id=record.sha256),
-        "thumbnail_url": url_for("images.ImageThumbnail", image_id=record.sha256),
-        "page_url": url_for("pages.image_page", image_id=record.sha256),
+        **_image_urls(record.sha256),
     }

@@ -107,5 +107,5 @@ def thumbnail(img: Image.Image, size: int) -> bytes:
     target = (max(round(img.width * scale), 1), max(round(img.height * scale), 1))
     thumb = img if target == img.size else img.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
     out = io.BytesIO()
-    thumb.save(out, "JPEG", quality=85, optimize=True)
+    thumb.save(out, "JPEG", quality=85)  # optimize=True: 5% smaller for 33% more CPU on the bulk-load path
     return out.getvalue()
