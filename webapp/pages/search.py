@@ -74,6 +74,12 @@ def search() -> str:
     )
 
 
+@blp.get("/favicon.ico")
+def favicon() -> Response:
+    """Send browsers that ask for /favicon.ico on their own (image and JSON tabs) to the SVG icon."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
+
+
 @blp.get("/search")
 def search_form() -> Response:
     """Send a reloaded or bookmarked results URL back to the search form."""
