@@ -1,5 +1,5 @@
 # make run: install, build the model, serve under Gunicorn on 127.0.0.1:8000 (Milvus Lite).
-# make test: install, build the model, lint, type-check and run the test suite.
+# make test: install, build the model, lint, type-check and run the test suite (browser tests included).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,8 +12,13 @@ MODEL_FILE := var/models/$(MODEL).onnx
 run: install model
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
-test: install-dev model lint
+test: install-dev install-e2e model lint
 	$(BIN)/pytest
+
+# Only the browser tests (tests/e2e, also run by make test); screenshots go to artifacts/screenshots/.
+.PHONY: e2e install-e2e
+e2e: install-dev install-e2e model
+	$(BIN)/pytest tests/e2e
 
 lint: install-dev
 	$(BIN)/ruff check .
@@ -82,6 +87,17 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.run-installed
 .venv-milvus/.installed:
 	$(PYTHON) -m venv .venv-milvus
 	.venv-milvus/bin/pip install --quiet milvus==2.3.5
+	touch $@
+
+# The browser tests drive Debian's chromium: Playwright cannot download its own browser here (never run
+# `playwright install`). axe-core comes from the npm registry, pinned by tests/e2e/package-lock.json.
+AXE := tests/e2e/node_modules/axe-core/axe.min.js
+
+install-e2e: $(AXE)
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+$(AXE): tests/e2e/package.json tests/e2e/package-lock.json
+	npm ci --prefix tests/e2e --no-audit --no-fund
 	touch $@
 
 clean:

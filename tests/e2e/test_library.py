@@ -1,0 +1,165 @@
+"""Running the library in the browser: adding files and archives with live progress, paging, deleting."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+import requests
+from playwright.sync_api import Page, expect
+
+from tests.conftest import noise_images
+from tests.e2e.conftest import Console, add_images, check_accessibility, file_payload, photo_files
+from tests.test_gunicorn import Server
+
+# Notes every value the job page's progress bar takes, from the server's rendering on.
+RECORD_PROGRESS = """
+addEventListener("DOMContentLoaded", () => {
+    const bar = document.querySelector("[data-job-progress]");
+    const badge = document.querySelector("[data-job-status]");
+    if (!bar || !badge) return;
+    window.progressSeen = [[badge.textContent, bar.getAttribute("value"), bar.getAttribute("max")]];
+    new MutationObserver(() => window.progressSeen.push([badge.textContent, bar.getAttribute("value"), bar.max]))
+        .observe(bar, {attributes: true});
+});
+"""
+
+
+def test_add_files_follow_the_progress_to_done_then_page_through_the_library(
+    page: Page, server: Server, photos: dict[str, bytes], axe_source: str
+) -> None:
+    # 152 files, taken 64 at a time. The page's clock is Playwright's: each tick of it runs the page's
+    # next poll of the job at once, so the page is seen many times while the job runs.
+    files = [file_payload(f"noise-{i:03d}.jpg", data) for i, data in enumerate(noise_images(150, seed=3))]
+    files += [file_payload(name, data) for name, data in photo_files(photos, "coffee", "rocket").items()]
+    page.clock.install()
+    page.add_init_script(RECORD_PROGRESS)
+    page.goto("/add")
+    page.get_by_label("Drop photos here or choose files").set_input_files(files)
+    expect(page.locator("#add-files").locator("..").locator(".dropzone-file")).to_have_text("Selected: 152 files")
+    page.get_by_role("button", name="Add files").click()
+
+    expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
+    expect(page.get_by_text("The job has started")).to_be_visible()
+    status = page.locator(".job-status .status")
+    page.wait_for_function("() => Array.isArray(window.progressSeen)")  # set once the DOM is loaded
+    for _ in range(3000):  # the page is never reloaded: it updates itself
+        if status.inner_text() == "done":
+            break
+        renders = page.evaluate("() => window.progressSeen.length")
+        page.clock.run_for(1000)
+        page.wait_for_function(f"() => window.progressSeen.length > {renders}")
+    expect(status).to_have_text("done")
+    bar = page.get_by_role("progressbar", name="Progress")
+    expect(bar).to_have_attribute("value", "152")
+    expect(bar).to_have_attribute("max", "152")
+    expect(page.locator('[data-job-field="processed"]')).to_have_text("152")
+    expect(page.locator('[data-job-field="added"]')).to_have_text("152")
+    expect(page.locator('[data-job-field="failed"]')).to_have_text("0")
+    seen = page.evaluate("() => window.progressSeen")
+    assert seen[0][0] in ("queued", "running"), f"the job had ended before its page showed: {seen}"
+    values = [int(float(value)) for _, value, _ in seen if value is not None]
+    assert values == sorted(values) and values[-1] == 152, seen
+    assert any(0 < value < 152 for value in values), f"the bar never showed the job half way: {seen}"
+    check_accessibility(page, axe_source)
+
+    page.get_by_role("link", name="See the library").click()
+    expect(page.get_by_text("152 images, newest first")).to_be_visible()
+    cards = page.locator(".grid .card")
+    expect(cards).to_have_count(48)
+    pages = page.get_by_role("navigation", name="Library pages")
+    expect(pages.get_by_text("Page 1 of 4")).to_be_visible()
+    first_page = set(cards.locator(".filename").all_inner_texts())
+    pages.get_by_role("link", name="Next →").click()
+    expect(pages.get_by_text("Page 2 of 4")).to_be_visible()
+    expect(cards).to_have_count(48)
+    assert not first_page & set(cards.locator(".filename").all_inner_texts())
+    page.goto("/library?page=4")
+    expect(pages.get_by_text("Page 4 of 4")).to_be_visible()
+    expect(cards).to_have_count(8)
+    expect(pages.get_by_role("link", name="Next →")).to_have_count(0)  # shown, but not a link
+    pages.get_by_role("link", name="← Previous").click()
+    expect(pages.get_by_text("Page 3 of 4")).to_be_visible()
+
+
+def test_add_an_archive_and_see_which_files_failed(page: Page, server: Server, photos: dict[str, bytes]) -> None:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("holiday/coffee.jpg", photos["coffee"])
+        zipped.writestr("holiday/more/chelsea.jpg", photos["chelsea"])
+        zipped.writestr("broken.jpg", b"half a photo")
+        zipped.writestr("notes.txt", b"not an image, so skipped")
+    page.goto("/add")
+    page.get_by_label("Drop a .zip file here or choose one").set_input_files(
+        file_payload("holiday.zip", archive.getvalue(), "application/zip")
+    )
+    page.get_by_role("button", name="Add archive").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Zip archive")
+    expect(page.locator(".job-status .status")).to_have_text("done", timeout=60_000)
+    expect(page.locator('[data-job-field="added"]')).to_have_text("2")
+    expect(page.locator('[data-job-field="failed"]')).to_have_text("1")
+    failure = page.locator("[data-job-failures] tr")
+    expect(failure).to_have_count(1)
+    expect(failure.locator("td").first).to_have_text("broken.jpg")
+    expect(failure.locator("td").last).not_to_be_empty()
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    row = page.locator("tbody tr").first
+    expect(row.get_by_role("link", name="Zip archive")).to_be_visible()
+    expect(row.locator(".status")).to_have_text("done")
+
+
+def test_delete_an_image_only_after_confirming(
+    page: Page, server: Server, photos: dict[str, bytes], axe_source: str
+) -> None:
+    ids = add_images(server, photo_files(photos, "coffee", "chelsea", "rocket"))
+    page.goto(f"/images/{ids['coffee.jpg']}")
+    page.get_by_role("link", name="Delete…").click()
+    expect(page.get_by_role("heading", name="Delete this image?")).to_be_visible()
+    expect(page.get_by_role("img", name="coffee.jpg")).to_be_visible()
+    check_accessibility(page, axe_source)
+    page.get_by_role("link", name="Keep it").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("coffee.jpg")
+    assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 3
+
+    page.get_by_role("link", name="Delete…").click()
+    page.get_by_role("button", name="Delete image").click()
+    expect(page).to_have_url(re.compile(r"/library$"))
+    expect(page.get_by_text("Deleted coffee.jpg from the library.")).to_be_visible()
+    expect(page.get_by_text("2 images, newest first")).to_be_visible()
+    assert sorted(page.locator(".grid .filename").all_inner_texts()) == ["chelsea.jpg", "rocket.jpg"]
+    assert requests.get(f"{server.url}/images/{ids['coffee.jpg']}", timeout=10).status_code == 404
+
+
+def test_empty_the_library_after_typing_its_size_then_see_what_to_do(
+    page: Page, server: Server, console: Console, photos: dict[str, bytes], axe_source: str
+) -> None:
+    add_images(server, photo_files(photos, "coffee", "chelsea", "rocket"))
+    console.expect_error_page("/library/clear", 409)
+    page.goto("/library")
+    page.get_by_role("link", name="Delete all images…").click()
+    confirm = page.get_by_label("To confirm, type the number of images")
+    confirm.fill("2")
+    page.get_by_role("button", name="Delete all images").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("409")
+    expect(page.get_by_text("You typed 2, but the library has 3 images. Nothing was deleted.")).to_be_visible()
+    page.go_back()
+    confirm.fill("3")
+    page.get_by_role("button", name="Delete all images").click()
+    expect(page.get_by_text("Deleted all 3 images from the library.")).to_be_visible()
+
+    # Every empty page says what to do next, with the link to do it.
+    empty = page.locator(".empty-state")
+    expect(empty).to_contain_text("The library is empty.")
+    expect(empty.get_by_role("link", name="Add images")).to_have_attribute("href", "/add")
+    check_accessibility(page, axe_source)
+    page.get_by_role("link", name="Search", exact=True).click()
+    expect(page.get_by_text("0 images in the library")).to_be_visible()
+    expect(empty.get_by_role("link", name="Add images")).to_be_visible()
+    page.get_by_label("Drop a photo here or choose a file").set_input_files(file_payload("cat.jpg", photos["chelsea"]))
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("heading", name=re.compile("^0 results"))).to_be_visible()
+    expect(empty).to_contain_text("No results: the library is empty.")
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    expect(empty).to_contain_text("No jobs yet.")
