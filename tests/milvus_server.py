@@ -35,6 +35,10 @@ server.set_base_dir(sys.argv[1])
 # TTL lets a restarted server forget the sessions of the one that was killed.
 server.config.set("proxy.timeTickInterval", 20)
 server.config.set("common.session.ttl", 10)
+# Every other port of this build lies below Linux's ephemeral range (32768-60999), the root
+# coordinator's 53100 inside it: a client socket of the tests (Chromium, keep-alive pools) may
+# hold it, and the server then panics at start ("bind: address already in use").
+server.config.set("root_coord_port", 23100)
 server.config.resolve_storage()
 server.config.write_config()
 _initialize_data_files(sys.argv[1])
