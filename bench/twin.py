@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from webapp import config
+from webapp.api.common import record_json
 from webapp.errors import WebappError
 from webapp.runtime import Runtime
 from webapp.services.jobs import Job
@@ -49,14 +50,9 @@ async def domain_error(_: Request, exc: WebappError) -> JSONResponse:
 
 
 def image_json(record: Record) -> dict[str, Any]:
-    """Return a record with the same fields and URLs as the Flask API."""
+    """Return a record with the same fields and URLs as the Flask API (no Flask here for url_for)."""
     return {
-        "id": record.sha256,
-        "filename": record.filename,
-        "width": record.width,
-        "height": record.height,
-        "mime": record.mime,
-        "source": record.source,
+        **record_json(record),
         "added_at": datetime.fromtimestamp(record.added_at / 1000, tz=UTC).isoformat(),
         "url": f"/api/v1/images/{record.sha256}/file",
         "thumbnail_url": f"/api/v1/images/{record.sha256}/thumbnail",

@@ -80,8 +80,8 @@ def _image_urls(sha256: str) -> dict[str, str]:
     return {key: template.replace(ID_SLOT, sha256) for key, template in templates.items()}
 
 
-def image_json(record: Record) -> dict[str, Any]:
-    """Return an image record as the API shows it, with the URLs of its file and thumbnail."""
+def record_json(record: Record) -> dict[str, Any]:
+    """Return an image record's fields as the API shows them, without its URLs."""
     return {
         "id": record.sha256,
         "filename": record.filename,
@@ -90,5 +90,9 @@ def image_json(record: Record) -> dict[str, Any]:
         "mime": record.mime,
         "source": record.source,
         "added_at": datetime.fromtimestamp(record.added_at / 1000, tz=UTC),
-        **_image_urls(record.sha256),
     }
+
+
+def image_json(record: Record) -> dict[str, Any]:
+    """Return an image record as the API shows it, with the URLs of its file and thumbnail."""
+    return {**record_json(record), **_image_urls(record.sha256)}
