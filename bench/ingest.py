@@ -28,7 +28,8 @@ from skimage import data as skdata
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.latency import NAMES, start  # noqa: E402
+from bench.harness import Server  # noqa: E402
+from bench.latency import NAMES  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
 
 
@@ -92,7 +93,11 @@ def main() -> None:
             path.mkdir(parents=True)
             for i, data in enumerate(batch):
                 (path / f"{i:05d}.jpg").write_bytes(data)
-        proc, url = start(Path(tmp) / "app", args.model_dir, WEBAPP_IMPORT_ROOTS=str(Path(tmp) / "import"))
+        roots = str(Path(tmp) / "import")
+        gunicorn = Server(
+            "flask", Path(tmp) / "app", args.model_dir, Path(tmp) / "gunicorn.log", WEBAPP_IMPORT_ROOTS=roots
+        )
+        url = gunicorn.url
         try:
             idle = search_latencies(url, images[0], 20)
             t0 = time.perf_counter()
@@ -105,8 +110,7 @@ def main() -> None:
             busy: list[float] = []
             other = run_job(url, more, lambda: busy.extend(search_latencies(url, images[0], 1)))
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            gunicorn.stop()
     assert state["status"] == "done" and state["added"] == len(images), state
     app_rate = len(images) / app_seconds
     print(f"{len(images)} distinct 640px JPEGs, 2-core machine, one run")

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +26,7 @@ from skimage import data as skdata
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import Server  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
 from webapp.services.vectors import MilvusVectorStore, Record  # noqa: E402
 
@@ -53,30 +50,6 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {q[0]:6.1f}  p95 {q[1]:6.1f}  p99 {q[2]:6.1f}  mean {statistics.fmean(samples):6.1f} ms"
 
 
-def start(data_dir: Path, model_dir: Path, **extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    """Start Gunicorn on a free loopback port and wait until it answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBAPP_")}
-    env.update(WEBAPP_DATA_DIR=str(data_dir), WEBAPP_MODEL_DIR=str(model_dir), WEBAPP_BIND=f"127.0.0.1:{port}")
-    env.update(extra)
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py", "--access-logfile", "/dev/null"],
-        cwd=ROOT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if requests.get(f"{url}/api/v1/stats", timeout=2).ok:
-                return proc, url
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("gunicorn did not start")
-
-
 def main() -> None:
     """Run the measurement and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -86,7 +59,8 @@ def main() -> None:
     images = photos()
     query = images["chelsea"]
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start(Path(tmp) / "app", args.model_dir)
+        gunicorn = Server("flask", Path(tmp) / "app", args.model_dir, Path(tmp) / "gunicorn.log")
+        url = gunicorn.url
         try:
             session = requests.Session()
             for name, data in images.items():
@@ -101,8 +75,7 @@ def main() -> None:
                 response.raise_for_status()
                 server.append(response.json()["took_ms"])
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+            gunicorn.stop()
 
         embedder = Embedder(args.model_dir)
         store = MilvusVectorStore(str(Path(tmp) / "raw.db"), "raw", embedder.dim)

@@ -22,8 +22,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import Server  # noqa: E402
 from bench.ingest import make_images  # noqa: E402
-from bench.latency import start  # noqa: E402
 
 
 class Load:
@@ -88,7 +88,11 @@ def main() -> int:
         folder.mkdir(parents=True)
         for i, data in enumerate(bulk):
             (folder / f"{i:05d}.jpg").write_bytes(data)
-        proc, url = start(Path(tmp) / "app", args.model_dir, WEBAPP_IMPORT_ROOTS=str(Path(tmp) / "import"))
+        roots = str(Path(tmp) / "import")
+        gunicorn = Server(
+            "flask", Path(tmp) / "app", args.model_dir, Path(tmp) / "gunicorn.log", WEBAPP_IMPORT_ROOTS=roots
+        )
+        url = gunicorn.url
         try:
             ids = [requests.post(f"{url}/api/v1/images", files={"image": ("l.jpg", d)}).json()["id"] for d in library]
             job = requests.post(f"{url}/api/v1/jobs", json={"folder": str(folder)}).json()
@@ -105,8 +109,7 @@ def main() -> int:
             state = requests.get(f"{url}{job['url']}").json()
             lost = [i for i in load.uploaded if requests.get(f"{url}/api/v1/images/{i}").status_code != 200]
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            gunicorn.stop()
 
     total = sum(len(v) for v in load.latency.values())
     print(f"{args.clients} clients for {args.seconds:.0f} s on loopback, one Gunicorn worker (Milvus Lite)")
