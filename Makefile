@@ -34,6 +34,11 @@ bench: install-dev model
 compare: install-dev model
 	$(BIN)/python bench/compare.py $(ARGS)
 
+# Search p50 of a library grown one upload at a time, against one loaded by jobs (issue: single adds).
+.PHONY: bench-single-adds
+bench-single-adds: install-dev model
+	$(BIN)/python bench/single_adds.py $(ARGS)
+
 # Warm single-client search latency through Gunicorn on loopback (prints percentiles).
 bench-latency: install-dev model
 	$(BIN)/python bench/latency.py

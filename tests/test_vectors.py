@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -117,3 +118,36 @@ def test_searches_keep_finding_while_writes_are_flushed(store: MilvusVectorStore
     assert misses == []
     assert store.count() == 1100
     assert store.search(items[7][1], 1)[0].record == items[7][0]
+
+
+@pytest.mark.parametrize("policy", [(0.3, 10_000), (3600.0, 25)], ids=["after-seconds", "after-rows"])
+def test_single_writes_are_flushed_on_a_schedule(backend: tuple[str, str], policy: tuple[float, int]) -> None:
+    """Rows added one call at a time (single uploads) get flushed without anyone asking."""
+    seconds, rows = policy
+    store = MilvusVectorStore(*backend, DIM, flush_seconds=seconds, flush_rows=rows)
+    try:
+        rng = np.random.default_rng(5)
+        items = [_item(i, rng) for i in range(30)]
+        for item in items:
+            store.upsert([item])
+        left = 0 if seconds < 1 else 30 - rows  # past the row threshold, at most the rows after it wait
+        deadline = time.monotonic() + 10
+        while store.unflushed > left and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.unflushed <= left
+        assert store.count() == 30
+        assert store.search(items[17][1], 1)[0].record == items[17][0]
+    finally:
+        store.close()
+
+
+def test_no_flush_while_below_both_thresholds(backend: tuple[str, str]) -> None:
+    store = MilvusVectorStore(*backend, DIM, flush_seconds=3600, flush_rows=100)
+    try:
+        rng = np.random.default_rng(6)
+        for i in range(5):
+            store.upsert([_item(i, rng)])
+        time.sleep(1.5)
+        assert store.unflushed == 5
+    finally:
+        store.close()

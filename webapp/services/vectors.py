@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,15 +16,11 @@ from pymilvus import CollectionSchema, DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 from pymilvus.milvus_client.index import IndexParams
 
+from webapp.config import is_server_uri
 from webapp.errors import StoreUnavailable
 
-SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
+log = logging.getLogger(__name__)
 FIELDS = ["sha256", "filename", "width", "height", "source", "mime", "added_at"]
-
-
-def is_server_uri(uri: str) -> bool:
-    """Tell whether ``uri`` names a Milvus server rather than a Milvus Lite file."""
-    return uri.startswith(SERVER_SCHEMES)
 
 
 def pk_of(sha256: str) -> int:
@@ -87,6 +85,8 @@ class MilvusVectorStore:
         search_ef: int = 128,
         timeout: float = 10.0,
         consistency: str = "Strong",
+        flush_seconds: float = 10.0,
+        flush_rows: int = 1000,
     ) -> None:
         self.uri = uri
         self.kind = "milvus-server" if is_server_uri(uri) else "milvus-lite"
@@ -106,6 +106,13 @@ class MilvusVectorStore:
         self._in_flight = 0
         self._exclusive_held = False
         self._index = (hnsw_m, ef_construction)
+        # Milvus Lite searches unflushed rows by brute force, so writes are flushed on a schedule
+        # (however they arrive: jobs, single uploads), never per request; a server seals on its own.
+        self._flush_policy = (flush_seconds, flush_rows)
+        self._unflushed = 0
+        self._dirty_since = 0.0
+        self._flusher: threading.Thread | None = None
+        self._closing = threading.Event()
         if self.kind == "milvus-lite":
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -171,12 +178,14 @@ class MilvusVectorStore:
         ]
         with self._write_lock:
             self._call(self._client.upsert, self.collection, rows)
+            self._written(len(rows))
 
     def delete(self, sha256s: Sequence[str]) -> None:
         """Remove the given images' vectors."""
         if sha256s:
             with self._write_lock:
                 self._call(self._client.delete, self.collection, ids=[pk_of(s) for s in sha256s])
+                self._written(len(sha256s))
 
     def clear(self) -> None:
         """Delete every vector (keeping the collection and its index)."""
@@ -276,6 +285,40 @@ class MilvusVectorStore:
             return
         with self._exclusive():
             self._invoke(self._client.flush, self.collection)
+        self._unflushed = 0
+
+    @property
+    def unflushed(self) -> int:
+        """Return how many rows were written since the last flush (Milvus Lite only)."""
+        return self._unflushed
+
+    def _written(self, rows: int) -> None:
+        """Count rows written (under the write lock) and make sure the flusher runs."""
+        if self.kind != "milvus-lite":
+            return
+        if not self._unflushed:
+            self._dirty_since = time.monotonic()
+        self._unflushed += rows
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name="milvus-flusher", daemon=True)
+            self._flusher.start()
+
+    def _flush_due(self) -> bool:
+        seconds, rows = self._flush_policy
+        return self._unflushed >= rows or (self._unflushed > 0 and time.monotonic() - self._dirty_since >= seconds)
+
+    def _flush_loop(self) -> None:
+        """Flush when enough rows wait or the oldest unflushed write is old enough."""
+        tick = min(1.0, self._flush_policy[0] / 4) or 0.05
+        while not self._closing.wait(tick):
+            if not self._flush_due():
+                continue
+            try:
+                with self._write_lock:
+                    if self._flush_due():
+                        self._flush()
+            except StoreUnavailable as exc:  # retried on the next tick
+                log.warning("scheduled flush of %s failed: %s", self.collection, exc.message)
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -294,6 +337,9 @@ class MilvusVectorStore:
 
     def close(self) -> None:
         """Close the client, flushing first so a graceful stop loses nothing (if the store answers)."""
+        self._closing.set()
+        if self._flusher is not None:
+            self._flusher.join(self.timeout)
         try:
             self.flush()
         except StoreUnavailable:
