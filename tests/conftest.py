@@ -22,6 +22,7 @@ from pymilvus import MilvusClient
 from skimage import data as skdata
 
 from tests.milvus_server import MilvusServer
+from tests.servers import PostgresServer, RedisServer
 from webapp import create_app
 from webapp.config import ROOT
 from webapp.runtime import EXTENSION
@@ -126,6 +127,49 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
         server.stop()
 
 
+# These modules run every test that uses the app against SQLite and against PostgreSQL.
+BOTH_DATABASES = {"test_jobs.py", "test_api.py", "test_library_api.py", "test_database.py", "test_pages.py"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``database`` over SQLite and PostgreSQL in the modules that ask for both."""
+    module = Path(metafunc.definition.fspath).name
+    already = any("database" in m.args[0] for m in metafunc.definition.iter_markers("parametrize"))
+    if "database" in metafunc.fixturenames and module in BOTH_DATABASES and not already:
+        metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """Start a real PostgreSQL once for the session; stop it by its pid whatever happens."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Start a real Redis once for the session; stop it by its pid whatever happens."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def database(request: pytest.FixtureRequest) -> str:
+    """Return DATABASE_URL: empty (SQLite in the data folder) or a fresh PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return ""
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"test_{uuid.uuid4().hex[:12]}")
+
+
 @pytest.fixture()
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """Return (MILVUS_URI, COLLECTION): a Lite file by default, or the real server with
@@ -143,10 +187,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
 
 
 @pytest.fixture()
-def app(tmp_path: Path, model_dir: Path, backend: tuple[str, str]) -> Iterator[Flask]:
-    """Create the app on a fresh data folder, against the store the test asks for."""
+def app(tmp_path: Path, model_dir: Path, backend: tuple[str, str], database: str) -> Iterator[Flask]:
+    """Create the app on a fresh data folder, against the stores the test asks for."""
     uri, collection = backend
     settings = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir), "SECRET_KEY": "t"}
+    settings["DATABASE_URL"] = database
     app = create_app({**settings, "MILVUS_URI": uri, "COLLECTION": collection})
     yield app
     app.extensions[EXTENSION].close()

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from webapp.services.sqlite import Database
+from sqlalchemy import delete, func, select
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    sha256 TEXT PRIMARY KEY,
-    added_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS images_by_time ON images (added_at);
-"""
+from webapp.services.database import Database, images
 
 
 class Catalog:
@@ -20,37 +14,43 @@ class Catalog:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        db.migrate(SCHEMA)
 
     def add(self, rows: Iterable[tuple[str, int]]) -> None:
         """Record images (sha256, added_at in ms); already known ones are left as they are."""
-        with self.db.connect() as conn:
-            conn.executemany("INSERT OR IGNORE INTO images (sha256, added_at) VALUES (?, ?)", list(rows))
+        values = [{"sha256": sha, "added_at": added_at} for sha, added_at in rows]
+        if values:
+            with self.db.connect() as conn:
+                conn.execute(self.db.insert_ignoring_duplicates(images), values)
 
     def remove(self, sha256s: Iterable[str]) -> None:
         """Forget images."""
+        shas = list(sha256s)
         with self.db.connect() as conn:
-            conn.executemany("DELETE FROM images WHERE sha256 = ?", [(s,) for s in sha256s])
+            for start in range(0, len(shas), 500):
+                conn.execute(delete(images).where(images.c.sha256.in_(shas[start : start + 500])))
 
     def clear(self) -> None:
         """Forget every image."""
         with self.db.connect() as conn:
-            conn.execute("DELETE FROM images")
+            conn.execute(delete(images))
 
     def newest(self, offset: int, limit: int) -> list[str]:
-        """Return a page of content ids, newest first (within one batch, the last added first)."""
+        """Return a page of content ids, newest first (each image of a batch has its own millisecond)."""
+        query = (
+            select(images.c.sha256)
+            .order_by(images.c.added_at.desc(), images.c.sha256.desc())
+            .limit(limit)
+            .offset(offset)
+        )
         with self.db.connect() as conn:
-            rows = conn.execute(
-                "SELECT sha256 FROM images ORDER BY added_at DESC, rowid DESC LIMIT ? OFFSET ?", (limit, offset)
-            ).fetchall()
-        return [row["sha256"] for row in rows]
+            return list(conn.scalars(query))
 
     def all(self) -> set[str]:
         """Return every content id the catalogue lists."""
         with self.db.connect() as conn:
-            return {row[0] for row in conn.execute("SELECT sha256 FROM images")}
+            return set(conn.scalars(select(images.c.sha256)))
 
     def total(self) -> int:
         """Return how many images the catalogue lists."""
         with self.db.connect() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+            return int(conn.scalar(select(func.count()).select_from(images)) or 0)

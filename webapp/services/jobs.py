@@ -1,57 +1,53 @@
-"""Ingestion jobs: persisted in SQLite, run in a background thread, resumable after a crash."""
+"""Ingestion jobs as persisted: states and their transitions, and the store (pure persistence)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from pathlib import Path
+from enum import StrEnum
 from typing import Any, Protocol
 
-from webapp.errors import Conflict, NotFound, WebappError
-from webapp.services.sources import check_archive
-from webapp.services.sqlite import Database
+from sqlalchemy import and_, func, select, update
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    source TEXT NOT NULL,
-    status TEXT NOT NULL,
-    total INTEGER,
-    processed INTEGER NOT NULL DEFAULT 0,
-    added INTEGER NOT NULL DEFAULT 0,
-    duplicates INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    run_started_at REAL,
-    run_start_processed INTEGER NOT NULL DEFAULT 0,
-    heartbeat REAL NOT NULL,
-    owner TEXT NOT NULL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    error TEXT
-);
-CREATE TABLE IF NOT EXISTS job_items (
-    job_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    reason TEXT,
-    sha256 TEXT,
-    PRIMARY KEY (job_id, seq)
-);
-CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created_at DESC);
-"""
+from webapp.errors import Conflict, NotFound
+from webapp.services.database import Database, job_items, jobs
 
-ACTIVE = ("queued", "running")
-RESUMABLE = ("interrupted", "failed", "cancelled")
-STALE_AFTER = 20.0  # seconds without a heartbeat before an active job counts as interrupted
+STALE_AFTER = 20.0  # seconds without a heartbeat before a local job counts as interrupted
 HEARTBEAT_EVERY = 5.0
+QUEUE_OWNER = "queue"  # jobs carried by the task queue: its redelivery, not a heartbeat, keeps them alive
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # its process stopped or died; resumable
+
+
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.CANCELLED)
+# Every move a job can make; the store refuses (or skips) any other.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.INTERRUPTED}),
+    JobStatus.RUNNING: frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}),
+    JobStatus.INTERRUPTED: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
+    JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),
+    JobStatus.DONE: frozenset(),
+}
+
+
+def sources_of(target: JobStatus) -> list[str]:
+    """Return the states a job may move to ``target`` from."""
+    return [str(s) for s, targets in TRANSITIONS.items() if target in targets]
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,7 @@ class Job:
     id: str
     kind: str
     source: str
-    status: str
+    status: JobStatus
     total: int | None
     processed: int
     added: int
@@ -78,11 +74,16 @@ class Job:
     error: str | None
 
     @property
+    def active(self) -> bool:
+        """Tell whether the job is queued or running."""
+        return self.status in ACTIVE
+
+    @property
     def rate(self) -> float | None:
         """Images per second in the current (or last) run."""
         if self.run_started_at is None:
             return None
-        end = self.finished_at if self.status not in ACTIVE and self.finished_at else time.time()
+        end = self.finished_at if not self.active and self.finished_at else time.time()
         elapsed = end - self.run_started_at
         done = self.processed - self.run_start_processed
         return done / elapsed if elapsed > 0 and done > 0 else None
@@ -91,7 +92,7 @@ class Job:
     def eta_seconds(self) -> float | None:
         """Seconds left at the current rate, while running."""
         rate = self.rate
-        if self.status != "running" or not rate or self.total is None:
+        if self.status != JobStatus.RUNNING or not rate or self.total is None:
             return None
         return max(self.total - self.processed, 0) / rate
 
@@ -104,15 +105,18 @@ class Failure:
     reason: str
 
 
-class Upload(Protocol):
-    """An uploaded file (werkzeug's FileStorage fits)."""
+@dataclass(frozen=True)
+class ItemResult:
+    """What processing one job item gave: added, duplicate or failed."""
 
-    filename: str | None
+    seq: int
+    state: str
+    reason: str = ""
+    sha256: str | None = None
 
-    def save(self, dst: Any) -> None: ...
 
-
-def _owner() -> str:
+def local_owner() -> str:
+    """Return this process's owner tag (host:pid) for jobs run in its own threads."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -134,228 +138,278 @@ def _is_dead(owner: str, host: str) -> bool:
     return False
 
 
+class JobRepository(Protocol):
+    """Job persistence as the ingestion service uses it (JobStore: SQLAlchemy; a fake in unit tests)."""
+
+    def create(self, kind: str, source: str, owner: str, names: list[str] | None = None, job_id: str = "") -> Job: ...
+    def set_items(self, job_id: str, names: list[str], chunk_size: int = 256) -> None: ...
+    def get(self, job_id: str) -> Job: ...
+    def recent(self, offset: int, limit: int) -> tuple[list[Job], int]: ...
+    def failures(self, job_id: str, limit: int = 1000) -> list[Failure]: ...
+    def has_items(self, job_id: str) -> bool: ...
+    def pending(self, job_id: str, chunk: int) -> list[tuple[int, str]]: ...
+    def pending_chunks(self, job_id: str) -> list[int]: ...
+    def record(self, job_id: str, results: list[ItemResult]) -> int: ...
+    def added_by(self, job_id: str, sha256s: Iterable[str]) -> set[str]: ...
+    def indexed_items(self, job_id: str) -> list[tuple[int, str]]: ...
+    def reopen_items(self, job_id: str, seqs: list[int]) -> None: ...
+    def move(self, job_id: str, target: JobStatus, error: str | None = None) -> bool: ...
+    def still_wanted(self, job_id: str) -> bool: ...
+    def request_cancel(self, job_id: str) -> Job: ...
+    def requeue(self, job_id: str, owner: str) -> Job: ...
+
+
 class JobStore:
-    """Jobs and their items in SQLite, shared by every worker of one data directory."""
+    """Jobs and their items in the database, shared by every process of one library."""
 
-    def __init__(self, db: Database, spool: Path, archive_limits: tuple[int, int] = (100_000, 2**34)) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.spool = spool
-        self.archive_limits = archive_limits  # (entries, expanded bytes) of one zip archive
-        db.migrate(SCHEMA)
 
-    def create_from_files(self, uploads: list[Upload]) -> Job:
-        """Spool uploaded files and create a queued job for them."""
-        job_id = uuid.uuid4().hex
-        spool = self.spool_dir(job_id)
-        spool.mkdir(parents=True)
-        for seq, upload in enumerate(uploads):
-            upload.save(spool / f"{seq:06d}")
-        label = f"{len(uploads)} uploaded file{'s' if len(uploads) != 1 else ''}"
-        return self.create("files", label, [u.filename or "unnamed" for u in uploads], job_id)
-
-    def create_from_archive(self, upload: Upload) -> Job:
-        """Spool an uploaded zip archive (refusing anything else, or a bomb) and create a queued job."""
-        job_id = uuid.uuid4().hex
-        spool = self.spool_dir(job_id)
-        spool.mkdir(parents=True)
-        upload.save(spool / "archive.zip")
-        try:
-            check_archive(spool / "archive.zip", *self.archive_limits)
-        except WebappError:
-            shutil.rmtree(spool, ignore_errors=True)
-            raise
-        return self.create("archive", upload.filename or "archive.zip", None, job_id)
-
-    def create(self, kind: str, source: str, names: list[str] | None = None, job_id: str = "") -> Job:
-        """Create a queued job; ``names`` lists its items when they are known already."""
+    def create(self, kind: str, source: str, owner: str, names: list[str] | None = None, job_id: str = "") -> Job:
+        """Create a queued job; ``names`` lists its items (in chunks of 256) when they are known already."""
         job_id = job_id or uuid.uuid4().hex
         now = time.time()
         with self.db.connect() as conn:
             conn.execute(
-                "INSERT INTO jobs (id, kind, source, status, total, created_at, heartbeat, owner)"
-                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
-                (job_id, kind, source, None if names is None else len(names), now, now, _owner()),
+                jobs.insert().values(
+                    id=job_id,
+                    kind=kind,
+                    source=source,
+                    status=JobStatus.QUEUED,
+                    total=None if names is None else len(names),
+                    created_at=now,
+                    heartbeat=now,
+                    owner=owner,
+                )
             )
-            if names is not None:
-                self._insert_items(conn, job_id, names)
+        if names is not None:
+            self.set_items(job_id, names)
         return self.get(job_id)
 
-    @staticmethod
-    def _insert_items(conn: Any, job_id: str, names: list[str]) -> None:
-        conn.executemany(
-            "INSERT INTO job_items (job_id, seq, name) VALUES (?, ?, ?)",
-            [(job_id, seq, name) for seq, name in enumerate(names)],
-        )
-
-    def set_items(self, job_id: str, names: list[str]) -> None:
-        """Record the items of a job whose source has just been scanned."""
+    def set_items(self, job_id: str, names: list[str], chunk_size: int = 256) -> None:
+        """Record the items of a job, numbered into chunks of ``chunk_size``."""
+        rows = [{"job_id": job_id, "seq": i, "name": n, "chunk": i // chunk_size} for i, n in enumerate(names)]
         with self.db.connect() as conn:
-            self._insert_items(conn, job_id, names)
-            conn.execute("UPDATE jobs SET total = ? WHERE id = ?", (len(names), job_id))
+            for start in range(0, len(rows), 5000):
+                conn.execute(job_items.insert(), rows[start : start + 5000])
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(total=len(names)))
 
     def get(self, job_id: str) -> Job:
-        """Return a job, reporting an active one whose worker died as interrupted."""
+        """Return a job, reporting a local active one whose process went silent as interrupted."""
         with self.db.connect() as conn:
-            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
             if row is None:
                 raise NotFound(f"no job with id {job_id}")
-            if row["status"] in ACTIVE and time.time() - row["heartbeat"] > STALE_AFTER:
-                conn.execute("UPDATE jobs SET status = 'interrupted' WHERE id = ?", (job_id,))
-                return self._job({**dict(row), "status": "interrupted"})
-        return self._job(dict(row))
+            stale = row["owner"] != QUEUE_OWNER and time.time() - row["heartbeat"] > STALE_AFTER
+            if row["status"] in ACTIVE and stale:
+                conn.execute(update(jobs).where(jobs.c.id == job_id).values(status=JobStatus.INTERRUPTED))
+                return _job({**row, "status": JobStatus.INTERRUPTED})
+        return _job(dict(row))
 
     def recent(self, offset: int, limit: int) -> tuple[list[Job], int]:
         """Return a page of jobs, newest first, and how many there are."""
         with self.db.connect() as conn:
-            ids = [
-                r[0]
-                for r in conn.execute("SELECT id FROM jobs ORDER BY created_at DESC LIMIT ? OFFSET ?", (limit, offset))
-            ]
-            total = int(conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+            query = select(jobs.c.id).order_by(jobs.c.created_at.desc()).limit(limit).offset(offset)
+            ids = list(conn.scalars(query))
+            total = int(conn.scalar(select(func.count()).select_from(jobs)) or 0)
         return [self.get(i) for i in ids], total
+
+    def count_by_status(self) -> dict[str, int]:
+        """Return how many jobs are in each state."""
+        with self.db.connect() as conn:
+            rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
+        return {str(status): int(n) for status, n in rows}
 
     def failures(self, job_id: str, limit: int = 1000) -> list[Failure]:
         """Return the files a job could not index, with their reasons."""
+        query = (
+            select(job_items.c.name, job_items.c.reason)
+            .where(job_items.c.job_id == job_id, job_items.c.state == "failed")
+            .order_by(job_items.c.seq)
+            .limit(limit)
+        )
         with self.db.connect() as conn:
-            rows = conn.execute(
-                "SELECT name, reason FROM job_items WHERE job_id = ? AND state = 'failed' ORDER BY seq LIMIT ?",
-                (job_id, limit),
-            ).fetchall()
-        return [Failure(r["name"], r["reason"] or "") for r in rows]
+            return [Failure(name, reason or "") for name, reason in conn.execute(query)]
 
-    def pending(self, job_id: str, limit: int, after: int = -1) -> list[tuple[int, str]]:
-        """Return the next items still to process after position ``after``, as (seq, name)."""
+    def pending(self, job_id: str, chunk: int) -> list[tuple[int, str]]:
+        """Return the items of a chunk still to process, as (seq, name)."""
+        query = (
+            select(job_items.c.seq, job_items.c.name)
+            .where(job_items.c.job_id == job_id, job_items.c.chunk == chunk, job_items.c.state == "pending")
+            .order_by(job_items.c.seq)
+        )
         with self.db.connect() as conn:
-            rows = conn.execute(
-                "SELECT seq, name FROM job_items WHERE job_id = ? AND state = 'pending' AND seq > ?"
-                " ORDER BY seq LIMIT ?",
-                (job_id, after, limit),
-            ).fetchall()
-        return [(r["seq"], r["name"]) for r in rows]
+            return [(seq, name) for seq, name in conn.execute(query)]
+
+    def pending_chunks(self, job_id: str) -> list[int]:
+        """Return the chunks that still have items to process."""
+        query = (
+            select(job_items.c.chunk)
+            .where(job_items.c.job_id == job_id, job_items.c.state == "pending")
+            .group_by(job_items.c.chunk)
+            .order_by(job_items.c.chunk)
+        )
+        with self.db.connect() as conn:
+            return list(conn.scalars(query))
 
     def has_items(self, job_id: str) -> bool:
         """Tell whether a job's source has been scanned into items."""
         with self.db.connect() as conn:
-            return conn.execute("SELECT 1 FROM job_items WHERE job_id = ? LIMIT 1", (job_id,)).fetchone() is not None
+            first = conn.execute(select(job_items.c.seq).where(job_items.c.job_id == job_id).limit(1)).first()
+        return first is not None
 
-    def record(self, job_id: str, results: list[tuple[int, str, str, str | None]]) -> None:
-        """Store the outcome of processed items (seq, state, reason, sha256) and bump the counters."""
-        counts = {state: sum(1 for _, s, _, _ in results if s == state) for state in ("added", "duplicate", "failed")}
+    def added_by(self, job_id: str, sha256s: Iterable[str]) -> set[str]:
+        """Return which of ``sha256s`` an item of this job is recorded as having added."""
+        shas = list(sha256s)
+        if not shas:
+            return set()
+        query = select(job_items.c.sha256).where(
+            job_items.c.job_id == job_id, job_items.c.state == "added", job_items.c.sha256.in_(shas)
+        )
         with self.db.connect() as conn:
-            conn.executemany(
-                "UPDATE job_items SET state = ?, reason = ?, sha256 = ? WHERE job_id = ? AND seq = ?",
-                [(state, reason or None, sha, job_id, seq) for seq, state, reason, sha in results],
+            return set(conn.scalars(query))
+
+    def record(self, job_id: str, results: list[ItemResult]) -> int:
+        """Store the outcome of items still pending and bump the counters; return how many counted.
+
+        Items recorded already (by a worker that processed the same chunk before it died) are
+        skipped, so a redelivered chunk never counts an item twice.
+        """
+        seqs = [r.seq for r in results]
+        with self.db.connect() as conn:
+            still = set(
+                conn.scalars(
+                    select(job_items.c.seq)
+                    .where(job_items.c.job_id == job_id, job_items.c.seq.in_(seqs), job_items.c.state == "pending")
+                    .with_for_update()
+                )
             )
+            fresh = [r for r in results if r.seq in still]
+            for r in fresh:
+                conn.execute(
+                    update(job_items)
+                    .where(and_(job_items.c.job_id == job_id, job_items.c.seq == r.seq))
+                    .values(state=r.state, reason=r.reason or None, sha256=r.sha256)
+                )
+            counts = {s: sum(1 for r in fresh if r.state == s) for s in ("added", "duplicate", "failed")}
             conn.execute(
-                "UPDATE jobs SET processed = processed + ?, added = added + ?, duplicates = duplicates + ?,"
-                " failed = failed + ?, heartbeat = ? WHERE id = ?",
-                (len(results), counts["added"], counts["duplicate"], counts["failed"], time.time(), job_id),
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    processed=jobs.c.processed + len(fresh),
+                    added=jobs.c.added + counts["added"],
+                    duplicates=jobs.c.duplicates + counts["duplicate"],
+                    failed=jobs.c.failed + counts["failed"],
+                    heartbeat=time.time(),
+                )
             )
+        return len(fresh)
 
     def indexed_items(self, job_id: str) -> list[tuple[int, str]]:
         """Return (seq, sha256) of the items recorded as added or duplicate."""
+        query = select(job_items.c.seq, job_items.c.sha256).where(
+            job_items.c.job_id == job_id, job_items.c.state.in_(["added", "duplicate"]), job_items.c.sha256.is_not(None)
+        )
         with self.db.connect() as conn:
-            rows = conn.execute(
-                "SELECT seq, sha256 FROM job_items WHERE job_id = ? AND state IN ('added', 'duplicate')"
-                " AND sha256 IS NOT NULL",
-                (job_id,),
-            ).fetchall()
-        return [(r["seq"], r["sha256"]) for r in rows]
+            return [(seq, sha) for seq, sha in conn.execute(query)]
 
     def reopen_items(self, job_id: str, seqs: list[int]) -> None:
         """Put items back to pending (their vectors were lost in a crash) and recount the job."""
         with self.db.connect() as conn:
-            conn.executemany(
-                "UPDATE job_items SET state = 'pending', reason = NULL, sha256 = NULL WHERE job_id = ? AND seq = ?",
-                [(job_id, seq) for seq in seqs],
-            )
-            counts = dict(
+            for start in range(0, len(seqs), 500):
                 conn.execute(
-                    "SELECT state, COUNT(*) FROM job_items WHERE job_id = ? GROUP BY state", (job_id,)
-                ).fetchall()
-            )
+                    update(job_items)
+                    .where(job_items.c.job_id == job_id, job_items.c.seq.in_(seqs[start : start + 500]))
+                    .values(state="pending", reason=None, sha256=None)
+                )
+            query = select(job_items.c.state, func.count()).where(job_items.c.job_id == job_id)
+            counts: dict[str, int] = dict(conn.execute(query.group_by(job_items.c.state)).tuples().all())
             conn.execute(
-                "UPDATE jobs SET processed = ?, added = ?, duplicates = ?, failed = ? WHERE id = ?",
-                (
-                    sum(n for state, n in counts.items() if state != "pending"),
-                    counts.get("added", 0),
-                    counts.get("duplicate", 0),
-                    counts.get("failed", 0),
-                    job_id,
-                ),
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    processed=sum(n for state, n in counts.items() if state != "pending"),
+                    added=counts.get("added", 0),
+                    duplicates=counts.get("duplicate", 0),
+                    failed=counts.get("failed", 0),
+                )
             )
 
-    def start(self, job_id: str) -> None:
-        """Mark a job running in this process."""
+    def move(self, job_id: str, target: JobStatus, error: str | None = None) -> bool:
+        """Move a job to ``target`` if its state allows it (see TRANSITIONS); tell whether it moved."""
         now = time.time()
+        values: dict[str, Any] = {"status": target}
+        if target == JobStatus.RUNNING:
+            values |= {
+                "started_at": func.coalesce(jobs.c.started_at, now),
+                "run_started_at": now,
+                "run_start_processed": jobs.c.processed,
+                "heartbeat": now,
+                "finished_at": None,
+                "error": None,
+            }
+        elif target == JobStatus.QUEUED:
+            values |= {"cancel_requested": 0, "heartbeat": now, "error": None, "finished_at": None}
+        else:
+            values |= {"finished_at": now, "error": error}
+        query = update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(sources_of(target))).values(**values)
+        if target == JobStatus.DONE:  # only once nothing is left to do, whoever finishes last
+            left = select(job_items.c.seq).where(job_items.c.job_id == job_id, job_items.c.state == "pending")
+            query = query.where(~left.exists())
         with self.db.connect() as conn:
-            conn.execute(
-                "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?), run_started_at = ?,"
-                " run_start_processed = processed, heartbeat = ?, owner = ?, finished_at = NULL, error = NULL"
-                " WHERE id = ?",
-                (now, now, now, _owner(), job_id),
-            )
+            return conn.execute(query).rowcount == 1
 
-    def finish(self, job_id: str, status: str, error: str | None = None) -> None:
-        """Mark a job done, failed, cancelled or interrupted."""
+    def own(self, job_id: str, owner: str) -> None:
+        """Record which process (or the queue) carries a job now."""
         with self.db.connect() as conn:
-            conn.execute(
-                "UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
-                (status, time.time(), error, job_id),
-            )
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(owner=owner, heartbeat=time.time()))
 
     def request_cancel(self, job_id: str) -> Job:
-        """Ask a job to stop; a queued or interrupted one is cancelled at once."""
+        """Cancel a job: it stops taking new items at once; what it indexed stays."""
         job = self.get(job_id)
-        if job.status in ("done", "cancelled"):
+        if JobStatus.CANCELLED not in TRANSITIONS[job.status]:
             raise Conflict(f"job {job_id} is already {job.status}")
         with self.db.connect() as conn:
-            conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
-            if job.status != "running":
-                conn.execute(
-                    "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?", (time.time(), job_id)
-                )
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=1))
+        self.move(job_id, JobStatus.CANCELLED)
         return self.get(job_id)
 
-    def cancel_requested(self, job_id: str) -> bool:
-        """Tell whether someone asked the job to stop."""
-        with self.db.connect() as conn:
-            row = conn.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return bool(row and row[0])
-
-    def requeue(self, job_id: str) -> Job:
-        """Queue an interrupted, failed or cancelled job again, in this process."""
+    def requeue(self, job_id: str, owner: str) -> Job:
+        """Queue an interrupted, failed or cancelled job again."""
         job = self.get(job_id)
-        if job.status not in RESUMABLE:
-            raise Conflict(f"job {job_id} is {job.status}; only {', '.join(RESUMABLE)} jobs can be resumed")
-        with self.db.connect() as conn:
-            conn.execute(
-                "UPDATE jobs SET status = 'queued', cancel_requested = 0, heartbeat = ?, owner = ?, error = NULL"
-                " WHERE id = ?",
-                (time.time(), _owner(), job_id),
-            )
+        if job.status not in RESUMABLE or not self.move(job_id, JobStatus.QUEUED):
+            names = ", ".join(RESUMABLE)
+            raise Conflict(f"job {job_id} is {job.status}; only {names} jobs can be resumed")
+        self.own(job_id, owner)
         return self.get(job_id)
 
-    def heartbeat(self) -> None:
-        """Tell other workers this process's active jobs are alive."""
+    def still_wanted(self, job_id: str) -> bool:
+        """Tell whether a job should go on (not cancelled, failed or interrupted meanwhile)."""
+        with self.db.connect() as conn:
+            row = conn.execute(select(jobs.c.status, jobs.c.cancel_requested).where(jobs.c.id == job_id)).first()
+        return row is not None and row[0] in ACTIVE and not row[1]
+
+    def heartbeat(self, owner: str) -> None:
+        """Tell other processes that this process's active jobs are alive."""
         with self.db.connect() as conn:
             conn.execute(
-                "UPDATE jobs SET heartbeat = ? WHERE owner = ? AND status IN ('queued', 'running')",
-                (time.time(), _owner()),
+                update(jobs)
+                .where(jobs.c.owner == owner, jobs.c.status.in_([str(s) for s in ACTIVE]))
+                .values(heartbeat=time.time())
             )
 
     def reap_dead(self) -> None:
-        """Mark interrupted the active jobs of processes on this host that no longer exist."""
+        """Mark interrupted the active local jobs of processes on this host that no longer exist."""
         host = socket.gethostname()
         with self.db.connect() as conn:
-            rows = conn.execute("SELECT id, owner FROM jobs WHERE status IN ('queued', 'running')").fetchall()
-            dead = [row["id"] for row in rows if _is_dead(row["owner"], host)]
-            conn.executemany("UPDATE jobs SET status = 'interrupted' WHERE id = ?", [(i,) for i in dead])
+            rows = conn.execute(select(jobs.c.id, jobs.c.owner).where(jobs.c.status.in_([str(s) for s in ACTIVE])))
+            dead = [job_id for job_id, owner in rows if _is_dead(owner, host)]
+            if dead:
+                query = update(jobs).where(jobs.c.id.in_(dead)).values(status=JobStatus.INTERRUPTED)
+                conn.execute(query)
 
-    def spool_dir(self, job_id: str) -> Path:
-        """Return the folder holding a job's uploaded files until it is done."""
-        return self.spool / job_id
 
-    @staticmethod
-    def _job(row: dict[str, Any]) -> Job:
-        return Job(**{f.name: row[f.name] for f in fields(Job)})
+def _job(row: dict[str, Any]) -> Job:
+    values = {f.name: row[f.name] for f in fields(Job)}
+    values["status"] = JobStatus(values["status"])
+    return Job(**values)

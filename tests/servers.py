@@ -1,0 +1,203 @@
+"""Real PostgreSQL and Redis servers for the tests, from Debian's packages (make install-servers).
+
+Each runs on a free loopback port with a temporary data folder and is stopped by its pid.
+PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user (runuser).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FLASK = str(Path(sys.executable).with_name("flask"))
+
+
+def free_port() -> int:
+    """Return a loopback port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited at start; see {log}:\n{log.read_text()[-2000:]}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the server did not listen on {port} in {timeout} s; see {log}")
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, sig: signal.Signals) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class PostgresServer:
+    """One PostgreSQL cluster in a temporary folder, trust authentication on loopback only.
+
+    The folder is made by mkdtemp under the system's temporary folder, not under pytest's
+    (which is private to root), so that the ``postgres`` user can reach it.
+    """
+
+    def __init__(self) -> None:
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed: run `make install-servers`")
+        self.bin = Path(bins[-1]).parent
+        self.folder = Path(tempfile.mkdtemp(prefix="webapp-postgres-"))
+        self.data = self.folder / "pgdata"
+        self.sockets = self.folder / "sockets"
+        self.log = self.folder / "postgres.log"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _as_postgres(self, argv: list[str]) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+    def start(self) -> None:
+        """Create the cluster and start the server."""
+        self.sockets.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres")
+            shutil.chown(self.sockets, "postgres")
+        initdb = [str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"]
+        subprocess.run(self._as_postgres(initdb), check=True, capture_output=True)
+        argv = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.sockets)]
+        argv += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(self._as_postgres(argv), stdout=out, stderr=subprocess.STDOUT)
+        _wait_for_port(self.port, self.proc, self.log)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready = [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+            if subprocess.run(ready, capture_output=True).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"PostgreSQL did not get ready; see {self.log}")
+
+    def create_database(self, name: str) -> str:
+        """Create a database and return its SQLAlchemy URL."""
+        createdb = [str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name]
+        subprocess.run(createdb, check=True, capture_output=True)
+        return self.url(name)
+
+    def url(self, name: str) -> str:
+        """Return the SQLAlchemy URL of a database on this server."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def pid(self) -> int | None:
+        """Return the postmaster's pid (runuser, its parent, does not pass signals on)."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        """Stop the server (SIGINT: PostgreSQL's fast shutdown) and wait until it has exited."""
+        pid = self.pid()
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        _stop(self.proc, signal.SIGKILL)
+
+    def remove(self) -> None:
+        """Stop the server and delete its folder."""
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Start the server again on the same port and data folder."""
+        argv = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.sockets)]
+        argv += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self._as_postgres(argv), stdout=out, stderr=subprocess.STDOUT)
+        _wait_for_port(self.port, self.proc, self.log)
+        self._wait_ready()
+
+
+class RedisServer:
+    """One Redis on loopback, nothing persisted."""
+
+    def __init__(self, folder: Path) -> None:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not Path(binary).exists():
+            raise RuntimeError("Redis is not installed: run `make install-servers`")
+        self.binary = binary
+        self.folder = folder
+        self.log = folder / "redis.log"
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until it listens."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        argv += ["--dir", str(self.folder)]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        _wait_for_port(self.port, self.proc, self.log)
+
+    def stop(self) -> None:
+        """Stop the server."""
+        _stop(self.proc, signal.SIGTERM)
+
+
+class Worker:
+    """`flask --app wsgi worker`, as an ingestion machine runs it."""
+
+    def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with open(log, "wb") as out:
+            argv = [FLASK, "--app", "wsgi", "worker", "--hostname", f"{name}@%h"]
+            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Wait until Celery says it is ready to take tasks."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "ready." in self.log.read_text():
+                return
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            time.sleep(0.2)
+        raise AssertionError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, no acknowledgement, as when a machine goes away."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL if it hangs."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

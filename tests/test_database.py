@@ -1,0 +1,175 @@
+"""The database layer: migrations (fresh, and a library of the SQLite-only releases), the catalogue
+and the job store's transitions and exact counting, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from tests.servers import PostgresServer
+from webapp import create_app
+from webapp.errors import Conflict
+from webapp.migrations import current
+from webapp.runtime import EXTENSION
+from webapp.services.catalog import Catalog
+from webapp.services.database import Database, sqlite_url
+from webapp.services.jobs import ItemResult, JobStatus, JobStore, local_owner
+
+# The schema exactly as the SQLite-only releases created it (webapp/services/jobs.py and catalog.py).
+LEGACY_SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    total INTEGER,
+    processed INTEGER NOT NULL DEFAULT 0,
+    added INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    run_started_at REAL,
+    run_start_processed INTEGER NOT NULL DEFAULT 0,
+    heartbeat REAL NOT NULL,
+    owner TEXT NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS job_items (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT,
+    sha256 TEXT,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created_at DESC);
+CREATE TABLE IF NOT EXISTS images (
+    sha256 TEXT PRIMARY KEY,
+    added_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_by_time ON images (added_at);
+"""
+HEAD = "0002"
+
+
+@pytest.fixture()
+def db(database: str, tmp_path: Path) -> Database:
+    """Return a fresh database: SQLite in a temporary folder, or a new PostgreSQL database."""
+    return Database(database or sqlite_url(tmp_path / "webapp.sqlite"))
+
+
+def test_an_empty_database_is_migrated_to_the_latest_revision(db: Database) -> None:
+    db.upgrade()
+    with db.connect() as conn:
+        assert current(conn) == HEAD
+        tables = set(inspect(conn).get_table_names())
+        columns = {c["name"] for c in inspect(conn).get_columns("job_items")}
+    assert {"jobs", "job_items", "images", "alembic_version"} <= tables
+    assert "chunk" in columns
+
+
+def test_a_library_of_the_sqlite_only_releases_keeps_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "webapp.sqlite"
+    legacy = sqlite3.connect(path)
+    legacy.executescript(LEGACY_SCHEMA)
+    legacy.execute(
+        "INSERT INTO jobs (id, kind, source, status, total, processed, added, created_at, heartbeat, owner)"
+        " VALUES ('a' , 'folder', '/photos', 'interrupted', 600, 300, 290, 1.0, 2.0, 'old:1')"
+    )
+    legacy.executemany(
+        "INSERT INTO job_items (job_id, seq, name, state) VALUES ('a', ?, ?, ?)",
+        [(i, f"{i}.jpg", "added" if i < 300 else "pending") for i in range(600)],
+    )
+    legacy.executemany("INSERT INTO images VALUES (?, ?)", [(f"{i:064x}", 1000 + i) for i in range(290)])
+    legacy.commit()
+    legacy.close()
+
+    db = Database(sqlite_url(path))
+    store, catalog = JobStore(db), Catalog(db)
+    job = store.get("a")
+    assert (job.status, job.total, job.processed, job.added) == (JobStatus.INTERRUPTED, 600, 300, 290)
+    assert catalog.total() == 290 and catalog.newest(0, 1) == [f"{289:064x}"]
+    assert store.pending_chunks("a") == [1, 2]  # items 300-599: chunks of 256 numbered by position
+    assert [seq for seq, _ in store.pending("a", 1)] == list(range(300, 512))
+    with db.connect() as conn:
+        assert current(conn) == HEAD
+
+
+def test_catalogue_ignores_known_images_and_lists_newest_first(db: Database) -> None:
+    catalog = Catalog(db)
+    catalog.add([("a" * 64, 1), ("b" * 64, 3)])
+    catalog.add([("a" * 64, 9), ("c" * 64, 2)])  # "a" is known: left as it was
+    assert catalog.newest(0, 10) == ["b" * 64, "c" * 64, "a" * 64]
+    assert catalog.total() == 3 and catalog.all() == {"a" * 64, "b" * 64, "c" * 64}
+    catalog.remove(["b" * 64])
+    assert catalog.newest(1, 10) == ["a" * 64]
+
+
+def test_job_states_move_only_along_the_transitions(db: Database) -> None:
+    store = JobStore(db)
+    job = store.create("folder", "/x", local_owner(), ["a.jpg", "b.jpg"])
+    assert job.status == JobStatus.QUEUED and job.total == 2
+    assert not store.move(job.id, JobStatus.DONE)  # queued cannot be done
+    assert store.move(job.id, JobStatus.RUNNING)
+    assert not store.move(job.id, JobStatus.DONE)  # items are still pending
+    store.record(job.id, [ItemResult(0, "added", sha256="a" * 64), ItemResult(1, "failed", "broken")])
+    assert store.move(job.id, JobStatus.DONE)
+    assert not store.move(job.id, JobStatus.QUEUED)  # done is final
+    with pytest.raises(Conflict):
+        store.request_cancel(job.id)
+    with pytest.raises(Conflict):
+        store.requeue(job.id, local_owner())
+
+
+def test_an_item_recorded_twice_counts_once(db: Database) -> None:
+    """A redelivered chunk records its items again: only the first record counts."""
+    store = JobStore(db)
+    job = store.create("folder", "/x", "queue", [f"{i}.jpg" for i in range(3)])
+    first = [ItemResult(0, "added", sha256="a" * 64), ItemResult(1, "duplicate", sha256="b" * 64)]
+    assert store.record(job.id, first) == 2
+    again = [*first, ItemResult(2, "failed", "broken")]
+    assert store.record(job.id, again) == 1
+    job = store.get(job.id)
+    assert (job.processed, job.added, job.duplicates, job.failed) == (3, 1, 1, 1)
+    assert store.added_by(job.id, ["a" * 64, "b" * 64]) == {"a" * 64}
+
+
+def test_queue_jobs_are_never_reported_stale(db: Database) -> None:
+    """A job carried by the task queue has no heartbeat: the queue's redelivery keeps it alive."""
+    store = JobStore(db)
+    local = store.create("folder", "/x", "nobody-here:1")
+    queued = store.create("folder", "/y", "queue")
+    with db.connect() as conn:
+        conn.exec_driver_sql("UPDATE jobs SET heartbeat = 0")
+    assert store.get(local.id).status == JobStatus.INTERRUPTED
+    assert store.get(queued.id).status == JobStatus.QUEUED
+
+
+def test_a_stopped_database_is_503_and_recovers(tmp_path: Path, model_dir: Path) -> None:
+    server = PostgresServer()
+    server.start()
+    settings = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir)}
+    app = create_app({**settings, "DATABASE_URL": server.create_database("recover")})
+    client = app.test_client()
+    try:
+        assert client.get("/api/v1/jobs").status_code == 200
+        server.stop()
+        down = client.get("/api/v1/jobs")
+        assert down.status_code == 503 and "database cannot be reached" in down.json["message"]
+        page = client.get("/jobs")
+        assert page.status_code == 503 and page.mimetype == "text/html"
+        server.restart()
+        deadline = time.monotonic() + 10
+        while (status := client.get("/api/v1/jobs").status_code) != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == 200
+    finally:
+        app.extensions[EXTENSION].close()
+        server.remove()

@@ -1,0 +1,162 @@
+"""The relational database of jobs and catalogue: SQLite by default, PostgreSQL to scale out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from webapp.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+metadata = MetaData()
+
+# The tables as the latest migration leaves them (webapp/migrations/versions): queries use these.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("total", Integer),
+    Column("processed", Integer, nullable=False, server_default="0"),
+    Column("added", Integer, nullable=False, server_default="0"),
+    Column("duplicates", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("run_started_at", Float),
+    Column("run_start_processed", Integer, nullable=False, server_default="0"),
+    Column("heartbeat", Float, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("cancel_requested", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    Index("jobs_by_time", "created_at"),
+)
+job_items = Table(
+    "job_items",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("state", String(16), nullable=False, server_default="pending"),
+    Column("reason", Text),
+    Column("sha256", String(64)),
+    Column("chunk", Integer, nullable=False, server_default="0"),
+    Index("job_items_by_chunk", "job_id", "chunk", "state"),
+)
+images = Table(
+    "images",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("added_at", BigInteger, nullable=False),
+    Index("images_by_time", "added_at"),
+)
+
+
+def sqlite_url(path: str | Path) -> str:
+    """Return the URL of a SQLite file."""
+    return f"sqlite:///{Path(path)}"
+
+
+class Database:
+    """An engine with a connection pool, shared by the threads of one process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dialect = url.split(":", 1)[0].split("+", 1)[0]
+        if self.dialect == "sqlite":
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = _sqlite_engine(url)
+        else:
+            # pre_ping: a restarted database is reconnected to on the next request, no restart needed.
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=10)
+        self._upgraded = False
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """Yield a connection inside one transaction, committed on success."""
+        self.upgrade()
+        with self._unavailable_as_503(), self.engine.begin() as conn:
+            yield conn
+
+    def upgrade(self) -> None:
+        """Bring the schema to the latest migration, once per process (a lock serialises processes)."""
+        if self._upgraded:
+            return
+        from webapp.migrations import upgrade
+
+        with self._unavailable_as_503(), self.engine.begin() as conn:
+            if self.dialect == "postgresql":  # several web and worker processes may start at once
+                conn.execute(text("SELECT pg_advisory_xact_lock(724311)"))
+            upgrade(conn)
+        self._upgraded = True
+
+    def insert_ignoring_duplicates(self, table: Table) -> Any:
+        """Return an INSERT that skips rows whose primary key exists (both dialects spell it alike)."""
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        return dialect.insert(table).on_conflict_do_nothing()
+
+    def dispose(self) -> None:
+        """Close the pool's connections (after a fork, or at exit)."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _unavailable_as_503(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            raise StoreUnavailable(f"the database cannot be reached ({_first_line(exc)}); try again") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailable(f"the database connection was lost ({_first_line(exc)}); try again") from exc
+            raise
+
+
+def _first_line(exc: DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+
+
+def _sqlite_engine(url: str) -> Engine:
+    """Open SQLite in WAL mode, taking the write lock when a transaction begins.
+
+    pysqlite's deferred BEGIN lets two writers read and then fail at once with "database is
+    locked" when both try to write; BEGIN IMMEDIATE makes the second wait (``timeout``) instead.
+    This is SQLAlchemy's documented recipe for pysqlite, and the only place SQLite differs.
+    """
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let the "begin" hook below emit BEGIN
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
