@@ -35,8 +35,8 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin app \
-    && mkdir -p /data \
-    && chown app:app /data
+    && mkdir -p /data /storage \
+    && chown app:app /data /storage
 
 COPY webapp/ webapp/
 COPY templates/ templates/
@@ -54,7 +54,9 @@ ENV WEBAPP_DATA_DIR=/data \
     WEBAPP_BIND=0.0.0.0:8000 \
     WEBAPP_ENV=production
 
-# The Milvus Lite file, originals and thumbnails, and the SQLite file of jobs and catalogue.
+# Embedded default: the Milvus Lite file, originals and thumbnails, the SQLite file of jobs and
+# catalogue. Scaled out (docker-compose.yml): only what is local to this container; the shared
+# library files go to WEBAPP_STORAGE_DIR (/storage, a volume every web and worker container mounts).
 VOLUME /data
 EXPOSE 8000
 USER app
@@ -66,4 +68,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health/ready', timeout=4)"]
 
 # Gunicorn handles SIGTERM (docker stop) gracefully; its worker_exit hook flushes the store.
+# An ingestion worker runs the same image: `flask --app wsgi worker` (docker-compose.yml).
 CMD ["gunicorn", "-c", "gunicorn.conf.py"]

@@ -7,13 +7,18 @@ BIN := $(VENV)/bin
 MODEL ?= efficientnet-lite0
 MODEL_FILE := var/models/$(MODEL).onnx
 
-.PHONY: run test lint bench compare bench-latency bench-ingest bench-store load model install install-dev clean
+.PHONY: run test lint worker bench compare bench-latency bench-ingest bench-store load model install install-dev clean
 
 run: install model
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
-test: install-dev install-e2e model lint
+test: install-dev install-e2e install-servers model lint
 	$(BIN)/pytest
+
+# An ingestion worker (scale-out): WEBAPP_BROKER_URL, WEBAPP_DATABASE_URL, WEBAPP_MILVUS_URI and
+# WEBAPP_STORAGE_DIR must name the same services as the web machines' (README: Scale out).
+worker: install model
+	$(BIN)/flask --app wsgi worker
 
 # Only the browser tests (tests/e2e, also run by make test); screenshots go to artifacts/screenshots/.
 .PHONY: e2e install-e2e
@@ -38,6 +43,11 @@ compare: install-dev model
 .PHONY: bench-single-adds
 bench-single-adds: install-dev model
 	$(BIN)/python bench/single_adds.py $(ARGS)
+
+# Bulk ingestion scaled out (PostgreSQL + Redis + Milvus server, 1 and 2 workers) against the embedded default.
+.PHONY: bench-scaleout
+bench-scaleout: install-dev install-servers model
+	$(BIN)/python bench/scaleout.py $(ARGS)
 
 # Warm single-client search latency through Gunicorn on loopback (prints percentiles).
 bench-latency: install-dev model
@@ -97,6 +107,13 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.run-installed
 # The browser tests drive Debian's chromium: Playwright cannot download its own browser here (never run
 # `playwright install`). axe-core comes from the npm registry, pinned by tests/e2e/package-lock.json.
 AXE := tests/e2e/node_modules/axe-core/axe.min.js
+
+# Real PostgreSQL and Redis for the tests, from Debian's packages; the tests start and stop their
+# own instances on loopback (tests/servers.py), never the system's services.
+.PHONY: install-servers
+install-servers:
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! command -v redis-server >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server; fi
 
 install-e2e: $(AXE)
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 from typing import Any
 
-from webapp.config import PREFIX, ROOT, milvus_uri
-from webapp.services.vectors import is_server_uri
+from webapp.config import PREFIX, ROOT, is_server_uri, milvus_uri
 
 
 def _env(name: str, default: str) -> str:
@@ -28,13 +29,21 @@ errorlog = "-"  # stderr; the app's own log lines (webapp/logs.py) go to the sam
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s request_id=%({x-request-id}o)s'
 
 wsgi_app = "wsgi:app"
+
+# Metrics of every worker in one GET /metrics: prometheus_client's multiprocess mode reads this
+# folder, which must be set before any worker imports prometheus_client (so here, in the master).
+_metrics_dir = ROOT / _env("DATA_DIR", "var") / "metrics" / str(os.getpid())
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_metrics_dir))
 # Gunicorn 27's control socket defaults to one path per user: two servers on one machine (make run
 # beside the test suite, or two instances) would fight over it, and nothing here uses it.
 control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
-    """Refuse several workers against a Milvus Lite file: it allows one process per file."""
+    """Start with empty metrics; refuse several workers against a Milvus Lite file (one process per file)."""
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
     data_dir = ROOT / _env("DATA_DIR", "var")
     uri = milvus_uri(_env("MILVUS_URI", ""), data_dir)
     if server.cfg.workers > 1 and not is_server_uri(uri):
@@ -55,6 +64,18 @@ def post_worker_init(worker: Any) -> None:
         runtime.library  # noqa: B018 - building it is the point
     except Exception as exc:  # the app answers 503 with the reason until it can build
         worker.log.error("could not open the library yet: %s", exc)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Let the metrics of a worker that exited stop counting as live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Remove this server's metrics folder."""
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def worker_exit(server: Any, worker: Any) -> None:

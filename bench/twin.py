@@ -25,7 +25,6 @@ from webapp.api.common import record_json
 from webapp.errors import WebappError
 from webapp.runtime import Runtime
 from webapp.services.jobs import Job
-from webapp.services.sources import allowed_folder
 from webapp.services.vectors import Record
 
 settings = config.load(None)
@@ -85,17 +84,13 @@ class FolderJob(BaseModel):
 @app.post("/api/v1/jobs", status_code=202)
 def create_job(body: FolderJob) -> dict[str, Any]:
     """Start loading a server folder in the background."""
-    runner = runtime.runner
-    folder = allowed_folder(body.folder, settings["IMPORT_ROOTS"])
-    job = runtime.jobs.create("folder", str(folder))
-    runner.submit(job.id)
-    return job_json(job)
+    return job_json(runtime.ingestion.start_folder(body.folder))
 
 
 @app.get("/api/v1/jobs/{job_id}")
 def job(job_id: str) -> dict[str, Any]:
     """Return a job's progress."""
-    return job_json(runtime.jobs.get(job_id))
+    return job_json(runtime.ingestion.get(job_id))
 
 
 @app.get("/api/v1/stats")

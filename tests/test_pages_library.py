@@ -19,6 +19,7 @@ from werkzeug.test import TestResponse
 from tests.conftest import csrf_token, near_duplicate
 from webapp.pages.blueprint import Pager
 from webapp.runtime import library, runtime
+from webapp.services.jobs import local_owner
 
 BROKEN = b"\xff\xd8\xff\xe0 this is not really a JPEG"
 BROKEN_NAME = "<img src=x onerror=alert(1)>.jpg"  # also proves failure names are escaped
@@ -187,7 +188,7 @@ def test_cancel_and_resume_buttons(client: FlaskClient, app: Flask, photos: dict
     for name in ("moon", "coins"):
         (folder / f"{name}.jpg").write_bytes(photos[name])
     with app.app_context():
-        job_id = runtime().jobs.create("folder", str(folder)).id  # not submitted: stays queued
+        job_id = runtime().jobs.create("folder", str(folder), local_owner()).id  # not submitted: stays queued
     cancel, resume = f"/jobs/{job_id}/cancel", f"/jobs/{job_id}/resume"
 
     html = client.get(f"/jobs/{job_id}").get_data(as_text=True)
@@ -318,7 +319,7 @@ def test_pages_link_everywhere_and_have_no_inline_code(
 ) -> None:
     image_id = add_photos(app, photos, ["coffee"])["coffee"]
     with app.app_context():
-        job_id = runtime().jobs.create("folder", str(app.config["IMPORT_ROOTS"][0])).id
+        job_id = runtime().jobs.create("folder", str(app.config["IMPORT_ROOTS"][0]), local_owner()).id
     pages = ["/", "/add", "/jobs", f"/jobs/{job_id}", "/library", "/library/clear"]
     pages += [f"/images/{image_id}", f"/images/{image_id}/delete"]
     for path in pages:

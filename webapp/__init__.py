@@ -6,17 +6,17 @@ from typing import Any
 
 from flask import Flask
 
-from webapp import config as _config
-from webapp import extensions
 from webapp.config import ROOT
-from webapp.runtime import EXTENSION, Runtime
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Create the app: settings, extensions, blueprints and error handlers. Nothing heavy runs."""
+    from webapp import config as _config
+    from webapp.runtime import EXTENSION, Runtime
+
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config.update(_config.load(config))
-    app.extensions[EXTENSION] = Runtime(dict(app.config))
+    app.extensions[EXTENSION] = Runtime(app.config, app)
     _register_extensions(app)
     _register_blueprints(app)
     _register_errorhandlers(app)
@@ -25,11 +25,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_extensions(app: Flask) -> None:
-    from webapp import logs, security
+    from webapp import extensions, logs, metrics, security
     from webapp.converters import Sha256Converter
 
     app.url_map.converters["sha256"] = Sha256Converter
     logs.init_app(app)
+    rt = app.extensions["webapp"]
+    metrics.init_app(app, lambda: metrics.JobsCollector(rt.jobs.count_by_status, rt.queue_depth))
     security.init_app(app)
     extensions.csrf.init_app(app)
     extensions.limiter.init_app(app)
@@ -38,6 +40,7 @@ def _register_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from webapp import extensions
     from webapp.api import blueprints, docs_assets, root_blueprints
     from webapp.pages.routes import blp as pages
 

@@ -14,12 +14,12 @@ from flask import Flask
 from flask.cli import with_appcontext
 from tqdm import tqdm
 
-from webapp import evaluation
+from webapp import evaluation, worker
 from webapp.errors import ModelMissing, StoreUnavailable, WebappError
 from webapp.runtime import runtime
 from webapp.services import consistency
 from webapp.services.embedding import MODELS, Embedder
-from webapp.services.jobs import Job
+from webapp.services.jobs import Job, local_owner
 from webapp.services.sources import Folder
 
 UPLOAD_CHUNK = 64  # files per job when sending the work to a server
@@ -41,7 +41,7 @@ def ingest_locally(path: Path) -> None:
     """Index a folder in this process, against the configured store."""
     rt = runtime()
     try:
-        runner = rt.runner
+        rt.library  # noqa: B018 - opens the model and the store: say now if another process holds them
     except StoreUnavailable as exc:
         raise click.ClickException(
             f"{exc.message}.\nStop the server first, or send the work to it:\n"
@@ -49,7 +49,6 @@ def ingest_locally(path: Path) -> None:
         ) from exc
     except WebappError as exc:
         raise click.ClickException(exc.message) from exc
-    job = rt.jobs.create("cli", str(path.resolve()))
     with tqdm(desc="indexing", unit="img") as bar:
 
         def progress(state: Job) -> None:
@@ -57,11 +56,11 @@ def ingest_locally(path: Path) -> None:
             bar.update(state.processed - bar.n)
             bar.set_postfix(added=state.added, dup=state.duplicates, failed=state.failed)
 
-        final = runner.run(job.id, progress)
+        final = rt.ingestion.run_here(path, local_owner(), progress)
     if final.status == "failed":
         raise click.ClickException(f"the job failed: {final.error}")
     counts = Counter(added=final.added, duplicates=final.duplicates, failed=final.failed)
-    summarise(final.total or 0, counts, [(f.name, f.reason) for f in rt.jobs.failures(job.id)])
+    summarise(final.total or 0, counts, [(f.name, f.reason) for f in rt.ingestion.failures(final.id)])
 
 
 def ingest_via_server(path: Path, server: str) -> None:
@@ -250,3 +249,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(migrate_command)
     app.cli.add_command(check_command)
     app.cli.add_command(evaluate_command)
+    worker.init_app(app)

@@ -16,11 +16,25 @@ class Defaults:
 
     ENV = "development"  # "production" refuses to start without a real SECRET_KEY
     SECRET_KEY: str | None = None  # generated once into DATA_DIR when unset (development only)
-    DATA_DIR = "var"  # relative paths are relative to the project folder
+    DATA_DIR = "var"  # what is local to one machine; relative paths are relative to the project folder
+    # Originals, thumbnails and the files uploaded for jobs; may be a network mount every machine
+    # shares. Empty: DATA_DIR/images.
+    STORAGE_DIR = ""
+    DATABASE_URL = ""  # empty: the SQLite file DATA_DIR/webapp.sqlite; or postgresql+psycopg://user@host/db
+    # Empty: jobs run in a thread of the web process (embedded default). redis://host:6379/0: they go
+    # to Celery workers (`flask --app wsgi worker`) on any machine; needs a Milvus server.
+    BROKER_URL = ""
+    JOB_CHUNK_SIZE = 256  # items per unit of work: workers share one job a chunk at a time
+    TASK_VISIBILITY_TIMEOUT = 300  # seconds before a chunk whose worker died goes to another worker
+    WORKER_METRICS_PORT = 9808  # `flask worker` serves its Prometheus metrics here (0: off)
     MILVUS_URI = ""  # empty: the Milvus Lite file DATA_DIR/milvus.db; or http://host:19530
     MILVUS_TOKEN = ""
     MILVUS_TIMEOUT = 5.0  # seconds per Milvus call; past it the request answers 503
     MILVUS_CONSISTENCY = "Strong"  # or Bounded: faster reads on a server, a few seconds stale
+    # Milvus Lite searches unflushed rows by brute force: flush once this many rows wait, or once
+    # the oldest unflushed write is this many seconds old (a Milvus server seals segments itself).
+    MILVUS_FLUSH_ROWS = 1000
+    MILVUS_FLUSH_SECONDS = 10.0
     COLLECTION = "images"
     MODEL = "efficientnet-lite0"
     MODEL_DIR = ""  # empty: DATA_DIR/models
@@ -70,6 +84,13 @@ def load(config: dict[str, Any] | None) -> dict[str, Any]:
     settings["DATA_DIR"] = str(data_dir)
     settings["MODEL_DIR"] = str(ROOT / Path(settings["MODEL_DIR"] or data_dir / "models"))
     settings["MILVUS_URI"] = milvus_uri(settings["MILVUS_URI"], data_dir)
+    settings["STORAGE_DIR"] = str(ROOT / Path(settings["STORAGE_DIR"] or data_dir / "images"))
+    if settings["BROKER_URL"] and not is_server_uri(settings["MILVUS_URI"]):
+        raise RuntimeError(
+            f"{PREFIX}_BROKER_URL sends ingestion to worker processes, but the Milvus Lite file "
+            f"{settings['MILVUS_URI']} allows one process: set {PREFIX}_MILVUS_URI to a Milvus server "
+            "(http://host:19530), or unset the broker to run jobs inside the web process"
+        )
     roots = settings["IMPORT_ROOTS"]
     roots = roots.split(os.pathsep) if isinstance(roots, str) else roots
     settings["IMPORT_ROOTS"] = [str(ROOT / Path(r)) for r in roots if r] or [str(data_dir / "import")]
@@ -82,10 +103,13 @@ def load(config: dict[str, Any] | None) -> dict[str, Any]:
     return dict(settings)
 
 
+def is_server_uri(uri: str) -> bool:
+    """Tell whether ``uri`` names a Milvus server rather than a Milvus Lite file."""
+    return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+
+
 def milvus_uri(uri: str, data_dir: Path) -> str:
     """Return the Milvus URI: a server URI as given, or an absolute Milvus Lite file path."""
-    from webapp.services.vectors import is_server_uri
-
     if not uri:
         return str(data_dir / "milvus.db")
     return uri if is_server_uri(uri) else str(ROOT / Path(uri))

@@ -7,15 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import current_app
+from flask import Flask, current_app
 
 from webapp.services.catalog import Catalog
+from webapp.services.database import Database, sqlite_url
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
+from webapp.services.ingestion import Ingestion, Limits, WorkQueue
 from webapp.services.jobs import JobStore
 from webapp.services.library import Library
-from webapp.services.runner import JobRunner
-from webapp.services.sqlite import Database
+from webapp.services.queues import CeleryQueue, LocalQueue
 from webapp.services.vectors import MilvusVectorStore
 
 EXTENSION = "webapp"
@@ -25,8 +26,9 @@ T = TypeVar("T")
 class Runtime:
     """Builds each service once per process; one that fails (store down) is retried next time."""
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], app: Flask | None = None) -> None:
         self.settings = settings
+        self.app = app  # the Celery tasks run in its context (scale-out only)
         self._services: dict[str, Any] = {}
         self._lock = threading.RLock()
 
@@ -41,8 +43,10 @@ class Runtime:
 
     @property
     def database(self) -> Database:
-        """Return the SQLite database of jobs and catalogue."""
-        return self._once("database", lambda: Database(Path(self.settings["DATA_DIR"]) / "webapp.sqlite"))
+        """Return the database of jobs and catalogue (SQLite in DATA_DIR unless DATABASE_URL is set)."""
+        s = self.settings
+        url = s["DATABASE_URL"] or sqlite_url(Path(s["DATA_DIR"]) / "webapp.sqlite")
+        return self._once("database", lambda: Database(url))
 
     @property
     def embedder(self) -> Embedder:
@@ -78,6 +82,8 @@ class Runtime:
             search_ef=s["SEARCH_EF"],
             timeout=s["MILVUS_TIMEOUT"],
             consistency=s["MILVUS_CONSISTENCY"],
+            flush_seconds=float(s["MILVUS_FLUSH_SECONDS"]),
+            flush_rows=int(s["MILVUS_FLUSH_ROWS"]),
         )
 
     @property
@@ -89,7 +95,7 @@ class Runtime:
             lambda: Library(
                 self.embedder,
                 self.vectors,
-                ImageStore(Path(s["DATA_DIR"]) / "images"),
+                ImageStore(s["STORAGE_DIR"]),
                 Catalog(self.database),
                 s["THUMBNAIL_SIZE"],
             ),
@@ -97,36 +103,89 @@ class Runtime:
 
     @property
     def jobs(self) -> JobStore:
-        """Return the job store (SQLite only: no model or Milvus needed to read jobs)."""
+        """Return the job store (the database only: no model or Milvus needed to read jobs)."""
 
         def build() -> JobStore:
-            s = self.settings
-            limits = (s["MAX_ARCHIVE_ENTRIES"], s["MAX_ARCHIVE_EXPANDED_BYTES"])
-            store = JobStore(self.database, Path(s["DATA_DIR"]) / "spool", limits)
-            store.reap_dead()
+            store = JobStore(self.database)
+            if not self.settings["BROKER_URL"]:
+                store.reap_dead()  # local jobs of a process that died are interrupted
             return store
 
         return self._once("jobs", build)
 
     @property
-    def runner(self) -> JobRunner:
-        """Return this process's job runner (it needs the library)."""
-        return self._once("runner", lambda: JobRunner(self.jobs, self.library, self.settings))
+    def queue(self) -> WorkQueue:
+        """Return what carries units of work: Celery when BROKER_URL is set, else a thread here."""
+        if self.settings["BROKER_URL"]:
+            return self._once("queue", lambda: CeleryQueue(self.celery, self.settings["BROKER_URL"]))
+
+        def build() -> LocalQueue:
+            self.library  # noqa: B018 - open the model and the store now: fail before accepting work
+            return LocalQueue(self._handle, self.jobs)
+
+        return self._once("queue", build)
+
+    def queue_depth(self) -> int | None:
+        """Return how many units of work wait (without opening the library to ask)."""
+        if self.settings["BROKER_URL"] or self.built("queue"):
+            return self.queue.depth()
+        return 0
+
+    @property
+    def celery(self) -> Any:
+        """Return the Celery app (scale-out only)."""
+        from webapp.tasks import make_celery
+
+        if self.app is None:
+            raise RuntimeError("the task queue needs the Flask app")
+        app = self.app
+        return self._once("celery", lambda: make_celery(app))
+
+    @property
+    def ingestion(self) -> Ingestion:
+        """Return the ingestion service: the one door to jobs."""
+        s = self.settings
+        limits = Limits(
+            max_job_files=s["MAX_JOB_FILES"],
+            max_file_bytes=s["MAX_FILE_BYTES"],
+            max_archive_entries=s["MAX_ARCHIVE_ENTRIES"],
+            max_archive_expanded_bytes=s["MAX_ARCHIVE_EXPANDED_BYTES"],
+            import_roots=s["IMPORT_ROOTS"],
+        )
+        uploads = Path(s["STORAGE_DIR"]) / "uploads"
+        legacy = Path(s["DATA_DIR"]) / "spool"
+        return self._once(
+            "ingestion",
+            lambda: Ingestion(
+                self.jobs, lambda: self.library, uploads, limits, lambda: self.queue, legacy, int(s["JOB_CHUNK_SIZE"])
+            ),
+        )
+
+    def _handle(self, task: str, job_id: str, chunk: int, should_stop: Callable[[], bool]) -> None:
+        if task == "prepare":
+            self.ingestion.prepare(job_id)
+        else:
+            self.ingestion.run_chunk(job_id, chunk, should_stop)
 
     def built(self, name: str) -> bool:
         """Tell whether a service has been built in this process."""
         return name in self._services
 
     def close(self) -> None:
-        """Stop the job runner, then flush and close the vector store (on worker exit)."""
+        """Stop the local queue, then flush and close the vector store (on worker exit)."""
         with self._lock:
-            runner = self._services.pop("runner", None)
-            if runner is not None:
-                runner.stop()
+            queue = self._services.pop("queue", None)
+            if isinstance(queue, LocalQueue):
+                queue.stop()
             vectors = self._services.pop("vectors", None)
             self._services.pop("library", None)
             if vectors is not None:
                 vectors.close()
+            database = self._services.pop("database", None)
+            if database is not None:
+                database.dispose()
+            self._services.pop("jobs", None)
+            self._services.pop("ingestion", None)
 
 
 def runtime() -> Runtime:

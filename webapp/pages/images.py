@@ -31,7 +31,7 @@ def _scored(hits: list[Hit]) -> list[Any]:
 def library_page() -> str | Response:
     """Show the indexed images as a grid of thumbnails, newest first, a page at a time."""
     lib = library()
-    pager = Pager.from_request(LIBRARY_PER_PAGE).counted(lib.catalog.total())
+    pager = Pager.from_request(LIBRARY_PER_PAGE).counted(lib.listed())
     if pager.beyond_end:
         return redirect(pager.url(pager.pages))
     images = [SimpleNamespace(**image_json(r)) for r in lib.newest(pager.offset, pager.per_page)]

@@ -10,36 +10,32 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from webapp.api.common import job_json
-from webapp.errors import InvalidInput
 from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, blp
 from webapp.runtime import runtime
-from webapp.services.jobs import ACTIVE, RESUMABLE, Job, JobStore, Upload
-from webapp.services.sources import allowed_folder
+from webapp.services.ingestion import Ingestion, Upload
+from webapp.services.jobs import ACTIVE, RESUMABLE, Job, JobStatus
 
 JOBS_PER_PAGE = 20
 
 
-def _create_job(jobs: JobStore, source: str) -> Job:
-    """Create a queued job from the form that was sent, or answer 400 saying what is missing."""
+def _start_job(ingestion: Ingestion, source: str) -> Job:
+    """Start a job from the form that was sent, or answer 400 saying what is missing."""
     if source == "folder":
         folder = request.form.get("folder", "").strip()
         if not folder:
             raise BadRequest("Type the path of a folder on the server first.")
-        return jobs.create("folder", str(allowed_folder(folder, current_app.config["IMPORT_ROOTS"])))
+        return ingestion.start_folder(folder)
     if source == "archive":
         archive = request.files.get("archive")
         if archive is None or not archive.filename:
             raise BadRequest("Choose a .zip archive first.")
-        return jobs.create_from_archive(archive)
+        return ingestion.start_archive(archive)
     if source == "files":
         uploads: list[Upload] = [f for f in request.files.getlist("files") if f.filename]
         if not uploads:
             raise BadRequest("Choose one or more image files first.")
-        limit = current_app.config["MAX_JOB_FILES"]
-        if len(uploads) > limit:
-            raise InvalidInput(f"Too many files ({len(uploads)}); the limit is {limit} per upload.")
-        return jobs.create_from_files(uploads)
+        return ingestion.start_files(uploads)
     raise BadRequest("Send one of the forms of the Add images page.")
 
 
@@ -56,10 +52,7 @@ def start_job() -> Response:
     """Start a background job from one of the Add images forms and show its page."""
     request.max_content_length = current_app.config["MAX_JOB_UPLOAD_BYTES"]
     csrf.protect()
-    rt = runtime()
-    runner = rt.runner  # opens the model and the store now: fail before accepting the work
-    job = _create_job(rt.jobs, request.form.get("source", ""))
-    runner.submit(job.id)
+    job = _start_job(runtime().ingestion, request.form.get("source", ""))
     flash("The job has started: this page follows its progress.", "success")
     return redirect(url_for("pages.job_page", job_id=job.id), 303)
 
@@ -68,7 +61,7 @@ def start_job() -> Response:
 def jobs_page() -> str | Response:
     """List the jobs, newest first, a page at a time."""
     pager = Pager.from_request(JOBS_PER_PAGE)
-    jobs, total = runtime().jobs.recent(pager.offset, pager.per_page)
+    jobs, total = runtime().ingestion.recent(pager.offset, pager.per_page)
     pager = pager.counted(total)
     if pager.beyond_end:
         return redirect(pager.url(pager.pages))
@@ -78,16 +71,17 @@ def jobs_page() -> str | Response:
 @blp.get("/jobs/<job_id>")
 def job_page(job_id: str) -> str:
     """Show a job's progress, counts, rate, ETA and failed files (updated live by app.js)."""
-    store = runtime().jobs
-    job = _job(store.get(job_id))
-    return render_template("job.html", job=job, failures=store.failures(job_id), active=ACTIVE, resumable=RESUMABLE)
+    ingestion = runtime().ingestion
+    job = _job(ingestion.get(job_id))
+    failures = ingestion.failures(job_id)
+    return render_template("job.html", job=job, failures=failures, active=ACTIVE, resumable=RESUMABLE)
 
 
 @blp.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str) -> Response:
     """Cancel a queued job, or ask a running one to stop after its current batch."""
-    job = runtime().jobs.request_cancel(job_id)
-    if job.status == "cancelled":
+    job = runtime().ingestion.cancel(job_id)
+    if job.status == JobStatus.CANCELLED:
         flash("The job is cancelled. What it had already indexed stays in the library.", "info")
     else:
         flash("The job will stop after its current batch.", "info")
@@ -97,10 +91,7 @@ def cancel_job(job_id: str) -> Response:
 @blp.post("/jobs/<job_id>/resume")
 def resume_job(job_id: str) -> Response:
     """Queue a stopped job again; it skips the files it already processed."""
-    rt = runtime()
-    runner = rt.runner
-    job = rt.jobs.requeue(job_id)
-    runner.submit(job.id)
+    runtime().ingestion.resume(job_id)
     flash("The job has resumed where it stopped.", "success")
     return redirect(url_for("pages.job_page", job_id=job_id), 303)
 

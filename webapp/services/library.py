@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -16,6 +17,7 @@ from webapp.services.catalog import Catalog
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.imaging import Decoded, content_id, thumbnail
+from webapp.services.telemetry import EMBED, INGESTED, SEARCH
 from webapp.services.vectors import Hit, Record, VectorStore
 
 DEFAULT_TOP_K = 10
@@ -55,6 +57,18 @@ class Batch:
     def new_shas(self) -> set[str]:
         """Return the content ids this batch will add."""
         return {rec.sha256 for _, rec, *_ in self.new}
+
+
+@dataclass(frozen=True)
+class Description:
+    """How a library embeds and indexes its images."""
+
+    count: int
+    model: str
+    dimension: int
+    metric: str
+    index_type: str
+    store: str
 
 
 @dataclass(frozen=True)
@@ -121,13 +135,16 @@ class Library:
                 first[shas[i]] = i
                 todo.append((i, entry.data))
         now = int(time.time() * 1000)
-        for (i, data), (_, decoded, vector) in zip(todo, self.embedder.embed_many(todo), strict=True):
+        with EMBED.time():
+            embedded = list(self.embedder.embed_many(todo))
+        for (i, data), (_, decoded, vector) in zip(todo, embedded, strict=True):
             if isinstance(decoded, WebappError) or vector is None:
                 error = decoded if isinstance(decoded, WebappError) else WebappError("could not embed")
                 batch.outcomes[i] = Outcome("failed", reason=error.message, error=error)
                 continue
             name = entries[i].filename
-            record = Record(decoded.sha256, name, decoded.width, decoded.height, source, decoded.mime, now)
+            # One millisecond per file of the batch: "newest first" lists a batch in its own order.
+            record = Record(decoded.sha256, name, decoded.width, decoded.height, source, decoded.mime, now + i)
             batch.new.append((i, record, vector, data, decoded))
         return batch
 
@@ -144,7 +161,11 @@ class Library:
         for i, j in batch.repeats.items():
             earlier = batch.outcomes[j]
             batch.outcomes[i] = Outcome("duplicate", earlier.record) if earlier.record else earlier
-        return [batch.outcomes[i] for i in range(batch.size)]
+        outcomes = [batch.outcomes[i] for i in range(batch.size)]
+        for status in ("added", "duplicate", "failed"):
+            if n := sum(1 for o in outcomes if o.status == status):
+                INGESTED.labels(status).inc(n)
+        return outcomes
 
     def _store(self, new: list[tuple[int, Record, np.ndarray, bytes, Decoded]]) -> None:
         """Write files first, then vectors, then the catalogue; undo the files if vectors fail."""
@@ -166,8 +187,10 @@ class Library:
     def search(self, data: bytes, top_k: int) -> SearchResult:
         """Embed the query image and return the ``top_k`` most similar indexed images."""
         start = time.perf_counter()
-        decoded, vector = self.embedder.embed(data)
-        hits = self.vectors.search(vector, top_k)
+        with EMBED.time():
+            decoded, vector = self.embedder.embed(data)
+        with SEARCH.time():
+            hits = self.vectors.search(vector, top_k)
         return SearchResult(decoded, hits, (time.perf_counter() - start) * 1000)
 
     def similar(self, sha256: str, top_k: int) -> list[Hit]:
@@ -208,5 +231,26 @@ class Library:
         return count
 
     def count(self) -> int:
-        """Return the number of indexed images."""
+        """Return the number of indexed images (asks Milvus)."""
         return self.vectors.count()
+
+    def describe(self) -> Description:
+        """Return the image count and how images are embedded and indexed."""
+        v = self.vectors
+        return Description(self.count(), self.embedder.name, self.embedder.dim, v.metric, v.index_type, v.kind)
+
+    def original(self, sha256: str) -> Path | None:
+        """Return the path of an image's original file, or None."""
+        return self.images.original(sha256)
+
+    def thumbnail(self, sha256: str) -> Path | None:
+        """Return the path of an image's thumbnail, or None."""
+        return self.images.thumbnail(sha256)
+
+    def listed(self) -> int:
+        """Return the number of images the catalogue lists (cheap: for paging)."""
+        return self.catalog.total()
+
+    def forget(self, sha256s: set[str]) -> None:
+        """Drop catalogue entries whose vectors were lost (before they are indexed again)."""
+        self.catalog.remove(sha256s)

@@ -36,7 +36,6 @@ from webapp.runtime import library, runtime
 from webapp.services.images import mime_of
 from webapp.services.jobs import ACTIVE, Job
 from webapp.services.library import DEFAULT_TOP_K
-from webapp.services.sources import allowed_folder
 
 IMAGE_ID = re.compile(r"[0-9a-f]{64}")
 LOADED = "Successfully loaded data!"  # the bootcamp's text, kept for scripts that compare it
@@ -86,11 +85,7 @@ class Load(MethodView):
     def post(self, query: dict[str, str], body: dict[str, Any]) -> Response:
         """Start loading every image under a server folder, in the background; answer at once."""
         check_table(query.get("table_name"), body.get("table"))
-        rt = runtime()
-        runner = rt.runner  # opens the model and the store now: fail before accepting the work
-        folder = allowed_folder(body["file"], current_app.config["IMPORT_ROOTS"])
-        job = rt.jobs.create("folder", str(folder))
-        runner.submit(job.id)
+        job = runtime().ingestion.start_folder(body["file"])
         response = jsonify(LOADED)
         response.headers["Location"] = url_for("jobs.JobById", job_id=job.id)
         return response
@@ -103,7 +98,7 @@ class Progress(MethodView):
     @blp.response(200, PROGRESS, description="Files processed and to process by the newest job.")
     def get(self) -> Response:
         """Return the newest job's progress as "current: N, total: M" (0 and 0 when there is none)."""
-        jobs, _ = runtime().jobs.recent(0, 1)
+        jobs, _ = runtime().ingestion.recent(0, 1)
         return jsonify(progress_text(jobs[0] if jobs else None))
 
 
@@ -197,7 +192,7 @@ class Data(MethodView):
     def get(self, query: dict[str, str]) -> Response:
         """Return an image of the library by the id /img/search gave; never a file by its path."""
         image_id = query["image_path"]
-        path = library().images.original(image_id) if IMAGE_ID.fullmatch(image_id) else None
+        path = library().original(image_id) if IMAGE_ID.fullmatch(image_id) else None
         if path is None:
             raise NotFound("no such image in the library: image_path must be an image id that /img/search returned")
         return send_file(path, mimetype=mime_of(path), max_age=31536000)

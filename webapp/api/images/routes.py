@@ -50,7 +50,7 @@ class Images(MethodView):
         """List indexed images, newest first."""
         p = pagination_parameters
         lib = library()
-        p.item_count = lib.catalog.total()
+        p.item_count = lib.listed()
         return [image_json(r) for r in lib.newest((p.page - 1) * p.page_size, p.page_size)]
 
     @blp.arguments(ClearArgsSchema, location="query")
@@ -108,7 +108,7 @@ class ImageFile(MethodView):
     @blp.alt_response(404, description="No image with that id.")
     def get(self, image_id: str) -> Response:
         """Return the original file, exactly as uploaded."""
-        return _send(library().images.original(image_id), image_id)
+        return _send(library().original(image_id), image_id)
 
 
 @blp.route("/<sha256:image_id>/thumbnail")
@@ -119,7 +119,7 @@ class ImageThumbnail(MethodView):
     @blp.alt_response(404, description="No image with that id.")
     def get(self, image_id: str) -> Response:
         """Return the JPEG thumbnail."""
-        return _send(library().images.thumbnail(image_id), image_id)
+        return _send(library().thumbnail(image_id), image_id)
 
 
 def _send(path: Path | None, image_id: str) -> Response:

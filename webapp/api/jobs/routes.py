@@ -9,11 +9,9 @@ from flask.views import MethodView
 
 from webapp.api.common import Blueprint, job_json
 from webapp.api.jobs.schemas import JobCreateSchema, JobDetailSchema, JobSchema
-from webapp.errors import InvalidInput
 from webapp.extensions import rate_limited
 from webapp.runtime import runtime
 from webapp.services.jobs import Job
-from webapp.services.sources import allowed_folder
 
 FOLDER_JSON = {
     "type": "object",
@@ -33,7 +31,7 @@ def _allow_large_uploads() -> None:
 
 def detail(job: Job) -> dict[str, Any]:
     """Return a job with its failures."""
-    failures = runtime().jobs.failures(job.id)
+    failures = runtime().ingestion.failures(job.id)
     return {**job_json(job), "failures": [{"name": f.name, "reason": f.reason} for f in failures]}
 
 
@@ -56,19 +54,13 @@ class Jobs(MethodView):
     @blp.alt_response(413, description="The upload is too large.")
     def post(self, args: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Start loading several files, a zip archive or a server folder, in the background."""
-        rt = runtime()
-        runner = rt.runner  # opens the model and the store now: fail before accepting the work
+        ingestion = runtime().ingestion
         if args.get("folder"):
-            folder = allowed_folder(args["folder"], current_app.config["IMPORT_ROOTS"])
-            job = rt.jobs.create("folder", str(folder))
+            job = ingestion.start_folder(args["folder"])
         elif args.get("archive"):
-            job = rt.jobs.create_from_archive(args["archive"])
+            job = ingestion.start_archive(args["archive"])
         else:
-            files = args["files"]
-            if len(files) > current_app.config["MAX_JOB_FILES"]:
-                raise InvalidInput(f"too many files ({len(files)}); the limit is {current_app.config['MAX_JOB_FILES']}")
-            job = rt.jobs.create_from_files(files)
-        runner.submit(job.id)
+            job = ingestion.start_files(args["files"])
         return job_json(job), 202
 
     @blp.response(200, JobSchema(many=True))
@@ -76,7 +68,7 @@ class Jobs(MethodView):
     def get(self, pagination_parameters: Any) -> list[dict[str, Any]]:
         """List jobs, newest first."""
         p = pagination_parameters
-        jobs, total = runtime().jobs.recent((p.page - 1) * p.page_size, p.page_size)
+        jobs, total = runtime().ingestion.recent((p.page - 1) * p.page_size, p.page_size)
         p.item_count = total
         return [job_json(job) for job in jobs]
 
@@ -89,14 +81,14 @@ class JobById(MethodView):
     @blp.alt_response(404, description="No job with that id.")
     def get(self, job_id: str) -> dict[str, Any]:
         """Return a job's progress, rate, ETA and failed files."""
-        return detail(runtime().jobs.get(job_id))
+        return detail(runtime().ingestion.get(job_id))
 
     @blp.response(200, JobDetailSchema, description="Cancelled, or asked to stop after its current batch.")
     @blp.alt_response(404, description="No job with that id.")
     @blp.alt_response(409, description="The job already ended.")
     def delete(self, job_id: str) -> dict[str, Any]:
         """Cancel a job (what it already indexed stays)."""
-        return detail(runtime().jobs.request_cancel(job_id))
+        return detail(runtime().ingestion.cancel(job_id))
 
 
 @blp.route("/<string:job_id>/resume")
@@ -108,8 +100,4 @@ class JobResume(MethodView):
     @blp.alt_response(409, description="The job is not interrupted, failed or cancelled.")
     def post(self, job_id: str) -> tuple[dict[str, Any], int]:
         """Resume an interrupted, failed or cancelled job, skipping what it already processed."""
-        rt = runtime()
-        runner = rt.runner
-        job = rt.jobs.requeue(job_id)
-        runner.submit(job.id)
-        return job_json(job), 202
+        return job_json(runtime().ingestion.resume(job_id)), 202

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from flask import current_app
@@ -21,13 +22,4 @@ class Stats(MethodView):
     @blp.response(200, StatsSchema)
     def get(self) -> dict[str, Any]:
         """Return the image count and how images are embedded and indexed."""
-        lib = library()
-        return {
-            "count": lib.count(),
-            "model": lib.embedder.name,
-            "dimension": lib.embedder.dim,
-            "metric": lib.vectors.metric,
-            "index_type": lib.vectors.index_type,
-            "store": lib.vectors.kind,
-            "collection": current_app.config["COLLECTION"],
-        }
+        return {**asdict(library().describe()), "collection": current_app.config["COLLECTION"]}

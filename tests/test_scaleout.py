@@ -1,0 +1,207 @@
+"""One library on two "machines": two Gunicorn instances with their own DATA_DIR and one shared
+STORAGE_DIR, one PostgreSQL, one Redis, the real Milvus server, and two Celery workers.
+
+A job uploaded to the first machine is processed by the workers, followed on the second, survives
+one worker's SIGKILL in the middle of a chunk, and ends done with exact counts; every image is
+then searchable from both machines and `flask check` finds the library consistent.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from pymilvus import MilvusClient
+
+from tests.conftest import noise_images
+from tests.milvus_server import MilvusServer
+from tests.servers import FLASK, PostgresServer, RedisServer, Worker, free_port
+from tests.test_gunicorn import Server, environment
+from webapp import create_app
+from webapp.config import ROOT
+from webapp.runtime import EXTENSION
+
+IMAGES = 400
+CHUNK = 40
+
+
+@pytest.fixture()
+def cluster(
+    tmp_path: Path, model_dir: Path, milvus_server: MilvusServer, postgres: PostgresServer, redis_server: RedisServer
+) -> Iterator[dict[str, Any]]:
+    """Start two web machines and two workers sharing one library; stop them all afterwards."""
+    collection = f"scale_{uuid.uuid4().hex[:10]}"
+    shared = {
+        "WEBAPP_MILVUS_URI": milvus_server.uri,
+        "WEBAPP_COLLECTION": collection,
+        "WEBAPP_DATABASE_URL": postgres.create_database(collection),
+        "WEBAPP_BROKER_URL": redis_server.url.rsplit("/", 1)[0] + "/1",
+        "WEBAPP_STORAGE_DIR": str(tmp_path / "shared"),
+        "WEBAPP_JOB_CHUNK_SIZE": str(CHUNK),
+        "WEBAPP_TASK_VISIBILITY_TIMEOUT": "8",
+        "WEBAPP_SECRET_KEY": "scale-out-test",
+    }
+    web: list[Server] = []
+    workers: list[Worker] = []
+    try:
+        for n in (1, 2):
+            web.append(Server(tmp_path / f"web{n}", model_dir, **shared))
+        for n in (1, 2):
+            env = environment(tmp_path / f"worker{n}", model_dir, **shared, WEBAPP_WORKER_METRICS_PORT=str(free_port()))
+            (tmp_path / f"worker{n}").mkdir()
+            workers.append(Worker(f"w{n}", env, tmp_path / f"worker{n}" / "worker.log"))
+        for worker in workers:
+            worker.wait_ready()
+        yield {"web": web, "workers": workers, "env": shared, "tmp": tmp_path, "model_dir": model_dir}
+    finally:
+        for worker in workers:
+            worker.stop()
+        for server in web:
+            server.stop()
+        client = MilvusClient(uri=milvus_server.uri, timeout=30)
+        client.drop_collection(collection)
+        client.close()
+
+
+def follow(url: str, timeout: float = 240) -> dict[str, Any]:
+    """Poll a job until it ends; return its final state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = requests.get(url, timeout=10).json()
+        if job["status"] not in ("queued", "running"):
+            return dict(job)
+        time.sleep(0.2)
+    raise AssertionError(f"job {url} did not end: {job}")
+
+
+def test_two_machines_share_one_library_and_lose_nothing_when_a_worker_dies(cluster: dict[str, Any]) -> None:
+    first, second = cluster["web"]
+    images = noise_images(IMAGES, seed=11)
+    files = [("files", (f"{i:04d}.jpg", io.BytesIO(data))) for i, data in enumerate(images)]
+    response = requests.post(f"{first.url}/api/v1/jobs", files=files, timeout=120)
+    assert response.status_code == 202, response.text
+    job_url = second.url + response.json()["url"]
+
+    # Followed on the second machine; one worker dies in the middle of a chunk.
+    deadline = time.monotonic() + 120
+    while (job := requests.get(job_url, timeout=10).json())["processed"] < CHUNK // 2:
+        assert time.monotonic() < deadline and job["status"] in ("queued", "running"), job
+        time.sleep(0.05)
+    victim, survivor = cluster["workers"]
+    victim.kill()
+    assert job["processed"] < IMAGES
+
+    final = follow(job_url)
+    assert final["status"] == "done", final
+    assert (final["total"], final["processed"], final["added"], final["duplicates"], final["failed"]) == (
+        IMAGES,
+        IMAGES,
+        IMAGES,
+        0,
+        0,
+    )
+    # The chunk the victim held when it died went to the survivor (Redis's visibility timeout).
+    held = re.findall(r"Task (webapp\.ingest\.chunk\[[0-9a-f-]+\]) received", victim.log.read_text())
+    finished = re.findall(r"Task (webapp\.ingest\.chunk\[[0-9a-f-]+\]) succeeded", victim.log.read_text())
+    lost = set(held) - set(finished)
+    assert lost and all(f"{task} received" in survivor.log.read_text() for task in lost)
+
+    for server in (first, second):
+        assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == IMAGES
+        for i in (0, 137, IMAGES - 1):
+            found = requests.post(
+                f"{server.url}/api/v1/search", files={"image": ("q.jpg", images[i])}, data={"top_k": "1"}, timeout=30
+            ).json()
+            assert found["results"][0]["filename"] == f"{i:04d}.jpg" and found["results"][0]["score"] > 0.99
+
+    env = environment(cluster["tmp"] / "checker", cluster["model_dir"], **cluster["env"])
+    check = subprocess.run([FLASK, "--app", "wsgi", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert check.returncode == 0 and "consistent" in check.stdout, check.stdout + check.stderr
+    assert not any((cluster["tmp"] / "shared" / "uploads").iterdir())  # the job's uploads were removed
+
+    metrics = requests.get(f"{first.url}/metrics", timeout=10).text
+    assert 'webapp_jobs{status="done"} 1.0' in metrics
+    assert "webapp_queue_depth 0.0" in metrics
+    assert 'webapp_http_requests_total{endpoint="jobs.Jobs",method="POST",status="202"} 1.0' in metrics
+
+
+def test_cancel_and_resume_from_the_other_machine(cluster: dict[str, Any]) -> None:
+    first, second = cluster["web"]
+    images = noise_images(300, seed=12)
+    files = [("files", (f"{i:04d}.jpg", io.BytesIO(data))) for i, data in enumerate(images)]
+    job = requests.post(f"{first.url}/api/v1/jobs", files=files, timeout=120).json()
+    cancelled = requests.delete(second.url + job["url"], timeout=10).json()
+    assert cancelled["status"] == "cancelled"
+    time.sleep(2)  # chunks in flight stop after their current batch
+    stopped = requests.get(first.url + job["url"], timeout=10).json()
+    assert stopped["status"] == "cancelled" and stopped["processed"] < 300
+
+    resumed = requests.post(f"{second.url}{job['url']}/resume", timeout=10)
+    assert resumed.status_code == 202 and resumed.json()["status"] == "queued"
+    final = follow(first.url + job["url"])
+    assert final["status"] == "done" and final["processed"] == final["added"] == 300
+
+
+@pytest.fixture()
+def broker_app(
+    tmp_path: Path, model_dir: Path, milvus_server: MilvusServer, postgres: PostgresServer
+) -> Iterator[tuple[Flask, RedisServer]]:
+    """An app whose broker is a Redis of its own (so the test may stop it)."""
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    collection = f"broker_{uuid.uuid4().hex[:10]}"
+    settings = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir)}
+    settings |= {"MILVUS_URI": milvus_server.uri, "COLLECTION": collection, "BROKER_URL": redis.url}
+    settings |= {"DATABASE_URL": postgres.create_database(collection)}
+    app = create_app(settings)
+    try:
+        yield app, redis
+    finally:
+        app.extensions[EXTENSION].close()
+        redis.stop()
+        client = MilvusClient(uri=milvus_server.uri, timeout=30)
+        client.drop_collection(collection)
+        client.close()
+
+
+def test_a_stopped_broker_is_503_and_recovers(broker_app: tuple[Flask, RedisServer]) -> None:
+    app, redis = broker_app
+    client = app.test_client()
+    files = {"files": [(io.BytesIO(noise_images(1)[0]), "a.jpg")]}
+    assert client.post("/api/v1/jobs", data=files, content_type="multipart/form-data").status_code == 202
+    redis.stop()
+    files = {"files": [(io.BytesIO(noise_images(1)[0]), "a.jpg")]}
+    started = time.monotonic()
+    refused = client.post("/api/v1/jobs", data=files, content_type="multipart/form-data")
+    assert refused.status_code == 503 and "task queue" in refused.json["message"]
+    assert time.monotonic() - started < 15
+    failed = client.get("/api/v1/jobs").json[0]
+    assert failed["status"] == "failed" and "task queue" in failed["error"]  # resumable later
+    redis.start()
+    resumed = client.post(f"/api/v1/jobs/{failed['id']}/resume")
+    assert resumed.status_code == 202 and resumed.json["status"] == "queued"
+
+
+def test_a_worker_refuses_a_milvus_lite_file(tmp_path: Path, model_dir: Path) -> None:
+    env = environment(tmp_path, model_dir, WEBAPP_BROKER_URL="redis://127.0.0.1:1/0")
+    done = subprocess.run([FLASK, "--app", "wsgi", "worker"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and "Milvus server" in done.stderr
+
+
+def test_servers_are_real(postgres: PostgresServer, redis_server: RedisServer) -> None:
+    """The fixtures run the real servers (not mocks): ask them their versions."""
+    import psycopg
+    import redis
+
+    with psycopg.connect(postgres.url("postgres").replace("postgresql+psycopg", "postgresql")) as conn:
+        assert "PostgreSQL" in str(conn.execute("SELECT version()").fetchone())
+    assert redis.Redis.from_url(redis_server.url).info()["redis_version"]

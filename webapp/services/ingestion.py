@@ -1,0 +1,295 @@
+"""Ingestion: the one door to starting, cancelling and resuming jobs, and the units of work.
+
+A job is split into chunks of CHUNK items. Two units of work carry it, whatever engine runs them
+(a thread of this process in the embedded default, Celery workers on any machine when scaled out):
+``prepare`` lists the source's items and sends one ``chunk`` message per chunk; ``chunk``
+processes that chunk's pending items. Item ids are content hashes and items are recorded only
+while pending, so a chunk delivered twice (a worker died mid-chunk) counts nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from webapp.errors import InvalidInput, StoreUnavailable, WebappError
+from webapp.services.jobs import Failure, ItemResult, Job, JobRepository, JobStatus
+from webapp.services.library import Library, Outcome
+from webapp.services.sources import Source, allowed_folder, check_archive, open_source
+
+log = logging.getLogger(__name__)
+CHUNK = 256  # items per unit of work: a few seconds of one worker, so workers share a big job
+BATCH = 64  # files read, embedded and written per step (the model sees EMBED_BATCH_SIZE at a time)
+
+Progress = Callable[[Job], None]
+ShouldStop = Callable[[], bool]
+
+
+class Upload(Protocol):
+    """An uploaded file (werkzeug's FileStorage fits)."""
+
+    filename: str | None
+
+    def save(self, dst: Any) -> None: ...
+
+
+class WorkQueue(Protocol):
+    """What carries units of work: a thread of this process, or a task queue."""
+
+    owner: str  # recorded on the jobs it carries
+
+    def send(self, task: str, job_id: str, chunk: int = 0) -> None: ...
+    def depth(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one job may bring."""
+
+    max_job_files: int
+    max_file_bytes: int
+    max_archive_entries: int
+    max_archive_expanded_bytes: int
+    import_roots: list[str]
+
+
+class Ingestion:
+    """Starts jobs, follows them, and runs their units of work."""
+
+    def __init__(
+        self,
+        store: JobRepository,
+        library: Callable[[], Library],
+        uploads: Path,
+        limits: Limits,
+        queue: Callable[[], WorkQueue],
+        legacy_spool: Path | None = None,
+        chunk_size: int = CHUNK,
+    ) -> None:
+        self.store = store
+        self._library = library
+        self.uploads = uploads  # shared storage: a worker on another machine reads what a web machine wrote
+        self.limits = limits
+        self._queue = queue
+        self.legacy_spool = legacy_spool  # where jobs of earlier releases spooled their files
+        self.chunk_size = chunk_size
+
+    @property
+    def library(self) -> Library:
+        """Return the library the units of work write to."""
+        return self._library()
+
+    @property
+    def queue(self) -> WorkQueue:
+        """Return what carries the units of work."""
+        return self._queue()
+
+    # The one door: every view, command and compatibility route starts jobs here.
+
+    def start_folder(self, folder: str, trusted: bool = False) -> Job:
+        """Start loading a folder on the server (under an import root unless ``trusted``)."""
+        path = Path(folder).resolve() if trusted else allowed_folder(folder, self.limits.import_roots)
+        return self._submit(self.store.create("cli" if trusted else "folder", str(path), self.queue.owner))
+
+    def start_files(self, uploads: list[Upload]) -> Job:
+        """Start loading uploaded files (saved to shared storage first)."""
+        if not uploads:
+            raise InvalidInput("send at least one file")
+        if len(uploads) > self.limits.max_job_files:
+            raise InvalidInput(f"too many files ({len(uploads)}); the limit is {self.limits.max_job_files}")
+        queue = self.queue
+        job_id = uuid.uuid4().hex
+        with self._spooling(job_id) as folder:
+            for seq, upload in enumerate(uploads):
+                upload.save(folder / f"{seq:06d}")
+        label = f"{len(uploads)} uploaded file{'s' if len(uploads) != 1 else ''}"
+        job = self.store.create("files", label, queue.owner, job_id=job_id)
+        self.store.set_items(job_id, [u.filename or "unnamed" for u in uploads], self.chunk_size)
+        return self._submit(job)
+
+    def start_archive(self, upload: Upload) -> Job:
+        """Start loading an uploaded zip archive (refusing anything else, or a bomb)."""
+        queue = self.queue
+        job_id = uuid.uuid4().hex
+        with self._spooling(job_id) as folder:
+            upload.save(folder / "archive.zip")
+            limits = self.limits
+            check_archive(folder / "archive.zip", limits.max_archive_entries, limits.max_archive_expanded_bytes)
+        return self._submit(self.store.create("archive", upload.filename or "archive.zip", queue.owner, None, job_id))
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a job; chunks in flight stop after their current batch, what they indexed stays."""
+        return self.store.request_cancel(job_id)
+
+    def resume(self, job_id: str) -> Job:
+        """Queue an interrupted, failed or cancelled job again; it skips what it already processed."""
+        queue = self.queue
+        return self._submit(self.store.requeue(job_id, queue.owner))
+
+    def get(self, job_id: str) -> Job:
+        """Return a job's state."""
+        return self.store.get(job_id)
+
+    def recent(self, offset: int, limit: int) -> tuple[list[Job], int]:
+        """Return a page of jobs, newest first, and how many there are."""
+        return self.store.recent(offset, limit)
+
+    def failures(self, job_id: str) -> list[Failure]:
+        """Return the files a job could not index, with their reasons."""
+        return self.store.failures(job_id)
+
+    def upload_dir(self, job_id: str) -> Path:
+        """Return the folder of a job's uploaded files (a legacy spool if that is where they are)."""
+        folder = self.uploads / job_id
+        legacy = self.legacy_spool / job_id if self.legacy_spool else None
+        return legacy if legacy is not None and legacy.is_dir() and not folder.is_dir() else folder
+
+    @contextmanager
+    def _spooling(self, job_id: str) -> Iterator[Path]:
+        folder = self.uploads / job_id
+        folder.mkdir(parents=True)
+        try:
+            yield folder
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def _submit(self, job: Job) -> Job:
+        try:
+            self.queue.send("prepare", job.id)
+        except StoreUnavailable as exc:
+            self.store.move(job.id, JobStatus.FAILED, exc.message)  # resumable once the queue is back
+            raise
+        return self.store.get(job.id)
+
+    # The units of work.
+
+    def prepare(self, job_id: str) -> None:
+        """List the job's items (or, resuming, reopen those a crash lost) and send its chunks."""
+        chunks = self._prepare(job_id)
+        for chunk in chunks:
+            self.queue.send("chunk", job_id, chunk)
+        if not chunks:
+            self._finish(job_id)
+
+    def _prepare(self, job_id: str) -> list[int]:
+        job = self.store.get(job_id)
+        if not job.active:
+            return []
+        try:
+            if self.store.has_items(job_id):
+                self._reconcile(job_id)
+            else:
+                with self._source(job) as source:
+                    self.store.set_items(job_id, source.names(), self.chunk_size)
+        except WebappError as exc:
+            self.store.move(job_id, JobStatus.FAILED, exc.message)
+            return []
+        self.store.move(job_id, JobStatus.RUNNING)
+        return self.store.pending_chunks(job_id)
+
+    def run_chunk(self, job_id: str, chunk: int, should_stop: ShouldStop = lambda: False) -> None:
+        """Process a chunk's pending items; the last chunk to end marks the job done."""
+        job = self.store.get(job_id)
+        if not job.active:
+            return
+        self.store.move(job_id, JobStatus.RUNNING)
+        try:
+            with self._source(job) as source:
+                stopped = self._process(job_id, chunk, source, should_stop)
+        except WebappError as exc:
+            self.store.move(job_id, JobStatus.FAILED, exc.message)
+            return
+        except Exception as exc:  # a job must never take the worker down with it
+            log.exception("job %s chunk %d failed", job_id, chunk)
+            self.store.move(job_id, JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            return
+        if stopped:
+            self.store.move(job_id, JobStatus.INTERRUPTED)
+        else:
+            self._finish(job_id)
+
+    def run_here(self, folder: Path, owner: str, progress: Progress | None = None) -> Job:
+        """Load a folder in the calling thread (the ``ingest`` command); return the job's final state."""
+        job_id = self.store.create("cli", str(folder.resolve()), owner).id
+        for chunk in self._prepare(job_id):
+            self.run_chunk(job_id, chunk)
+            if progress is not None:
+                progress(self.store.get(job_id))
+        self._finish(job_id)
+        return self.store.get(job_id)
+
+    def _finish(self, job_id: str) -> None:
+        """Mark the job done if nothing is left; then flush and drop its uploaded files."""
+        if not self.store.move(job_id, JobStatus.DONE):
+            return
+        try:
+            self.library.vectors.flush()  # a checkpoint: what the job indexed survives a crash
+        except WebappError as exc:
+            log.warning("job %s: could not flush the vector store: %s", job_id, exc.message)
+        shutil.rmtree(self.upload_dir(job_id), ignore_errors=True)
+
+    @contextmanager
+    def _source(self, job: Job) -> Iterator[Source]:
+        settings = {"MAX_FILE_BYTES": self.limits.max_file_bytes, "IMPORT_ROOTS": self.limits.import_roots}
+        with open_source(job.kind, job.source, self.upload_dir(job.id), settings) as source:
+            yield source
+
+    def _reconcile(self, job_id: str) -> None:
+        """Before resuming, reopen items whose vectors a crash lost (Milvus Lite's unflushed writes)."""
+        done = self.store.indexed_items(job_id)
+        lost: list[int] = []
+        for start in range(0, len(done), 1000):
+            part = done[start : start + 1000]
+            present = self.library.vectors.get({sha for _, sha in part})
+            lost += [seq for seq, sha in part if sha not in present]
+        if lost:
+            reopened = set(lost)
+            self.library.forget({sha for seq, sha in done if seq in reopened})
+            self.store.reopen_items(job_id, lost)
+
+    def _process(self, job_id: str, chunk: int, source: Source, should_stop: ShouldStop) -> bool:
+        """Embed batch N+1 while batch N is written; tell whether the job was stopped midway."""
+        library = self.library
+        tag = f"job:{job_id[:8]}"
+        items = self.store.pending(job_id, chunk)
+        writing: tuple[list[tuple[int, str]], Future[list[Outcome]]] | None = None
+        in_flight: set[str] = set()
+        stopped = False
+        with ThreadPoolExecutor(1, thread_name_prefix="ingest-write") as writer:
+            for start in range(0, len(items) + BATCH, BATCH):
+                batch_items = items[start : start + BATCH]
+                if batch_items and (should_stop() or not self.store.still_wanted(job_id)):
+                    stopped, batch_items = should_stop(), []
+                prepared = None
+                if batch_items:
+                    batch = library.prepare([source.read(seq, name) for seq, name in batch_items], tag, in_flight)
+                    in_flight |= batch.new_shas
+                    prepared = (batch_items, writer.submit(library.commit, batch))
+                if writing is not None:
+                    done_items, future = writing
+                    self._record(job_id, tag, done_items, future.result())
+                writing = prepared
+                if writing is None:
+                    break
+        return stopped
+
+    def _record(self, job_id: str, tag: str, items: list[tuple[int, str]], outcomes: list[Outcome]) -> None:
+        """Record outcomes; an image this job wrote before its worker died still counts as added."""
+        ours = {o.record.sha256 for o in outcomes if o.status == "duplicate" and o.record and o.record.source == tag}
+        ours -= self.store.added_by(job_id, ours)
+        results = []
+        for (seq, _), o in zip(items, outcomes, strict=True):
+            sha = o.record.sha256 if o.record else None
+            state = "added" if o.status == "duplicate" and sha in ours else o.status
+            if state == "added" and sha in ours:
+                ours.discard(sha)  # a second copy in the same job is a duplicate
+            results.append(ItemResult(seq, state, o.reason, sha))
+        self.store.record(job_id, results)

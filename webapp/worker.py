@@ -1,0 +1,70 @@
+"""Scale-out commands: ``flask --app wsgi worker`` (an ingestion worker) and ``flask --app wsgi db``."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import with_appcontext
+
+from webapp.config import PREFIX, is_server_uri
+from webapp.errors import WebappError
+from webapp.runtime import runtime
+
+
+@click.command(
+    "worker",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@with_appcontext
+def worker_command(celery_args: tuple[str, ...]) -> None:
+    """Take ingestion work from the broker (Celery's own options may follow, e.g. --concurrency 2)."""
+    rt = runtime()
+    settings = rt.settings
+    if not settings["BROKER_URL"]:
+        raise click.ClickException(
+            f"set {PREFIX}_BROKER_URL (redis://host:6379/0): without a broker, jobs run inside the web process"
+        )
+    if not is_server_uri(settings["MILVUS_URI"]):  # config.load refuses this too; say it plainly here
+        raise click.ClickException(f"a worker needs a Milvus server: set {PREFIX}_MILVUS_URI=http://host:19530")
+    try:
+        rt.jobs.db.upgrade()
+    except WebappError as exc:
+        raise click.ClickException(exc.message) from exc
+    port = int(settings["WORKER_METRICS_PORT"])
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
+    # solo: one chunk at a time per worker process, its ONNX session using every core; run more
+    # workers (or pass --pool prefork --concurrency N) to take more chunks at once.
+    argv = ["worker", "--pool", "solo", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    rt.celery.worker_main([*argv, *celery_args])
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema (Alembic migrations; also applied when the app first uses the database)."""
+
+
+@db_group.command("upgrade")
+@with_appcontext
+def upgrade_command() -> None:
+    """Apply every pending migration to the configured database."""
+    from webapp.migrations import current
+
+    db = runtime().database
+    try:
+        db.upgrade()
+        with db.connect() as conn:
+            revision = current(conn)
+    except WebappError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"{db.engine.url.render_as_string(hide_password=True)} is at revision {revision}")
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands."""
+    app.cli.add_command(worker_command)
+    app.cli.add_command(db_group)
