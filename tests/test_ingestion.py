@@ -1,0 +1,61 @@
+"""The ingestion service's units of work, with the real model, Milvus Lite and SQLite: a chunk
+delivered again after its worker died counts every file once, and as what it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from tests.conftest import noise_images
+from webapp.runtime import runtime
+from webapp.services.jobs import JobStatus, local_owner
+from webapp.services.library import Entry
+
+
+def folder_of(app: Flask, images: list[bytes]) -> Path:
+    folder = Path(app.config["IMPORT_ROOTS"][0]) / "redelivered"
+    folder.mkdir(parents=True)
+    for i, data in enumerate(images):
+        (folder / f"{i:02d}.jpg").write_bytes(data)
+    return folder
+
+
+def test_a_chunk_redelivered_after_its_worker_died_counts_each_file_once(app: Flask) -> None:
+    images = noise_images(6, seed=31)
+    images.append(images[2])  # the same bytes twice in one job: one of them is a duplicate
+    folder = folder_of(app, images)
+    with app.app_context():
+        ingestion = runtime().ingestion
+        job = ingestion.store.create("folder", str(folder), local_owner())
+        chunks = ingestion._prepare(job.id)
+        assert chunks == [0]
+        # A worker stored files 0-2 (files, vectors, catalogue), then died before recording them.
+        tag = f"job:{job.id[:8]}"
+        ingestion.library.add_many([Entry(f"{i:02d}.jpg", images[i]) for i in range(3)], tag)
+        ingestion.run_chunk(job.id, 0)
+        final = ingestion.get(job.id)
+    assert final.status == JobStatus.DONE
+    assert (final.total, final.processed, final.added, final.duplicates, final.failed) == (7, 7, 6, 1, 0)
+
+
+def test_a_cancelled_job_takes_no_more_chunks(app: Flask) -> None:
+    folder = folder_of(app, noise_images(3, seed=32))
+    with app.app_context():
+        ingestion = runtime().ingestion
+        job = ingestion.store.create("folder", str(folder), local_owner())
+        ingestion._prepare(job.id)
+        ingestion.cancel(job.id)
+        ingestion.run_chunk(job.id, 0)  # a message still in the queue when the job was cancelled
+        final = ingestion.get(job.id)
+    assert final.status == JobStatus.CANCELLED and final.processed == 0
+
+
+def test_an_empty_folder_is_done_at_once(app: Flask) -> None:
+    folder = folder_of(app, [])
+    with app.app_context():
+        ingestion = runtime().ingestion
+        job = ingestion.store.create("folder", str(folder), local_owner())
+        ingestion.prepare(job.id)
+        final = ingestion.get(job.id)
+    assert final.status == JobStatus.DONE and final.total == 0
