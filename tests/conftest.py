@@ -128,7 +128,9 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
 
 
 # These modules run every test that uses the app against SQLite and against PostgreSQL.
-BOTH_DATABASES = {"test_jobs.py", "test_api.py", "test_library_api.py", "test_database.py", "test_pages.py"}
+# PostgreSQL is paired with Milvus Lite only: the server's own tests run on SQLite, and the
+# scale-out tests (tests/test_scaleout.py) run PostgreSQL with the server.
+BOTH_DATABASES = {"test_jobs.py", "test_api.py", "test_library_api.py", "test_database.py"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -137,6 +139,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     already = any("database" in m.args[0] for m in metafunc.definition.iter_markers("parametrize"))
     if "database" in metafunc.fixturenames and module in BOTH_DATABASES and not already:
         metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the PostgreSQL x Milvus server pairs of the modules that run both databases."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        pair = (params.params.get("database"), params.params.get("backend")) if params else (None, None)
+        (dropped if pair == ("postgresql", "server") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")

@@ -34,11 +34,16 @@ IMAGES = 400
 CHUNK = 40
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def cluster(
-    tmp_path: Path, model_dir: Path, milvus_server: MilvusServer, postgres: PostgresServer, redis_server: RedisServer
+    tmp_path_factory: pytest.TempPathFactory,
+    model_dir: Path,
+    milvus_server: MilvusServer,
+    postgres: PostgresServer,
+    redis_server: RedisServer,
 ) -> Iterator[dict[str, Any]]:
-    """Start two web machines and two workers sharing one library; stop them all afterwards."""
+    """Start two web machines and two workers sharing one library (once for this module's tests)."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
     collection = f"scale_{uuid.uuid4().hex[:10]}"
     shared = {
         "WEBAPP_MILVUS_URI": milvus_server.uri,
