@@ -39,7 +39,17 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
         start_http_server(port)
     # solo: one chunk at a time per worker process, its ONNX session using every core; run more
     # workers (or pass --pool prefork --concurrency N) to take more chunks at once.
-    argv = ["worker", "--pool", "solo", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    argv = [
+        "worker",
+        "--pool",
+        "threads",
+        "--concurrency",
+        "2",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     rt.celery.worker_main([*argv, *celery_args])
 
 

@@ -101,9 +101,11 @@ class Library:
         self.images = images
         self.catalog = catalog
         self.thumbnail_size = thumbnail_size
-        # Writes (and their final "already indexed?" check) go one at a time per process, so two
-        # uploads of the same bytes cannot both be counted as new.
-        self._add_lock = threading.Lock()
+        # The final "already indexed?" check and the claim of what is new happen one batch at a
+        # time per process, so two uploads of the same bytes cannot both count as new; the writes
+        # themselves (files, vectors) run outside the lock, each batch claiming its own images.
+        self._add_lock = threading.Condition()
+        self._writing: dict[str, Record] = {}
 
     def add(self, data: bytes, filename: str | None, source: str = "upload") -> tuple[Record, bool]:
         """Index one image; return its record and whether it was new (False for a duplicate)."""
@@ -122,7 +124,8 @@ class Library:
         batch = Batch(len(entries))
         todo: list[tuple[int, bytes]] = []
         shas = {i: content_id(e.data) for i, e in enumerate(entries) if isinstance(e.data, bytes)}
-        known = self.vectors.get(set(shas.values()))
+        # A hint (commit checks again, up to date): on a server it need not wait for a time tick.
+        known = self.vectors.get(set(shas.values()), fresh=False)
         first: dict[str, int] = {}
         for i, entry in enumerate(entries):
             if isinstance(entry.data, WebappError):
@@ -150,14 +153,24 @@ class Library:
 
     def commit(self, batch: Batch) -> list[Outcome]:
         """Store a prepared batch (files, then vectors, then catalogue); return each file's outcome."""
+        mine = []
         with self._add_lock:
-            # Another request may have indexed the same bytes since prepare(): count it once.
+            # Another request may have indexed (or be writing) the same bytes since prepare(): count it once.
             known = self.vectors.get({rec.sha256 for _, rec, *_ in batch.new})
-            for i, rec, *_ in batch.new:
-                batch.outcomes[i] = (
-                    Outcome("duplicate", known[rec.sha256]) if rec.sha256 in known else Outcome("added", rec)
-                )
-            self._store([item for item in batch.new if item[1].sha256 not in known])
+            for item in batch.new:
+                i, rec = item[0], item[1]
+                stored = known.get(rec.sha256) or self._writing.get(rec.sha256)
+                batch.outcomes[i] = Outcome("duplicate", stored) if stored else Outcome("added", rec)
+                if stored is None:
+                    self._writing[rec.sha256] = rec
+                    mine.append(item)
+        try:
+            self._store(mine)
+        finally:
+            with self._add_lock:
+                for _, rec, *_ in mine:
+                    del self._writing[rec.sha256]
+                self._add_lock.notify_all()
         for i, j in batch.repeats.items():
             earlier = batch.outcomes[j]
             batch.outcomes[i] = Outcome("duplicate", earlier.record) if earlier.record else earlier
@@ -217,6 +230,7 @@ class Library:
         """Remove an image: its vector, its catalogue entry, its file and thumbnail."""
         self.get(sha256)
         with self._add_lock:
+            self._add_lock.wait_for(lambda: not self._writing)
             self.vectors.delete([sha256])
             self.catalog.remove([sha256])
             self.images.delete(sha256)
@@ -224,6 +238,7 @@ class Library:
     def clear(self) -> int:
         """Remove every image; return how many there were."""
         with self._add_lock:
+            self._add_lock.wait_for(lambda: not self._writing)
             count = self.vectors.count()
             self.vectors.clear()
             self.catalog.clear()

@@ -63,7 +63,7 @@ class VectorStore(Protocol):
     def vector(self, sha256: str) -> np.ndarray | None: ...
     def flush(self) -> None: ...
     def search(self, vector: np.ndarray, top_k: int) -> list[Hit]: ...
-    def get(self, sha256s: Iterable[str]) -> dict[str, Record]: ...
+    def get(self, sha256s: Iterable[str], fresh: bool = True) -> dict[str, Record]: ...
     def count(self) -> int: ...
     def close(self) -> None: ...
 
@@ -246,8 +246,12 @@ class MilvusVectorStore:
         )
         return [Hit(_record(hit["entity"]), float(hit["distance"])) for hit in result[0]]
 
-    def get(self, sha256s: Iterable[str]) -> dict[str, Record]:
-        """Return the records of those of ``sha256s`` that are indexed, by sha256."""
+    def get(self, sha256s: Iterable[str], fresh: bool = True) -> dict[str, Record]:
+        """Return the records of those of ``sha256s`` that are indexed, by sha256.
+
+        ``fresh=False`` may miss writes of the last moments (Bounded consistency): on a server it
+        does not wait for the next time tick. For hints only, such as skipping known files early.
+        """
         wanted = {pk_of(s): s for s in sha256s}
         if not wanted:
             return {}
@@ -256,7 +260,7 @@ class MilvusVectorStore:
             self.collection,
             ids=list(wanted),
             output_fields=FIELDS,
-            consistency_level=self.consistency,
+            consistency_level=self.consistency if fresh else "Bounded",
         )
         # Compare the whole sha256, not just the 8-byte key, and key by it: a server may
         # return rows in any order.
