@@ -174,6 +174,7 @@ class Worker:
 
     def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
         self.log = log
+        self.metrics_url = ""
         with open(log, "wb") as out:
             argv = [FLASK, "--app", "wsgi", "worker", "--hostname", f"{name}@%h"]
             self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

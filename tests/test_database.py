@@ -165,6 +165,8 @@ def test_a_stopped_database_is_503_and_recovers(tmp_path: Path, model_dir: Path)
         assert down.status_code == 503 and "database cannot be reached" in down.json["message"]
         page = client.get("/jobs")
         assert page.status_code == 503 and page.mimetype == "text/html"
+        ready = client.get("/api/v1/health/ready")
+        assert ready.status_code == 503 and not ready.json["database"]["ok"] and ready.json["model"]["ok"]
         server.restart()
         deadline = time.monotonic() + 10
         while (status := client.get("/api/v1/jobs").status_code) != 200 and time.monotonic() < deadline:

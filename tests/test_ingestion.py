@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from flask import Flask
 
 from tests.conftest import noise_images
@@ -59,3 +60,49 @@ def test_an_empty_folder_is_done_at_once(app: Flask) -> None:
         ingestion.prepare(job.id)
         final = ingestion.get(job.id)
     assert final.status == JobStatus.DONE and final.total == 0
+
+
+class RecordingQueue:
+    """A stand-in for the broker that records what is sent (the logic under test is around it)."""
+
+    owner = "queue"
+
+    def __init__(self, depth: int = 0) -> None:
+        self.sent: list[tuple[str, str, int]] = []
+        self.waiting = depth
+
+    def send(self, task: str, job_id: str, chunk: int = 0) -> None:
+        self.sent.append((task, job_id, chunk))
+
+    def depth(self) -> int:
+        return self.waiting
+
+
+def test_work_lost_with_a_worker_is_sent_again_once(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kombu's Redis transport pops a message before it records it unacknowledged: a worker killed
+    in between loses it. A job that stopped moving while the queue is empty gets its work again."""
+    folder = folder_of(app, noise_images(5, seed=33))
+    with app.app_context():
+        ingestion = runtime().ingestion
+        queue = RecordingQueue()
+        monkeypatch.setattr(ingestion, "_queue", lambda: queue)
+        running = ingestion.store.create("folder", str(folder), "queue")
+        ingestion.store.set_items(running.id, [f"{i:02d}.jpg" for i in range(5)], chunk_size=2)
+        ingestion.store.move(running.id, JobStatus.RUNNING)
+        never_prepared = ingestion.store.create("folder", str(folder), "queue")
+        assert ingestion.redeliver_stalled(idle_for=60) == []  # both moved a moment ago
+        with runtime().database.connect() as conn:
+            conn.exec_driver_sql("UPDATE jobs SET heartbeat = heartbeat - 120")
+        queue.waiting = 3
+        assert ingestion.redeliver_stalled(idle_for=60) == []  # messages still wait: nothing is lost yet
+        queue.waiting = 0
+        assert sorted(ingestion.redeliver_stalled(idle_for=60)) == sorted([running.id, never_prepared.id])
+        assert sorted(queue.sent) == sorted(
+            [
+                ("chunk", running.id, 0),
+                ("chunk", running.id, 1),
+                ("chunk", running.id, 2),
+                ("prepare", never_prepared.id, 0),
+            ]
+        )
+        assert ingestion.redeliver_stalled(idle_for=60) == []  # claimed: not sent twice

@@ -58,12 +58,14 @@ def cluster(
     web: list[Server] = []
     workers: list[Worker] = []
     try:
-        for n in (1, 2):
-            web.append(Server(tmp_path / f"web{n}", model_dir, **shared))
+        # The first machine runs two Gunicorn workers: /metrics must add them up.
+        web.append(Server(tmp_path / "web1", model_dir, **shared, WEBAPP_WORKERS="2"))
+        web.append(Server(tmp_path / "web2", model_dir, **shared))
         for n in (1, 2):
             env = environment(tmp_path / f"worker{n}", model_dir, **shared, WEBAPP_WORKER_METRICS_PORT=str(free_port()))
             (tmp_path / f"worker{n}").mkdir()
             workers.append(Worker(f"w{n}", env, tmp_path / f"worker{n}" / "worker.log"))
+            workers[-1].metrics_url = f"http://127.0.0.1:{env['WEBAPP_WORKER_METRICS_PORT']}/metrics"
         for worker in workers:
             worker.wait_ready()
         yield {"web": web, "workers": workers, "env": shared, "tmp": tmp_path, "model_dir": model_dir}
@@ -133,10 +135,18 @@ def test_two_machines_share_one_library_and_lose_nothing_when_a_worker_dies(clus
     assert check.returncode == 0 and "consistent" in check.stdout, check.stdout + check.stderr
     assert not any((cluster["tmp"] / "shared" / "uploads").iterdir())  # the job's uploads were removed
 
+    for _ in range(6):  # spread over both of the first machine's Gunicorn workers
+        requests.get(f"{first.url}/api/v1/jobs", timeout=10)
     metrics = requests.get(f"{first.url}/metrics", timeout=10).text
     assert 'webapp_jobs{status="done"} 1.0' in metrics
     assert "webapp_queue_depth 0.0" in metrics
     assert 'webapp_http_requests_total{endpoint="jobs.Jobs",method="POST",status="202"} 1.0' in metrics
+    assert 'webapp_http_requests_total{endpoint="jobs.Jobs",method="GET",status="200"} 6.0' in metrics
+    assert 'webapp_http_requests_total{endpoint="jobs.JobById",method="GET",status="200"}' not in metrics  # polled on 2
+    # An ingestion worker serves its own counters (the survivor processed files of the job).
+    text = requests.get(survivor.metrics_url, timeout=10).text
+    added = re.search(r'^webapp_images_ingested_total\{outcome="added"\} (\S+)$', text, re.MULTILINE)
+    assert added and float(added.group(1)) > 0
 
 
 def test_cancel_and_resume_from_the_other_machine(cluster: dict[str, Any]) -> None:
@@ -189,9 +199,12 @@ def test_a_stopped_broker_is_503_and_recovers(broker_app: tuple[Flask, RedisServ
     refused = client.post("/api/v1/jobs", data=files, content_type="multipart/form-data")
     assert refused.status_code == 503 and "task queue" in refused.json["message"]
     assert time.monotonic() - started < 15
+    ready = client.get("/api/v1/health/ready")
+    assert ready.status_code == 503 and not ready.json["broker"]["ok"] and ready.json["database"]["ok"]
     failed = client.get("/api/v1/jobs").json[0]
     assert failed["status"] == "failed" and "task queue" in failed["error"]  # resumable later
     redis.start()
+    assert client.get("/api/v1/health/ready").json["broker"]["ok"]
     resumed = client.post(f"/api/v1/jobs/{failed['id']}/resume")
     assert resumed.status_code == 202 and resumed.json["status"] == "queued"
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
 import click
 from flask import Flask
 from flask.cli import with_appcontext
@@ -9,6 +13,9 @@ from flask.cli import with_appcontext
 from webapp.config import PREFIX, is_server_uri
 from webapp.errors import WebappError
 from webapp.runtime import runtime
+from webapp.services.ingestion import Ingestion
+
+log = logging.getLogger(__name__)
 
 
 @click.command(
@@ -32,6 +39,7 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
         rt.jobs.db.upgrade()
     except WebappError as exc:
         raise click.ClickException(exc.message) from exc
+    _sweep_stalled_jobs(rt.ingestion, float(settings["TASK_VISIBILITY_TIMEOUT"]))
     port = int(settings["WORKER_METRICS_PORT"])
     if port:
         from prometheus_client import start_http_server
@@ -51,6 +59,22 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
         "--without-mingle",
     ]
     rt.celery.worker_main([*argv, *celery_args])
+
+
+def _sweep_stalled_jobs(ingestion: Ingestion, visibility_timeout: float) -> None:
+    """Resend, from a background thread, the work of jobs whose messages were lost with a worker."""
+    idle_for = 2 * visibility_timeout  # a redelivery (after the timeout) would have moved them by then
+    every = max(1.0, visibility_timeout / 2)
+
+    def loop() -> None:
+        while True:
+            time.sleep(every)
+            try:
+                ingestion.redeliver_stalled(idle_for)
+            except WebappError as exc:  # the database or broker is down: try again next round
+                log.warning("could not look for stalled jobs: %s", exc.message)
+
+    threading.Thread(target=loop, name="stalled-jobs", daemon=True).start()
 
 
 @click.group("db")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -215,6 +216,33 @@ class Ingestion:
             self.store.move(job_id, JobStatus.INTERRUPTED)
         else:
             self._finish(job_id)
+
+    def redeliver_stalled(self, idle_for: float) -> list[str]:
+        """Send again the work of queue jobs that made no progress for ``idle_for`` seconds.
+
+        Celery on Redis redelivers a chunk its worker held unacknowledged when it died, after the
+        visibility timeout; but a message popped from the queue by a worker killed before it
+        recorded it as unacknowledged is gone. When the queue is empty and a job has not moved for
+        longer than the timeout, its messages are lost: its pending chunks are sent again (a chunk
+        delivered twice counts nothing twice). Returns the ids of the jobs it resent.
+        """
+        if self.queue.depth() != 0:  # messages still wait (or the broker is unreachable): nothing is lost yet
+            return []
+        resent = []
+        for job in self.store.claim_stalled(time.time() - idle_for):
+            log.warning(
+                "job %s made no progress for %.0f s with an empty queue: sending its work again", job.id, idle_for
+            )
+            if job.status == JobStatus.QUEUED:
+                self.queue.send("prepare", job.id)
+            else:
+                chunks = self.store.pending_chunks(job.id)
+                for chunk in chunks:
+                    self.queue.send("chunk", job.id, chunk)
+                if not chunks:
+                    self._finish(job.id)  # its last chunk's worker died after recording, before finishing
+            resent.append(job.id)
+        return resent
 
     def run_here(self, folder: Path, owner: str, progress: Progress | None = None) -> Job:
         """Load a folder in the calling thread (the ``ingest`` command); return the job's final state."""

@@ -1,141 +1,36 @@
-"""Ingestion jobs as persisted: states and their transitions, and the store (pure persistence)."""
+"""Ingestion jobs as persisted: the store (pure persistence) behind a Protocol."""
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
-from enum import StrEnum
+from dataclasses import fields
 from typing import Any, Protocol
 
 from sqlalchemy import and_, func, select, update
 
 from webapp.errors import Conflict, NotFound
 from webapp.services.database import Database, job_items, jobs
+from webapp.services.job_states import (
+    ACTIVE,
+    RESUMABLE,
+    TRANSITIONS,
+    Failure,
+    ItemResult,
+    Job,
+    JobStatus,
+    is_dead,
+    local_owner,
+    sources_of,
+)
+
+__all__ = ["ACTIVE", "RESUMABLE", "Failure", "ItemResult", "Job", "JobStatus", "JobStore", "local_owner"]
 
 STALE_AFTER = 20.0  # seconds without a heartbeat before a local job counts as interrupted
 HEARTBEAT_EVERY = 5.0
 QUEUE_OWNER = "queue"  # jobs carried by the task queue: its redelivery, not a heartbeat, keeps them alive
-
-
-class JobStatus(StrEnum):
-    """Where a job is in its life."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"  # its process stopped or died; resumable
-
-
-ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
-RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.CANCELLED)
-# Every move a job can make; the store refuses (or skips) any other.
-TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.INTERRUPTED}),
-    JobStatus.RUNNING: frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}),
-    JobStatus.INTERRUPTED: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
-    JobStatus.FAILED: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
-    JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),
-    JobStatus.DONE: frozenset(),
-}
-
-
-def sources_of(target: JobStatus) -> list[str]:
-    """Return the states a job may move to ``target`` from."""
-    return [str(s) for s, targets in TRANSITIONS.items() if target in targets]
-
-
-@dataclass(frozen=True)
-class Job:
-    """A job's persisted state."""
-
-    id: str
-    kind: str
-    source: str
-    status: JobStatus
-    total: int | None
-    processed: int
-    added: int
-    duplicates: int
-    failed: int
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    run_started_at: float | None
-    run_start_processed: int
-    heartbeat: float
-    owner: str
-    cancel_requested: int
-    error: str | None
-
-    @property
-    def active(self) -> bool:
-        """Tell whether the job is queued or running."""
-        return self.status in ACTIVE
-
-    @property
-    def rate(self) -> float | None:
-        """Images per second in the current (or last) run."""
-        if self.run_started_at is None:
-            return None
-        end = self.finished_at if not self.active and self.finished_at else time.time()
-        elapsed = end - self.run_started_at
-        done = self.processed - self.run_start_processed
-        return done / elapsed if elapsed > 0 and done > 0 else None
-
-    @property
-    def eta_seconds(self) -> float | None:
-        """Seconds left at the current rate, while running."""
-        rate = self.rate
-        if self.status != JobStatus.RUNNING or not rate or self.total is None:
-            return None
-        return max(self.total - self.processed, 0) / rate
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A file a job could not index, and why."""
-
-    name: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class ItemResult:
-    """What processing one job item gave: added, duplicate or failed."""
-
-    seq: int
-    state: str
-    reason: str = ""
-    sha256: str | None = None
-
-
-def local_owner() -> str:
-    """Return this process's owner tag (host:pid) for jobs run in its own threads."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _is_dead(owner: str, host: str) -> bool:
-    """Tell whether ``owner`` (host:pid) is a process of this host that has exited."""
-    owner_host, _, pid = owner.rpartition(":")
-    if owner_host != host or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        # Reaping runs before this process owns any job: an earlier process had this pid
-        # (common in containers, where a restarted worker gets the same pid).
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 class JobRepository(Protocol):
@@ -157,6 +52,7 @@ class JobRepository(Protocol):
     def still_wanted(self, job_id: str) -> bool: ...
     def request_cancel(self, job_id: str) -> Job: ...
     def requeue(self, job_id: str, owner: str) -> Job: ...
+    def claim_stalled(self, idle_since: float) -> list[Job]: ...
 
 
 class JobStore:
@@ -389,6 +285,26 @@ class JobStore:
             row = conn.execute(select(jobs.c.status, jobs.c.cancel_requested).where(jobs.c.id == job_id)).first()
         return row is not None and row[0] in ACTIVE and not row[1]
 
+    def claim_stalled(self, idle_since: float) -> list[Job]:
+        """Return the active queue jobs with no progress since ``idle_since``, claimed for a resend.
+
+        Claiming bumps their heartbeat in a conditional update, so of several workers sweeping at
+        once only one resends a given job's work.
+        """
+        query = select(jobs.c.id).where(
+            jobs.c.owner == QUEUE_OWNER,
+            jobs.c.status.in_([str(s) for s in ACTIVE]),
+            jobs.c.cancel_requested == 0,
+            jobs.c.heartbeat < idle_since,
+        )
+        claimed = []
+        with self.db.connect() as conn:
+            for job_id in list(conn.scalars(query)):
+                bump = update(jobs).where(jobs.c.id == job_id, jobs.c.heartbeat < idle_since)
+                if conn.execute(bump.values(heartbeat=time.time())).rowcount == 1:
+                    claimed.append(job_id)
+        return [self.get(job_id) for job_id in claimed]
+
     def heartbeat(self, owner: str) -> None:
         """Tell other processes that this process's active jobs are alive."""
         with self.db.connect() as conn:
@@ -403,7 +319,7 @@ class JobStore:
         host = socket.gethostname()
         with self.db.connect() as conn:
             rows = conn.execute(select(jobs.c.id, jobs.c.owner).where(jobs.c.status.in_([str(s) for s in ACTIVE])))
-            dead = [job_id for job_id, owner in rows if _is_dead(owner, host)]
+            dead = [job_id for job_id, owner in rows if is_dead(owner, host)]
             if dead:
                 query = update(jobs).where(jobs.c.id.in_(dead)).values(status=JobStatus.INTERRUPTED)
                 conn.execute(query)

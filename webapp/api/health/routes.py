@@ -10,7 +10,7 @@ from flask.views import MethodView
 
 from webapp.api.common import Blueprint
 from webapp.api.health.schemas import LivenessSchema, ReadinessSchema
-from webapp.errors import WebappError
+from webapp.errors import StoreUnavailable, WebappError
 from webapp.runtime import runtime
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness.")
@@ -41,12 +41,22 @@ class Readiness(MethodView):
     """Readiness."""
 
     @blp.response(200, ReadinessSchema)
-    @blp.alt_response(503, schema=ReadinessSchema, description="The model or the store is not usable now.")
+    @blp.alt_response(503, schema=ReadinessSchema, description="A dependency is not usable now.")
     def get(self) -> tuple[dict[str, Any], int]:
-        """Check the model and the vector store separately; 503 unless both work."""
+        """Check the model, the vector store, the database (and the broker, if any) separately."""
         rt = runtime()
-        model = check(lambda: f"{rt.embedder.name} loaded from {rt.embedder.model_path}")
-        store = check(lambda: f"{rt.vectors.kind} answers: {rt.vectors.count()} images")
-        ready = model["ok"] and store["ok"]
-        body = {"status": "ready" if ready else "unavailable", "model": model, "store": store}
-        return body, 200 if ready else 503
+        checks = {
+            "model": check(lambda: f"{rt.embedder.name} loaded from {rt.embedder.model_path}"),
+            "store": check(lambda: f"{rt.vectors.kind} answers: {rt.vectors.count()} images"),
+            "database": check(lambda: f"{rt.database.dialect} answers: {sum(rt.jobs.count_by_status().values())} jobs"),
+        }
+        if rt.settings["BROKER_URL"]:
+            checks["broker"] = check(lambda: _broker(rt.queue_depth()))
+        ready = all(c["ok"] for c in checks.values())
+        return {"status": "ready" if ready else "unavailable", **checks}, 200 if ready else 503
+
+
+def _broker(depth: int | None) -> str:
+    if depth is None:
+        raise StoreUnavailable("the task queue (broker) cannot be reached")
+    return f"answers: {depth} units of work waiting"

@@ -23,3 +23,5 @@ class ReadinessSchema(ma.Schema):
     status = ma.fields.String(metadata={"description": "ready, or unavailable."})
     model = ma.fields.Nested(CheckSchema, metadata={"description": "The embedding model (ONNX file)."})
     store = ma.fields.Nested(CheckSchema, metadata={"description": "The Milvus vector store."})
+    database = ma.fields.Nested(CheckSchema, metadata={"description": "The database of jobs and catalogue."})
+    broker = ma.fields.Nested(CheckSchema, metadata={"description": "The task queue's broker (scale-out only)."})

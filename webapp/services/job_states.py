@@ -1,0 +1,126 @@
+"""What a job is: its states and their transitions, its persisted record, its items' outcomes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # its process stopped or died; resumable
+
+
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.CANCELLED)
+# Every move a job can make; the store refuses (or skips) any other.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.INTERRUPTED}),
+    JobStatus.RUNNING: frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}),
+    JobStatus.INTERRUPTED: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
+    JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),
+    JobStatus.DONE: frozenset(),
+}
+
+
+def sources_of(target: JobStatus) -> list[str]:
+    """Return the states a job may move to ``target`` from."""
+    return [str(s) for s, targets in TRANSITIONS.items() if target in targets]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job's persisted state."""
+
+    id: str
+    kind: str
+    source: str
+    status: JobStatus
+    total: int | None
+    processed: int
+    added: int
+    duplicates: int
+    failed: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    run_started_at: float | None
+    run_start_processed: int
+    heartbeat: float
+    owner: str
+    cancel_requested: int
+    error: str | None
+
+    @property
+    def active(self) -> bool:
+        """Tell whether the job is queued or running."""
+        return self.status in ACTIVE
+
+    @property
+    def rate(self) -> float | None:
+        """Images per second in the current (or last) run."""
+        if self.run_started_at is None:
+            return None
+        end = self.finished_at if not self.active and self.finished_at else time.time()
+        elapsed = end - self.run_started_at
+        done = self.processed - self.run_start_processed
+        return done / elapsed if elapsed > 0 and done > 0 else None
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the current rate, while running."""
+        rate = self.rate
+        if self.status != JobStatus.RUNNING or not rate or self.total is None:
+            return None
+        return max(self.total - self.processed, 0) / rate
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file a job could not index, and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What processing one job item gave: added, duplicate or failed."""
+
+    seq: int
+    state: str
+    reason: str = ""
+    sha256: str | None = None
+
+
+def local_owner() -> str:
+    """Return this process's owner tag (host:pid) for jobs run in its own threads."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_dead(owner: str, host: str) -> bool:
+    """Tell whether ``owner`` (host:pid) is a process of this host that has exited."""
+    owner_host, _, pid = owner.rpartition(":")
+    if owner_host != host or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        # Reaping runs before this process owns any job: an earlier process had this pid
+        # (common in containers, where a restarted worker gets the same pid).
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
