@@ -40,11 +40,11 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout:
     raise RuntimeError(f"the server did not listen on {port} in {timeout} s; see {log}")
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, sig: signal.Signals) -> None:
+def _stop(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout: float = 30) -> None:
     if proc is not None and proc.poll() is None:
         proc.send_signal(sig)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -80,9 +80,13 @@ class PostgresServer:
             shutil.chown(self.sockets, "postgres")
         initdb = [str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"]
         subprocess.run(self._as_postgres(initdb), check=True, capture_output=True)
+        self._run()
+
+    def _run(self) -> None:
+        """Start the server on this cluster and wait until it accepts connections."""
         argv = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.sockets)]
         argv += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]
-        with open(self.log, "wb") as out:
+        with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self._as_postgres(argv), stdout=out, stderr=subprocess.STDOUT)
         _wait_for_port(self.port, self.proc, self.log)
         self._wait_ready()
@@ -133,12 +137,7 @@ class PostgresServer:
 
     def restart(self) -> None:
         """Start the server again on the same port and data folder."""
-        argv = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.sockets)]
-        argv += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self._as_postgres(argv), stdout=out, stderr=subprocess.STDOUT)
-        _wait_for_port(self.port, self.proc, self.log)
-        self._wait_ready()
+        self._run()
 
 
 class RedisServer:
@@ -196,9 +195,4 @@ class Worker:
 
     def stop(self) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL if it hangs."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        _stop(self.proc, signal.SIGTERM, timeout=60)
