@@ -60,3 +60,17 @@ def test_ingest_refuses_a_lite_file_in_use_and_can_send_the_work_to_the_server(
     finally:
         server.stop()
     assert (tmp_path / "data" / "milvus.db").exists()
+
+
+def test_db_upgrade_brings_the_schema_to_the_latest_revision(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "webapp.sqlite is at revision 0002" in result.output
+    again = runner.invoke(args=["db", "upgrade"])  # nothing left to apply: the same answer
+    assert again.exit_code == 0 and "at revision 0002" in again.output
+
+
+def test_worker_needs_a_broker(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(args=["worker"])
+    assert result.exit_code != 0 and "WEBAPP_BROKER_URL" in result.output
