@@ -50,7 +50,9 @@ def handle_http_exception(error: HTTPException) -> Response | tuple[Response | s
             response.headers.extend(error.get_headers())
             response.headers["Content-Type"] = "application/json"
         return response, code
-    return _page(code, message)
+    page, code = _page(code, message)
+    allow = error.get_headers() if error.response is None else []
+    return Response(page, code, [(k, v) for k, v in allow if k == "Allow"], mimetype="text/html")
 
 
 def handle_domain_error(error: WebappError) -> tuple[Response | str, int, dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,18 @@ from werkzeug.datastructures import CombinedMultiDict, FileStorage
 from webapp.services.jobs import Job
 from webapp.services.vectors import Record
 
-parser = FlaskParser()
+
+class Parser(FlaskParser):
+    """webargs' Flask parser, answering JSON nested past Python's recursion limit as invalid (400)."""
+
+    def _raw_load_json(self, req: Request) -> Any:
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            return self._handle_invalid_json_error(json.JSONDecodeError("nested too deeply", "", 0), req)
+
+
+parser = Parser()
 
 
 @parser.location_loader("multipart")

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import delete, func, select
 
-from webapp.services.database import Database, images
+from webapp.services.database import Database, images, page_bounds
 
 
 class Catalog:
@@ -36,6 +36,7 @@ class Catalog:
 
     def newest(self, offset: int, limit: int) -> list[str]:
         """Return a page of content ids, newest first (each image of a batch has its own millisecond)."""
+        offset, limit = page_bounds(offset, limit)
         query = (
             select(images.c.sha256)
             .order_by(images.c.added_at.desc(), images.c.sha256.desc())

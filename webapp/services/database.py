@@ -77,6 +77,16 @@ images = Table(
 )
 
 
+# OFFSET past this is past any real list, and past what SQLite and PostgreSQL take as an integer:
+# a client's ?page=99999999999999999999 becomes an empty page, not an overflow.
+MAX_OFFSET = 2**31 - 1
+
+
+def page_bounds(offset: int, limit: int) -> tuple[int, int]:
+    """Return (offset, limit) within what every database takes."""
+    return min(max(offset, 0), MAX_OFFSET), min(max(limit, 0), MAX_OFFSET)
+
+
 def sqlite_url(path: str | Path) -> str:
     """Return the URL of a SQLite file."""
     return f"sqlite:///{Path(path)}"

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, func, select, update
 
 from webapp.errors import Conflict, NotFound
-from webapp.services.database import Database, job_items, jobs
+from webapp.services.database import Database, job_items, jobs, page_bounds
 from webapp.services.job_states import (
     ACTIVE,
     RESUMABLE,
@@ -104,6 +104,7 @@ class JobStore:
 
     def recent(self, offset: int, limit: int) -> tuple[list[Job], int]:
         """Return a page of jobs, newest first, and how many there are."""
+        offset, limit = page_bounds(offset, limit)
         with self.db.connect() as conn:
             query = select(jobs.c.id).order_by(jobs.c.created_at.desc()).limit(limit).offset(offset)
             ids = list(conn.scalars(query))

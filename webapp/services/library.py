@@ -22,7 +22,8 @@ from webapp.services.vectors import Hit, Record, VectorStore
 
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 100
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and the bidirectional controls that make "gpj.exe" read as "exe.jpg".
+_UNSAFE = re.compile("[\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)

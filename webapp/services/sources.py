@@ -64,22 +64,30 @@ class ZipArchive:
 
     def __init__(self, path: Path, limit: int) -> None:
         self.limit = limit
+        self._listed: list[zipfile.ZipInfo] | None = None
         try:
             self.zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as exc:
             raise InvalidInput(f"the archive is not a readable zip file ({exc})") from exc
 
+    def _entries(self) -> list[zipfile.ZipInfo]:
+        if self._listed is None:
+            self._listed = [
+                info
+                for info in self.zip.infolist()
+                if not info.is_dir() and (is_candidate(info.filename) or refusal(info, self.limit) is not None)
+            ]
+        return self._listed
+
     def names(self) -> list[str]:
         """Image entries, and entries that must be refused (so the job reports them)."""
-        return [
-            info.filename
-            for info in self.zip.infolist()
-            if not info.is_dir() and (is_candidate(info.filename) or refusal(info, self.limit) is not None)
-        ]
+        return [info.filename for info in self._entries()]
 
     def read(self, seq: int, name: str) -> Entry:
         try:
-            info = self.zip.getinfo(name)
+            # By position: two entries may have the same name, and getinfo() finds only the last.
+            entries = self._entries()
+            info = entries[seq] if seq < len(entries) and entries[seq].filename == name else self.zip.getinfo(name)
             refused = refusal(info, self.limit)
             if refused is not None:
                 return Entry(clean_filename(name), refused)
@@ -134,7 +142,10 @@ class Folder:
             raise InvalidInput(f"{path} is not a folder")
 
     def _inside(self, path: Path) -> bool:
-        return path.resolve().is_relative_to(self.root)
+        try:
+            return path.resolve().is_relative_to(self.root)
+        except (OSError, RuntimeError):  # a link loop: listed, then reported as that file's failure
+            return True
 
     def names(self) -> list[str]:
         found = []
@@ -152,10 +163,13 @@ class Folder:
         try:
             if not self._inside(path):
                 return Entry(clean_filename(name), Forbidden("the file links outside the folder"))
-            error = _too_large(path.stat().st_size, self.limit)
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+                return Entry(clean_filename(name), InvalidInput("not a regular file"))
+            error = _too_large(info.st_size, self.limit)
             return Entry(clean_filename(name), error or path.read_bytes())
-        except OSError as exc:
-            return Entry(clean_filename(name), InvalidInput(f"cannot read the file ({exc.strerror})"))
+        except (OSError, RuntimeError) as exc:
+            return Entry(clean_filename(name), InvalidInput(f"cannot read the file ({_reason(exc)})"))
 
 
 def allowed_folder(folder: str, roots: list[str]) -> Path:
@@ -165,16 +179,27 @@ def allowed_folder(folder: str, roots: list[str]) -> Path:
     path = Path(folder).expanduser()
     if not path.is_absolute():
         raise InvalidInput("give the folder as an absolute path")
-    resolved = path.resolve()
-    allowed = [Path(r).resolve() for r in roots]
-    if not any(resolved.is_relative_to(root) for root in allowed):
-        listed = ", ".join(str(r) for r in allowed) or "none"
-        raise Forbidden(
-            f"{folder} is not under an allowed import folder (allowed: {listed}); set WEBAPP_IMPORT_ROOTS to allow more"
-        )
-    if not resolved.is_dir():
-        raise InvalidInput(f"{folder} is not a folder")
+    try:
+        resolved = path.resolve()
+        allowed = [Path(r).resolve() for r in roots]
+        if not any(resolved.is_relative_to(root) for root in allowed):
+            listed = ", ".join(str(r) for r in allowed) or "none"
+            raise Forbidden(
+                f"{folder} is not under an allowed import folder (allowed: {listed}); "
+                "set WEBAPP_IMPORT_ROOTS to allow more"
+            )
+        if not resolved.is_dir():
+            raise InvalidInput(f"{folder} is not a folder")
+    except (OSError, RuntimeError) as exc:  # a name too long, a symbolic link loop, no permission
+        raise InvalidInput(f"the folder cannot be opened ({_reason(exc)})") from exc
     return resolved
+
+
+def _reason(exc: Exception) -> str:
+    """Say why a path failed in words, without a Python repr."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return "it leads to a loop of symbolic links" if isinstance(exc, RuntimeError) else type(exc).__name__
 
 
 @contextmanager

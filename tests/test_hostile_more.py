@@ -1,0 +1,100 @@
+"""Hostile input found by trying the running app as an attacker would (issue: "the hostile inputs
+that still get through"): each is a clear 4xx, or one failed entry of a job, never a 500 or a hang."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from PIL import Image
+
+from tests.conftest import noise_images, wait_for_job
+
+
+def many_scans(count: int) -> bytes:
+    """A real progressive JPEG with ``count`` extra empty scans before its end (each scan costs a pass)."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), "teal").save(out, "JPEG", progressive=True)
+    data = out.getvalue()
+    sos = data.rindex(b"\xff\xda")
+    length = int.from_bytes(data[sos + 2 : sos + 4], "big")
+    header = data[sos : sos + 2 + length]
+    return data[:-2] + header * count + data[-2:]
+
+
+def test_a_jpeg_with_thousands_of_scans_is_refused_at_once(client: FlaskClient) -> None:
+    started = time.perf_counter()
+    response = client.post("/api/v1/search", data={"image": (io.BytesIO(many_scans(20_000)), "scans.jpg")})
+    assert response.status_code == 422 and "progressive scans" in response.json["message"]
+    assert time.perf_counter() - started < 1.0
+    ordinary = client.post("/api/v1/images", data={"image": (io.BytesIO(many_scans(0)), "fine.jpg")})
+    assert ordinary.status_code == 201
+
+
+@pytest.mark.parametrize("path", ["/api/v1/images", "/api/v1/jobs", "/jobs", "/library"])
+def test_an_absurd_page_number_is_not_a_500(client: FlaskClient, path: str) -> None:
+    response = client.get(f"{path}?page=99999999999999999999")
+    assert response.status_code in (200, 302, 400, 422), response.get_data(as_text=True)[:300]
+
+
+def test_a_folder_name_too_long_or_a_link_loop_is_422(app: Flask, client: FlaskClient) -> None:
+    root = Path(app.config["IMPORT_ROOTS"][0])
+    root.mkdir(parents=True)
+    loop = root / "loop"
+    os.symlink(loop, loop)
+    for folder, words in ((root / ("a" * 300), "too long"), (loop, "loop")):
+        response = client.post("/api/v1/jobs", json={"folder": str(folder)})
+        assert response.status_code == 422 and words in response.json["message"], response.json
+
+
+def test_deeply_nested_json_is_400(client: FlaskClient) -> None:
+    body = "[" * 100_000 + "]" * 100_000
+    response = client.post("/api/v1/jobs", data=body, content_type="application/json")
+    assert response.status_code == 400 and response.is_json
+
+
+def test_a_fifo_and_a_looping_link_fail_alone_and_the_next_job_runs(app: Flask, client: FlaskClient) -> None:
+    folder = Path(app.config["IMPORT_ROOTS"][0]) / "odd"
+    folder.mkdir(parents=True)
+    for i, data in enumerate(noise_images(2, seed=41)):
+        (folder / f"{i}.jpg").write_bytes(data)
+    os.mkfifo(folder / "b.jpg")  # reading it would block for ever
+    os.symlink(folder / "c.jpg", folder / "c.jpg")  # a link to itself
+    job = wait_for_job(client, client.post("/api/v1/jobs", json={"folder": str(folder)}).json["url"], timeout=60)
+    assert (job["status"], job["added"], job["failed"]) == ("done", 2, 2)
+    reasons = {f["name"]: f["reason"] for f in job["failures"]}
+    assert reasons["b.jpg"] == "not a regular file" and "symbolic links" in reasons["c.jpg"], reasons
+    assert not any("Error" in r or "'" in r for r in reasons.values())  # words, not Python reprs
+    later = Path(app.config["IMPORT_ROOTS"][0]) / "later"
+    later.mkdir()
+    (later / "x.jpg").write_bytes(noise_images(1, seed=42)[0])
+    assert wait_for_job(client, client.post("/api/v1/jobs", json={"folder": str(later)}).json["url"])["added"] == 1
+
+
+def test_two_archive_entries_with_one_name_are_both_read(client: FlaskClient) -> None:
+    first, second = noise_images(2, seed=43)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive, pytest.warns(UserWarning, match="Duplicate name"):
+        archive.writestr("same.jpg", first)
+        archive.writestr("same.jpg", second)
+    response = client.post("/api/v1/jobs", data={"archive": (io.BytesIO(out.getvalue()), "twins.zip")})
+    job = wait_for_job(client, response.json["url"])
+    assert (job["status"], job["total"], job["added"], job["duplicates"]) == ("done", 2, 2, 0)
+
+
+def test_bidi_controls_are_taken_out_of_file_names(client: FlaskClient) -> None:
+    data = noise_images(1, seed=44)[0]
+    response = client.post("/api/v1/images", data={"image": (io.BytesIO(data), "invoice\u202egpj.exe")})
+    assert response.status_code == 201 and response.json["filename"] == "invoicegpj.exe"
+
+
+def test_html_405_pages_say_what_is_allowed(client: FlaskClient) -> None:
+    response = client.put("/library")
+    assert response.status_code == 405 and response.mimetype == "text/html"
+    assert set(response.headers["Allow"].split(", ")) >= {"GET"}
