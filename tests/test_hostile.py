@@ -171,7 +171,7 @@ def test_whole_archives_over_the_limits_are_refused(
     )
     assert response.status_code == 422 and message in response.json["message"]
     assert client.get("/api/v1/jobs").json == []
-    assert not list((Path(app.config["DATA_DIR"]) / "spool").rglob("*.zip"))
+    assert not list(Path(app.config["STORAGE_DIR"]).rglob("*.zip"))  # the refused upload is gone too
 
 
 def test_too_many_files_in_one_upload_is_refused(app: Flask, client: FlaskClient, photos: dict[str, bytes]) -> None:

@@ -98,3 +98,33 @@ def test_html_405_pages_say_what_is_allowed(client: FlaskClient) -> None:
     response = client.put("/library")
     assert response.status_code == 405 and response.mimetype == "text/html"
     assert set(response.headers["Allow"].split(", ")) >= {"GET"}
+
+
+def test_an_archive_of_too_many_entries_is_refused_before_its_directory_is_parsed(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for i in range(1500):
+            archive.writestr(f"{i}.jpg", b"")
+    app.config["MAX_ARCHIVE_ENTRIES"] = 1000
+    app.extensions["webapp"].settings["MAX_ARCHIVE_ENTRIES"] = 1000
+
+    def parsed(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the whole directory was parsed")
+
+    monkeypatch.setattr("webapp.services.sources.zipfile.ZipFile", parsed)
+    response = client.post("/api/v1/jobs", data={"archive": (io.BytesIO(out.getvalue()), "many.zip")})
+    assert response.status_code == 422 and "1500 entries" in response.json["message"]
+    assert client.get("/api/v1/jobs").json == []
+
+
+def test_a_zip64_archive_declares_its_count_in_its_zip64_record(tmp_path: Path) -> None:
+    from webapp.services.sources import directory_size
+
+    path = tmp_path / "big.zip"
+    with zipfile.ZipFile(path, "w") as archive:  # past 65,535 entries, Python writes the zip64 records
+        for i in range(70_000):
+            archive.writestr(str(i), b"")
+    entries, directory = directory_size(path) or (0, 0)
+    assert entries == 70_000 and directory > 70_000 * 46

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,8 +119,48 @@ def refusal(info: zipfile.ZipInfo, limit: int) -> WebappError | None:
     return None
 
 
+EOCD = b"PK\x05\x06"  # end of central directory record
+ZIP64_LOCATOR = b"PK\x06\x07"
+ZIP64_EOCD = b"PK\x06\x06"
+MAX_DIRECTORY_BYTES_PER_ENTRY = 512  # 46 bytes of header, a long name and some extra fields
+
+
+def directory_size(path: Path) -> tuple[int, int] | None:
+    """Return (entries, bytes) the archive's end record declares, read from its tail alone."""
+    with open(path, "rb") as archive:
+        archive.seek(0, os.SEEK_END)
+        size = archive.tell()
+        archive.seek(max(0, size - 65_557))  # the record (22 bytes) and a comment of at most 65,535
+        tail = archive.read()
+        at = tail.rfind(EOCD)
+        if at < 0 or len(tail) < at + 22:
+            return None
+        entries, directory = struct.unpack("<HI", tail[at + 10 : at + 16])
+        locator = tail.rfind(ZIP64_LOCATOR, 0, at)
+        if (entries == 0xFFFF or directory == 0xFFFFFFFF) and locator >= 0:
+            (offset,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
+            archive.seek(offset)
+            record = archive.read(56)
+            if record[:4] == ZIP64_EOCD and len(record) == 56:
+                entries, directory = struct.unpack("<QQ", record[32:48])
+        return entries, directory
+
+
 def check_archive(path: Path, max_entries: int, max_expanded: int) -> None:
-    """Refuse a whole archive that is not a zip, has too many entries or would expand too far."""
+    """Refuse a whole archive that is not a zip, has too many entries or would expand too far.
+
+    The entry count and directory size are read from the archive's end record first, so an
+    archive of a million entries is refused before its directory is parsed into memory.
+    """
+    try:
+        declared = directory_size(path)
+    except OSError as exc:
+        raise InvalidInput("the archive cannot be read") from exc
+    if declared is not None:
+        entries, directory = declared
+        if entries > max_entries or directory > max_entries * MAX_DIRECTORY_BYTES_PER_ENTRY:
+            shown = f"{entries} entries" if entries > max_entries else f"a {directory}-byte directory"
+            raise InvalidInput(f"the archive has {shown}; the limit is {max_entries} entries")
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
