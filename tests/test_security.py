@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from markupsafe import escape
 from werkzeug.test import TestResponse
 
-from tests.conftest import csrf_token
+from tests.conftest import csrf_token, noise_images
 from webapp import create_app, logs
 from webapp.extensions import csrf
 from webapp.runtime import EXTENSION
@@ -284,3 +284,34 @@ def test_app_logs_are_written_once(app: Flask, model_dir: Path, tmp_path: Path) 
     assert [h.name for h in app.logger.handlers].count("webapp-stderr") == 1
     assert default_handler not in app.logger.handlers and not app.logger.propagate
     other.extensions[EXTENSION].close()
+
+
+CROSS_SITE = [
+    {"Origin": "http://evil.example"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site", "Origin": "http://other.localhost"},
+    {"Origin": "null"},
+]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE, ids=["origin", "fetch-site", "sibling", "null"])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/api/v1/jobs"), ("POST", "/api/v1/images"), ("DELETE", "/api/v1/images?confirm=0")],
+)
+def test_api_writes_from_other_sites_pages_are_refused(
+    client: FlaskClient, headers: dict[str, str], method: str, path: str
+) -> None:
+    """A page elsewhere can post a plain form to the API; the browser says where it came from."""
+    response = client.open(path, method=method, headers=headers, data={"folder": "/"})
+    assert response.status_code == 403 and "other sites" in response.json["message"]
+    assert client.get("/api/v1/jobs").json == []
+
+
+def test_api_writes_from_this_app_and_from_scripts_go_through(client: FlaskClient) -> None:
+    same = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
+    image = noise_images(1, seed=51)[0]
+    for headers in (same, {}):
+        response = client.post("/api/v1/images", headers=headers, data={"image": (io.BytesIO(image), "a.jpg")})
+        assert response.status_code in (200, 201), response.json
+    assert client.get("/api/v1/stats", headers={"Origin": "http://evil.example"}).status_code == 200  # reads stay

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, request
+
+from webapp.errors import Forbidden
 
 # Only same-origin assets. img-src also allows data: for the query image on the results page (a
 # data:image/jpeg;base64 URI) and the icons inlined in Swagger UI's stylesheet, and blob: for the
@@ -37,6 +41,27 @@ def _add_headers(response: Response) -> Response:
     return response
 
 
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def refuse_cross_site_writes() -> None:
+    """Refuse a state-changing API request that another site's page made the browser send.
+
+    A page anywhere can post a plain form to /api/v1 (no preflight needed); browsers say where
+    it came from in Sec-Fetch-Site and Origin. Scripts send neither and are not affected; this
+    app's own pages and Swagger UI are same-origin. The page forms have CSRF tokens, and the
+    bootcamp paths check Origin against their own allow-list (webapp/api/compat/origins.py).
+    """
+    if request.method in SAFE_METHODS or not request.path.startswith("/api/"):
+        return
+    site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    if site in ("cross-site", "same-site") or (origin is not None and urlsplit(origin).netloc != request.host):
+        raise Forbidden(f"requests from other sites' pages may not change anything here (from {origin or site})")
+
+
 def init_app(app: Flask) -> None:
-    """Add the security headers to every response the app sends (after_request runs for errors too)."""
+    """Add the security headers to every response (after_request runs for errors too); refuse
+    cross-site writes to the API."""
+    app.before_request(refuse_cross_site_writes)
     app.after_request(_add_headers)
