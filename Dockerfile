@@ -47,7 +47,8 @@ COPY wsgi.py gunicorn.conf.py ./
 COPY --from=model /models/ /opt/models/
 
 # WEBAPP_ENV=production makes the app refuse to start without WEBAPP_SECRET_KEY:
-# pass it with `docker run -e WEBAPP_SECRET_KEY=...`.
+# pass it with `docker run -e WEBAPP_SECRET_KEY=...`. Bound to 0.0.0.0, the app answers only the
+# loopback host names until WEBAPP_TRUSTED_HOSTS names yours (`-e WEBAPP_TRUSTED_HOSTS=photos.lan`).
 ENV WEBAPP_DATA_DIR=/data \
     WEBAPP_MODEL_DIR=/opt/models \
     WEBAPP_MODEL=${MODEL} \

@@ -315,3 +315,24 @@ def test_api_writes_from_this_app_and_from_scripts_go_through(client: FlaskClien
         response = client.post("/api/v1/images", headers=headers, data={"image": (io.BytesIO(image), "a.jpg")})
         assert response.status_code in (200, 201), response.json
     assert client.get("/api/v1/stats", headers={"Origin": "http://evil.example"}).status_code == 200  # reads stay
+
+
+def test_an_unknown_host_is_400_so_dns_rebinding_gets_nowhere(client: FlaskClient) -> None:
+    """A page at evil.example rebinding its name to 127.0.0.1 sends Host: evil.example."""
+    for path, kind in (("/", "text/html"), ("/api/v1/stats", "application/json")):
+        response = client.get(path, headers={"Host": "evil.example:8000"})
+        assert response.status_code == 400 and response.mimetype == kind
+    posted = client.post("/api/v1/jobs", headers={"Host": "evil.example"}, json={"folder": "/"})
+    assert posted.status_code == 400
+    assert client.get("/", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+
+
+def test_trusted_hosts_setting_names_the_hosts(tmp_path: Path, model_dir: Path) -> None:
+    settings = {"TESTING": True, "DATA_DIR": str(tmp_path), "MODEL_DIR": str(model_dir), "SECRET_KEY": "t"}
+    app = create_app({**settings, "TRUSTED_HOSTS": "photos.example, .lan"})
+    client = app.test_client()
+    assert client.get("/api/v1/health", headers={"Host": "photos.example"}).status_code == 200
+    assert client.get("/api/v1/health", headers={"Host": "nas.lan:8000"}).status_code == 200
+    assert client.get("/api/v1/health", headers={"Host": "localhost"}).status_code == 400
+    anyone = create_app({**settings, "TRUSTED_HOSTS": "*"}).test_client()
+    assert anyone.get("/api/v1/health", headers={"Host": "whatever.example"}).status_code == 200

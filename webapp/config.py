@@ -56,6 +56,10 @@ class Defaults:
     # Origins (scheme://host:port) of web pages allowed to call the bootcamp-compatible endpoints,
     # e.g. the bootcamp's React client; "*": any. Empty: only this app's own pages.
     BOOTCAMP_CLIENT_ORIGINS: list[str] | str = []
+    # Host names (and addresses) the app answers to, comma-separated; a request for any other Host
+    # gets 400, so a DNS-rebinding page cannot reach it. Empty: the loopback names and the host of
+    # WEBAPP_BIND (unless that is 0.0.0.0 or ::). ".example.com" takes every subdomain; "*": any.
+    TRUSTED_HOSTS: list[str] | str = []
 
     API_TITLE = "Reverse image search"
     API_VERSION = "v1"
@@ -96,11 +100,26 @@ def load(config: dict[str, Any] | None) -> dict[str, Any]:
     settings["IMPORT_ROOTS"] = [str(ROOT / Path(r)) for r in roots if r] or [str(data_dir / "import")]
     origins = settings["BOOTCAMP_CLIENT_ORIGINS"]
     settings["BOOTCAMP_CLIENT_ORIGINS"] = origins.replace(",", " ").split() if isinstance(origins, str) else origins
+    settings["TRUSTED_HOSTS"] = trusted_hosts(settings["TRUSTED_HOSTS"], str(settings.get("BIND", "")))
     settings["RATELIMIT_ENABLED"] = bool(settings["RATE_LIMIT"])
     # Werkzeug counts every multipart part; a multi-file job has one per file.
     settings["MAX_FORM_PARTS"] = max(int(settings.get("MAX_FORM_PARTS") or 1000), settings["MAX_JOB_FILES"] + 10)
     settings["SECRET_KEY"] = settings["SECRET_KEY"] or _local_secret(settings["ENV"], data_dir)
     return dict(settings)
+
+
+LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "[::1]"]
+
+
+def trusted_hosts(configured: list[str] | str, bind: str) -> list[str] | None:
+    """Return Flask's TRUSTED_HOSTS: the configured names, or loopback and the bound host; None: any."""
+    names = configured.replace(",", " ").split() if isinstance(configured, str) else list(configured)
+    if "*" in names:
+        return None
+    if names:
+        return names
+    host = bind.rsplit(":", 1)[0].strip("[]") if ":" in bind else bind
+    return LOOPBACK_NAMES + ([host] if host and host not in ("0.0.0.0", "::") else [])
 
 
 def is_server_uri(uri: str) -> bool:

@@ -6,7 +6,8 @@ import logging
 from http import HTTPStatus
 
 from flask import Flask, Response, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from markupsafe import escape
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 from webapp.errors import WebappError
 from webapp.logs import request_id
@@ -44,6 +45,9 @@ def handle_http_exception(error: HTTPException) -> Response | tuple[Response | s
     code = error.code or 500
     data = getattr(error, "data", None) or {}
     message = data.get("message") or error.description or HTTPStatus(code).phrase
+    if isinstance(error, SecurityError) and not _wants_json():
+        # An untrusted Host: no URLs can be built for it, so no page template; a bare page.
+        return Response(f"<!doctype html><title>{code}</title><p>{escape(message)}</p>", code, mimetype="text/html")
     if _wants_json():
         response, code = _json(code, message, data.get("messages"))
         if error.response is None:  # keep headers such as Allow on 405
