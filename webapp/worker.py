@@ -59,6 +59,7 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
         "--without-gossip",
         "--without-mingle",
     ]
+    logging.getLogger("towhee").setLevel(logging.WARNING)  # a line per pipeline node per batch otherwise
     rt.celery.worker_main([*argv, *celery_args])
 
 
