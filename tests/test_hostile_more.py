@@ -128,3 +128,34 @@ def test_a_zip64_archive_declares_its_count_in_its_zip64_record(tmp_path: Path) 
             archive.writestr(str(i), b"")
     entries, directory = directory_size(path) or (0, 0)
     assert entries == 70_000 and directory > 70_000 * 46
+
+
+MEMORY_PROBE = """
+import io, resource, sys, threading
+from PIL import Image
+from webapp.services.imaging import decode, return_large_buffers_to_the_system
+assert return_large_buffers_to_the_system()  # as the app does when it builds its embedder
+buf = io.BytesIO()
+Image.new("RGBA", (8000, 8000), (10, 200, 30, 128)).save(buf, "PNG")
+data = buf.getvalue()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+shapes = []
+threads = [threading.Thread(target=lambda: shapes.append(decode(data, 64_000_000, 448))) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024
+print(len(data), grown, {(d.width, d.height, max(d.image.size)) for d in shapes})
+"""
+
+
+def test_eight_huge_transparent_pngs_at_once_stay_within_a_bounded_memory() -> None:
+    """An 8000x8000 RGBA PNG is 250 KB on the wire and took 1.5 GB to decode; 4 at once, 5.4 GB."""
+    import subprocess
+    import sys
+
+    from webapp.config import ROOT
+
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE], cwd=ROOT, capture_output=True, text=True, check=True)
+    size, grown_mb, shapes = done.stdout.split(" ", 2)
+    assert int(size) < 400_000 and shapes.strip() == "{(8000, 8000, 2000)}"
+    assert int(grown_mb) < 1200, f"peak resident memory grew by {grown_mb} MB"

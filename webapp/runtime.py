@@ -13,6 +13,7 @@ from webapp.services.catalog import Catalog
 from webapp.services.database import Database, sqlite_url
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
+from webapp.services.imaging import return_large_buffers_to_the_system
 from webapp.services.ingestion import Ingestion, Limits, WorkQueue
 from webapp.services.jobs import JobStore
 from webapp.services.library import Library
@@ -52,16 +53,18 @@ class Runtime:
     def embedder(self) -> Embedder:
         """Return the embedding pipeline (raises ModelMissing if the model is not built)."""
         s = self.settings
-        return self._once(
-            "embedder",
-            lambda: Embedder(
+
+        def build() -> Embedder:
+            return_large_buffers_to_the_system()  # this process decodes images: keep its peak bounded
+            return Embedder(
                 s["MODEL_DIR"],
                 s["MODEL"],
                 max_pixels=s["MAX_IMAGE_PIXELS"],
                 batch_size=s["EMBED_BATCH_SIZE"],
                 threads=s["ONNX_THREADS"],
-            ),
-        )
+            )
+
+        return self._once("embedder", build)
 
     @property
     def vectors(self) -> MilvusVectorStore:
