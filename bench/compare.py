@@ -1,7 +1,7 @@
 """`make compare`: the Flask app under Gunicorn next to its FastAPI twin under Uvicorn, same load.
 
 Both servers run one worker over the same service layer (webapp.runtime: Towhee/ONNX embedder,
-Milvus Lite, the job runner) with the same settings, the same library (a bulk folder job of the
+Milvus Lite, the ingestion service) with the same settings, the same library (a bulk folder job of the
 same images) and the same closed-loop search load at 1, 4 and 16 clients. Then each loads another
 folder while a client polls the job's progress every 0.1 s: does the server stay responsive?
 

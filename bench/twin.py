@@ -1,7 +1,7 @@
 """The FastAPI + Uvicorn twin of the app's search and bulk-load endpoints, for `make compare` only.
 
 It serves the same paths over the same service layer (webapp.runtime.Runtime: the Towhee/ONNX
-embedder, the Milvus store, the job runner) with the same settings (WEBAPP_* variables), so that
+embedder, the Milvus store, the ingestion service) with the same settings (WEBAPP_* variables), so that
 what differs between the two servers is the web framework and its server, nothing else:
 
     .venv/bin/uvicorn bench.twin:app --port 8001
