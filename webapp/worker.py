@@ -36,7 +36,7 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
     if not is_server_uri(settings["MILVUS_URI"]):  # config.load refuses this too; say it plainly here
         raise click.ClickException(f"a worker needs a Milvus server: set {PREFIX}_MILVUS_URI=http://host:19530")
     try:
-        rt.jobs.db.upgrade()
+        rt.database.upgrade()
     except WebappError as exc:
         raise click.ClickException(exc.message) from exc
     _sweep_stalled_jobs(rt.ingestion, float(settings["TASK_VISIBILITY_TIMEOUT"]))
