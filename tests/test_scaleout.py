@@ -120,7 +120,10 @@ def test_two_machines_share_one_library_and_lose_nothing_when_a_worker_dies(clus
     held = re.findall(r"Task (webapp\.ingest\.chunk\[[0-9a-f-]+\]) received", victim.log.read_text())
     finished = re.findall(r"Task (webapp\.ingest\.chunk\[[0-9a-f-]+\]) succeeded", victim.log.read_text())
     lost = set(held) - set(finished)
-    assert lost and all(f"{task} received" in survivor.log.read_text() for task in lost)
+    survivor_log = survivor.log.read_text()
+    redelivered = bool(lost) and all(f"{task} received" in survivor_log for task in lost)
+    # Or the victim died between popping a message and recording it: the survivor's sweep resent it.
+    assert redelivered or "sending its work again" in survivor_log, (lost, survivor_log[-2000:])
 
     for server in (first, second):
         assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == IMAGES
