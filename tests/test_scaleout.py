@@ -136,7 +136,11 @@ def test_two_machines_share_one_library_and_lose_nothing_when_a_worker_dies(clus
     env = environment(cluster["tmp"] / "checker", cluster["model_dir"], **cluster["env"])
     check = subprocess.run([FLASK, "--app", "wsgi", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert check.returncode == 0 and "consistent" in check.stdout, check.stdout + check.stderr
-    assert not any((cluster["tmp"] / "shared" / "uploads").iterdir())  # the job's uploads were removed
+    uploads = cluster["tmp"] / "shared" / "uploads"
+    deadline = time.monotonic() + 10  # the job's uploads are removed as it ends
+    while any(uploads.iterdir()):
+        assert time.monotonic() < deadline, list(uploads.iterdir())
+        time.sleep(0.1)
 
     for _ in range(6):  # spread over both of the first machine's Gunicorn workers
         requests.get(f"{first.url}/api/v1/jobs", timeout=10)

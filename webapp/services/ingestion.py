@@ -258,11 +258,11 @@ class Ingestion:
         """Mark the job done if nothing is left; then flush and drop its uploaded files."""
         if not self.store.move(job_id, JobStatus.DONE):
             return
+        shutil.rmtree(self.upload_dir(job_id), ignore_errors=True)  # first: a flush can take seconds
         try:
             self.library.vectors.flush()  # a checkpoint: what the job indexed survives a crash
         except WebappError as exc:
             log.warning("job %s: could not flush the vector store: %s", job_id, exc.message)
-        shutil.rmtree(self.upload_dir(job_id), ignore_errors=True)
 
     @contextmanager
     def _source(self, job: Job) -> Iterator[Source]:
