@@ -156,7 +156,7 @@ def test_data_refuses_even_the_stored_files_own_path(app: Flask, client: FlaskCl
         ({"json": {"File": ""}}, 422, "File"),
         ({"json": {"Table": "milvus_img_search"}}, 422, "File"),
         ({"json": {"File": "/tmp", "Extra": 1}}, 422, "Unknown field"),
-        ({"data": {"File": "/tmp"}}, 422, "File"),  # a form, not JSON
+        ({"data": {"File": "/tmp"}}, 415, "application/json"),  # a form never reaches a JSON endpoint
         ({"json": {"File": "/tmp", "Table": "other"}}, 404, "no table named"),
     ],
 )

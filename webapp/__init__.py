@@ -25,7 +25,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_extensions(app: Flask) -> None:
-    from webapp import extensions, logs, metrics, security
+    from webapp import auth, extensions, logs, metrics, security
     from webapp.converters import Sha256Converter
 
     app.url_map.converters["sha256"] = Sha256Converter
@@ -33,9 +33,12 @@ def _register_extensions(app: Flask) -> None:
     rt = app.extensions["webapp"]
     metrics.init_app(app, lambda: metrics.JobsCollector(rt.jobs.count_by_status, rt.queue_depth))
     security.init_app(app)
+    auth.init_app(app)
     extensions.csrf.init_app(app)
     extensions.limiter.init_app(app)
     extensions.api.init_app(app)
+    for name, scheme in auth.SECURITY_SCHEMES.items():
+        extensions.api.spec.components.security_scheme(name, scheme)
     extensions.api.register_converter(Sha256Converter, Sha256Converter.openapi)
 
 

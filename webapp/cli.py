@@ -14,7 +14,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 from tqdm import tqdm
 
-from webapp import evaluation, worker
+from webapp import accounts_cli, evaluation, worker
 from webapp.errors import ModelMissing, StoreUnavailable, WebappError
 from webapp.runtime import runtime
 from webapp.services import consistency
@@ -63,7 +63,7 @@ def ingest_locally(path: Path) -> None:
     summarise(final.total or 0, counts, [(f.name, f.reason) for f in rt.ingestion.failures(final.id)])
 
 
-def ingest_via_server(path: Path, server: str) -> None:
+def ingest_via_server(path: Path, server: str, token: str = "") -> None:
     """Upload a folder's images to a running app in chunks, following each job to its end."""
     names = Folder(path, limit=2**63).names()
     api = server.rstrip("/") + "/api/v1/jobs"
@@ -73,16 +73,16 @@ def ingest_via_server(path: Path, server: str) -> None:
         for start in range(0, len(names), UPLOAD_CHUNK):
             chunk = names[start : start + UPLOAD_CHUNK]
             files = [("files", (name, (path / name).read_bytes())) for name in chunk]
-            job = _call("post", api, files=files)
+            job = _call("post", api, token, files=files)
             done = 0
             while job["status"] in ("queued", "running"):
                 time.sleep(0.5)
-                job = _call("get", f"{api}/{job['id']}")
+                job = _call("get", f"{api}/{job['id']}", token)
                 bar.update(job["processed"] - done)
                 done = job["processed"]
             if job["status"] != "done":
                 raise click.ClickException(f"job {job['id']} ended {job['status']}: {job.get('error')}")
-            job = _call("get", f"{api}/{job['id']}")
+            job = _call("get", f"{api}/{job['id']}", token)
             bar.update(job["processed"] - done)
             counts.update(added=job["added"], duplicates=job["duplicates"], failed=job["failed"])
             failures += [(chunk_name(chunk, f["name"]), f["reason"]) for f in job["failures"]]
@@ -94,9 +94,10 @@ def chunk_name(chunk: list[str], uploaded: str) -> str:
     return next((name for name in chunk if name.rsplit("/", 1)[-1] == uploaded), uploaded)
 
 
-def _call(method: str, url: str, **kwargs: Any) -> Any:
+def _call(method: str, url: str, token: str = "", **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = requests.request(method, url, timeout=300, **kwargs)
+        response = requests.request(method, url, timeout=300, headers=headers, **kwargs)
     except requests.RequestException as exc:
         raise click.ClickException(f"cannot reach {url}: {exc}") from exc
     if response.status_code >= 400:
@@ -108,11 +109,14 @@ def _call(method: str, url: str, **kwargs: Any) -> Any:
 @click.command("ingest")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--server", metavar="URL", help="Send the work to a running app (e.g. http://127.0.0.1:8000).")
+@click.option(
+    "--token", envvar="WEBAPP_API_TOKEN", default="", help="An editor's API token for --server (or WEBAPP_API_TOKEN)."
+)
 @with_appcontext
-def ingest_command(path: Path, server: str | None) -> None:
+def ingest_command(path: Path, server: str | None, token: str) -> None:
     """Index every image under PATH (recursively), with a progress bar and a summary."""
     if server:
-        ingest_via_server(path, server)
+        ingest_via_server(path, server, token)
     else:
         ingest_locally(path)
 
@@ -250,3 +254,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(check_command)
     app.cli.add_command(evaluate_command)
     worker.init_app(app)
+    accounts_cli.init_app(app)

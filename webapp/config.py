@@ -61,6 +61,16 @@ class Defaults:
     # WEBAPP_BIND (unless that is 0.0.0.0 or ::). ".example.com" takes every subdomain; "*": any.
     TRUSTED_HOSTS: list[str] | str = []
 
+    # Access control: "on" (accounts, roles and API tokens), "off" (anyone who can reach the app may
+    # do anything), or empty: off in development bound to loopback only, on everywhere else.
+    AUTH = ""
+    AUTH_OFF_CONFIRMED = False  # production refuses AUTH=off unless this is true too
+    ANONYMOUS_SEARCH = False  # with AUTH on: requests without credentials may search and read (never write)
+    SESSION_HOURS = 12.0  # a session ends this long after signing in (or at sign out)
+    SESSION_COOKIE_SECURE: bool | None = None  # None: Secure in production (HTTPS), not in development
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_HTTPONLY = True
+
     API_TITLE = "Reverse image search"
     API_VERSION = "v1"
     OPENAPI_VERSION = "3.0.3"
@@ -105,6 +115,12 @@ def load(config: dict[str, Any] | None) -> dict[str, Any]:
     # Werkzeug counts every multipart part; a multi-file job has one per file.
     settings["MAX_FORM_PARTS"] = max(int(settings.get("MAX_FORM_PARTS") or 1000), settings["MAX_JOB_FILES"] + 10)
     settings["SECRET_KEY"] = settings["SECRET_KEY"] or _local_secret(settings["ENV"], data_dir)
+    settings["AUTH_ENABLED"] = auth_enabled(settings)
+    settings["ANONYMOUS_SEARCH"] = _true(settings["ANONYMOUS_SEARCH"])
+    if settings["SESSION_COOKIE_SECURE"] is None:
+        settings["SESSION_COOKIE_SECURE"] = settings["ENV"] == "production"
+    settings["PERMANENT_SESSION_LIFETIME"] = int(float(settings["SESSION_HOURS"]) * 3600)
+    settings["SESSION_REFRESH_EACH_REQUEST"] = False  # sessions end SESSION_HOURS after signing in
     return dict(settings)
 
 
@@ -120,6 +136,27 @@ def trusted_hosts(configured: list[str] | str, bind: str) -> list[str] | None:
         return names
     host = bind.rsplit(":", 1)[0].strip("[]") if ":" in bind else bind
     return LOOPBACK_NAMES + ([host] if host and host not in ("0.0.0.0", "::") else [])
+
+
+def auth_enabled(settings: dict[str, Any]) -> bool:
+    """Decide whether access control is on; refuse an open library in production unless confirmed."""
+    auth = str(settings["AUTH"]).strip().lower()
+    if auth not in ("", "on", "off"):
+        raise RuntimeError(f"{PREFIX}_AUTH must be on or off (or unset), not {settings['AUTH']!r}")
+    if not auth:
+        bound = str(settings.get("BIND", "")).rsplit(":", 1)[0].strip("[]")
+        local = not bound or bound in LOOPBACK_NAMES
+        return not (settings["ENV"] == "development" and local)
+    if auth == "off" and settings["ENV"] == "production" and not _true(settings["AUTH_OFF_CONFIRMED"]):
+        raise RuntimeError(
+            f"{PREFIX}_AUTH=off in production lets anyone who reaches the app change or empty the library; "
+            f"if something in front of it checks who may do what, also set {PREFIX}_AUTH_OFF_CONFIRMED=true"
+        )
+    return auth == "on"
+
+
+def _true(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def is_server_uri(uri: str) -> bool:

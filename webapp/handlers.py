@@ -20,7 +20,8 @@ BOOTCAMP_PREFIX = "/img/"
 BOOTCAMP_PATHS = {"/progress", "/data"}
 
 
-def _wants_json() -> bool:
+def wants_json() -> bool:
+    """Tell whether errors on this path are JSON (the API and the bootcamp paths) rather than pages."""
     path = request.path
     if path.startswith("/api/"):
         return not path.startswith("/api/docs")
@@ -45,10 +46,10 @@ def handle_http_exception(error: HTTPException) -> Response | tuple[Response | s
     code = error.code or 500
     data = getattr(error, "data", None) or {}
     message = data.get("message") or error.description or HTTPStatus(code).phrase
-    if isinstance(error, SecurityError) and not _wants_json():
+    if isinstance(error, SecurityError) and not wants_json():
         # An untrusted Host: no URLs can be built for it, so no page template; a bare page.
         return Response(f"<!doctype html><title>{code}</title><p>{escape(message)}</p>", code, mimetype="text/html")
-    if _wants_json():
+    if wants_json():
         response, code = _json(code, message, data.get("messages"))
         if error.response is None:  # keep headers such as Allow on 405
             response.headers.extend(error.get_headers())
@@ -63,9 +64,12 @@ def handle_domain_error(error: WebappError) -> tuple[Response | str, int, dict[s
     """Render a domain error with the status its class declares."""
     if error.status >= 500:
         log.warning("%s: %s", type(error).__name__, error.message)
-    body = _json(error.status, error.message)[0] if _wants_json() else _page(error.status, error.message)[0]
-    # A 503 is temporary: the app recovers by itself when the store or the model is back.
-    headers = {"Retry-After": "5"} if error.status == 503 else {}
+    body = _json(error.status, error.message)[0] if wants_json() else _page(error.status, error.message)[0]
+    headers = dict(getattr(error, "headers", {}))  # e.g. WWW-Authenticate on 401
+    if error.status == 503:  # temporary: the app recovers by itself when the store or the model is back
+        headers["Retry-After"] = "5"
+    elif retry_after := getattr(error, "retry_after", None):
+        headers["Retry-After"] = str(retry_after)
     return body, error.status, headers
 
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app
 
+from webapp.services.accounts import Accounts
 from webapp.services.catalog import Catalog
 from webapp.services.database import Database, sqlite_url
 from webapp.services.embedding import Embedder
@@ -48,6 +49,11 @@ class Runtime:
         s = self.settings
         url = s["DATABASE_URL"] or sqlite_url(Path(s["DATA_DIR"]) / "webapp.sqlite")
         return self._once("database", lambda: Database(url))
+
+    @property
+    def accounts(self) -> Accounts:
+        """Return the accounts and API tokens (in the database)."""
+        return self._once("accounts", lambda: Accounts(self.database))
 
     @property
     def embedder(self) -> Embedder:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
+from werkzeug.exceptions import UnsupportedMediaType
 
 from webapp.errors import Forbidden
 
@@ -60,8 +61,26 @@ def refuse_cross_site_writes() -> None:
         raise Forbidden(f"requests from other sites' pages may not change anything here (from {origin or site})")
 
 
+def refuse_form_bodies() -> None:
+    """Answer 415 to an API write whose body is neither JSON nor multipart.
+
+    A page on any site can send a urlencoded or text/plain form without a preflight; no endpoint
+    of the API reads those, so they are refused before any view (or a lenient parser) sees them.
+    """
+    from webapp.handlers import wants_json
+
+    if request.method in SAFE_METHODS or not wants_json():
+        return
+    has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if has_body and not (request.is_json or request.mimetype == "multipart/form-data"):
+        raise UnsupportedMediaType(
+            f"send application/json or multipart/form-data, not {request.mimetype or 'a body without a type'}"
+        )
+
+
 def init_app(app: Flask) -> None:
     """Add the security headers to every response (after_request runs for errors too); refuse
-    cross-site writes to the API."""
+    cross-site writes to the API, and bodies its endpoints do not read."""
     app.before_request(refuse_cross_site_writes)
+    app.before_request(refuse_form_bodies)
     app.after_request(_add_headers)

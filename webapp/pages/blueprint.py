@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from flask import Blueprint, request, url_for
 from werkzeug.exceptions import BadRequest
@@ -87,3 +88,11 @@ def rate(per_second: float | None) -> str:
 def job_kind(kind: str) -> str:
     """Name a job's kind of source for people."""
     return JOB_KINDS.get(kind, kind)
+
+
+@blp.app_template_filter("timestamp")
+def timestamp(seconds: float | None) -> str:
+    """Format a Unix time as "2026-11-30 14:05 UTC"; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")

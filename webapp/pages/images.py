@@ -10,9 +10,11 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from webapp.api.common import image_json
+from webapp.auth import requires
 from webapp.errors import Conflict
 from webapp.pages.blueprint import Pager, blp
 from webapp.runtime import library
+from webapp.services.accounts import Role
 from webapp.services.vectors import Hit
 
 LIBRARY_PER_PAGE = 48
@@ -28,6 +30,7 @@ def _scored(hits: list[Hit]) -> list[Any]:
 
 
 @blp.get("/library")
+@requires(Role.VIEWER)
 def library_page() -> str | Response:
     """Show the indexed images as a grid of thumbnails, newest first, a page at a time."""
     lib = library()
@@ -39,12 +42,14 @@ def library_page() -> str | Response:
 
 
 @blp.get("/library/clear")
+@requires(Role.ADMIN)
 def clear_library_form() -> str:
     """Explain what emptying the library does and ask for the number of images to confirm."""
     return render_template("library_clear.html", count=library().count())
 
 
 @blp.post("/library/clear")
+@requires(Role.ADMIN)
 def clear_library() -> Response:
     """Delete every image, if the number typed matches the library's size."""
     typed = request.form.get("confirm", "").strip()
@@ -60,6 +65,7 @@ def clear_library() -> Response:
 
 
 @blp.get("/images/<sha256:image_id>")
+@requires(Role.VIEWER)
 def image_page(image_id: str) -> str:
     """Show one indexed image, its details and the images most like it."""
     image = _image(image_id)
@@ -68,12 +74,14 @@ def image_page(image_id: str) -> str:
 
 
 @blp.get("/images/<sha256:image_id>/delete")
+@requires(Role.EDITOR)
 def delete_image_form(image_id: str) -> str:
     """Ask for confirmation before deleting an image."""
     return render_template("image_delete.html", image=_image(image_id))
 
 
 @blp.post("/images/<sha256:image_id>/delete")
+@requires(Role.EDITOR)
 def delete_image(image_id: str) -> Response:
     """Delete an image (file, thumbnail and vector) and go back to the library."""
     lib = library()

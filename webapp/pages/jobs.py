@@ -10,9 +10,11 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from webapp.api.common import job_json
+from webapp.auth import requires
 from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, blp
 from webapp.runtime import runtime
+from webapp.services.accounts import Role
 from webapp.services.ingestion import Ingestion, Upload
 from webapp.services.jobs import ACTIVE, RESUMABLE, Job, JobStatus
 
@@ -40,6 +42,7 @@ def _start_job(ingestion: Ingestion, source: str) -> Job:
 
 
 @blp.get("/add")
+@requires(Role.EDITOR)
 def add_page() -> str:
     """Offer the three ways to add many images: files, a zip archive, a folder on the server."""
     return render_template("add.html", roots=current_app.config["IMPORT_ROOTS"])
@@ -48,6 +51,7 @@ def add_page() -> str:
 @blp.post("/add")
 @rate_limited
 @csrf.exempt  # checked in the view, once the job's larger upload limit applies: the check reads the form
+@requires(Role.EDITOR)
 def start_job() -> Response:
     """Start a background job from one of the Add images forms and show its page."""
     request.max_content_length = current_app.config["MAX_JOB_UPLOAD_BYTES"]
@@ -58,6 +62,7 @@ def start_job() -> Response:
 
 
 @blp.get("/jobs")
+@requires(Role.VIEWER)
 def jobs_page() -> str | Response:
     """List the jobs, newest first, a page at a time."""
     pager = Pager.from_request(JOBS_PER_PAGE)
@@ -69,6 +74,7 @@ def jobs_page() -> str | Response:
 
 
 @blp.get("/jobs/<job_id>")
+@requires(Role.VIEWER)
 def job_page(job_id: str) -> str:
     """Show a job's progress, counts, rate, ETA and failed files (updated live by app.js)."""
     ingestion = runtime().ingestion
@@ -78,6 +84,7 @@ def job_page(job_id: str) -> str:
 
 
 @blp.post("/jobs/<job_id>/cancel")
+@requires(Role.EDITOR)
 def cancel_job(job_id: str) -> Response:
     """Cancel a queued job, or ask a running one to stop after its current batch."""
     job = runtime().ingestion.cancel(job_id)
@@ -89,6 +96,7 @@ def cancel_job(job_id: str) -> Response:
 
 
 @blp.post("/jobs/<job_id>/resume")
+@requires(Role.EDITOR)
 def resume_job(job_id: str) -> Response:
     """Queue a stopped job again; it skips the files it already processed."""
     runtime().ingestion.resume(job_id)

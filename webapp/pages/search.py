@@ -11,9 +11,11 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from webapp.api.common import image_json
+from webapp.auth import public, requires
 from webapp.extensions import rate_limited
 from webapp.pages.blueprint import blp
 from webapp.runtime import library
+from webapp.services.accounts import Role
 from webapp.services.imaging import thumbnail
 from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
 
@@ -36,6 +38,7 @@ def _top_k() -> int:
 
 
 @blp.get("/")
+@requires(Role.VIEWER)
 def index() -> str:
     """Show the search form and the library size."""
     return render_template(
@@ -48,6 +51,7 @@ def index() -> str:
 
 @blp.post("/search")
 @rate_limited
+@requires(Role.VIEWER)
 def search() -> str:
     """Search with the uploaded image and show the ranked results."""
     upload = _upload()
@@ -75,12 +79,14 @@ def search() -> str:
 
 
 @blp.get("/favicon.ico")
+@public
 def favicon() -> Response:
     """Send browsers that ask for /favicon.ico on their own (image and JSON tabs) to the SVG icon."""
     return redirect(url_for("static", filename="favicon.svg"), 301)
 
 
 @blp.get("/search")
+@requires(Role.VIEWER)
 def search_form() -> Response:
     """Send a reloaded or bookmarked results URL back to the search form."""
     return redirect(url_for("pages.index"))
@@ -88,6 +94,7 @@ def search_form() -> Response:
 
 @blp.post("/images")
 @rate_limited
+@requires(Role.EDITOR)
 def add_image() -> Response:
     """Add the uploaded image to the library and show its page."""
     upload = _upload()

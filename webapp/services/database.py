@@ -13,6 +13,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -76,6 +77,37 @@ images = Table(
     Index("images_by_time", "added_at"),
 )
 
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    # Changed when the password changes: the sessions opened with the old one end.
+    Column("session_epoch", Integer, nullable=False, server_default="0"),
+)
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),  # shown in lists; the secret is never stored
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),  # SHA-256 of the whole token
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Column("revoked_at", Float),
+)
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(160), nullable=False),  # "user:NAME" or "ip:ADDRESS"
+    Column("at", Float, nullable=False),
+    Index("login_failures_by_key", "key", "at"),
+)
 
 # OFFSET past this is past any real list, and past what SQLite and PostgreSQL take as an integer:
 # a client's ?page=99999999999999999999 becomes an empty page, not an overflow.

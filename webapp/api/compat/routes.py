@@ -30,9 +30,11 @@ from webapp.api.compat.schemas import (
     TableArgsSchema,
     UploadArgsSchema,
 )
+from webapp.auth import requires
 from webapp.errors import Conflict, InvalidInput, NotFound
 from webapp.extensions import rate_limited
 from webapp.runtime import library, runtime
+from webapp.services.accounts import Role
 from webapp.services.images import mime_of
 from webapp.services.jobs import ACTIVE, Job
 from webapp.services.library import DEFAULT_TOP_K
@@ -82,6 +84,7 @@ class Load(MethodView):
     )
     @blp.alt_response(403, description="The folder is not under an allowed import root.")
     @blp.alt_response(404, description="Unknown table name.")
+    @requires(Role.EDITOR)
     def post(self, query: dict[str, str], body: dict[str, Any]) -> Response:
         """Start loading every image under a server folder, in the background; answer at once."""
         check_table(query.get("table_name"), body.get("table"))
@@ -96,6 +99,7 @@ class Progress(MethodView):
     """Progress of the newest load."""
 
     @blp.response(200, PROGRESS, description="Files processed and to process by the newest job.")
+    @requires(Role.VIEWER)
     def get(self) -> Response:
         """Return the newest job's progress as "current: N, total: M" (0 and 0 when there is none)."""
         jobs, _ = runtime().ingestion.recent(0, 1)
@@ -113,6 +117,7 @@ class Upload(MethodView):
     @blp.response(200, TEXT, description='"Successfully loaded data: <id>", or "Image already loaded: <id>".')
     @blp.alt_response(404, description="Unknown table name.")
     @blp.alt_response(413, description="The upload or the image is too large.")
+    @requires(Role.EDITOR)
     def post(self, query: dict[str, str], form: dict[str, FileStorage]) -> Response:
         """Add one image; the same bytes are never indexed twice."""
         check_table(query.get("table_name"))
@@ -132,6 +137,7 @@ class Search(MethodView):
     @blp.response(200, PAIRS, description="[image id, distance] pairs, nearest first (0 = identical, at most 4).")
     @blp.alt_response(404, description="Unknown table name.")
     @blp.alt_response(413, description="The upload or the image is too large.")
+    @requires(Role.VIEWER)
     def post(self, query: dict[str, Any], form: dict[str, Any]) -> Response:
         """Return the topk nearest images as [id, distance] pairs, nearest first."""
         check_table(query.get("table_name"))
@@ -153,6 +159,7 @@ class Count(MethodView):
     @blp.arguments(TableArgsSchema, location="query")
     @blp.response(200, COUNT, description="The number of images in the library.")
     @blp.alt_response(404, description="Unknown table name.")
+    @requires(Role.VIEWER)
     def post(self, query: dict[str, str]) -> Response:
         """Return the number of images in the library."""
         check_table(query.get("table_name"))
@@ -167,6 +174,7 @@ class Drop(MethodView):
     @blp.response(200, TEXT, description='"ok": every image was removed.')
     @blp.alt_response(404, description="Unknown table name.")
     @blp.alt_response(409, description="confirm did not match the current number of images.")
+    @requires(Role.ADMIN)
     def post(self, query: dict[str, Any]) -> Response:
         """Empty the whole library, as the bootcamp client's CLEAR ALL does (optionally confirm=<count>).
 
@@ -189,6 +197,7 @@ class Data(MethodView):
     @blp.arguments(DataArgsSchema, location="query")
     @blp.response(200, description="The original image file, with its content type.")
     @blp.alt_response(404, description="No image with that id in the library (file paths are never read).")
+    @requires(Role.VIEWER)
     def get(self, query: dict[str, str]) -> Response:
         """Return an image of the library by the id /img/search gave; never a file by its path."""
         image_id = query["image_path"]

@@ -10,6 +10,7 @@ from flask.views import MethodView
 
 from webapp.api.common import Blueprint
 from webapp.api.health.schemas import LivenessSchema, ReadinessSchema
+from webapp.auth import public
 from webapp.errors import StoreUnavailable, WebappError
 from webapp.runtime import runtime
 
@@ -31,6 +32,7 @@ class Liveness(MethodView):
     """Liveness."""
 
     @blp.response(200, LivenessSchema)
+    @public
     def get(self) -> dict[str, str]:
         """Answer 200 while the process can serve requests (it touches no dependency)."""
         return {"status": "ok"}
@@ -42,6 +44,7 @@ class Readiness(MethodView):
 
     @blp.response(200, ReadinessSchema)
     @blp.alt_response(503, schema=ReadinessSchema, description="A dependency is not usable now.")
+    @public
     def get(self) -> tuple[dict[str, Any], int]:
         """Check the model, the vector store, the database (and the broker, if any) separately."""
         rt = runtime()

@@ -20,9 +20,11 @@ from webapp.api.images.schemas import (
     SimilarArgsSchema,
 )
 from webapp.api.search.schemas import SearchResponseSchema
+from webapp.auth import requires
 from webapp.errors import Conflict, NotFound
 from webapp.extensions import rate_limited
 from webapp.runtime import library
+from webapp.services.accounts import Role
 from webapp.services.images import mime_of
 
 blp = Blueprint("images", __name__, url_prefix="/images", description="Add and read indexed images.")
@@ -38,6 +40,7 @@ class Images(MethodView):
     @blp.response(201, AddedImageSchema, description="The image was added.")
     @blp.alt_response(200, schema=AddedImageSchema, description="Those bytes were already indexed.")
     @blp.alt_response(413, description="The upload or the image is too large.")
+    @requires(Role.EDITOR)
     def post(self, args: dict[str, FileStorage]) -> tuple[dict[str, Any], int]:
         """Add one image to the library (idempotent: the same bytes are never indexed twice)."""
         upload = args["image"]
@@ -46,6 +49,7 @@ class Images(MethodView):
 
     @blp.response(200, ImageSchema(many=True))
     @blp.paginate()
+    @requires(Role.VIEWER)
     def get(self, pagination_parameters: Any) -> list[dict[str, Any]]:
         """List indexed images, newest first."""
         p = pagination_parameters
@@ -56,6 +60,7 @@ class Images(MethodView):
     @blp.arguments(ClearArgsSchema, location="query")
     @blp.response(200, ClearedSchema)
     @blp.alt_response(409, description="confirm did not match the current number of images.")
+    @requires(Role.ADMIN)
     def delete(self, args: dict[str, int]) -> dict[str, int]:
         """Empty the whole library: pass confirm=<current image count> to show you mean it."""
         lib = library()
@@ -71,12 +76,14 @@ class Image(MethodView):
 
     @blp.response(200, ImageSchema)
     @blp.alt_response(404, description="No image with that id.")
+    @requires(Role.VIEWER)
     def get(self, image_id: str) -> dict[str, Any]:
         """Return an image's record."""
         return image_json(library().get(image_id))
 
     @blp.response(204)
     @blp.alt_response(404, description="No image with that id.")
+    @requires(Role.EDITOR)
     def delete(self, image_id: str) -> None:
         """Delete an image: its vector, file and thumbnail."""
         library().delete(image_id)
@@ -89,6 +96,7 @@ class ImageSimilar(MethodView):
     @blp.arguments(SimilarArgsSchema, location="query")
     @blp.response(200, SearchResponseSchema)
     @blp.alt_response(404, description="No image with that id.")
+    @requires(Role.VIEWER)
     def get(self, args: dict[str, int], image_id: str) -> dict[str, Any]:
         """Return the images most similar to an indexed one ("more like this"), itself excluded."""
         start = time.perf_counter()
@@ -106,6 +114,7 @@ class ImageFile(MethodView):
 
     @blp.response(200, description="The original bytes, with their content type.")
     @blp.alt_response(404, description="No image with that id.")
+    @requires(Role.VIEWER)
     def get(self, image_id: str) -> Response:
         """Return the original file, exactly as uploaded."""
         return _send(library().original(image_id), image_id)
@@ -117,6 +126,7 @@ class ImageThumbnail(MethodView):
 
     @blp.response(200, description="A JPEG thumbnail.")
     @blp.alt_response(404, description="No image with that id.")
+    @requires(Role.VIEWER)
     def get(self, image_id: str) -> Response:
         """Return the JPEG thumbnail."""
         return _send(library().thumbnail(image_id), image_id)

@@ -9,8 +9,10 @@ from flask.views import MethodView
 
 from webapp.api.common import Blueprint, job_json
 from webapp.api.jobs.schemas import JobCreateSchema, JobDetailSchema, JobSchema
+from webapp.auth import requires
 from webapp.extensions import rate_limited
 from webapp.runtime import runtime
+from webapp.services.accounts import Role
 from webapp.services.jobs import Job
 
 FOLDER_JSON = {
@@ -52,6 +54,7 @@ class Jobs(MethodView):
     @blp.response(202, JobSchema, description="The job was queued; poll its url for progress.")
     @blp.alt_response(403, description="The folder is not under an allowed import root.")
     @blp.alt_response(413, description="The upload is too large.")
+    @requires(Role.EDITOR)
     def post(self, args: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Start loading several files, a zip archive or a server folder, in the background."""
         ingestion = runtime().ingestion
@@ -65,6 +68,7 @@ class Jobs(MethodView):
 
     @blp.response(200, JobSchema(many=True))
     @blp.paginate()
+    @requires(Role.VIEWER)
     def get(self, pagination_parameters: Any) -> list[dict[str, Any]]:
         """List jobs, newest first."""
         p = pagination_parameters
@@ -79,6 +83,7 @@ class JobById(MethodView):
 
     @blp.response(200, JobDetailSchema)
     @blp.alt_response(404, description="No job with that id.")
+    @requires(Role.VIEWER)
     def get(self, job_id: str) -> dict[str, Any]:
         """Return a job's progress, rate, ETA and failed files."""
         return detail(runtime().ingestion.get(job_id))
@@ -86,6 +91,7 @@ class JobById(MethodView):
     @blp.response(200, JobDetailSchema, description="Cancelled, or asked to stop after its current batch.")
     @blp.alt_response(404, description="No job with that id.")
     @blp.alt_response(409, description="The job already ended.")
+    @requires(Role.EDITOR)
     def delete(self, job_id: str) -> dict[str, Any]:
         """Cancel a job (what it already indexed stays)."""
         return detail(runtime().ingestion.cancel(job_id))
@@ -98,6 +104,7 @@ class JobResume(MethodView):
     @blp.response(202, JobSchema)
     @blp.alt_response(404, description="No job with that id.")
     @blp.alt_response(409, description="The job is not interrupted, failed or cancelled.")
+    @requires(Role.EDITOR)
     def post(self, job_id: str) -> tuple[dict[str, Any], int]:
         """Resume an interrupted, failed or cancelled job, skipping what it already processed."""
         return job_json(runtime().ingestion.resume(job_id)), 202

@@ -8,8 +8,10 @@ from flask.views import MethodView
 
 from webapp.api.common import Blueprint, image_json
 from webapp.api.search.schemas import SearchArgsSchema, SearchResponseSchema
+from webapp.auth import requires
 from webapp.extensions import rate_limited
 from webapp.runtime import library
+from webapp.services.accounts import Role
 
 blp = Blueprint("search", __name__, url_prefix="/search", description="Search by image.")
 
@@ -23,6 +25,7 @@ class Search(MethodView):
     @blp.arguments(SearchArgsSchema, location="multipart")
     @blp.response(200, SearchResponseSchema)
     @blp.alt_response(413, description="The upload or the image is too large.")
+    @requires(Role.VIEWER)
     def post(self, args: dict[str, Any]) -> dict[str, Any]:
         """Return the images most similar to the uploaded one, best first."""
         result = library().search(args["image"].read(), args["top_k"])

@@ -1,0 +1,120 @@
+"""Commands that manage access: ``flask --app wsgi users ...`` and ``flask --app wsgi tokens ...``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from webapp.errors import WebappError
+from webapp.pages.blueprint import timestamp
+from webapp.runtime import runtime
+from webapp.services.accounts import Accounts, Role
+
+users = AppGroup("users", help="Accounts: who may sign in, and with which role.")
+tokens = AppGroup("tokens", help="API tokens: bearer credentials for scripts, acting for an account.")
+ROLE = click.Choice([str(r) for r in Role])
+
+
+def _accounts() -> Accounts:
+    return runtime().accounts
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def _fail(exc: WebappError) -> click.ClickException:
+    return click.ClickException(exc.message)
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--role", type=ROLE, required=True, help="viewer, editor or admin.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def create_user(name: str, role: str, password_stdin: bool) -> None:
+    """Create the account NAME (the password is asked for; there is no default password)."""
+    try:
+        user = _accounts().create_user(name, Role(role), _read_password(password_stdin))
+    except WebappError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"created {user.name} ({user.role})")
+
+
+@users.command("list")
+def list_users() -> None:
+    """List the accounts with their roles."""
+    for user in _accounts().users():
+        click.echo(f"{user.name}\t{user.role}\tcreated {timestamp(user.created_at)}")
+
+
+@users.command("delete")
+@click.argument("name")
+def delete_user(name: str) -> None:
+    """Delete the account NAME; its sessions and tokens stop working at once."""
+    try:
+        _accounts().delete_user(name)
+    except WebappError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"deleted {name}")
+
+
+@users.command("password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def set_password(name: str, password_stdin: bool) -> None:
+    """Set a new password for NAME; the sessions opened with the old one end."""
+    try:
+        _accounts().set_password(name, _read_password(password_stdin))
+    except WebappError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"changed the password of {name}")
+
+
+@tokens.command("create")
+@click.argument("name")
+@click.option("--role", type=ROLE, required=True, help="No higher than the account's own role.")
+@click.option("--label", default="", help="What the token is for (shown in lists).")
+def create_token(name: str, role: str, label: str) -> None:
+    """Create an API token acting for the account NAME and print it (it is shown this once)."""
+    try:
+        token, secret = _accounts().create_token(name, Role(role), label or "cli")
+    except WebappError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"token {token.id} for {token.owner} ({token.role}); it is shown this once:", err=True)
+    click.echo(secret)
+
+
+@tokens.command("list")
+@click.option("--user", "owner", default=None, help="Only the tokens of this account.")
+def list_tokens(owner: str | None) -> None:
+    """List tokens with their role and last use (never their secret)."""
+    try:
+        found = _accounts().tokens(owner)
+    except WebappError as exc:
+        raise _fail(exc) from exc
+    for t in found:
+        state = "active" if t.active else f"revoked {timestamp(t.revoked_at)}"
+        used = timestamp(t.last_used_at) if t.last_used_at else "never"
+        click.echo(f"{t.id}\t{t.owner}\t{t.role}\t{t.name}\tlast used {used}\t{state}")
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+def revoke_token(token_id: str) -> None:
+    """Revoke the token TOKEN_ID (as `tokens list` shows it); requests with it get 401 at once."""
+    try:
+        token = _accounts().revoke_token(token_id)
+    except WebappError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"revoked {token.id} ({token.owner}, {token.name})")
+
+
+def init_app(app: Flask) -> None:
+    """Register the command groups."""
+    app.cli.add_command(users)
+    app.cli.add_command(tokens)

@@ -1,0 +1,134 @@
+"""Signing in and out, and the account page: your API tokens, and (for admins) the accounts."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, g, make_response, redirect, render_template, request, url_for
+from werkzeug.exceptions import BadRequest
+from werkzeug.wrappers import Response
+
+from webapp.auth import FIRST_ADMIN, accounts, public, requires, safe_next, sign_in, sign_out
+from webapp.errors import WebappError
+from webapp.pages.blueprint import blp
+from webapp.services.accounts import Role, role_named
+
+
+def _field(name: str, limit: int = 1024) -> str:
+    value = request.form.get(name, "")
+    if len(value) > limit:
+        raise BadRequest(f"{name} is too long.")
+    return value
+
+
+@blp.get("/login")
+@public
+def login() -> str | Response:
+    """Show the sign-in form (or say how to create the first admin when no account exists)."""
+    if not current_app.config["AUTH_ENABLED"]:
+        return redirect(url_for("pages.index"))
+    return _login_page(safe_next(request.args.get("next")))
+
+
+def _login_page(target: str, error: str = "", status: int = 200) -> tuple[str, int] | str:
+    no_admin = not accounts().has_admin()
+    page = render_template("login.html", next=target, error=error, no_admin=no_admin, first_admin=FIRST_ADMIN)
+    return (page, status) if status != 200 else page
+
+
+@blp.post("/login")
+@public
+def login_submit() -> tuple[str, int] | str | Response:
+    """Check the name and password (failures are counted), then open a session."""
+    if not current_app.config["AUTH_ENABLED"]:
+        return redirect(url_for("pages.index"), 303)
+    target = safe_next(request.form.get("next"))
+    user = accounts().authenticate(_field("name", 200), _field("password"), request.remote_addr or "")
+    if user is None:
+        return _login_page(target, "That name and password do not match an account.", 401)
+    sign_in(user)
+    return redirect(target, 303)
+
+
+@blp.post("/logout")
+@public
+def logout() -> Response:
+    """End this browser's session."""
+    sign_out()
+    flash("You are signed out.", "info")
+    return redirect(url_for("pages.login") if current_app.config["AUTH_ENABLED"] else url_for("pages.index"), 303)
+
+
+@blp.get("/account")
+@requires(Role.VIEWER)
+def account_page() -> str | Response:
+    """Show your API tokens (and, to admins, every account)."""
+    if not g.principal.signed_in:
+        return redirect(url_for("pages.index"))
+    return _account_page()
+
+
+def _account_page(new_secret: str = "", status: int = 200) -> str | tuple[str, int]:
+    principal = g.principal
+    people = accounts()
+    admin = principal.role == Role.ADMIN
+    page = render_template(
+        "account.html",
+        tokens=people.tokens(None if admin else principal.name),
+        users=people.users() if admin else [],
+        roles=[r for r in Role if principal.role.allows(r)],
+        all_roles=list(Role),
+        new_secret=new_secret,
+    )
+    return (page, status) if status != 200 else page
+
+
+@blp.post("/account/tokens")
+@requires(Role.VIEWER)
+def create_token() -> Response:
+    """Create an API token for yourself; its secret is shown on this page, once."""
+    principal = g.principal
+    if principal.via != "session":
+        return redirect(url_for("pages.index"), 303)
+    try:
+        _token, secret = accounts().create_token(principal.name, role_named(_field("role", 16)), _field("name", 64))
+    except WebappError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("pages.account_page"), 303)
+    response = make_response(_account_page(new_secret=secret))
+    response.headers["Cache-Control"] = "no-store"  # the secret must not stay in a cache
+    return response
+
+
+@blp.post("/account/tokens/<token_id>/revoke")
+@requires(Role.VIEWER)
+def revoke_token(token_id: str) -> Response:
+    """Revoke one of your tokens (an admin may revoke anyone's)."""
+    principal = g.principal
+    owner = None if principal.role == Role.ADMIN else principal.name
+    token = accounts().revoke_token(token_id[:16], owner)
+    flash(f"Token {token.id} ({token.name}) is revoked.", "success")
+    return redirect(url_for("pages.account_page"), 303)
+
+
+@blp.post("/account/users")
+@requires(Role.ADMIN)
+def create_user() -> Response:
+    """Create an account (admins only)."""
+    try:
+        user = accounts().create_user(_field("name", 64), role_named(_field("role", 16)), _field("password"))
+    except WebappError as exc:
+        flash(exc.message, "error")
+    else:
+        flash(f"Account {user.name} ({user.role}) is created.", "success")
+    return redirect(url_for("pages.account_page"), 303)
+
+
+@blp.post("/account/users/<name>/delete")
+@requires(Role.ADMIN)
+def delete_user(name: str) -> Response:
+    """Delete an account and its tokens (admins only; not your own)."""
+    if name == g.principal.name:
+        flash("You cannot delete your own account here; use `flask --app wsgi users delete`.", "error")
+    else:
+        accounts().delete_user(name[:64])
+        flash(f"Account {name} and its tokens are deleted.", "success")
+    return redirect(url_for("pages.account_page"), 303)

@@ -1,0 +1,286 @@
+"""Accounts, their roles and API tokens, and the throttle on failed logins (one database for all machines)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, insert, select, update
+
+from webapp.errors import Conflict, InvalidInput, NotFound, WebappError
+from webapp.services.database import Database, login_failures, tokens, users
+
+
+class Role(StrEnum):
+    """What an account (or a token) may do; each role may do what the ones before it may."""
+
+    VIEWER = "viewer"  # search, browse, read images and jobs
+    EDITOR = "editor"  # also add images, start, cancel and resume jobs, delete one image
+    ADMIN = "admin"  # also empty the library, manage accounts and tokens
+
+    @property
+    def rank(self) -> int:
+        """Return the role's place in the order viewer < editor < admin."""
+        return list(Role).index(self)
+
+    def allows(self, needed: Role) -> bool:
+        """Tell whether this role may do what ``needed`` may."""
+        return self.rank >= needed.rank
+
+
+def role_named(name: str) -> Role:
+    """Return the role called ``name``, or say which roles exist."""
+    try:
+        return Role(name)
+    except ValueError:
+        raise InvalidInput(f"no role {name!r}; the roles are {', '.join(Role)}") from None
+
+
+class TooManyAttempts(WebappError):
+    """Too many failed logins for one account or from one address, recently."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+MIN_PASSWORD, MAX_PASSWORD = 10, 1024  # OWASP: long passphrases allowed, no composition rules
+TOKEN_PREFIX = "ris_"
+FAILURE_WINDOW = 15 * 60  # seconds during which failed logins count
+MAX_FAILURES_PER_ACCOUNT = 10
+MAX_FAILURES_PER_ADDRESS = 50
+LAST_USE_PRECISION = 60  # seconds: a token used again within this does not write its last use again
+
+
+@dataclass(frozen=True)
+class User:
+    """An account."""
+
+    id: int
+    name: str
+    role: Role
+    created_at: float
+    session_epoch: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> User:
+        return cls(row.id, row.name, Role(row.role), row.created_at, row.session_epoch)
+
+
+@dataclass(frozen=True)
+class Token:
+    """An API token as lists show it (its secret is never stored, only its SHA-256)."""
+
+    id: str
+    owner: str
+    name: str
+    role: Role
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+    @property
+    def active(self) -> bool:
+        """Tell whether the token still opens anything."""
+        return self.revoked_at is None
+
+
+def _digest(secret: str) -> str:
+    # A token is 256 random bits, so a fast hash is enough (no dictionary to try against it).
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Accounts:
+    """Accounts with argon2id password hashes, and bearer tokens acting for them."""
+
+    def __init__(self, db: Database, hasher: PasswordHasher | None = None) -> None:
+        self.db = db
+        self.hasher = hasher or PasswordHasher()  # argon2id, 64 MiB, 3 passes: OWASP's baseline
+        self._dummy_hash = self.hasher.hash(secrets.token_hex(16))  # unknown names cost as much as known ones
+
+    # Accounts.
+
+    def create_user(self, name: str, role: Role, password: str) -> User:
+        """Create an account; refuse a taken name, an odd name or a short password."""
+        if not NAME.fullmatch(name):
+            raise InvalidInput("a name is 1 to 64 letters, digits or . _ @ -, starting with a letter or digit")
+        check_password(password)
+        with self.db.connect() as conn:
+            if conn.execute(select(users.c.id).where(users.c.name == name)).first():
+                raise Conflict(f"an account named {name!r} exists already")
+            conn.execute(
+                insert(users).values(
+                    name=name, role=role, password_hash=self.hasher.hash(password), created_at=time.time()
+                )
+            )
+        return self.user_named(name)
+
+    def users(self) -> list[User]:
+        """Return every account, by name."""
+        with self.db.connect() as conn:
+            return [User.from_row(r) for r in conn.execute(select(users).order_by(users.c.name))]
+
+    def user_named(self, name: str) -> User:
+        """Return the account called ``name``."""
+        with self.db.connect() as conn:
+            row = conn.execute(select(users).where(users.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"no account named {name!r}")
+        return User.from_row(row)
+
+    def user(self, user_id: int) -> User | None:
+        """Return an account by id (None once deleted)."""
+        with self.db.connect() as conn:
+            row = conn.execute(select(users).where(users.c.id == user_id)).first()
+        return None if row is None else User.from_row(row)
+
+    def delete_user(self, name: str) -> None:
+        """Delete an account; its tokens and sessions stop working at once."""
+        user = self.user_named(name)
+        with self.db.connect() as conn:
+            conn.execute(delete(tokens).where(tokens.c.user_id == user.id))
+            conn.execute(delete(users).where(users.c.id == user.id))
+
+    def set_password(self, name: str, password: str) -> None:
+        """Change an account's password; the sessions opened with the old one end."""
+        check_password(password)
+        user = self.user_named(name)
+        with self.db.connect() as conn:
+            conn.execute(
+                update(users)
+                .where(users.c.id == user.id)
+                .values(password_hash=self.hasher.hash(password), session_epoch=users.c.session_epoch + 1)
+            )
+
+    def has_admin(self) -> bool:
+        """Tell whether any admin account exists."""
+        with self.db.connect() as conn:
+            return conn.execute(select(users.c.id).where(users.c.role == Role.ADMIN).limit(1)).first() is not None
+
+    def authenticate(self, name: str, password: str, address: str) -> User | None:
+        """Return the account if the password is right; count failures, and refuse after too many."""
+        keys = {f"user:{name[:100]}": MAX_FAILURES_PER_ACCOUNT, f"ip:{address[:100]}": MAX_FAILURES_PER_ADDRESS}
+        now = time.time()
+        with self.db.connect() as conn:
+            for key, limit in keys.items():
+                recent = select(func.count(), func.min(login_failures.c.at)).where(
+                    login_failures.c.key == key, login_failures.c.at > now - FAILURE_WINDOW
+                )
+                count, oldest = conn.execute(recent).one()
+                if count >= limit:
+                    wait = max(1, int(oldest + FAILURE_WINDOW - now) + 1)
+                    raise TooManyAttempts(f"too many failed logins; try again in {wait} s", wait)
+            row = conn.execute(select(users).where(users.c.name == name)).first()
+        stored = row.password_hash if row is not None else self._dummy_hash
+        try:
+            self.hasher.verify(stored, password)
+            ok = row is not None
+        except (VerificationError, InvalidHashError):
+            ok = False
+        with self.db.connect() as conn:
+            if not ok:
+                conn.execute(delete(login_failures).where(login_failures.c.at < now - FAILURE_WINDOW))
+                conn.execute(insert(login_failures), [{"key": key, "at": now} for key in keys])
+                return None
+            conn.execute(delete(login_failures).where(login_failures.c.key == f"user:{name[:100]}"))
+            if self.hasher.check_needs_rehash(stored):
+                conn.execute(update(users).where(users.c.id == row.id).values(password_hash=self.hasher.hash(password)))
+        return User.from_row(row)
+
+    # Tokens.
+
+    def create_token(self, owner: str, role: Role, name: str = "") -> tuple[Token, str]:
+        """Create a token acting for ``owner`` with ``role`` (no higher than the owner's).
+
+        Returns the token and its secret, which is shown this once and never stored.
+        """
+        user = self.user_named(owner)
+        if not user.role.allows(role):
+            raise InvalidInput(f"a token of {owner} may have at most the role {user.role} (asked: {role})")
+        name = (name or "token").strip()[:64]
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token_id = secrets.token_hex(4)
+        with self.db.connect() as conn:
+            conn.execute(
+                insert(tokens).values(
+                    id=token_id,
+                    user_id=user.id,
+                    name=name,
+                    role=role,
+                    secret_hash=_digest(secret),
+                    created_at=time.time(),
+                )
+            )
+        return self.token(token_id), secret
+
+    def tokens(self, owner: str | None = None) -> list[Token]:
+        """Return the tokens (of one account), newest first."""
+        query = self._token_query().order_by(tokens.c.created_at.desc())
+        if owner is not None:
+            query = query.where(users.c.id == self.user_named(owner).id)
+        with self.db.connect() as conn:
+            return [self._token(r) for r in conn.execute(query)]
+
+    def token(self, token_id: str) -> Token:
+        """Return one token by id."""
+        with self.db.connect() as conn:
+            row = conn.execute(self._token_query().where(tokens.c.id == token_id)).first()
+        if row is None:
+            raise NotFound(f"no token {token_id!r}")
+        return self._token(row)
+
+    def revoke_token(self, token_id: str, owner: str | None = None) -> Token:
+        """Revoke a token (of ``owner``, when given); it stays listed, marked revoked."""
+        token = self.token(token_id)
+        if owner is not None and token.owner != owner:
+            raise NotFound(f"no token {token_id!r}")
+        with self.db.connect() as conn:
+            live = tokens.c.id == token_id, tokens.c.revoked_at.is_(None)
+            conn.execute(update(tokens).where(*live).values(revoked_at=time.time()))
+        return self.token(token_id)
+
+    def resolve(self, secret: str) -> tuple[User, Role] | None:
+        """Return the account a token acts for and the role it grants now; None if unknown or revoked.
+
+        The role is the lower of the token's and its owner's current role.
+        """
+        if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+            return None
+        now = time.time()
+        with self.db.connect() as conn:
+            row = conn.execute(
+                select(tokens, users.c.name.label("owner"), users.c.role.label("owner_role"))
+                .add_columns(users.c.created_at.label("owner_created"), users.c.session_epoch)
+                .join(users, users.c.id == tokens.c.user_id)
+                .where(tokens.c.secret_hash == _digest(secret))
+            ).first()
+            if row is None or row.revoked_at is not None:
+                return None
+            if row.last_used_at is None or row.last_used_at < now - LAST_USE_PRECISION:
+                conn.execute(update(tokens).where(tokens.c.id == row.id).values(last_used_at=now))
+        owner = User(row.user_id, row.owner, Role(row.owner_role), row.owner_created, row.session_epoch)
+        granted = min(Role(row.role), owner.role, key=lambda r: r.rank)
+        return owner, granted
+
+    def _token_query(self) -> Any:
+        return select(tokens, users.c.name.label("owner")).join(users, users.c.id == tokens.c.user_id)
+
+    @staticmethod
+    def _token(row: Any) -> Token:
+        return Token(row.id, row.owner, row.name, Role(row.role), row.created_at, row.last_used_at, row.revoked_at)
+
+
+def check_password(password: str) -> None:
+    """Refuse a password too short (or absurdly long) to be used."""
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise InvalidInput(f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters")
