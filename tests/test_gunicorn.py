@@ -48,7 +48,8 @@ class Server:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{self.url}/api/v1/stats", timeout=10).ok:
+                answer = requests.get(f"{self.url}/api/v1/stats", timeout=10)
+                if answer.ok or answer.status_code == 401:  # 401: serving, with access control on
                     return
             except requests.RequestException:
                 pass

@@ -200,15 +200,14 @@ def authorize() -> Response | None:
         return None
     principal = g.principal = identify()
     assert isinstance(needed, Role)
-    if principal.role is None:
-        if not _wants_json() and request.method == "GET":
+    if principal.role is None or (principal.via == "anonymous" and not principal.role.allows(needed)):
+        if str(request.endpoint).startswith("pages.") and request.method == "GET":
             return redirect(url_for("pages.login", next=_local_target(request.full_path)))
         raise Unauthenticated(
             f"sign in, or send an API token (Authorization: Bearer ...): this needs the {needed} role"
         )
     if not principal.role.allows(needed):
-        who = "anonymous requests have" if principal.via == "anonymous" else f"{principal.name} has"
-        raise Forbidden(f"this needs the {needed} role; {who} the {principal.role} role")
+        raise Forbidden(f"this needs the {needed} role; {principal.name} has the {principal.role} role")
     if principal.via == "session" and request.method not in SAFE_METHODS and _wants_json():
         _check_same_site()
     return None

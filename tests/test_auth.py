@@ -1,0 +1,407 @@
+"""Access control: who may change what, over every state-changing endpoint; tokens, sessions, settings."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from tests.conftest import csrf_token, noise_images
+from webapp import create_app
+from webapp.runtime import EXTENSION, runtime
+from webapp.services.accounts import Accounts, Role
+from webapp.services.database import tokens as token_table
+
+PASSWORD = "correct horse battery staple"
+NO_IMAGE = "0" * 64
+NOT_A_JOB = "f" * 32
+EVIL = "https://evil.example"
+
+
+def make_app(tmp_path: Path, model_dir: Path, **settings: Any) -> Flask:
+    return create_app(
+        {
+            "TESTING": True,
+            "DATA_DIR": str(tmp_path / "data"),
+            "MODEL_DIR": str(model_dir),
+            "SECRET_KEY": "test",
+            "AUTH": "on",
+            **settings,
+        }
+    )
+
+
+def people(app: Flask) -> Accounts:
+    with app.app_context():
+        return runtime().accounts
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[dict[str, Any]]:
+    """One app with access control on, an account of each role, a token of each, and one revoked token."""
+    app = make_app(tmp_path_factory.mktemp("secured"), model_dir)
+    accounts = people(app)
+    found: dict[str, Any] = {"app": app, "tokens": {}}
+    for role in Role:
+        accounts.create_user(f"{role}-person", role, PASSWORD)
+        found["tokens"][str(role)] = accounts.create_token(f"{role}-person", role, "matrix")[1]
+    revoked, secret = accounts.create_token("admin-person", Role.ADMIN, "gone")
+    accounts.revoke_token(revoked.id)
+    found["tokens"]["revoked"] = secret
+    with app.test_client() as seed:  # one image in the library, so that a wrongly allowed delete shows
+        added = seed.post(
+            "/api/v1/images",
+            data={"image": (io.BytesIO(noise_images(1, seed=5)[0]), "kept.jpg")},
+            headers=bearer(found["tokens"]["editor"]),
+        )
+        assert added.status_code == 201, added.json
+        found["image"] = added.json["id"]
+    yield found
+    app.extensions[EXTENSION].close()
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def signed_in(app: Flask, name: str) -> FlaskClient:
+    """Return a client with a session of ``name`` (signed in through the login form)."""
+    client = app.test_client()
+    token = csrf_token(client, "/login")
+    answer = client.post("/login", data={"name": name, "password": PASSWORD, "csrf_token": token, "next": "/"})
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    return client
+
+
+# Every state-changing endpoint, with a payload that does no harm when the role check lets it through
+# (the view then answers 404, 409 or 422 itself), and the role it needs.
+API = [
+    ("POST", "/api/v1/images", {"data": {"image": (b"not an image", "x.jpg")}}, Role.EDITOR),
+    ("DELETE", "/api/v1/images?confirm=987654", {}, Role.ADMIN),
+    ("DELETE", f"/api/v1/images/{NO_IMAGE}", {}, Role.EDITOR),
+    ("POST", "/api/v1/jobs", {"json": {"folder": "relative/path"}}, Role.EDITOR),
+    ("DELETE", f"/api/v1/jobs/{NOT_A_JOB}", {}, Role.EDITOR),
+    ("POST", f"/api/v1/jobs/{NOT_A_JOB}/resume", {}, Role.EDITOR),
+    ("POST", "/api/v1/search", {"data": {"top_k": "3"}}, Role.VIEWER),
+    ("POST", "/img/load", {"json": {"File": "relative/path"}}, Role.EDITOR),
+    ("POST", "/img/upload", {"data": {}}, Role.EDITOR),
+    ("POST", "/img/search", {"data": {}}, Role.VIEWER),
+    ("POST", "/img/count", {}, Role.VIEWER),
+    ("POST", "/img/drop?confirm=987654", {}, Role.ADMIN),
+]
+PAGES = [
+    ("POST", "/images", {}, Role.EDITOR),
+    ("POST", "/add", {"source": "folder", "folder": "relative/path"}, Role.EDITOR),
+    ("POST", f"/jobs/{NOT_A_JOB}/cancel", {}, Role.EDITOR),
+    ("POST", f"/jobs/{NOT_A_JOB}/resume", {}, Role.EDITOR),
+    ("POST", f"/images/{NO_IMAGE}/delete", {}, Role.EDITOR),
+    ("POST", "/library/clear", {"confirm": "987654"}, Role.ADMIN),
+    ("POST", "/search", {}, Role.VIEWER),
+    ("POST", "/account/tokens", {"name": "t", "role": "no-such-role"}, Role.VIEWER),
+    ("POST", "/account/tokens/nosuchid/revoke", {}, Role.VIEWER),
+    ("POST", "/account/users", {"name": "x", "role": "no-such-role", "password": PASSWORD}, Role.ADMIN),
+    ("POST", "/account/users/nobody/delete", {}, Role.ADMIN),
+]
+WHO = ["anonymous", "viewer", "editor", "admin", "revoked token", "cross-site cookie"]
+
+
+def _call(client: FlaskClient, method: str, path: str, kwargs: dict[str, Any], headers: dict[str, str]) -> Any:
+    kwargs = dict(kwargs)
+    if "data" in kwargs:
+        kwargs["data"] = {k: (io.BytesIO(v[0]), v[1]) if isinstance(v, tuple) else v for k, v in kwargs["data"].items()}
+        kwargs.setdefault("content_type", "multipart/form-data")
+    return client.open(path, method=method, headers=headers, **kwargs)
+
+
+def _library_unchanged(secured: dict[str, Any]) -> None:
+    with secured["app"].test_client() as check:
+        stats = check.get("/api/v1/stats", headers=bearer(secured["tokens"]["viewer"])).json
+        assert stats["count"] == 1
+        assert check.get(f"/api/v1/images/{secured['image']}", headers=bearer(secured["tokens"]["viewer"])).status_code == 200
+
+
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize(("method", "path", "kwargs", "needed"), API, ids=[f"{m} {p}" for m, p, *_ in API])
+def test_api_and_bootcamp_writes_follow_the_roles(
+    secured: dict[str, Any], who: str, method: str, path: str, kwargs: dict[str, Any], needed: Role
+) -> None:
+    app = secured["app"]
+    client = app.test_client()
+    headers: dict[str, str] = {}
+    if who in ("viewer", "editor", "admin", "revoked token"):
+        headers = bearer(secured["tokens"][who.split()[0] if who != "revoked token" else "revoked"])
+    elif who == "cross-site cookie":
+        client = signed_in(app, "admin-person")
+        headers = {"Origin": EVIL, "Sec-Fetch-Site": "cross-site"}
+    answer = _call(client, method, path, kwargs, headers)
+    status = answer.status_code
+    assert answer.is_json, answer.get_data(as_text=True)
+    if who in ("anonymous", "revoked token"):
+        assert status == 401, answer.json
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    elif who == "cross-site cookie":
+        assert status == 403, answer.json
+    elif Role(who).allows(needed):
+        assert status not in (401, 403), answer.json  # the view itself answered
+        assert 200 <= status < 500
+    else:
+        assert status == 403, answer.json
+        assert f"needs the {needed} role" in answer.json["message"]
+    _library_unchanged(secured)
+
+
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize(("method", "path", "form", "needed"), PAGES, ids=[f"{m} {p}" for m, p, *_ in PAGES])
+def test_page_forms_follow_the_roles(
+    secured: dict[str, Any], who: str, method: str, path: str, form: dict[str, str], needed: Role
+) -> None:
+    app = secured["app"]
+    headers: dict[str, str] = {}
+    data = dict(form)
+    if who in ("viewer", "editor", "admin"):
+        client = signed_in(app, f"{who}-person")
+        data["csrf_token"] = csrf_token(client, "/")
+    elif who == "cross-site cookie":
+        client = signed_in(app, "admin-person")  # the attacker's page cannot read the CSRF token
+        headers = {"Origin": EVIL, "Sec-Fetch-Site": "cross-site"}
+    else:
+        client = app.test_client()
+        if who == "revoked token":
+            headers = bearer(secured["tokens"]["revoked"])
+    answer = client.open(path, method=method, data=data, headers=headers)
+    status = answer.status_code
+    if who in ("anonymous", "revoked token"):
+        assert status == 401 and "text/html" in answer.content_type
+    elif who == "cross-site cookie":
+        assert status in (400, 403) and "CSRF" in answer.get_data(as_text=True)
+    elif Role(who).allows(needed):
+        assert status not in (401, 403), answer.get_data(as_text=True)[:500]
+        assert status < 500
+    else:
+        assert status == 403 and f"needs the {needed} role" in answer.get_data(as_text=True)
+    _library_unchanged(secured)
+
+
+def test_reading_needs_the_viewer_role_and_pages_send_people_to_sign_in(secured: dict[str, Any]) -> None:
+    client = secured["app"].test_client()
+    for path in ("/api/v1/stats", "/api/v1/images", f"/api/v1/images/{secured['image']}/file", "/data", "/metrics"):
+        assert client.get(path).status_code == 401, path
+    page = client.get("/library?page=2")
+    assert page.status_code == 302 and page.headers["Location"] == "/login?next=/library?page%3D2"
+    for path in ("/api/v1/health", "/api/v1/openapi.json", "/api/docs", "/login", "/static/css/app.css"):
+        assert client.get(path).status_code == 200, path
+    viewer = bearer(secured["tokens"]["viewer"])
+    assert client.get(f"/api/v1/images/{secured['image']}/thumbnail", headers=viewer).status_code == 200
+    assert client.get("/metrics", headers=viewer).status_code == 200
+
+
+def test_a_signed_in_person_works_through_the_pages_and_signs_out(secured: dict[str, Any]) -> None:
+    client = signed_in(secured["app"], "editor-person")
+    home = client.get("/").get_data(as_text=True)
+    assert "editor-person (editor)" in home and "Add images" in home and "This library is open" not in home
+    token = csrf_token(client, "/")
+    shown = client.post("/account/tokens", data={"name": "backup", "role": "viewer", "csrf_token": token})
+    assert shown.status_code == 200 and shown.headers["Cache-Control"] == "no-store"
+    secret = re.search(r'id="new-token"[^>]*>([^<]+)<', shown.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
+    assert client.application.test_client().get("/api/v1/stats", headers=bearer(secret)).status_code == 200
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+    assert client.get("/").status_code == 302  # the session ended
+    viewer_home = signed_in(secured["app"], "viewer-person").get("/").get_data(as_text=True)
+    assert "Add images" not in viewer_home  # no link to what the role may not do
+
+
+def test_the_session_cookie_is_httponly_lax_and_secure_in_production(tmp_path: Path, model_dir: Path) -> None:
+    app = make_app(tmp_path, model_dir, ENV="production")
+    people(app).create_user("ada", Role.VIEWER, PASSWORD)
+    client = app.test_client()
+    token = csrf_token(client, "/login")
+    answer = client.post("/login", data={"name": "ada", "password": PASSWORD, "csrf_token": token})
+    cookie = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie and "Expires=" in cookie
+    app.extensions[EXTENSION].close()
+
+
+def test_sessions_end_after_their_hours_and_when_the_password_changes(tmp_path: Path, model_dir: Path) -> None:
+    app = make_app(tmp_path, model_dir, SESSION_HOURS=1.5 / 3600)
+    accounts = people(app)
+    accounts.create_user("ada", Role.VIEWER, PASSWORD)
+    client = signed_in(app, "ada")
+    assert client.get("/").status_code == 200
+    time.sleep(1.6)
+    assert client.get("/").status_code == 302
+    app.config["SESSION_HOURS"] = 1
+    client = signed_in(app, "ada")
+    accounts.set_password("ada", "another long passphrase")
+    assert client.get("/").status_code == 302
+    app.extensions[EXTENSION].close()
+
+
+def test_failed_logins_are_throttled_even_for_the_right_password(tmp_path: Path, model_dir: Path) -> None:
+    app = make_app(tmp_path, model_dir)
+    people(app).create_user("ada", Role.VIEWER, PASSWORD)
+    client = app.test_client()
+    token = csrf_token(client, "/login")
+    for _ in range(10):
+        wrong = client.post("/login", data={"name": "ada", "password": "not the password", "csrf_token": token})
+        assert wrong.status_code == 401 and "do not match" in wrong.get_data(as_text=True)
+    refused = client.post("/login", data={"name": "ada", "password": PASSWORD, "csrf_token": token})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert "too many failed logins" in refused.get_data(as_text=True)
+    app.extensions[EXTENSION].close()
+
+
+def test_login_only_goes_on_to_pages_of_this_site(secured: dict[str, Any]) -> None:
+    client = secured["app"].test_client()
+    token = csrf_token(client, "/login")
+    for target, expected in [("//evil.example/x", "/"), ("https://evil.example", "/"), ("/jobs", "/jobs")]:
+        form = {"name": "viewer-person", "password": PASSWORD, "csrf_token": token, "next": target}
+        assert client.post("/login", data=form).headers["Location"] == expected
+        token = csrf_token(client, "/login")
+
+
+def test_tokens_are_stored_hashed_capped_by_their_owner_and_record_their_last_use(secured: dict[str, Any]) -> None:
+    app = secured["app"]
+    accounts = people(app)
+    secret = secured["tokens"]["viewer"]
+    with app.app_context(), runtime().database.connect() as conn:
+        stored = conn.execute(select(token_table)).all()
+    assert all(secret not in str(tuple(row)) for row in stored)
+    listed = {t.name: t for t in accounts.tokens("viewer-person")}
+    assert listed["matrix"].last_used_at is not None
+    with pytest.raises(Exception, match="at most the role viewer"):
+        accounts.create_token("viewer-person", Role.ADMIN)
+
+
+def test_anonymous_search_lets_the_demo_client_search_but_never_write(
+    tmp_path: Path, model_dir: Path, photos: dict[str, bytes]
+) -> None:
+    app = make_app(tmp_path, model_dir, ANONYMOUS_SEARCH=True)
+    client = app.test_client()
+    found = client.post("/img/search", data={"image": (io.BytesIO(photos["coffee"]), "q.jpg")})
+    assert found.status_code == 200, found.json
+    assert client.post("/api/v1/search", data={"image": (io.BytesIO(photos["coffee"]), "q.jpg")}).status_code == 200
+    for method, path, kwargs, _ in API:
+        if _ is not Role.VIEWER:
+            assert _call(client, method, path, kwargs, {}).status_code == 401, path
+    app.extensions[EXTENSION].close()
+
+
+def test_with_no_admin_the_operator_is_told_how_to_create_one(
+    tmp_path: Path, model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(tmp_path, model_dir)
+    page = app.test_client().get("/login").get_data(as_text=True)
+    assert "No admin account exists yet" in page and "flask --app wsgi users create NAME --role admin" in page
+    assert any("no admin account exists" in r.getMessage() for r in caplog.records)
+    app.extensions[EXTENSION].close()
+
+
+def test_with_auth_off_every_page_says_the_library_is_open(tmp_path: Path, model_dir: Path) -> None:
+    app = make_app(tmp_path, model_dir, AUTH="off")
+    client = app.test_client()
+    for path in ("/", "/library", "/jobs", "/add"):
+        assert "This library is open" in client.get(path).get_data(as_text=True), path
+    app.extensions[EXTENSION].close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "enabled"),
+    [
+        ({}, False),  # development on loopback: make run
+        ({"BIND": "127.0.0.1:8000"}, False),
+        ({"BIND": "0.0.0.0:8000"}, True),  # development reachable from the network
+        ({"ENV": "production"}, True),
+        ({"ENV": "production", "AUTH": "off", "AUTH_OFF_CONFIRMED": "true"}, False),
+        ({"AUTH": "on"}, True),
+    ],
+)
+def test_when_access_control_is_on(tmp_path: Path, settings: dict[str, str], enabled: bool) -> None:
+    app = create_app({"DATA_DIR": str(tmp_path), "SECRET_KEY": "k", **settings})
+    assert app.config["AUTH_ENABLED"] is enabled
+
+
+def test_production_refuses_to_start_open_unless_confirmed(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="AUTH_OFF_CONFIRMED"):
+        create_app({"DATA_DIR": str(tmp_path), "SECRET_KEY": "k", "ENV": "production", "AUTH": "off"})
+    with pytest.raises(RuntimeError, match="must be on or off"):
+        create_app({"DATA_DIR": str(tmp_path), "SECRET_KEY": "k", "AUTH": "maybe"})
+
+
+def test_the_openapi_document_declares_the_schemes_and_each_operations_role(secured: dict[str, Any]) -> None:
+    spec = secured["app"].test_client().get("/api/v1/openapi.json").json
+    assert set(spec["components"]["securitySchemes"]) == {"bearerAuth", "sessionCookie"}
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            if path.startswith("/api/v1/health"):
+                assert operation["security"] == [], (method, path)
+                continue
+            role = operation["x-required-role"]
+            assert f"Needs the **{role}** role." in operation["description"], (method, path)
+            assert {"bearerAuth": []} in operation["security"] and "401" in operation["responses"], (method, path)
+    assert spec["paths"]["/api/v1/images"]["delete"]["x-required-role"] == "admin"
+    assert spec["paths"]["/img/drop"]["post"]["x-required-role"] == "admin"
+    assert spec["paths"]["/api/v1/jobs"]["post"]["x-required-role"] == "editor"
+
+
+def test_a_session_cookie_alone_cannot_change_anything_through_the_api(secured: dict[str, Any]) -> None:
+    client = signed_in(secured["app"], "admin-person")
+    no_evidence = client.delete("/api/v1/images?confirm=987654")
+    assert no_evidence.status_code == 403 and "X-CSRFToken" in no_evidence.json["message"]
+    token = csrf_token(client, "/")
+    with_token = client.delete("/api/v1/images?confirm=987654", headers={"X-CSRFToken": token})
+    assert with_token.status_code == 409  # past the check: the count did not match
+    same_origin = client.delete("/api/v1/images?confirm=987654", headers={"Sec-Fetch-Site": "same-origin"})
+    assert same_origin.status_code == 409
+    _library_unchanged(secured)
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
+def test_form_and_text_bodies_never_reach_a_json_endpoint(secured: dict[str, Any], content_type: str) -> None:
+    client = secured["app"].test_client()
+    editor = bearer(secured["tokens"]["editor"])
+    for path, body in [("/api/v1/jobs", "folder=/tmp"), ("/img/load", '{"File": "/tmp"}')]:
+        answer = client.post(path, data=body, content_type=content_type, headers=editor)
+        assert answer.status_code == 415 and "application/json" in answer.json["message"], path
+
+
+def test_commands_manage_accounts_and_tokens(tmp_path: Path, model_dir: Path) -> None:
+    app = make_app(tmp_path, model_dir)
+    cli = app.test_cli_runner()
+    created = cli.invoke(args=["users", "create", "ada", "--role", "editor", "--password-stdin"], input=PASSWORD + "\n")
+    assert created.exit_code == 0 and "created ada (editor)" in created.output
+    prompted = cli.invoke(args=["users", "create", "bob", "--role", "viewer"], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert prompted.exit_code == 0, prompted.output
+    short = cli.invoke(args=["users", "create", "eve", "--role", "viewer", "--password-stdin"], input="short\n")
+    assert short.exit_code != 0 and "10 to 1024 characters" in short.output
+    assert cli.invoke(args=["users", "create", "ada", "--role", "viewer", "--password-stdin"], input=PASSWORD).exit_code
+    listed = cli.invoke(args=["users", "list"]).output
+    assert "ada\teditor" in listed and "bob\tviewer" in listed and PASSWORD not in listed
+
+    too_high = cli.invoke(args=["tokens", "create", "ada", "--role", "admin"])
+    assert too_high.exit_code != 0 and "at most the role editor" in too_high.output
+    made = app.test_cli_runner().invoke(args=["tokens", "create", "ada", "--role", "editor"])
+    secret = made.stdout.strip()
+    assert made.exit_code == 0 and secret.startswith("ris_")
+    client = app.test_client()
+    assert client.get("/api/v1/stats", headers=bearer(secret)).status_code == 200
+    token_id = cli.invoke(args=["tokens", "list"]).output.split("\t")[0]
+    assert "last used" in cli.invoke(args=["tokens", "list", "--user", "ada"]).output
+    assert cli.invoke(args=["tokens", "revoke", token_id]).exit_code == 0
+    assert client.get("/api/v1/stats", headers=bearer(secret)).status_code == 401
+
+    another = app.test_cli_runner().invoke(args=["tokens", "create", "bob", "--role", "viewer"])
+    assert cli.invoke(args=["users", "delete", "bob"]).exit_code == 0
+    assert client.get("/api/v1/stats", headers=bearer(another.stdout.strip())).status_code == 401
+    assert "bob" not in cli.invoke(args=["users", "list"]).output
+    app.extensions[EXTENSION].close()
