@@ -83,7 +83,7 @@ def signed_in(app: Flask, name: str) -> FlaskClient:
 
 # Every state-changing endpoint, with a payload that does no harm when the role check lets it through
 # (the view then answers 404, 409 or 422 itself), and the role it needs.
-API = [
+API: list[tuple[str, str, dict[str, Any], Role]] = [
     ("POST", "/api/v1/images", {"data": {"image": (b"not an image", "x.jpg")}}, Role.EDITOR),
     ("DELETE", "/api/v1/images?confirm=987654", {}, Role.ADMIN),
     ("DELETE", f"/api/v1/images/{NO_IMAGE}", {}, Role.EDITOR),
@@ -97,7 +97,7 @@ API = [
     ("POST", "/img/count", {}, Role.VIEWER),
     ("POST", "/img/drop?confirm=987654", {}, Role.ADMIN),
 ]
-PAGES = [
+PAGES: list[tuple[str, str, dict[str, str], Role]] = [
     ("POST", "/images", {}, Role.EDITOR),
     ("POST", "/add", {"source": "folder", "folder": "relative/path"}, Role.EDITOR),
     ("POST", f"/jobs/{NOT_A_JOB}/cancel", {}, Role.EDITOR),
@@ -125,7 +125,10 @@ def _library_unchanged(secured: dict[str, Any]) -> None:
     with secured["app"].test_client() as check:
         stats = check.get("/api/v1/stats", headers=bearer(secured["tokens"]["viewer"])).json
         assert stats["count"] == 1
-        assert check.get(f"/api/v1/images/{secured['image']}", headers=bearer(secured["tokens"]["viewer"])).status_code == 200
+        assert (
+            check.get(f"/api/v1/images/{secured['image']}", headers=bearer(secured["tokens"]["viewer"])).status_code
+            == 200
+        )
 
 
 @pytest.mark.parametrize("who", WHO)
@@ -210,7 +213,7 @@ def test_a_signed_in_person_works_through_the_pages_and_signs_out(secured: dict[
     token = csrf_token(client, "/")
     shown = client.post("/account/tokens", data={"name": "backup", "role": "viewer", "csrf_token": token})
     assert shown.status_code == 200 and shown.headers["Cache-Control"] == "no-store"
-    secret = re.search(r'id="new-token"[^>]*>([^<]+)<', shown.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
+    secret = re.search(r'id="new-token"[^>]*>([^<]+)<', shown.get_data(as_text=True)).group(1)
     assert client.application.test_client().get("/api/v1/stats", headers=bearer(secret)).status_code == 200
     assert client.post("/logout", data={"csrf_token": token}).status_code == 303
     assert client.get("/").status_code == 302  # the session ended
@@ -288,9 +291,9 @@ def test_anonymous_search_lets_the_demo_client_search_but_never_write(
     found = client.post("/img/search", data={"image": (io.BytesIO(photos["coffee"]), "q.jpg")})
     assert found.status_code == 200, found.json
     assert client.post("/api/v1/search", data={"image": (io.BytesIO(photos["coffee"]), "q.jpg")}).status_code == 200
-    for method, path, kwargs, _ in API:
-        if _ is not Role.VIEWER:
-            assert _call(client, method, path, kwargs, {}).status_code == 401, path
+    for method, path, kwargs, needed in API:
+        if needed is not Role.VIEWER:
+            assert _call(client, method, path, dict(kwargs), {}).status_code == 401, path
     app.extensions[EXTENSION].close()
 
 

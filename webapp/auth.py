@@ -36,7 +36,7 @@ SECURITY_SCHEMES = {
     },
     "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "session", "description": "A signed-in browser."},
 }
-SECURED = [{"bearerAuth": []}, {"sessionCookie": []}]
+SECURED: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"sessionCookie": []}]
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 OPEN_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui"}  # so Authorize can be used
 
@@ -94,7 +94,7 @@ class Principal:
 OPEN = Principal("", Role.ADMIN, "open")
 
 
-class SessionUser(UserMixin):  # type: ignore[misc]
+class SessionUser(UserMixin):
     """An account as Flask-Login keeps it in the session cookie."""
 
     def __init__(self, user: User) -> None:

@@ -21,16 +21,18 @@ def _field(name: str, limit: int = 1024) -> str:
 
 @blp.get("/login")
 @public
-def login() -> str | Response:
+def login() -> tuple[str, int] | str | Response:
     """Show the sign-in form (or say how to create the first admin when no account exists)."""
     if not current_app.config["AUTH_ENABLED"]:
         return redirect(url_for("pages.index"))
     return _login_page(safe_next(request.args.get("next")))
 
 
-def _login_page(target: str, error: str = "", status: int = 200) -> tuple[str, int] | str:
+def _login_page(target: str, error: str = "", status: int = 200, name: str = "") -> tuple[str, int] | str:
     no_admin = not accounts().has_admin()
-    page = render_template("login.html", next=target, error=error, no_admin=no_admin, first_admin=FIRST_ADMIN)
+    page = render_template(
+        "login.html", next=target, error=error, name=name, no_admin=no_admin, first_admin=FIRST_ADMIN
+    )
     return (page, status) if status != 200 else page
 
 
@@ -41,9 +43,10 @@ def login_submit() -> tuple[str, int] | str | Response:
     if not current_app.config["AUTH_ENABLED"]:
         return redirect(url_for("pages.index"), 303)
     target = safe_next(request.form.get("next"))
-    user = accounts().authenticate(_field("name", 200), _field("password"), request.remote_addr or "")
+    name = _field("name", 200)
+    user = accounts().authenticate(name, _field("password"), request.remote_addr or "")
     if user is None:
-        return _login_page(target, "That name and password do not match an account.", 401)
+        return _login_page(target, "That name and password do not match an account.", 401, name[:64])
     sign_in(user)
     return redirect(target, 303)
 
@@ -59,7 +62,7 @@ def logout() -> Response:
 
 @blp.get("/account")
 @requires(Role.VIEWER)
-def account_page() -> str | Response:
+def account_page() -> tuple[str, int] | str | Response:
     """Show your API tokens (and, to admins, every account)."""
     if not g.principal.signed_in:
         return redirect(url_for("pages.index"))

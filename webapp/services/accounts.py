@@ -188,7 +188,7 @@ class Accounts:
         except (VerificationError, InvalidHashError):
             ok = False
         with self.db.connect() as conn:
-            if not ok:
+            if not ok or row is None:
                 conn.execute(delete(login_failures).where(login_failures.c.at < now - FAILURE_WINDOW))
                 conn.execute(insert(login_failures), [{"key": key, "at": now} for key in keys])
                 return None
