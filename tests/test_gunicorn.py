@@ -37,6 +37,7 @@ class Server:
 
     def __init__(self, data_dir: Path, model_dir: Path, **extra: str) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
+        self.data_dir, self.model_dir = data_dir, model_dir
         env = environment(data_dir, model_dir, WEBAPP_BIND=self.url.removeprefix("http://"), **extra)
         data_dir.mkdir(parents=True, exist_ok=True)
         # Its log goes to a file: a pipe nobody reads would fill up and block the server.
@@ -178,3 +179,27 @@ def test_a_job_cut_off_by_a_killed_worker_resumes_without_duplicates(tmp_path: P
     images = data_dir / "images"
     assert len(list((images / "originals").rglob("*.jpg"))) == 600
     assert len(list((images / "thumbnails").rglob("*.jpg"))) == 600
+
+
+def test_stalled_request_bodies_cannot_hold_every_thread(tmp_path: Path, model_dir: Path) -> None:
+    server = Server(tmp_path, model_dir, WEBAPP_THREADS="2", WEBAPP_BODY_IDLE_SECONDS="2")
+    host = server.url.removeprefix("http://")
+    stalled = []
+    try:
+        for _ in range(8):  # headers, the start of a body, then nothing
+            sock = socket.create_connection(("127.0.0.1", int(host.rsplit(":", 1)[1])))
+            sock.sendall(
+                f"POST /api/v1/images HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                "Content-Length: 100000\r\n\r\n--b\r\n".encode()
+            )
+            stalled.append(sock)
+        # Still open, yet the server answers others: each stalled body ends with 408 after 2 s.
+        assert requests.get(f"{server.url}/api/v1/health", timeout=60).status_code == 200
+        for sock in stalled:
+            sock.settimeout(60)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 408"), "a stalled body was not ended"
+        assert requests.get(f"{server.url}/api/v1/stats", timeout=60).json()["count"] == 0  # nothing stored
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.stop()

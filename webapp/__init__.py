@@ -11,11 +11,18 @@ from webapp.config import ROOT
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Create the app: settings, extensions, blueprints and error handlers. Nothing heavy runs."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
     from webapp import config as _config
+    from webapp.bodies import BodyDeadline
     from webapp.runtime import EXTENSION, Runtime
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config.update(_config.load(config))
+    s = app.config
+    if s["PROXIES"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=s["PROXIES"], x_proto=s["PROXIES"])  # type: ignore[method-assign]
+    app.wsgi_app = BodyDeadline(app.wsgi_app, s["BODY_IDLE_SECONDS"], s["BODY_MIN_BYTES_PER_SECOND"])  # type: ignore[method-assign]
     app.extensions[EXTENSION] = Runtime(app.config, app)
     _register_extensions(app)
     _register_blueprints(app)

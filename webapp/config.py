@@ -44,6 +44,10 @@ class Defaults:
     HNSW_EF_CONSTRUCTION = 200
     SEARCH_EF = 128
     MAX_CONTENT_LENGTH = 32 * 1024 * 1024  # bytes per request; larger uploads get 413
+    # Under Gunicorn, a request body that sends nothing for this many seconds, or less than this many
+    # bytes per second on average after that, ends with 408: a stalled client cannot hold a thread.
+    BODY_IDLE_SECONDS = 10.0
+    BODY_MIN_BYTES_PER_SECOND = 16 * 1024
     MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard
     THUMBNAIL_SIZE = 320
     RATE_LIMIT = ""  # e.g. "60/minute": per client, over searches and uploads together; empty: off
@@ -70,6 +74,10 @@ class Defaults:
     SESSION_COOKIE_SECURE: bool | None = None  # None: Secure in production (HTTPS), not in development
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_HTTPONLY = True
+
+    # How many proxies in front of the app set X-Forwarded-For and X-Forwarded-Proto (0: none, so
+    # those headers are ignored): the client address that failed logins count against, and HTTPS.
+    PROXIES = 0
 
     API_TITLE = "Reverse image search"
     API_VERSION = "v1"

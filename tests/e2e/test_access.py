@@ -31,7 +31,6 @@ def flask(server: Server, *args: str, stdin: str = "") -> str:
 def secured(tmp_path: Path, model_dir: Path) -> Iterator[Server]:
     """Serve the app under Gunicorn with access control on."""
     served = Server(tmp_path / "data", model_dir, WEBAPP_AUTH="on")
-    served.data_dir, served.model_dir = tmp_path / "data", model_dir
     yield served
     if served.proc.poll() is None:
         served.stop()
