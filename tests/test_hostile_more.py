@@ -159,3 +159,49 @@ def test_eight_huge_transparent_pngs_at_once_stay_within_a_bounded_memory() -> N
     size, grown_mb, shapes = done.stdout.split(" ", 2)
     assert int(size) < 400_000 and shapes.strip() == "{(8000, 8000, 2000)}"
     assert int(grown_mb) < 1200, f"peak resident memory grew by {grown_mb} MB"
+
+
+def test_a_damaged_archive_entry_is_described_in_words(client: FlaskClient) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("good.jpg", noise_images(1, seed=51)[0])
+        archive.writestr("bad.jpg", noise_images(1, seed=52)[0])
+    data = bytearray(buffer.getvalue())
+    at = data.rfind(b"bad.jpg", 0, data.find(b"PK\x01\x02")) + len(b"bad.jpg") + 200
+    data[at] ^= 0xFF  # one byte of the stored image flipped: its CRC no longer matches
+    started = client.post("/api/v1/jobs", data={"archive": (io.BytesIO(bytes(data)), "photos.zip")})
+    job = wait_for_job(client, started.json["url"])
+    reasons = {f["name"]: f["reason"] for f in job["failures"]}
+    assert reasons == {"bad.jpg": "the archive entry is damaged: its checksum does not match its bytes"}
+
+
+def test_uploads_are_removed_when_a_job_ends_or_stops_for_longer_than_the_retention(
+    app: Flask, client: FlaskClient
+) -> None:
+    from dataclasses import replace
+
+    from webapp.runtime import runtime
+    from webapp.services.jobs import JobStatus
+
+    uploads = Path(app.config["STORAGE_DIR"]) / "uploads"
+    files = [("files", (io.BytesIO(data), f"{i}.jpg")) for i, data in enumerate(noise_images(3, seed=53))]
+    done = wait_for_job(client, client.post("/api/v1/jobs", data=dict(files=[f[1] for f in files])).json["url"])
+    assert done["status"] == "done" and not (uploads / done["id"]).exists()
+
+    with app.app_context():
+        ingestion = runtime().ingestion
+        stopped = ingestion.store.create("files", "2 uploaded files", "nobody", ["a.jpg", "b.jpg"]).id
+        (uploads / stopped).mkdir(parents=True)
+        (uploads / stopped / "000000").write_bytes(b"kept while the job may resume")
+        ingestion.store.request_cancel(stopped)
+        assert ingestion.store.get(stopped).status == JobStatus.CANCELLED
+        orphan = uploads / ("e" * 32)
+        orphan.mkdir()
+        os.utime(orphan, (time.time() - 7200, time.time() - 7200))  # a job that never came to be
+        assert ingestion.drop_stale_uploads() == [orphan.name]
+        assert (uploads / stopped).is_dir()  # within the retention: resumable
+
+        ingestion.limits = replace(ingestion.limits, upload_retention=0)
+        assert ingestion.drop_stale_uploads() == [stopped]
+    resumed = client.post(f"/api/v1/jobs/{stopped}/resume")
+    assert resumed.status_code == 409 and "uploaded files were removed" in resumed.json["message"]

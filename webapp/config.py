@@ -55,6 +55,7 @@ class Defaults:
     MAX_FILE_BYTES = 32 * 1024 * 1024  # per file in a job (uploaded, in an archive, or in a folder)
     MAX_JOB_UPLOAD_BYTES = 4 * 1024 * 1024 * 1024  # one job's upload (many files, or one archive)
     MAX_JOB_FILES = 5000  # files in one multi-file upload
+    UPLOAD_RETENTION_HOURS = 168.0  # a job that stopped unfinished keeps its uploaded files this long
     MAX_ARCHIVE_ENTRIES = 100_000  # entries in one zip archive
     MAX_ARCHIVE_EXPANDED_BYTES = 16 * 1024 * 1024 * 1024  # what one zip archive may expand to
     # Origins (scheme://host:port) of web pages allowed to call the bootcamp-compatible endpoints,

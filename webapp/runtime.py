@@ -160,6 +160,7 @@ class Runtime:
             max_archive_entries=s["MAX_ARCHIVE_ENTRIES"],
             max_archive_expanded_bytes=s["MAX_ARCHIVE_EXPANDED_BYTES"],
             import_roots=s["IMPORT_ROOTS"],
+            upload_retention=float(s["UPLOAD_RETENTION_HOURS"]) * 3600,
         )
         uploads = Path(s["STORAGE_DIR"]) / "uploads"
         legacy = Path(s["DATA_DIR"]) / "spool"

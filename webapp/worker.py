@@ -73,6 +73,7 @@ def _sweep_stalled_jobs(ingestion: Ingestion, visibility_timeout: float) -> None
             time.sleep(every)
             try:
                 ingestion.redeliver_stalled(idle_for)
+                ingestion.drop_stale_uploads()
             except WebappError as exc:  # the database or broker is down: try again next round
                 log.warning("could not look for stalled jobs: %s", exc.message)
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from webapp.errors import InvalidInput, StoreUnavailable, WebappError
-from webapp.services.jobs import Failure, ItemResult, Job, JobRepository, JobStatus
+from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WebappError
+from webapp.services.jobs import RESUMABLE, Failure, ItemResult, Job, JobRepository, JobStatus
 from webapp.services.library import Library, Outcome
 from webapp.services.sources import Source, allowed_folder, check_archive, open_source
 
@@ -50,6 +50,9 @@ class WorkQueue(Protocol):
     def depth(self) -> int | None: ...
 
 
+UPLOADED = ("files", "archive")  # the kinds of job whose files wait in the uploads folder
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one job may bring."""
@@ -59,6 +62,7 @@ class Limits:
     max_archive_entries: int
     max_archive_expanded_bytes: int
     import_roots: list[str]
+    upload_retention: float = 7 * 24 * 3600  # seconds an unfinished job keeps its uploaded files
 
 
 class Ingestion:
@@ -131,6 +135,13 @@ class Ingestion:
 
     def resume(self, job_id: str) -> Job:
         """Queue an interrupted, failed or cancelled job again; it skips what it already processed."""
+        job = self.store.get(job_id)
+        if job.kind in UPLOADED and job.status in RESUMABLE and not self.upload_dir(job_id).is_dir():
+            days = self.limits.upload_retention / 86400
+            raise Conflict(
+                f"this job's uploaded files were removed {days:g} days after it stopped "
+                "(WEBAPP_UPLOAD_RETENTION_HOURS): start a new job with them"
+            )
         queue = self.queue
         return self._submit(self.store.requeue(job_id, queue.owner))
 
@@ -162,7 +173,37 @@ class Ingestion:
             shutil.rmtree(folder, ignore_errors=True)
             raise
 
+    def drop_stale_uploads(self) -> list[str]:
+        """Remove uploaded files no job will read again; return the ids of the jobs they belonged to.
+
+        A finished job drops its files as it ends; these are the files of jobs that stopped
+        unfinished longer than the retention ago (they can no longer be resumed), of jobs that no
+        longer exist, and of finished jobs whose worker died before removing them.
+        """
+        if not self.uploads.is_dir():
+            return []
+        now, dropped = time.time(), []
+        for folder in self.uploads.iterdir():
+            try:
+                job: Job | None = self.store.get(folder.name)
+            except NotFound:
+                job = None
+            if job is None:
+                stale = folder.stat().st_mtime < now - 3600  # not a job being created right now
+            elif job.status == JobStatus.DONE:
+                stale = True
+            else:
+                stale = not job.active and (job.finished_at or now) < now - self.limits.upload_retention
+            if stale:
+                shutil.rmtree(folder, ignore_errors=True)
+                dropped.append(folder.name)
+        return dropped
+
     def _submit(self, job: Job) -> Job:
+        try:
+            self.drop_stale_uploads()  # now and then, as jobs start: no timer needed
+        except (OSError, WebappError) as exc:
+            log.warning("could not look for stale uploads: %s", exc)
         try:
             self.queue.send("prepare", job.id)
         except StoreUnavailable as exc:
@@ -208,9 +249,9 @@ class Ingestion:
         except WebappError as exc:
             self.store.move(job_id, JobStatus.FAILED, exc.message)
             return
-        except Exception as exc:  # a job must never take the worker down with it
+        except Exception:  # a job must never take the worker down with it
             log.exception("job %s chunk %d failed", job_id, chunk)
-            self.store.move(job_id, JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            self.store.move(job_id, JobStatus.FAILED, "an unexpected error stopped the job (its worker logged it)")
             return
         if stopped:
             self.store.move(job_id, JobStatus.INTERRUPTED)

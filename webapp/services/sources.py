@@ -96,7 +96,7 @@ class ZipArchive:
                 data = member.read(self.limit + 1)  # never trust the declared size alone
             return Entry(clean_filename(name), _too_large(len(data), self.limit) or data)
         except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, EOFError) as exc:  # incl. unsupported methods
-            return Entry(clean_filename(name), InvalidInput(f"the archive entry is damaged ({exc})"))
+            return Entry(clean_filename(name), InvalidInput(f"the archive entry is damaged: {_damage(exc)}"))
 
     def close(self) -> None:
         self.zip.close()
@@ -261,3 +261,17 @@ def open_source(kind: str, source: str, spool: Path, settings: dict[str, Any]) -
         yield Folder(Path(source), limit)
     else:
         raise InvalidInput(f"unknown job kind {kind}")
+
+
+def _damage(exc: Exception) -> str:
+    """Say in words what is wrong with an archive entry (zipfile's messages quote Python reprs)."""
+    text = str(exc)
+    if "CRC" in text:
+        return "its checksum does not match its bytes"
+    if "encrypted" in text or "password" in text:
+        return "it is encrypted"
+    if isinstance(exc, NotImplementedError) or "compression method" in text:
+        return "it uses a compression method this app cannot read"
+    if isinstance(exc, EOFError) or "truncated" in text.lower():
+        return "it ends early"
+    return "it cannot be read"
