@@ -17,8 +17,9 @@ from sqlalchemy import select
 from tests.conftest import csrf_token, noise_images
 from webapp import create_app
 from webapp.runtime import EXTENSION, runtime
-from webapp.services.accounts import Accounts, Role
+from webapp.services.accounts import Accounts
 from webapp.services.database import tokens as token_table
+from webapp.services.roles import Role
 
 PASSWORD = "correct horse battery staple"
 NO_IMAGE = "0" * 64

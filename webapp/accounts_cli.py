@@ -11,7 +11,8 @@ from flask.cli import AppGroup
 from webapp.errors import WebappError
 from webapp.pages.blueprint import timestamp
 from webapp.runtime import runtime
-from webapp.services.accounts import Accounts, Role
+from webapp.services.accounts import Accounts
+from webapp.services.roles import Role
 
 users = AppGroup("users", help="Accounts: who may sign in, and with which role.")
 tokens = AppGroup("tokens", help="API tokens: bearer credentials for scripts, acting for an account.")

@@ -12,17 +12,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, redirect, request, session, url_for
 from flask_login import LoginManager, UserMixin, login_user, logout_user
 from flask_smorest import Blueprint as SmorestBlueprint
-from flask_wtf.csrf import validate_csrf
 from werkzeug.wrappers import Response
-from wtforms import ValidationError
 
-from webapp.errors import Forbidden, WebappError
-from webapp.services.accounts import Accounts, Role, User
+from webapp.errors import Forbidden, Unauthenticated, WebappError
+from webapp.handlers import wants_json
+from webapp.security import local_path, require_same_site
+from webapp.services.accounts import Accounts, User
+from webapp.services.roles import Role
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,13 +41,6 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 OPEN_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui"}  # so Authorize can be used
 
 login_manager = LoginManager()
-
-
-class Unauthenticated(WebappError):
-    """The operation needs credentials and the request has none (or a token that no longer works)."""
-
-    status = 401
-    headers = {"WWW-Authenticate": 'Bearer realm="image search"'}
 
 
 def requires(role: Role) -> Callable[[F], F]:
@@ -92,6 +85,7 @@ class Principal:
 
 
 OPEN = Principal("", Role.ADMIN, "open")
+ANONYMOUS = Principal("", None, "anonymous")
 
 
 class SessionUser(UserMixin):
@@ -178,13 +172,7 @@ def identify() -> Principal:
         return Principal(user.name, user.role, "session", user.id)
     if current_app.config["ANONYMOUS_SEARCH"]:
         return Principal("", Role.VIEWER, "anonymous")
-    return Principal("", None, "anonymous")
-
-
-def _wants_json() -> bool:
-    from webapp.handlers import wants_json
-
-    return wants_json()
+    return ANONYMOUS
 
 
 def authorize() -> Response | None:
@@ -196,71 +184,33 @@ def authorize() -> Response | None:
         try:
             g.principal = identify()  # a public page still shows who is signed in
         except Unauthenticated:
-            g.principal = Principal("", None, "anonymous")  # a bad token does not close public views
+            g.principal = ANONYMOUS  # a bad token does not close public views
         return None
     principal = g.principal = identify()
     assert isinstance(needed, Role)
     if principal.role is None or (principal.via == "anonymous" and not principal.role.allows(needed)):
         if str(request.endpoint).startswith("pages.") and request.method == "GET":
-            return redirect(url_for("pages.login", next=_local_target(request.full_path)))
+            return redirect(url_for("pages.login", next=local_path(request.full_path)))
         raise Unauthenticated(
             f"sign in, or send an API token (Authorization: Bearer ...): this needs the {needed} role"
         )
     if not principal.role.allows(needed):
         raise Forbidden(f"this needs the {needed} role; {principal.name} has the {principal.role} role")
-    if principal.via == "session" and request.method not in SAFE_METHODS and _wants_json():
-        _check_same_site()
+    if principal.via == "session" and request.method not in SAFE_METHODS and wants_json():
+        require_same_site()
     return None
 
 
-def _check_same_site() -> None:
-    """Refuse a state-changing API call made with a session cookie unless a page of this site made it.
-
-    Browsers send Sec-Fetch-Site or Origin with such calls (refuse_cross_site_writes refuses other
-    sites'); a cookie-bearing call with neither must carry the page's CSRF token in X-CSRFToken.
-    """
-    if request.headers.get("Sec-Fetch-Site") == "same-origin":
-        return
-    origin = request.headers.get("Origin")
-    if origin is not None and urlsplit(origin).netloc == request.host:
-        return
-    try:
-        validate_csrf(request.headers.get("X-CSRFToken", ""))
-    except ValidationError as exc:
-        raise Forbidden(
-            "a call with a session cookie must come from this site's pages (or carry X-CSRFToken); "
-            "scripts should use an API token"
-        ) from exc
-
-
-def _local_target(target: str | None) -> str:
-    """Return ``target`` if it is a path on this site (never another host), else the home page."""
-    if not target:
-        return "/"
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target.rstrip("?") or "/"
-
-
-def safe_next(target: str | None) -> str:
-    """Return where to go after signing in: a local path only."""
-    return _local_target(target)
-
-
 def _template_globals() -> dict[str, Any]:
-    principal = g.get("principal") or Principal("", None, "anonymous")
+    principal = g.get("principal") or ANONYMOUS
     return {"principal": principal, "auth_enabled": current_app.config["AUTH_ENABLED"], "Role": Role}
 
 
-_announced: set[int] = set()
-
-
-def announce_missing_admin(app: Flask) -> None:
+def announce_missing_admin() -> None:
     """Log, once per process, how to create the first admin when access control is on and none exists."""
-    if id(app) in _announced:
+    if current_app.extensions.get("webapp.admin_checked"):
         return
-    _announced.add(id(app))
+    current_app.extensions["webapp.admin_checked"] = True
     try:
         if not accounts().has_admin():
             log.warning("access control is on and no admin account exists: %s", FIRST_ADMIN)
@@ -277,4 +227,4 @@ def init_app(app: Flask) -> None:
     app.before_request(authorize)
     app.context_processor(_template_globals)
     if app.config["AUTH_ENABLED"]:
-        app.before_request(lambda: announce_missing_admin(app))
+        app.before_request(announce_missing_admin)

@@ -59,3 +59,20 @@ class ModelMissing(WebappError):
     """The ONNX model file has not been built yet."""
 
     status = 503
+
+
+class Unauthenticated(WebappError):
+    """The operation needs credentials and the request has none (or a token that no longer works)."""
+
+    status = 401
+    headers = {"WWW-Authenticate": 'Bearer realm="image search"'}
+
+
+class TooManyAttempts(WebappError):
+    """Too many failed logins for one account or from one address, recently."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

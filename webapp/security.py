@@ -1,13 +1,16 @@
-"""Security headers on every response: pages, API, static files and errors."""
+"""Security headers on every response, and the checks on where a state-changing request comes from."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
+from flask_wtf.csrf import validate_csrf
 from werkzeug.exceptions import UnsupportedMediaType
+from wtforms import ValidationError
 
 from webapp.errors import Forbidden
+from webapp.handlers import wants_json
 
 # Only same-origin assets. img-src also allows data: for the query image on the results page (a
 # data:image/jpeg;base64 URI) and the icons inlined in Swagger UI's stylesheet, and blob: for the
@@ -61,14 +64,42 @@ def refuse_cross_site_writes() -> None:
         raise Forbidden(f"requests from other sites' pages may not change anything here (from {origin or site})")
 
 
+def require_same_site() -> None:
+    """Refuse a state-changing API call made with a session cookie unless a page of this site made it.
+
+    Browsers send Sec-Fetch-Site or Origin with such calls (refuse_cross_site_writes refuses other
+    sites'); a cookie-bearing call with neither must carry the page's CSRF token in X-CSRFToken.
+    """
+    if request.headers.get("Sec-Fetch-Site") == "same-origin":
+        return
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc == request.host:
+        return
+    try:
+        validate_csrf(request.headers.get("X-CSRFToken", ""))
+    except ValidationError as exc:
+        raise Forbidden(
+            "a call with a session cookie must come from this site's pages (or carry X-CSRFToken); "
+            "scripts should use an API token"
+        ) from exc
+
+
+def local_path(target: str | None) -> str:
+    """Return ``target`` if it is a path on this site (never another host), else the home page."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target.rstrip("?") or "/"
+
+
 def refuse_form_bodies() -> None:
     """Answer 415 to an API write whose body is neither JSON nor multipart.
 
     A page on any site can send a urlencoded or text/plain form without a preflight; no endpoint
     of the API reads those, so they are refused before any view (or a lenient parser) sees them.
     """
-    from webapp.handlers import wants_json
-
     if request.method in SAFE_METHODS or not wants_json():
         return
     has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()

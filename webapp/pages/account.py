@@ -6,10 +6,11 @@ from flask import current_app, flash, g, make_response, redirect, render_templat
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
-from webapp.auth import FIRST_ADMIN, accounts, public, requires, safe_next, sign_in, sign_out
+from webapp.auth import FIRST_ADMIN, accounts, public, requires, sign_in, sign_out
 from webapp.errors import WebappError
 from webapp.pages.blueprint import blp
-from webapp.services.accounts import Role, role_named
+from webapp.security import local_path
+from webapp.services.roles import Role, role_named
 
 
 def _field(name: str, limit: int = 1024) -> str:
@@ -25,7 +26,7 @@ def login() -> tuple[str, int] | str | Response:
     """Show the sign-in form (or say how to create the first admin when no account exists)."""
     if not current_app.config["AUTH_ENABLED"]:
         return redirect(url_for("pages.index"))
-    return _login_page(safe_next(request.args.get("next")))
+    return _login_page(local_path(request.args.get("next")))
 
 
 def _login_page(target: str, error: str = "", status: int = 200, name: str = "") -> tuple[str, int] | str:
@@ -42,7 +43,7 @@ def login_submit() -> tuple[str, int] | str | Response:
     """Check the name and password (failures are counted), then open a session."""
     if not current_app.config["AUTH_ENABLED"]:
         return redirect(url_for("pages.index"), 303)
-    target = safe_next(request.form.get("next"))
+    target = local_path(request.form.get("next"))
     name = _field("name", 200)
     user = accounts().authenticate(name, _field("password"), request.remote_addr or "")
     if user is None:

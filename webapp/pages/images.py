@@ -14,7 +14,7 @@ from webapp.auth import requires
 from webapp.errors import Conflict
 from webapp.pages.blueprint import Pager, blp
 from webapp.runtime import library
-from webapp.services.accounts import Role
+from webapp.services.roles import Role
 from webapp.services.vectors import Hit
 
 LIBRARY_PER_PAGE = 48

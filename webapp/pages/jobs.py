@@ -14,9 +14,9 @@ from webapp.auth import requires
 from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, blp
 from webapp.runtime import runtime
-from webapp.services.accounts import Role
 from webapp.services.ingestion import Ingestion, Upload
 from webapp.services.jobs import ACTIVE, RESUMABLE, Job, JobStatus
+from webapp.services.roles import Role
 
 JOBS_PER_PAGE = 20
 

@@ -15,9 +15,9 @@ from webapp.auth import public, requires
 from webapp.extensions import rate_limited
 from webapp.pages.blueprint import blp
 from webapp.runtime import library
-from webapp.services.accounts import Role
 from webapp.services.imaging import thumbnail
 from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
+from webapp.services.roles import Role
 
 TOP_K_CHOICES = [5, 10, 20, 50, MAX_TOP_K]
 

@@ -7,51 +7,15 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, insert, select, update
 
-from webapp.errors import Conflict, InvalidInput, NotFound, WebappError
+from webapp.errors import Conflict, InvalidInput, NotFound, TooManyAttempts
 from webapp.services.database import Database, login_failures, tokens, users
-
-
-class Role(StrEnum):
-    """What an account (or a token) may do; each role may do what the ones before it may."""
-
-    VIEWER = "viewer"  # search, browse, read images and jobs
-    EDITOR = "editor"  # also add images, start, cancel and resume jobs, delete one image
-    ADMIN = "admin"  # also empty the library, manage accounts and tokens
-
-    @property
-    def rank(self) -> int:
-        """Return the role's place in the order viewer < editor < admin."""
-        return list(Role).index(self)
-
-    def allows(self, needed: Role) -> bool:
-        """Tell whether this role may do what ``needed`` may."""
-        return self.rank >= needed.rank
-
-
-def role_named(name: str) -> Role:
-    """Return the role called ``name``, or say which roles exist."""
-    try:
-        return Role(name)
-    except ValueError:
-        raise InvalidInput(f"no role {name!r}; the roles are {', '.join(Role)}") from None
-
-
-class TooManyAttempts(WebappError):
-    """Too many failed logins for one account or from one address, recently."""
-
-    status = 429
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
+from webapp.services.roles import Role
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 MIN_PASSWORD, MAX_PASSWORD = 10, 1024  # OWASP: long passphrases allowed, no composition rules

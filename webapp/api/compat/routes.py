@@ -34,10 +34,10 @@ from webapp.auth import requires
 from webapp.errors import Conflict, InvalidInput, NotFound
 from webapp.extensions import rate_limited
 from webapp.runtime import library, runtime
-from webapp.services.accounts import Role
 from webapp.services.images import mime_of
 from webapp.services.jobs import ACTIVE, Job
 from webapp.services.library import DEFAULT_TOP_K
+from webapp.services.roles import Role
 
 IMAGE_ID = re.compile(r"[0-9a-f]{64}")
 LOADED = "Successfully loaded data!"  # the bootcamp's text, kept for scripts that compare it

@@ -24,8 +24,8 @@ from webapp.auth import requires
 from webapp.errors import Conflict, NotFound
 from webapp.extensions import rate_limited
 from webapp.runtime import library
-from webapp.services.accounts import Role
 from webapp.services.images import mime_of
+from webapp.services.roles import Role
 
 blp = Blueprint("images", __name__, url_prefix="/images", description="Add and read indexed images.")
 

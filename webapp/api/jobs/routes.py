@@ -12,8 +12,8 @@ from webapp.api.jobs.schemas import JobCreateSchema, JobDetailSchema, JobSchema
 from webapp.auth import requires
 from webapp.extensions import rate_limited
 from webapp.runtime import runtime
-from webapp.services.accounts import Role
 from webapp.services.jobs import Job
+from webapp.services.roles import Role
 
 FOLDER_JSON = {
     "type": "object",

@@ -11,7 +11,7 @@ from webapp.api.search.schemas import SearchArgsSchema, SearchResponseSchema
 from webapp.auth import requires
 from webapp.extensions import rate_limited
 from webapp.runtime import library
-from webapp.services.accounts import Role
+from webapp.services.roles import Role
 
 blp = Blueprint("search", __name__, url_prefix="/search", description="Search by image.")
 

@@ -12,7 +12,7 @@ from webapp.api.common import Blueprint
 from webapp.api.stats.schemas import StatsSchema
 from webapp.auth import requires
 from webapp.runtime import library
-from webapp.services.accounts import Role
+from webapp.services.roles import Role
 
 blp = Blueprint("stats", __name__, url_prefix="/stats", description="Library statistics.")
 
