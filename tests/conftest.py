@@ -28,6 +28,7 @@ from webapp.config import ROOT
 from webapp.runtime import EXTENSION
 
 MODEL = "efficientnet-lite0"
+INT8 = "efficientnet-lite0-int8"
 # Distinct real photographs bundled with scikit-image (no download needed).
 PHOTO_NAMES = [
     "astronaut",
@@ -101,6 +102,9 @@ def model_dir() -> Path:
             [sys.executable, str(ROOT / "scripts/export_model.py"), "--out", str(folder / f"{MODEL}.onnx")],
             check=True,
         )
+    if not (folder / f"{INT8}.onnx").is_file():
+        quantize = [sys.executable, str(ROOT / "scripts/quantize_model.py"), "--fp32", str(folder / f"{MODEL}.onnx")]
+        subprocess.run([*quantize, "--out", str(folder / f"{INT8}.onnx")], check=True)
     return folder
 
 

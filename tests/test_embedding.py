@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import near_duplicate
+from tests.conftest import INT8, near_duplicate
 from webapp.errors import InvalidImage, ModelMissing
 from webapp.services.embedding import Embedder
 from webapp.services.imaging import Decoded
@@ -81,3 +81,17 @@ def test_bad_bytes_raise_the_domain_error(embedder: Embedder) -> None:
 def test_missing_model_file_says_how_to_build_it(tmp_path: Path) -> None:
     with pytest.raises(ModelMissing, match="make model"):
         Embedder(tmp_path)
+
+
+def test_the_int8_model_stays_close_to_fp32_and_finds_the_same_originals(
+    embedder: Embedder, model_dir: Path, photos: dict[str, bytes]
+) -> None:
+    int8 = Embedder(model_dir, INT8, batch_size=4)
+    assert int8.name == INT8 and int8.model_path.stat().st_size < embedder.model_path.stat().st_size / 1.5
+    names = list(photos)
+    fp32_vectors = np.stack([embedder.embed(photos[n])[1] for n in names])
+    int8_vectors = np.stack([int8.embed(photos[n])[1] for n in names])
+    cosines = np.sum(fp32_vectors * int8_vectors, axis=1)
+    assert cosines.mean() > 0.98 and cosines.min() > 0.9, cosines
+    for i, name in enumerate(names):  # a near-duplicate's INT8 vector finds its original's INT8 vector
+        assert int(np.argmax(int8_vectors @ int8.embed(near_duplicate(photos[name]))[1])) == i, name

@@ -160,3 +160,17 @@ def test_a_missing_model_says_how_to_build_it(tmp_path: Path, model: str, comman
 def test_bad_cut_offs_are_refused(app: Flask, tmp_path: Path) -> None:
     result = app.test_cli_runner().invoke(args=["evaluate", str(tmp_path), "--k", "0"])
     assert result.exit_code == 2 and "at least 1" in result.output
+
+
+def test_two_models_side_by_side(app: Flask, tmp_path: Path, photos: dict[str, bytes]) -> None:
+    folder = class_folder(tmp_path, photos)
+    out = tmp_path / "both.json"
+    args = ["evaluate", str(folder), "--model", "efficientnet-lite0", "--model", "efficientnet-lite0-int8"]
+    result = app.test_cli_runner().invoke(args=[*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "difference" in line)
+    assert header.split() == ["efficientnet-lite0", "efficientnet-lite0-int8", "difference"]
+    row = next(line for line in result.output.splitlines() if line.startswith("all precision@1"))
+    fp32, int8, change = (float(v) for v in row.split()[2:])
+    assert change == pytest.approx(int8 - fp32, abs=1e-3)
+    assert [figures["model"] for figures in json.loads(out.read_text())] == [args[3], args[5]]

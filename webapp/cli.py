@@ -16,14 +16,14 @@ from tqdm import tqdm
 
 from webapp import accounts_cli, evaluation, worker
 from webapp.errors import ModelMissing, StoreUnavailable, WebappError
+from webapp.models import MODELS
 from webapp.runtime import runtime
 from webapp.services import consistency
-from webapp.services.embedding import MODELS, Embedder
+from webapp.services.embedding import Embedder
 from webapp.services.jobs import Job, local_owner
 from webapp.services.sources import Folder
 
 UPLOAD_CHUNK = 64  # files per job when sending the work to a server
-BUILD_MODEL = {"efficientnet-lite0": "make model", "efficientnet-lite2": "make model-lite2"}
 
 
 def summarise(total: int, counts: Counter[str], failures: list[tuple[str, str]]) -> None:
@@ -194,8 +194,7 @@ def evaluation_embedder(model: str | None) -> Embedder:
     except ModelMissing as exc:
         path = Path(s["MODEL_DIR"]) / f"{name}.onnx"
         raise click.ClickException(
-            f"the model file {path} does not exist; build it with `{BUILD_MODEL.get(name, 'make model')}` "
-            f"(or `python scripts/export_model.py --model {name} --out {path}`)"
+            f"the model file {path} does not exist; build it with `{MODELS[name].build}`"
         ) from exc
 
 
@@ -212,7 +211,13 @@ def parse_ks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 
 @click.command("evaluate")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", type=click.Choice(sorted(MODELS)), help="Model to load from MODEL_DIR (default: the app's).")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Choice(sorted(MODELS)),
+    help="Model to load from MODEL_DIR (default: the app's); give it twice to compare two side by side.",
+)
 @click.option("--near-duplicates", is_flag=True, help="Query augmented copies of every image against the originals.")
 @click.option(
     "--k",
@@ -227,24 +232,28 @@ def parse_ks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 )
 @with_appcontext
 def evaluate_command(
-    folder: Path, model: str | None, near_duplicates: bool, ks: tuple[int, ...], json_path: Path | None
+    folder: Path, models: tuple[str, ...], near_duplicates: bool, ks: tuple[int, ...], json_path: Path | None
 ) -> None:
     """Measure retrieval quality on FOLDER: one sub-folder per class, or any images with --near-duplicates."""
+    reports = [_evaluate(folder, model, near_duplicates, ks) for model in models or (None,)]
+    for name, reason in reports[0].skipped:
+        click.echo(f"  skipped: {name}: {reason}", err=True)
+    click.echo(reports[0].table() if len(reports) == 1 else evaluation.side_by_side(reports))
+    if json_path:
+        figures = [r.as_dict() for r in reports]
+        json_path.write_text(json.dumps(figures[0] if len(figures) == 1 else figures, indent=2) + "\n")
+
+
+def _evaluate(folder: Path, model: str | None, near_duplicates: bool, ks: tuple[int, ...]) -> evaluation.Report:
     embedder = evaluation_embedder(model)
     try:
-        with tqdm(desc="embedding", unit="img", leave=False) as bar:
+        with tqdm(desc=f"embedding ({embedder.name})", unit="img", leave=False) as bar:
             if near_duplicates:
                 max_pixels = runtime().settings["MAX_IMAGE_PIXELS"]
-                report = evaluation.evaluate_near_duplicates(embedder, folder, ks or (1, 5), max_pixels, bar.update)
-            else:
-                report = evaluation.evaluate_classes(embedder, folder, ks or (1, 5, 10), bar.update)
+                return evaluation.evaluate_near_duplicates(embedder, folder, ks or (1, 5), max_pixels, bar.update)
+            return evaluation.evaluate_classes(embedder, folder, ks or (1, 5, 10), bar.update)
     except WebappError as exc:
         raise click.ClickException(exc.message) from exc
-    for name, reason in report.skipped:
-        click.echo(f"  skipped: {name}: {reason}", err=True)
-    click.echo(report.table())
-    if json_path:
-        json_path.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
 
 
 def init_app(app: Flask) -> None:

@@ -207,6 +207,28 @@ class Report:
         return "\n".join(lines)
 
 
+def side_by_side(reports: list[Report]) -> str:
+    """Return several models' figures on one data set as one table, each model a column.
+
+    With two models the last column is the second's figure minus the first's.
+    """
+    first = reports[0]
+    counts = ", ".join(f"{value} {name}" for name, value in first.counts.items())
+    width = max(14, *(len(r.model) + 2 for r in reports))
+    diff = len(reports) == 2
+    lines = [f"{first.mode} ({first.folder}): {counts}, {len(first.skipped)} unreadable skipped"]
+    lines.append(
+        f"{'':<24}" + "".join(f"{r.model:>{width}}" for r in reports) + (f"{'difference':>12}" if diff else "")
+    )
+    lines.append(f"{'images/s':<24}" + "".join(f"{r.images_per_second:>{width}.1f}" for r in reports))
+    for row, values in first.scores.items():
+        for metric in values:
+            figures = [r.scores[row][metric] for r in reports]
+            change = f"{figures[1] - figures[0]:>+12.3f}" if diff else ""
+            lines.append(f"{row + ' ' + metric:<24}" + "".join(f"{f:>{width}.3f}" for f in figures) + change)
+    return "\n".join(lines)
+
+
 def no_images(where: str, skipped: list[tuple[str, str]]) -> InvalidInput:
     """Return the error for a folder with nothing to evaluate, naming the files that were skipped."""
     reasons = "".join(f"\n  skipped: {name}: {reason}" for name, reason in skipped)

@@ -96,3 +96,14 @@ def timestamp(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@blp.app_context_processor
+def _model_label() -> dict[str, str]:
+    """Name the model the library is embedded with (the footer)."""
+    from flask import current_app
+
+    from webapp.models import MODELS
+
+    name = current_app.config["MODEL"]
+    return {"model_label": MODELS[name].label if name in MODELS else name}

