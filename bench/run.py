@@ -32,16 +32,21 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import Server, closed_loop, quantiles, search_sender  # noqa: E402
 from bench.ingest import make_images  # noqa: E402
+from webapp.models import DEFAULT  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
 from webapp.services.vectors import MilvusVectorStore, Record  # noqa: E402
 
 CLIENTS = (1, 4, 16)
-TARGETS = {"ingest": 0.80, "search_gap_ms": 5.0, "throughput_16": 0.80}
+INT8 = "efficientnet-lite0-int8"
+TARGETS = {"ingest": 0.80, "search_gap_ms": 3.0, "throughput_16": 0.80}
+INT8_TARGETS = {"ingest": 1.8, "throughput_16": 1.6}  # the INT8 app against the FP32 app, same run
 
 
-def raw(model_dir: Path, images: list[bytes], queries: list[bytes], tmp: Path, requests_: int) -> dict[str, Any]:
+def raw(
+    model_dir: Path, images: list[bytes], queries: list[bytes], tmp: Path, requests_: int, model: str = DEFAULT
+) -> dict[str, Any]:
     """Measure the pipeline and the store in-process, without the web app."""
-    embedder = Embedder(model_dir)
+    embedder = Embedder(model_dir, model)
     list(embedder.embed_many(list(enumerate(images[:32]))))  # warm up
     for query in queries[:8]:
         embedder.embed(query)
@@ -119,13 +124,15 @@ def app(
     requests_: int,
     seconds: float,
     later: list[bytes] | None = None,
+    model: str = DEFAULT,
 ) -> dict[str, Any]:
     """Measure the same work through a server on loopback: ``flask`` (Gunicorn) or ``fastapi`` (Uvicorn).
 
     With ``later``, also load those images at the end and time the progress polls meanwhile.
     """
-    folder = write_folder(tmp / kind / "import" / "library", images)
-    server = Server(kind, tmp / kind / "data", model_dir, tmp / f"{kind}.log", WEBAPP_IMPORT_ROOTS=str(folder.parent))
+    folder = write_folder(tmp / kind / model / "import" / "library", images)
+    data, log = tmp / kind / model / "data", tmp / f"{kind}-{model}.log"
+    server = Server(kind, data, model_dir, log, WEBAPP_IMPORT_ROOTS=str(folder.parent), WEBAPP_MODEL=model)
     try:
         t0 = time.perf_counter()
         state, _ = bulk_load(server.url, folder)
@@ -226,7 +233,42 @@ def table(result: dict[str, Any]) -> str:
         f"{'app throughput at 16 clients / raw single on all cores':52s} {x['throughput_16']:12.2f}  >= "
         f"{TARGETS['throughput_16']:.2f}",
     ]
+    if "int8" in result:
+        lines += int8_lines(result["int8"], a)
     return "\n".join(lines)
+
+
+def int8_lines(int8: dict[str, Any], fp32_app: dict[str, Any]) -> list[str]:
+    """Render the INT8 model's raw and app figures, and its speed-up over the FP32 app."""
+    r, a, x, up = int8["raw"], int8["app"], int8["ratios"], int8["speedup"]
+    at_16 = next(load for load in a["load"] if load["clients"] == 16)
+    return [
+        "",
+        f"{'INT8 model (' + INT8 + ')':52s} {'value':>12s}  target",
+        f"{'raw: embed one image p50 (ms)':52s} {r['embed_ms']['p50']:12.1f}",
+        f"{'raw: batches (images/s)':52s} {r['batch_images_per_s']:12.1f}",
+        f"{'app: bulk folder job (images/s)':52s} {a['ingest_images_per_s']:12.1f}",
+        f"{'app: search, one client, p50 (ms)':52s} {a['search_ms']['p50']:12.1f}",
+        f"{'app: 16 clients: req/s, errors':52s} {at_16['throughput']:8.1f}, {at_16['errors']}",
+        f"{'app ingestion / raw batches (INT8)':52s} {x['ingest']:12.2f}  >= {TARGETS['ingest']:.2f}",
+        f"{'app search p50 - raw p50s, ms (INT8)':52s} {x['search_gap_ms']:+12.1f}  <= {TARGETS['search_gap_ms']:.0f}",
+        f"{'app 16 clients / raw all cores (INT8)':52s} {x['throughput_16']:12.2f}  >= {TARGETS['throughput_16']:.2f}",
+        f"{'INT8 app / FP32 app: ingestion':52s} {up['ingest']:12.2f}  >= {INT8_TARGETS['ingest']:.1f}",
+        f"{'INT8 app / FP32 app: 16-client throughput':52s} {up['throughput_16']:12.2f}  >= "
+        f"{INT8_TARGETS['throughput_16']:.1f}",
+    ]
+
+
+def speedup(fast: dict[str, Any], slow: dict[str, Any]) -> dict[str, float]:
+    """Return how many times faster one app ran than the other, ingesting and at 16 clients."""
+
+    def at_16(app_: dict[str, Any]) -> float:
+        return float(next(load for load in app_["load"] if load["clients"] == 16)["throughput"])
+
+    return {
+        "ingest": fast["ingest_images_per_s"] / slow["ingest_images_per_s"],
+        "throughput_16": at_16(fast) / at_16(slow),
+    }
 
 
 def main() -> None:
@@ -238,12 +280,18 @@ def main() -> None:
     parser.add_argument("--store-sizes", type=int, nargs="*", default=[], help="synthetic store sizes, e.g. 100000")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "var" / "models")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "bench.json")
+    parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True, help="also run the INT8 model")
     args = parser.parse_args()
     images = make_images(args.images)
     queries = make_images(32, seed=7)
     with tempfile.TemporaryDirectory() as tmp:
         raw_ = raw(args.model_dir, images, queries, Path(tmp), args.requests)
         app_ = app("flask", args.model_dir, images, queries, Path(tmp), args.requests, args.seconds)
+        int8 = None
+        if args.int8:
+            raw8 = raw(args.model_dir, images, queries, Path(tmp), args.requests, INT8)
+            app8 = app("flask", args.model_dir, images, queries, Path(tmp), args.requests, args.seconds, model=INT8)
+            int8 = {"raw": raw8, "app": app8, "ratios": ratios(raw8, app8), "speedup": speedup(app8, app_)}
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "images": args.images,
@@ -254,6 +302,8 @@ def main() -> None:
         "store_scale": store_scale(args.store_sizes, args.requests),
     }
     result["ratios"] = ratios(raw_, app_)
+    if int8 is not None:
+        result["int8"] = int8
     print(table(result))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
