@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_by_time ON images (added_at);
 """
-HEAD = "0003"
+HEAD = "0004"
 
 
 @pytest.fixture()

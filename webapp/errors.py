@@ -76,3 +76,9 @@ class TooManyAttempts(WebappError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ModelMismatch(WebappError):
+    """The configured model is not the one the library's vectors were made with."""
+
+    status = 503

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from flask import Flask, current_app
 
 from webapp.services.accounts import Accounts
+from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
 from webapp.services.database import Database, sqlite_url
 from webapp.services.embedding import Embedder
@@ -76,7 +77,13 @@ class Runtime:
     def vectors(self) -> MilvusVectorStore:
         """Return the vector store (raises StoreUnavailable while Milvus cannot be reached)."""
         s = self.settings
-        return self._once("vectors", lambda: self.store_at(s["MILVUS_URI"], s["COLLECTION"], s["MILVUS_TOKEN"]))
+
+        def build() -> MilvusVectorStore:
+            # Before opening the store: a refused model must not hold the Milvus Lite file.
+            ModelBinding(self.database).bind(s["COLLECTION"], self.embedder.identity)
+            return self.store_at(s["MILVUS_URI"], s["COLLECTION"], s["MILVUS_TOKEN"])
+
+        return self._once("vectors", build)
 
     def store_at(self, uri: str, collection: str, token: str = "") -> MilvusVectorStore:
         """Open a vector store with this app's index, search and consistency settings."""

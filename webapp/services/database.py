@@ -100,6 +100,16 @@ tokens = Table(
     Column("last_used_at", Float),
     Column("revoked_at", Float),
 )
+collections = Table(
+    "collections",
+    metadata,
+    Column("name", String(255), primary_key=True),  # a Milvus collection of this library
+    Column("model", String(64), nullable=False),  # the model that embedded its vectors
+    Column("variant", String(16), nullable=False),
+    Column("model_sha256", String(64), nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
 login_failures = Table(
     "login_failures",
     metadata,

@@ -19,6 +19,7 @@ with warnings.catch_warnings():
 
 from webapp.errors import ModelMissing, WebappError
 from webapp.models import MODELS
+from webapp.services.binding import ModelIdentity, file_sha256
 from webapp.services.imaging import Decoded, decode, to_input
 
 K = TypeVar("K")
@@ -172,6 +173,12 @@ class Embedder:
     def dim(self) -> int:
         """Return the embedding dimension."""
         return self.spec.dim
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """Return what a collection embedded by this model is bound to (see services/binding.py)."""
+        variant = "int8" if self.spec.quantized_from else "fp32"
+        return ModelIdentity(self.spec.name, variant, file_sha256(self.model_path), self.spec.dim)
 
     def embed(self, data: bytes) -> tuple[Decoded, np.ndarray]:
         """Decode and embed one image, raising a domain error for an unreadable one."""

@@ -1,0 +1,53 @@
+"""A library is bound to its model: another model is refused with what to do."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import INT8, MODEL, noise_images
+from webapp import create_app
+from webapp.errors import ModelMismatch
+from webapp.runtime import EXTENSION
+from webapp.services.binding import ModelBinding, ModelIdentity
+from webapp.services.database import Database, sqlite_url
+
+FP32 = ModelIdentity("efficientnet-lite0", "fp32", "a" * 64, 1280)
+
+
+def test_the_first_model_binds_the_collection_and_another_is_refused(tmp_path: Path) -> None:
+    binding = ModelBinding(Database(sqlite_url(tmp_path / "db.sqlite")))
+    assert binding.bound("images") is None
+    binding.bind("images", FP32)  # a collection of an earlier release is adopted the same way
+    binding.bind("images", FP32)
+    assert binding.bound("images") == FP32
+    rebuilt = ModelIdentity("efficientnet-lite0", "fp32", "b" * 64, 1280)  # same name, other file
+    with pytest.raises(ModelMismatch, match=r"efficientnet-lite0 \(fp32, file aaaaaaaaaaaa\)"):
+        binding.bind("images", rebuilt)
+    binding.bind("images_int8", ModelIdentity(INT8, "int8", "c" * 64, 1280))  # another collection: its own model
+
+
+def test_an_app_set_to_another_model_refuses_to_serve_the_library(tmp_path: Path, model_dir: Path) -> None:
+    settings = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir), "SECRET_KEY": "k"}
+    first = create_app({**settings, "MODEL": MODEL})
+    added = first.test_client().post("/api/v1/images", data={"image": (io.BytesIO(noise_images(1)[0]), "a.jpg")})
+    assert added.status_code == 201
+    first.extensions[EXTENSION].close()
+
+    second = create_app({**settings, "MODEL": INT8})
+    client = second.test_client()
+    for path in ("/api/v1/stats", "/api/v1/images"):
+        refused = client.get(path)
+        assert refused.status_code == 503, refused.json
+        message = refused.json["message"]
+        assert "holds vectors of efficientnet-lite0 (fp32" in message and f"set to embed with {INT8} (int8" in message
+        assert f"flask --app wsgi reindex --model {INT8}" in message
+    ready = client.get("/api/v1/health/ready")
+    assert ready.status_code == 503 and "holds vectors of efficientnet-lite0" in ready.json["store"]["message"]
+    second.extensions[EXTENSION].close()
+
+    again = create_app({**settings, "MODEL": MODEL})  # the right model serves it as before
+    assert again.test_client().get("/api/v1/stats").json["count"] == 1
+    again.extensions[EXTENSION].close()
