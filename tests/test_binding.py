@@ -19,14 +19,23 @@ FP32 = ModelIdentity("efficientnet-lite0", "fp32", "a" * 64, 1280)
 
 def test_the_first_model_binds_the_collection_and_another_is_refused(tmp_path: Path) -> None:
     binding = ModelBinding(Database(sqlite_url(tmp_path / "db.sqlite")))
-    assert binding.bound("images") is None
-    binding.bind("images", FP32)  # a collection of an earlier release is adopted the same way
-    binding.bind("images", FP32)
-    assert binding.bound("images") == FP32
+    assert binding.active("images") is None
+    assert binding.bind("images", FP32) == "images"  # a collection of an earlier release is adopted alike
+    assert binding.bind("images", FP32) == "images"
+    assert binding.active("images").model == FP32
     rebuilt = ModelIdentity("efficientnet-lite0", "fp32", "b" * 64, 1280)  # same name, other file
     with pytest.raises(ModelMismatch, match=r"efficientnet-lite0 \(fp32, file aaaaaaaaaaaa\)"):
         binding.bind("images", rebuilt)
-    binding.bind("images_int8", ModelIdentity(INT8, "int8", "c" * 64, 1280))  # another collection: its own model
+    assert binding.bind("others", ModelIdentity(INT8, "int8", "c" * 64, 1280)) == "others"  # its own model
+
+    int8 = ModelIdentity(INT8, "int8", "d" * 64, 1280)
+    building = binding.start_building("images", int8)
+    assert building.startswith("images_efficientnet_lite0_int8_") and binding.start_building("images", int8) == building
+    assert binding.bind("images", FP32) == "images"  # still searched until the switch
+    binding.switch("images", building)
+    assert binding.bind("images", int8) == building and [b.collection for b in binding.retired("images")] == ["images"]
+    with pytest.raises(ModelMismatch, match="WEBAPP_MODEL=efficientnet-lite0-int8"):
+        binding.bind("images", FP32)
 
 
 def test_an_app_set_to_another_model_refuses_to_serve_the_library(tmp_path: Path, model_dir: Path) -> None:
@@ -42,7 +51,10 @@ def test_an_app_set_to_another_model_refuses_to_serve_the_library(tmp_path: Path
         refused = client.get(path)
         assert refused.status_code == 503, refused.json
         message = refused.json["message"]
-        assert "holds vectors of efficientnet-lite0 (fp32" in message and f"set to embed with {INT8} (int8" in message
+        assert (
+            "library images holds vectors of efficientnet-lite0 (fp32" in message
+            and f"set to embed with {INT8} (int8" in message
+        )
         assert f"flask --app wsgi reindex --model {INT8}" in message
     ready = client.get("/api/v1/health/ready")
     assert ready.status_code == 503 and "holds vectors of efficientnet-lite0" in ready.json["store"]["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,48 @@ def check_command(repair: bool) -> None:
         raise click.ClickException("inconsistent: run `flask --app wsgi check --repair`")
 
 
+@click.command("reindex")
+@click.option("--model", type=click.Choice(sorted(MODELS)), required=True, help="The model to re-embed with.")
+@click.option("--server", metavar="URL", help="Ask a running app to do it (e.g. http://127.0.0.1:8000).")
+@click.option("--token", envvar="WEBAPP_API_TOKEN", default="", help="An admin's API token for --server.")
+@with_appcontext
+def reindex_command(model: str, server: str | None, token: str) -> None:
+    """Re-embed every image with MODEL into a new collection, then switch the library over.
+
+    Searches keep answering from the old collection until the new one is complete. Stopped, it
+    continues where it left off when run again.
+    """
+    if server:
+        job = _call("post", server.rstrip("/") + "/api/v1/library/reindex", token, json={"model": model})
+        with tqdm(total=job["total"], desc=f"re-embedding with {model}", unit="img") as bar:
+            while job["status"] in ("queued", "running"):
+                time.sleep(1)
+                job = _call("get", server.rstrip("/") + job["url"], token)
+                bar.update(job["processed"] - bar.n)
+    else:
+        rt = runtime()
+        try:
+            rt.vectors  # noqa: B018 - says now if the running app holds the Milvus Lite file
+            with tqdm(desc=f"re-embedding with {model}", unit="img") as bar:
+
+                def progress(state: Job) -> None:
+                    bar.total = state.total
+                    bar.update(state.processed - bar.n)
+
+                job = asdict(rt.reindex(model, progress))
+        except StoreUnavailable as exc:
+            raise click.ClickException(
+                f"{exc.message}.\nAsk the running app to do it instead (searches keep answering):\n"
+                f"  flask --app wsgi reindex --model {model} --server http://127.0.0.1:8000 --token ..."
+            ) from exc
+        except WebappError as exc:
+            raise click.ClickException(exc.message) from exc
+    if job["status"] != "done":
+        raise click.ClickException(f"the reindex ended {job['status']}: {job.get('error') or ''}")
+    click.echo(f"{job['processed']} images re-embedded with {model}; the library searches them now.")
+    click.echo(f"Set WEBAPP_MODEL={model} on every machine before they next start.")
+
+
 def evaluation_embedder(model: str | None) -> Embedder:
     """Return the app's embedder, or one with the same settings for another model."""
     rt = runtime()
@@ -262,5 +305,6 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(migrate_command)
     app.cli.add_command(check_command)
     app.cli.add_command(evaluate_command)
+    app.cli.add_command(reindex_command)
     worker.init_app(app)
     accounts_cli.init_app(app)

@@ -36,6 +36,8 @@ class Defaults:
     MILVUS_FLUSH_ROWS = 1000
     MILVUS_FLUSH_SECONDS = 10.0
     COLLECTION = "images"
+    # How often each process looks whether a reindex switched the library to another collection.
+    LIBRARY_FOLLOW_SECONDS = 5.0
     MODEL = "efficientnet-lite0"
     MODEL_DIR = ""  # empty: DATA_DIR/models
     ONNX_THREADS = 0  # 0: one per core

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import Flask, current_app
 
+from webapp.errors import Conflict, ModelMismatch, WebappError
 from webapp.services.accounts import Accounts
 from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
@@ -17,13 +20,16 @@ from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.imaging import return_large_buffers_to_the_system
 from webapp.services.ingestion import Ingestion, Limits, WorkQueue
-from webapp.services.jobs import JobStore
+from webapp.services.jobs import Job, JobStore, local_owner
 from webapp.services.library import Library
 from webapp.services.queues import CeleryQueue, LocalQueue
+from webapp.services.reindex import Reindexer
 from webapp.services.vectors import MilvusVectorStore
 
 EXTENSION = "webapp"
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+RETIRE_AFTER = 60.0  # seconds before a store this process no longer searches is closed (requests finish)
 
 
 class Runtime:
@@ -34,6 +40,11 @@ class Runtime:
         self.app = app  # the Celery tasks run in its context (scale-out only)
         self._services: dict[str, Any] = {}
         self._lock = threading.RLock()
+        self._model = settings["MODEL"]  # the library's model: WEBAPP_MODEL, until a reindex switches it
+        self._collection: str | None = None  # the collection this process searches, once opened
+        self._next_look = 0.0
+        self._reindexing = threading.Lock()
+        self._retiring: list[tuple[threading.Timer, MilvusVectorStore]] = []
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
         service = self._services.get(name)
@@ -58,40 +69,131 @@ class Runtime:
 
     @property
     def embedder(self) -> Embedder:
-        """Return the embedding pipeline (raises ModelMissing if the model is not built)."""
+        """Return the embedding pipeline of the library's model (raises ModelMissing if it is not built)."""
+        self.follow()
+        return self._once("embedder", lambda: self.embedder_for(self._model))
+
+    def embedder_for(self, model: str) -> Embedder:
+        """Return a new embedding pipeline of ``model`` with this app's settings."""
         s = self.settings
-
-        def build() -> Embedder:
-            return_large_buffers_to_the_system()  # this process decodes images: keep its peak bounded
-            return Embedder(
-                s["MODEL_DIR"],
-                s["MODEL"],
-                max_pixels=s["MAX_IMAGE_PIXELS"],
-                batch_size=s["EMBED_BATCH_SIZE"],
-                threads=s["ONNX_THREADS"],
-            )
-
-        return self._once("embedder", build)
+        return_large_buffers_to_the_system()  # this process decodes images: keep its peak bounded
+        return Embedder(
+            s["MODEL_DIR"],
+            model,
+            max_pixels=s["MAX_IMAGE_PIXELS"],
+            batch_size=s["EMBED_BATCH_SIZE"],
+            threads=s["ONNX_THREADS"],
+        )
 
     @property
     def vectors(self) -> MilvusVectorStore:
         """Return the vector store (raises StoreUnavailable while Milvus cannot be reached)."""
         s = self.settings
+        self.follow()
 
         def build() -> MilvusVectorStore:
             # Before opening the store: a refused model must not hold the Milvus Lite file.
-            ModelBinding(self.database).bind(s["COLLECTION"], self.embedder.identity)
-            return self.store_at(s["MILVUS_URI"], s["COLLECTION"], s["MILVUS_TOKEN"])
+            collection = ModelBinding(self.database).bind(s["COLLECTION"], self.embedder.identity)
+            store = self.store_at(s["MILVUS_URI"], collection, s["MILVUS_TOKEN"])
+            self._collection = collection
+            return store
 
         return self._once("vectors", build)
 
-    def store_at(self, uri: str, collection: str, token: str = "") -> MilvusVectorStore:
+    def follow(self, now: bool = False) -> None:
+        """Switch to the collection and model the library searches, if a reindex changed them.
+
+        Looks at the database at most every LIBRARY_FOLLOW_SECONDS; the process that switched the
+        library calls it with ``now``.
+        """
+        if self._collection is None or (not now and time.monotonic() < self._next_look):
+            return
+        self._next_look = time.monotonic() + float(self.settings["LIBRARY_FOLLOW_SECONDS"])
+        s = self.settings
+        try:
+            active = ModelBinding(self.database).active(s["COLLECTION"])
+        except WebappError:
+            return  # the database is down: keep searching what this process has
+        if active is None or active.collection == self._collection:
+            return
+        with self._lock:
+            if active.collection == self._collection:
+                return
+            try:
+                embedder = self.embedder_for(active.model.name)
+                if embedder.identity != active.model:
+                    raise ModelMismatch(f"the model file here is not {active.model.short}")
+                store = self.store_at(s["MILVUS_URI"], active.collection, s["MILVUS_TOKEN"], embedder.dim)
+            except WebappError as exc:
+                log.error("cannot follow library %s to %s: %s", s["COLLECTION"], active.collection, exc.message)
+                return
+            old = self._services.get("vectors")
+            self._services.update(embedder=embedder, vectors=store)
+            self._services.pop("library", None)
+            self._model, self._collection = active.model.name, active.collection
+            log.warning(
+                "library %s now searches %s with %s; set WEBAPP_MODEL=%s for the next start",
+                s["COLLECTION"],
+                active.collection,
+                active.model.short,
+                active.model.name,
+            )
+            if old is not None:
+                timer = threading.Timer(RETIRE_AFTER, old.close)
+                timer.daemon = True
+                timer.start()
+                self._retiring.append((timer, old))
+
+    def reindex(self, model: str, progress: Callable[[Job], None] | None = None, background: bool = False) -> Job:
+        """Re-embed the library with ``model`` and switch over (see services/reindex.py); return the job.
+
+        In the background, the job is returned as soon as it is created.
+        """
+        if not self._reindexing.acquire(blocking=False):
+            raise Conflict("a reindex is running in this process already")
+        try:
+            s = self.settings
+            target = self.embedder_for(model)
+            active, current = self.vectors, self.embedder
+            reindexer = Reindexer(
+                s["COLLECTION"],
+                ModelBinding(self.database),
+                self.jobs,
+                ImageStore(s["STORAGE_DIR"]),
+                lambda name, dim: self.store_at(s["MILVUS_URI"], name, s["MILVUS_TOKEN"], dim),
+                settle_seconds=2 * float(s["LIBRARY_FOLLOW_SECONDS"]),
+            )
+            owner = local_owner()
+            job = reindexer.begin(current, target, owner, list(active.ids()))
+        except BaseException:
+            self._reindexing.release()
+            raise
+
+        def finish() -> Job:
+            try:
+                return reindexer.finish(job.id, active, target, owner, lambda: self.follow(now=True), progress)
+            finally:
+                self._reindexing.release()
+
+        if not background:
+            return finish()
+
+        def run() -> None:
+            try:
+                finish()
+            except Exception:  # the job says it failed; the log says why
+                log.exception("reindex job %s failed", job.id)
+
+        threading.Thread(target=run, name="reindex", daemon=True).start()
+        return job
+
+    def store_at(self, uri: str, collection: str, token: str = "", dim: int | None = None) -> MilvusVectorStore:
         """Open a vector store with this app's index, search and consistency settings."""
         s = self.settings
         return MilvusVectorStore(
             uri,
             collection,
-            self.embedder.dim,
+            dim or self.embedder.dim,
             token=token,
             hnsw_m=s["HNSW_M"],
             ef_construction=s["HNSW_EF_CONSTRUCTION"],
@@ -198,6 +300,11 @@ class Runtime:
             self._services.pop("library", None)
             if vectors is not None:
                 vectors.close()
+            for timer, retired in self._retiring:  # stores searched before a reindex switched the library
+                if timer.is_alive():
+                    timer.cancel()
+                    retired.close()
+            self._retiring.clear()
             database = self._services.pop("database", None)
             if database is not None:
                 database.dispose()

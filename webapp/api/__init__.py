@@ -7,10 +7,11 @@ from webapp.api.compat.routes import blp as bootcamp
 from webapp.api.health.routes import blp as health
 from webapp.api.images.routes import blp as images
 from webapp.api.jobs.routes import blp as jobs
+from webapp.api.library.routes import blp as library
 from webapp.api.search.routes import blp as search
 from webapp.api.stats.routes import blp as stats
 
-blueprints = [search, images, jobs, stats, health]  # under /api/v1
+blueprints = [search, images, jobs, stats, library, health]  # under /api/v1
 root_blueprints = [bootcamp]  # at the paths their existing clients call (/img/..., /progress, /data)
 
 docs_assets = FlaskBlueprint(

@@ -12,7 +12,13 @@ from werkzeug.exceptions import BadRequest
 blp = Blueprint("pages", __name__)
 
 MAX_PER_PAGE = 100
-JOB_KINDS = {"files": "Uploaded files", "archive": "Zip archive", "folder": "Server folder", "cli": "Command line"}
+JOB_KINDS = {
+    "files": "Uploaded files",
+    "archive": "Zip archive",
+    "folder": "Server folder",
+    "cli": "Command line",
+    "reindex": "Re-embedding",
+}
 
 
 def _positive(name: str, default: int) -> int:

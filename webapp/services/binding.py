@@ -1,23 +1,31 @@
 """A library is bound to the model that embedded it: vectors of two models must never share a collection.
 
 Both models this app ships make 1280-d vectors, so Milvus would take either without complaint and
-searches would silently compare apples with oranges. The first process that opens a collection
-records the model's identity (name, variant and a SHA-256 of its file) beside it in the database;
-every later process must bring the same model or is refused with what to do.
+searches would silently compare apples with oranges. The first process that opens a library
+records the model's identity (name, variant and a SHA-256 of its file) beside its collection in
+the database; every later process must bring the same model or is refused with what to do.
+
+A reindex (services/reindex.py) fills a second collection with another model's vectors while the
+first one keeps answering, then switches the library over in one transaction: every process
+follows the database to the library's active collection and its model.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from webapp.errors import ModelMismatch
 from webapp.services.database import Database, collections
+
+ACTIVE, BUILDING, RETIRED = "active", "building", "retired"
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,16 @@ class ModelIdentity:
         return f"{self.name} ({self.variant}, file {self.sha256[:12]})"
 
 
+@dataclass(frozen=True)
+class Binding:
+    """One collection of a library, and the model of its vectors."""
+
+    collection: str
+    library: str
+    state: str
+    model: ModelIdentity
+
+
 @cache
 def file_sha256(path: Path) -> str:
     """Return the SHA-256 of a model file (read once per process)."""
@@ -45,30 +63,87 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _binding(row: Any) -> Binding:
+    model = ModelIdentity(row.model, row.variant, row.model_sha256, row.dim)
+    return Binding(row.name, row.library, row.state, model)
+
+
 class ModelBinding:
-    """The record of which model each collection of a library was embedded with."""
+    """The record of which collection serves each library, and with which model."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def bound(self, collection: str) -> ModelIdentity | None:
-        """Return the model a collection is bound to (None: not bound yet)."""
-        with self.db.connect() as conn:
-            row = conn.execute(select(collections).where(collections.c.name == collection)).first()
-        return None if row is None else ModelIdentity(row.model, row.variant, row.model_sha256, row.dim)
+    def active(self, library: str) -> Binding | None:
+        """Return the collection a library searches now (None: never opened)."""
+        return self._one(library, ACTIVE)
 
-    def bind(self, collection: str, model: ModelIdentity) -> None:
-        """Bind a collection to ``model`` on first use; refuse a different model afterwards."""
+    def building(self, library: str) -> Binding | None:
+        """Return the collection a reindex of the library is filling (None: no reindex)."""
+        return self._one(library, BUILDING)
+
+    def retired(self, library: str) -> list[Binding]:
+        """Return the collections a library no longer searches."""
         with self.db.connect() as conn:
-            row = conn.execute(select(collections).where(collections.c.name == collection)).first()
-            if row is None:
-                values = {"name": collection, "model": model.name, "variant": model.variant, "dim": model.dim}
-                conn.execute(insert(collections).values(**values, model_sha256=model.sha256, created_at=time.time()))
-                return
-        bound = ModelIdentity(row.model, row.variant, row.model_sha256, row.dim)
-        if bound != model:
+            query = select(collections).where(collections.c.library == library, collections.c.state == RETIRED)
+            return [_binding(row) for row in conn.execute(query)]
+
+    def bind(self, library: str, model: ModelIdentity) -> str:
+        """Return the collection to open for ``library`` with ``model``; bind it on first use.
+
+        A library that already has vectors of another model is refused, with what to do.
+        """
+        with self.db.connect() as conn:
+            if self._one(library, ACTIVE, conn) is None:
+                # A new library, or the collection of an earlier release: its name is the library's.
+                self._insert(conn, library, library, ACTIVE, model)
+                return library
+        current = self.active(library)
+        assert current is not None
+        if current.model != model:
             raise ModelMismatch(
-                f"the collection {collection} holds vectors of {bound.short}, but this app is set to embed with "
-                f"{model.short}: searches would compare vectors of two models. Set WEBAPP_MODEL={bound.name} "
-                f"(with that model file), or re-embed the library: `flask --app wsgi reindex --model {model.name}`"
+                f"the library {library} holds vectors of {current.model.short}, but this app is set to embed "
+                f"with {model.short}: searches would compare vectors of two models. Set "
+                f"WEBAPP_MODEL={current.model.name} (with that model file), or re-embed the library: "
+                f"`flask --app wsgi reindex --model {model.name}`"
             )
+        return current.collection
+
+    def start_building(self, library: str, model: ModelIdentity) -> str:
+        """Return the collection a reindex to ``model`` fills: the one a stopped reindex began, or a new one."""
+        with self.db.connect() as conn:
+            current = self._one(library, BUILDING, conn)
+            if current is not None and current.model == model:
+                return current.collection
+            if current is not None:  # a reindex to another model was abandoned: its collection is dropped later
+                conn.execute(update(collections).where(collections.c.name == current.collection).values(state=RETIRED))
+            name = f"{library}_{re.sub(r'[^A-Za-z0-9]', '_', model.name)}_{int(time.time())}"
+            self._insert(conn, name, library, BUILDING, model)
+            return name
+
+    def switch(self, library: str, collection: str) -> None:
+        """Make ``collection`` the one the library searches, in one transaction; retire the previous one."""
+        with self.db.connect() as conn:
+            mine = collections.c.library == library
+            conn.execute(update(collections).where(mine, collections.c.state == ACTIVE).values(state=RETIRED))
+            conn.execute(update(collections).where(mine, collections.c.name == collection).values(state=ACTIVE))
+
+    def forget(self, collection: str) -> None:
+        """Remove a dropped collection's record."""
+        with self.db.connect() as conn:
+            conn.execute(collections.delete().where(collections.c.name == collection))
+
+    def _one(self, library: str, state: str, conn: Connection | None = None) -> Binding | None:
+        query = select(collections).where(collections.c.library == library, collections.c.state == state)
+        if conn is not None:
+            row = conn.execute(query).first()
+        else:
+            with self.db.connect() as fresh:
+                row = fresh.execute(query).first()
+        return None if row is None else _binding(row)
+
+    @staticmethod
+    def _insert(conn: Connection, name: str, library: str, state: str, model: ModelIdentity) -> None:
+        values = {"name": name, "library": library, "state": state, "model": model.name, "variant": model.variant}
+        row = {**values, "model_sha256": model.sha256, "dim": model.dim, "created_at": time.time()}
+        conn.execute(insert(collections).values(**row))

@@ -103,12 +103,15 @@ tokens = Table(
 collections = Table(
     "collections",
     metadata,
-    Column("name", String(255), primary_key=True),  # a Milvus collection of this library
+    Column("name", String(255), primary_key=True),  # a Milvus collection
+    Column("library", String(255), nullable=False),  # the library (WEBAPP_COLLECTION) it holds the vectors of
+    Column("state", String(16), nullable=False),  # active (searched), building (a reindex), retired
     Column("model", String(64), nullable=False),  # the model that embedded its vectors
     Column("variant", String(16), nullable=False),
     Column("model_sha256", String(64), nullable=False),
     Column("dim", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
+    Index("collections_by_library", "library", "state"),
 )
 login_failures = Table(
     "login_failures",

@@ -136,6 +136,8 @@ class Ingestion:
     def resume(self, job_id: str) -> Job:
         """Queue an interrupted, failed or cancelled job again; it skips what it already processed."""
         job = self.store.get(job_id)
+        if job.kind == "reindex":
+            raise Conflict("run the reindex again (`flask --app wsgi reindex`): it continues where it stopped")
         if job.kind in UPLOADED and job.status in RESUMABLE and not self.upload_dir(job_id).is_dir():
             days = self.limits.upload_retention / 86400
             raise Conflict(

@@ -128,6 +128,12 @@ class JobStore:
         with self.db.connect() as conn:
             return [Failure(name, reason or "") for name, reason in conn.execute(query)]
 
+    def names(self, job_id: str) -> list[str]:
+        """Return the names of a job's items, in order."""
+        query = select(job_items.c.name).where(job_items.c.job_id == job_id).order_by(job_items.c.seq)
+        with self.db.connect() as conn:
+            return list(conn.execute(query).scalars())
+
     def pending(self, job_id: str, chunk: int) -> list[tuple[int, str]]:
         """Return the items of a chunk still to process, as (seq, name)."""
         query = (

@@ -339,6 +339,16 @@ class MilvusVectorStore:
                 self._exclusive_held = False
                 self._gate.notify_all()
 
+    def drop(self) -> None:
+        """Delete the whole collection (a library's retired one, after a reindex) and close the client."""
+        self._closing.set()
+        if self._flusher is not None:
+            self._flusher.join(self.timeout)
+        try:
+            self._call(self._client.drop_collection, self.collection)
+        finally:
+            self._client.close()
+
     def close(self) -> None:
         """Close the client, flushing first so a graceful stop loses nothing (if the store answers)."""
         self._closing.set()

@@ -35,7 +35,9 @@ class JobSchema(ma.Schema):
     """An ingestion job and its progress."""
 
     id = ma.fields.String(metadata={"description": "Job id."})
-    kind = ma.fields.String(metadata={"description": "files, archive, folder or cli."})
+    kind = ma.fields.String(
+        metadata={"description": "files, archive, folder, cli, or reindex (re-embedding the library)."}
+    )
     source = ma.fields.String(metadata={"description": "What is being loaded (folder path or upload name)."})
     status = ma.fields.String(
         metadata={"description": "queued, running, done, failed, cancelled or interrupted (resumable)."}

@@ -1,0 +1,97 @@
+"""Re-embedding a library with another model while searches keep answering, then switching over."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from pymilvus import MilvusClient
+
+from tests.conftest import INT8, MODEL, noise_images, wait_for_job
+from webapp import create_app
+from webapp.runtime import EXTENSION, runtime
+from webapp.services.binding import ModelBinding
+
+IMAGES = 40
+
+
+def make(tmp_path: Path, model_dir: Path, model: str) -> Flask:
+    return create_app(
+        {
+            "TESTING": True,
+            "DATA_DIR": str(tmp_path / "data"),
+            "MODEL_DIR": str(model_dir),
+            "SECRET_KEY": "k",
+            "MODEL": model,
+            "LIBRARY_FOLLOW_SECONDS": 0.5,
+        }
+    )
+
+
+def search(client: Any, data: bytes) -> Any:
+    return client.post("/api/v1/search", data={"image": (io.BytesIO(data), "q.jpg"), "top_k": "1"})
+
+
+def test_reindex_switches_the_library_while_searches_keep_answering(tmp_path: Path, model_dir: Path) -> None:
+    app = make(tmp_path, model_dir, MODEL)
+    client = app.test_client()
+    images = noise_images(IMAGES + 1, seed=61)
+    for i, data in enumerate(images[:IMAGES]):
+        assert client.post("/api/v1/images", data={"image": (io.BytesIO(data), f"{i}.jpg")}).status_code == 201
+
+    answers: list[int] = []
+    uploaded: list[int] = []
+    stop = threading.Event()
+
+    def keep_searching() -> None:
+        searcher = app.test_client()
+        while not stop.is_set():
+            answers.append(search(searcher, images[len(answers) % IMAGES]).status_code)
+            if len(answers) == 5:  # an upload while the reindex runs is caught up
+                late = {"image": (io.BytesIO(images[IMAGES]), "late.jpg")}
+                uploaded.append(searcher.post("/api/v1/images", data=late).status_code)
+
+    searching = threading.Thread(target=keep_searching)
+    searching.start()
+    with app.app_context():
+        rt = runtime()
+        job = rt.reindex(INT8)
+    stop.set()
+    searching.join()
+    assert len(answers) > 5 and set(answers) == {200}, answers  # every search answered, throughout
+    assert uploaded == [201]
+    assert (job.status, job.kind, job.total, job.processed, job.failed) == ("done", "reindex", IMAGES, IMAGES, 0)
+
+    stats = client.get("/api/v1/stats").json
+    assert stats["model"] == INT8 and stats["count"] == IMAGES + 1
+    for i in (0, 17, IMAGES):
+        found = search(client, images[i]).json["results"][0]
+        assert found["filename"] == (f"{i}.jpg" if i < IMAGES else "late.jpg") and found["score"] > 0.99
+    with app.app_context():
+        active = ModelBinding(runtime().database).active("images")
+        uri = runtime().vectors.uri
+    assert active is not None and active.model.name == INT8 and active.collection != "images"
+    app.extensions[EXTENSION].close()
+    assert "images" not in MilvusClient(uri=uri).list_collections()  # the old collection was dropped
+
+    stale = make(tmp_path, model_dir, MODEL)  # restarted with the old setting: refused, told what to set
+    refused = stale.test_client().get("/api/v1/stats")
+    assert refused.status_code == 503 and f"WEBAPP_MODEL={INT8}" in refused.json["message"]
+    stale.extensions[EXTENSION].close()
+
+    back = make(tmp_path, model_dir, INT8)  # and back to FP32 through the API, as a job
+    api = back.test_client()
+    started = api.post("/api/v1/library/reindex", json={"model": MODEL})
+    assert started.status_code == 202 and started.json["kind"] == "reindex"
+    assert api.post("/api/v1/library/reindex", json={"model": MODEL}).status_code == 409  # one at a time
+    assert wait_for_job(api, started.json["url"])["status"] == "done"
+    time.sleep(0.6)
+    assert api.get("/api/v1/stats").json["model"] == MODEL
+    assert search(api, images[3]).json["results"][0]["filename"] == "3.jpg"
+    assert api.post("/api/v1/library/reindex", json={"model": MODEL}).status_code == 409  # already
+    assert api.post("/api/v1/library/reindex", json={"model": "no-such-model"}).status_code == 422
+    back.extensions[EXTENSION].close()
