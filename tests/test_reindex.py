@@ -95,3 +95,17 @@ def test_reindex_switches_the_library_while_searches_keep_answering(tmp_path: Pa
     assert api.post("/api/v1/library/reindex", json={"model": MODEL}).status_code == 409  # already
     assert api.post("/api/v1/library/reindex", json={"model": "no-such-model"}).status_code == 422
     back.extensions[EXTENSION].close()
+
+
+def test_the_reindex_command_reports_and_says_what_to_set(tmp_path: Path, model_dir: Path) -> None:
+    app = make(tmp_path, model_dir, MODEL)
+    client = app.test_client()
+    for i, data in enumerate(noise_images(6, seed=62)):
+        assert client.post("/api/v1/images", data={"image": (io.BytesIO(data), f"{i}.jpg")}).status_code == 201
+    runner = app.test_cli_runner()
+    done = runner.invoke(args=["reindex", "--model", INT8])
+    assert done.exit_code == 0, done.output
+    assert f"6 images re-embedded with {INT8}" in done.output and f"Set WEBAPP_MODEL={INT8}" in done.output
+    again = runner.invoke(args=["reindex", "--model", INT8])
+    assert again.exit_code == 1 and "embedded with efficientnet-lite0-int8" in again.output
+    app.extensions[EXTENSION].close()
