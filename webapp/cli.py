@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,25 +40,36 @@ def summarise(total: int, counts: Counter[str], failures: list[tuple[str, str]])
         raise click.ClickException("nothing could be indexed")
 
 
-def ingest_locally(path: Path) -> None:
-    """Index a folder in this process, against the configured store."""
-    rt = runtime()
+def open_library(instead: str) -> None:
+    """Open the model and the store now; if another process holds them, say to run ``instead``."""
     try:
-        rt.library  # noqa: B018 - opens the model and the store: say now if another process holds them
+        runtime().library  # noqa: B018
     except StoreUnavailable as exc:
         raise click.ClickException(
-            f"{exc.message}.\nStop the server first, or send the work to it:\n"
-            f"  flask --app wsgi ingest {path} --server http://127.0.0.1:8000"
+            f"{exc.message}.\nStop the server first, or send the work to it:\n  flask --app wsgi {instead}"
         ) from exc
     except WebappError as exc:
         raise click.ClickException(exc.message) from exc
-    with tqdm(desc="indexing", unit="img") as bar:
+
+
+@contextmanager
+def job_bar(desc: str) -> Iterator[Callable[[Job], None]]:
+    """Yield a callback that shows a job's progress as a bar."""
+    with tqdm(desc=desc, unit="img") as bar:
 
         def progress(state: Job) -> None:
             bar.total = state.total
             bar.update(state.processed - bar.n)
             bar.set_postfix(added=state.added, dup=state.duplicates, failed=state.failed)
 
+        yield progress
+
+
+def ingest_locally(path: Path) -> None:
+    """Index a folder in this process, against the configured store."""
+    rt = runtime()
+    open_library(f"ingest {path} --server http://127.0.0.1:8000")
+    with job_bar("indexing") as progress:
         final = rt.ingestion.run_here(path, local_owner(), progress)
     if final.status == "failed":
         raise click.ClickException(f"the job failed: {final.error}")
@@ -200,21 +213,10 @@ def reindex_command(model: str, server: str | None, token: str) -> None:
                 job = _call("get", server.rstrip("/") + job["url"], token)
                 bar.update(job["processed"] - bar.n)
     else:
-        rt = runtime()
+        open_library(f"reindex --model {model} --server http://127.0.0.1:8000 --token ...")
         try:
-            rt.vectors  # noqa: B018 - says now if the running app holds the Milvus Lite file
-            with tqdm(desc=f"re-embedding with {model}", unit="img") as bar:
-
-                def progress(state: Job) -> None:
-                    bar.total = state.total
-                    bar.update(state.processed - bar.n)
-
-                job = asdict(rt.reindex(model, progress))
-        except StoreUnavailable as exc:
-            raise click.ClickException(
-                f"{exc.message}.\nAsk the running app to do it instead (searches keep answering):\n"
-                f"  flask --app wsgi reindex --model {model} --server http://127.0.0.1:8000 --token ..."
-            ) from exc
+            with job_bar(f"re-embedding with {model}") as progress:
+                job = asdict(runtime().reindex(model, progress))
         except WebappError as exc:
             raise click.ClickException(exc.message) from exc
     if job["status"] != "done":
