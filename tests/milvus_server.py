@@ -33,7 +33,7 @@ server = MilvusServer(wait_for_started=False)
 server.set_base_dir(sys.argv[1])
 # A short time tick keeps Strong reads (read-your-writes across workers) quick; a short session
 # TTL lets a restarted server forget the sessions of the one that was killed.
-server.config.set("proxy.timeTickInterval", 20)
+server.config.set("proxy.timeTickInterval", int(sys.argv[2]))
 server.config.set("common.session.ttl", 10)
 # Every other port of this build lies below Linux's ephemeral range (32768-60999), the root
 # coordinator's 53100 inside it: a client socket of the tests (Chromium, keep-alive pools) may
@@ -49,8 +49,9 @@ print(server.get_milvus_executable_path())
 class MilvusServer:
     """Start, stop and restart one Milvus standalone on loopback with a given data folder."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, time_tick_ms: int = 20) -> None:
         self.data_dir = data_dir
+        self.time_tick_ms = time_tick_ms  # Milvus's default is 200
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "milvus.log"
         self.uri = f"http://127.0.0.1:{PORT}"
@@ -76,7 +77,8 @@ class MilvusServer:
         if self.healthy():
             raise RuntimeError("a Milvus server already answers on 127.0.0.1:9091; stop it first")
         if self.binary is None:
-            out = subprocess.run([str(PYTHON), "-c", PREPARE, str(self.data_dir)], check=True, capture_output=True)
+            prepare = [str(PYTHON), "-c", PREPARE, str(self.data_dir), str(self.time_tick_ms)]
+            out = subprocess.run(prepare, check=True, capture_output=True)
             self.binary = Path(out.stdout.decode().strip().splitlines()[-1])
         env = {
             **os.environ,

@@ -30,7 +30,10 @@ class Defaults:
     MILVUS_URI = ""  # empty: the Milvus Lite file DATA_DIR/milvus.db; or http://host:19530
     MILVUS_TOKEN = ""
     MILVUS_TIMEOUT = 5.0  # seconds per Milvus call; past it the request answers 503
-    MILVUS_CONSISTENCY = "Strong"  # or Bounded: faster reads on a server, a few seconds stale
+    MILVUS_CONSISTENCY = "Strong"  # reads (duplicate checks, an image's page); Bounded: faster, a few seconds stale
+    # Searches: Session sees this process's own writes at once and other processes' a moment later,
+    # without waiting for the server's next time tick (200 ms on a stock Milvus); Strong waits.
+    MILVUS_SEARCH_CONSISTENCY = "Session"
     # Milvus Lite searches unflushed rows by brute force: flush once this many rows wait, or once
     # the oldest unflushed write is this many seconds old (a Milvus server seals segments itself).
     MILVUS_FLUSH_ROWS = 1000

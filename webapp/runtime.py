@@ -200,6 +200,7 @@ class Runtime:
             search_ef=s["SEARCH_EF"],
             timeout=s["MILVUS_TIMEOUT"],
             consistency=s["MILVUS_CONSISTENCY"],
+            search_consistency=s["MILVUS_SEARCH_CONSISTENCY"],
             flush_seconds=float(s["MILVUS_FLUSH_SECONDS"]),
             flush_rows=int(s["MILVUS_FLUSH_ROWS"]),
         )

@@ -85,6 +85,7 @@ class MilvusVectorStore:
         search_ef: int = 128,
         timeout: float = 10.0,
         consistency: str = "Strong",
+        search_consistency: str = "Session",
         flush_seconds: float = 10.0,
         flush_rows: int = 1000,
     ) -> None:
@@ -97,6 +98,9 @@ class MilvusVectorStore:
         # Strong: what any worker wrote is visible to every other at once. On a server a Strong
         # read waits for the next time tick (proxy.timeTickInterval, 200 ms by default).
         self.consistency = consistency
+        # Searches need not wait for a tick: Session sees this process's own writes at once (it
+        # waits only for the timestamp of its last write), other processes' a moment later.
+        self.search_consistency = search_consistency
         # Milvus Lite loses rows when several threads write to one file at once (DESIGN.md):
         # every write goes through this lock.
         self._write_lock = threading.Lock()
@@ -242,7 +246,7 @@ class MilvusVectorStore:
             limit=top_k,
             output_fields=FIELDS,
             search_params={"metric_type": self.metric, "params": {"ef": max(self.search_ef, top_k)}},
-            consistency_level=self.consistency,
+            consistency_level=self.search_consistency,
         )
         return [Hit(_record(hit["entity"]), float(hit["distance"])) for hit in result[0]]
 
