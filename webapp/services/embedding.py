@@ -21,6 +21,7 @@ from webapp.errors import ModelMissing, WebappError
 from webapp.models import MODELS
 from webapp.services.binding import ModelIdentity, file_sha256
 from webapp.services.imaging import Decoded, decode, to_input
+from webapp.services.priority import PRIORITY
 
 K = TypeVar("K")
 
@@ -52,11 +53,14 @@ class DecodeOp:
     and the caller gets the domain error itself rather than Towhee's wrapped RuntimeError.
     """
 
-    def __init__(self, max_pixels: int, draft: int) -> None:
+    def __init__(self, max_pixels: int, draft: int, background: bool = False) -> None:
         self.max_pixels = max_pixels
         self.draft = draft
+        self.background = background  # a bulk load's decode: searches go first
 
     def __call__(self, data: bytes) -> Decoded | WebappError:
+        if self.background:
+            PRIORITY.step_aside()
         try:
             return decode(data, self.max_pixels, self.draft)
         except WebappError as exc:
@@ -111,6 +115,7 @@ class EmbedBatchOp(EmbedOp):
     ) -> tuple[list[Any], list[Any], list[np.ndarray | None]]:
         good = [i for i, t in enumerate(tensors) if isinstance(t, np.ndarray)]
         vectors: list[np.ndarray | None] = [None] * len(tensors)
+        PRIORITY.step_aside()  # batches are bulk loads: searches go first
         if good:
             batch = np.stack([t for t in tensors if isinstance(t, np.ndarray)])
             for i, vec in zip(good, _normalise(self.session.run(None, {"input": batch})[0]), strict=True):
@@ -151,7 +156,7 @@ class Embedder:
         self._many = (
             pipe.input("items")
             .flat_map("items", ("key", "data"), lambda items: items)
-            .map("data", "decoded", decode_op)
+            .map("data", "decoded", ops.ris.decode(max_pixels=max_pixels, draft=size, background=True))
             .map("decoded", "tensor", ops.ris.preprocess(size=size))
             .window(
                 ("key", "decoded", "tensor"),

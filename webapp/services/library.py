@@ -17,6 +17,7 @@ from webapp.services.catalog import Catalog
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.imaging import Decoded, content_id, thumbnail
+from webapp.services.priority import PRIORITY
 from webapp.services.telemetry import EMBED, INGESTED, SEARCH
 from webapp.services.vectors import Hit, Record, VectorStore
 
@@ -185,11 +186,12 @@ class Library:
         """Write files first, then vectors, then the catalogue; undo the files if vectors fail."""
         if not new:
             return
-        created = [
-            rec.sha256
-            for _, rec, _, data, decoded in new
-            if self.images.put(rec.sha256, rec.mime, data, thumbnail(decoded.image, self.thumbnail_size))
-        ]
+        created = []
+        for _, rec, _, data, decoded in new:
+            if len(new) > 1:
+                PRIORITY.step_aside()  # a bulk load's batch: searches go first
+            if self.images.put(rec.sha256, rec.mime, data, thumbnail(decoded.image, self.thumbnail_size)):
+                created.append(rec.sha256)
         try:
             self.vectors.upsert([(rec, vec) for _, rec, vec, _, _ in new])
         except Exception:
@@ -201,18 +203,21 @@ class Library:
     def search(self, data: bytes, top_k: int) -> SearchResult:
         """Embed the query image and return the ``top_k`` most similar indexed images."""
         start = time.perf_counter()
-        with EMBED.time():
-            decoded, vector = self.embedder.embed(data)
-        with SEARCH.time():
-            hits = self.vectors.search(vector, top_k)
+        with PRIORITY.interactive():
+            with EMBED.time():
+                decoded, vector = self.embedder.embed(data)
+            with SEARCH.time():
+                hits = self.vectors.search(vector, top_k)
         return SearchResult(decoded, hits, (time.perf_counter() - start) * 1000)
 
     def similar(self, sha256: str, top_k: int) -> list[Hit]:
         """Return the ``top_k`` images most similar to an indexed one (itself excluded)."""
-        vector = self.vectors.vector(sha256)
-        if vector is None:
-            raise NotFound(f"no image with id {sha256} in the library")
-        return [hit for hit in self.vectors.search(vector, top_k + 1) if hit.record.sha256 != sha256][:top_k]
+        with PRIORITY.interactive():
+            vector = self.vectors.vector(sha256)
+            if vector is None:
+                raise NotFound(f"no image with id {sha256} in the library")
+            hits = self.vectors.search(vector, top_k + 1)
+        return [hit for hit in hits if hit.record.sha256 != sha256][:top_k]
 
     def get(self, sha256: str) -> Record:
         """Return the record of an indexed image or raise NotFound."""
