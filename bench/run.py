@@ -68,7 +68,7 @@ def raw(
     rows = list(embedder.embed_many(list(enumerate(images))))
     batch = len(rows) / (time.perf_counter() - t0)
 
-    store = MilvusVectorStore(str(tmp / "raw.db"), "raw", embedder.dim)
+    store = MilvusVectorStore(str(tmp / f"raw-{model}.db"), "raw", embedder.dim)
     records = []
     for i, decoded, vector in rows:
         assert vector is not None and not isinstance(decoded, Exception)
