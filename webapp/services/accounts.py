@@ -7,6 +7,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -70,7 +71,11 @@ class Accounts:
     def __init__(self, db: Database, hasher: PasswordHasher | None = None) -> None:
         self.db = db
         self.hasher = hasher or PasswordHasher()  # argon2id, 64 MiB, 3 passes: OWASP's baseline
-        self._dummy_hash = self.hasher.hash(secrets.token_hex(16))  # unknown names cost as much as known ones
+
+    @cached_property
+    def _dummy_hash(self) -> str:
+        """Return a hash to verify against for unknown names: they cost as much as known ones."""
+        return self.hasher.hash(secrets.token_hex(16))
 
     # Accounts.
 
