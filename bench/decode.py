@@ -1,0 +1,91 @@
+"""Decode and preprocessing cost per image format and size, as a bulk load pays it.
+
+For JPEG, PNG and WebP made from scikit-image's bundled photos at several sizes, times the app's
+decode (draft mode for JPEG, as the pipeline calls it) and its resize to the model's input, one
+image at a time on one thread, and the same resize with Pillow's ``reducing_gap`` (an integer
+reduce first), with the cosine between the FP32 model's embeddings of the two inputs.
+
+    .venv/bin/python bench/decode.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from webapp.services.imaging import decode, to_input  # noqa: E402
+
+SIZES = (640, 2000, 4000)
+FORMATS = {"JPEG": {"quality": 90}, "PNG": {}, "WEBP": {"quality": 90}}
+INPUT = 224
+
+
+def sample(side: int) -> Image.Image:
+    """Return a photo-like RGB image ``side`` pixels wide (the coffee photo, scaled)."""
+    from skimage import data
+
+    img = Image.fromarray(data.coffee()).convert("RGB")
+    return img.resize((side, round(side * img.height / img.width)), Image.Resampling.BICUBIC)
+
+
+def timed(work, repeats: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+    """Return the median time of ``work()`` in ms, and its last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = work()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times), result
+
+
+def reduced_input(img: Image.Image) -> np.ndarray:
+    """to_input with an integer reduce first (Pillow's reducing_gap)."""
+    resized = img.resize((INPUT, INPUT), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    arr = np.asarray(resized, dtype=np.float32)
+    return ((arr - 127.5) / 127.5).transpose(2, 0, 1)
+
+
+def embed(session: object, tensor: np.ndarray) -> np.ndarray:
+    """Return the model's unit embedding of one preprocessed image."""
+    vector = session.run(None, {"input": tensor[None]})[0][0]  # type: ignore[attr-defined]
+    return np.asarray(vector / np.linalg.norm(vector))
+
+
+def main() -> None:
+    """Print one line per format and size."""
+    import onnxruntime as ort
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", type=Path, default=ROOT / "var" / "models" / "efficientnet-lite0.onnx")
+    args = parser.parse_args()
+    session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
+    header = ["format", "size", "bytes", "decode ms", "resize ms", "gap=3 ms", "cosine"]
+    print(f"{header[0]:6s} {header[1]:>6s} {header[2]:>9s}" + "".join(f" {h:>10s}" for h in header[3:]))
+    for side in SIZES:
+        img = sample(side)
+        for fmt, options in FORMATS.items():
+            buffer = io.BytesIO()
+            img.save(buffer, fmt, **options)
+            data = buffer.getvalue()
+            decode_ms, decoded = timed(lambda data=data: decode(data, 10**9, INPUT), args.repeats)
+            image = decoded.image  # type: ignore[attr-defined]
+            resize_ms, plain = timed(lambda image=image: to_input(image, INPUT), args.repeats)
+            gap_ms, gapped = timed(lambda image=image: reduced_input(image), args.repeats)
+            cosine = float(embed(session, plain) @ embed(session, gapped))  # type: ignore[arg-type]
+            figures = f" {decode_ms:>10.1f} {resize_ms:>10.1f} {gap_ms:>10.1f} {cosine:>10.4f}"
+            print(f"{fmt:6s} {side:>6d} {len(data):>9d}{figures}")
+
+
+if __name__ == "__main__":
+    main()
