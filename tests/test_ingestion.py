@@ -40,6 +40,25 @@ def test_a_chunk_redelivered_after_its_worker_died_counts_each_file_once(app: Fl
     assert (final.total, final.processed, final.added, final.duplicates, final.failed) == (7, 7, 6, 1, 0)
 
 
+def test_a_chunk_whose_worker_died_before_the_catalogue_is_completed(app: Flask) -> None:
+    images = noise_images(4, seed=34)
+    folder = folder_of(app, images)
+    with app.app_context():
+        ingestion = runtime().ingestion
+        library = ingestion.library
+        job = ingestion.store.create("folder", str(folder), local_owner())
+        ingestion._prepare(job.id)
+        # A worker stored files and vectors of 0-1, then died before their catalogue rows.
+        tag = f"job:{job.id[:8]}"
+        records = [r for r, _ in (library.add(images[i], f"{i:02d}.jpg", tag) for i in range(2))]
+        library.forget({r.sha256 for r in records})
+        ingestion.run_chunk(job.id, 0)
+        final = ingestion.get(job.id)
+        listed = library.catalog.all()
+    assert (final.status, final.added, final.duplicates) == (JobStatus.DONE, 4, 0)
+    assert {r.sha256 for r in records} <= listed and len(listed) == 4
+
+
 def test_a_cancelled_job_takes_no_more_chunks(app: Flask) -> None:
     folder = folder_of(app, noise_images(3, seed=32))
     with app.app_context():

@@ -356,6 +356,8 @@ class Ingestion:
         """Record outcomes; an image this job wrote before its worker died still counts as added."""
         ours = {o.record.sha256 for o in outcomes if o.status == "duplicate" and o.record and o.record.source == tag}
         ours -= self.store.added_by(job_id, ours)
+        # Its worker may have died between the vectors and the catalogue: finish that write too.
+        self.library.complete([o.record for o in outcomes if o.record and o.record.sha256 in ours])
         results = []
         for (seq, _), o in zip(items, outcomes, strict=True):
             sha = o.record.sha256 if o.record else None

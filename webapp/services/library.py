@@ -272,6 +272,10 @@ class Library:
         """Return the number of images the catalogue lists (cheap: for paging)."""
         return self.catalog.total()
 
+    def complete(self, records: Sequence[Record]) -> None:
+        """List indexed images the catalogue may lack (a worker died after their vectors)."""
+        self.catalog.add((rec.sha256, rec.added_at) for rec in records)
+
     def forget(self, sha256s: set[str]) -> None:
         """Drop catalogue entries whose vectors were lost (before they are indexed again)."""
         self.catalog.remove(sha256s)
