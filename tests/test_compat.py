@@ -84,6 +84,35 @@ def test_the_bootcamp_client_flow(app: Flask, client: FlaskClient, photos: dict[
     assert count(client) == len(names)
 
 
+def test_a_relative_folder_is_taken_under_the_first_import_root(app: Flask, client: FlaskClient) -> None:
+    folder = import_folder(app, "relative")
+    for i, data in enumerate(noise_images(3, seed=41)):
+        (folder / f"{i}.jpg").write_bytes(data)
+    response = client.post("/img/load", json={"File": "relative"})
+    assert response.status_code == 200, response.json
+    assert wait_for_job(client, response.headers["Location"])["added"] == 3
+    assert_json_error(client.post("/img/load", json={"File": "relative/../.."}), 403, "not under")
+
+
+def test_dropping_the_library_during_a_load_cancels_it_first(app: Flask, client: FlaskClient) -> None:
+    folder = import_folder(app, "dropped")
+    for i, data in enumerate(noise_images(150, seed=42)):
+        (folder / f"{i:04d}.jpg").write_bytes(data)
+    url = load(client, folder)
+    deadline = time.monotonic() + 60
+    while client.get(url).json["processed"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert client.post("/img/drop").json == "ok"
+    job = wait_for_job(client, url)
+    assert job["status"] == "cancelled" and job["processed"] < 150, job
+    time.sleep(0.5)  # a batch embedded when the drop came is not written afterwards
+    assert count(client) == 0
+    current, total = progress(client)  # ended: the demo's client stops polling
+    assert current == total == job["processed"]
+    assert client.get("/progress").headers["X-Job-Status"] == "cancelled"
+
+
 def test_load_answers_at_once_and_progress_counts_up(app: Flask, client: FlaskClient) -> None:
     folder = import_folder(app, "many")
     for i, data in enumerate(noise_images(150)):
@@ -150,7 +179,8 @@ def test_data_refuses_even_the_stored_files_own_path(app: Flask, client: FlaskCl
     ("body", "status", "says"),
     [
         ({"json": {"File": "/etc"}}, 403, "not under an allowed import folder"),
-        ({"json": {"File": "relative/images"}}, 422, "absolute path"),
+        ({"json": {"File": "../outside"}}, 403, "not under an allowed import folder"),
+        ({"json": {"File": "relative/missing"}}, 422, "not a folder"),
         ({"json": {"File": "/tmp/x\x00y"}}, 422, "NUL"),
         ({"json": {"File": "/tmp/\ud800"}}, 422, "no path can hold"),
         ({"json": {"File": ""}}, 422, "File"),

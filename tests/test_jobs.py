@@ -101,7 +101,8 @@ def test_files_job(client: FlaskClient, photos: dict[str, bytes]) -> None:
     ("body", "status", "message"),
     [
         ({"json": {"folder": "/etc"}}, 403, "not under an allowed import folder"),
-        ({"json": {"folder": "relative/path"}}, 422, "absolute path"),
+        ({"json": {"folder": "relative/path"}}, 422, "not a folder"),
+        ({"json": {"folder": "../.."}}, 403, "not under an allowed import folder"),
         ({"json": {"folder": "/tmp/a\x00b"}}, 422, "control characters"),
         ({"data": '{"folder": "/\\ud800"}', "content_type": "application/json"}, 422, "invalid Unicode"),
         ({"json": {}}, 422, "exactly one of"),

@@ -160,7 +160,7 @@ def test_each_form_starts_a_job_whose_page_shows_counts_and_failures(
         ({"source": "archive"}, 400, "Choose a .zip archive"),
         ({"source": "archive", "archive": (io.BytesIO(b"PK? no"), "x.zip")}, 422, "not a zip file"),
         ({"source": "folder", "folder": "  "}, 400, "Type the path of a folder"),
-        ({"source": "folder", "folder": "photos/2024"}, 422, "absolute path"),
+        ({"source": "folder", "folder": "photos/2024"}, 422, "not a folder"),
         ({"source": "folder", "folder": "/etc"}, 403, "not under an allowed import folder"),
         ({"source": "elsewhere"}, 400, "one of the forms"),
     ],

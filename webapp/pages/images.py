@@ -13,7 +13,7 @@ from webapp.api.common import image_json
 from webapp.auth import requires
 from webapp.errors import Conflict
 from webapp.pages.blueprint import Pager, blp
-from webapp.runtime import library
+from webapp.runtime import library, runtime
 from webapp.services.roles import Role
 from webapp.services.vectors import Hit
 
@@ -59,7 +59,7 @@ def clear_library() -> Response:
     count = lib.count()
     if int(typed) != count:
         raise Conflict(f"You typed {int(typed)}, but the library has {count} images. Nothing was deleted.")
-    deleted = lib.clear()
+    deleted = runtime().ingestion.empty_library()
     flash(f"Deleted all {deleted} image{'' if deleted == 1 else 's'} from the library.", "success")
     return redirect(url_for("pages.library_page"), 303)
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WebappError
 from webapp.services.jobs import RESUMABLE, Failure, ItemResult, Job, JobRepository, JobStatus
-from webapp.services.library import Library, Outcome
+from webapp.services.library import Batch, Library, Outcome
 from webapp.services.sources import Source, allowed_folder, check_archive, open_source
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,19 @@ class Ingestion:
     def cancel(self, job_id: str) -> Job:
         """Cancel a job; chunks in flight stop after their current batch, what they indexed stays."""
         return self.store.request_cancel(job_id)
+
+    def empty_library(self) -> int:
+        """Cancel every queued and running job, then remove every image; return how many there were.
+
+        Cancelled first, so no job refills the library: a chunk checks before each batch that its
+        job is still wanted, and again before it writes the batch it embedded meanwhile.
+        """
+        for job_id in self.store.active_ids():
+            try:
+                self.store.request_cancel(job_id)
+            except Conflict:
+                pass  # it ended meanwhile
+        return self.library.clear()
 
     def resume(self, job_id: str) -> Job:
         """Queue an interrupted, failed or cancelled job again; it skips what it already processed."""
@@ -343,14 +356,19 @@ class Ingestion:
                 if batch_items:
                     batch = library.prepare([source.read(seq, name) for seq, name in batch_items], tag, in_flight)
                     in_flight |= batch.new_shas
-                    prepared = (batch_items, writer.submit(library.commit, batch))
+                    prepared = (batch_items, writer.submit(self._commit, job_id, batch))
                 if writing is not None:
                     done_items, future = writing
-                    self._record(job_id, tag, done_items, future.result())
+                    if (outcomes := future.result()) is not None:  # None: cancelled, left pending
+                        self._record(job_id, tag, done_items, outcomes)
                 writing = prepared
                 if writing is None:
                     break
         return stopped
+
+    def _commit(self, job_id: str, batch: Batch) -> list[Outcome] | None:
+        """Write a batch unless its job was cancelled (the library emptied) while it was embedded."""
+        return self.library.commit(batch) if self.store.still_wanted(job_id) else None
 
     def _record(self, job_id: str, tag: str, items: list[tuple[int, str]], outcomes: list[Outcome]) -> None:
         """Record outcomes; an image this job wrote before its worker died still counts as added."""

@@ -214,12 +214,18 @@ class Folder:
 
 
 def allowed_folder(folder: str, roots: list[str]) -> Path:
-    """Return the resolved folder if it lies under one of ``roots``, else refuse."""
+    """Return the resolved folder if it lies under one of ``roots``, else refuse.
+
+    A relative path is taken under the first root (as the bootcamp demo took it under its working
+    folder); ``..`` may not lead out of it.
+    """
     if "\x00" in folder or not folder.isprintable() or folder != folder.encode("utf-8", "replace").decode():
         raise InvalidInput("the folder path has control characters or invalid Unicode")
-    path = Path(folder).expanduser()
+    path = Path(folder)
     if not path.is_absolute():
-        raise InvalidInput("give the folder as an absolute path")
+        if not roots or folder.startswith("~"):
+            raise InvalidInput("give the folder as an absolute path (no import folder to take it under)")
+        path = Path(roots[0]) / path
     try:
         resolved = path.resolve()
         allowed = [Path(r).resolve() for r in roots]

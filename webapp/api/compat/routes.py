@@ -60,11 +60,16 @@ def check_table(*names: str | None) -> None:
 
 
 def progress_text(job: Job | None) -> str:
-    """Say how far a job got, as the bootcamp does; total is -1 while its folder is being listed."""
+    """Say how far a job got, as the bootcamp does; total is -1 while its folder is being listed.
+
+    A job that ended (done, failed, cancelled, interrupted) reads ``current == total``, since the
+    demo's client polls until then; the X-Job-Status header and the REST API say how it ended.
+    """
     if job is None:
         return "current: 0, total: 0"
-    total = job.total if job.total is not None else (-1 if job.status in ACTIVE else job.processed)
-    return f"current: {job.processed}, total: {total}"
+    if job.status not in ACTIVE:
+        return f"current: {job.processed}, total: {job.processed}"
+    return f"current: {job.processed}, total: {job.total if job.total is not None else -1}"
 
 
 @blp.route("/img/load")
@@ -103,7 +108,11 @@ class Progress(MethodView):
     def get(self) -> Response:
         """Return the newest job's progress as "current: N, total: M" (0 and 0 when there is none)."""
         jobs, _ = runtime().ingestion.recent(0, 1)
-        return jsonify(progress_text(jobs[0] if jobs else None))
+        response = jsonify(progress_text(jobs[0] if jobs else None))
+        if jobs:
+            response.headers["X-Job-Status"] = jobs[0].status
+            response.headers["Location"] = url_for("jobs.JobById", job_id=jobs[0].id)
+        return response
 
 
 @blp.route("/img/upload")
@@ -186,7 +195,7 @@ class Drop(MethodView):
         count = lib.count()
         if "confirm" in query and query["confirm"] != count:
             raise Conflict(f"to delete all {count} images, pass confirm={count}")
-        lib.clear()
+        runtime().ingestion.empty_library()
         return jsonify("ok")
 
 

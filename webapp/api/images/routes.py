@@ -23,7 +23,7 @@ from webapp.api.search.schemas import SearchResponseSchema
 from webapp.auth import requires
 from webapp.errors import Conflict, NotFound
 from webapp.extensions import rate_limited
-from webapp.runtime import library
+from webapp.runtime import library, runtime
 from webapp.services.images import mime_of
 from webapp.services.roles import Role
 
@@ -67,7 +67,7 @@ class Images(MethodView):
         count = lib.count()
         if args["confirm"] != count:
             raise Conflict(f"to delete all {count} images, pass confirm={count}")
-        return {"deleted": lib.clear()}
+        return {"deleted": runtime().ingestion.empty_library()}
 
 
 @blp.route("/<sha256:image_id>")
