@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_by_time ON images (added_at);
 """
-HEAD = "0004"
+HEAD = "0005"
 
 
 @pytest.fixture()
@@ -104,12 +104,22 @@ def test_a_library_of_the_sqlite_only_releases_keeps_every_row(tmp_path: Path) -
 
 def test_catalogue_ignores_known_images_and_lists_newest_first(db: Database) -> None:
     catalog = Catalog(db)
-    catalog.add([("a" * 64, 1), ("b" * 64, 3)])
-    catalog.add([("a" * 64, 9), ("c" * 64, 2)])  # "a" is known: left as it was
+    catalog.add([("a" * 64, 1, ""), ("b" * 64, 3, "")])
+    catalog.add([("a" * 64, 9, ""), ("c" * 64, 2, "")])  # "a" is known: left as it was
     assert catalog.newest(0, 10) == ["b" * 64, "c" * 64, "a" * 64]
     assert catalog.total() == 3 and catalog.all() == {"a" * 64, "b" * 64, "c" * 64}
     catalog.remove(["b" * 64])
     assert catalog.newest(1, 10) == ["a" * 64]
+
+
+def test_the_catalogue_narrows_to_an_album_and_its_sub_albums(db: Database) -> None:
+    catalog = Catalog(db)
+    albums = ["a_b", "a_b/c", "axb", "a_b2", "100%", "1000", 'q"\\x', ""]
+    catalog.add([(f"{i:064x}", i, album) for i, album in enumerate(albums)])
+    assert catalog.newest(0, 10, "a_b") == [f"{1:064x}", f"{0:064x}"]  # _ is no wildcard
+    assert catalog.total("100%") == 1 and catalog.total("a_b/c") == 1 and catalog.total() == 8
+    assert catalog.newest(0, 10, 'q"\\x') == [f"{6:064x}"]
+    assert dict(catalog.albums()) == {"a_b": 2, "a_b/c": 1, "axb": 1, "a_b2": 1, "100%": 1, "1000": 1, 'q"\\x': 1}
 
 
 def test_job_states_move_only_along_the_transitions(db: Database) -> None:

@@ -1,23 +1,31 @@
-"""The catalogue: which images are indexed, in time order (Milvus queries cannot sort)."""
+"""The catalogue: which images are indexed, in time order (Milvus queries cannot sort), by album."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 
+from webapp.services.albums import lineage
 from webapp.services.database import Database, images, page_bounds
 
 
+def in_album(album: str) -> Any:
+    """Return the SQL condition for images in ``album`` or below it (LIKE wildcards escaped)."""
+    return or_(images.c.album == album, images.c.album.startswith(album + "/", autoescape=True))
+
+
 class Catalog:
-    """Content ids by time added; derivable from Milvus, so a repair can rebuild it."""
+    """Content ids by time added, with their albums; derivable from Milvus, so a repair can rebuild it."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, rows: Iterable[tuple[str, int]]) -> None:
-        """Record images (sha256, added_at in ms); already known ones are left as they are."""
-        values = [{"sha256": sha, "added_at": added_at} for sha, added_at in rows]
+    def add(self, rows: Iterable[tuple[str, int, str]]) -> None:
+        """Record images (sha256, added_at in ms, album); already known ones are left as they are."""
+        values = [{"sha256": sha, "added_at": added_at, "album": album} for sha, added_at, album in rows]
         if values:
             with self.db.connect() as conn:
                 conn.execute(self.db.insert_ignoring_duplicates(images), values)
@@ -34,7 +42,7 @@ class Catalog:
         with self.db.connect() as conn:
             conn.execute(delete(images))
 
-    def newest(self, offset: int, limit: int) -> list[str]:
+    def newest(self, offset: int, limit: int, album: str = "") -> list[str]:
         """Return a page of content ids, newest first (each image of a batch has its own millisecond)."""
         offset, limit = page_bounds(offset, limit)
         query = (
@@ -43,6 +51,8 @@ class Catalog:
             .limit(limit)
             .offset(offset)
         )
+        if album:
+            query = query.where(in_album(album))
         with self.db.connect() as conn:
             return list(conn.scalars(query))
 
@@ -51,7 +61,22 @@ class Catalog:
         with self.db.connect() as conn:
             return set(conn.scalars(select(images.c.sha256)))
 
-    def total(self) -> int:
-        """Return how many images the catalogue lists."""
+    def total(self, album: str = "") -> int:
+        """Return how many images the catalogue lists (in ``album`` and below, if given)."""
+        query = select(func.count()).select_from(images)
+        if album:
+            query = query.where(in_album(album))
         with self.db.connect() as conn:
-            return int(conn.scalar(select(func.count()).select_from(images)) or 0)
+            return int(conn.scalar(query) or 0)
+
+    def albums(self) -> list[tuple[str, int]]:
+        """Return every album with the number of images in it and below it, sorted by name."""
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                select(images.c.album, func.count()).where(images.c.album != "").group_by(images.c.album)
+            )
+            counts: Counter[str] = Counter()
+            for album, n in rows:
+                for above in lineage(album):
+                    counts[above] += n
+        return sorted(counts.items())

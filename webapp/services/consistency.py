@@ -50,7 +50,9 @@ def check(library: Library, repair: bool = False) -> Report:
         return report
     library.vectors.delete(report.vector_without_file)
     library.catalog.remove(report.stale_in_catalogue)
-    library.catalog.add((sha, indexed[sha]) for sha in report.missing_from_catalogue)
+    missing = report.missing_from_catalogue
+    for start in range(0, len(missing), 1000):
+        library.complete(list(library.vectors.get(missing[start : start + 1000]).values()))
     for start in range(0, len(report.file_without_vector), 64):
         chunk = report.file_without_vector[start : start + 64]
         entries = [Entry(f"recovered-{sha[:12]}{on_disk[sha].suffix}", on_disk[sha].read_bytes()) for sha in chunk]

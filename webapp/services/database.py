@@ -74,7 +74,27 @@ images = Table(
     metadata,
     Column("sha256", String(64), primary_key=True),
     Column("added_at", BigInteger, nullable=False),
+    Column("album", String(512), nullable=False, server_default=""),  # "" for none; see services/albums.py
     Index("images_by_time", "added_at"),
+    Index("images_by_album", "album"),
+)
+# The near-duplicate groups the last scan found (services/duplicates.py).
+duplicate_groups = Table(
+    "duplicate_groups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), nullable=False),  # the scan that found it
+    Column("size", Integer, nullable=False),
+    Column("best", Float, nullable=False),  # the highest similarity of a member to the keeper
+    Index("duplicate_groups_by_rank", "size", "best"),
+)
+duplicate_members = Table(
+    "duplicate_members",
+    metadata,
+    Column("group_id", Integer, ForeignKey("duplicate_groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("similarity", Float, nullable=False),  # to the group's suggested keeper (1 for the keeper)
+    Index("duplicate_members_by_image", "sha256"),
 )
 
 users = Table(

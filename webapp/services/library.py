@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 
 from webapp.errors import NotFound, WebappError
+from webapp.services.albums import album_of_item
 from webapp.services.catalog import Catalog
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
@@ -79,6 +80,12 @@ class Entry:
 
     filename: str
     data: bytes | WebappError
+    album: str = ""
+
+    @classmethod
+    def at(cls, path: str, data: bytes | WebappError) -> Entry:
+        """Return the entry of a file at ``path`` relative to a loaded root: its album is the folder."""
+        return cls(clean_filename(path), data, album_of_item(path))
 
 
 def clean_filename(name: str | None) -> str:
@@ -109,9 +116,9 @@ class Library:
         self._add_lock = threading.Condition()
         self._writing: dict[str, Record] = {}
 
-    def add(self, data: bytes, filename: str | None, source: str = "upload") -> tuple[Record, bool]:
-        """Index one image; return its record and whether it was new (False for a duplicate)."""
-        outcome = self.add_many([Entry(clean_filename(filename), data)], source)[0]
+    def add(self, data: bytes, filename: str | None, source: str = "upload", album: str = "") -> tuple[Record, bool]:
+        """Index one image (into ``album``); return its record and whether it was new (False for a duplicate)."""
+        outcome = self.add_many([Entry(clean_filename(filename), data, album)], source)[0]
         if outcome.error is not None:
             raise outcome.error
         assert outcome.record is not None
@@ -147,9 +154,18 @@ class Library:
                 error = decoded if isinstance(decoded, WebappError) else WebappError("could not embed")
                 batch.outcomes[i] = Outcome("failed", reason=error.message, error=error)
                 continue
-            name = entries[i].filename
+            entry = entries[i]
             # One millisecond per file of the batch: "newest first" lists a batch in its own order.
-            record = Record(decoded.sha256, name, decoded.width, decoded.height, source, decoded.mime, now + i)
+            record = Record(
+                decoded.sha256,
+                entry.filename,
+                decoded.width,
+                decoded.height,
+                source,
+                decoded.mime,
+                now + i,
+                entry.album,
+            )
             batch.new.append((i, record, vector, data, decoded))
         return batch
 
@@ -198,25 +214,26 @@ class Library:
             for sha in created:
                 self.images.delete(sha)
             raise
-        self.catalog.add((rec.sha256, rec.added_at) for _, rec, _, _, _ in new)
+        self.catalog.add((rec.sha256, rec.added_at, rec.album) for _, rec, _, _, _ in new)
 
-    def search(self, data: bytes, top_k: int) -> SearchResult:
-        """Embed the query image and return the ``top_k`` most similar indexed images."""
+    def search(self, data: bytes, top_k: int, album: str = "") -> SearchResult:
+        """Embed the query image and return the ``top_k`` most similar indexed images (in ``album``)."""
         start = time.perf_counter()
+        self.vectors.album_filter(album)  # refused before the model runs
         with PRIORITY.interactive():
             with EMBED.time():
                 decoded, vector = self.embedder.embed(data)
             with SEARCH.time():
-                hits = self.vectors.search(vector, top_k)
+                hits = self.vectors.search(vector, top_k, album)
         return SearchResult(decoded, hits, (time.perf_counter() - start) * 1000)
 
-    def similar(self, sha256: str, top_k: int) -> list[Hit]:
-        """Return the ``top_k`` images most similar to an indexed one (itself excluded)."""
+    def similar(self, sha256: str, top_k: int, album: str = "") -> list[Hit]:
+        """Return the ``top_k`` images most similar to an indexed one (itself excluded; in ``album``)."""
         with PRIORITY.interactive():
             vector = self.vectors.vector(sha256)
             if vector is None:
                 raise NotFound(f"no image with id {sha256} in the library")
-            hits = self.vectors.search(vector, top_k + 1)
+            hits = self.vectors.search(vector, top_k + 1, album)
         return [hit for hit in hits if hit.record.sha256 != sha256][:top_k]
 
     def get(self, sha256: str) -> Record:
@@ -226,9 +243,9 @@ class Library:
             raise NotFound(f"no image with id {sha256} in the library")
         return record
 
-    def newest(self, offset: int, limit: int) -> list[Record]:
-        """Return a page of records, newest first."""
-        page = self.catalog.newest(offset, limit)
+    def newest(self, offset: int, limit: int, album: str = "") -> list[Record]:
+        """Return a page of records, newest first (in ``album`` and below, if given)."""
+        page = self.catalog.newest(offset, limit, album)
         records = self.vectors.get(page)
         return [records[sha] for sha in page if sha in records]
 
@@ -268,13 +285,17 @@ class Library:
         """Return the path of an image's thumbnail, or None."""
         return self.images.thumbnail(sha256)
 
-    def listed(self) -> int:
-        """Return the number of images the catalogue lists (cheap: for paging)."""
-        return self.catalog.total()
+    def listed(self, album: str = "") -> int:
+        """Return the number of images the catalogue lists, in ``album`` if given (cheap: for paging)."""
+        return self.catalog.total(album)
+
+    def albums(self) -> list[tuple[str, int]]:
+        """Return every album with how many images it holds (sub-albums included), by name."""
+        return self.catalog.albums()
 
     def complete(self, records: Sequence[Record]) -> None:
         """List indexed images the catalogue may lack (a worker died after their vectors)."""
-        self.catalog.add((rec.sha256, rec.added_at) for rec in records)
+        self.catalog.add((rec.sha256, rec.added_at, rec.album) for rec in records)
 
     def forget(self, sha256s: set[str]) -> None:
         """Drop catalogue entries whose vectors were lost (before they are indexed again)."""

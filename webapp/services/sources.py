@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from webapp.errors import Forbidden, InvalidInput, WebappError
-from webapp.services.library import Entry, clean_filename
+from webapp.services.library import Entry
 
 # Named image files are loaded (HEIC too, to report it as unsupported rather than skip it).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
@@ -55,9 +55,9 @@ class UploadedFiles:
         path = self.spool / f"{seq:06d}"
         try:
             error = _too_large(path.stat().st_size, self.limit)
-            return Entry(clean_filename(name), error or path.read_bytes())
+            return Entry.at(name, error or path.read_bytes())
         except FileNotFoundError:
-            return Entry(clean_filename(name), InvalidInput("the uploaded file is gone (spool was removed)"))
+            return Entry.at(name, InvalidInput("the uploaded file is gone (spool was removed)"))
 
 
 class ZipArchive:
@@ -91,12 +91,12 @@ class ZipArchive:
             info = entries[seq] if seq < len(entries) and entries[seq].filename == name else self.zip.getinfo(name)
             refused = refusal(info, self.limit)
             if refused is not None:
-                return Entry(clean_filename(name), refused)
+                return Entry.at(name, refused)
             with self.zip.open(info) as member:
                 data = member.read(self.limit + 1)  # never trust the declared size alone
-            return Entry(clean_filename(name), _too_large(len(data), self.limit) or data)
+            return Entry.at(name, _too_large(len(data), self.limit) or data)
         except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, EOFError) as exc:  # incl. unsupported methods
-            return Entry(clean_filename(name), InvalidInput(f"the archive entry is damaged: {_damage(exc)}"))
+            return Entry.at(name, InvalidInput(f"the archive entry is damaged: {_damage(exc)}"))
 
     def close(self) -> None:
         self.zip.close()
@@ -203,14 +203,14 @@ class Folder:
         path = self.root / name
         try:
             if not self._inside(path):
-                return Entry(clean_filename(name), Forbidden("the file links outside the folder"))
+                return Entry.at(name, Forbidden("the file links outside the folder"))
             info = path.stat()
             if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
-                return Entry(clean_filename(name), InvalidInput("not a regular file"))
+                return Entry.at(name, InvalidInput("not a regular file"))
             error = _too_large(info.st_size, self.limit)
-            return Entry(clean_filename(name), error or path.read_bytes())
+            return Entry.at(name, error or path.read_bytes())
         except (OSError, RuntimeError) as exc:
-            return Entry(clean_filename(name), InvalidInput(f"cannot read the file ({_reason(exc)})"))
+            return Entry.at(name, InvalidInput(f"cannot read the file ({_reason(exc)})"))
 
 
 def allowed_folder(folder: str, roots: list[str]) -> Path:

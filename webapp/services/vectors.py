@@ -17,7 +17,8 @@ from pymilvus.exceptions import MilvusException
 from pymilvus.milvus_client.index import IndexParams
 
 from webapp.config import is_server_uri
-from webapp.errors import StoreUnavailable
+from webapp.errors import Conflict, StoreUnavailable
+from webapp.services.albums import MAX_DEPTH, lineage, milvus_filter
 
 log = logging.getLogger(__name__)
 FIELDS = ["sha256", "filename", "width", "height", "source", "mime", "added_at"]
@@ -39,6 +40,7 @@ class Record:
     source: str
     mime: str
     added_at: int  # milliseconds since the epoch
+    album: str = ""  # the folder it was loaded from, relative to the loaded root ("" for none)
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class VectorStore(Protocol):
     def ids(self) -> dict[str, int]: ...
     def vector(self, sha256: str) -> np.ndarray | None: ...
     def flush(self) -> None: ...
-    def search(self, vector: np.ndarray, top_k: int) -> list[Hit]: ...
+    def search(self, vector: np.ndarray, top_k: int, album: str = "") -> list[Hit]: ...
     def get(self, sha256s: Iterable[str], fresh: bool = True) -> dict[str, Record]: ...
     def count(self) -> int: ...
     def close(self) -> None: ...
@@ -147,6 +149,10 @@ class MilvusVectorStore:
                 if not client.list_indexes(self.collection):
                     raise
         client.load_collection(self.collection)
+        fields = {f["name"] for f in client.describe_collection(self.collection)["fields"]}
+        # Collections made before albums lack the field (Milvus 2.3 cannot add one): no album filters there.
+        self.has_albums = "albums" in fields
+        self._output = [*FIELDS, "albums"] if self.has_albums else FIELDS
 
     def _schema(self) -> CollectionSchema:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -159,7 +165,27 @@ class MilvusVectorStore:
         schema.add_field("source", DataType.VARCHAR, max_length=64)
         schema.add_field("mime", DataType.VARCHAR, max_length=64)
         schema.add_field("added_at", DataType.INT64)
+        # The album and every album above it: "in this album or below" is one array_contains.
+        schema.add_field(
+            "albums", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_DEPTH, max_length=512
+        )
         return schema
+
+    def _row(self, rec: Record, vec: np.ndarray) -> dict[str, Any]:
+        row = {"pk": pk_of(rec.sha256), "vector": vec.astype(np.float32).tolist()}
+        row |= {name: getattr(rec, name) for name in FIELDS}
+        if self.has_albums:
+            row["albums"] = lineage(rec.album)
+        return row
+
+    def album_filter(self, album: str) -> str:
+        """Return the filter for ``album`` and its sub-albums; refuse it on a collection without albums."""
+        if album and not self.has_albums:
+            raise Conflict(
+                "this library was created before albums, so it cannot be narrowed to one: "
+                "move it to a new collection (README, Albums) to use them"
+            )
+        return milvus_filter(album)
 
     def _index_params(self) -> IndexParams:
         hnsw_m, ef_construction = self._index
@@ -177,9 +203,7 @@ class MilvusVectorStore:
         """Insert or replace the given records with their vectors, keyed by content id."""
         if not items:
             return
-        rows = [
-            {"pk": pk_of(rec.sha256), "vector": vec.astype(np.float32).tolist(), **rec.__dict__} for rec, vec in items
-        ]
+        rows = [self._row(rec, vec) for rec, vec in items]
         with self._write_lock:
             self._call(self._client.upsert, self.collection, rows)
             self._written(len(rows))
@@ -228,7 +252,7 @@ class MilvusVectorStore:
             self._client.query_iterator,
             self.collection,
             batch_size=batch_size,
-            output_fields=[*FIELDS, "vector"],
+            output_fields=[*self._output, "vector"],
         )
         try:
             while rows := iterator.next():
@@ -236,15 +260,16 @@ class MilvusVectorStore:
         finally:
             iterator.close()
 
-    def search(self, vector: np.ndarray, top_k: int) -> list[Hit]:
-        """Return the ``top_k`` nearest images by cosine similarity, best first."""
+    def search(self, vector: np.ndarray, top_k: int, album: str = "") -> list[Hit]:
+        """Return the ``top_k`` nearest images by cosine similarity, best first (in ``album`` if given)."""
         result = self._call(
             self._client.search,
             self.collection,
             data=[vector.astype(np.float32).tolist()],
             anns_field="vector",
+            filter=self.album_filter(album),
             limit=top_k,
-            output_fields=FIELDS,
+            output_fields=self._output,
             search_params={"metric_type": self.metric, "params": {"ef": max(self.search_ef, top_k)}},
             consistency_level=self.search_consistency,
         )
@@ -263,7 +288,7 @@ class MilvusVectorStore:
             self._client.get,
             self.collection,
             ids=list(wanted),
-            output_fields=FIELDS,
+            output_fields=self._output,
             consistency_level=self.consistency if fresh else "Bounded",
         )
         # Compare the whole sha256, not just the 8-byte key, and key by it: a server may
@@ -385,4 +410,5 @@ class MilvusVectorStore:
 
 
 def _record(row: dict[str, Any]) -> Record:
-    return Record(**{name: row[name] for name in FIELDS})
+    albums = row.get("albums") or [""]
+    return Record(**{name: row[name] for name in FIELDS}, album=albums[-1])

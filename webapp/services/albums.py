@@ -1,0 +1,70 @@
+"""Albums: the folder an image was loaded from, relative to the loaded root (``animals/birds``).
+
+An image is in its album and, through it, in every album above (``animals``). Milvus stores the
+album with its ancestors in an array field, so "this album and its sub-albums" is one
+``array_contains`` filter: no LIKE pattern, nothing to escape but the string literal itself.
+"""
+
+from __future__ import annotations
+
+import re
+
+from webapp.errors import InvalidInput
+
+MAX_DEPTH = 16  # levels kept (the Milvus array's capacity)
+MAX_LENGTH = 500  # characters of a whole album path (the array's element length is 512 bytes)
+_CONTROL = re.compile("[\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _parts(path: str) -> list[str]:
+    return [p.strip() for p in path.split("/") if p.strip() not in ("", ".", "..")]
+
+
+def album_of_item(name: str) -> str:
+    """Return the album of a loaded file from its path relative to the root (``a/b/x.jpg`` -> ``a/b``).
+
+    Never refuses: control characters are dropped, ``.`` and ``..`` ignored, depth and length cut.
+    """
+    parts = [_CONTROL.sub("", p) for p in _parts(name)[:-1]]
+    album = "/".join(p for p in parts if p)
+    return _cut(album)
+
+
+def _cut(album: str) -> str:
+    parts = album.split("/")[:MAX_DEPTH] if album else []
+    while parts and len("/".join(parts).encode()) > MAX_LENGTH:
+        parts.pop()
+    return "/".join(parts)
+
+
+def parse_album(value: str | None) -> str:
+    """Return a client's album name in its one spelling (``/a//b/`` -> ``a/b``); refuse a bad one.
+
+    Empty means no album (the whole library).
+    """
+    if value is None:
+        return ""
+    if _CONTROL.search(value):
+        raise InvalidInput("the album name has control characters")
+    if any(p.strip() in (".", "..") for p in value.split("/")):
+        raise InvalidInput("an album name cannot have . or .. as a part")
+    album = "/".join(_parts(value))
+    if len(album.encode()) > MAX_LENGTH or album.count("/") >= MAX_DEPTH:
+        raise InvalidInput(f"the album name is too long (at most {MAX_DEPTH} levels and {MAX_LENGTH} bytes)")
+    return album
+
+
+def lineage(album: str) -> list[str]:
+    """Return an album and every album above it, top first (``a/b`` -> ``a``, ``a/b``)."""
+    parts = album.split("/") if album else []
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def literal(value: str) -> str:
+    """Quote a string for a Milvus filter expression (backslashes and double quotes escaped)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def milvus_filter(album: str) -> str:
+    """Return the Milvus filter for images in ``album`` or below it ("" for no album: no filter)."""
+    return f"array_contains(albums, {literal(album)})" if album else ""
