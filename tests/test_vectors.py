@@ -6,10 +6,12 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from webapp.errors import Conflict
 from webapp.services.vectors import MilvusVectorStore, Record, is_server_uri, pk_of
 
 DIM = 1280
@@ -149,5 +151,47 @@ def test_no_flush_while_below_both_thresholds(backend: tuple[str, str]) -> None:
             store.upsert([_item(i, rng)])
         time.sleep(1.5)
         assert store.unflushed == 5
+    finally:
+        store.close()
+
+
+@BOTH_STORES
+def test_album_filters_escape_quotes_and_backslashes(store: MilvusVectorStore) -> None:
+    rng = np.random.default_rng(7)
+    albums = ['q"x', 'q"x/sub', "b\\s", 'b\\s"', "b", 'x") or (album != "', ""]
+    items = [_item(i, rng) for i in range(len(albums))]
+    items = [(Record(**{**rec.__dict__, "album": album}), vec) for (rec, vec), album in zip(items, albums, strict=True)]
+    store.upsert(items)
+    query = items[0][1]
+    for album, expected in (('q"x', {0, 1}), ("b\\s", {2}), ('b\\s"', {3}), ("b", {4}), (albums[5], {5})):
+        hits = store.search(query, 10, album)
+        assert {int(h.record.filename.split(".")[0]) for h in hits} == expected, album
+    assert store.get([items[1][0].sha256])[items[1][0].sha256].album == 'q"x/sub'
+
+
+def test_a_collection_made_before_albums_still_works_but_refuses_album_filters(tmp_path: Path) -> None:
+    from pymilvus import DataType, MilvusClient
+
+    uri = str(tmp_path / "old.db")
+    client = MilvusClient(uri=uri)
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    for name, length in (("sha256", 64), ("filename", 1024)):
+        schema.add_field(name, DataType.VARCHAR, max_length=length)
+    schema.add_field("width", DataType.INT32)
+    schema.add_field("height", DataType.INT32)
+    schema.add_field("source", DataType.VARCHAR, max_length=64)
+    schema.add_field("mime", DataType.VARCHAR, max_length=64)
+    schema.add_field("added_at", DataType.INT64)
+    client.create_collection("old", schema=schema)
+    client.close()
+    store = MilvusVectorStore(uri, "old", DIM)
+    try:
+        rec, vec = _item(1, np.random.default_rng(8))
+        store.upsert([(rec, vec)])
+        assert not store.has_albums and store.search(vec, 1)[0].record == rec
+        with pytest.raises(Conflict, match="created before albums"):
+            store.search(vec, 1, "a")
     finally:
         store.close()

@@ -14,6 +14,8 @@ from webargs.flaskparser import FlaskParser
 from webargs.multidictproxy import MultiDictProxy
 from werkzeug.datastructures import CombinedMultiDict, FileStorage
 
+from webapp.errors import WebappError
+from webapp.services.albums import parse_album
 from webapp.services.jobs import Job
 from webapp.services.vectors import Record
 
@@ -54,6 +56,26 @@ class Blueprint(SmorestBlueprint):
     }
 
 
+class Album(ma.fields.String):
+    """An album name (``animals/birds``): narrows to it and its sub-albums; empty means the whole library."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        description = kwargs.pop("description", "An album, e.g. animals/birds (its sub-albums included).")
+        super().__init__(load_default="", metadata={"description": description}, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        try:
+            return parse_album(super()._deserialize(value, attr, data, **kwargs))
+        except WebappError as exc:
+            raise ma.ValidationError(exc.message) from exc
+
+
+class AlbumArgsSchema(ma.Schema):
+    """Narrow a list to an album."""
+
+    album = Album()
+
+
 class ImageUpload(Upload):
     """An uploaded image file (a multipart file part, not a text field)."""
 
@@ -71,7 +93,7 @@ def job_json(job: Job) -> dict[str, Any]:
 
     return {
         **{k: getattr(job, k) for k in ("id", "kind", "source", "status", "total", "processed", "added")},
-        **{k: getattr(job, k) for k in ("duplicates", "failed", "rate", "eta_seconds", "error")},
+        **{k: getattr(job, k) for k in ("duplicates", "failed", "rate", "eta_seconds", "error", "album")},
         "created_at": when(job.created_at),
         "started_at": when(job.started_at),
         "finished_at": when(job.finished_at),
@@ -102,6 +124,7 @@ def record_json(record: Record) -> dict[str, Any]:
         "mime": record.mime,
         "source": record.source,
         "added_at": datetime.fromtimestamp(record.added_at / 1000, tz=UTC),
+        "album": record.album,
     }
 
 

@@ -37,6 +37,11 @@ def _cut(album: str) -> str:
     return "/".join(parts)
 
 
+def within(album: str, sub: str) -> str:
+    """Return the album ``sub`` placed below ``album`` (a job's album and a file's own folder)."""
+    return _cut("/".join(a for a in (album, sub) if a))
+
+
 def parse_album(value: str | None) -> str:
     """Return a client's album name in its one spelling (``/a//b/`` -> ``a/b``); refuse a bad one.
 

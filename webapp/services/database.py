@@ -55,6 +55,7 @@ jobs = Table(
     Column("owner", Text, nullable=False),
     Column("cancel_requested", Integer, nullable=False, server_default="0"),
     Column("error", Text),
+    Column("album", String(512), nullable=False, server_default=""),
     Index("jobs_by_time", "created_at"),
 )
 job_items = Table(

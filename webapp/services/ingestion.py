@@ -16,11 +16,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WebappError
+from webapp.services.albums import within
 from webapp.services.jobs import RESUMABLE, Failure, ItemResult, Job, JobRepository, JobStatus
 from webapp.services.library import Batch, Library, Outcome
 from webapp.services.sources import Source, allowed_folder, check_archive, open_source
@@ -98,13 +99,17 @@ class Ingestion:
 
     # The one door: every view, command and compatibility route starts jobs here.
 
-    def start_folder(self, folder: str, trusted: bool = False) -> Job:
-        """Start loading a folder on the server (under an import root unless ``trusted``)."""
-        path = Path(folder).resolve() if trusted else allowed_folder(folder, self.limits.import_roots)
-        return self._submit(self.store.create("cli" if trusted else "folder", str(path), self.queue.owner))
+    def start_folder(self, folder: str, trusted: bool = False, album: str = "") -> Job:
+        """Start loading a folder on the server (under an import root unless ``trusted``).
 
-    def start_files(self, uploads: list[Upload]) -> Job:
-        """Start loading uploaded files (saved to shared storage first)."""
+        Each file's album is its folder relative to ``folder``, below ``album`` if one is given.
+        """
+        path = Path(folder).resolve() if trusted else allowed_folder(folder, self.limits.import_roots)
+        kind = "cli" if trusted else "folder"
+        return self._submit(self.store.create(kind, str(path), self.queue.owner, album=album))
+
+    def start_files(self, uploads: list[Upload], album: str = "") -> Job:
+        """Start loading uploaded files (saved to shared storage first) into ``album``."""
         if not uploads:
             raise InvalidInput("send at least one file")
         if len(uploads) > self.limits.max_job_files:
@@ -115,19 +120,20 @@ class Ingestion:
             for seq, upload in enumerate(uploads):
                 upload.save(folder / f"{seq:06d}")
         label = f"{len(uploads)} uploaded file{'s' if len(uploads) != 1 else ''}"
-        job = self.store.create("files", label, queue.owner, job_id=job_id)
+        job = self.store.create("files", label, queue.owner, job_id=job_id, album=album)
         self.store.set_items(job_id, [u.filename or "unnamed" for u in uploads], self.chunk_size)
         return self._submit(job)
 
-    def start_archive(self, upload: Upload) -> Job:
-        """Start loading an uploaded zip archive (refusing anything else, or a bomb)."""
+    def start_archive(self, upload: Upload, album: str = "") -> Job:
+        """Start loading an uploaded zip archive (refusing anything else, or a bomb); its folders are albums."""
         queue = self.queue
         job_id = uuid.uuid4().hex
         with self._spooling(job_id) as folder:
             upload.save(folder / "archive.zip")
             limits = self.limits
             check_archive(folder / "archive.zip", limits.max_archive_entries, limits.max_archive_expanded_bytes)
-        return self._submit(self.store.create("archive", upload.filename or "archive.zip", queue.owner, None, job_id))
+        name = upload.filename or "archive.zip"
+        return self._submit(self.store.create("archive", name, queue.owner, None, job_id, album))
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job; chunks in flight stop after their current batch, what they indexed stays."""
@@ -260,7 +266,7 @@ class Ingestion:
         self.store.move(job_id, JobStatus.RUNNING)
         try:
             with self._source(job) as source:
-                stopped = self._process(job_id, chunk, source, should_stop)
+                stopped = self._process(job, chunk, source, should_stop)
         except WebappError as exc:
             self.store.move(job_id, JobStatus.FAILED, exc.message)
             return
@@ -339,9 +345,9 @@ class Ingestion:
             self.library.forget({sha for seq, sha in done if seq in reopened})
             self.store.reopen_items(job_id, lost)
 
-    def _process(self, job_id: str, chunk: int, source: Source, should_stop: ShouldStop) -> bool:
+    def _process(self, job: Job, chunk: int, source: Source, should_stop: ShouldStop) -> bool:
         """Embed batch N+1 while batch N is written; tell whether the job was stopped midway."""
-        library = self.library
+        library, job_id = self.library, job.id
         tag = f"job:{job_id[:8]}"
         items = self.store.pending(job_id, chunk)
         writing: tuple[list[tuple[int, str]], Future[list[Outcome]]] | None = None
@@ -354,7 +360,10 @@ class Ingestion:
                     stopped, batch_items = should_stop(), []
                 prepared = None
                 if batch_items:
-                    batch = library.prepare([source.read(seq, name) for seq, name in batch_items], tag, in_flight)
+                    entries = [source.read(seq, name) for seq, name in batch_items]
+                    if job.album:
+                        entries = [replace(e, album=within(job.album, e.album)) for e in entries]
+                    batch = library.prepare(entries, tag, in_flight)
                     in_flight |= batch.new_shas
                     prepared = (batch_items, writer.submit(self._commit, job_id, batch))
                 if writing is not None:

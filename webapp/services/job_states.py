@@ -60,6 +60,7 @@ class Job:
     owner: str
     cancel_requested: int
     error: str | None
+    album: str = ""  # the album its files go into (their own folders below it)
 
     @property
     def active(self) -> bool:

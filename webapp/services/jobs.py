@@ -36,7 +36,9 @@ QUEUE_OWNER = "queue"  # jobs carried by the task queue: its redelivery, not a h
 class JobRepository(Protocol):
     """Job persistence as the ingestion service uses it (JobStore: SQLAlchemy; a fake in unit tests)."""
 
-    def create(self, kind: str, source: str, owner: str, names: list[str] | None = None, job_id: str = "") -> Job: ...
+    def create(
+        self, kind: str, source: str, owner: str, names: list[str] | None = None, job_id: str = "", album: str = ""
+    ) -> Job: ...
     def set_items(self, job_id: str, names: list[str], chunk_size: int = 256) -> None: ...
     def get(self, job_id: str) -> Job: ...
     def recent(self, offset: int, limit: int) -> tuple[list[Job], int]: ...
@@ -62,7 +64,9 @@ class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, kind: str, source: str, owner: str, names: list[str] | None = None, job_id: str = "") -> Job:
+    def create(
+        self, kind: str, source: str, owner: str, names: list[str] | None = None, job_id: str = "", album: str = ""
+    ) -> Job:
         """Create a queued job; ``names`` lists its items (in chunks of 256) when they are known already."""
         job_id = job_id or uuid.uuid4().hex
         now = time.time()
@@ -77,6 +81,7 @@ class JobStore:
                     created_at=now,
                     heartbeat=now,
                     owner=owner,
+                    album=album,
                 )
             )
         if names is not None:

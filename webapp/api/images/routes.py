@@ -5,14 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Response, send_file
+from flask import Response, send_file, url_for
 from flask.views import MethodView
-from werkzeug.datastructures import FileStorage
 
-from webapp.api.common import Blueprint, image_json
+from webapp.api.common import AlbumArgsSchema, Blueprint, image_json
 from webapp.api.images.schemas import (
     AddedImageSchema,
+    AlbumSchema,
     ClearArgsSchema,
     ClearedSchema,
     ImageSchema,
@@ -41,21 +42,22 @@ class Images(MethodView):
     @blp.alt_response(200, schema=AddedImageSchema, description="Those bytes were already indexed.")
     @blp.alt_response(413, description="The upload or the image is too large.")
     @requires(Role.EDITOR)
-    def post(self, args: dict[str, FileStorage]) -> tuple[dict[str, Any], int]:
+    def post(self, args: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Add one image to the library (idempotent: the same bytes are never indexed twice)."""
         upload = args["image"]
-        record, created = library().add(upload.read(), upload.filename)
+        record, created = library().add(upload.read(), upload.filename, album=args["album"])
         return {**image_json(record), "duplicate": not created}, 201 if created else 200
 
+    @blp.arguments(AlbumArgsSchema, location="query")
     @blp.response(200, ImageSchema(many=True))
     @blp.paginate()
     @requires(Role.VIEWER)
-    def get(self, pagination_parameters: Any) -> list[dict[str, Any]]:
-        """List indexed images, newest first."""
+    def get(self, args: dict[str, str], pagination_parameters: Any) -> list[dict[str, Any]]:
+        """List indexed images, newest first (in one album and its sub-albums, if ``album`` is given)."""
         p = pagination_parameters
         lib = library()
-        p.item_count = lib.listed()
-        return [image_json(r) for r in lib.newest((p.page - 1) * p.page_size, p.page_size)]
+        p.item_count = lib.listed(args["album"])
+        return [image_json(r) for r in lib.newest((p.page - 1) * p.page_size, p.page_size, args["album"])]
 
     @blp.arguments(ClearArgsSchema, location="query")
     @blp.response(200, ClearedSchema)
@@ -68,6 +70,21 @@ class Images(MethodView):
         if args["confirm"] != count:
             raise Conflict(f"to delete all {count} images, pass confirm={count}")
         return {"deleted": runtime().ingestion.empty_library()}
+
+
+@blp.route("/albums")
+class Albums(MethodView):
+    """The albums of the library."""
+
+    @blp.response(200, AlbumSchema(many=True))
+    @requires(Role.VIEWER)
+    def get(self) -> list[dict[str, Any]]:
+        """List every album (sub-albums too) with how many images it holds, by name."""
+        base = url_for("images.Images")
+        return [
+            {"name": name, "count": n, "images_url": f"{base}?{urlencode({'album': name})}"}
+            for name, n in library().albums()
+        ]
 
 
 @blp.route("/<sha256:image_id>")
@@ -97,10 +114,10 @@ class ImageSimilar(MethodView):
     @blp.response(200, SearchResponseSchema)
     @blp.alt_response(404, description="No image with that id.")
     @requires(Role.VIEWER)
-    def get(self, args: dict[str, int], image_id: str) -> dict[str, Any]:
+    def get(self, args: dict[str, Any], image_id: str) -> dict[str, Any]:
         """Return the images most similar to an indexed one ("more like this"), itself excluded."""
         start = time.perf_counter()
-        hits = library().similar(image_id, args["top_k"])
+        hits = library().similar(image_id, args["top_k"], args["album"])
         return {
             "results": [{**image_json(h.record), "score": h.score} for h in hits],
             "top_k": args["top_k"],

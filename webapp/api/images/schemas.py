@@ -2,7 +2,7 @@
 
 import marshmallow as ma
 
-from webapp.api.common import ImageUpload
+from webapp.api.common import Album, ImageUpload
 from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
 
 
@@ -10,6 +10,7 @@ class ImageUploadSchema(ma.Schema):
     """A multipart upload of one image."""
 
     image = ImageUpload(required=True, metadata={"description": "The image file (JPEG, PNG, GIF, WebP, BMP, TIFF)."})
+    album = Album(description="The album to put it in, e.g. animals/birds (none by default).")
 
 
 class ImageSchema(ma.Schema):
@@ -22,6 +23,7 @@ class ImageSchema(ma.Schema):
     mime = ma.fields.String(metadata={"description": "Content type of the stored original."})
     source = ma.fields.String(metadata={"description": "How the image was added (e.g. upload)."})
     added_at = ma.fields.DateTime(metadata={"description": "When the image was indexed (UTC)."})
+    album = ma.fields.String(metadata={"description": "Its album: the folder it was loaded from (empty: none)."})
     url = ma.fields.String(metadata={"description": "Path of the original file."})
     thumbnail_url = ma.fields.String(metadata={"description": "Path of the JPEG thumbnail."})
     page_url = ma.fields.String(metadata={"description": "Path of the image's HTML page."})
@@ -36,13 +38,22 @@ class AddedImageSchema(ImageSchema):
 
 
 class SimilarArgsSchema(ma.Schema):
-    """How many similar images to return."""
+    """How many similar images to return, and from which album."""
 
+    album = Album(description="Only images in this album (and its sub-albums).")
     top_k = ma.fields.Integer(
         load_default=DEFAULT_TOP_K,
         validate=ma.validate.Range(min=1, max=MAX_TOP_K),
         metadata={"description": f"How many results to return (1-{MAX_TOP_K})."},
     )
+
+
+class AlbumSchema(ma.Schema):
+    """An album and how many images it holds."""
+
+    name = ma.fields.String(metadata={"description": "The album's path, e.g. animals/birds."})
+    count = ma.fields.Integer(metadata={"description": "Images in it and its sub-albums."})
+    images_url = ma.fields.String(metadata={"description": "The API list of its images."})
 
 
 class ClearArgsSchema(ma.Schema):

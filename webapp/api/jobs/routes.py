@@ -59,11 +59,11 @@ class Jobs(MethodView):
         """Start loading several files, a zip archive or a server folder, in the background."""
         ingestion = runtime().ingestion
         if args.get("folder"):
-            job = ingestion.start_folder(args["folder"])
+            job = ingestion.start_folder(args["folder"], album=args["album"])
         elif args.get("archive"):
-            job = ingestion.start_archive(args["archive"])
+            job = ingestion.start_archive(args["archive"], album=args["album"])
         else:
-            job = ingestion.start_files(args["files"])
+            job = ingestion.start_files(args["files"], album=args["album"])
         return job_json(job), 202
 
     @blp.response(200, JobSchema(many=True))

@@ -3,7 +3,7 @@
 import marshmallow as ma
 from flask_smorest.fields import Upload
 
-from webapp.api.common import ImageUpload
+from webapp.api.common import Album, ImageUpload
 
 
 class JobCreateSchema(ma.Schema):
@@ -16,6 +16,8 @@ class JobCreateSchema(ma.Schema):
     folder = ma.fields.String(
         metadata={"description": "Absolute path of a folder on the server, under an allowed import root."}
     )
+
+    album = Album(description="The album to load into; each file's own folder (in an archive or folder) goes below it.")
 
     @ma.validates_schema
     def _one_source(self, data: dict[str, object], **kwargs: object) -> None:
@@ -39,6 +41,7 @@ class JobSchema(ma.Schema):
         metadata={"description": "files, archive, folder, cli, or reindex (re-embedding the library)."}
     )
     source = ma.fields.String(metadata={"description": "What is being loaded (folder path or upload name)."})
+    album = ma.fields.String(metadata={"description": "The album it loads into (empty: its files' own folders)."})
     status = ma.fields.String(
         metadata={"description": "queued, running, done, failed, cancelled or interrupted (resumable)."}
     )

@@ -28,7 +28,7 @@ class Search(MethodView):
     @requires(Role.VIEWER)
     def post(self, args: dict[str, Any]) -> dict[str, Any]:
         """Return the images most similar to the uploaded one, best first."""
-        result = library().search(args["image"].read(), args["top_k"])
+        result = library().search(args["image"].read(), args["top_k"], args["album"])
         return {
             "results": [{**image_json(hit.record), "score": hit.score} for hit in result.hits],
             "top_k": args["top_k"],

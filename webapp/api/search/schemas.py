@@ -2,7 +2,7 @@
 
 import marshmallow as ma
 
-from webapp.api.common import ImageUpload
+from webapp.api.common import Album, ImageUpload
 from webapp.api.images.schemas import ImageSchema
 from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
 
@@ -16,6 +16,7 @@ class SearchArgsSchema(ma.Schema):
         validate=ma.validate.Range(min=1, max=MAX_TOP_K),
         metadata={"description": f"How many results to return (1-{MAX_TOP_K})."},
     )
+    album = Album(description="Search only this album (and its sub-albums).")
 
 
 class SearchHitSchema(ImageSchema):

@@ -20,6 +20,8 @@ def upgrade() -> None:
     with op.batch_alter_table("images") as batch:
         batch.add_column(sa.Column("album", sa.String(512), nullable=False, server_default=""))
     op.create_index("images_by_album", "images", ["album"])
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("album", sa.String(512), nullable=False, server_default=""))
     op.create_table(
         "duplicate_groups",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -48,6 +50,8 @@ def downgrade() -> None:
     op.drop_table("duplicate_members")
     op.drop_index("duplicate_groups_by_rank", "duplicate_groups")
     op.drop_table("duplicate_groups")
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("album")
     op.drop_index("images_by_album", "images")
     with op.batch_alter_table("images") as batch:
         batch.drop_column("album")

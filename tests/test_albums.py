@@ -1,0 +1,138 @@
+"""Albums: a loaded file's folder is its album; search, "more like this" and the library list narrow
+to an album and its sub-albums (real model, Milvus Lite), with names that need escaping."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import noise_images, wait_for_job
+from tests.test_api import upload
+from tests.test_jobs import import_folder
+from webapp.errors import InvalidInput
+from webapp.services.albums import album_of_item, lineage, literal, milvus_filter, parse_album, within
+
+# Folder names a person may really have, including what a filter expression must escape.
+ODD = 'say "cheese" \\ 100%_off'
+
+
+def load_tree(app: Flask, client: FlaskClient) -> dict[str, str]:
+    """Load a folder tree; return each file's album by its content id."""
+    images = noise_images(6, seed=51)
+    layout = [
+        "top.jpg",
+        "animals/cat.jpg",
+        "animals/birds/owl.jpg",
+        "animals/birds/tit.jpg",
+        f"{ODD}/x.jpg",
+        "animalsx/y.jpg",
+    ]
+    folder = import_folder(app, "tree")
+    for rel, data in zip(layout, images, strict=True):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    job = client.post("/api/v1/jobs", json={"folder": str(folder)})
+    assert wait_for_job(client, job.json["url"])["added"] == 6
+    listed = client.get("/api/v1/images", query_string={"page_size": 100}).json
+    return {image["filename"]: image["album"] for image in listed}
+
+
+def ids_in(client: FlaskClient, album: str) -> set[str]:
+    response = client.get("/api/v1/images", query_string={"album": album, "page_size": 100})
+    assert response.status_code == 200, response.json
+    return {image["filename"] for image in response.json}
+
+
+def test_folders_become_albums_and_lists_narrow_to_them(app: Flask, client: FlaskClient) -> None:
+    albums = load_tree(app, client)
+    assert albums == {
+        "top.jpg": "",
+        "cat.jpg": "animals",
+        "owl.jpg": "animals/birds",
+        "tit.jpg": "animals/birds",
+        "x.jpg": ODD,
+        "y.jpg": "animalsx",
+    }
+    assert ids_in(client, "animals") == {"cat.jpg", "owl.jpg", "tit.jpg"}  # sub-albums, not "animalsx"
+    assert ids_in(client, "/animals/birds/") == {"owl.jpg", "tit.jpg"}
+    assert ids_in(client, ODD) == {"x.jpg"}
+    assert ids_in(client, "") == set(albums)
+    listed = client.get("/api/v1/images?album=animals").headers["X-Pagination"]
+    assert '"total": 3' in listed
+    names = {a["name"]: a["count"] for a in client.get("/api/v1/images/albums").json}
+    assert names == {"animals": 3, "animals/birds": 2, "animalsx": 1, ODD: 1}
+
+
+def test_search_and_more_like_this_narrow_to_an_album(app: Flask, client: FlaskClient) -> None:
+    load_tree(app, client)
+    images = noise_images(6, seed=51)
+    for album, expected in (("animals", {"cat.jpg", "owl.jpg", "tit.jpg"}), (ODD, {"x.jpg"})):
+        found = upload(client, "/api/v1/search", images[0], top_k="10", album=album)
+        assert found.status_code == 200, found.json
+        assert {hit["filename"] for hit in found.json["results"]} == expected
+        assert all(hit["album"].startswith(album) for hit in found.json["results"])
+    owl = next(i for i in client.get("/api/v1/images?album=animals/birds").json if i["filename"] == "owl.jpg")
+    similar = client.get(f"/api/v1/images/{owl['id']}/similar", query_string={"album": "animals/birds"}).json
+    assert [hit["filename"] for hit in similar["results"]] == ["tit.jpg"]
+
+
+def test_an_upload_and_a_job_may_name_the_album(client: FlaskClient) -> None:
+    one, two, three = noise_images(3, seed=52)
+    added = upload(client, "/api/v1/images", one, album="trips/2024")
+    assert added.status_code == 201 and added.json["album"] == "trips/2024"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("day1/a.jpg", two)
+        zf.writestr("b.jpg", three)
+    archive.seek(0)
+    job = client.post(
+        "/api/v1/jobs", data={"archive": (archive, "t.zip"), "album": "trips"}, content_type="multipart/form-data"
+    )
+    assert job.status_code == 202 and job.json["album"] == "trips"
+    wait_for_job(client, job.json["url"])
+    assert ids_in(client, "trips") == {"photo.jpg", "a.jpg", "b.jpg"}
+    assert ids_in(client, "trips/day1") == {"a.jpg"}
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("a\x00b", "control characters"),
+        ("a/../b", ". or .."),
+        ("x" * 600, "too long"),
+        ("/".join("a" * 17), "too long"),
+    ],
+)
+@pytest.mark.parametrize("where", ["list", "search", "similar", "upload"])
+def test_bad_album_names_are_422(client: FlaskClient, value: str, says: str, where: str) -> None:
+    image = noise_images(1, seed=53)[0]
+    response: Any
+    if where == "list":
+        response = client.get("/api/v1/images", query_string={"album": value})
+    elif where == "search":
+        response = upload(client, "/api/v1/search", image, album=value)
+    elif where == "similar":
+        response = client.get(f"/api/v1/images/{'0' * 64}/similar", query_string={"album": value})
+    else:
+        response = upload(client, "/api/v1/images", image, album=value)
+    assert response.status_code == 422, response.json
+    assert says in str(response.json["errors"]), response.json
+    assert client.get("/api/v1/stats").json["count"] == 0
+
+
+def test_album_names_from_paths_and_clients() -> None:
+    assert album_of_item("a/b/c.jpg") == "a/b" and album_of_item("c.jpg") == ""
+    assert album_of_item("../x/./y\x07z/c.jpg") == "x/yz"  # never refused: cleaned
+    assert album_of_item("/".join(["d"] * 30) + "/f.jpg").count("/") == 15
+    assert parse_album(" /a//b/ ") == "a/b" and parse_album(None) == ""
+    with pytest.raises(InvalidInput):
+        parse_album("..")
+    assert within("trips", "day1") == "trips/day1" and within("", "x") == "x" and within("t", "") == "t"
+    assert lineage("a/b/c") == ["a", "a/b", "a/b/c"] and lineage("") == []
+    assert literal('q"x\\') == '"q\\"x\\\\"'
+    assert milvus_filter("") == "" and milvus_filter("a") == 'array_contains(albums, "a")'
