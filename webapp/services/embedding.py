@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from PIL import Image
 
 with warnings.catch_warnings():
     # towhee 1.1.3 imports pkg_resources, which warns about its own deprecation.
@@ -20,7 +21,7 @@ with warnings.catch_warnings():
 from webapp.errors import ModelMissing, WebappError
 from webapp.models import MODELS
 from webapp.services.binding import ModelIdentity, file_sha256
-from webapp.services.imaging import Decoded, decode, to_input
+from webapp.services.imaging import LARGE_DECODE_SIDE, Box, Decoded, decode, to_input
 from webapp.services.priority import PRIORITY
 
 K = TypeVar("K")
@@ -67,15 +68,34 @@ class DecodeOp:
             return exc
 
 
+@register(name="ris/decode_region")
+class DecodeRegionOp(DecodeOp):
+    """Decode bytes and cut out a region (a search by region); return the image and the region.
+
+    Large JPEGs decode at a reduced scale no smaller than ``draft`` a side: a region keeps detail.
+    """
+
+    def __call__(self, data: bytes, box: Box) -> tuple[Decoded | WebappError, Image.Image | WebappError]:  # type: ignore[override]
+        decoded = super().__call__(data)
+        if isinstance(decoded, WebappError):
+            return decoded, decoded
+        try:
+            return decoded, box.crop(decoded)
+        except WebappError as exc:
+            return exc, exc
+
+
 @register(name="ris/preprocess")
 class PreprocessOp:
-    """Resize the whole image and scale it to the model's [-1, 1] input."""
+    """Resize the whole image (or a region cut out of it) and scale it to the model's [-1, 1] input."""
 
     def __init__(self, size: int) -> None:
         self.size = size
 
-    def __call__(self, decoded: Decoded | WebappError) -> np.ndarray | WebappError:
-        return to_input(decoded.image, self.size) if isinstance(decoded, Decoded) else decoded
+    def __call__(self, decoded: Decoded | Image.Image | WebappError) -> np.ndarray | WebappError:
+        if isinstance(decoded, WebappError):
+            return decoded
+        return to_input(decoded.image if isinstance(decoded, Decoded) else decoded, self.size)
 
 
 @register(name="ris/embed")
@@ -153,6 +173,17 @@ class Embedder:
             .map("tensor", "vector", ops.ris.embed(model_path=str(self.model_path), threads=threads))
             .output("decoded", "vector")
         )
+        self._region = (
+            pipe.input("data", "box")
+            .map(
+                ("data", "box"),
+                ("decoded", "crop"),
+                ops.ris.decode_region(max_pixels=max_pixels, draft=LARGE_DECODE_SIDE),
+            )
+            .map("crop", "tensor", ops.ris.preprocess(size=size))
+            .map("tensor", "vector", ops.ris.embed(model_path=str(self.model_path), threads=threads))
+            .output("decoded", "vector")
+        )
         self._many = (
             pipe.input("items")
             .flat_map("items", ("key", "data"), lambda items: items)
@@ -185,9 +216,9 @@ class Embedder:
         variant = "int8" if self.spec.quantized_from else "fp32"
         return ModelIdentity(self.spec.name, variant, file_sha256(self.model_path), self.spec.dim)
 
-    def embed(self, data: bytes) -> tuple[Decoded, np.ndarray]:
-        """Decode and embed one image, raising a domain error for an unreadable one."""
-        decoded, vector = self._one(data).get()
+    def embed(self, data: bytes, box: Box | None = None) -> tuple[Decoded, np.ndarray]:
+        """Decode and embed one image (or the ``box`` region of it), raising a domain error for a bad one."""
+        decoded, vector = (self._one(data) if box is None else self._region(data, box)).get()
         if isinstance(vector, WebappError):
             raise vector
         return decoded, vector

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from webapp.errors import ImageTooLarge, InvalidImage
+from webapp.errors import ImageTooLarge, InvalidImage, InvalidInput
 
 MIME_BY_FORMAT = {
     "JPEG": "image/jpeg",
@@ -122,6 +122,36 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"the image is damaged or truncated ({exc})") from exc
     return Decoded(content_id(data), rgb, width, height, MIME_BY_FORMAT[fmt])
+
+
+@dataclass(frozen=True)
+class Box:
+    """A region of an image in its upright pixels: left, top, width, height."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    MIN_SIDE = 8  # pixels: a smaller region holds too little to search with
+
+    def crop(self, decoded: Decoded) -> Image.Image:
+        """Return this region of a decoded image, or raise InvalidInput if it is not inside it.
+
+        The decoded pixels may be a reduced copy (a large image); the box is scaled to them.
+        """
+        w, h = decoded.width, decoded.height
+        if self.width < self.MIN_SIDE or self.height < self.MIN_SIDE:
+            raise InvalidInput(f"the region must be at least {self.MIN_SIDE}x{self.MIN_SIDE} pixels")
+        if self.x < 0 or self.y < 0 or self.x + self.width > w or self.y + self.height > h:
+            raise InvalidInput(
+                f"the region ({self.x}, {self.y}) {self.width}x{self.height} is not inside the image ({w}x{h} pixels)"
+            )
+        sx, sy = decoded.image.width / w, decoded.image.height / h
+        left, top = math.floor(self.x * sx), math.floor(self.y * sy)
+        right = max(math.ceil((self.x + self.width) * sx), left + 1)
+        bottom = max(math.ceil((self.y + self.height) * sy), top + 1)
+        return decoded.image.crop((left, top, right, bottom))
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

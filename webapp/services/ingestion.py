@@ -350,7 +350,7 @@ class Ingestion:
         library, job_id = self.library, job.id
         tag = f"job:{job_id[:8]}"
         items = self.store.pending(job_id, chunk)
-        writing: tuple[list[tuple[int, str]], Future[list[Outcome]]] | None = None
+        writing: tuple[list[tuple[int, str]], Future[list[Outcome] | None]] | None = None
         in_flight: set[str] = set()
         stopped = False
         with ThreadPoolExecutor(1, thread_name_prefix="ingest-write") as writer:

@@ -17,7 +17,7 @@ from webapp.services.albums import album_of_item
 from webapp.services.catalog import Catalog
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
-from webapp.services.imaging import Decoded, content_id, thumbnail
+from webapp.services.imaging import Box, Decoded, content_id, thumbnail
 from webapp.services.priority import PRIORITY
 from webapp.services.telemetry import EMBED, INGESTED, SEARCH
 from webapp.services.vectors import Hit, Record, VectorStore
@@ -216,13 +216,13 @@ class Library:
             raise
         self.catalog.add((rec.sha256, rec.added_at, rec.album) for _, rec, _, _, _ in new)
 
-    def search(self, data: bytes, top_k: int, album: str = "") -> SearchResult:
-        """Embed the query image and return the ``top_k`` most similar indexed images (in ``album``)."""
+    def search(self, data: bytes, top_k: int, album: str = "", box: Box | None = None) -> SearchResult:
+        """Embed the query image (or its ``box`` region); return the ``top_k`` most similar images (in ``album``)."""
         start = time.perf_counter()
         self.vectors.album_filter(album)  # refused before the model runs
         with PRIORITY.interactive():
             with EMBED.time():
-                decoded, vector = self.embedder.embed(data)
+                decoded, vector = self.embedder.embed(data, box)
             with SEARCH.time():
                 hits = self.vectors.search(vector, top_k, album)
         return SearchResult(decoded, hits, (time.perf_counter() - start) * 1000)

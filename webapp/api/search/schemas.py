@@ -1,14 +1,23 @@
 """Schemas of the search resource."""
 
+from typing import Any
+
 import marshmallow as ma
 
 from webapp.api.common import Album, ImageUpload
 from webapp.api.images.schemas import ImageSchema
+from webapp.services.imaging import Box
 from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
+
+REGION = ("x", "y", "width", "height")
 
 
 class SearchArgsSchema(ma.Schema):
-    """A multipart search request: the query image and how many results to return."""
+    """A multipart search request: the query image, how many results, and optionally an album and a region.
+
+    The region (x, y, width, height, all four or none) searches with that part of the query image
+    only; it must lie inside the image (422 otherwise).
+    """
 
     image = ImageUpload(required=True, metadata={"description": "The query image."})
     top_k = ma.fields.Integer(
@@ -17,6 +26,28 @@ class SearchArgsSchema(ma.Schema):
         metadata={"description": f"How many results to return (1-{MAX_TOP_K})."},
     )
     album = Album(description="Search only this album (and its sub-albums).")
+    x = ma.fields.Integer(
+        validate=ma.validate.Range(min=0), metadata={"description": "Region: left edge in pixels of the upright image."}
+    )
+    y = ma.fields.Integer(validate=ma.validate.Range(min=0), metadata={"description": "Region: top edge in pixels."})
+    width = ma.fields.Integer(
+        validate=ma.validate.Range(min=Box.MIN_SIDE), metadata={"description": "Region: width in pixels."}
+    )
+    height = ma.fields.Integer(
+        validate=ma.validate.Range(min=Box.MIN_SIDE), metadata={"description": "Region: height in pixels."}
+    )
+
+    @ma.validates_schema
+    def _whole_region(self, data: dict[str, Any], **kwargs: Any) -> None:
+        given = [name for name in REGION if name in data]
+        if given and len(given) != len(REGION):
+            missing = ", ".join(name for name in REGION if name not in data)
+            raise ma.ValidationError(f"give x, y, width and height together (missing: {missing})", "region")
+
+    @ma.post_load
+    def _box(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        data["box"] = Box(*(data.pop(name) for name in REGION)) if "x" in data else None
+        return data
 
 
 class SearchHitSchema(ImageSchema):
@@ -31,3 +62,7 @@ class SearchResponseSchema(ma.Schema):
     results = ma.fields.List(ma.fields.Nested(SearchHitSchema), metadata={"description": "Best first."})
     top_k = ma.fields.Integer(metadata={"description": "How many results were asked for."})
     took_ms = ma.fields.Float(metadata={"description": "Server time to decode, embed and search, in ms."})
+    region = ma.fields.Dict(
+        allow_none=True,
+        metadata={"description": "The region searched (x, y, width, height), or null: the whole image."},
+    )
