@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint, request, url_for
 from werkzeug.exceptions import BadRequest
+
+from webapp.services.albums import parse_album
 
 blp = Blueprint("pages", __name__)
 
@@ -19,6 +22,11 @@ JOB_KINDS = {
     "cli": "Command line",
     "reindex": "Re-embedding",
 }
+
+
+def album_arg(source: Any = None) -> str:
+    """Return the ``album`` a page was asked to narrow to ("" for the whole library); 422 for a bad name."""
+    return parse_album((source if source is not None else request.args).get("album") or "")
 
 
 def _positive(name: str, default: int) -> int:
@@ -37,12 +45,17 @@ class Pager:
     per_page: int
     default_per_page: int
     total: int = 0
+    keep: tuple[tuple[str, str], ...] = ()  # other query parameters every page link keeps (a filter)
 
     @classmethod
     def from_request(cls, default_per_page: int) -> Pager:
         """Read the page number and page size from the query string (the size is capped)."""
         per_page = min(_positive("per_page", default_per_page), MAX_PER_PAGE)
         return cls(str(request.endpoint), _positive("page", 1), per_page, default_per_page)
+
+    def keeping(self, **params: str) -> Pager:
+        """Return this pager with query parameters its links keep (empty values are left out)."""
+        return replace(self, keep=tuple((k, v) for k, v in params.items() if v))
 
     def counted(self, total: int) -> Pager:
         """Return this pager knowing how many items there are in all."""
@@ -66,7 +79,8 @@ class Pager:
     def url(self, page: int) -> str:
         """Return the URL of another page of the same list, keeping a non-default page size."""
         per_page = None if self.per_page == self.default_per_page else self.per_page
-        return url_for(self.endpoint, page=page, per_page=per_page)
+        params: dict[str, Any] = {"page": page, "per_page": per_page, **dict(self.keep)}
+        return url_for(self.endpoint, **params)
 
 
 @blp.app_template_filter("duration")

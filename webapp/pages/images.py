@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 from webapp.api.common import image_json
 from webapp.auth import requires
 from webapp.errors import Conflict
-from webapp.pages.blueprint import Pager, blp
+from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library, runtime
 from webapp.services.roles import Role
 from webapp.services.vectors import Hit
@@ -33,12 +33,12 @@ def _scored(hits: list[Hit]) -> list[Any]:
 @requires(Role.VIEWER)
 def library_page() -> str | Response:
     """Show the indexed images as a grid of thumbnails, newest first, a page at a time."""
-    lib = library()
-    pager = Pager.from_request(LIBRARY_PER_PAGE).counted(lib.listed())
+    lib, album = library(), album_arg()
+    pager = Pager.from_request(LIBRARY_PER_PAGE).keeping(album=album).counted(lib.listed(album))
     if pager.beyond_end:
         return redirect(pager.url(pager.pages))
-    images = [SimpleNamespace(**image_json(r)) for r in lib.newest(pager.offset, pager.per_page)]
-    return render_template("library.html", images=images, pager=pager)
+    images = [SimpleNamespace(**image_json(r)) for r in lib.newest(pager.offset, pager.per_page, album)]
+    return render_template("library.html", images=images, pager=pager, album=album, albums=lib.albums())
 
 
 @blp.get("/library/clear")
@@ -68,9 +68,9 @@ def clear_library() -> Response:
 @requires(Role.VIEWER)
 def image_page(image_id: str) -> str:
     """Show one indexed image, its details and the images most like it."""
-    image = _image(image_id)
-    similar = _scored(library().similar(image_id, SIMILAR_COUNT))
-    return render_template("image.html", image=image, similar=similar)
+    image, album = _image(image_id), album_arg()
+    similar = _scored(library().similar(image_id, SIMILAR_COUNT, album))
+    return render_template("image.html", image=image, similar=similar, album=album)
 
 
 @blp.get("/images/<sha256:image_id>/delete")

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 from webapp.api.common import job_json
 from webapp.auth import requires
 from webapp.extensions import csrf, rate_limited
-from webapp.pages.blueprint import Pager, blp
+from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import runtime
 from webapp.services.ingestion import Ingestion, Upload
 from webapp.services.jobs import ACTIVE, RESUMABLE, Job, JobStatus
@@ -23,21 +23,22 @@ JOBS_PER_PAGE = 20
 
 def _start_job(ingestion: Ingestion, source: str) -> Job:
     """Start a job from the form that was sent, or answer 400 saying what is missing."""
+    album = album_arg(request.form)
     if source == "folder":
         folder = request.form.get("folder", "").strip()
         if not folder:
             raise BadRequest("Type the path of a folder on the server first.")
-        return ingestion.start_folder(folder)
+        return ingestion.start_folder(folder, album=album)
     if source == "archive":
         archive = request.files.get("archive")
         if archive is None or not archive.filename:
             raise BadRequest("Choose a .zip archive first.")
-        return ingestion.start_archive(archive)
+        return ingestion.start_archive(archive, album=album)
     if source == "files":
         uploads: list[Upload] = [f for f in request.files.getlist("files") if f.filename]
         if not uploads:
             raise BadRequest("Choose one or more image files first.")
-        return ingestion.start_files(uploads)
+        return ingestion.start_files(uploads, album=album)
     raise BadRequest("Send one of the forms of the Add images page.")
 
 

@@ -11,12 +11,13 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from webapp.api.common import image_json
+from webapp.api.search.schemas import REGION
 from webapp.auth import public, requires
 from webapp.extensions import rate_limited
-from webapp.pages.blueprint import blp
+from webapp.pages.blueprint import album_arg, blp
 from webapp.runtime import library
-from webapp.services.imaging import thumbnail
-from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
+from webapp.services.imaging import Box, thumbnail
+from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K, SearchResult
 from webapp.services.roles import Role
 
 TOP_K_CHOICES = [5, 10, 20, 50, MAX_TOP_K]
@@ -30,6 +31,16 @@ def _upload() -> FileStorage:
     return upload
 
 
+def _box() -> Box | None:
+    """Return the region the form asks to search (x, y, width, height: all four or none)."""
+    values = {name: request.form.get(name, "").strip() for name in REGION}
+    if not any(values.values()):
+        return None
+    if not all(v.isdigit() for v in values.values()):
+        raise BadRequest("The region needs x, y, width and height, each a whole number of pixels.")
+    return Box(*(int(values[name]) for name in REGION))
+
+
 def _top_k() -> int:
     value = request.form.get("top_k", str(DEFAULT_TOP_K))
     if not value.isdigit() or not 1 <= int(value) <= MAX_TOP_K:
@@ -41,11 +52,13 @@ def _top_k() -> int:
 @requires(Role.VIEWER)
 def index() -> str:
     """Show the search form and the library size."""
+    lib = library()
     return render_template(
         "index.html",
-        count=library().count(),
+        count=lib.count(),
         top_k_choices=TOP_K_CHOICES,
         default_top_k=DEFAULT_TOP_K,
+        albums=lib.albums(),
     )
 
 
@@ -55,12 +68,13 @@ def index() -> str:
 def search() -> str:
     """Search with the uploaded image and show the ranked results."""
     upload = _upload()
-    top_k = _top_k()
+    top_k, album, box = _top_k(), album_arg(request.form), _box()
     lib = library()
-    result = lib.search(upload.read(), top_k)
+    result = lib.search(upload.read(), top_k, album, box)
     preview = base64.b64encode(thumbnail(result.query.image, lib.thumbnail_size)).decode()
     query = SimpleNamespace(
         preview=f"data:image/jpeg;base64,{preview}",
+        region=None if box is None else SimpleNamespace(**{k: v * 100 for k, v in _fractions(box, result).items()}),
         filename=upload.filename,
         width=result.query.width,
         height=result.query.height,
@@ -75,7 +89,16 @@ def search() -> str:
         count=lib.count(),
         top_k_choices=TOP_K_CHOICES,
         default_top_k=top_k,
+        albums=lib.albums(),
+        album=album,
+        box=box,
     )
+
+
+def _fractions(box: Box, result: SearchResult) -> dict[str, float]:
+    """Return a region as fractions of the query image (to draw it over the preview)."""
+    w, h = result.query.width, result.query.height
+    return {"x": box.x / w, "y": box.y / h, "width": box.width / w, "height": box.height / h}
 
 
 @blp.get("/favicon.ico")
@@ -98,7 +121,7 @@ def search_form() -> Response:
 def add_image() -> Response:
     """Add the uploaded image to the library and show its page."""
     upload = _upload()
-    record, created = library().add(upload.read(), upload.filename)
+    record, created = library().add(upload.read(), upload.filename, album=album_arg(request.form))
     if created:
         flash(f"Added {record.filename} to the library.", "success")
     else:

@@ -1,0 +1,267 @@
+/* Search with a region of the photo: draw a box with the mouse (or a finger), or move and resize it
+   with the keyboard. The box fills the form's x, y, width and height fields, in pixels of the
+   photo; without this file those fields work on their own. On the results page the photo searched
+   is put back into the form (kept in this browser's IndexedDB), so another region can be tried. */
+(function () {
+  "use strict";
+
+  var FIELDS = ["x", "y", "width", "height"];
+  var MIN_SIDE = 8;
+
+  function clamp(value, low, high) {
+    return Math.min(Math.max(value, low), high);
+  }
+
+  function setupRegion(form) {
+    var details = form.querySelector("details.region");
+    var editor = form.querySelector(".region-editor");
+    var input = form.querySelector('input[type="file"][name="image"]');
+    if (!details || !editor || !input) {
+      return;
+    }
+    var image = editor.querySelector(".region-image");
+    var drawn = editor.querySelector(".region-box");
+    var fields = {};
+    FIELDS.forEach(function (name) {
+      fields[name] = form.querySelector('input[name="' + name + '"]');
+    });
+    var url = null;
+    var box = null; // in pixels of the photo
+    var drag = null;
+
+    function size() {
+      return { w: image.naturalWidth || 0, h: image.naturalHeight || 0 };
+    }
+
+    function readFields() {
+      var values = FIELDS.map(function (name) {
+        return fields[name].value === "" ? NaN : Number(fields[name].value);
+      });
+      box = values.some(isNaN) ? null : { x: values[0], y: values[1], width: values[2], height: values[3] };
+    }
+
+    function draw() {
+      var s = size();
+      if (!box || !s.w) {
+        drawn.hidden = true;
+        return;
+      }
+      drawn.hidden = false;
+      drawn.style.left = (100 * box.x) / s.w + "%";
+      drawn.style.top = (100 * box.y) / s.h + "%";
+      drawn.style.width = (100 * box.width) / s.w + "%";
+      drawn.style.height = (100 * box.height) / s.h + "%";
+    }
+
+    function write() {
+      FIELDS.forEach(function (name) {
+        fields[name].value = box ? String(Math.round(box[name])) : "";
+      });
+      draw();
+    }
+
+    function point(event) {
+      var rect = image.getBoundingClientRect();
+      var s = size();
+      return {
+        x: clamp(((event.clientX - rect.left) * s.w) / rect.width, 0, s.w),
+        y: clamp(((event.clientY - rect.top) * s.h) / rect.height, 0, s.h),
+      };
+    }
+
+    function fromCorners(a, b) {
+      var s = size();
+      var x = Math.floor(Math.min(a.x, b.x));
+      var y = Math.floor(Math.min(a.y, b.y));
+      var width = Math.max(Math.ceil(Math.max(a.x, b.x)) - x, MIN_SIDE);
+      var height = Math.max(Math.ceil(Math.max(a.y, b.y)) - y, MIN_SIDE);
+      width = Math.min(width, s.w);
+      height = Math.min(height, s.h);
+      return { x: clamp(x, 0, s.w - width), y: clamp(y, 0, s.h - height), width: width, height: height };
+    }
+
+    editor.addEventListener("pointerdown", function (event) {
+      if (!size().w) {
+        return;
+      }
+      event.preventDefault();
+      drag = point(event);
+      editor.focus({ preventScroll: true });
+      editor.setPointerCapture(event.pointerId);
+      box = fromCorners(drag, drag);
+      write();
+    });
+    editor.addEventListener("pointermove", function (event) {
+      if (drag) {
+        box = fromCorners(drag, point(event));
+        write();
+      }
+    });
+    function endDrag() {
+      drag = null;
+    }
+    editor.addEventListener("pointerup", endDrag);
+    editor.addEventListener("pointercancel", endDrag);
+
+    editor.addEventListener("keydown", function (event) {
+      var s = size();
+      if (!s.w) {
+        return;
+      }
+      if (event.key === "Delete" || event.key === "Backspace" || event.key === "Escape") {
+        if (box) {
+          event.preventDefault();
+          box = null;
+          write();
+        }
+        return;
+      }
+      var moves = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+      var move = moves[event.key];
+      if (!move) {
+        return;
+      }
+      event.preventDefault();
+      if (!box) {
+        // The first key puts a box of half the photo in its middle.
+        box = { x: Math.round(s.w / 4), y: Math.round(s.h / 4), width: Math.round(s.w / 2), height: Math.round(s.h / 2) };
+        write();
+        return;
+      }
+      var step = Math.max(1, Math.round(Math.max(s.w, s.h) / 50));
+      if (event.shiftKey) {
+        box.width = clamp(box.width + move[0] * step, MIN_SIDE, s.w - box.x);
+        box.height = clamp(box.height + move[1] * step, MIN_SIDE, s.h - box.y);
+      } else {
+        box.x = clamp(box.x + move[0] * step, 0, s.w - box.width);
+        box.y = clamp(box.y + move[1] * step, 0, s.h - box.height);
+      }
+      write();
+    });
+
+    FIELDS.forEach(function (name) {
+      fields[name].addEventListener("input", function () {
+        readFields();
+        draw();
+      });
+    });
+    var clear = form.querySelector(".region-clear");
+    if (clear) {
+      clear.addEventListener("click", function () {
+        box = null;
+        write();
+      });
+    }
+
+    function show(file) {
+      if (url) {
+        URL.revokeObjectURL(url);
+        url = null;
+      }
+      if (!file || file.type.indexOf("image/") !== 0) {
+        editor.hidden = true;
+        return;
+      }
+      url = URL.createObjectURL(file);
+      image.onload = function () {
+        editor.hidden = false;
+        readFields();
+        draw();
+      };
+      image.src = url;
+    }
+
+    input.addEventListener("change", function () {
+      if (!restoring) {
+        box = null; // another photo: the old region means nothing on it
+        write();
+      }
+      show(input.files && input.files[0]);
+    });
+    var restoring = false;
+    form.addEventListener("submit", function () {
+      remember(input.files && input.files[0]);
+    });
+    if (form.hasAttribute("data-restore-query")) {
+      recall(function (file) {
+        if (!file || (input.files && input.files.length) || !window.DataTransfer) {
+          return;
+        }
+        try {
+          var transfer = new DataTransfer();
+          transfer.items.add(file);
+          input.files = transfer.files;
+        } catch (err) {
+          return; // the person chooses the file again
+        }
+        restoring = true;
+        input.dispatchEvent(new Event("change", { bubbles: true }));
+        restoring = false;
+      });
+    } else if (input.files && input.files.length) {
+      show(input.files[0]); // e.g. after back navigation
+    }
+  }
+
+  // The photo last searched, kept in IndexedDB (sessionStorage holds strings of a few MB only).
+  function database(callback) {
+    if (!window.indexedDB) {
+      return;
+    }
+    var request;
+    try {
+      request = window.indexedDB.open("reverse-image-search", 1);
+    } catch (err) {
+      return;
+    }
+    request.onupgradeneeded = function () {
+      request.result.createObjectStore("query");
+    };
+    request.onsuccess = function () {
+      callback(request.result);
+    };
+  }
+
+  function remember(file) {
+    if (!file) {
+      return;
+    }
+    database(function (db) {
+      try {
+        db.transaction("query", "readwrite").objectStore("query").put(file, "last");
+      } catch (err) {
+        /* private browsing or a full disk: nothing to put back later */
+      }
+    });
+  }
+
+  function recall(callback) {
+    database(function (db) {
+      try {
+        var request = db.transaction("query").objectStore("query").get("last");
+        request.onsuccess = function () {
+          callback(request.result || null);
+        };
+      } catch (err) {
+        callback(null);
+      }
+    });
+  }
+
+  function setupAutosubmit(select) {
+    select.addEventListener("change", function () {
+      select.form.submit();
+    });
+  }
+
+  function init() {
+    document.querySelectorAll("form.search-form").forEach(setupRegion);
+    document.querySelectorAll("select[data-autosubmit]").forEach(setupAutosubmit);
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
+  }
+})();

@@ -1,0 +1,133 @@
+"""Albums and regions in the browser: narrowing search and the library grid to an album, and
+searching with a region of the photo drawn with the mouse or placed with the keyboard."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import requests
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from tests.conftest import near_duplicate
+from tests.e2e.conftest import Console, check_accessibility, file_payload
+from tests.test_gunicorn import Server
+from tests.test_region import side_by_side
+
+
+def add_to_album(server: Server, album: str, images: dict[str, bytes]) -> None:
+    for name, data in images.items():
+        response = requests.post(
+            f"{server.url}/api/v1/images", files={"image": (name, data)}, data={"album": album}, timeout=60
+        )
+        assert response.status_code == 201, response.text
+
+
+def result_names(page: Page) -> list[str]:
+    return page.locator(".results .grid .card .filename").all_inner_texts()
+
+
+def test_an_album_narrows_the_search_and_the_library_grid(
+    page: Page, server: Server, photos: dict[str, bytes], axe_source: str
+) -> None:
+    add_to_album(server, "animals/cats", {"chelsea.jpg": photos["chelsea"]})
+    add_to_album(server, "animals", {"coffee.jpg": photos["coffee"]})
+    add_to_album(server, 'space "far" \\ away', {"rocket.jpg": photos["rocket"], "moon.jpg": photos["moon"]})
+
+    page.goto("/")
+    page.get_by_label("Drop a photo here or choose a file").set_input_files(
+        file_payload("cat.jpg", near_duplicate(photos["chelsea"]))
+    )
+    page.get_by_label("Album", exact=True).select_option(label='space "far" \\ away (2)')
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text('Searched the album space "far" \\ away.')).to_be_visible()
+    assert sorted(result_names(page)) == ["moon.jpg", "rocket.jpg"]
+    expect(page.get_by_label("Album", exact=True)).to_have_value('space "far" \\ away')  # kept for the next search
+    page.get_by_label("Album", exact=True).select_option("animals")
+    page.get_by_role("button", name="Search").click()  # the photo was put back into the form
+    expect(page.get_by_text("Searched the album animals.")).to_be_visible()
+    assert result_names(page) == ["chelsea.jpg", "coffee.jpg"]  # the sub-album animals/cats too
+    check_accessibility(page, axe_source)
+
+    page.goto("/library")
+    expect(page.locator(".grid .card")).to_have_count(4)
+    page.get_by_label("Album", exact=True).select_option("animals/cats")  # submits on its own
+    expect(page).to_have_url(re.compile(r"/library\?album=animals(%2F|/)cats$"))
+    expect(page.get_by_text("1 image in the album animals/cats, newest first")).to_be_visible()
+    expect(page.locator(".grid .card .filename")).to_have_text(["chelsea.jpg"])
+    page.locator(".grid .card .card-thumb").first.click()
+    expect(page.locator(".image-album")).to_have_text("animals/cats")
+    page.locator(".image-album a").click()
+    expect(page).to_have_url(re.compile(r"/library\?album=animals(%2F|/)cats$"))
+    check_accessibility(page, axe_source)
+
+
+def test_search_with_a_region_drawn_by_mouse_then_placed_by_keyboard(
+    page: Page, server: Server, photos: dict[str, bytes], console: Console
+) -> None:
+    for name in ("chelsea", "rocket", "coffee", "moon"):
+        add_to_album(server, "", {f"{name}.jpg": photos[name]})
+    query = side_by_side(photos["chelsea"], photos["rocket"])  # 640 x 320: the cat left, the rocket right
+
+    page.goto("/")
+    page.get_by_label("Drop a photo here or choose a file").set_input_files(file_payload("both.jpg", query))
+    page.get_by_text("Search with a region of the photo").click()
+    editor = page.locator(".search-form .region-editor")
+    expect(editor).to_be_visible()
+    box = page.locator(".search-form .region-image").bounding_box()
+    assert box is not None
+    # Drag from the middle of the top edge to the bottom right corner: the rocket's half.
+    page.mouse.move(box["x"] + box["width"] / 2 + 1, box["y"] + 1)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] - 1, steps=5)
+    page.mouse.up()
+    expect(page.locator(".search-form .region-box")).to_be_visible()
+    x, y, width, height = (int(page.get_by_label(label).input_value()) for label in ("Left", "Top", "Width", "Height"))
+    assert 318 <= x <= 324 and y <= 3 and 314 <= width <= 322 and height >= 314, (x, y, width, height)
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text(re.compile(r"Searched the region at \(3\d\d, \d\)"))).to_be_visible()
+    expect(page.locator(".query-figure .region-searched rect")).to_have_count(1)
+    assert result_names(page)[0] == "rocket.jpg"
+
+    # On the results page the photo is back in the form; the keyboard places a box on the cat.
+    editor = page.locator(".search-form .region-editor")
+    expect(editor).to_be_visible()
+    editor.focus()
+    editor.press("Delete")  # the rocket's box, kept from the last search, goes
+    expect(page.get_by_label("Left")).to_have_value("")
+    editor.press("ArrowDown")  # a box of half the photo in its middle: 160, 80, 320 x 160
+    expect(page.get_by_label("Left")).to_have_value("160")
+    for _ in range(13):
+        editor.press("ArrowLeft")  # 13 px a step, stopping at the edge
+    for _ in range(7):
+        editor.press("ArrowUp")
+    for _ in range(13):
+        editor.press("Shift+ArrowDown")  # taller, up to the bottom edge
+    assert [page.get_by_label(label).input_value() for label in ("Left", "Top", "Width", "Height")] == [
+        "0",
+        "0",
+        "320",
+        "320",
+    ]
+    page.get_by_role("button", name="Search").press("Enter")
+    expect(page.get_by_text("Searched the region at (0, 0), 320 × 320 px.")).to_be_visible()
+    assert result_names(page)[0] == "chelsea.jpg"
+
+
+def test_a_region_outside_the_photo_is_a_clear_error_page(page: Page, server: Server, console: Console) -> None:
+    page.goto("/")
+    page.get_by_label("Drop a photo here or choose a file").set_input_files(file_payload("small.jpg", _small_jpeg()))
+    page.get_by_text("Search with a region of the photo").click()
+    for label, value in (("Left", "50"), ("Top", "0"), ("Width", "100"), ("Height", "10")):
+        page.get_by_label(label).fill(value)
+    console.expect_error_page("/search", 422)
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text(re.compile(r"is not inside the image \(64x64 pixels\)"))).to_be_visible()
+
+
+def _small_jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(out, "JPEG")
+    return out.getvalue()
