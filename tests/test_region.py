@@ -51,3 +51,9 @@ def test_bad_regions_are_422(client: FlaskClient, photos: dict[str, bytes], fiel
     response = upload(client, "/api/v1/search", side_by_side(photos["chelsea"], photos["rocket"]), **fields)
     assert response.status_code == 422, response.json
     assert says in response.json["message"] + str(response.json.get("errors", "")), response.json
+
+
+def test_empty_region_fields_mean_the_whole_image(client: FlaskClient, photos: dict[str, bytes]) -> None:
+    add_all(client, {"moon": photos["moon"]})
+    found = upload(client, "/api/v1/search", photos["moon"], x="", y="", width="", height="", album="")
+    assert found.status_code == 200 and found.json["region"] is None, found.json

@@ -16,6 +16,7 @@ from webapp.services.accounts import Accounts
 from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
 from webapp.services.database import Database, sqlite_url
+from webapp.services.duplicates import Duplicates
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.imaging import return_large_buffers_to_the_system
@@ -281,8 +282,19 @@ class Runtime:
             ),
         )
 
+    @property
+    def duplicates(self) -> Duplicates:
+        """Return the near-duplicate finder (its scans travel like ingestion's units of work)."""
+        threshold = float(self.settings["DUPLICATE_THRESHOLD"])
+        return self._once(
+            "duplicates",
+            lambda: Duplicates(self.database, self.jobs, lambda: self.library, threshold, self.queue.owner),
+        )
+
     def _handle(self, task: str, job_id: str, chunk: int, should_stop: Callable[[], bool]) -> None:
-        if task == "prepare":
+        if task == "duplicates":
+            self.duplicates.run(job_id, should_stop)
+        elif task == "prepare":
             self.ingestion.prepare(job_id)
         else:
             self.ingestion.run_chunk(job_id, chunk, should_stop)

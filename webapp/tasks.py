@@ -62,4 +62,11 @@ def make_celery(app: Flask) -> Any:
 
         runtime().ingestion.run_chunk(job_id, number)
 
+    @celery.task(name="webapp.ingest.duplicates")
+    def duplicates(job_id: str) -> None:
+        """Scan the library for near-duplicate groups."""
+        from webapp.runtime import runtime
+
+        runtime().duplicates.run(job_id)
+
     return celery

@@ -21,6 +21,7 @@ JOB_KINDS = {
     "folder": "Server folder",
     "cli": "Command line",
     "reindex": "Re-embedding",
+    "duplicates": "Duplicate scan",
 }
 
 

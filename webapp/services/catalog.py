@@ -6,15 +6,30 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 
 from webapp.services.albums import lineage
-from webapp.services.database import Database, images, page_bounds
+from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
 
 
 def in_album(album: str) -> Any:
     """Return the SQL condition for images in ``album`` or below it (LIKE wildcards escaped)."""
     return or_(images.c.album == album, images.c.album.startswith(album + "/", autoescape=True))
+
+
+def _shrink(conn: Any, group_ids: set[int]) -> None:
+    """Recount groups that lost images; drop those left with fewer than two."""
+    if not group_ids:
+        return
+    ids = list(group_ids)
+    members = select(func.count()).where(duplicate_members.c.group_id == duplicate_groups.c.id).scalar_subquery()
+    conn.execute(update(duplicate_groups).where(duplicate_groups.c.id.in_(ids)).values(size=members))
+    small = list(
+        conn.scalars(select(duplicate_groups.c.id).where(duplicate_groups.c.id.in_(ids), duplicate_groups.c.size < 2))
+    )
+    if small:
+        conn.execute(delete(duplicate_members).where(duplicate_members.c.group_id.in_(small)))
+        conn.execute(delete(duplicate_groups).where(duplicate_groups.c.id.in_(small)))
 
 
 class Catalog:
@@ -31,15 +46,23 @@ class Catalog:
                 conn.execute(self.db.insert_ignoring_duplicates(images), values)
 
     def remove(self, sha256s: Iterable[str]) -> None:
-        """Forget images."""
+        """Forget images, and take them out of their near-duplicate groups."""
         shas = list(sha256s)
         with self.db.connect() as conn:
             for start in range(0, len(shas), 500):
-                conn.execute(delete(images).where(images.c.sha256.in_(shas[start : start + 500])))
+                part = shas[start : start + 500]
+                conn.execute(delete(images).where(images.c.sha256.in_(part)))
+                gone = list(
+                    conn.scalars(select(duplicate_members.c.group_id).where(duplicate_members.c.sha256.in_(part)))
+                )
+                conn.execute(delete(duplicate_members).where(duplicate_members.c.sha256.in_(part)))
+                _shrink(conn, set(gone))
 
     def clear(self) -> None:
-        """Forget every image."""
+        """Forget every image (and every near-duplicate group)."""
         with self.db.connect() as conn:
+            conn.execute(delete(duplicate_members))
+            conn.execute(delete(duplicate_groups))
             conn.execute(delete(images))
 
     def newest(self, offset: int, limit: int, album: str = "") -> list[str]:

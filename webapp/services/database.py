@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
     Float,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    false,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -95,6 +97,7 @@ duplicate_members = Table(
     Column("group_id", Integer, ForeignKey("duplicate_groups.id", ondelete="CASCADE"), primary_key=True),
     Column("sha256", String(64), primary_key=True),
     Column("similarity", Float, nullable=False),  # to the group's suggested keeper (1 for the keeper)
+    Column("keeper", Boolean, nullable=False, server_default=false()),  # the one the scan suggests keeping
     Index("duplicate_members_by_image", "sha256"),
 )
 

@@ -157,6 +157,8 @@ class Ingestion:
         job = self.store.get(job_id)
         if job.kind == "reindex":
             raise Conflict("run the reindex again (`flask --app wsgi reindex`): it continues where it stopped")
+        if job.kind == "duplicates":
+            raise Conflict("start a new duplicate scan instead (Duplicates page, or POST /api/v1/duplicates/scan)")
         if job.kind in UPLOADED and job.status in RESUMABLE and not self.upload_dir(job_id).is_dir():
             days = self.limits.upload_retention / 86400
             raise Conflict(
@@ -295,7 +297,9 @@ class Ingestion:
             log.warning(
                 "job %s made no progress for %.0f s with an empty queue: sending its work again", job.id, idle_for
             )
-            if job.status == JobStatus.QUEUED:
+            if job.kind == "duplicates":
+                self.queue.send("duplicates", job.id)  # a scan starts over: it has no items
+            elif job.status == JobStatus.QUEUED:
                 self.queue.send("prepare", job.id)
             else:
                 chunks = self.store.pending_chunks(job.id)

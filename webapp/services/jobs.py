@@ -323,6 +323,13 @@ class JobStore:
                     claimed.append(job_id)
         return [self.get(job_id) for job_id in claimed]
 
+    def progress(self, job_id: str, processed: int, total: int) -> None:
+        """Record how far a job without items (a duplicate scan) got."""
+        with self.db.connect() as conn:
+            conn.execute(
+                update(jobs).where(jobs.c.id == job_id).values(processed=processed, total=total, heartbeat=time.time())
+            )
+
     def heartbeat(self, owner: str) -> None:
         """Tell other processes that this process's active jobs are alive."""
         with self.db.connect() as conn:

@@ -89,7 +89,7 @@ class CeleryQueue:
         """Publish a unit of work; 503 when the broker cannot take it."""
         from kombu.exceptions import OperationalError
 
-        args = [job_id] if task == "prepare" else [job_id, chunk]
+        args = [job_id] if task in ("prepare", "duplicates") else [job_id, chunk]
         try:
             self.celery.send_task(f"webapp.ingest.{task}", args=args)
         except OperationalError as exc:

@@ -66,6 +66,9 @@ class VectorStore(Protocol):
     def flush(self) -> None: ...
     def search(self, vector: np.ndarray, top_k: int, album: str = "") -> list[Hit]: ...
     def album_filter(self, album: str) -> str: ...
+    def export(self, batch_size: int = 1000) -> Iterator[list[tuple[Record, np.ndarray]]]: ...
+    def neighbours(self, vectors: Sequence[np.ndarray], top_k: int) -> list[list[tuple[str, float]]]: ...
+    def vectors(self, sha256s: Iterable[str]) -> dict[str, np.ndarray]: ...
     def get(self, sha256s: Iterable[str], fresh: bool = True) -> dict[str, Record]: ...
     def count(self) -> int: ...
     def close(self) -> None: ...
@@ -275,6 +278,38 @@ class MilvusVectorStore:
             consistency_level=self.search_consistency,
         )
         return [Hit(_record(hit["entity"]), float(hit["distance"])) for hit in result[0]]
+
+    def neighbours(self, vectors: Sequence[np.ndarray], top_k: int) -> list[list[tuple[str, float]]]:
+        """Return, for each vector, the content ids and similarities of its ``top_k`` nearest images."""
+        result = self._call(
+            self._client.search,
+            self.collection,
+            data=[np.asarray(v, dtype=np.float32).tolist() for v in vectors],
+            anns_field="vector",
+            limit=top_k,
+            output_fields=["sha256"],
+            search_params={"metric_type": self.metric, "params": {"ef": max(self.search_ef, top_k)}},
+            consistency_level=self.search_consistency,
+        )
+        return [[(hit["entity"]["sha256"], float(hit["distance"])) for hit in hits] for hits in result]
+
+    def vectors(self, sha256s: Iterable[str]) -> dict[str, np.ndarray]:
+        """Return the stored vectors of those of ``sha256s`` that are indexed, by content id."""
+        wanted = {pk_of(s): s for s in sha256s}
+        found: dict[str, np.ndarray] = {}
+        keys = list(wanted)
+        for start in range(0, len(keys), 500):
+            rows = self._call(
+                self._client.get,
+                self.collection,
+                ids=keys[start : start + 500],
+                output_fields=["sha256", "vector"],
+                consistency_level=self.consistency,
+            )
+            found.update(
+                (r["sha256"], np.asarray(r["vector"], dtype=np.float32)) for r in rows if r["sha256"] in wanted.values()
+            )
+        return found
 
     def get(self, sha256s: Iterable[str], fresh: bool = True) -> dict[str, Record]:
         """Return the records of those of ``sha256s`` that are indexed, by sha256.

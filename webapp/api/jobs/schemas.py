@@ -38,7 +38,10 @@ class JobSchema(ma.Schema):
 
     id = ma.fields.String(metadata={"description": "Job id."})
     kind = ma.fields.String(
-        metadata={"description": "files, archive, folder, cli, or reindex (re-embedding the library)."}
+        metadata={
+            "description": "files, archive, folder, cli, reindex (re-embedding the library) "
+            "or duplicates (a near-duplicate scan)."
+        }
     )
     source = ma.fields.String(metadata={"description": "What is being loaded (folder path or upload name)."})
     album = ma.fields.String(metadata={"description": "The album it loads into (empty: its files' own folders)."})

@@ -37,6 +37,12 @@ class SearchArgsSchema(ma.Schema):
         validate=ma.validate.Range(min=Box.MIN_SIDE), metadata={"description": "Region: height in pixels."}
     )
 
+    @ma.pre_load
+    def _blank_region(self, data: Any, **kwargs: Any) -> Any:
+        """Take empty region fields (a form, Swagger UI) as not given."""
+        blank = {name for name in REGION if data.get(name) == ""}
+        return {key: data.get(key) for key in data if key not in blank} if blank else data
+
     @ma.validates_schema
     def _whole_region(self, data: dict[str, Any], **kwargs: Any) -> None:
         given = [name for name in REGION if name in data]

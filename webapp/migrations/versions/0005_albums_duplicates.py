@@ -40,6 +40,7 @@ def upgrade() -> None:
         ),
         sa.Column("sha256", sa.String(64), primary_key=True),
         sa.Column("similarity", sa.Float, nullable=False),
+        sa.Column("keeper", sa.Boolean, nullable=False, server_default=sa.false()),
     )
     op.create_index("duplicate_members_by_image", "duplicate_members", ["sha256"])
 

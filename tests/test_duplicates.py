@@ -1,0 +1,149 @@
+"""Near-duplicate groups through the API (real model, Milvus Lite): a scan groups copies of a photo
+and leaves distinct photos alone, the list narrows to an album, and resolving keeps one image."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from PIL import Image
+
+from tests.conftest import near_duplicate, wait_for_job
+from tests.test_api import upload
+from webapp.runtime import EXTENSION
+from webapp.services.duplicates import KIND, join
+from webapp.services.jobs import local_owner
+
+
+def halved(data: bytes) -> bytes:
+    """Return the photo at half its size, re-encoded (a smaller copy of the same picture)."""
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    out = io.BytesIO()
+    img.resize((img.width // 2, img.height // 2)).save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def add(client: FlaskClient, name: str, data: bytes, album: str = "") -> str:
+    response = upload(client, "/api/v1/images", data, name, album=album)
+    assert response.status_code == 201, response.json
+    return str(response.json["id"])
+
+
+def scan(client: FlaskClient) -> dict[str, Any]:
+    response = client.post("/api/v1/duplicates/scan")
+    assert response.status_code == 202, response.json
+    job = wait_for_job(client, response.json["url"])
+    assert job["status"] == "done" and job["kind"] == KIND, job
+    return job
+
+
+@pytest.fixture()
+def library(client: FlaskClient, photos: dict[str, bytes]) -> dict[str, str]:
+    """Two photos each with two near-duplicates, and three distinct photos."""
+    ids = {
+        "chelsea": add(client, "chelsea.jpg", photos["chelsea"], "cats"),
+        "chelsea-small": add(client, "chelsea-small.jpg", halved(photos["chelsea"]), "cats/copies"),
+        "chelsea-crop": add(client, "chelsea-crop.jpg", near_duplicate(photos["chelsea"]), "other"),
+        "rocket": add(client, "rocket.jpg", photos["rocket"]),
+        "rocket-small": add(client, "rocket-small.jpg", halved(photos["rocket"])),
+    }
+    for name in ("coffee", "moon", "coins"):
+        ids[name] = add(client, f"{name}.jpg", photos[name])
+    return ids
+
+
+def test_a_scan_groups_copies_and_leaves_distinct_photos_alone(client: FlaskClient, library: dict[str, str]) -> None:
+    job = scan(client)
+    assert (job["processed"], job["total"]) == (8, 8)
+    response = client.get("/api/v1/duplicates")
+    assert response.status_code == 200
+    groups = response.json
+    assert [g["size"] for g in groups] == [3, 2]  # the largest first
+    names = [[m["filename"] for m in g["members"]] for g in groups]
+    assert names[0][0] == "chelsea.jpg" and set(names[0]) == {"chelsea.jpg", "chelsea-small.jpg", "chelsea-crop.jpg"}
+    assert names[1] == ["rocket.jpg", "rocket-small.jpg"]  # the keeper: most pixels
+    for group in groups:
+        keeper, *others = group["members"]
+        assert keeper["keeper"] and keeper["similarity"] == 1.0 and not any(m["keeper"] for m in others)
+        assert all(0.8 <= m["similarity"] < 1.0 for m in others), [(m["filename"], m["similarity"]) for m in others]
+        assert group["best"] == max(m["similarity"] for m in others)
+        assert all(m["bytes"] > 0 and m["width"] > 0 for m in group["members"])
+    assert client.get(groups[0]["url"]).json["members"] == groups[0]["members"]
+
+
+def test_the_list_narrows_to_an_album_and_pages(client: FlaskClient, library: dict[str, str]) -> None:
+    scan(client)
+    in_cats = client.get("/api/v1/duplicates", query_string={"album": "cats"}).json
+    assert [g["size"] for g in in_cats] == [3]
+    assert client.get("/api/v1/duplicates", query_string={"album": "nope"}).json == []
+    second = client.get("/api/v1/duplicates", query_string={"page": 2, "page_size": 1})
+    assert [g["size"] for g in second.json] == [2] and '"total": 2' in second.headers["X-Pagination"]
+    far = client.get("/api/v1/duplicates", query_string={"page": 99999999})
+    assert far.status_code == 200 and far.json == []
+
+
+def test_keeping_one_deletes_the_others_everywhere(app: Flask, client: FlaskClient, library: dict[str, str]) -> None:
+    scan(client)
+    group = client.get("/api/v1/duplicates").json[0]
+    keep = library["chelsea-small"]
+    response = client.post(f"{group['url']}/resolve", json={"keep": keep})
+    assert response.status_code == 200, response.json
+    assert sorted(response.json["deleted"]) == sorted([library["chelsea"], library["chelsea-crop"]])
+    for gone in response.json["deleted"]:
+        assert client.get(f"/api/v1/images/{gone}").status_code == 404
+        assert client.get(f"/api/v1/images/{gone}/thumbnail").status_code == 404
+    assert client.get(f"/api/v1/images/{keep}").status_code == 200
+    assert [g["size"] for g in client.get("/api/v1/duplicates").json] == [2]  # the group went with them
+    assert client.get(group["url"]).status_code == 404
+    assert app.test_cli_runner().invoke(args=["check"]).output.endswith("consistent\n")
+
+
+def test_deleting_an_image_takes_it_out_of_its_group(client: FlaskClient, library: dict[str, str]) -> None:
+    scan(client)
+    assert client.delete(f"/api/v1/images/{library['rocket-small']}").status_code == 204
+    assert [g["size"] for g in client.get("/api/v1/duplicates").json] == [3]
+    assert client.delete(f"/api/v1/images/{library['chelsea-crop']}").status_code == 204
+    assert [g["size"] for g in client.get("/api/v1/duplicates").json] == [2]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "says"),
+    [
+        ("/api/v1/duplicates/1/resolve", {"keep": "0" * 64}, 422, "not in duplicate group 1"),
+        ("/api/v1/duplicates/1/resolve", {"keep": "xyz"}, 422, "64 hex"),
+        ("/api/v1/duplicates/1/resolve", {}, 422, "keep"),
+        ("/api/v1/duplicates/1/resolve", {"keep": "0" * 64, "also": 1}, 422, "Unknown field"),
+        ("/api/v1/duplicates/99/resolve", {"keep": "0" * 64}, 404, "no duplicate group 99"),
+        ("/api/v1/duplicates/99999999999999999999/resolve", {"keep": "0" * 64}, 404, "no duplicate group"),
+    ],
+)
+def test_bad_resolves_are_4xx_and_delete_nothing(
+    client: FlaskClient, library: dict[str, str], path: str, body: dict[str, Any], status: int, says: str
+) -> None:
+    scan(client)
+    response = client.post(path, json=body)
+    assert response.status_code == status, response.json
+    assert says in response.json["message"] + str(response.json.get("errors", "")), response.json
+    assert client.get("/api/v1/stats").json["count"] == 8
+
+
+def test_bad_duplicate_queries_are_422_or_404(client: FlaskClient) -> None:
+    assert client.get("/api/v1/duplicates", query_string={"album": "a/../b"}).status_code == 422
+    assert client.get("/api/v1/duplicates", query_string={"page": "x"}).status_code == 422
+    assert client.get("/api/v1/duplicates/99999999999999999999").status_code == 404
+    assert client.get("/api/v1/duplicates").json == []  # never scanned: no groups, no error
+
+
+def test_one_scan_at_a_time(app: Flask, client: FlaskClient) -> None:
+    with app.app_context():
+        app.extensions[EXTENSION].jobs.create(KIND, "a scan queued elsewhere", local_owner())
+    response = client.post("/api/v1/duplicates/scan")
+    assert response.status_code == 409 and "already" in response.json["message"]
+
+
+def test_join_makes_connected_groups() -> None:
+    groups = join([("a", "b"), ("c", "d"), ("b", "e"), ("e", "a"), ("f", "f")])
+    assert sorted(sorted(g) for g in groups) == [["a", "b", "e"], ["c", "d"]]

@@ -1,0 +1,98 @@
+"""The duplicates resource: scan the library for near-duplicates, list the groups, keep one of each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+from flask.views import MethodView
+
+from webapp.api.common import Blueprint, image_json, job_json
+from webapp.api.duplicates.schemas import (
+    DuplicateArgsSchema,
+    GroupSchema,
+    ResolvedSchema,
+    ResolveSchema,
+)
+from webapp.api.jobs.schemas import JobSchema
+from webapp.auth import requires
+from webapp.runtime import runtime
+from webapp.services.duplicates import Group
+from webapp.services.roles import Role
+
+blp = Blueprint(
+    "duplicates",
+    __name__,
+    url_prefix="/duplicates",
+    description="Near-duplicate images: a scan groups them; keep one image of a group and delete the rest.",
+)
+
+
+def group_json(group: Group) -> dict[str, Any]:
+    """Return a group as the API shows it."""
+    members = [
+        {**image_json(m.record), "similarity": m.similarity, "keeper": m.keeper, "bytes": m.bytes}
+        for m in group.members
+    ]
+    return {
+        "id": group.id,
+        "size": group.size,
+        "best": group.best,
+        "members": members,
+        "url": url_for("duplicates.DuplicateGroup", group_id=group.id),
+        "page_url": url_for("pages.duplicate_group_page", group_id=group.id),
+    }
+
+
+@blp.route("")
+class Duplicates(MethodView):
+    """The groups the last scan found."""
+
+    @blp.arguments(DuplicateArgsSchema, location="query")
+    @blp.response(200, GroupSchema(many=True))
+    @blp.paginate()
+    @requires(Role.VIEWER)
+    def get(self, args: dict[str, str], pagination_parameters: Any) -> list[dict[str, Any]]:
+        """List the near-duplicate groups of the last scan: the largest, then the most alike, first."""
+        p = pagination_parameters
+        groups, p.item_count = runtime().duplicates.groups((p.page - 1) * p.page_size, p.page_size, args["album"])
+        return [group_json(g) for g in groups]
+
+
+@blp.route("/scan")
+class Scan(MethodView):
+    """Scanning the library."""
+
+    @blp.response(202, JobSchema, description="The scan was queued; follow the job. Its groups replace the last ones.")
+    @blp.alt_response(409, description="A scan is queued or running already.")
+    @requires(Role.EDITOR)
+    def post(self) -> tuple[dict[str, Any], int]:
+        """Find the near-duplicate groups of the whole library, in the background."""
+        rt = runtime()
+        return job_json(rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id))), 202
+
+
+@blp.route("/<int:group_id>")
+class DuplicateGroup(MethodView):
+    """One group."""
+
+    @blp.response(200, GroupSchema)
+    @blp.alt_response(404, description="No such group (a newer scan or a deletion replaced it).")
+    @requires(Role.VIEWER)
+    def get(self, group_id: int) -> dict[str, Any]:
+        """Return a group with every image in it."""
+        return group_json(runtime().duplicates.group(group_id))
+
+
+@blp.route("/<int:group_id>/resolve")
+class Resolve(MethodView):
+    """Keeping one image of a group."""
+
+    @blp.arguments(ResolveSchema)
+    @blp.response(200, ResolvedSchema)
+    @blp.alt_response(404, description="No such group.")
+    @requires(Role.EDITOR)
+    def post(self, args: dict[str, str], group_id: int) -> dict[str, Any]:
+        """Keep one image of the group and delete every other (files, thumbnails, vectors, catalogue)."""
+        deleted = runtime().duplicates.resolve(group_id, args["keep"])
+        return {"kept": args["keep"], "deleted": [r.sha256 for r in deleted]}

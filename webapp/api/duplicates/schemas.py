@@ -1,0 +1,50 @@
+"""Schemas of the duplicates resource."""
+
+import marshmallow as ma
+
+from webapp.api.common import Album
+from webapp.api.images.schemas import ImageSchema
+
+
+class DuplicateArgsSchema(ma.Schema):
+    """Narrow the groups to an album."""
+
+    album = Album(description="Only groups with an image in this album (or its sub-albums).")
+
+
+class MemberSchema(ImageSchema):
+    """An image of a group."""
+
+    similarity = ma.fields.Float(metadata={"description": "Cosine similarity to the group's suggested keeper."})
+    keeper = ma.fields.Boolean(metadata={"description": "True for the image the scan suggests keeping."})
+    bytes = ma.fields.Integer(allow_none=True, metadata={"description": "Size of the original file in bytes."})
+
+
+class GroupSchema(ma.Schema):
+    """Images that look alike: the suggested keeper (most pixels, then largest file) first."""
+
+    id = ma.fields.Integer(metadata={"description": "The group's id (until the next scan)."})
+    size = ma.fields.Integer(metadata={"description": "How many images the group holds."})
+    best = ma.fields.Float(metadata={"description": "The highest similarity of an image to the keeper."})
+    members = ma.fields.List(
+        ma.fields.Nested(MemberSchema), metadata={"description": "The keeper first, then by similarity (up to 50)."}
+    )
+    url = ma.fields.String(metadata={"description": "The group in the API."})
+    page_url = ma.fields.String(metadata={"description": "The group's review page."})
+
+
+class ResolveSchema(ma.Schema):
+    """Which image of a group to keep; the others are deleted."""
+
+    keep = ma.fields.String(
+        required=True,
+        validate=ma.validate.Regexp(r"^[0-9a-f]{64}$", error="Must be an image id (64 hex characters)."),
+        metadata={"description": "The id of the image to keep."},
+    )
+
+
+class ResolvedSchema(ma.Schema):
+    """What resolving a group did."""
+
+    kept = ma.fields.String(metadata={"description": "The id of the image kept."})
+    deleted = ma.fields.List(ma.fields.String(), metadata={"description": "The ids of the images deleted."})

@@ -1,0 +1,92 @@
+"""Duplicate pages: the near-duplicate groups side by side, a scan, and keeping one image of a group."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+from werkzeug.exceptions import BadRequest
+from werkzeug.wrappers import Response
+
+from webapp.api.duplicates.routes import group_json
+from webapp.auth import requires
+from webapp.pages.blueprint import Pager, album_arg, blp
+from webapp.runtime import library, runtime
+from webapp.services.duplicates import Group
+from webapp.services.roles import Role
+
+GROUPS_PER_PAGE = 10
+
+
+def _group(group: Group) -> Any:
+    data = group_json(group)
+    return SimpleNamespace(**{**data, "members": [SimpleNamespace(**m) for m in data["members"]]})
+
+
+@blp.get("/duplicates")
+@requires(Role.VIEWER)
+def duplicates_page() -> str | Response:
+    """Show the near-duplicate groups of the last scan, the largest and most alike first."""
+    album = album_arg()
+    finder = runtime().duplicates
+    pager = Pager.from_request(GROUPS_PER_PAGE).keeping(album=album)
+    groups, total = finder.groups(pager.offset, pager.per_page, album)
+    pager = pager.counted(total)
+    if pager.beyond_end:
+        return redirect(pager.url(pager.pages))
+    return render_template(
+        "duplicates.html",
+        groups=[_group(g) for g in groups],
+        pager=pager,
+        album=album,
+        albums=library().albums(),
+        scan=finder.last_scan(),
+        threshold=finder.threshold,
+    )
+
+
+@blp.post("/duplicates/scan")
+@requires(Role.EDITOR)
+def scan_duplicates() -> Response:
+    """Start a scan of the whole library and follow it on its job page."""
+    rt = runtime()
+    job = rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id))
+    flash("The scan has started: its groups replace the last ones when it is done.", "success")
+    return redirect(url_for("pages.job_page", job_id=job.id), 303)
+
+
+@blp.get("/duplicates/<int:group_id>")
+@requires(Role.VIEWER)
+def duplicate_group_page(group_id: int) -> str:
+    """Show one group with every image in it."""
+    return render_template("duplicate_group.html", group=_group(runtime().duplicates.group(group_id)))
+
+
+def _keep() -> str:
+    keep = (request.values.get("keep") or "").strip()
+    if len(keep) != 64 or any(c not in "0123456789abcdef" for c in keep):
+        raise BadRequest("Choose the image to keep first.")
+    return keep
+
+
+@blp.get("/duplicates/<int:group_id>/resolve")
+@requires(Role.EDITOR)
+def resolve_form(group_id: int) -> str:
+    """Show what keeping the chosen image deletes, and ask for confirmation."""
+    group, keep = _group(runtime().duplicates.group(group_id)), _keep()
+    kept = next((m for m in group.members if m.id == keep), None)
+    if kept is None:
+        raise BadRequest("That image is not in this group.")
+    doomed = [m for m in group.members if m.id != keep]
+    return render_template("duplicate_resolve.html", group=group, kept=kept, doomed=doomed)
+
+
+@blp.post("/duplicates/<int:group_id>/resolve")
+@requires(Role.EDITOR)
+def resolve_group(group_id: int) -> Response:
+    """Keep the chosen image of a group and delete the others."""
+    deleted = runtime().duplicates.resolve(group_id, _keep())
+    n = len(deleted)
+    flash(f"Kept one image and deleted {n} other{'' if n == 1 else 's'} of the group.", "success")
+    return redirect(url_for("pages.duplicates_page"), 303)

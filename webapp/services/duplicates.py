@@ -1,0 +1,292 @@
+"""Near-duplicate groups: a scan finds, for every image, the images within a similarity threshold
+and joins them into groups; a person then keeps one image of a group and deletes the others.
+
+The scan reads every vector once and asks Milvus for each one's nearest neighbours, a batch of
+queries per call (top-k, kept when at least the threshold): it never holds the library's vectors
+at once, and its cost grows with the library's size times k (`bench/duplicates.py`: 100,000
+vectors). Images joined through a chain (A like B, B like C) form one group; each member's
+similarity to the group's suggested keeper shows how close it really is.
+
+The groups of the last scan are kept in the database and listed a page at a time, so a large
+library never builds them in a request. Deleting an image removes it from its group (the
+catalogue does it: ``Catalog.remove``); a group left with one image goes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, desc, exists, func, select
+
+from webapp.errors import Conflict, InvalidInput, NotFound, WebappError
+from webapp.services.catalog import in_album
+from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
+from webapp.services.jobs import Job, JobStatus, JobStore
+from webapp.services.library import Library
+from webapp.services.vectors import Record, VectorStore
+
+log = logging.getLogger(__name__)
+KIND = "duplicates"
+NEIGHBOURS = 16  # nearest images asked for each image: a group larger than this is still joined through chains
+BATCH = 500  # images read and searched for at a time
+MAX_SHOWN = 50  # members of one group a listing shows (the largest groups are chains worth a look anyway)
+
+
+@dataclass(frozen=True)
+class Member:
+    """An image of a group: its record, its file size, and its similarity to the suggested keeper."""
+
+    record: Record
+    similarity: float
+    keeper: bool
+    bytes: int | None
+
+
+@dataclass(frozen=True)
+class Group:
+    """Images that look alike: the suggested keeper first, then by similarity to it."""
+
+    id: int
+    size: int
+    best: float  # the highest similarity of a member to the keeper
+    members: list[Member]
+
+
+def join(pairs: Iterable[tuple[str, str]]) -> list[set[str]]:
+    """Return the connected groups of the given pairs (union-find with path halving)."""
+    parent: dict[str, str] = {}
+
+    def root(a: str) -> str:
+        parent.setdefault(a, a)
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[str, set[str]] = {}
+    for a in parent:
+        groups.setdefault(root(a), set()).add(a)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def similar_pairs(
+    store: VectorStore,
+    threshold: float,
+    progress: Callable[[int], None] = lambda n: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    neighbours: int = NEIGHBOURS,
+) -> Iterator[tuple[str, str, float]] | None:
+    """Return every pair of images at least ``threshold`` alike (each once), or None if stopped."""
+    pairs: dict[tuple[str, str], float] = {}
+    done = 0
+    for batch in store.export(BATCH):
+        if should_stop():
+            return None
+        for (record, _), hits in zip(batch, store.neighbours([v for _, v in batch], neighbours), strict=True):
+            for sha, score in hits:
+                if sha != record.sha256 and score >= threshold:
+                    key = (min(sha, record.sha256), max(sha, record.sha256))
+                    pairs[key] = max(score, pairs.get(key, -1.0))
+        done += len(batch)
+        progress(done)
+    return ((a, b, s) for (a, b), s in pairs.items())
+
+
+class Duplicates:
+    """Finds near-duplicate groups in a library, lists them, and resolves them."""
+
+    def __init__(
+        self, db: Database, jobs: JobStore, library: Callable[[], Library], threshold: float, owner: str
+    ) -> None:
+        self.db = db
+        self.jobs = jobs
+        self._library = library
+        self.threshold = threshold
+        self.owner = owner
+
+    @property
+    def library(self) -> Library:
+        """Return the library scanned."""
+        return self._library()
+
+    def start(self, send: Callable[[str], None]) -> Job:
+        """Queue a scan (refused while one is queued or running); return its job."""
+        running = [j for j in map(self.jobs.get, self.jobs.active_ids()) if j.kind == KIND]
+        if running:
+            raise Conflict(f"a duplicate scan is {running[0].status} already (job {running[0].id})")
+        job = self.jobs.create(KIND, f"similarity at least {self.threshold:.2f}", self.owner)
+        try:
+            send(job.id)
+        except WebappError as exc:
+            self.jobs.move(job.id, JobStatus.FAILED, exc.message)
+            raise
+        return self.jobs.get(job.id)
+
+    def last_scan(self) -> Job | None:
+        """Return the newest scan, finished or not."""
+        offset = 0
+        while True:
+            jobs, total = self.jobs.recent(offset, 50)
+            for job in jobs:
+                if job.kind == KIND:
+                    return job
+            offset += 50
+            if offset >= total or offset >= 500:  # scans are rare: far back means none
+                return None
+
+    def run(self, job_id: str, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Scan the library and replace the stored groups with what it found."""
+        job = self.jobs.get(job_id)
+        if not job.active:
+            return
+        self.jobs.move(job_id, JobStatus.RUNNING)
+        try:
+            self._run(job_id, should_stop)
+        except WebappError as exc:
+            self.jobs.move(job_id, JobStatus.FAILED, exc.message)
+        except Exception:  # a scan must never take its worker down
+            log.exception("duplicate scan %s failed", job_id)
+            self.jobs.move(job_id, JobStatus.FAILED, "an unexpected error stopped the scan (its worker logged it)")
+
+    def _run(self, job_id: str, should_stop: Callable[[], bool]) -> None:
+        store = self.library.vectors
+        total = store.count()
+        self.jobs.progress(job_id, 0, total)
+        stop = lambda: should_stop() or not self.jobs.still_wanted(job_id)  # noqa: E731
+        found = similar_pairs(store, self.threshold, lambda n: self.jobs.progress(job_id, n, max(n, total)), stop)
+        if found is None:
+            if should_stop() and self.jobs.still_wanted(job_id):
+                self.jobs.move(job_id, JobStatus.INTERRUPTED)
+            return
+        pairs = list(found)
+        groups = join((a, b) for a, b, _ in pairs)
+        self._save(job_id, self._rank(groups, store))
+        self.jobs.move(job_id, JobStatus.DONE)
+
+    def _rank(self, groups: list[set[str]], store: VectorStore) -> list[tuple[list[str], list[float]]]:
+        """Order each group keeper first (most pixels, then largest file, then oldest), then by similarity."""
+        ranked = []
+        for members in groups:
+            records = store.get(members)
+            vectors = store.vectors(records)
+            present = [sha for sha in records if sha in vectors]
+            if len(present) < 2:
+                continue  # deleted during the scan
+            keeper = max(present, key=lambda sha: self._quality(records[sha]))  # noqa: B023 - used at once
+            sims = {sha: float(np.dot(vectors[sha], vectors[keeper])) for sha in present}
+            sims[keeper] = 1.0
+            order = [keeper] + sorted((s for s in present if s != keeper), key=lambda s: -sims[s])  # noqa: B023
+            ranked.append((order, [sims[s] for s in order]))
+        return ranked
+
+    def _quality(self, rec: Record) -> tuple[int, int, int]:
+        """Return how good a copy is to keep: most pixels, then largest file, then oldest."""
+        path = self.library.original(rec.sha256)
+        return (rec.width * rec.height, path.stat().st_size if path else 0, -rec.added_at)
+
+    def _save(self, job_id: str, groups: list[tuple[list[str], list[float]]]) -> None:
+        """Replace the stored groups in one transaction, biggest and closest first."""
+        groups.sort(key=lambda g: (-len(g[0]), -max(g[1][1:])))
+        group_rows = [
+            {"id": i, "job_id": job_id, "size": len(shas), "best": max(sims[1:])}
+            for i, (shas, sims) in enumerate(groups, 1)
+        ]
+        member_rows = [
+            {"group_id": i, "sha256": sha, "similarity": sim, "keeper": j == 0}
+            for i, (shas, sims) in enumerate(groups, 1)
+            for j, (sha, sim) in enumerate(zip(shas, sims, strict=True))
+        ]
+        with self.db.connect() as conn:
+            conn.execute(delete(duplicate_members))
+            conn.execute(delete(duplicate_groups))
+            for start in range(0, len(group_rows), 5000):
+                conn.execute(duplicate_groups.insert(), group_rows[start : start + 5000])
+            for start in range(0, len(member_rows), 5000):
+                conn.execute(duplicate_members.insert(), member_rows[start : start + 5000])
+
+    def groups(self, offset: int, limit: int, album: str = "") -> tuple[list[Group], int]:
+        """Return a page of groups (largest, then most alike, first) and how many there are."""
+        offset, limit = page_bounds(offset, limit)
+        query = select(duplicate_groups.c.id)
+        if album:  # groups with an image in the album (or below it)
+            member_in_album = (
+                select(duplicate_members.c.group_id)
+                .join(images, images.c.sha256 == duplicate_members.c.sha256)
+                .where(duplicate_members.c.group_id == duplicate_groups.c.id, in_album(album))
+            )
+            query = query.where(exists(member_in_album))
+        with self.db.connect() as conn:
+            total = int(conn.scalar(select(func.count()).select_from(query.subquery())) or 0)
+            ordered = query.order_by(
+                desc(duplicate_groups.c.size), desc(duplicate_groups.c.best), duplicate_groups.c.id
+            )
+            ids = list(conn.scalars(ordered.limit(limit).offset(offset)))
+        return self._load(ids), total
+
+    def group(self, group_id: int) -> Group:
+        """Return one group with every member, or raise NotFound."""
+        found = self._load([group_id], shown=None) if 0 < group_id < 2**31 else []
+        if not found:
+            raise NotFound(f"no duplicate group {group_id} (a newer scan or a deletion replaced it)")
+        return found[0]
+
+    def _load(self, ids: list[int], shown: int | None = MAX_SHOWN) -> list[Group]:
+        if not ids:
+            return []
+        with self.db.connect() as conn:
+            heads = {r.id: r for r in conn.execute(select(duplicate_groups).where(duplicate_groups.c.id.in_(ids)))}
+            rows = conn.execute(
+                select(duplicate_members)
+                .where(duplicate_members.c.group_id.in_(ids))
+                .order_by(
+                    duplicate_members.c.group_id, desc(duplicate_members.c.keeper), desc(duplicate_members.c.similarity)
+                )
+            ).all()
+        by_group: dict[int, list[Any]] = {}
+        for row in rows:
+            by_group.setdefault(row.group_id, []).append(row)
+        shas = {row.sha256 for members in by_group.values() for row in (members if shown is None else members[:shown])}
+        records = self.library.vectors.get(shas)
+        groups = []
+        for group_id in ids:
+            if group_id not in heads:
+                continue
+            members = []
+            for row in by_group.get(group_id, [])[:shown]:
+                if (rec := records.get(row.sha256)) is not None:
+                    path = self.library.original(row.sha256)
+                    size = path.stat().st_size if path else None
+                    members.append(Member(rec, row.similarity, bool(row.keeper), size))
+            head = heads[group_id]
+            groups.append(Group(group_id, head.size, head.best, members))
+        return groups
+
+    def resolve(self, group_id: int, keep: str) -> list[Record]:
+        """Keep one image of a group and delete the others (files, thumbnails, vectors, catalogue)."""
+        group = self.group(group_id)
+        ids = {m.record.sha256 for m in group.members}
+        if keep not in ids:
+            raise InvalidInput(f"image {keep} is not in duplicate group {group_id}")
+        deleted = []
+        for member in group.members:
+            if member.record.sha256 != keep:
+                try:
+                    self.library.delete(member.record.sha256)
+                except NotFound:
+                    continue  # deleted meanwhile
+                deleted.append(member.record)
+        return deleted
+
+    def forget_all(self) -> None:
+        """Drop every group (the library was emptied)."""
+        with self.db.connect() as conn:
+            conn.execute(delete(duplicate_members))
+            conn.execute(delete(duplicate_groups))
