@@ -15,13 +15,16 @@ from PIL import Image
 from webapp import create_app
 from webapp.evaluation import (
     AUGMENTATIONS,
+    THRESHOLDS,
     augment,
     average_precision,
     evaluate_near_duplicates,
+    group_scores,
     hit_at,
     leave_one_out,
     precision_at,
     ranked_relevance,
+    suggest_threshold,
     target_ranks,
 )
 from webapp.runtime import EXTENSION
@@ -174,3 +177,36 @@ def test_two_models_side_by_side(app: Flask, tmp_path: Path, photos: dict[str, b
     fp32, int8, change = (float(v) for v in row.split()[2:])
     assert change == pytest.approx(int8 - fp32, abs=1e-3)
     assert [figures["model"] for figures in json.loads(out.read_text())] == [args[3], args[5]]
+
+
+def test_group_scores_count_pairs_of_the_groups_a_threshold_makes() -> None:
+    # Images 0-2 are one photo and its copies, 3-4 another, 5 alone; 2 and 5 are alike by chance.
+    sims = np.eye(6)
+    for a, b, s in [(0, 1, 0.97), (1, 2, 0.93), (3, 4, 0.95), (2, 5, 0.94), (0, 2, 0.9)]:
+        sims[a, b] = sims[b, a] = s
+    origins = np.array([0, 0, 0, 3, 3, 5])
+    assert group_scores(sims, origins, 0.96) == {"precision": 1.0, "recall": 0.25, "f1": 0.4, "groups": 1.0}
+    chained = group_scores(sims, origins, 0.93)  # 0-1-2-5 chained, 3-4: of 7 pairs grouped, 4 are true
+    assert chained["precision"] == pytest.approx(4 / 7) and chained["recall"] == 1.0
+    assert suggest_threshold({"t=0.93": chained, "t=0.96": group_scores(sims, origins, 0.96)}) == "t=0.93"
+
+
+def test_duplicates_mode_prints_precision_and_recall_per_threshold(
+    app: Flask, tmp_path: Path, photos: dict[str, bytes]
+) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("chelsea", "rocket", "coffee", "astronaut"):
+        (folder / f"{name}.jpg").write_bytes(photos[name])
+    out = tmp_path / "figures.json"
+    result = app.test_cli_runner().invoke(args=["evaluate", str(folder), "--duplicates", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "4 distinct images, 4 with copies, 20 copies" in result.output
+    assert "best F1 at threshold" in result.output and "configured: DUPLICATE_THRESHOLD=0.96" in result.output
+    figures = json.loads(out.read_text())
+    assert figures["mode"] == "duplicates"
+    rows = figures["scores"]
+    assert rows["t=0.80"]["recall"] >= rows["t=0.99"]["recall"]
+    assert all(0 <= rows[f"t={t:.2f}"]["precision"] <= 1 for t in THRESHOLDS)
+    both = app.test_cli_runner().invoke(args=["evaluate", str(folder), "--duplicates", "--near-duplicates"])
+    assert both.exit_code == 2 and "not both" in both.output

@@ -265,6 +265,12 @@ def parse_ks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 )
 @click.option("--near-duplicates", is_flag=True, help="Query augmented copies of every image against the originals.")
 @click.option(
+    "--duplicates",
+    is_flag=True,
+    help="Mix near-duplicate copies with the images and score the groups the duplicate scan would form, "
+    "per similarity threshold (chooses DUPLICATE_THRESHOLD).",
+)
+@click.option(
     "--k",
     "ks",
     multiple=True,
@@ -277,24 +283,47 @@ def parse_ks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 )
 @with_appcontext
 def evaluate_command(
-    folder: Path, models: tuple[str, ...], near_duplicates: bool, ks: tuple[int, ...], json_path: Path | None
+    folder: Path,
+    models: tuple[str, ...],
+    near_duplicates: bool,
+    duplicates: bool,
+    ks: tuple[int, ...],
+    json_path: Path | None,
 ) -> None:
-    """Measure retrieval quality on FOLDER: one sub-folder per class, or any images with --near-duplicates."""
-    reports = [_evaluate(folder, model, near_duplicates, ks) for model in models or (None,)]
+    """Measure retrieval quality on FOLDER: one sub-folder per class, or any images with --near-duplicates
+    or --duplicates."""
+    if near_duplicates and duplicates:
+        raise click.UsageError("give --near-duplicates or --duplicates, not both")
+    mode = "duplicates" if duplicates else "near-duplicates" if near_duplicates else "classes"
+    reports = [_evaluate(folder, model, mode, ks) for model in models or (None,)]
     for name, reason in reports[0].skipped:
         click.echo(f"  skipped: {name}: {reason}", err=True)
     click.echo(reports[0].table() if len(reports) == 1 else evaluation.side_by_side(reports))
+    if duplicates:
+        for report in reports:
+            best, precise = evaluation.suggest_threshold(report.scores), evaluation.most_precise(report.scores)
+            s = report.scores[best]
+            click.echo(
+                f"{report.model}: best F1 at threshold {best[2:]}: precision {s['precision']:.3f}, "
+                f"recall {s['recall']:.3f}, F1 {s['f1']:.3f}"
+            )
+            if precise is not None:
+                p = report.scores[precise]
+                click.echo(f"  precision 0.99 or more from {precise[2:]}: recall {p['recall']:.3f} there")
+        click.echo(f"configured: DUPLICATE_THRESHOLD={runtime().settings['DUPLICATE_THRESHOLD']}")
     if json_path:
         figures = [r.as_dict() for r in reports]
         json_path.write_text(json.dumps(figures[0] if len(figures) == 1 else figures, indent=2) + "\n")
 
 
-def _evaluate(folder: Path, model: str | None, near_duplicates: bool, ks: tuple[int, ...]) -> evaluation.Report:
+def _evaluate(folder: Path, model: str | None, mode: str, ks: tuple[int, ...]) -> evaluation.Report:
     embedder = evaluation_embedder(model)
+    max_pixels = runtime().settings["MAX_IMAGE_PIXELS"]
     try:
         with tqdm(desc=f"embedding ({embedder.name})", unit="img", leave=False) as bar:
-            if near_duplicates:
-                max_pixels = runtime().settings["MAX_IMAGE_PIXELS"]
+            if mode == "duplicates":
+                return evaluation.evaluate_duplicates(embedder, folder, max_pixels, progress=bar.update)
+            if mode == "near-duplicates":
                 return evaluation.evaluate_near_duplicates(embedder, folder, ks or (1, 5), max_pixels, bar.update)
             return evaluation.evaluate_classes(embedder, folder, ks or (1, 5, 10), bar.update)
     except WebappError as exc:

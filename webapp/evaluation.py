@@ -2,7 +2,9 @@
 
 Class mode: in a folder of class sub-folders, every image is a query against all the others
 (leave-one-out). Near-duplicate mode: augmented copies of every image are queries against the
-library of originals. Milvus is left out on purpose: this measures the model itself.
+library of originals. Duplicates mode: copies are mixed with the originals and grouped at each
+similarity threshold, as the duplicate scan groups them; precision and recall of those groups
+choose the threshold. Milvus is left out on purpose: this measures the model itself.
 """
 
 from __future__ import annotations
@@ -66,9 +68,36 @@ AUGMENTATIONS: dict[str, tuple[Transform, int]] = {
 }
 
 
-def augment(img: Image.Image, name: str, rng: random.Random) -> bytes:
+def _small_rotation(img: Image.Image, rng: random.Random) -> Image.Image:
+    return img.rotate(rng.choice((-3, 3)), Image.Resampling.BICUBIC, expand=True, fillcolor="white")
+
+
+def _half(img: Image.Image, rng: random.Random) -> Image.Image:
+    return img.resize((max(1, img.width // 2), max(1, img.height // 2)), Image.Resampling.BILINEAR)
+
+
+def _trim(img: Image.Image, rng: random.Random) -> Image.Image:
+    w, h = img.size
+    return img.crop((round(w * 0.05), round(h * 0.05), round(w * 0.95), round(h * 0.95)))
+
+
+# The copies a person calls duplicates of a photo (the duplicate scan's threshold is chosen on them).
+DUPLICATE_COPIES: dict[str, tuple[Transform, int]] = {
+    "crop": (_trim, 90),  # 5% off each side
+    "resize": (_half, 90),  # to half of each side
+    "reencode": (_same, 40),  # JPEG quality 40
+    "rotate": (_small_rotation, 90),  # by 3 degrees either way, corners white
+    "colour": (_colour, 90),  # as AUGMENTATIONS
+}
+MIN_COPY_SIDE = 256  # smaller images (crops, thumbnails) serve only as distinct look-alikes
+THRESHOLDS = tuple(round(0.80 + 0.01 * i, 2) for i in range(20))  # 0.80 ... 0.99
+
+
+def augment(
+    img: Image.Image, name: str, rng: random.Random, table: dict[str, tuple[Transform, int]] | None = None
+) -> bytes:
     """Return the named augmented copy of an RGB image, as JPEG bytes."""
-    transform, quality = AUGMENTATIONS[name]
+    transform, quality = (table or AUGMENTATIONS)[name]
     out = io.BytesIO()
     transform(img, rng).save(out, "JPEG", quality=quality)
     return out.getvalue()
@@ -201,10 +230,15 @@ class Report:
         lines = [f"{self.model}, {self.mode} ({self.folder})", f"{counts}, {len(self.skipped)} unreadable skipped"]
         lines.append(f"{self.images_per_second:.1f} images/s (decode + embed)")
         metrics = list(next(iter(self.scores.values())))
-        lines.append(f"{'':<12}" + "".join(f"{m:>14}" for m in metrics))
+        lines.append(f"{'':<14}" + "".join(f"{m:>14}" for m in metrics))
         for row, values in self.scores.items():
-            lines.append(f"{row:<12}" + "".join(f"{values[m]:>14.3f}" for m in metrics))
+            lines.append(f"{row:<14}" + "".join(_figure(values[m], 14) for m in metrics))
         return "\n".join(lines)
+
+
+def _figure(value: float, width: int) -> str:
+    """Format a figure, or a dash for one not measured (NaN)."""
+    return f"{value:>{width}.3f}" if value == value else f"{'—':>{width}}"
 
 
 def side_by_side(reports: list[Report]) -> str:
@@ -225,7 +259,9 @@ def side_by_side(reports: list[Report]) -> str:
         for metric in values:
             figures = [r.scores[row][metric] for r in reports]
             change = f"{figures[1] - figures[0]:>+12.3f}" if diff else ""
-            lines.append(f"{row + ' ' + metric:<24}" + "".join(f"{f:>{width}.3f}" for f in figures) + change)
+            if all(f != f for f in figures):  # not measured for this row
+                continue
+            lines.append(f"{row + ' ' + metric:<24}" + "".join(_figure(f, width) for f in figures) + change)
     return "\n".join(lines)
 
 
@@ -255,10 +291,20 @@ def evaluate_classes(embedder: Embedder, folder: Path, ks: Iterable[int], progre
 
 
 def copy_chunks(
-    root: Path, names: list[str], max_pixels: int, skipped: list[tuple[str, str]], seed: int = 0
+    root: Path,
+    names: list[str],
+    max_pixels: int,
+    skipped: list[tuple[str, str]],
+    seed: int = 0,
+    table: dict[str, tuple[Transform, int]] | None = None,
+    min_side: int = 0,
 ) -> Iterator[list[tuple[Any, bytes]]]:
-    """Make every augmented copy of each original, in chunks of ((original index, augmentation), bytes)."""
-    per_chunk = max(1, CHUNK // len(AUGMENTATIONS))
+    """Make every augmented copy of each original, in chunks of ((original index, augmentation), bytes).
+
+    Originals smaller than ``min_side`` on a side get no copies.
+    """
+    table = table or AUGMENTATIONS
+    per_chunk = max(1, CHUNK // len(table))
     for start in range(0, len(names), per_chunk):
         chunk = []
         for index, name in enumerate(names[start : start + per_chunk], start):
@@ -267,8 +313,10 @@ def copy_chunks(
             except (OSError, WebappError) as exc:
                 skipped.append((name, f"cannot make copies ({exc})"))
                 continue
+            if min(img.size) < min_side:
+                continue
             rng = random.Random(f"{seed}:{name}")  # the same copies on every run
-            chunk += [((index, aug), augment(img, aug, rng)) for aug in AUGMENTATIONS]
+            chunk += [((index, aug), augment(img, aug, rng, table)) for aug in table]
         yield chunk
 
 
@@ -290,3 +338,97 @@ def evaluate_near_duplicates(
     speed = (len(library.keys) + len(targets)) / max(library.seconds + copies.seconds, 1e-9)
     skipped += library.skipped + copies.skipped
     return Report("near-duplicates", embedder.name, str(folder), counts, skipped, speed, scores)
+
+
+def components(sims: np.ndarray, threshold: float) -> np.ndarray:
+    """Return a group label per image: images joined by any chain of pairs at least ``threshold`` alike."""
+    n = len(sims)
+    parent = np.arange(n)
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = int(parent[a])
+        return a
+
+    for a, b in zip(*np.nonzero(np.triu(sims >= threshold, k=1)), strict=True):
+        ra, rb = root(int(a)), root(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return np.array([root(i) for i in range(n)])
+
+
+def _pairs(labels: np.ndarray) -> int:
+    counts = np.unique(labels, return_counts=True)[1]
+    return int(np.sum(counts * (counts - 1) // 2))
+
+
+def group_scores(sims: np.ndarray, origins: np.ndarray, threshold: float) -> dict[str, float]:
+    """Score the groups formed at ``threshold`` against the true ones, over pairs of images.
+
+    precision: of the pairs put in one group, the share that are copies of one photo; recall: of
+    the pairs of copies of one photo, the share put in one group.
+    """
+    groups = components(sims, threshold)
+    predicted, true = _pairs(groups), _pairs(origins)
+    both = _pairs(groups * (int(origins.max()) + 1) + origins)  # pairs sharing a group and an origin
+    precision = both / predicted if predicted else 1.0
+    recall = both / true if true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    sizes = np.unique(groups, return_counts=True)[1]
+    return {"precision": precision, "recall": recall, "f1": f1, "groups": float(np.sum(sizes > 1))}
+
+
+def suggest_threshold(scores: dict[str, dict[str, float]]) -> str:
+    """Return the row of the threshold whose groups score the best F1 (the lower one on a tie)."""
+    rows = sorted(row for row in scores if row.startswith("t="))
+    return max(rows, key=lambda row: (round(scores[row]["f1"], 6), -float(row[2:])))
+
+
+def most_precise(scores: dict[str, dict[str, float]], min_precision: float = 0.99) -> str | None:
+    """Return the row of the lowest threshold whose groups are at least ``min_precision`` precise."""
+    rows = sorted(row for row in scores if row.startswith("t=") and scores[row]["precision"] >= min_precision)
+    return rows[0] if rows else None
+
+
+def evaluate_duplicates(
+    embedder: Embedder,
+    folder: Path,
+    max_pixels: int,
+    thresholds: Iterable[float] = THRESHOLDS,
+    progress: Progress | None = None,
+) -> Report:
+    """Mix near-duplicate copies with the distinct images of a folder and score the groups per threshold.
+
+    Every image under the folder is a distinct photo; each one at least MIN_COPY_SIDE a side gets
+    five copies (DUPLICATE_COPIES). Smaller images (thumbnails, faces) stay as look-alikes.
+    """
+    skipped: list[tuple[str, str]] = []
+    originals = embed_all(embedder, file_chunks(folder, image_files(folder), skipped), progress)
+    if not originals.keys:
+        raise no_images(f"under {folder}", skipped + originals.skipped)
+    chunks = copy_chunks(folder, originals.keys, max_pixels, skipped, table=DUPLICATE_COPIES, min_side=MIN_COPY_SIDE)
+    copies = embed_all(embedder, chunks, progress)
+    if not copies.keys:
+        raise InvalidInput(f"no image under {folder} is {MIN_COPY_SIDE} pixels a side or more, to make copies of")
+    vectors = np.concatenate([originals.vectors, copies.vectors])
+    origins = np.concatenate([np.arange(len(originals.keys)), [index for index, _ in copies.keys]])
+    sims = vectors @ vectors.T
+    scores = {f"t={t:.2f}": group_scores(sims, origins, t) for t in thresholds}
+    # Per kind of copy: the share of copies grouped with their original at the suggested threshold.
+    best = float(suggest_threshold(scores)[2:])
+    groups = components(sims, best)
+    n = len(originals.keys)
+    for aug in DUPLICATE_COPIES:
+        rows = [n + i for i, (_, a) in enumerate(copies.keys) if a == aug]
+        found = [groups[r] == groups[int(origins[r])] for r in rows]
+        scores[f"{aug}@{best:.2f}"] = {
+            "precision": float("nan"),
+            "recall": float(np.mean(found)),
+            "f1": float("nan"),
+            "groups": float("nan"),
+        }
+    counts = {"distinct images": n, "with copies": len({i for i, _ in copies.keys}), "copies": len(copies.keys)}
+    speed = (n + len(copies.keys)) / max(originals.seconds + copies.seconds, 1e-9)
+    skipped += originals.skipped + copies.skipped
+    return Report("duplicates", embedder.name, str(folder), counts, skipped, speed, scores)
