@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 KIND = "duplicates"
 NEIGHBOURS = 16  # nearest images asked for each image: a group larger than this is still joined through chains
 BATCH = 500  # images read and searched for at a time
+RANK_BATCH = 2000  # images whose records and vectors are fetched at a time to rank their groups
 MAX_SHOWN = 50  # members of one group a listing shows (the largest groups are chains worth a look anyway)
 
 
@@ -98,6 +99,20 @@ def similar_pairs(
         done += len(batch)
         progress(done)
     return ((a, b, s) for (a, b), s in pairs.items())
+
+
+def _parts_of(groups: list[set[str]], size: int) -> Iterator[list[set[str]]]:
+    """Yield the groups in runs of about ``size`` images."""
+    part: list[set[str]] = []
+    count = 0
+    for group in groups:
+        part.append(group)
+        count += len(group)
+        if count >= size:
+            yield part
+            part, count = [], 0
+    if part:
+        yield part
 
 
 class Duplicates:
@@ -172,19 +187,23 @@ class Duplicates:
         self.jobs.move(job_id, JobStatus.DONE)
 
     def _rank(self, groups: list[set[str]], store: VectorStore) -> list[tuple[list[str], list[float]]]:
-        """Order each group keeper first (most pixels, then largest file, then oldest), then by similarity."""
+        """Order each group keeper first (see ``_quality``), then by similarity to the keeper.
+
+        Records and vectors are fetched a few thousand images at a time, never the whole library.
+        """
         ranked = []
-        for members in groups:
-            records = store.get(members)
-            vectors = store.vectors(records)
-            present = [sha for sha in records if sha in vectors]
-            if len(present) < 2:
-                continue  # deleted during the scan
-            keeper = max(present, key=lambda sha: self._quality(records[sha]))  # noqa: B023 - used at once
-            sims = {sha: float(np.dot(vectors[sha], vectors[keeper])) for sha in present}
-            sims[keeper] = 1.0
-            order = [keeper] + sorted((s for s in present if s != keeper), key=lambda s: -sims[s])  # noqa: B023
-            ranked.append((order, [sims[s] for s in order]))
+        for part in _parts_of(groups, RANK_BATCH):
+            shas = set().union(*part)
+            records, vectors = store.get(shas), store.vectors(shas)
+            for members in part:
+                present = [sha for sha in members if sha in records and sha in vectors]
+                if len(present) < 2:
+                    continue  # deleted during the scan
+                keeper = max(present, key=lambda sha: self._quality(records[sha]))
+                sims = {sha: float(np.dot(vectors[sha], vectors[keeper])) for sha in present}
+                sims[keeper] = 1.0
+                order = [keeper] + sorted((s for s in present if s != keeper), key=lambda s: -sims[s])
+                ranked.append((order, [sims[s] for s in order]))
         return ranked
 
     def _quality(self, rec: Record) -> tuple[int, int, int]:

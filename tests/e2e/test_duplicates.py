@@ -1,0 +1,74 @@
+"""Reviewing near-duplicates in the browser: scan, see each group side by side, keep one, delete the rest."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import requests
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import add_images, check_accessibility
+from tests.test_gunicorn import Server
+
+
+def smaller(data: bytes) -> bytes:
+    """Return the photo at 90% of its size, re-encoded: a copy about 0.98 alike."""
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    out = io.BytesIO()
+    img.resize((int(img.width * 0.9), int(img.height * 0.9))).save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def test_review_a_group_keep_one_and_delete_the_rest(
+    page: Page, server: Server, photos: dict[str, bytes], axe_source: str
+) -> None:
+    ids = add_images(
+        server,
+        {
+            "chelsea.jpg": photos["chelsea"],
+            "chelsea-copy.jpg": smaller(photos["chelsea"]),
+            "rocket.jpg": photos["rocket"],
+            "rocket-copy.jpg": smaller(photos["rocket"]),
+            "coffee.jpg": photos["coffee"],
+        },
+    )
+    page.goto("/duplicates")
+    expect(page.get_by_text("The library has not been scanned yet.")).to_be_visible()
+    page.get_by_role("button", name="Scan the library").click()
+    expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
+    expect(page.locator('[data-job-field="status"]').first).to_have_text("done", timeout=60_000)
+
+    page.get_by_role("link", name="Duplicates").click()
+    groups = page.locator(".duplicate-group")
+    expect(groups).to_have_count(2)
+    expect(page.locator(".results-toolbar .muted")).to_contain_text(
+        re.compile(r"^2 groups of images at least\s+96% alike")
+    )
+    first = groups.filter(has_text="chelsea.jpg")
+    cards = first.locator(".card")
+    expect(cards).to_have_count(2)
+    left, right = (card.bounding_box() for card in cards.all())
+    assert left and right and left["y"] == right["y"] and left["x"] < right["x"]  # side by side
+    expect(cards.first).to_contain_text("Suggested keeper")
+    expect(cards.first).to_contain_text("451 × 300 px")  # the full-size photo, first
+    expect(cards.nth(1)).to_contain_text(re.compile(r"405 × 270 px · [\d.]+ KiB"))
+    expect(cards.nth(1)).to_contain_text(re.compile(r"9\d\.\d% alike"))
+    expect(first.get_by_label("Keep this one").first).to_be_checked()
+    check_accessibility(page, axe_source)
+
+    first.get_by_label("Keep this one").nth(1).check()  # keep the copy instead
+    first.get_by_role("button", name=re.compile("Keep the selected image")).click()
+    expect(page.get_by_role("heading", name="Keep chelsea-copy.jpg and delete 1 other image?")).to_be_visible()
+    expect(page.locator(".doomed li")).to_have_text([re.compile(r"^chelsea\.jpg · 451 × 300 px")])
+    check_accessibility(page, axe_source)
+    page.get_by_role("button", name="Delete 1 image").click()
+
+    expect(page).to_have_url(re.compile(r"/duplicates$"))
+    expect(page.get_by_text("Kept one image and deleted 1 other of the group.")).to_be_visible()
+    expect(page.locator(".duplicate-group")).to_have_count(1)
+    expect(page.locator(".duplicate-group")).to_contain_text("rocket.jpg")
+    assert requests.get(f"{server.url}/api/v1/images/{ids['chelsea.jpg']}", timeout=10).status_code == 404
+    assert requests.get(f"{server.url}/api/v1/images/{ids['chelsea-copy.jpg']}", timeout=10).status_code == 200
+    assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 4
