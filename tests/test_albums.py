@@ -108,7 +108,7 @@ def test_an_upload_and_a_job_may_name_the_album(client: FlaskClient) -> None:
         ("/".join("a" * 17), "too long"),
     ],
 )
-@pytest.mark.parametrize("where", ["list", "search", "similar", "upload"])
+@pytest.mark.parametrize("where", ["list", "search", "similar", "upload", "job"])
 def test_bad_album_names_are_422(client: FlaskClient, value: str, says: str, where: str) -> None:
     image = noise_images(1, seed=53)[0]
     response: Any
@@ -118,6 +118,12 @@ def test_bad_album_names_are_422(client: FlaskClient, value: str, says: str, whe
         response = upload(client, "/api/v1/search", image, album=value)
     elif where == "similar":
         response = client.get(f"/api/v1/images/{'0' * 64}/similar", query_string={"album": value})
+    elif where == "job":
+        response = client.post(
+            "/api/v1/jobs",
+            data={"files": (io.BytesIO(image), "a.jpg"), "album": value},
+            content_type="multipart/form-data",
+        )
     else:
         response = upload(client, "/api/v1/images", image, album=value)
     assert response.status_code == 422, response.json

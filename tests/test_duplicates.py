@@ -148,3 +148,14 @@ def test_one_scan_at_a_time(app: Flask, client: FlaskClient) -> None:
 def test_join_makes_connected_groups() -> None:
     groups = join([("a", "b"), ("c", "d"), ("b", "e"), ("e", "a"), ("f", "f")])
     assert sorted(sorted(g) for g in groups) == [["a", "b", "e"], ["c", "d"]]
+
+
+def test_a_group_too_large_to_resolve_at_once_is_409(
+    app: Flask, client: FlaskClient, library: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scan(client)
+    monkeypatch.setattr("webapp.services.duplicates.MAX_RESOLVED", 2)
+    group = client.get("/api/v1/duplicates").json[0]
+    response = client.post(f"{group['url']}/resolve", json={"keep": group["members"][0]["id"]})
+    assert response.status_code == 409 and "chain of look-alikes" in response.json["message"]
+    assert client.get("/api/v1/stats").json["count"] == 8

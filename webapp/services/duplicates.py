@@ -35,6 +35,7 @@ NEIGHBOURS = 16  # nearest images asked for each image: a group larger than this
 BATCH = 500  # images read and searched for at a time
 RANK_BATCH = 2000  # images whose records and vectors are fetched at a time to rank their groups
 MAX_SHOWN = 50  # members of one group a listing shows (the largest groups are chains worth a look anyway)
+MAX_RESOLVED = 500  # members of a group one request may show whole or resolve: a bigger one is a chain
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ def similar_pairs(
     for batch in store.export(BATCH):
         if should_stop():
             return None
-        for (record, _), hits in zip(batch, store.neighbours([v for _, v in batch], neighbours), strict=True):
+        found = store.neighbours([v for _, v in batch], neighbours)
+        for (record, _), hits in zip(batch, found, strict=True):
             for sha, score in hits:
                 if sha != record.sha256 and score >= threshold:
                     key = (min(sha, record.sha256), max(sha, record.sha256))
@@ -251,8 +253,8 @@ class Duplicates:
         return self._load(ids), total
 
     def group(self, group_id: int) -> Group:
-        """Return one group with every member, or raise NotFound."""
-        found = self._load([group_id], shown=None) if 0 < group_id < 2**31 else []
+        """Return one group with its members (up to MAX_RESOLVED), or raise NotFound."""
+        found = self._load([group_id], shown=MAX_RESOLVED) if 0 < group_id < 2**31 else []
         if not found:
             raise NotFound(f"no duplicate group {group_id} (a newer scan or a deletion replaced it)")
         return found[0]
@@ -291,6 +293,11 @@ class Duplicates:
     def resolve(self, group_id: int, keep: str) -> list[Record]:
         """Keep one image of a group and delete the others (files, thumbnails, vectors, catalogue)."""
         group = self.group(group_id)
+        if group.size > MAX_RESOLVED:
+            raise Conflict(
+                f"this group has {group.size} images, more than {MAX_RESOLVED} resolved at once: it is most likely "
+                "a chain of look-alikes; delete its images one by one, or scan again with a higher threshold"
+            )
         ids = {m.record.sha256 for m in group.members}
         if keep not in ids:
             raise InvalidInput(f"image {keep} is not in duplicate group {group_id}")

@@ -186,8 +186,8 @@ class MilvusVectorStore:
         """Return the filter for ``album`` and its sub-albums; refuse it on a collection without albums."""
         if album and not self.has_albums:
             raise Conflict(
-                "this library was created before albums, so it cannot be narrowed to one: "
-                "move it to a new collection (README, Albums) to use them"
+                "this library was created before albums, so it cannot be narrowed to one: copy it to a new "
+                "collection with `flask --app wsgi migrate --to URI --collection NAME` (README, Albums)"
             )
         return milvus_filter(album)
 
