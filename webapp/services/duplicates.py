@@ -85,9 +85,9 @@ def similar_pairs(
     progress: Callable[[int], None] = lambda n: None,
     should_stop: Callable[[], bool] = lambda: False,
     neighbours: int = NEIGHBOURS,
-) -> Iterator[tuple[str, str, float]] | None:
+) -> set[tuple[str, str]] | None:
     """Return every pair of images at least ``threshold`` alike (each once), or None if stopped."""
-    pairs: dict[tuple[str, str], float] = {}
+    pairs: set[tuple[str, str]] = set()
     done = 0
     for batch in store.export(BATCH):
         if should_stop():
@@ -96,11 +96,10 @@ def similar_pairs(
         for (record, _), hits in zip(batch, found, strict=True):
             for sha, score in hits:
                 if sha != record.sha256 and score >= threshold:
-                    key = (min(sha, record.sha256), max(sha, record.sha256))
-                    pairs[key] = max(score, pairs.get(key, -1.0))
+                    pairs.add((min(sha, record.sha256), max(sha, record.sha256)))
         done += len(batch)
         progress(done)
-    return ((a, b, s) for (a, b), s in pairs.items())
+    return pairs
 
 
 def _parts_of(groups: list[set[str]], size: int) -> Iterator[list[set[str]]]:
@@ -183,8 +182,7 @@ class Duplicates:
             if should_stop() and self.jobs.still_wanted(job_id):
                 self.jobs.move(job_id, JobStatus.INTERRUPTED)
             return
-        pairs = list(found)
-        groups = join((a, b) for a, b, _ in pairs)
+        groups = join(found)
         self._save(job_id, self._rank(groups, store))
         self.jobs.move(job_id, JobStatus.DONE)
 
@@ -310,9 +308,3 @@ class Duplicates:
                     continue  # deleted meanwhile
                 deleted.append(member.record)
         return deleted
-
-    def forget_all(self) -> None:
-        """Drop every group (the library was emptied)."""
-        with self.db.connect() as conn:
-            conn.execute(delete(duplicate_members))
-            conn.execute(delete(duplicate_groups))

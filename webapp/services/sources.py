@@ -221,9 +221,9 @@ def allowed_folder(folder: str, roots: list[str]) -> Path:
     """
     if "\x00" in folder or not folder.isprintable() or folder != folder.encode("utf-8", "replace").decode():
         raise InvalidInput("the folder path has control characters or invalid Unicode")
-    path = Path(folder)
+    path = Path(folder).expanduser()
     if not path.is_absolute():
-        if not roots or folder.startswith("~"):
+        if not roots:
             raise InvalidInput("give the folder as an absolute path (no import folder to take it under)")
         path = Path(roots[0]) / path
     try:
