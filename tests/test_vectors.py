@@ -156,6 +156,24 @@ def test_no_flush_while_below_both_thresholds(backend: tuple[str, str]) -> None:
 
 
 @BOTH_STORES
+def test_a_checkpoint_flushes_milvus_lite_only(store: MilvusVectorStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job's end flushes Milvus Lite (it loses unflushed rows on a crash); a server logs every write."""
+    flushes: list[str] = []
+    real_flush = store._client.flush
+
+    def flush(name: str, **kwargs: object) -> None:
+        flushes.append(name)
+        real_flush(name, **kwargs)
+
+    monkeypatch.setattr(store._client, "flush", flush)
+    store.upsert([_item(0, np.random.default_rng(8))])
+    store.checkpoint()
+    assert flushes == ([store.collection] if store.kind == "milvus-lite" else [])
+    assert store.unflushed == 0
+    assert store.count() == 1
+
+
+@BOTH_STORES
 def test_album_filters_escape_quotes_and_backslashes(store: MilvusVectorStore) -> None:
     rng = np.random.default_rng(7)
     albums = ['q"x', 'q"x/sub', "b\\s", 'b\\s"', "b", 'x") or (album != "', ""]

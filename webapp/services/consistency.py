@@ -61,5 +61,5 @@ def check(library: Library, repair: bool = False) -> Report:
                 report.unreadable.append(sha)  # a file damaged on disk: left for a person to see
             else:
                 report.reindexed += 1
-    library.vectors.flush()
+    library.vectors.checkpoint()
     return report

@@ -326,7 +326,7 @@ class Ingestion:
             return
         shutil.rmtree(self.upload_dir(job_id), ignore_errors=True)  # first: a flush can take seconds
         try:
-            self.library.vectors.flush()  # a checkpoint: what the job indexed survives a crash
+            self.library.vectors.checkpoint()  # what the job indexed survives a crash
         except WebappError as exc:
             log.warning("job %s: could not flush the vector store: %s", job_id, exc.message)
 
