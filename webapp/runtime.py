@@ -23,6 +23,7 @@ from webapp.services.imaging import return_large_buffers_to_the_system
 from webapp.services.ingestion import Ingestion, Limits, WorkQueue
 from webapp.services.jobs import Job, JobStore, local_owner
 from webapp.services.library import Library
+from webapp.services.priority import background_thread
 from webapp.services.queues import CeleryQueue, LocalQueue
 from webapp.services.reindex import Reindexer
 from webapp.services.vectors import MilvusVectorStore
@@ -180,6 +181,7 @@ class Runtime:
             return finish()
 
         def run() -> None:
+            background_thread()  # the web process's searches go first
             try:
                 finish()
             except Exception:  # the job says it failed; the log says why

@@ -22,14 +22,13 @@ from webapp.errors import ModelMissing, WebappError
 from webapp.models import MODELS
 from webapp.services.binding import ModelIdentity, file_sha256
 from webapp.services.imaging import LARGE_DECODE_SIDE, Box, Decoded, decode, to_input
-from webapp.services.priority import PRIORITY
+from webapp.services.priority import PRIORITY, background_thread
 
 K = TypeVar("K")
 
 
-@functools.cache
-def _session(model_path: str, threads: int) -> Any:
-    """Open one ONNX session per model file and process (sessions are thread-safe)."""
+def _open_session(model_path: str, threads: int) -> Any:
+    """Open an ONNX session whose intra-op threads are started by (and like) the calling thread."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -39,6 +38,10 @@ def _session(model_path: str, threads: int) -> Any:
         # Idle pool threads would spin for work and take the CPU from concurrent requests.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+
+
+# One session per model file and thread count for searches (sessions are thread-safe).
+_session = functools.cache(_open_session)
 
 
 def _normalise(features: np.ndarray) -> np.ndarray:
@@ -61,6 +64,7 @@ class DecodeOp:
 
     def __call__(self, data: bytes) -> Decoded | WebappError:
         if self.background:
+            background_thread()  # a thread of the batch pipeline's own pool
             PRIORITY.step_aside()
         try:
             return decode(data, self.max_pixels, self.draft)
@@ -127,14 +131,33 @@ class EmbedOp:
 
 
 @register(name="ris/embed_batch")
-class EmbedBatchOp(EmbedOp):
-    """Embed a window of rows in one model call; rows that failed to decode pass through."""
+class EmbedBatchOp:
+    """Embed a window of rows in one model call; rows that failed to decode pass through.
 
-    def __call__(  # type: ignore[override]
+    Batches are bulk work: they run in threads of lowered priority, with a session of their own
+    opened in one of them at the first call, so that onnxruntime's own threads inherit that
+    priority and a search's model call never queues behind a batch in a shared thread pool.
+    """
+
+    def __init__(self, model_path: str, threads: int) -> None:
+        self.model_path, self.threads = model_path, threads
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def session(self) -> Any:
+        """Return the session, opening it in the calling (background) thread the first time."""
+        with self._lock:
+            if self._session is None:
+                self._session = _open_session(self.model_path, self.threads)
+            return self._session
+
+    def __call__(
         self, keys: list[Any], decoded: list[Any], tensors: list[np.ndarray | WebappError]
     ) -> tuple[list[Any], list[Any], list[np.ndarray | None]]:
         good = [i for i, t in enumerate(tensors) if isinstance(t, np.ndarray)]
         vectors: list[np.ndarray | None] = [None] * len(tensors)
+        background_thread()
         PRIORITY.step_aside()  # batches are bulk loads: searches go first
         if good:
             batch = np.stack([t for t in tensors if isinstance(t, np.ndarray)])

@@ -176,15 +176,20 @@ def to_input(img: Image.Image, size: int) -> np.ndarray:
     (`bench/decode.py`). JPEGs arrive small already (draft mode).
     """
     resized = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    arr = np.asarray(resized, dtype=np.float32)
-    return ((arr - 127.5) / 127.5).transpose(2, 0, 1)
+    # Contiguous CHW, scaled in place: a transposed view made np.stack of a batch cost 0.76 ms an
+    # image instead of 0.09 (one-off measurement, 640 px JPEGs).
+    arr = np.ascontiguousarray(np.asarray(resized).transpose(2, 0, 1), dtype=np.float32)
+    arr *= 1 / 127.5
+    arr -= 1.0
+    return arr
 
 
 def thumbnail(img: Image.Image, size: int) -> bytes:
     """Return a JPEG thumbnail no larger than ``size`` on either side."""
     scale = min(size / img.width, size / img.height, 1.0)
     target = (max(round(img.width * scale), 1), max(round(img.height * scale), 1))
-    thumb = img if target == img.size else img.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    # Bicubic, as Pillow's own Image.thumbnail(): a quarter cheaper than Lanczos at these sizes.
+    thumb = img if target == img.size else img.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
     out = io.BytesIO()
     thumb.save(out, "JPEG", quality=85)  # optimize=True: 5% smaller for 33% more CPU on the bulk-load path
     return out.getvalue()

@@ -24,6 +24,7 @@ from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, We
 from webapp.services.albums import within
 from webapp.services.jobs import RESUMABLE, Failure, ItemResult, Job, JobRepository, JobStatus
 from webapp.services.library import Batch, Library, Outcome
+from webapp.services.priority import background_thread
 from webapp.services.sources import Source, allowed_folder, check_archive, open_source
 
 log = logging.getLogger(__name__)
@@ -357,7 +358,7 @@ class Ingestion:
         writing: tuple[list[tuple[int, str]], Future[list[Outcome] | None]] | None = None
         in_flight: set[str] = set()
         stopped = False
-        with ThreadPoolExecutor(1, thread_name_prefix="ingest-write") as writer:
+        with ThreadPoolExecutor(1, thread_name_prefix="ingest-write", initializer=background_thread) as writer:
             for start in range(0, len(items) + BATCH, BATCH):
                 batch_items = items[start : start + BATCH]
                 if batch_items and (should_stop() or not self.store.still_wanted(job_id)):

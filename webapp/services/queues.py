@@ -10,6 +10,7 @@ from typing import Any
 
 from webapp.errors import StoreUnavailable
 from webapp.services.jobs import HEARTBEAT_EVERY, QUEUE_OWNER, JobStore, local_owner
+from webapp.services.priority import background_thread
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str, str, int, Callable[[], bool]], None]  # (task, job_id, chunk, should_stop)
@@ -54,6 +55,7 @@ class LocalQueue:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        background_thread()  # jobs share the process with searches: searches get the cores first
         while True:
             with self._wake:
                 while not self._messages and not self._stopping:

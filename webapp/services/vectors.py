@@ -94,7 +94,7 @@ class MilvusVectorStore:
         consistency: str = "Strong",
         search_consistency: str = "Session",
         flush_seconds: float = 10.0,
-        flush_rows: int = 1000,
+        flush_rows: int = 256,
     ) -> None:
         self.uri = uri
         self.kind = "milvus-server" if is_server_uri(uri) else "milvus-lite"
