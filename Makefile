@@ -65,7 +65,7 @@ bench-ingest: install-dev model
 	$(BIN)/python bench/ingest.py
 
 # Milvus search latency at 10k and 100k synthetic vectors, Lite file and real server.
-bench-store: install-dev
+bench-store: install-dev model
 	$(BIN)/python bench/store.py
 
 # 16 clients for 30 s mixing searches, uploads and pages while a bulk job runs; fails on any error.
