@@ -42,6 +42,11 @@ compare: install-dev model
 	$(BIN)/python bench/compare.py $(ARGS)
 
 # Search p50 of a library grown one upload at a time, against one loaded by jobs (issue: single adds).
+# Where a web worker's resident memory goes: model sessions, a bulk batch, Milvus Lite per 1,000 vectors.
+.PHONY: bench-memory
+bench-memory: install-dev model
+	$(BIN)/python bench/memory.py $(ARGS)
+
 # A near-duplicate scan of 100,000 synthetic vectors in Milvus Lite (README, Measured).
 .PHONY: bench-duplicates
 bench-duplicates: install-dev

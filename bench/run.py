@@ -339,9 +339,7 @@ def main() -> None:
     parser.add_argument("--store-sizes", type=int, nargs="*", default=[], help="synthetic store sizes, e.g. 100000")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "var" / "models")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "bench.json")
-    parser.add_argument(
-        "--later", type=int, default=1500, help="images loaded while someone searches (twice a second)"
-    )
+    parser.add_argument("--later", type=int, default=1500, help="images loaded while someone searches (twice a second)")
     parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True, help="also run the INT8 model")
     args = parser.parse_args()
     images = make_images(args.images)
