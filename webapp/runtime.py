@@ -212,6 +212,7 @@ class Runtime:
     def library(self) -> Library:
         """Return the library: model, vector store, image files and catalogue together."""
         s = self.settings
+        self.follow()  # a reindex by another process (or machine) may have switched the library
         return self._once(
             "library",
             lambda: Library(
