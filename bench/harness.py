@@ -173,3 +173,17 @@ def search_sender(images: Sequence[bytes], top_k: int = 10) -> Send:
         return response.status
 
     return send
+
+
+def sequential_searches(send: Send, host: str, requests_: int, warmup: int = 8) -> list[float]:
+    """Time ``requests_`` searches one after another on one connection, after ``warmup``; return ms."""
+    conn = http.client.HTTPConnection(host, timeout=120)
+    latency = []
+    for i in range(warmup + requests_):
+        t0 = time.perf_counter()
+        if send(conn, i) != 200:
+            raise SystemExit(f"the server at {host} failed a search; see its log")
+        if i >= warmup:
+            latency.append((time.perf_counter() - t0) * 1000)
+    conn.close()
+    return latency

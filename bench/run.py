@@ -32,7 +32,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Server, closed_loop, quantiles, search_sender  # noqa: E402
+from bench.harness import Server, closed_loop, quantiles, search_sender, sequential_searches  # noqa: E402
 from bench.ingest import make_images  # noqa: E402
 from webapp.models import DEFAULT  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
@@ -177,15 +177,7 @@ def app(
             raise SystemExit(f"the {kind} job did not add every image: {state}")
         time.sleep(5)  # the job's last flush: let Milvus Lite finish indexing, as for the raw store
         send, host = search_sender(queries), server.url.removeprefix("http://")
-        conn = http.client.HTTPConnection(host, timeout=120)
-        latency = []
-        for i in range(8 + requests_):
-            t0 = time.perf_counter()
-            if send(conn, i) != 200:
-                raise SystemExit(f"the {kind} server failed a search; see its log")
-            if i >= 8:  # the first ones warm up
-                latency.append((time.perf_counter() - t0) * 1000)
-        conn.close()
+        latency = sequential_searches(send, host, requests_)
         loads = [closed_loop(send, host, clients, seconds).as_dict() for clients in CLIENTS]
         polling = busy = None
         if later:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Server, quantiles, search_sender  # noqa: E402
+from bench.harness import Server, quantiles, search_sender, sequential_searches  # noqa: E402
 from bench.ingest import make_images  # noqa: E402
 from tests.milvus_server import MilvusServer  # noqa: E402
 from webapp.services.vectors import MilvusVectorStore, Record  # noqa: E402
@@ -112,15 +111,7 @@ def app_search(uri: str, collection: str, requests_: int, model_dir: Path) -> di
         server = Server("flask", data, model_dir, log, WEBAPP_MILVUS_URI=uri, WEBAPP_COLLECTION=collection)
         try:
             send, host = search_sender(make_images(32, seed=7)), server.url.removeprefix("http://")
-            conn = http.client.HTTPConnection(host, timeout=60)
-            latency = []
-            for i in range(8 + requests_):
-                t0 = time.perf_counter()
-                if send(conn, i) != 200:
-                    raise SystemExit(f"the app failed a search; see {log}")
-                if i >= 8:  # the first ones warm up
-                    latency.append((time.perf_counter() - t0) * 1000)
-            conn.close()
+            latency = sequential_searches(send, host, requests_)
         finally:
             server.stop()
     return quantiles(latency)
