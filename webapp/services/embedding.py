@@ -40,8 +40,10 @@ def _open_session(model_path: str, threads: int) -> Any:
     return ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
 
 
-# One session per model file and thread count for searches (sessions are thread-safe).
+# One session per model file and thread count for searches, and one for bulk batches, opened in
+# the first (lowered) batch thread (sessions are thread-safe).
 _session = functools.cache(_open_session)
+_batch_session = functools.cache(_open_session)
 
 
 def _normalise(features: np.ndarray) -> np.ndarray:
@@ -135,22 +137,12 @@ class EmbedBatchOp:
     """Embed a window of rows in one model call; rows that failed to decode pass through.
 
     Batches are bulk work: they run in threads of lowered priority, with a session of their own
-    opened in one of them at the first call, so that onnxruntime's own threads inherit that
-    priority and a search's model call never queues behind a batch in a shared thread pool.
+    (not the searches') opened in one of them at the first call, so that onnxruntime's own threads
+    inherit that priority and a search's model call never queues behind a batch in a shared pool.
     """
 
     def __init__(self, model_path: str, threads: int) -> None:
         self.model_path, self.threads = model_path, threads
-        self._session: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def session(self) -> Any:
-        """Return the session, opening it in the calling (background) thread the first time."""
-        with self._lock:
-            if self._session is None:
-                self._session = _open_session(self.model_path, self.threads)
-            return self._session
 
     def __call__(
         self, keys: list[Any], decoded: list[Any], tensors: list[np.ndarray | WebappError]
@@ -161,7 +153,8 @@ class EmbedBatchOp:
         PRIORITY.step_aside()  # batches are bulk loads: searches go first
         if good:
             batch = np.stack([t for t in tensors if isinstance(t, np.ndarray)])
-            for i, vec in zip(good, _normalise(self.session.run(None, {"input": batch})[0]), strict=True):
+            session = _batch_session(self.model_path, self.threads)
+            for i, vec in zip(good, _normalise(session.run(None, {"input": batch})[0]), strict=True):
                 vectors[i] = vec
         return keys, decoded, vectors
 
