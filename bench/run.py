@@ -99,12 +99,12 @@ def raw(
 
 def model_only(embedder: Embedder, images: list[bytes], batch_size: int = 4, rounds: int = 5) -> float:
     """Return images/s of the model alone (no decoding or resizing), in the app's batches, on all cores."""
-    from webapp.services.embedding import _session
+    from webapp.services.embedding import _batch_session
     from webapp.services.imaging import decode, to_input
 
     size = embedder.spec.input_size
     tensors = np.stack([to_input(decode(data, 10**8, size).image, size) for data in images])
-    session = _session(str(embedder.model_path), os.cpu_count() or 1)
+    session = _batch_session(str(embedder.model_path), os.cpu_count() or 1)
     batches = [tensors[i : i + batch_size] for i in range(0, len(tensors), batch_size)]
     session.run(None, {"input": batches[0]})
     t0 = time.perf_counter()

@@ -40,6 +40,54 @@ def test_concurrent_searches_get_the_same_vectors_as_one_at_a_time(
         assert np.allclose(vector, alone[name], atol=1e-5)
 
 
+def test_a_lone_search_spins_only_while_it_runs_and_batches_never_spin(embedder: Embedder) -> None:
+    from webapp.services.embedding import EmbedBatchOp, EmbedOp, _batch_session
+
+    path = str(embedder.model_path)
+    search = EmbedOp(path, 2).session.get_session_options()
+    assert search.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert search.get_session_config_entry("session.force_spinning_stop") == "1"
+    tensor = np.zeros((3, embedder.spec.input_size, embedder.spec.input_size), np.float32)
+    with ThreadPoolExecutor(1) as pool:  # a batch lowers its own thread's priority
+        _, _, vectors = pool.submit(EmbedBatchOp(path, 2), [0], [None], [tensor]).result()
+    assert vectors[0] is not None
+    batch = _batch_session(path, 2).get_session_options()
+    assert batch.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_once_images_overlap_the_wide_session_waits_for_a_calm_moment(embedder: Embedder) -> None:
+    import threading
+
+    from webapp.services.embedding import EmbedOp
+
+    class Recorder:
+        def __init__(self, name: str, gate: threading.Event | None = None) -> None:
+            self.name, self.gate = name, gate
+
+        def run(self, _outputs: object, _feed: object) -> list[np.ndarray]:
+            used.append(self.name)
+            if self.gate is not None:
+                self.gate.wait(5)
+            return [np.ones((1, 4), np.float32)]
+
+    used: list[str] = []
+    release = threading.Event()
+    op = EmbedOp(str(embedder.model_path), 2)
+    op.session, op._narrow = Recorder("wide", release), Recorder("narrow")
+    tensor = np.zeros((3, 4, 4), np.float32)
+    first = threading.Thread(target=op, args=(tensor,))
+    first.start()
+    while not used:
+        threading.Event().wait(0.001)
+    op(tensor)  # starts while the first runs
+    release.set()
+    first.join()
+    op(tensor)  # alone, but right after an overlap
+    op._overlapped -= op.CALM  # as if CALM seconds had passed
+    op(tensor)
+    assert used == ["wide", "narrow", "narrow", "wide"]
+
+
 def test_batched_path_matches_single_and_keeps_order(embedder: Embedder, photos: dict[str, bytes]) -> None:
     names = ["astronaut", "coffee", "rocket", "chelsea", "moon", "camera"]
     items = [(name, photos[name]) for name in names]
