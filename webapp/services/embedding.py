@@ -43,7 +43,8 @@ def _open_session(model_path: str, threads: int, spin: bool = False) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     if threads > 1:
-        # Idle pool threads would spin for work and take the CPU from concurrent requests.
+        # Pool threads that spin after a run take the CPU from concurrent requests: never, or
+        # (spin) only while a run is in progress.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         options.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
