@@ -19,6 +19,7 @@ from pymilvus.milvus_client.index import IndexParams
 from webapp.config import is_server_uri
 from webapp.errors import Conflict, StoreUnavailable
 from webapp.services.albums import MAX_DEPTH, lineage, milvus_filter
+from webapp.services.coalesce import Coalescer
 
 log = logging.getLogger(__name__)
 FIELDS = ["sha256", "filename", "width", "height", "source", "mime", "added_at"]
@@ -124,6 +125,7 @@ class MilvusVectorStore:
         self._dirty_since = 0.0
         self._flusher: threading.Thread | None = None
         self._closing = threading.Event()
+        self._searches = Coalescer(self._search_many)
         if self.kind == "milvus-lite":
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -266,19 +268,31 @@ class MilvusVectorStore:
             iterator.close()
 
     def search(self, vector: np.ndarray, top_k: int, album: str = "") -> list[Hit]:
-        """Return the ``top_k`` nearest images by cosine similarity, best first (in ``album`` if given)."""
+        """Return the ``top_k`` nearest images by cosine similarity, best first (in ``album`` if given).
+
+        Searches made meanwhile by other threads with the same filter and ``ef`` go in one call.
+        """
+        expr = self.album_filter(album)
+        return self._searches((expr, max(self.search_ef, top_k)), (vector, top_k))
+
+    def _search_many(self, key: tuple[str, int], queries: list[tuple[np.ndarray, int]]) -> list[list[Hit]]:
+        """Search several vectors in one call (the same filter and ``ef``: each gets what it would alone)."""
+        expr, ef = key
         result = self._call(
             self._client.search,
             self.collection,
-            data=[vector.astype(np.float32).tolist()],
+            data=[vector.astype(np.float32).tolist() for vector, _ in queries],
             anns_field="vector",
-            filter=self.album_filter(album),
-            limit=top_k,
+            filter=expr,
+            limit=max(top_k for _, top_k in queries),
             output_fields=self._output,
-            search_params={"metric_type": self.metric, "params": {"ef": max(self.search_ef, top_k)}},
+            search_params={"metric_type": self.metric, "params": {"ef": ef}},
             consistency_level=self.search_consistency,
         )
-        return [Hit(_record(hit["entity"]), float(hit["distance"])) for hit in result[0]]
+        return [
+            [Hit(_record(hit["entity"]), float(hit["distance"])) for hit in hits[:top_k]]
+            for hits, (_, top_k) in zip(result, queries, strict=True)
+        ]
 
     def neighbours(self, vectors: Sequence[np.ndarray], top_k: int) -> list[list[tuple[str, float]]]:
         """Return, for each vector, the content ids and similarities of its ``top_k`` nearest images."""
