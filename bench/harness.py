@@ -64,9 +64,17 @@ class Server:
         raise SystemExit(f"{kind} server did not start; see {log}")
 
     def pids(self) -> list[int]:
-        """Return the server's pid and its children's (the workers)."""
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        return [self.proc.pid, *map(int, children)]
+        """Return the server's pid and its descendants' (the workers, and a worker's Milvus Lite process)."""
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop(0)
+            found.append(pid)
+            try:
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    todo += map(int, (task / "children").read_text().split())
+            except FileNotFoundError:  # it has just exited
+                continue
+        return found
 
     def peak_memory_mb(self) -> float:
         """Return the summed peak resident memory (VmHWM) of the server's processes, in MB."""
