@@ -34,9 +34,6 @@ wsgi_app = "wsgi:app"
 # folder, which must be set before any worker imports prometheus_client (so here, in the master).
 _metrics_dir = ROOT / _env("DATA_DIR", "var") / "metrics" / str(os.getpid())
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_metrics_dir))
-# The server's Milvus Lite file is served by a child process of the worker, not by threads that
-# would share the worker's GIL with every request (webapp/services/lite.py; README, Measured).
-os.environ.setdefault(f"{PREFIX}_MILVUS_LITE_PROCESS", "true")
 # Gunicorn 27's control socket defaults to one path per user: two servers on one machine (make run
 # beside the test suite, or two instances) would fight over it, and nothing here uses it.
 control_socket_disable = True

@@ -40,9 +40,6 @@ class Defaults:
     # search during a bulk load took 1.79x the idle p50 instead of 3.01x (README, Measured).
     MILVUS_FLUSH_ROWS = 256
     MILVUS_FLUSH_SECONDS = 10.0
-    # Serve the Milvus Lite file from a child process rather than from gRPC threads of this one,
-    # whose GIL they would share with the web threads (services/lite.py). gunicorn.conf.py turns it on.
-    MILVUS_LITE_PROCESS = False
     COLLECTION = "images"
     # How often each process looks whether a reindex switched the library to another collection.
     LIBRARY_FOLLOW_SECONDS = 5.0
@@ -134,7 +131,6 @@ def load(config: dict[str, Any] | None) -> dict[str, Any]:
     settings["BOOTCAMP_CLIENT_ORIGINS"] = origins.replace(",", " ").split() if isinstance(origins, str) else origins
     settings["TRUSTED_HOSTS"] = trusted_hosts(settings["TRUSTED_HOSTS"], str(settings.get("BIND", "")))
     settings["RATELIMIT_ENABLED"] = bool(settings["RATE_LIMIT"])
-    settings["MILVUS_LITE_PROCESS"] = _true(settings["MILVUS_LITE_PROCESS"])
     # Werkzeug counts every multipart part; a multi-file job has one per file.
     settings["MAX_FORM_PARTS"] = max(int(settings.get("MAX_FORM_PARTS") or 1000), settings["MAX_JOB_FILES"] + 10)
     settings["SECRET_KEY"] = settings["SECRET_KEY"] or _local_secret(settings["ENV"], data_dir)

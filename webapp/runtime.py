@@ -206,7 +206,6 @@ class Runtime:
             search_consistency=s["MILVUS_SEARCH_CONSISTENCY"],
             flush_seconds=float(s["MILVUS_FLUSH_SECONDS"]),
             flush_rows=int(s["MILVUS_FLUSH_ROWS"]),
-            lite_process=s["MILVUS_LITE_PROCESS"],
         )
 
     @property

@@ -18,12 +18,10 @@ from pymilvus.milvus_client.index import IndexParams
 
 from webapp.config import is_server_uri
 from webapp.errors import Conflict, StoreUnavailable
-from webapp.services import lite
 from webapp.services.albums import MAX_DEPTH, lineage, milvus_filter
 from webapp.services.coalesce import Coalescer
 
 log = logging.getLogger(__name__)
-NOT_LOADED = 101  # Milvus's error code for a collection that is not loaded
 FIELDS = ["sha256", "filename", "width", "height", "source", "mime", "added_at"]
 
 
@@ -98,7 +96,6 @@ class MilvusVectorStore:
         search_consistency: str = "Session",
         flush_seconds: float = 10.0,
         flush_rows: int = 256,
-        lite_process: bool = False,
     ) -> None:
         self.uri = uri
         self.kind = "milvus-server" if is_server_uri(uri) else "milvus-lite"
@@ -128,19 +125,13 @@ class MilvusVectorStore:
         self._dirty_since = 0.0
         self._flusher: threading.Thread | None = None
         self._closing = threading.Event()
-        # A Lite file is served in this process by milvus-lite's gRPC threads, or (lite_process) by
-        # a child process that this store shares with the others on the same file (services/lite.py).
-        self._lite: lite.LiteProcess | None = None
         self._searches = Coalescer(self._search_many)
         if self.kind == "milvus-lite":
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
-            if lite_process:
-                self._lite = lite.acquire(uri)
         try:
-            self._client = MilvusClient(uri=self._lite.url if self._lite else uri, token=token, timeout=timeout)
+            self._client = MilvusClient(uri=uri, token=token, timeout=timeout)
             self._ensure_collection()
         except MilvusException as exc:
-            self._release()
             if self.kind == "milvus-lite" and "Open local milvus failed" == exc.message:
                 raise StoreUnavailable(
                     f"the Milvus Lite file {uri} is in use by another process (a running server?): "
@@ -446,7 +437,6 @@ class MilvusVectorStore:
             self._call(self._client.drop_collection, self.collection)
         finally:
             self._client.close()
-            self._release()
 
     def close(self) -> None:
         """Close the client, flushing first so a graceful stop loses nothing (if the store answers)."""
@@ -459,13 +449,6 @@ class MilvusVectorStore:
             pass  # a server that is down has nothing of ours to flush
         finally:
             self._client.close()
-            self._release()
-
-    def _release(self) -> None:
-        """Let go of the Milvus Lite child process, which stops when no store uses it."""
-        if self._lite is not None:
-            lite.release(self._lite)
-            self._lite = None
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         with self._gate:
@@ -481,14 +464,7 @@ class MilvusVectorStore:
 
     def _invoke(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            try:
-                return method(*args, timeout=self.timeout, **kwargs)
-            except MilvusException as exc:
-                if self._lite is None or exc.code != NOT_LOADED:
-                    raise
-                # The Milvus Lite child was restarted (services/lite.py): it has no collection loaded.
-                self._client.load_collection(self.collection, timeout=self.timeout)
-                return method(*args, timeout=self.timeout, **kwargs)
+            return method(*args, timeout=self.timeout, **kwargs)
         except MilvusException as exc:
             raise StoreUnavailable(f"the vector store failed: {exc.message}") from exc
 
