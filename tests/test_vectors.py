@@ -6,13 +6,14 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from webapp.errors import Conflict
-from webapp.services.vectors import MilvusVectorStore, Record, is_server_uri, pk_of
+from webapp.services.vectors import Hit, MilvusVectorStore, Record, is_server_uri, pk_of
 
 DIM = 1280
 
@@ -213,3 +214,27 @@ def test_a_collection_made_before_albums_still_works_but_refuses_album_filters(t
             store.search(vec, 1, "a")
     finally:
         store.close()
+
+
+@BOTH_STORES
+def test_concurrent_searches_go_out_together_and_get_what_each_would_alone(store: MilvusVectorStore) -> None:
+    rng = np.random.default_rng(2)
+    items = [_item(i, rng) for i in range(300)]
+    store.upsert(items)
+    store.flush()
+    queries = [(items[i][1], 1 + i % 12) for i in range(0, 300, 7)]
+    alone = [store.search(vector, top_k) for vector, top_k in queries]
+    calls: list[int] = []
+    original = store._search_many
+
+    def counted(key: tuple[str, int], batch: list[tuple[np.ndarray, int]]) -> list[list[Hit]]:
+        calls.append(len(batch))
+        return original(key, batch)
+
+    store._searches._run = counted
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda q: store.search(*q), queries * 3))
+    for got, expected in zip(together, alone * 3, strict=True):  # scores may differ in the last bit
+        assert [hit.record for hit in got] == [hit.record for hit in expected]
+        assert [hit.score for hit in got] == pytest.approx([hit.score for hit in expected], abs=1e-5)
+    assert sum(calls) == len(queries) * 3 and len(calls) < len(queries) * 3  # some went out together
