@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -155,11 +156,12 @@ def closed_loop(send: Send, host: str, clients: int, seconds: float) -> LoadResu
     return LoadResult(clients, elapsed, len(latencies), errors[0], len(latencies) / elapsed, **q)
 
 
-def search_sender(images: Sequence[bytes], top_k: int = 10) -> Send:
+def search_sender(images: Sequence[bytes], top_k: int = 10, took: list[float] | None = None) -> Send:
     """Return a function that posts the i-th query image (cycling) to the search API.
 
     The multipart bodies are encoded once, up front: the load generator shares the server's
-    cores, so it should spend as little CPU per request as it can.
+    cores, so it should spend as little CPU per request as it can. With ``took``, each answer's
+    ``took_ms`` (the server's time to decode, embed and search) is appended to it.
     """
     boundary = "benchboundary7f3a9c"
     bodies = [
@@ -177,7 +179,9 @@ def search_sender(images: Sequence[bytes], top_k: int = 10) -> Send:
     def send(conn: http.client.HTTPConnection, i: int) -> int:
         conn.request("POST", "/api/v1/search", body=bodies[i % len(bodies)], headers=headers)
         response = conn.getresponse()
-        response.read()
+        body = response.read()
+        if took is not None and response.status == 200 and "took_ms" in (answer := json.loads(body)):
+            took.append(float(answer["took_ms"]))
         return response.status
 
     return send
