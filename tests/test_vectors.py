@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from webapp.errors import Conflict
+from webapp.services.priority import PRIORITY
 from webapp.services.vectors import Hit, MilvusVectorStore, Record, is_server_uri, pk_of
 
 DIM = 1280
@@ -152,6 +153,25 @@ def test_no_flush_while_below_both_thresholds(backend: tuple[str, str]) -> None:
             store.upsert([_item(i, rng)])
         time.sleep(1.5)
         assert store.unflushed == 5
+    finally:
+        store.close()
+
+
+def test_a_scheduled_flush_waits_for_the_search_in_flight(
+    backend: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush holds every new call until it is done, so it lets a search in flight finish first."""
+    monkeypatch.setattr(PRIORITY, "max_wait", 30)
+    store = MilvusVectorStore(*backend, DIM, flush_seconds=0.1, flush_rows=1)
+    try:
+        with PRIORITY.interactive():
+            store.upsert([_item(0, np.random.default_rng(7))])
+            time.sleep(0.6)  # the flush was due after one row, a dozen flusher ticks ago
+            assert store.unflushed == 1
+        deadline = time.monotonic() + 10
+        while store.unflushed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.unflushed == 0
     finally:
         store.close()
 

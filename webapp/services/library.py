@@ -208,6 +208,8 @@ class Library:
                 PRIORITY.step_aside()  # a bulk load's batch: searches go first
             if self.images.put(rec.sha256, rec.mime, data, thumbnail(decoded.image, self.thumbnail_size)):
                 created.append(rec.sha256)
+        if len(new) > 1:
+            PRIORITY.step_aside()  # Milvus Lite's upsert is Python: let a search through first
         try:
             self.vectors.upsert([(rec, vec) for _, rec, vec, _, _ in new])
         except Exception:

@@ -20,6 +20,7 @@ from webapp.config import is_server_uri
 from webapp.errors import Conflict, StoreUnavailable
 from webapp.services.albums import MAX_DEPTH, lineage, milvus_filter
 from webapp.services.coalesce import Coalescer
+from webapp.services.priority import PRIORITY
 
 log = logging.getLogger(__name__)
 FIELDS = ["sha256", "filename", "width", "height", "source", "mime", "added_at"]
@@ -406,6 +407,7 @@ class MilvusVectorStore:
         while not self._closing.wait(tick):
             if not self._flush_due():
                 continue
+            PRIORITY.step_aside()  # a flush holds new calls until it is done: let searches finish first
             try:
                 with self._write_lock:
                     if self._flush_due():
