@@ -145,6 +145,20 @@ def test_single_writes_are_flushed_on_a_schedule(backend: tuple[str, str], polic
         store.close()
 
 
+def test_a_flush_goes_once_enough_rows_wait_not_at_the_next_tick(backend: tuple[str, str]) -> None:
+    """A bulk batch is flushed right after it is written: searches then scan no unflushed rows."""
+    store = MilvusVectorStore(*backend, DIM, flush_seconds=3600, flush_rows=10)  # a tick every second
+    try:
+        rng = np.random.default_rng(9)
+        store.upsert([_item(i, rng) for i in range(10)])  # starts the flusher, whose first tick is 1 s away
+        deadline = time.monotonic() + 0.6
+        while store.unflushed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.unflushed == 0
+    finally:
+        store.close()
+
+
 def test_no_flush_while_below_both_thresholds(backend: tuple[str, str]) -> None:
     store = MilvusVectorStore(*backend, DIM, flush_seconds=3600, flush_rows=100)
     try:

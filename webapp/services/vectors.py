@@ -96,7 +96,7 @@ class MilvusVectorStore:
         consistency: str = "Strong",
         search_consistency: str = "Session",
         flush_seconds: float = 10.0,
-        flush_rows: int = 256,
+        flush_rows: int = 64,
     ) -> None:
         self.uri = uri
         self.kind = "milvus-server" if is_server_uri(uri) else "milvus-lite"
@@ -125,6 +125,7 @@ class MilvusVectorStore:
         self._unflushed = 0
         self._dirty_since = 0.0
         self._flusher: threading.Thread | None = None
+        self._rows_waiting = threading.Event()  # enough rows wait: the flusher goes at once, not at its next tick
         self._closing = threading.Event()
         self._searches = Coalescer(self._search_many)
         if self.kind == "milvus-lite":
@@ -393,6 +394,8 @@ class MilvusVectorStore:
         if not self._unflushed:
             self._dirty_since = time.monotonic()
         self._unflushed += rows
+        if self._unflushed >= self._flush_policy[1]:
+            self._rows_waiting.set()
         if self._flusher is None:
             self._flusher = threading.Thread(target=self._flush_loop, name="milvus-flusher", daemon=True)
             self._flusher.start()
@@ -402,10 +405,12 @@ class MilvusVectorStore:
         return self._unflushed >= rows or (self._unflushed > 0 and time.monotonic() - self._dirty_since >= seconds)
 
     def _flush_loop(self) -> None:
-        """Flush when enough rows wait or the oldest unflushed write is old enough."""
+        """Flush as soon as enough rows wait, or once the oldest unflushed write is old enough."""
         tick = min(1.0, self._flush_policy[0] / 4) or 0.05
-        while not self._closing.wait(tick):
-            if not self._flush_due():
+        while not self._closing.is_set():
+            self._rows_waiting.wait(tick)
+            self._rows_waiting.clear()
+            if self._closing.is_set() or not self._flush_due():
                 continue
             PRIORITY.step_aside()  # a flush holds new calls until it is done: let searches finish first
             try:
@@ -414,6 +419,11 @@ class MilvusVectorStore:
                         self._flush()
             except StoreUnavailable as exc:  # retried on the next tick
                 log.warning("scheduled flush of %s failed: %s", self.collection, exc.message)
+
+    def _stop_flusher(self) -> None:
+        """Have the flusher end now (at its next step), not at its next tick."""
+        self._closing.set()
+        self._rows_waiting.set()
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -432,7 +442,7 @@ class MilvusVectorStore:
 
     def drop(self) -> None:
         """Delete the whole collection (a library's retired one, after a reindex) and close the client."""
-        self._closing.set()
+        self._stop_flusher()
         if self._flusher is not None:
             self._flusher.join(self.timeout)
         try:
@@ -442,7 +452,7 @@ class MilvusVectorStore:
 
     def close(self) -> None:
         """Close the client, flushing first so a graceful stop loses nothing (if the store answers)."""
-        self._closing.set()
+        self._stop_flusher()
         if self._flusher is not None:
             self._flusher.join(self.timeout)
         try:
