@@ -42,9 +42,10 @@ class ImageStore:
 
     def put(self, sha256: str, mime: str, data: bytes, thumbnail: bytes) -> bool:
         """Store an original and its thumbnail; return False if the original was already there."""
-        if self.original(sha256) and self.thumbnail(sha256):
+        original = self._dir("originals", sha256) / f"{sha256}{EXTENSIONS[mime]}"  # the same bytes, the same type
+        if original.is_file() and self.thumbnail(sha256):
             return False
-        _write_atomic(self._dir("originals", sha256) / f"{sha256}{EXTENSIONS[mime]}", data)
+        _write_atomic(original, data)
         _write_atomic(self._dir("thumbnails", sha256) / f"{sha256}.jpg", thumbnail)
         return True
 

@@ -188,8 +188,10 @@ def thumbnail(img: Image.Image, size: int) -> bytes:
     """Return a JPEG thumbnail no larger than ``size`` on either side."""
     scale = min(size / img.width, size / img.height, 1.0)
     target = (max(round(img.width * scale), 1), max(round(img.height * scale), 1))
-    # Bicubic, as Pillow's own Image.thumbnail(): a quarter cheaper than Lanczos at these sizes.
-    thumb = img if target == img.size else img.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    # Bicubic, as Pillow's own Image.thumbnail(), after a box reduction by the whole factor
+    # (reducing_gap 1): 0.75 instead of 1.2 ms an image on the 640 px bench photos, whose drafts are
+    # often just twice the thumbnail, at 48.8 instead of 49.8 dB median PSNR to a Lanczos resize.
+    thumb = img if target == img.size else img.resize(target, Image.Resampling.BICUBIC, reducing_gap=1.0)
     out = io.BytesIO()
     thumb.save(out, "JPEG", quality=85)  # optimize=True: 5% smaller for 33% more CPU on the bulk-load path
     return out.getvalue()
