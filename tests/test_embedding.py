@@ -143,3 +143,21 @@ def test_the_int8_model_stays_close_to_fp32_and_finds_the_same_originals(
     assert cosines.mean() > 0.98 and cosines.min() > 0.9, cosines
     for i, name in enumerate(names):  # a near-duplicate's INT8 vector finds its original's INT8 vector
         assert int(np.argmax(int8_vectors @ int8.embed(near_duplicate(photos[name]))[1])) == i, name
+
+
+def test_the_int8_models_pointwise_weights_cannot_saturate_a_cpu_without_vnni(model_dir: Path) -> None:
+    """Without VNNI, onnxruntime adds pairs of UInt8 x Int8 products in 16 bits: 255 x 64 x 2 fits."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(model_dir / f"{INT8}.onnx")).graph
+    weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    made_by = {output: node for node in graph.node for output in node.output}
+    largest = {True: 0, False: 0}  # pointwise (ungrouped) or depthwise: the largest quantized weight
+    for conv in (n for n in graph.node if n.op_type == "Conv"):
+        dequantize = made_by.get(conv.input[1])
+        if dequantize is not None and dequantize.op_type == "DequantizeLinear":
+            pointwise = next((a.i for a in conv.attribute if a.name == "group"), 1) == 1
+            weight = np.abs(weights[dequantize.input[0]].astype(np.int32)).max()
+            largest[pointwise] = max(largest[pointwise], int(weight))
+    assert largest[True] == 64 and largest[False] == 127, largest  # 7 bits where it overflows, 8 elsewhere
