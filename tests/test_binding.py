@@ -10,9 +10,10 @@ import pytest
 from tests.conftest import INT8, MODEL, noise_images
 from webapp import create_app
 from webapp.errors import ModelMismatch
+from webapp.models import DEFAULT, UNBOUND_DEFAULT
 from webapp.runtime import EXTENSION
 from webapp.services.binding import ModelBinding, ModelIdentity
-from webapp.services.database import Database, sqlite_url
+from webapp.services.database import Database, collections, sqlite_url
 
 FP32 = ModelIdentity("efficientnet-lite0", "fp32", "a" * 64, 1280)
 
@@ -63,3 +64,34 @@ def test_an_app_set_to_another_model_refuses_to_serve_the_library(tmp_path: Path
     again = create_app({**settings, "MODEL": MODEL})  # the right model serves it as before
     assert again.test_client().get("/api/v1/stats").json["count"] == 1
     again.extensions[EXTENSION].close()
+
+
+def test_with_no_model_set_a_new_library_takes_the_default_and_a_made_one_keeps_its_model(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    settings = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir), "SECRET_KEY": "k"}
+    assert DEFAULT == INT8 and UNBOUND_DEFAULT == MODEL
+    new = create_app({**settings, "DATA_DIR": str(tmp_path / "new")})  # WEBAPP_MODEL unset
+    assert new.test_client().get("/api/v1/stats").json["model"] == INT8
+    assert "EfficientNet-Lite0 INT8 embeddings" in new.test_client().get("/").text  # the footer
+    new.extensions[EXTENSION].close()
+
+    made = create_app({**settings, "MODEL": MODEL})  # a library made with FP32
+    client = made.test_client()
+    assert client.post("/api/v1/images", data={"image": (io.BytesIO(noise_images(1)[0]), "a.jpg")}).status_code == 201
+    made.extensions[EXTENSION].close()
+    later = create_app(settings)  # unset: the library's model, not the default
+    client = later.test_client()
+    stats = client.get("/api/v1/stats").json
+    assert stats["model"] == MODEL and stats["count"] == 1
+    assert "EfficientNet-Lite0 embeddings" in client.get("/").text
+    found = client.post("/api/v1/search", data={"image": (io.BytesIO(noise_images(1)[0]), "q.jpg")})
+    assert found.status_code == 200 and found.json["results"][0]["score"] > 0.99, found.json
+    later.extensions[EXTENSION].close()
+
+    database = Database(sqlite_url(tmp_path / "data" / "webapp.sqlite"))
+    with database.connect() as conn:  # as a release before binding left it: images, no record of the model
+        conn.execute(collections.delete())
+    older = create_app(settings)
+    assert older.test_client().get("/api/v1/stats").json["model"] == MODEL
+    older.extensions[EXTENSION].close()

@@ -97,7 +97,9 @@ def test_reindex_switches_the_library_while_searches_keep_answering(tmp_path: Pa
     back.extensions[EXTENSION].close()
 
 
-def test_the_reindex_command_reports_and_says_what_to_set(tmp_path: Path, model_dir: Path) -> None:
+def test_the_reindex_command_reports_and_says_what_to_set_and_the_next_start_follows(
+    tmp_path: Path, model_dir: Path
+) -> None:
     app = make(tmp_path, model_dir, MODEL)
     client = app.test_client()
     for i, data in enumerate(noise_images(6, seed=62)):
@@ -105,7 +107,12 @@ def test_the_reindex_command_reports_and_says_what_to_set(tmp_path: Path, model_
     runner = app.test_cli_runner()
     done = runner.invoke(args=["reindex", "--model", INT8])
     assert done.exit_code == 0, done.output
-    assert f"6 images re-embedded with {INT8}" in done.output and f"Set WEBAPP_MODEL={INT8}" in done.output
+    assert f"6 images re-embedded with {INT8}" in done.output
+    assert f"WEBAPP_MODEL unset follow the library; where it is set, set WEBAPP_MODEL={INT8}" in done.output
     again = runner.invoke(args=["reindex", "--model", INT8])
     assert again.exit_code == 1 and "embedded with efficientnet-lite0-int8" in again.output
     app.extensions[EXTENSION].close()
+    unset = make(tmp_path, model_dir, "")  # the next start, with WEBAPP_MODEL unset: the library's new model
+    stats = unset.test_client().get("/api/v1/stats").json
+    assert stats["model"] == INT8 and stats["count"] == 6
+    unset.extensions[EXTENSION].close()

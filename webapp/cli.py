@@ -222,16 +222,19 @@ def reindex_command(model: str, server: str | None, token: str) -> None:
     if job["status"] != "done":
         raise click.ClickException(f"the reindex ended {job['status']}: {job.get('error') or ''}")
     click.echo(f"{job['processed']} images re-embedded with {model}; the library searches them now.")
-    click.echo(f"Set WEBAPP_MODEL={model} on every machine before they next start.")
+    click.echo(
+        f"Processes with WEBAPP_MODEL unset follow the library; where it is set, set WEBAPP_MODEL={model} "
+        "before they next start."
+    )
 
 
 def evaluation_embedder(model: str | None) -> Embedder:
     """Return the app's embedder, or one with the same settings for another model."""
     rt = runtime()
     s = rt.settings
-    name = model or s["MODEL"]
+    name = model or rt.model
     try:
-        if name == s["MODEL"]:
+        if name == rt.model:
             return rt.embedder  # the process's own: the model is loaded once
         return Embedder(
             s["MODEL_DIR"], name, s["MAX_IMAGE_PIXELS"], batch_size=s["EMBED_BATCH_SIZE"], threads=s["ONNX_THREADS"]

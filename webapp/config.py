@@ -44,7 +44,7 @@ class Defaults:
     COLLECTION = "images"
     # How often each process looks whether a reindex switched the library to another collection.
     LIBRARY_FOLLOW_SECONDS = 5.0
-    MODEL = "efficientnet-lite0"
+    MODEL = ""  # empty: the model the library was made with; for a new library, webapp.models.DEFAULT
     MODEL_DIR = ""  # empty: DATA_DIR/models
     ONNX_THREADS = 0  # 0: one per core
     EMBED_BATCH_SIZE = 4  # images per model call: as fast as 16 here, and keeps searches snappy during a load

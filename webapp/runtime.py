@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from flask import Flask, current_app
 
 from webapp.errors import Conflict, ModelMismatch, WebappError
+from webapp.models import DEFAULT, UNBOUND_DEFAULT
 from webapp.services.accounts import Accounts
 from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
@@ -42,7 +43,7 @@ class Runtime:
         self.app = app  # the Celery tasks run in its context (scale-out only)
         self._services: dict[str, Any] = {}
         self._lock = threading.RLock()
-        self._model = settings["MODEL"]  # the library's model: WEBAPP_MODEL, until a reindex switches it
+        self._model: str | None = settings["MODEL"] or None  # WEBAPP_MODEL, until a reindex switches it
         self._collection: str | None = None  # the collection this process searches, once opened
         self._next_look = 0.0
         self._reindexing = threading.Lock()
@@ -70,10 +71,29 @@ class Runtime:
         return self._once("accounts", lambda: Accounts(self.database))
 
     @property
+    def model(self) -> str:
+        """Return the name of the model this process embeds with.
+
+        WEBAPP_MODEL if it is set; else the model the library is bound to, so that a library keeps
+        its model when the default changes; else, for a new library, the default (webapp.models).
+        A library with images but no binding was made by a release before binding, with
+        efficientnet-lite0. A reindex switches the model (``follow``).
+        """
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    active = ModelBinding(self.database).active(self.settings["COLLECTION"])
+                    if active is not None:
+                        self._model = active.model.name
+                    else:
+                        self._model = UNBOUND_DEFAULT if Catalog(self.database).total() else DEFAULT
+        return self._model
+
+    @property
     def embedder(self) -> Embedder:
         """Return the embedding pipeline of the library's model (raises ModelMissing if it is not built)."""
         self.follow()
-        return self._once("embedder", lambda: self.embedder_for(self._model))
+        return self._once("embedder", lambda: self.embedder_for(self.model))
 
     def embedder_for(self, model: str) -> Embedder:
         """Return a new embedding pipeline of ``model`` with this app's settings."""
@@ -134,7 +154,7 @@ class Runtime:
             self._services.pop("library", None)
             self._model, self._collection = active.model.name, active.collection
             log.warning(
-                "library %s now searches %s with %s; set WEBAPP_MODEL=%s for the next start",
+                "library %s now searches %s with %s; where WEBAPP_MODEL is set, set it to %s for the next start",
                 s["COLLECTION"],
                 active.collection,
                 active.model.short,

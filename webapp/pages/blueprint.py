@@ -122,9 +122,12 @@ def timestamp(seconds: float | None) -> str:
 @blp.app_context_processor
 def _model_label() -> dict[str, str]:
     """Name the model the library is embedded with (the footer)."""
-    from flask import current_app
-
+    from webapp.errors import WebappError
     from webapp.models import MODELS
+    from webapp.runtime import runtime
 
-    name = current_app.config["MODEL"]
+    try:
+        name = runtime().model
+    except WebappError:  # the database is down: the page says so itself
+        return {"model_label": ""}
     return {"model_label": MODELS[name].label if name in MODELS else name}
