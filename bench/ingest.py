@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import Server  # noqa: E402
 from bench.latency import NAMES  # noqa: E402
+from webapp.models import DEFAULT, MODELS  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
 
 
@@ -76,10 +77,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--model-dir", type=Path, default=ROOT / "var" / "models")
+    parser.add_argument("--model", choices=sorted(MODELS), default=DEFAULT, help="the same on both sides")
     args = parser.parse_args()
     images = make_images(args.images)
 
-    embedder = Embedder(args.model_dir)
+    embedder = Embedder(args.model_dir, args.model)
     list(embedder.embed_many(list(enumerate(images[:32]))))  # warm up
     t0 = time.perf_counter()
     rows = list(embedder.embed_many(list(enumerate(images))))
@@ -95,7 +97,12 @@ def main() -> None:
                 (path / f"{i:05d}.jpg").write_bytes(data)
         roots = str(Path(tmp) / "import")
         gunicorn = Server(
-            "flask", Path(tmp) / "app", args.model_dir, Path(tmp) / "gunicorn.log", WEBAPP_IMPORT_ROOTS=roots
+            "flask",
+            Path(tmp) / "app",
+            args.model_dir,
+            Path(tmp) / "gunicorn.log",
+            WEBAPP_IMPORT_ROOTS=roots,
+            WEBAPP_MODEL=args.model,
         )
         url = gunicorn.url
         try:

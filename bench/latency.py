@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import Server  # noqa: E402
+from webapp.models import DEFAULT, MODELS  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
 from webapp.services.vectors import MilvusVectorStore, Record  # noqa: E402
 
@@ -55,11 +56,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--model-dir", type=Path, default=ROOT / "var" / "models")
+    parser.add_argument("--model", choices=sorted(MODELS), default=DEFAULT, help="the same on both sides")
     args = parser.parse_args()
     images = photos()
     query = images["chelsea"]
     with tempfile.TemporaryDirectory() as tmp:
-        gunicorn = Server("flask", Path(tmp) / "app", args.model_dir, Path(tmp) / "gunicorn.log")
+        gunicorn = Server(
+            "flask", Path(tmp) / "app", args.model_dir, Path(tmp) / "gunicorn.log", WEBAPP_MODEL=args.model
+        )
         url = gunicorn.url
         try:
             session = requests.Session()
@@ -77,7 +81,7 @@ def main() -> None:
         finally:
             gunicorn.stop()
 
-        embedder = Embedder(args.model_dir)
+        embedder = Embedder(args.model_dir, args.model)
         store = MilvusVectorStore(str(Path(tmp) / "raw.db"), "raw", embedder.dim)
         store.upsert(list(_records(embedder, images)))
         embed_ms, search_ms = [], []

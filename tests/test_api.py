@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from tests.conftest import near_duplicate, png
+from webapp.models import DEFAULT
 from webapp.runtime import EXTENSION
 
 UNKNOWN = "0" * 64
@@ -100,7 +101,7 @@ def test_stats(client: FlaskClient, photos: dict[str, bytes], backend: tuple[str
     upload(client, "/api/v1/images", photos["coins"])
     assert client.get("/api/v1/stats").json == {
         "count": 1,
-        "model": "efficientnet-lite0",
+        "model": DEFAULT,
         "dimension": 1280,
         "metric": "COSINE",
         "index_type": "HNSW",

@@ -27,6 +27,7 @@ from webapp.evaluation import (
     suggest_threshold,
     target_ranks,
 )
+from webapp.models import DEFAULT
 from webapp.runtime import EXTENSION
 from webapp.services.embedding import Embedder
 
@@ -111,7 +112,7 @@ def test_class_mode_finds_each_photo_s_copies(app: Flask, tmp_path: Path, photos
     assert "24 images, 6 classes, 24 queries, 1 unreadable skipped" in result.output
     assert "skipped: moon/broken.jpg:" in result.output
     figures = json.loads(out.read_text())
-    assert figures["mode"] == "classes" and figures["model"] == "efficientnet-lite0"
+    assert figures["mode"] == "classes" and figures["model"] == DEFAULT
     scores = figures["scores"]["all"]
     assert list(scores) == ["precision@1", "precision@10", "mAP", "recall@1", "recall@3"]
     assert scores["precision@1"] >= 0.95 and scores["recall@3"] == 1.0

@@ -18,6 +18,7 @@ from tests.conftest import noise_images
 from tests.milvus_server import MilvusServer
 from tests.test_api import BOTH_STORES, upload
 from tests.test_gunicorn import Server
+from webapp.models import DEFAULT
 
 
 @BOTH_STORES
@@ -26,7 +27,7 @@ def test_liveness_and_readiness(client: FlaskClient) -> None:
     ready = client.get("/api/v1/health/ready")
     assert ready.status_code == 200 and ready.json["status"] == "ready"
     assert ready.json["model"]["ok"] and ready.json["store"]["ok"]
-    assert "efficientnet-lite0" in ready.json["model"]["message"]
+    assert f"{DEFAULT} loaded from" in ready.json["model"]["message"]
 
 
 def test_readiness_reports_a_missing_model_apart_from_the_store(tmp_path: Path) -> None:
