@@ -170,6 +170,7 @@ def test_a_stopped_database_is_503_and_recovers(tmp_path: Path, model_dir: Path)
     client = app.test_client()
     try:
         assert client.get("/api/v1/jobs").status_code == 200
+        assert client.get("/api/v1/health/ready").status_code == 200  # the model loaded, as Gunicorn's workers do
         server.stop()
         down = client.get("/api/v1/jobs")
         assert down.status_code == 503 and "database cannot be reached" in down.json["message"]

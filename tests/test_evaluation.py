@@ -124,7 +124,7 @@ def test_class_mode_finds_each_photo_s_copies(app: Flask, tmp_path: Path, photos
 def test_the_app_s_own_model_is_loaded_once(app: Flask, tmp_path: Path, photos: dict[str, bytes]) -> None:
     folder = class_folder(tmp_path, photos)
     runner = app.test_cli_runner()
-    assert runner.invoke(args=["evaluate", str(folder), "--model", "efficientnet-lite0"]).exit_code == 0
+    assert runner.invoke(args=["evaluate", str(folder), "--model", DEFAULT]).exit_code == 0
     assert app.extensions[EXTENSION].built("embedder")
 
 

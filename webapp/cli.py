@@ -22,6 +22,7 @@ from webapp.errors import ModelMissing, StoreUnavailable, WebappError
 from webapp.models import MODELS
 from webapp.runtime import runtime
 from webapp.services import consistency
+from webapp.services.binding import ModelBinding
 from webapp.services.embedding import Embedder
 from webapp.services.jobs import Job, local_owner
 from webapp.services.sources import Folder
@@ -147,6 +148,8 @@ def migrate_command(target_uri: str, token: str, collection: str | None) -> None
     rt = runtime()
     try:
         source = rt.vectors
+        if collection:  # a new library name: its vectors are the source's, of the same model
+            ModelBinding(rt.database).bind(collection, rt.embedder.identity)
         target = rt.store_at(target_uri, collection or source.collection, token)
     except WebappError as exc:
         raise click.ClickException(exc.message) from exc

@@ -76,17 +76,20 @@ class Runtime:
 
         WEBAPP_MODEL if it is set; else the model the library is bound to, so that a library keeps
         its model when the default changes; else, for a new library, the default (webapp.models).
-        A library with images but no binding was made by a release before binding, with
-        efficientnet-lite0. A reindex switches the model (``follow``).
+        A database with images but no library's model recorded was made by a release before
+        binding, with efficientnet-lite0. A reindex switches the model (``follow``).
         """
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    active = ModelBinding(self.database).active(self.settings["COLLECTION"])
+                    binding = ModelBinding(self.database)
+                    active = binding.active(self.settings["COLLECTION"])
                     if active is not None:
                         self._model = active.model.name
+                    elif not binding.any_recorded() and Catalog(self.database).total():
+                        self._model = UNBOUND_DEFAULT
                     else:
-                        self._model = UNBOUND_DEFAULT if Catalog(self.database).total() else DEFAULT
+                        self._model = DEFAULT
         return self._model
 
     @property

@@ -82,6 +82,11 @@ class ModelBinding:
         """Return the collection a reindex of the library is filling (None: no reindex)."""
         return self._one(library, BUILDING)
 
+    def any_recorded(self) -> bool:
+        """Tell whether any library's model is recorded (a database of a release before binding: none)."""
+        with self.db.connect() as conn:
+            return conn.execute(select(collections.c.name).limit(1)).first() is not None
+
     def retired(self, library: str) -> list[Binding]:
         """Return the collections a library no longer searches."""
         with self.db.connect() as conn:
