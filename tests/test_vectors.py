@@ -145,16 +145,21 @@ def test_single_writes_are_flushed_on_a_schedule(backend: tuple[str, str], polic
         store.close()
 
 
+def flushed_within(store: MilvusVectorStore, seconds: float) -> bool:
+    """Wait up to ``seconds`` for the store to have no unflushed rows; tell whether it got there."""
+    deadline = time.monotonic() + seconds
+    while store.unflushed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return store.unflushed == 0
+
+
 def test_a_flush_goes_once_enough_rows_wait_not_at_the_next_tick(backend: tuple[str, str]) -> None:
     """A bulk batch is flushed right after it is written: searches then scan no unflushed rows."""
     store = MilvusVectorStore(*backend, DIM, flush_seconds=3600, flush_rows=10)  # a tick every second
     try:
         rng = np.random.default_rng(9)
         store.upsert([_item(i, rng) for i in range(10)])  # starts the flusher, whose first tick is 1 s away
-        deadline = time.monotonic() + 0.6
-        while store.unflushed and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert store.unflushed == 0
+        assert flushed_within(store, 0.6)
     finally:
         store.close()
 
@@ -182,10 +187,7 @@ def test_a_scheduled_flush_waits_for_the_search_in_flight(
             store.upsert([_item(0, np.random.default_rng(7))])
             time.sleep(0.6)  # the flush was due after one row, a dozen flusher ticks ago
             assert store.unflushed == 1
-        deadline = time.monotonic() + 10
-        while store.unflushed and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert store.unflushed == 0
+        assert flushed_within(store, 10)
     finally:
         store.close()
 
