@@ -42,17 +42,22 @@ bench: install-dev model
 compare: install-dev model
 	$(BIN)/python bench/compare.py $(ARGS)
 
-# Search p50 of a library grown one upload at a time, against one loaded by jobs (issue: single adds).
 # Where a web worker's resident memory goes: model sessions, a bulk batch, Milvus Lite per 1,000 vectors.
 .PHONY: bench-memory
 bench-memory: install-dev model
 	$(BIN)/python bench/memory.py $(ARGS)
+
+# INT8 recipes on this CPU: cosine to FP32 by its own kernels and exactly, and one image's time.
+.PHONY: bench-int8
+bench-int8: install-dev model
+	$(BIN)/python bench/int8_recipes.py $(ARGS)
 
 # A near-duplicate scan of 100,000 synthetic vectors in Milvus Lite (README, Measured).
 .PHONY: bench-duplicates
 bench-duplicates: install-dev
 	$(BIN)/python bench/duplicates.py $(ARGS)
 
+# Search p50 of a library grown one upload at a time, against one loaded by jobs (issue: single adds).
 .PHONY: bench-single-adds
 bench-single-adds: install-dev model
 	$(BIN)/python bench/single_adds.py $(ARGS)

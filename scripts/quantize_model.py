@@ -1,11 +1,12 @@
 """Make the INT8 model from the FP32 ONNX file: static quantization, calibrated on bundled photos.
 
 Run by ``make model`` after the export; the app itself needs only onnxruntime. onnxruntime's static
-quantization (QDQ, per-channel Int8 weights, UInt8 activations, percentile calibration; the stem
-and the head stay FP32) is calibrated on 64 crops of the photos scikit-image ships and 16 of its
-LFW thumbnails (nothing is downloaded), then the INT8 model is
-compared with the FP32 one on 48 other crops and 24 faces: it is kept only if every embedding stays
-close to its FP32 twin (cosine >= --min-cosine, mean >= --min-mean-cosine).
+quantization (QDQ, per-channel Int8 weights, 7-bit in the pointwise convolutions so that CPUs without
+VNNI compute them exactly, UInt8 activations, percentile calibration; the stem and the head stay
+FP32: see ``Recipe``) is calibrated on 64 crops of the photos scikit-image ships and 16 of its LFW
+thumbnails (nothing is downloaded), then the INT8 model is compared with the FP32 one on 48 other
+crops and 24 faces: it is kept only if every embedding stays close to its FP32 twin (cosine >=
+--min-cosine, mean >= --min-mean-cosine).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import random
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,35 +61,54 @@ def faces(start: int, count: int) -> list[Image.Image]:
     return [Image.fromarray((face * 255).astype(np.uint8)).convert("RGB") for face in chosen]
 
 
-def kept_in_float(model: Path) -> list[str]:
-    """Return the nodes left in FP32: the first three and last three convolutions, and the pooling tail.
+@dataclass(frozen=True)
+class Recipe:
+    """How the INT8 model is made. The defaults are the kept recipe; ``bench/int8_recipes.py`` tries others.
 
-    Quantizing the stem and the head cost the most accuracy for the least time: with the 7-bit
-    weights below, held-out mean cosine to FP32 0.984 without them against 0.974 with them.
+    ``float_head`` / ``float_tail``: convolutions left in FP32 at each end. Quantizing the stem and
+    the head cost the most accuracy for the least time: with 7-bit pointwise weights, held-out mean
+    cosine to FP32 0.984 with 3 + 3 left in FP32 against 0.974 with none.
+
+    ``seven_bit``: the convolutions whose weights are quantized to 7 bits ("pointwise", "depthwise",
+    "all" or "none"). On x86 CPUs without VNNI (AVX2 only), onnxruntime multiplies UInt8 activations
+    by Int8 weights with an instruction that adds pairs of products into 16 bits and saturates
+    (255 x 127 x 2 > 32,767) in the pointwise (ungrouped) convolutions: held-out mean cosine to FP32
+    fell to 0.91 (min 0.63) on such a CPU. Seven-bit weights cannot overflow there, so the model
+    computes the same embeddings on every CPU. Depthwise convolutions take another kernel that does
+    not saturate and keep 8 bits.
     """
-    import onnx
 
-    nodes = onnx.load(str(model)).graph.node
-    convs = [n.name for n in nodes if n.op_type == "Conv"]
-    return convs[:3] + convs[-3:] + [n.name for n in nodes[-4:]]
+    float_head: int = 3
+    float_tail: int = 3
+    seven_bit: str = "pointwise"
+    weights: str = "QInt8"  # onnxruntime QuantType names
+    activations: str = "QUInt8"
+    percentile: float = 99.99  # of calibration activations: a few outliers would waste the range
 
+    def kept_in_float(self, model: Path) -> list[str]:
+        """Return the nodes left in FP32: the convolutions at both ends, and the pooling tail."""
+        import onnx
 
-def seven_bit_weights(model: Path) -> dict[str, list[dict[str, object]]]:
-    """Return overrides quantizing the weights of the pointwise (ungrouped) convolutions to 7 bits.
+        nodes = onnx.load(str(model)).graph.node
+        convs = [n.name for n in nodes if n.op_type == "Conv"]
+        ends = convs[: self.float_head] + (convs[-self.float_tail :] if self.float_tail else [])
+        return ends + [n.name for n in nodes[-4:]]
 
-    On x86 CPUs without VNNI (AVX2 only), onnxruntime multiplies UInt8 activations by Int8 weights
-    with an instruction that adds pairs of products into 16 bits and saturates (255 x 127 x 2 >
-    32,767): held-out mean cosine to FP32 fell to 0.91 (min 0.63) on such a CPU. Seven-bit weights
-    cannot overflow there, so the model computes the same embeddings on every CPU. Depthwise
-    convolutions take another kernel that does not saturate and keep 8 bits.
-    """
-    import onnx
+    def weight_overrides(self, model: Path) -> dict[str, list[dict[str, object]]]:
+        """Return onnxruntime's per-tensor overrides giving the chosen convolutions 7-bit weights."""
+        import onnx
 
-    def groups(node: onnx.NodeProto) -> int:
-        return next((a.i for a in node.attribute if a.name == "group"), 1)
+        def pointwise(node: onnx.NodeProto) -> bool:
+            return next((a.i for a in node.attribute if a.name == "group"), 1) == 1
 
-    nodes = onnx.load(str(model)).graph.node
-    return {n.input[1]: [{"reduce_range": True, "axis": 0}] for n in nodes if n.op_type == "Conv" and groups(n) == 1}
+        chosen = {
+            "pointwise": pointwise,
+            "depthwise": lambda node: not pointwise(node),
+            "all": lambda node: True,
+            "none": lambda node: False,
+        }[self.seven_bit]
+        convs = [n for n in onnx.load(str(model)).graph.node if n.op_type == "Conv"]
+        return {n.input[1]: [{"reduce_range": True, "axis": 0}] for n in convs if chosen(n)}
 
 
 class Calibration:
@@ -101,47 +122,65 @@ class Calibration:
         return next(self._batches, None)
 
 
-def embed(model: Path, images: list[Image.Image], size: int) -> np.ndarray:
-    """Return the L2-normalised embeddings of ``images`` by the model file."""
+def embed(model: Path, images: list[Image.Image], size: int, exact: bool = False) -> np.ndarray:
+    """Return the L2-normalised embeddings of ``images`` by the model file.
+
+    ``exact`` runs a quantized model's graph in floating point (no integer kernels): what exact
+    integer arithmetic (VNNI) computes, without the saturation of CPUs without it.
+    """
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if exact:
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     batch = np.stack([to_input(img, size) for img in images])
     vectors = np.concatenate([session.run(None, {"input": batch[i : i + 16]})[0] for i in range(0, len(batch), 16)])
     return np.asarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
 
 
-def quantize(name: str, fp32: Path, out: Path, min_cosine: float, min_mean: float) -> None:
-    """Write the INT8 model atomically, or refuse if it strays from the FP32 one."""
+def held_out() -> list[Image.Image]:
+    """Return the images the INT8 model is checked on: 48 crops and 24 faces, none calibrated on."""
+    return list(crops(photos(), 48, seed=2)) + faces(0, 24)
+
+
+def make(recipe: Recipe, fp32: Path, out: Path, size: int) -> None:
+    """Quantize the FP32 model file by ``recipe`` into ``out``, calibrating on bundled images."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    size = MODELS[name].input_size
-    library = photos()
-    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as work:
-        prepared, quantized = Path(work) / "prepared.onnx", Path(work) / "int8.onnx"
+        prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
             quantize_static(
                 str(prepared),
-                str(quantized),
-                Calibration(list(crops(library, 64, seed=1)) + faces(150, 16), size),
+                str(out),
+                Calibration(list(crops(photos(), 64, seed=1)) + faces(150, 16), size),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
+                activation_type=QuantType[recipe.activations],
+                weight_type=QuantType[recipe.weights],
                 calibrate_method=CalibrationMethod.Percentile,
                 extra_options={
-                    "CalibPercentile": 99.99,  # a few outlier activations would waste the range
-                    "TensorQuantOverrides": seven_bit_weights(prepared),
+                    "CalibPercentile": recipe.percentile,
+                    "TensorQuantOverrides": recipe.weight_overrides(prepared),
                 },
-                nodes_to_exclude=kept_in_float(prepared),
+                nodes_to_exclude=recipe.kept_in_float(prepared),
             )
-        held_out = list(crops(library, 48, seed=2)) + faces(0, 24)
-        cosines = np.sum(embed(fp32, held_out, size) * embed(quantized, held_out, size), axis=1)
+
+
+def quantize(name: str, fp32: Path, out: Path, min_cosine: float, min_mean: float) -> None:
+    """Write the INT8 model atomically, or refuse if it strays from the FP32 one."""
+    size = MODELS[name].input_size
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as work:
+        quantized = Path(work) / "int8.onnx"
+        make(Recipe(), fp32, quantized, size)
+        images = held_out()
+        cosines = np.sum(embed(fp32, images, size) * embed(quantized, images, size), axis=1)
         mean, least = cosines.mean(), cosines.min()
-        print(f"INT8 vs FP32 on {len(held_out)} held-out images: cosine mean {mean:.4f}, min {least:.4f}")
+        print(f"INT8 vs FP32 on {len(images)} held-out images: cosine mean {mean:.4f}, min {least:.4f}")
         if cosines.min() < min_cosine or cosines.mean() < min_mean:
             raise SystemExit(
                 f"the INT8 model strays from FP32 (cosine min {cosines.min():.4f} < {min_cosine} "
