@@ -190,8 +190,30 @@ def quantize(name: str, fp32: Path, out: Path, min_cosine: float, min_mean: floa
         os.replace(quantized, out)
 
 
+def saturates(model: Path) -> bool:
+    """Tell whether an INT8 file has 8-bit weights in a pointwise convolution (made by an earlier recipe).
+
+    On CPUs without VNNI those convolutions overflow 16-bit sums and stray from FP32 (see ``Recipe``).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(model)).graph
+    weights = {i.name: i for i in graph.initializer}
+    made_by = {output: node for node in graph.node for output in node.output}
+    for conv in (n for n in graph.node if n.op_type == "Conv"):
+        dequantize = made_by.get(conv.input[1])
+        if dequantize is None or dequantize.op_type != "DequantizeLinear":
+            continue  # left in FP32
+        pointwise = next((a.i for a in conv.attribute if a.name == "group"), 1) == 1
+        weight = numpy_helper.to_array(weights[dequantize.input[0]]).astype(np.int32)
+        if pointwise and np.abs(weight).max() > 64:
+            return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments and quantize unless the file already exists."""
+    """Parse arguments and quantize unless the file exists already, made by the current recipe."""
     int8 = [name for name, spec in MODELS.items() if spec.quantized_from]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=int8, default=int8[0], help="the INT8 model to make")
@@ -202,8 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="quantize even if the file exists")
     args = parser.parse_args(argv)
     if args.out.exists() and not args.force:
-        print(f"{args.out} already exists")
-        return 0
+        if not saturates(args.out):
+            print(f"{args.out} already exists")
+            return 0
+        print(
+            f"{args.out} was made by an earlier recipe, whose 8-bit pointwise weights saturate on CPUs without "
+            "VNNI: making it again. A library embedded with it is refused until it is re-embedded with the "
+            f"new file: flask --app wsgi reindex --model {args.model}"
+        )
     quantize(args.model, args.fp32, args.out, args.min_cosine, args.min_mean_cosine)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
     return 0

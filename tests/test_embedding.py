@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import INT8, near_duplicate
+from tests.conftest import INT8, MODEL, near_duplicate
+from webapp.config import ROOT
 from webapp.errors import InvalidImage, ModelMissing
 from webapp.services.embedding import Embedder
 from webapp.services.imaging import Decoded
@@ -161,3 +162,33 @@ def test_the_int8_models_pointwise_weights_cannot_saturate_a_cpu_without_vnni(mo
             weight = np.abs(weights[dequantize.input[0]].astype(np.int32)).max()
             largest[pointwise] = max(largest[pointwise], int(weight))
     assert largest[True] == 64 and largest[False] == 127, largest  # 7 bits where it overflows, 8 elsewhere
+
+
+def test_make_model_makes_again_an_int8_file_of_the_earlier_recipe(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An INT8 file with 8-bit pointwise weights (the recipe before 2026-12-01) is replaced, the current one kept."""
+    import onnx
+    from onnx import numpy_helper
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import quantize_model
+
+    model = onnx.load(str(model_dir / f"{INT8}.onnx"))
+    made_by = {output: node for node in model.graph.node for output in node.output}
+    quantized = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in made_by]
+    pointwise = next(n for n in quantized if next((a.i for a in n.attribute if a.name == "group"), 1) == 1)
+    initializer = next(i for i in model.graph.initializer if i.name == made_by[pointwise.input[1]].input[0])
+    weight = numpy_helper.to_array(initializer).copy()
+    weight.flat[0] = 127  # what the earlier recipe's 8-bit weights reach
+    initializer.CopyFrom(numpy_helper.from_array(weight, initializer.name))
+    earlier = tmp_path / "earlier.onnx"
+    onnx.save(model, str(earlier))
+
+    made: list[Path] = []
+    monkeypatch.setattr(quantize_model, "quantize", lambda name, fp32, out, *limits: made.append(out))
+    fp32 = ["--fp32", str(model_dir / f"{MODEL}.onnx")]
+    assert quantize_model.main([*fp32, "--out", str(model_dir / f"{INT8}.onnx")]) == 0
+    assert made == []  # the current recipe's file is kept
+    assert quantize_model.main([*fp32, "--out", str(earlier)]) == 0
+    assert made == [earlier]  # the earlier recipe's file is made again

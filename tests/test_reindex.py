@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from pymilvus import MilvusClient
 from tests.conftest import INT8, MODEL, noise_images, wait_for_job
 from webapp import create_app
 from webapp.runtime import EXTENSION, runtime
-from webapp.services.binding import ModelBinding
+from webapp.services.binding import ModelBinding, file_sha256
 
 IMAGES = 40
 
@@ -116,3 +117,44 @@ def test_the_reindex_command_reports_and_says_what_to_set_and_the_next_start_fol
     stats = unset.test_client().get("/api/v1/stats").json
     assert stats["model"] == INT8 and stats["count"] == 6
     unset.extensions[EXTENSION].close()
+
+
+def test_a_library_whose_model_file_was_rebuilt_is_refused_and_reindexed_onto_the_new_file(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """A rebuilt file (another onnxruntime, another recipe) may embed differently: the library moves to it."""
+    import onnx
+
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.mkdir()
+    after.mkdir()
+    shutil.copy(model_dir / f"{MODEL}.onnx", before)
+    rebuilt = onnx.load(str(model_dir / f"{MODEL}.onnx"))
+    onnx.helper.set_model_props(rebuilt, {"rebuilt": "yes"})  # the same weights, another file
+    onnx.save(rebuilt, str(after / f"{MODEL}.onnx"))
+
+    images = noise_images(6, seed=63)
+    app = make(tmp_path, before, MODEL)
+    for i, data in enumerate(images):
+        added = app.test_client().post("/api/v1/images", data={"image": (io.BytesIO(data), f"{i}.jpg")})
+        assert added.status_code == 201
+    app.extensions[EXTENSION].close()
+
+    refused = make(tmp_path, after, "")
+    answer = refused.test_client().get("/api/v1/stats")
+    assert answer.status_code == 503
+    assert "it was rebuilt or changed since" in answer.json["message"]
+    assert f"flask --app wsgi reindex --model {MODEL}" in answer.json["message"]
+    done = refused.test_cli_runner().invoke(args=["reindex", "--model", MODEL])
+    assert done.exit_code == 0, done.output
+    assert f"6 images re-embedded with {MODEL}" in done.output
+    refused.extensions[EXTENSION].close()
+
+    moved = make(tmp_path, after, "")
+    client = moved.test_client()
+    assert client.get("/api/v1/stats").json["count"] == 6
+    found = search(client, images[4]).json["results"][0]
+    assert found["filename"] == "4.jpg" and found["score"] > 0.99
+    with moved.app_context():
+        assert ModelBinding(runtime().database).active("images").model.sha256 == file_sha256(after / f"{MODEL}.onnx")
+    moved.extensions[EXTENSION].close()

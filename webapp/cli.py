@@ -18,7 +18,7 @@ from flask.cli import with_appcontext
 from tqdm import tqdm
 
 from webapp import accounts_cli, evaluation, worker
-from webapp.errors import ModelMissing, StoreUnavailable, WebappError
+from webapp.errors import ModelMismatch, ModelMissing, StoreUnavailable, WebappError
 from webapp.models import MODELS
 from webapp.runtime import runtime
 from webapp.services import consistency
@@ -41,8 +41,11 @@ def summarise(total: int, counts: Counter[str], failures: list[tuple[str, str]])
         raise click.ClickException("nothing could be indexed")
 
 
-def open_library(instead: str) -> None:
-    """Open the model and the store now; if another process holds them, say to run ``instead``."""
+def open_library(instead: str, reindexing: bool = False) -> None:
+    """Open the model and the store now; if another process holds them, say to run ``instead``.
+
+    A library refused for its model (rebuilt or missing file) is left for a reindex to move, when ``reindexing``.
+    """
     try:
         runtime().library  # noqa: B018
     except StoreUnavailable as exc:
@@ -50,7 +53,8 @@ def open_library(instead: str) -> None:
             f"{exc.message}.\nStop the server first, or send the work to it:\n  flask --app wsgi {instead}"
         ) from exc
     except WebappError as exc:
-        raise click.ClickException(exc.message) from exc
+        if not (reindexing and isinstance(exc, ModelMismatch | ModelMissing)):
+            raise click.ClickException(exc.message) from exc
 
 
 @contextmanager
@@ -216,7 +220,7 @@ def reindex_command(model: str, server: str | None, token: str) -> None:
                 job = _call("get", server.rstrip("/") + job["url"], token)
                 bar.update(job["processed"] - bar.n)
     else:
-        open_library(f"reindex --model {model} --server http://127.0.0.1:8000 --token ...")
+        open_library(f"reindex --model {model} --server http://127.0.0.1:8000 --token ...", reindexing=True)
         try:
             with job_bar(f"re-embedding with {model}") as progress:
                 job = asdict(runtime().reindex(model, progress))

@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app
 
-from webapp.errors import Conflict, ModelMismatch, WebappError
+from webapp.errors import Conflict, ModelMismatch, ModelMissing, WebappError
 from webapp.models import DEFAULT, UNBOUND_DEFAULT
 from webapp.services.accounts import Accounts
-from webapp.services.binding import ModelBinding
+from webapp.services.binding import ModelBinding, ModelIdentity
 from webapp.services.catalog import Catalog
 from webapp.services.database import Database, sqlite_url
 from webapp.services.duplicates import Duplicates
@@ -179,7 +179,17 @@ class Runtime:
         try:
             s = self.settings
             target = self.embedder_for(model)
-            active, current = self.vectors, self.embedder
+            active, current, opened = self._reindex_source()
+        except BaseException:
+            self._reindexing.release()
+            raise
+
+        def end() -> None:
+            if opened:
+                active.close()
+            self._reindexing.release()
+
+        try:
             reindexer = Reindexer(
                 s["COLLECTION"],
                 ModelBinding(self.database),
@@ -191,14 +201,14 @@ class Runtime:
             owner = local_owner()
             job = reindexer.begin(current, target, owner, list(active.ids()))
         except BaseException:
-            self._reindexing.release()
+            end()
             raise
 
         def finish() -> Job:
             try:
                 return reindexer.finish(job.id, active, target, owner, lambda: self.follow(now=True), progress)
             finally:
-                self._reindexing.release()
+                end()
 
         if not background:
             return finish()
@@ -212,6 +222,23 @@ class Runtime:
 
         threading.Thread(target=run, name="reindex", daemon=True).start()
         return job
+
+    def _reindex_source(self) -> tuple[MilvusVectorStore, ModelIdentity, bool]:
+        """Return the collection the library searches now, its model, and whether it was opened for the reindex only.
+
+        A process refused the library (its model file was rebuilt since, or is missing) can still
+        reindex it: a reindex reads the collection's records and the stored originals, never the
+        old model, so the collection is opened by itself.
+        """
+        try:
+            return self.vectors, self.embedder.identity, False
+        except (ModelMismatch, ModelMissing):
+            s = self.settings
+            active = ModelBinding(self.database).active(s["COLLECTION"])
+            if active is None:
+                raise
+            store = self.store_at(s["MILVUS_URI"], active.collection, s["MILVUS_TOKEN"], active.model.dim)
+            return store, active.model, True
 
     def store_at(self, uri: str, collection: str, token: str = "", dim: int | None = None) -> MilvusVectorStore:
         """Open a vector store with this app's index, search and consistency settings."""

@@ -105,6 +105,13 @@ class ModelBinding:
                 return library
         current = self.active(library)
         assert current is not None
+        if current.model != model and current.model.name == model.name:
+            raise ModelMismatch(
+                f"the library {library} holds vectors of {current.model.short}, but the model file here is "
+                f"{model.short}: it was rebuilt or changed since, and may embed differently. Re-embed the "
+                f"library with the file here: `flask --app wsgi reindex --model {model.name}` (or bring back "
+                "the file it was made with)"
+            )
         if current.model != model:
             raise ModelMismatch(
                 f"the library {library} holds vectors of {current.model.short}, but this app is set to embed "

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from webapp.errors import Conflict
-from webapp.services.binding import ModelBinding
+from webapp.services.binding import ModelBinding, ModelIdentity
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.jobs import ItemResult, Job, JobStatus, JobStore
@@ -56,12 +56,19 @@ class Reindexer:
         self._open_store = open_store  # (collection, dim) -> an open store
         self.settle_seconds = settle_seconds  # how long other processes take to follow a switch
 
-    def begin(self, current: Embedder, target_model: Embedder, owner: str, listed: list[str]) -> Job:
-        """Create the new model's collection (or take up a stopped reindex's) and the job that shows progress."""
-        if current.identity == target_model.identity:
-            raise Conflict(f"the library is embedded with {current.identity.short} already")
-        self.binding.start_building(self.library, target_model.identity)
-        job = self.jobs.create("reindex", f"{current.name} to {target_model.name}", owner, sorted(listed))
+    def begin(self, current: ModelIdentity, target_model: Embedder, owner: str, listed: list[str]) -> Job:
+        """Create the new model's collection (or take up a stopped reindex's) and the job that shows progress.
+
+        ``current`` is the model of the library's vectors; the target may be the same model with
+        another file (rebuilt): only the identities must differ.
+        """
+        target = target_model.identity
+        if current == target:
+            raise Conflict(f"the library is embedded with {current.short} already")
+        self.binding.start_building(self.library, target)
+        same_name = current.name == target.name  # a rebuilt file: say which files
+        label = f"{current.short} to {target.short}" if same_name else f"{current.name} to {target.name}"
+        job = self.jobs.create("reindex", label, owner, sorted(listed))
         self.jobs.move(job.id, JobStatus.RUNNING)
         return job
 
