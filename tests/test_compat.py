@@ -307,3 +307,16 @@ def test_openapi_documents_the_bootcamp_endpoints(client: FlaskClient) -> None:
     search = spec["components"]["schemas"]["BootcampSearch"]["properties"]
     assert search["image"]["format"] == "binary" and (search["topk"]["minimum"], search["topk"]["maximum"]) == (1, 100)
     assert spec["paths"]["/progress"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["pattern"]
+
+
+def test_progress_follows_the_newest_load_not_a_scan_started_after_it(app: Flask, client: FlaskClient) -> None:
+    folder = import_folder(app, "before-a-scan")
+    for i, data in enumerate(noise_images(3, seed=47)):
+        (folder / f"{i}.jpg").write_bytes(data)
+    url = load(client, folder)
+    assert wait_for_job(client, url)["status"] == "done"
+    scan = client.post("/api/v1/duplicates/scan")
+    assert scan.status_code == 202
+    assert wait_for_job(client, scan.json["url"])["kind"] == "duplicates"
+    assert progress(client) == (3, 3)  # the load the demo's client started, not the newer scan
+    assert client.get("/progress").headers["Location"].endswith(url)

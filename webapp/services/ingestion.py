@@ -53,6 +53,7 @@ class WorkQueue(Protocol):
 
 
 UPLOADED = ("files", "archive")  # the kinds of job whose files wait in the uploads folder
+LOADS = ("folder", "cli", *UPLOADED)  # the kinds of job that load images (not reindexes or duplicate scans)
 
 
 @dataclass(frozen=True)
@@ -173,9 +174,9 @@ class Ingestion:
         """Return a job's state."""
         return self.store.get(job_id)
 
-    def recent(self, offset: int, limit: int) -> tuple[list[Job], int]:
-        """Return a page of jobs, newest first, and how many there are."""
-        return self.store.recent(offset, limit)
+    def recent(self, offset: int, limit: int, loads_only: bool = False) -> tuple[list[Job], int]:
+        """Return a page of jobs (only loads of images, if ``loads_only``), newest first, and how many there are."""
+        return self.store.recent(offset, limit, LOADS if loads_only else ())
 
     def failures(self, job_id: str) -> list[Failure]:
         """Return the files a job could not index, with their reasons."""

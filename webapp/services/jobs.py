@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import fields
 from typing import Any, Protocol
 
@@ -41,7 +41,7 @@ class JobRepository(Protocol):
     ) -> Job: ...
     def set_items(self, job_id: str, names: list[str], chunk_size: int = 256) -> None: ...
     def get(self, job_id: str) -> Job: ...
-    def recent(self, offset: int, limit: int) -> tuple[list[Job], int]: ...
+    def recent(self, offset: int, limit: int, kinds: Collection[str] = ()) -> tuple[list[Job], int]: ...
     def failures(self, job_id: str, limit: int = 1000) -> list[Failure]: ...
     def has_items(self, job_id: str) -> bool: ...
     def pending(self, job_id: str, chunk: int) -> list[tuple[int, str]]: ...
@@ -108,13 +108,14 @@ class JobStore:
                 return _job({**row, "status": JobStatus.INTERRUPTED})
         return _job(dict(row))
 
-    def recent(self, offset: int, limit: int) -> tuple[list[Job], int]:
-        """Return a page of jobs, newest first, and how many there are."""
+    def recent(self, offset: int, limit: int, kinds: Collection[str] = ()) -> tuple[list[Job], int]:
+        """Return a page of jobs (of ``kinds`` only, if given), newest first, and how many there are."""
         offset, limit = page_bounds(offset, limit)
+        where = [jobs.c.kind.in_(kinds)] if kinds else []
         with self.db.connect() as conn:
-            query = select(jobs.c.id).order_by(jobs.c.created_at.desc()).limit(limit).offset(offset)
+            query = select(jobs.c.id).where(*where).order_by(jobs.c.created_at.desc()).limit(limit).offset(offset)
             ids = list(conn.scalars(query))
-            total = int(conn.scalar(select(func.count()).select_from(jobs)) or 0)
+            total = int(conn.scalar(select(func.count()).select_from(jobs).where(*where)) or 0)
         return [self.get(i) for i in ids], total
 
     def count_by_status(self) -> dict[str, int]:

@@ -103,11 +103,13 @@ class Load(MethodView):
 class Progress(MethodView):
     """Progress of the newest load."""
 
-    @blp.response(200, PROGRESS, description="Files processed and to process by the newest job.")
+    @blp.response(
+        200, PROGRESS, description="Files processed and to process by the newest load (a scan or reindex is not one)."
+    )
     @requires(Role.VIEWER)
     def get(self) -> Response:
-        """Return the newest job's progress as "current: N, total: M" (0 and 0 when there is none)."""
-        jobs, _ = runtime().ingestion.recent(0, 1)
+        """Return the newest load's progress as "current: N, total: M" (0 and 0 when there is none)."""
+        jobs, _ = runtime().ingestion.recent(0, 1, loads_only=True)
         response = jsonify(progress_text(jobs[0] if jobs else None))
         if jobs:
             response.headers["X-Job-Status"] = jobs[0].status
