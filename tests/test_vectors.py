@@ -124,7 +124,7 @@ def test_searches_keep_finding_while_writes_are_flushed(store: MilvusVectorStore
     assert store.search(items[7][1], 1)[0].record == items[7][0]
 
 
-@pytest.mark.parametrize("policy", [(0.3, 10_000), (3600.0, 25)], ids=["after-seconds", "after-rows"])
+@pytest.mark.parametrize("policy", [(0.3, 10_000), (3600.0, 25)], ids=["after-seconds", "after-rows-while-searched"])
 def test_single_writes_are_flushed_on_a_schedule(backend: tuple[str, str], policy: tuple[float, int]) -> None:
     """Rows added one call at a time (single uploads) get flushed without anyone asking."""
     seconds, rows = policy
@@ -132,6 +132,7 @@ def test_single_writes_are_flushed_on_a_schedule(backend: tuple[str, str], polic
     try:
         rng = np.random.default_rng(5)
         items = [_item(i, rng) for i in range(30)]
+        store.search(items[0][1], 1)  # someone searches the library: flushes go by rows too
         for item in items:
             store.upsert([item])
         left = 0 if seconds < 1 else 30 - rows  # past the row threshold, at most the rows after it wait
@@ -158,7 +159,29 @@ def test_a_flush_goes_once_enough_rows_wait_not_at_the_next_tick(backend: tuple[
     store = MilvusVectorStore(*backend, DIM, flush_seconds=3600, flush_rows=10)  # a tick every second
     try:
         rng = np.random.default_rng(9)
-        store.upsert([_item(i, rng) for i in range(10)])  # starts the flusher, whose first tick is 1 s away
+        items = [_item(i, rng) for i in range(10)]
+        store.search(items[0][1], 1)
+        store.upsert(items)  # starts the flusher, whose first tick is 1 s away
+        assert flushed_within(store, 0.6)
+    finally:
+        store.close()
+
+
+def test_while_nobody_searches_rows_wait_for_the_schedule_and_the_next_search_flushes_them(
+    backend: tuple[str, str],
+) -> None:
+    """A bulk load nobody searches flushes in big steps (each small one costs Lite merges and index builds)."""
+    store = MilvusVectorStore(*backend, DIM, flush_seconds=3600, flush_rows=10)
+    try:
+        rng = np.random.default_rng(10)
+        items = [_item(i, rng) for i in range(40)]
+        for start in range(0, 40, 10):
+            store.upsert(items[start : start + 10])
+        time.sleep(1.5)  # past the flusher's first tick
+        assert store.unflushed == 40
+        assert store.search(items[33][1], 1)[0].record == items[33][0]  # found unflushed, and now searched
+        assert flushed_within(store, 0.6)
+        store.upsert(items[:10])  # while searched, a flush goes as soon as enough rows wait
         assert flushed_within(store, 0.6)
     finally:
         store.close()
