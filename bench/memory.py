@@ -4,9 +4,11 @@ Steps through what the app's web worker holds, in one process, and prints the re
 (VmRSS) after each, then again after glibc's ``malloc_trim`` (memory freed but kept by the
 allocator is given back): the Python interpreter and the app's imports, the ONNX model's sessions,
 embedding a bulk batch of photos, a Milvus Lite library of 10,000 then 20,000 vectors (synthetic,
-with the app's metadata), and searches on it.
+with the app's metadata, written 64 at a time as a job writes them), and searches on it. With
+``--searched``, a search follows every write, as when someone searches during a load: the store
+then flushes in small steps. Also prints the CPU time writing took, the store's threads included.
 
-    .venv/bin/python bench/memory.py [--vectors 10000]
+    .venv/bin/python bench/memory.py [--vectors 10000] [--searched]
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.ingest import make_images  # noqa: E402
-from bench.store import DIM, fill  # noqa: E402
+from bench.store import DIM, fill, wait_for_index  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
+from webapp.services.ingestion import BATCH  # noqa: E402
 from webapp.services.vectors import MilvusVectorStore  # noqa: E402
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -61,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vectors", type=int, default=10_000, help="vectors per library step")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "var" / "models")
+    parser.add_argument("--searched", action="store_true", help="search after every write, as during a load")
     args = parser.parse_args()
     images = make_images(256)
     step = Steps()
@@ -74,11 +78,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = MilvusVectorStore(str(Path(tmp) / "memory.db"), "memory", DIM, timeout=600)
         step("Milvus Lite opened, empty collection")
+        writing = [0.0, 0.0]  # seconds, CPU seconds
         for size in (args.vectors, 2 * args.vectors):
-            fill(store, size - args.vectors, size, rng)
-            step(f"{size:,} vectors written, not flushed")
+            started, cpu = time.perf_counter(), time.process_time()
+            for first in range(size - args.vectors, size, BATCH):
+                fill(store, first, min(first + BATCH, size), rng)
+                if args.searched:
+                    store.search(rng.standard_normal(DIM).astype(np.float32), 10)
+            writing = [writing[0] + time.perf_counter() - started, writing[1] + time.process_time() - cpu]
+            step(f"{size:,} vectors written{', searched meanwhile' if args.searched else ''}")
             store.flush()
-            time.sleep(10)  # Lite builds the segment's HNSW index in the background
+            time.sleep(10)  # Lite merges small segments and builds their HNSW index in the background
+            wait_for_index(store)
             step(f"{size:,} vectors flushed and indexed")
             for _ in range(20):
                 query = rng.standard_normal(DIM).astype(np.float32)
@@ -87,6 +98,8 @@ def main() -> None:
         store.close()
     raw = 2 * args.vectors * DIM * 4 / 2**20
     print(f"\nfor scale: {2 * args.vectors:,} vectors of {DIM} float32 are {raw:.0f} MB")
+    rows = 2 * args.vectors
+    print(f"writing them took {writing[0]:.1f} s, {writing[1] / rows * 1000:.2f} ms of CPU a vector (all threads)")
 
 
 if __name__ == "__main__":
