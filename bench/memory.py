@@ -8,7 +8,7 @@ with the app's metadata, written 64 at a time as a job writes them), and searche
 ``--searched``, a search follows every write, as when someone searches during a load: the store
 then flushes in small steps. Also prints the CPU time writing took, the store's threads included.
 
-    .venv/bin/python bench/memory.py [--vectors 10000] [--searched]
+    .venv/bin/python bench/memory.py [--vectors 10000] [--searched] [--model NAME]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.ingest import make_images  # noqa: E402
 from bench.store import DIM, fill, wait_for_index  # noqa: E402
+from webapp.models import DEFAULT, MODELS  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
 from webapp.services.ingestion import BATCH  # noqa: E402
 from webapp.services.vectors import MilvusVectorStore  # noqa: E402
@@ -64,12 +65,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vectors", type=int, default=10_000, help="vectors per library step")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "var" / "models")
+    parser.add_argument("--model", choices=sorted(MODELS), default=DEFAULT, help="what the app embeds with")
     parser.add_argument("--searched", action="store_true", help="search after every write, as during a load")
     args = parser.parse_args()
     images = make_images(256)
     step = Steps()
-    embedder = Embedder(args.model_dir)
-    step("the model loaded (pipelines built, no call yet)")
+    embedder = Embedder(args.model_dir, args.model)
+    step(f"the model loaded, no call yet ({args.model})")
     embedder.embed(images[0])
     step("one search's embedding (the single-image session)")
     list(embedder.embed_many(list(enumerate(images))))
