@@ -17,7 +17,7 @@ from webapp.services.imaging import Decoded
 
 @pytest.fixture(scope="module")
 def embedder(model_dir: Path) -> Embedder:
-    return Embedder(model_dir, batch_size=4)
+    return Embedder(model_dir, MODEL, batch_size=4)
 
 
 def test_same_image_gives_the_same_unit_vector(embedder: Embedder, photos: dict[str, bytes]) -> None:
@@ -129,7 +129,7 @@ def test_bad_bytes_raise_the_domain_error(embedder: Embedder) -> None:
 
 def test_missing_model_file_says_how_to_build_it(tmp_path: Path) -> None:
     with pytest.raises(ModelMissing, match="make model"):
-        Embedder(tmp_path)
+        Embedder(tmp_path, MODEL)
 
 
 def test_the_int8_model_stays_close_to_fp32_and_finds_the_same_originals(

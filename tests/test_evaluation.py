@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 from PIL import Image
 
+from tests.conftest import MODEL
 from webapp import create_app
 from webapp.evaluation import (
     AUGMENTATIONS,
@@ -133,7 +134,7 @@ def test_near_duplicate_mode_recalls_the_originals(model_dir: Path, tmp_path: Pa
     (folder / "deeper").mkdir(parents=True)
     for i, name in enumerate(NEAR_DUPLICATE_PHOTOS):
         (folder / ("deeper" if i % 2 else "") / f"{name}.jpg").write_bytes(photos[name])
-    report = evaluate_near_duplicates(Embedder(model_dir, batch_size=8), folder, [1, 5], max_pixels=10**8)
+    report = evaluate_near_duplicates(Embedder(model_dir, MODEL, batch_size=8), folder, [1, 5], max_pixels=10**8)
     assert report.counts == {"originals": 10, "queries": 50}
     assert list(report.scores) == [*AUGMENTATIONS, "all"]
     assert report.scores["all"]["recall@1"] >= 0.9

@@ -243,9 +243,7 @@ def evaluation_embedder(model: str | None) -> Embedder:
     try:
         if name == rt.model:
             return rt.embedder  # the process's own: the model is loaded once
-        return Embedder(
-            s["MODEL_DIR"], name, s["MAX_IMAGE_PIXELS"], batch_size=s["EMBED_BATCH_SIZE"], threads=s["ONNX_THREADS"]
-        )
+        return rt.embedder_for(name)
     except ModelMissing as exc:
         path = Path(s["MODEL_DIR"]) / f"{name}.onnx"
         raise click.ClickException(

@@ -190,7 +190,7 @@ class Embedder:
     def __init__(
         self,
         model_dir: str | os.PathLike[str],
-        model: str = "efficientnet-lite0",
+        model: str,
         max_pixels: int = 50_000_000,
         batch_size: int = 16,
         threads: int = 0,
