@@ -202,12 +202,10 @@ class Library:
         """Write files first, then vectors, then the catalogue; undo the files if vectors fail."""
         if not new:
             return
-        created = []
-        for _, rec, _, data, decoded in new:
-            if len(new) > 1:
-                PRIORITY.step_aside()  # a bulk load's batch: searches go first
-            if self.images.put(rec.sha256, rec.mime, data, thumbnail(decoded.image, self.thumbnail_size)):
-                created.append(rec.sha256)
+        created = self.images.put_many(
+            (rec.sha256, rec.mime, data, self._thumbnail(decoded, bulk=len(new) > 1))
+            for _, rec, _, data, decoded in new
+        )
         if len(new) > 1:
             PRIORITY.step_aside()  # Milvus Lite's upsert is Python: let a search through first
         try:
@@ -217,6 +215,11 @@ class Library:
                 self.images.delete(sha)
             raise
         self.catalog.add((rec.sha256, rec.added_at, rec.album) for _, rec, _, _, _ in new)
+
+    def _thumbnail(self, decoded: Decoded, bulk: bool) -> bytes:
+        if bulk:
+            PRIORITY.step_aside()  # a bulk load's batch: searches go first
+        return thumbnail(decoded.image, self.thumbnail_size)
 
     def search(self, data: bytes, top_k: int, album: str = "", box: Box | None = None) -> SearchResult:
         """Embed the query image (or its ``box`` region); return the ``top_k`` most similar images (in ``album``)."""

@@ -1,0 +1,73 @@
+"""The image store: a batch's files appear under their names only once all of them are on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from webapp.services import images as images_module
+from webapp.services.images import ImageStore
+
+
+def item(n: int) -> tuple[str, str, bytes, bytes]:
+    data = f"original {n}".encode()
+    return hashlib.sha256(data).hexdigest(), "image/png", data, f"thumbnail {n}".encode()
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_put_many_stores_each_original_and_thumbnail_and_skips_those_already_there(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path)
+    first, second = item(1), item(2)
+    assert store.put(*first)
+
+    assert store.put_many([first, second]) == [second[0]]
+
+    for sha, _, data, thumbnail in (first, second):
+        original = store.original(sha)
+        thumb = store.thumbnail(sha)
+        assert original is not None and original.read_bytes() == data and original.suffix == ".png"
+        assert thumb is not None and thumb.read_bytes() == thumbnail
+    assert len(files(tmp_path)) == 4  # no temporary file left
+
+
+def test_a_batch_that_fails_midway_leaves_nothing_under_its_names(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path)
+
+    def batch() -> Iterator[tuple[str, str, bytes, bytes]]:
+        yield item(1)
+        yield item(2)
+        raise MemoryError("the third thumbnail could not be made")
+
+    with pytest.raises(MemoryError):
+        store.put_many(batch())
+
+    assert files(tmp_path) == []
+    assert store.original(item(1)[0]) is None and store.thumbnail(item(2)[0]) is None
+
+
+def test_a_batch_whose_files_cannot_be_synced_leaves_nothing_under_its_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ImageStore(tmp_path)
+    synced, real_fsync = [], os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        if len(synced) == 3:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(images_module.os, "fsync", fsync)
+    with pytest.raises(OSError, match="No space"):
+        store.put_many([item(1), item(2)])
+
+    assert len(synced) == 3 and files(tmp_path) == []
+    monkeypatch.undo()
+    assert store.put_many([item(1), item(2)]) == [item(1)[0], item(2)[0]]  # and it can be retried
