@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import fields
 from typing import Any, Protocol
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from webapp.errors import Conflict, NotFound
 from webapp.services.database import Database, job_items, jobs, page_bounds
@@ -195,11 +195,22 @@ class JobStore:
                 )
             )
             fresh = [r for r in results if r.seq in still]
-            for r in fresh:
+            if fresh:  # one statement for the batch (executemany): one round trip to a server, not one per item
                 conn.execute(
                     update(job_items)
-                    .where(and_(job_items.c.job_id == job_id, job_items.c.seq == r.seq))
-                    .values(state=r.state, reason=r.reason or None, sha256=r.sha256)
+                    .where(job_items.c.job_id == job_id, job_items.c.seq == bindparam("item_seq"))
+                    .values(
+                        state=bindparam("item_state"), reason=bindparam("item_reason"), sha256=bindparam("item_sha")
+                    ),
+                    [
+                        {
+                            "item_seq": r.seq,
+                            "item_state": r.state,
+                            "item_reason": r.reason or None,
+                            "item_sha": r.sha256,
+                        }
+                        for r in fresh
+                    ],
                 )
             counts = {s: sum(1 for r in fresh if r.state == s) for s in ("added", "duplicate", "failed")}
             conn.execute(
