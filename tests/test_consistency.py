@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from flask import Flask
@@ -58,3 +60,26 @@ def test_check_reports_a_damaged_file_instead_of_indexing_it(
     result = app.test_cli_runner().invoke(args=["check", "--repair"])
     assert "unreadable file left in place" in result.output
     assert Path(path).exists()
+
+
+def test_check_removes_temporary_files_a_crash_left_but_not_those_of_a_batch_being_written(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    ids = add_all(client, {"coffee": photos["coffee"]})
+    library = app.extensions[EXTENSION].library
+    folder = library.images.original(ids["coffee"]).parent
+    left = folder / ".tmp-crashed"  # written, never renamed: its batch's process died
+    left.write_bytes(b"half a batch")
+    hour_ago = time.time() - 3600
+    os.utime(left, (hour_ago, hour_ago))
+    writing = library.images.root / "thumbnails" / ids["coffee"][:2] / ".tmp-writing"  # a batch in progress
+    writing.write_bytes(b"about to be renamed")
+    runner = app.test_cli_runner()
+
+    found = runner.invoke(args=["check"])
+    assert found.exit_code == 1 and "temporary files left by a crash: 1 (.tmp-crashed...)" in found.output
+
+    repaired = runner.invoke(args=["check", "--repair"])
+    assert repaired.exit_code == 0 and "1 temporary files removed" in repaired.output
+    assert not left.exists() and writing.exists()
+    assert runner.invoke(args=["check"]).output.endswith("consistent\n")

@@ -186,6 +186,7 @@ def check_command(repair: bool) -> None:
         "files without their vector": report.file_without_vector,
         "missing from the catalogue": report.missing_from_catalogue,
         "stale in the catalogue": report.stale_in_catalogue,
+        "temporary files left by a crash": [path.name for path in report.leftover_files],
     }
     for label, ids in problems.items():
         click.echo(f"{label}: {len(ids)}" + (f" ({', '.join(i[:12] for i in ids[:5])}...)" if ids else ""))
@@ -193,7 +194,8 @@ def check_command(repair: bool) -> None:
         click.echo("consistent")
     elif repair:
         click.echo(
-            f"repaired: {report.reindexed} files embedded again, {len(report.vector_without_file)} vectors removed"
+            f"repaired: {report.reindexed} files embedded again, {len(report.vector_without_file)} vectors removed, "
+            f"{len(report.leftover_files)} temporary files removed"
         )
         for sha in report.unreadable:
             click.echo(f"  unreadable file left in place: {sha}", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from webapp.services.library import Entry, Library
 
@@ -17,6 +18,7 @@ class Report:
     file_without_vector: list[str] = field(default_factory=list)
     missing_from_catalogue: list[str] = field(default_factory=list)
     stale_in_catalogue: list[str] = field(default_factory=list)
+    leftover_files: list[Path] = field(default_factory=list)  # temporary files a crash left
     reindexed: int = 0
     unreadable: list[str] = field(default_factory=list)
 
@@ -28,6 +30,7 @@ class Report:
             or self.file_without_vector
             or self.missing_from_catalogue
             or self.stale_in_catalogue
+            or self.leftover_files
         )
 
 
@@ -46,8 +49,11 @@ def check(library: Library, repair: bool = False) -> Report:
     report.file_without_vector = sorted(set(on_disk) - set(indexed))
     report.missing_from_catalogue = sorted((set(indexed) & set(on_disk)) - listed)
     report.stale_in_catalogue = sorted(listed - (set(indexed) & set(on_disk)))
+    report.leftover_files = library.images.leftovers()
     if not repair:
         return report
+    for path in report.leftover_files:
+        path.unlink(missing_ok=True)
     library.vectors.delete(report.vector_without_file)
     library.catalog.remove(report.stale_in_catalogue)
     missing = report.missing_from_catalogue

@@ -20,6 +20,8 @@ EXTENSIONS = {
     "image/avif": ".avif",
 }
 
+LEFTOVER_AGE = 600.0  # seconds: a temporary file this old belongs to no batch being written
+
 
 class ImageStore:
     """Files under ``root``: ``originals/ab/<sha256>.<ext>`` and ``thumbnails/ab/<sha256>.jpg``."""
@@ -92,6 +94,22 @@ class ImageStore:
             for path in folder.glob("??/*.*"):
                 if len(path.stem) == 64 and not path.name.startswith("."):
                     yield path.stem, path
+
+    def leftovers(self, older_than: float = LEFTOVER_AGE) -> list[Path]:
+        """Return temporary files a crash left between writing a batch and renaming it.
+
+        Only those older than ``older_than`` seconds: a younger one may belong to a batch being written.
+        """
+        cutoff = time.time() - older_than
+        found = []
+        for kind in ("originals", "thumbnails"):
+            for path in (self.root / kind).glob("??/.tmp-*"):
+                try:
+                    if path.stat().st_mtime < cutoff:
+                        found.append(path)
+                except FileNotFoundError:  # renamed or removed meanwhile
+                    continue
+        return sorted(found)
 
     def clear(self) -> None:
         """Remove every stored file (moved aside first, so the store is empty at once)."""
