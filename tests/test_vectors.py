@@ -311,8 +311,8 @@ def test_milvus_lite_storage_allocates_with_malloc(tmp_path: Path, monkeypatch: 
     assert pyarrow.default_memory_pool().backend_name == "system"
 
 
-def test_milvus_lite_searches_its_engine_in_process_with_what_grpc_would_answer(tmp_path: Path) -> None:
-    """Searches skip pymilvus's loopback gRPC on Lite; they must find exactly what it finds."""
+def test_milvus_lite_searches_and_reads_its_engine_in_process_with_what_grpc_would_answer(tmp_path: Path) -> None:
+    """Searches and reads skip pymilvus's loopback gRPC on Lite; they must find exactly what it finds."""
     store = MilvusVectorStore(str(tmp_path / "milvus.db"), "images", DIM)
     try:
         assert store._lite_engine() is not None  # a milvus-lite that keeps its engine elsewhere: noticed here
@@ -333,17 +333,29 @@ def test_milvus_lite_searches_its_engine_in_process_with_what_grpc_would_answer(
         for i, album in [(3, ""), (5, "trips"), (6, "trips/rome"), (7, 'odd "one"'), (230, "")]:
             with patch.object(type(store._lite_engine()), "search", side_effect=counted, autospec=False):
                 direct = store.search(items[i][1], 12, album)
-            store.direct_search = False
+            store.direct = False
             over_grpc = store.search(items[i][1], 12, album)
-            store.direct_search = True
+            store.direct = True
             assert [hit.record for hit in direct] == [hit.record for hit in over_grpc] and direct
             # gRPC carries a float32: the same score may differ in its last bit.
             assert [hit.score for hit in direct] == pytest.approx([hit.score for hit in over_grpc], abs=1e-6)
             assert direct[0].record.sha256 == items[i][0].sha256
         assert engine_calls == 5
+        wanted = [items[i][0].sha256 for i in (0, 5, 201, 239)] + ["0" * 64]
+        direct_reads = (store.get(wanted), store.vectors(wanted), store.vector(wanted[2]), store.count())
+        store.direct = False
+        grpc_reads = (store.get(wanted), store.vectors(wanted), store.vector(wanted[2]), store.count())
+        store.direct = True
+        assert direct_reads[0] == grpc_reads[0] and len(direct_reads[0]) == 4
+        assert direct_reads[1].keys() == grpc_reads[1].keys()
+        assert all(np.array_equal(direct_reads[1][k], grpc_reads[1][k]) for k in grpc_reads[1])
+        assert direct_reads[2] is not None and grpc_reads[2] is not None
+        assert np.array_equal(direct_reads[2], grpc_reads[2]) and direct_reads[3] == grpc_reads[3] == 240
+        store.delete([wanted[0], wanted[3]])
+        assert store.count() == 238 and wanted[0] not in store.get(wanted)
         vectors = [items[1][1], items[210][1]]
         direct_n = store.neighbours(vectors, 6)
-        store.direct_search = False
+        store.direct = False
         over_grpc_n = store.neighbours(vectors, 6)
         assert [[sha for sha, _ in row] for row in direct_n] == [[sha for sha, _ in row] for row in over_grpc_n]
         scores = [s for row in over_grpc_n for _, s in row]

@@ -137,7 +137,7 @@ class MilvusVectorStore:
         self._rows_waiting = threading.Event()  # enough rows wait: the flusher goes at once, not at its next tick
         self._closing = threading.Event()
         self._searches = Coalescer(self._search_many)
-        self.direct_search = True  # on Milvus Lite, search its engine in this process (_lite_engine)
+        self.direct = True  # on Milvus Lite, read from its engine in this process (_lite_engine)
         if self.kind == "milvus-lite":
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
             arrow_on_malloc()
@@ -243,13 +243,7 @@ class MilvusVectorStore:
 
     def vector(self, sha256: str) -> np.ndarray | None:
         """Return the stored vector of an image, or None."""
-        rows = self._call(
-            self._client.get,
-            self.collection,
-            ids=[pk_of(sha256)],
-            output_fields=["sha256", "vector"],
-            consistency_level=self.consistency,
-        )
+        rows = self._rows([pk_of(sha256)], ["sha256", "vector"], self.consistency)
         row = next((r for r in rows if r["sha256"] == sha256), None)
         return None if row is None else np.asarray(row["vector"], dtype=np.float32)
 
@@ -308,7 +302,7 @@ class MilvusVectorStore:
         return [[(hit["entity"]["sha256"], float(hit["distance"])) for hit in hits] for hits in result]
 
     def _search(self, data: list[list[float]], expr: str, limit: int, fields: list[str], ef: int) -> Any:
-        """Search, on Milvus Lite with its engine in this process when it can (no gRPC round trip)."""
+        """Search (on Milvus Lite, its engine in this process)."""
         engine = self._lite_engine()
         if engine is not None:
             return self._call(_lite_search, engine, data, expr, limit, fields, ef, self.metric)
@@ -324,16 +318,26 @@ class MilvusVectorStore:
             consistency_level=self.search_consistency,
         )
 
+    def _rows(self, pks: list[int], fields: list[str], consistency: str) -> Any:
+        """Return the rows of those primary keys that exist (on Milvus Lite, from its engine in this process)."""
+        engine = self._lite_engine()
+        if engine is not None:
+            return self._call(_lite_get, engine, pks, fields)
+        return self._call(
+            self._client.get, self.collection, ids=pks, output_fields=fields, consistency_level=consistency
+        )
+
     def _lite_engine(self) -> Any | None:
         """Return Milvus Lite's own collection behind this client, in this process; None on a server.
 
         milvus-lite 3 runs in the client's process, behind a gRPC server that pymilvus reaches over
         loopback: a search paid 1.8 ms of CPU (the GIL held most of it) to encode, send, decode and
         re-encode what the engine answers in 1.4 (README, Measured). Its server manager keeps the
-        engine of each file it serves; the same collection object answers both ways. If a later
-        milvus-lite keeps it elsewhere, searches go through gRPC as before.
+        engine of each file it serves; the same collection object answers both ways. Searches,
+        reads by key and counts call it directly; writes, flushes and the schema keep to pymilvus's
+        API. If a later milvus-lite keeps its engine elsewhere, everything goes through gRPC.
         """
-        if self.kind != "milvus-lite" or not self.direct_search:
+        if self.kind != "milvus-lite" or not self.direct:
             return None
         try:
             from milvus_lite import server_manager_instance
@@ -349,13 +353,7 @@ class MilvusVectorStore:
         found: dict[str, np.ndarray] = {}
         keys = list(wanted)
         for start in range(0, len(keys), 500):
-            rows = self._call(
-                self._client.get,
-                self.collection,
-                ids=keys[start : start + 500],
-                output_fields=["sha256", "vector"],
-                consistency_level=self.consistency,
-            )
+            rows = self._rows(keys[start : start + 500], ["sha256", "vector"], self.consistency)
             found.update(
                 (r["sha256"], np.asarray(r["vector"], dtype=np.float32)) for r in rows if r["sha256"] in wanted.values()
             )
@@ -370,13 +368,7 @@ class MilvusVectorStore:
         wanted = {pk_of(s): s for s in sha256s}
         if not wanted:
             return {}
-        rows = self._call(
-            self._client.get,
-            self.collection,
-            ids=list(wanted),
-            output_fields=self._output,
-            consistency_level=self.consistency if fresh else "Bounded",
-        )
+        rows = self._rows(list(wanted), self._output, self.consistency if fresh else "Bounded")
         # Compare the whole sha256, not just the 8-byte key, and key by it: a server may
         # return rows in any order.
         found = (_record(row) for row in rows)
@@ -384,6 +376,9 @@ class MilvusVectorStore:
 
     def count(self) -> int:
         """Return the number of indexed images."""
+        engine = self._lite_engine()
+        if engine is not None:
+            return int(self._call(_lite_count, engine))
         rows = self._call(
             self._client.query, self.collection, output_fields=["count(*)"], consistency_level=self.consistency
         )
@@ -550,6 +545,26 @@ def _lite_search(
             anns_field="vector",
             search_params={"ef": ef, "metric_type": metric},
         )
+    except MilvusLiteError as exc:
+        raise StoreUnavailable(f"the vector store failed: {exc}") from exc
+
+
+def _lite_get(engine: Any, pks: list[int], fields: list[str], timeout: float) -> Any:
+    """Read rows by primary key from Milvus Lite's collection, as its gRPC server would (``timeout``: unused)."""
+    from milvus_lite import MilvusLiteError
+
+    try:
+        return engine.get(pks, output_fields=fields)
+    except MilvusLiteError as exc:
+        raise StoreUnavailable(f"the vector store failed: {exc}") from exc
+
+
+def _lite_count(engine: Any, timeout: float) -> int:
+    """Count Milvus Lite's live rows, as its gRPC server answers ``count(*)`` (``timeout``: unused)."""
+    from milvus_lite import MilvusLiteError
+
+    try:
+        return int(engine.num_entities)
     except MilvusLiteError as exc:
         raise StoreUnavailable(f"the vector store failed: {exc}") from exc
 
