@@ -323,7 +323,9 @@ def test_milvus_lite_searches_and_reads_its_engine_in_process_with_what_grpc_wou
         store.flush()
         store.upsert(items[200:])  # not flushed: searched by brute force, by both ways alike
         engine_calls = 0
-        search = store._lite_engine().search
+        engine = store._lite_engine()
+        assert engine is not None
+        search = engine.collection.search
 
         def counted(*args: object, **kwargs: object) -> object:
             nonlocal engine_calls
@@ -331,7 +333,7 @@ def test_milvus_lite_searches_and_reads_its_engine_in_process_with_what_grpc_wou
             return search(*args, **kwargs)
 
         for i, album in [(3, ""), (5, "trips"), (6, "trips/rome"), (7, 'odd "one"'), (230, "")]:
-            with patch.object(type(store._lite_engine()), "search", side_effect=counted, autospec=False):
+            with patch.object(engine.collection, "search", side_effect=counted):
                 direct = store.search(items[i][1], 12, album)
             store.direct = False
             over_grpc = store.search(items[i][1], 12, album)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,6 +20,7 @@ from webapp.config import is_server_uri
 from webapp.errors import Conflict, StoreUnavailable
 from webapp.services.albums import MAX_DEPTH, lineage, milvus_filter
 from webapp.services.coalesce import Coalescer
+from webapp.services.lite import LiteEngine, arrow_on_malloc
 from webapp.services.priority import PRIORITY
 
 log = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ class MilvusVectorStore:
         """Search (on Milvus Lite, its engine in this process)."""
         engine = self._lite_engine()
         if engine is not None:
-            return self._call(_lite_search, engine, data, expr, limit, fields, ef, self.metric)
+            return self._call(engine.search, data, expr, limit, fields, ef, self.metric)
         return self._call(
             self._client.search,
             self.collection,
@@ -322,30 +322,16 @@ class MilvusVectorStore:
         """Return the rows of those primary keys that exist (on Milvus Lite, from its engine in this process)."""
         engine = self._lite_engine()
         if engine is not None:
-            return self._call(_lite_get, engine, pks, fields)
+            return self._call(engine.get, pks, fields)
         return self._call(
             self._client.get, self.collection, ids=pks, output_fields=fields, consistency_level=consistency
         )
 
-    def _lite_engine(self) -> Any | None:
-        """Return Milvus Lite's own collection behind this client, in this process; None on a server.
-
-        milvus-lite 3 runs in the client's process, behind a gRPC server that pymilvus reaches over
-        loopback: a search paid 1.8 ms of CPU (the GIL held most of it) to encode, send, decode and
-        re-encode what the engine answers in 1.4 (README, Measured). Its server manager keeps the
-        engine of each file it serves; the same collection object answers both ways. Searches,
-        reads by key and counts call it directly; writes, flushes and the schema keep to pymilvus's
-        API. If a later milvus-lite keeps its engine elsewhere, everything goes through gRPC.
-        """
+    def _lite_engine(self) -> LiteEngine | None:
+        """Return Milvus Lite's engine in this process (see services/lite.py); None on a server."""
         if self.kind != "milvus-lite" or not self.direct:
             return None
-        try:
-            from milvus_lite import server_manager_instance
-
-            _, db, _ = server_manager_instance._servers[os.path.abspath(self.uri)]
-            return db.get_collection(self.collection)
-        except Exception:  # noqa: BLE001 - anything unexpected: the documented way, over gRPC
-            return None
+        return LiteEngine.find(self.uri, self.collection)
 
     def vectors(self, sha256s: Iterable[str]) -> dict[str, np.ndarray]:
         """Return the stored vectors of those of ``sha256s`` that are indexed, by content id."""
@@ -378,7 +364,7 @@ class MilvusVectorStore:
         """Return the number of indexed images."""
         engine = self._lite_engine()
         if engine is not None:
-            return int(self._call(_lite_count, engine))
+            return int(self._call(engine.count))
         rows = self._call(
             self._client.query, self.collection, output_fields=["count(*)"], consistency_level=self.consistency
         )
@@ -513,60 +499,6 @@ class MilvusVectorStore:
             return method(*args, timeout=self.timeout, **kwargs)
         except MilvusException as exc:
             raise StoreUnavailable(f"the vector store failed: {exc.message}") from exc
-
-
-def arrow_on_malloc() -> None:
-    """Have pyarrow (Milvus Lite's storage) allocate with malloc rather than its own mimalloc pool.
-
-    mimalloc keeps for itself what Lite's flushes and segment merges free: a process held
-    1,476-1,636 MB after writing 20,000 vectors, against 978-983 MB with malloc, which gives large
-    blocks back to the system (``make bench-memory``, README: Memory). ARROW_DEFAULT_MEMORY_POOL,
-    if set, still decides.
-    """
-    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
-        import pyarrow
-
-        pyarrow.set_memory_pool(pyarrow.system_memory_pool())
-
-
-def _lite_search(
-    engine: Any, data: list[list[float]], expr: str, limit: int, fields: list[str], ef: int, metric: str, timeout: float
-) -> Any:
-    """Search Milvus Lite's collection directly, with what its gRPC server would pass it (``timeout``: unused)."""
-    from milvus_lite import MilvusLiteError
-
-    try:
-        return engine.search(
-            query_vectors=data,
-            top_k=limit,
-            metric_type=metric,
-            expr=expr or None,
-            output_fields=fields,
-            anns_field="vector",
-            search_params={"ef": ef, "metric_type": metric},
-        )
-    except MilvusLiteError as exc:
-        raise StoreUnavailable(f"the vector store failed: {exc}") from exc
-
-
-def _lite_get(engine: Any, pks: list[int], fields: list[str], timeout: float) -> Any:
-    """Read rows by primary key from Milvus Lite's collection, as its gRPC server would (``timeout``: unused)."""
-    from milvus_lite import MilvusLiteError
-
-    try:
-        return engine.get(pks, output_fields=fields)
-    except MilvusLiteError as exc:
-        raise StoreUnavailable(f"the vector store failed: {exc}") from exc
-
-
-def _lite_count(engine: Any, timeout: float) -> int:
-    """Count Milvus Lite's live rows, as its gRPC server answers ``count(*)`` (``timeout``: unused)."""
-    from milvus_lite import MilvusLiteError
-
-    try:
-        return int(engine.num_entities)
-    except MilvusLiteError as exc:
-        raise StoreUnavailable(f"the vector store failed: {exc}") from exc
 
 
 def _record(row: dict[str, Any]) -> Record:
