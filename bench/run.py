@@ -140,6 +140,20 @@ def search_now_and_then(
     conn.close()
 
 
+def thumbnail_views(url: str, count: int = 100) -> dict[str, dict[str, float]]:
+    """Time GET of ``count`` thumbnails of a bulk-loaded library twice: made at the first view, then stored."""
+    session = requests.Session()
+    records = session.get(f"{url}/api/v1/images", params={"page_size": count}).json()
+    views: dict[str, list[float]] = {"first": [], "later": []}
+    for view in views.values():
+        for record in records:
+            t0 = time.perf_counter()
+            if not session.get(f"{url}{record['thumbnail_url']}").ok:
+                raise SystemExit(f"a thumbnail failed: {record['thumbnail_url']}")
+            view.append((time.perf_counter() - t0) * 1000)
+    return {name: quantiles(samples) for name, samples in views.items()}
+
+
 def write_folder(folder: Path, images: list[bytes]) -> Path:
     """Write the images as JPEG files into a new folder."""
     folder.mkdir(parents=True)
@@ -187,6 +201,7 @@ def app(
         if state["added"] != len(images):
             raise SystemExit(f"the {kind} job did not add every image: {state}")
         time.sleep(5)  # the job's last flush: let Milvus Lite finish indexing, as for the raw store
+        thumbnails = thumbnail_views(server.url) if kind == "flask" else None
         took: list[float] = []
         host = server.url.removeprefix("http://")
         latency = sequential_searches(search_sender(queries, took=took), host, requests_)
@@ -216,6 +231,7 @@ def app(
         "search_inside_ms": quantiles(inside),
         "search_outside_ms": quantiles([total - server for total, server in zip(latency, inside, strict=False)]),
         "load": loads,
+        "thumbnail_ms": thumbnails,
         "progress_poll_ms": polling,
         "during_load": busy,
         "peak_memory_mb": memory,
@@ -280,6 +296,9 @@ def table(result: dict[str, Any]) -> str:
             f"{label:52s} {load['throughput']:6.1f}, {load['p50']:.0f} / {load['p95']:.0f} / {load['p99']:.0f}, "
             f"{load['errors']}"
         )
+    if a.get("thumbnail_ms"):
+        first, later = a["thumbnail_ms"]["first"]["p50"], a["thumbnail_ms"]["later"]["p50"]
+        lines.append(f"{'app: a thumbnail, first view / later p50 (ms)':52s} {first:6.1f} / {later:4.1f}")
     lines.append(f"{'app: peak server memory (MB, VmHWM, all processes)':52s} {a['peak_memory_mb']:12.0f}")
     for scale in result["store_scale"]:
         label = f"Milvus Lite search at {scale['vectors']:,} synthetic vectors p50 (ms)"

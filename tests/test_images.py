@@ -71,3 +71,19 @@ def test_a_batch_whose_files_cannot_be_synced_leaves_nothing_under_its_names(
     assert len(synced) == 3 and files(tmp_path) == []
     monkeypatch.undo()
     assert store.put_many([item(1), item(2)]) == [item(1)[0], item(2)[0]]  # and it can be retried
+
+
+def test_a_thumbnail_made_while_its_original_is_deleted_is_not_left_behind(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path)
+    sha, mime, data, _ = item(1)
+    store.put_many([(sha, mime, data, None)])  # a bulk load: no thumbnail yet
+    assert store.original(sha) is not None and store.thumbnail(sha) is None
+    made = store.put_thumbnail(sha, b"thumb")
+    assert made is not None and made.read_bytes() == b"thumb" and store.thumbnail(sha) == made
+    store.delete(sha)
+    store.put_many([(sha, mime, data, None)])
+    original = store.original(sha)
+    assert original is not None
+    original.unlink()  # deleted while its thumbnail was being made
+    assert store.put_thumbnail(sha, b"late") is None and store.thumbnail(sha) is None
+    assert not list(tmp_path.rglob(".tmp-*"))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 
 from tests.conftest import noise_images, wait_for_job
 
@@ -196,3 +197,32 @@ def test_jobs_are_listed_newest_first_with_pagination(app: Flask, client: FlaskC
     response = client.get("/api/v1/jobs?page_size=2")
     assert [job["id"] for job in response.json] == ids[::-1][:2]
     assert '"total": 3' in response.headers["X-Pagination"]
+
+
+def test_a_job_leaves_thumbnails_to_their_first_view_and_a_single_add_makes_its_own(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    folder = import_folder(app, "thumbs")
+    for name in ("coffee", "astronaut"):
+        (folder / f"{name}.jpg").write_bytes(photos[name])
+    job = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
+    assert job["added"] == 2
+    thumbnails = Path(app.config["DATA_DIR"]) / "images" / "thumbnails"
+    assert not list(thumbnails.rglob("*.jpg"))  # a bulk load makes none
+    records = {r["filename"]: r for r in client.get("/api/v1/images").json}
+    first = client.get(records["coffee.jpg"]["thumbnail_url"])  # made now, from the original
+    assert first.status_code == 200 and first.mimetype == "image/jpeg"
+    assert Image.open(io.BytesIO(first.data)).size == (320, 213)  # 600x400, bounded to 320
+    made = list(thumbnails.rglob("*.jpg"))
+    assert [p.stem for p in made] == [records["coffee.jpg"]["id"]]
+    again = client.get(records["coffee.jpg"]["thumbnail_url"])
+    assert again.data == first.data and list(thumbnails.rglob("*.jpg")) == made  # served as stored
+
+    added = client.post(
+        "/api/v1/images",
+        data={"image": (io.BytesIO(photos["rocket"]), "rocket.jpg")},
+        content_type="multipart/form-data",
+    ).json
+    assert (thumbnails / added["id"][:2] / f"{added['id']}.jpg").is_file()  # one upload: made with it
+    client.delete(f"/api/v1/images/{records['astronaut.jpg']['id']}")
+    assert client.get(records["astronaut.jpg"]["thumbnail_url"]).status_code == 404

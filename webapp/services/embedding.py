@@ -196,6 +196,7 @@ class Embedder:
         threads: int = 0,
     ) -> None:
         self.spec = MODELS[model]
+        self.max_pixels = max_pixels
         self.model_path = Path(model_dir) / f"{model}.onnx"
         if not self.model_path.is_file():
             raise ModelMissing(f"the model file {self.model_path} does not exist; build it with `{self.spec.build}`")

@@ -382,8 +382,11 @@ class Ingestion:
         return stopped
 
     def _commit(self, job_id: str, batch: Batch) -> list[Outcome] | None:
-        """Write a batch unless its job was cancelled (the library emptied) while it was embedded."""
-        return self.library.commit(batch) if self.store.still_wanted(job_id) else None
+        """Write a batch unless its job was cancelled (the library emptied) while it was embedded.
+
+        Its thumbnails are made when first asked for, not here (Library.thumbnail).
+        """
+        return self.library.commit(batch, thumbnails=False) if self.store.still_wanted(job_id) else None
 
     def _record(self, job_id: str, tag: str, items: list[tuple[int, str]], outcomes: list[Outcome]) -> None:
         """Record outcomes; an image this job wrote before its worker died still counts as added."""
