@@ -180,7 +180,6 @@ def test_a_job_cut_off_by_a_killed_worker_resumes_without_duplicates(tmp_path: P
     assert len(list((images / "originals").rglob("*.jpg"))) == 600
     # A job leaves thumbnails to their first view; the repair above made those of what it re-embedded.
     assert len(list((images / "thumbnails").rglob("*.jpg"))) < 600
-    assert not list(images.rglob(".tmp-*"))
 
 
 def test_stalled_request_bodies_cannot_hold_every_thread(tmp_path: Path, model_dir: Path) -> None:
