@@ -87,3 +87,14 @@ def test_a_thumbnail_made_while_its_original_is_deleted_is_not_left_behind(tmp_p
     original.unlink()  # deleted while its thumbnail was being made
     assert store.put_thumbnail(sha, b"late") is None and store.thumbnail(sha) is None
     assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_a_thumbnail_added_to_an_original_already_there_does_not_count_it_as_stored(tmp_path: Path) -> None:
+    """What put_many reports is what a failed vector write removes: never an original that was there."""
+    store = ImageStore(tmp_path)
+    sha, mime, data, thumbnail = item(1)
+    assert store.put_many([(sha, mime, data, None)]) == [sha]  # a bulk load: the original alone
+    assert store.put_many([(sha, mime, data, thumbnail)]) == []  # the same bytes uploaded: its thumbnail only
+    found = store.thumbnail(sha)
+    assert found is not None and found.read_bytes() == thumbnail
+    assert store.put_many([(sha, mime, data, thumbnail)]) == [] and not list(tmp_path.rglob(".tmp-*"))

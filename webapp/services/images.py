@@ -47,7 +47,8 @@ class ImageStore:
         return bool(self.put_many([(sha256, mime, data, thumbnail)]))
 
     def put_many(self, images: Iterable[tuple[str, str, bytes, bytes | None]]) -> list[str]:
-        """Store originals and their thumbnails (sha256, mime, original, thumbnail or None); return the ids stored.
+        """Store originals and their thumbnails (sha256, mime, original, thumbnail or None); return the ids of
+        the originals stored (not those already there, which a failure must not remove).
 
         Those already there are skipped; a thumbnail of None is left to be made later
         (``put_thumbnail``). No file appears under its name until every file is on disk: all are
@@ -61,11 +62,12 @@ class ImageStore:
         try:
             for sha256, mime, data, thumbnail in images:
                 original = self._dir("originals", sha256) / f"{sha256}{EXTENSIONS[mime]}"  # same bytes, same type
-                if original.is_file() and (thumbnail is None or self.thumbnail(sha256)):
+                if not original.is_file():
+                    stored.append(sha256)
+                    staged.append((_stage(original, data), original))
+                elif thumbnail is None or self.thumbnail(sha256):
                     continue
-                stored.append(sha256)
-                staged.append((_stage(original, data), original))
-                if thumbnail is not None:
+                if thumbnail is not None:  # (an original a bulk load stored may still lack its thumbnail)
                     thumb = self._dir("thumbnails", sha256) / f"{sha256}.jpg"
                     staged.append((_stage(thumb, thumbnail), thumb))
             for tmp, _ in staged:
