@@ -226,3 +226,21 @@ def test_a_job_leaves_thumbnails_to_their_first_view_and_a_single_add_makes_its_
     assert (thumbnails / added["id"][:2] / f"{added['id']}.jpg").is_file()  # one upload: made with it
     client.delete(f"/api/v1/images/{records['astronaut.jpg']['id']}")
     assert client.get(records["astronaut.jpg"]["thumbnail_url"]).status_code == 404
+
+
+def test_a_thumbnail_that_cannot_be_stored_is_a_503_with_the_reason(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = import_folder(app, "full-disk")
+    (folder / "coffee.jpg").write_bytes(photos["coffee"])
+    wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
+    record = client.get("/api/v1/images").json[0]
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("webapp.services.images._stage", full)
+    response = client.get(record["thumbnail_url"])
+    assert response.status_code == 503 and "No space left on device" in response.json["message"]
+    monkeypatch.undo()
+    assert client.get(record["thumbnail_url"]).status_code == 200  # space again: made now

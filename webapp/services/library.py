@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from webapp.errors import NotFound, WebappError
+from webapp.errors import NotFound, StoreUnavailable, WebappError
 from webapp.services.albums import album_of_item
 from webapp.services.catalog import Catalog
 from webapp.services.embedding import Embedder
@@ -300,7 +300,10 @@ class Library:
             except (OSError, WebappError) as exc:  # stored, so it was readable once: damaged since
                 message = exc.message if isinstance(exc, WebappError) else str(exc)
                 raise NotFound(f"the thumbnail of {sha256} cannot be made from its original: {message}") from exc
-            return self.images.put_thumbnail(sha256, thumbnail(decoded.image, self.thumbnail_size))
+            try:
+                return self.images.put_thumbnail(sha256, thumbnail(decoded.image, self.thumbnail_size))
+            except OSError as exc:  # a full disk, a read-only mount: say so, with 503
+                raise StoreUnavailable(f"the thumbnail of {sha256} could not be stored: {exc}") from exc
 
     def listed(self, album: str = "") -> int:
         """Return the number of images the catalogue lists, in ``album`` if given (cheap: for paging)."""
