@@ -214,7 +214,10 @@ def test_a_reindex_started_on_one_machine_switches_every_machine_and_worker(clus
         f"{second.url}/api/v1/jobs", files=[("files", ("reindex-late.jpg", images[20]))], timeout=30
     ).json()
     assert follow(first.url + late["url"])["added"] == 1
-    found = search(first.url, images[20])
+    # Session searches see another process's writes a moment later (README, Consistency): wait for it.
+    deadline = time.monotonic() + 10
+    while (found := search(first.url, images[20]))["filename"] != "reindex-late.jpg" and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert found["filename"] == "reindex-late.jpg" and found["score"] > 0.99
 
 
