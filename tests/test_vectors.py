@@ -364,3 +364,43 @@ def test_milvus_lite_searches_and_reads_its_engine_in_process_with_what_grpc_wou
         assert [s for row in direct_n for _, s in row] == pytest.approx(scores, abs=1e-6)
     finally:
         store.close()
+
+
+def test_milvus_lite_gathers_unflushed_vectors_as_arrays_exactly_as_it_did_row_by_row(tmp_path: Path) -> None:
+    """The patched snapshot of rows not yet flushed must equal milvus-lite's own, overwrites and deletes included."""
+    from milvus_lite.storage.memtable import MemTable
+
+    store = MilvusVectorStore(str(tmp_path / "milvus.db"), "images", DIM, flush_seconds=3600, flush_rows=10**6)
+    try:
+        patched = MemTable.to_search_snapshot
+        assert getattr(patched, "_rowless", False)  # a milvus-lite other than the one read: noticed here
+        rng = np.random.default_rng(9)
+        items = [_item(i, rng) for i in range(180)]
+        albums = ["", "trips", "trips/rome"]
+        store.upsert([(replace(rec, album=albums[i % 3]), vec) for i, (rec, vec) in enumerate(items[:100])])
+        store.flush()
+        for start in (100, 130, 150):
+            store.upsert(items[start : start + 30 if start < 150 else 180])
+        moved = [(rec, _item(1000 + i, rng)[1]) for i, (rec, _) in enumerate(items[110:120])]
+        store.upsert(moved)  # the same keys again: their first rows are stale
+        store.delete([rec.sha256 for rec, _ in items[120:125]] + [items[5][0].sha256])
+        engine = store._lite_engine()
+        assert engine is not None
+        memtable = engine.collection._memtable
+        assert len(memtable._pk_index) == 75  # 80 written, 5 of them deleted
+        for include_table in (False, True):
+            for partitions in (None, ["_default"]):
+                mine = patched(memtable, "vector", partitions, include_table)
+                theirs = patched.__wrapped__(memtable, "vector", partitions, include_table)
+                assert mine[0] == theirs[0] and len(mine[0]) == 75
+                assert np.array_equal(mine[1], theirs[1]) and mine[1].dtype == theirs[1].dtype
+                assert np.array_equal(mine[2], theirs[2]) and mine[2].dtype == np.float32
+                assert mine[3] == theirs[3]
+                assert (mine[4] is None) == (theirs[4] is None) == (not include_table)
+                assert not include_table or mine[4].equals(theirs[4])
+        hits = store.search(moved[3][1], 3)
+        assert hits[0].record == moved[3][0] and hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert all(hit.score < 0.5 for hit in store.search(items[113][1], 3))  # its stale vector is gone
+        assert items[121][0].sha256 not in [hit.record.sha256 for hit in store.search(items[121][1], 5)]
+    finally:
+        store.close()

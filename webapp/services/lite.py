@@ -88,3 +88,73 @@ def arrow_on_malloc() -> None:
         import pyarrow
 
         pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+
+
+PATCHED_VERSION = "3.2.2"  # the milvus-lite whose MemTable.to_search_snapshot this replaces
+
+
+def faster_unflushed_search() -> bool:
+    """Have Milvus Lite gather the vectors of rows not yet flushed as arrays, not row by row.
+
+    milvus-lite 3.2.2 copies each such row's vector into a Python list of floats and back for
+    every search, under the lock its writes take: 0.04 ms a row, so 2,048 rows waiting made a
+    search over 1,000 flushed ones take 124 ms instead of 1.4 (README, Measured). The same arrays
+    come from each Arrow batch's buffer directly. Only that version is patched (its code was read);
+    other versions, and partitions or vector columns this does not expect, keep their own way.
+    Return whether the patch is in place.
+    """
+    from importlib.metadata import version
+
+    from milvus_lite.storage.memtable import MemTable
+
+    if getattr(MemTable.to_search_snapshot, "_rowless", False):
+        return True
+    if version("milvus-lite") != PATCHED_VERSION:
+        return False
+    MemTable.to_search_snapshot = _rowless(MemTable.to_search_snapshot)
+    return True
+
+
+def _rowless(original: Any) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    def to_search_snapshot(
+        self: Any, vector_field: str | None, partition_names: list[str] | None = None, include_table: bool = False
+    ) -> Any:
+        with self._lock:  # batches only grow, and each is immutable: a snapshot of both is consistent
+            batches = tuple(self._insert_batches)
+            entries = list(self._pk_index.items())
+        columns = [batch.column(vector_field) for batch in batches] if vector_field is not None else []
+        if partition_names is not None or not entries or not all(_dense(column) for column in columns):
+            return original(self, vector_field, partition_names, include_table)
+        pks = [pk for pk, _ in entries]
+        places = np.array([place for _, place in entries], dtype=np.uint64)  # (batch, row, seq) each
+        where, rows, seqs = places[:, 0].astype(np.intp), places[:, 1].astype(np.intp), places[:, 2]
+        vectors = np.zeros((0, 0), dtype=np.float32)  # what milvus-lite gives when no vector field is asked for
+        if vector_field is not None:
+            dim = columns[0].type.list_size
+            vectors = np.empty((len(entries), dim), dtype=np.float32)
+            for b in np.unique(where):
+                chosen = np.flatnonzero(where == b)
+                flat = columns[b].flatten().to_numpy(zero_copy_only=False)
+                vectors[chosen] = flat.reshape(-1, dim)[rows[chosen]]
+        row_refs = list(zip(where.tolist(), rows.tolist(), strict=True))
+        table = None
+        if include_table:
+            offsets = np.cumsum([0] + [batch.num_rows for batch in batches])
+            table = pa.Table.from_batches(batches).take(pa.array(offsets[where] + rows, type=pa.int64()))
+            if "_partition" in table.column_names:
+                table = table.drop(["_partition"])
+        return pks, seqs, vectors, row_refs, table
+
+    to_search_snapshot._rowless = True  # type: ignore[attr-defined]
+    to_search_snapshot.__wrapped__ = original  # type: ignore[attr-defined]
+    return to_search_snapshot
+
+
+def _dense(column: Any) -> bool:
+    import pyarrow as pa
+
+    kind = column.type
+    return bool(pa.types.is_fixed_size_list(kind) and pa.types.is_float32(kind.value_type) and not column.null_count)

@@ -20,7 +20,7 @@ from webapp.config import is_server_uri
 from webapp.errors import Conflict, StoreUnavailable
 from webapp.services.albums import MAX_DEPTH, lineage, milvus_filter
 from webapp.services.coalesce import Coalescer
-from webapp.services.lite import LiteEngine, arrow_on_malloc
+from webapp.services.lite import LiteEngine, arrow_on_malloc, faster_unflushed_search
 from webapp.services.priority import PRIORITY
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,7 @@ class MilvusVectorStore:
         if self.kind == "milvus-lite":
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
             arrow_on_malloc()
+            faster_unflushed_search()
         try:
             self._client = MilvusClient(uri=uri, token=token, timeout=timeout)
             self._ensure_collection()
