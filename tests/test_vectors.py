@@ -404,3 +404,66 @@ def test_milvus_lite_gathers_unflushed_vectors_as_arrays_exactly_as_it_did_row_b
         assert items[121][0].sha256 not in [hit.record.sha256 for hit in store.search(items[121][1], 5)]
     finally:
         store.close()
+
+
+def test_milvus_lite_search_checks_its_rows_with_arrays_and_finds_what_its_own_executor_finds(tmp_path: Path) -> None:
+    """Overwritten and deleted keys, flushed or not, filters and several queries: the same hits both ways."""
+    import milvus_lite.engine.collection as lite_collection
+
+    store = MilvusVectorStore(str(tmp_path / "milvus.db"), "images", DIM, flush_seconds=3600, flush_rows=10**6)
+    try:
+        execute = lite_collection.execute_search_with_index
+        original = execute.__wrapped__  # a milvus-lite other than the one read has no replacement: noticed here
+        rng = np.random.default_rng(11)
+        items = [_item(i, rng) for i in range(560)]
+        albums = ["", "trips", "trips/rome", 'odd "one"']
+        store.upsert([(replace(rec, album=albums[i % 4]), vec) for i, (rec, vec) in enumerate(items[:300])])
+        store.flush()
+        store.upsert(items[300:500])
+        store.flush()
+        moved = {i: _item(2000 + i, rng)[1] for i in [*range(10, 30), *range(320, 330)]}
+        store.upsert([(items[i][0], moved[i]) for i in range(10, 30)])  # flushed keys written again, flushed
+        store.flush()
+        store.delete([items[i][0].sha256 for i in range(40, 50)])  # deletes of flushed rows, flushed
+        store.flush()
+        store.upsert(items[500:560])  # not flushed
+        store.upsert([(items[i][0], moved[i]) for i in range(320, 330)])  # flushed keys written again, not flushed
+        store.delete([items[i][0].sha256 for i in (350, 351, 352, 505)])  # deletes not flushed
+        engine = store._lite_engine()
+        assert engine is not None
+        collection = engine.collection
+        fallbacks = 0
+
+        def counted(*args: object, **kwargs: object) -> object:
+            nonlocal fallbacks
+            fallbacks += 1
+            return original(*args, **kwargs)
+
+        queries = [items[i][1] for i in (3, 12, 45, 320, 350, 505, 530)] + [moved[12], moved[325]]
+        for album in ["", "trips", 'odd "one"']:
+            for top_k in (5, 40):
+                args = dict(
+                    query_vectors=[q.tolist() for q in queries],
+                    top_k=top_k,
+                    metric_type="COSINE",
+                    expr=store.album_filter(album) or None,
+                    output_fields=["sha256", "filename", "albums"],
+                    anns_field="vector",
+                    search_params={"ef": 128, "metric_type": "COSINE"},
+                )
+                with patch.object(execute, "__wrapped__", side_effect=counted):
+                    mine = collection.search(**args)
+                with patch.object(lite_collection, "execute_search_with_index", original):
+                    theirs = collection.search(**args)
+                for field in ("id", "entity"):
+                    assert [[h[field] for h in hits] for hits in mine] == [[h[field] for h in hits] for hits in theirs]
+                distances = [hit["distance"] for hits in theirs for hit in hits]
+                assert [hit["distance"] for hits in mine for hit in hits] == pytest.approx(distances, abs=1e-6)
+        assert fallbacks == 0
+        found = {hit.record.sha256 for q in queries for hit in store.search(q, 40)}
+        assert not found & {items[i][0].sha256 for i in (*range(40, 50), 350, 351, 352, 505)}  # deleted
+        assert store.search(moved[12], 1)[0].record == items[12][0]  # its new vector, flushed
+        assert store.search(moved[325], 1)[0].record == items[325][0]  # its new vector, not flushed
+        assert all(hit.score < 0.5 for hit in store.search(items[325][1], 3))  # its old one is gone
+    finally:
+        store.close()

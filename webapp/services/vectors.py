@@ -21,6 +21,7 @@ from webapp.errors import Conflict, StoreUnavailable
 from webapp.services.albums import MAX_DEPTH, lineage, milvus_filter
 from webapp.services.coalesce import Coalescer
 from webapp.services.lite import LiteEngine, arrow_on_malloc, faster_unflushed_search
+from webapp.services.lite_search import faster_search
 from webapp.services.priority import PRIORITY
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ class MilvusVectorStore:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
             arrow_on_malloc()
             faster_unflushed_search()
+            faster_search()
         try:
             self._client = MilvusClient(uri=uri, token=token, timeout=timeout)
             self._ensure_collection()
