@@ -153,75 +153,108 @@ def _replacing(original: Callable[..., Any]) -> Callable[..., Any]:
         project_record_fn: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         search_params: dict[str, Any] | None = None,
     ) -> list[list[dict[str, Any]]]:
+        """Search as milvus-lite's execute_search_with_index does, given the same arguments."""
         segments = [s for s in segments if s.num_rows > 0]
-        args = (query_vectors, segments, memtable, delta_index, top_k, metric_type, pk_field, vector_field)
-        options = dict(
-            partition_names=partition_names,
-            compiled_filter=compiled_filter,
-            output_fields=output_fields,
-            indexed_filter_plan=indexed_filter_plan,
-            project_record_fn=project_record_fn,
-            search_params=search_params,
-        )
         query = np.asarray(query_vectors, dtype=np.float32).reshape(-1, np.shape(query_vectors)[-1])
+
+        def theirs() -> list[list[dict[str, Any]]]:
+            return execute.__wrapped__(  # type: ignore[attr-defined]
+                *(query_vectors, segments, memtable, delta_index, top_k, metric_type, pk_field, vector_field),
+                partition_names=partition_names,
+                compiled_filter=compiled_filter,
+                output_fields=output_fields,
+                indexed_filter_plan=indexed_filter_plan,
+                project_record_fn=project_record_fn,
+                search_params=search_params,
+            )
+
         if partition_names or project_record_fn is None or top_k <= 0 or not len(query):
-            return execute.__wrapped__(*args, **options)  # type: ignore[attr-defined]
-        mt_pks, mt_seqs, mt_vectors, mt_refs, mt_table = memtable.to_search_snapshot(
-            vector_field=vector_field, partition_names=None, include_table=compiled_filter is not None
-        )
-        if not segments and not mt_pks:
-            return [[] for _ in range(len(query))]
-        tombstones = dict(delta_index._map)  # a copy already, taken with the segments
-        for pk, (seq, _) in memtable.delete_index_snapshot().items():
-            tombstones[pk] = max(tombstones.get(pk, seq), seq)
+            return theirs()
         try:
-            keys = KEYS.get(segments)
-            mt_keys = np.asarray(mt_pks, dtype=np.int64)
-            segment_ok, mt_ok = valid_rows(keys, mt_keys, np.asarray(mt_seqs, dtype=np.int64), tombstones)
+            run = _Run.start(segments, memtable, delta_index, vector_field, compiled_filter)
         except (TypeError, ValueError, OverflowError):  # keys that are not integers
-            return execute.__wrapped__(*args, **options)  # type: ignore[attr-defined]
+            return theirs()
+        if run is None:
+            return [[] for _ in range(len(query))]
+        project = project_record_fn
         search = _Recall(query, top_k, metric_type, search_params)
-        for i, segment in enumerate(segments):
-            ok = segment_ok[keys.starts[i] : keys.starts[i + 1]]
-            vectors, present = segment.vector_data(vector_field)
-            if compiled_filter is not None:
-                from milvus_lite.search.indexed_filter import evaluate_segment_filter
-
-                ok = ok & evaluate_segment_filter(segment, compiled_filter, indexed_filter_plan).astype(bool)
-            if present is not None:
-                ok = ok & present
-            search.source(i, ok, vectors, segment.indexes.get(vector_field))
-        if mt_pks:
-            if compiled_filter is not None and mt_table is not None:
-                from milvus_lite.search.filter import evaluate_mask
-
-                mt_ok = mt_ok & evaluate_mask(compiled_filter, mt_table).astype(bool)
-            search.source(len(segments), mt_ok, mt_vectors, None)
-
-        # A result's vector is read only if asked for: its 1,280 floats were most of a row's cost.
-        skip = {"_seq", "_partition"}
+        run.recall(search, vector_field, compiled_filter, indexed_filter_plan)
+        skip = {"_seq", "_partition"}  # a result's vector is read only if asked for: most of a row's cost
         if output_fields is not None and vector_field not in output_fields and "*" not in output_fields:
             skip.add(vector_field)
-
-        def record(source: int, row: int) -> tuple[Any, dict[str, Any]]:
-            if source < len(segments):
-                found = row_dict(segments[source].table, row, skip)
-                return found.get(pk_field, segments[source].pks[row]), found
-            batch, row_in_batch = mt_refs[row]
-            found = row_dict(memtable._insert_batches[batch], row_in_batch, skip)
-            return found.get(pk_field, mt_pks[row]), found
-
-        results = []
-        for candidates in search.best():
-            hits = []
-            for distance, source, row in candidates:
-                pk, found = record(source, row)
-                hits.append({"id": pk, "distance": distance, "entity": project_record_fn(found)})
-            results.append(hits)
-        return results
+        return [
+            [
+                {"id": pk, "distance": distance, "entity": project(found)}
+                for distance, source, row in candidates
+                for pk, found in [run.record(source, row, pk_field, skip)]
+            ]
+            for candidates in search.best()
+        ]
 
     execute.__wrapped__ = original  # type: ignore[attr-defined]
     return execute
+
+
+@dataclass
+class _Run:
+    """One search's view of a collection: its segments, its unflushed rows, and which rows may answer."""
+
+    segments: list[Any]
+    memtable: Any
+    keys: Keys
+    segment_ok: np.ndarray
+    mt_ok: np.ndarray
+    mt_pks: list[Any]
+    mt_vectors: np.ndarray
+    mt_refs: list[tuple[int, int]]
+    mt_table: Any
+
+    @classmethod
+    def start(
+        cls, segments: list[Any], memtable: Any, delta_index: Any, vector_field: str, filter_: Any
+    ) -> _Run | None:
+        """Take the snapshot; None when there is nothing to search."""
+        pks, seqs, vectors, refs, table = memtable.to_search_snapshot(
+            vector_field=vector_field, partition_names=None, include_table=filter_ is not None
+        )
+        if not segments and not pks:
+            return None
+        tombstones = dict(delta_index._map)  # a copy already, taken with the segments
+        for pk, (seq, _) in memtable.delete_index_snapshot().items():
+            tombstones[pk] = max(tombstones.get(pk, seq), seq)
+        keys = KEYS.get(segments)
+        mt_keys, mt_seqs = np.asarray(pks, dtype=np.int64), np.asarray(seqs, dtype=np.int64)
+        segment_ok, mt_ok = valid_rows(keys, mt_keys, mt_seqs, tombstones)
+        return cls(segments, memtable, keys, segment_ok, mt_ok, pks, vectors, refs, table)
+
+    def recall(self, search: _Recall, vector_field: str, filter_: Any, plan: Any) -> None:
+        """Ask every segment, then the unflushed rows, for their nearest allowed rows."""
+        for i, segment in enumerate(self.segments):
+            ok = self.segment_ok[self.keys.starts[i] : self.keys.starts[i + 1]]
+            vectors, present = segment.vector_data(vector_field)
+            if filter_ is not None:
+                from milvus_lite.search.indexed_filter import evaluate_segment_filter
+
+                ok = ok & evaluate_segment_filter(segment, filter_, plan).astype(bool)
+            if present is not None:
+                ok = ok & present
+            search.source(i, ok, vectors, segment.indexes.get(vector_field))
+        if self.mt_pks:
+            ok = self.mt_ok
+            if filter_ is not None and self.mt_table is not None:
+                from milvus_lite.search.filter import evaluate_mask
+
+                ok = ok & evaluate_mask(filter_, self.mt_table).astype(bool)
+            search.source(len(self.segments), ok, self.mt_vectors, None)
+
+    def record(self, source: int, row: int, pk_field: str, skip: set[str]) -> tuple[Any, dict[str, Any]]:
+        """Return the key and the fields of a row found in ``source``."""
+        if source < len(self.segments):
+            found = row_dict(self.segments[source].table, row, skip)
+            return found.get(pk_field, self.segments[source].pks[row]), found
+        batch, row_in_batch = self.mt_refs[row]
+        found = row_dict(self.memtable._insert_batches[batch], row_in_batch, skip)
+        return found.get(pk_field, self.mt_pks[row]), found
 
 
 def row_dict(table: Any, row: int, skip: set[str]) -> dict[str, Any]:
