@@ -57,6 +57,11 @@ bench-int8: install-dev model
 bench-duplicates: install-dev
 	$(BIN)/python bench/duplicates.py $(ARGS)
 
+# Milvus Lite search p50, its own code against the app's arrays, by rows waiting and library size.
+.PHONY: bench-lite
+bench-lite: install-dev
+	$(BIN)/python bench/lite_search.py $(ARGS)
+
 # Search p50 of a library grown one upload at a time, against one loaded by jobs (issue: single adds).
 .PHONY: bench-single-adds
 bench-single-adds: install-dev model

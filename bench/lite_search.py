@@ -1,0 +1,121 @@
+"""`make bench-lite`: Milvus Lite search latency, milvus-lite's own search code next to the app's arrays.
+
+The app replaces two pieces of milvus-lite 3.2.2's search (``webapp/services/lite_search.py`` and
+``lite.py``: which rows may answer, and the vectors of rows not yet flushed). One process, one
+store, switching between both ways at each point, so the machine's noise hits both alike:
+
+- a library of ``--flushed`` vectors with more and more rows written but not yet flushed (as
+  during a bulk load, or single uploads between two flushes);
+- libraries of ``--sizes`` vectors, everything flushed and indexed.
+
+Synthetic unit vectors with the app's metadata, top 10, one client, p50 of ``--queries`` searches.
+
+    .venv/bin/python bench/lite_search.py [--flushed 1000] [--waiting 0 64 256 1024 2048]
+        [--sizes 10000 100000] [--queries 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.store import DIM, fill, latencies  # noqa: E402
+from webapp.services.vectors import MilvusVectorStore  # noqa: E402
+
+
+class Switch:
+    """Turn the app's replacements in milvus-lite off and on again."""
+
+    def __init__(self) -> None:
+        import milvus_lite.engine.collection as collection
+        from milvus_lite.storage.memtable import MemTable
+
+        self.collection, self.memtable = collection, MemTable
+        self.search, self.snapshot = collection.execute_search_with_index, MemTable.to_search_snapshot
+        if not hasattr(self.search, "__wrapped__") or not hasattr(self.snapshot, "__wrapped__"):
+            raise SystemExit("this milvus-lite is not the one the app patches: nothing to compare")
+
+    def __call__(self, theirs: bool) -> None:
+        self.collection.execute_search_with_index = self.search.__wrapped__ if theirs else self.search
+        self.memtable.to_search_snapshot = self.snapshot.__wrapped__ if theirs else self.snapshot
+
+
+def both(store: MilvusVectorStore, switch: Switch, queries: int, rng: np.random.Generator) -> tuple[float, float]:
+    """Return the search p50 in ms with milvus-lite's own code, then with the app's arrays."""
+    p50s = []
+    for theirs in (True, False):
+        switch(theirs)
+        latencies(store, 3, rng)  # warm up
+        p50s.append(float(np.percentile(latencies(store, queries, rng), 50)))
+    switch(False)
+    return p50s[0], p50s[1]
+
+
+def settle(store: MilvusVectorStore) -> None:
+    """Wait until Milvus Lite's background merges and index builds are done."""
+    engine = store._lite_engine()
+    assert engine is not None
+    for _ in range(2):
+        engine.collection._wait_for_bg(timeout=3600)
+        time.sleep(2)
+
+
+def line(label: str, p50s: tuple[float, float]) -> str:
+    """Format one row: both p50s and how many times faster the arrays are."""
+    return f"{label:34s} {p50s[0]:9.2f} {p50s[1]:9.2f} {p50s[0] / p50s[1]:8.1f}x"
+
+
+def main() -> None:
+    """Print both ways' p50 at each point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flushed", type=int, default=1000, help="flushed vectors under the rows waiting")
+    parser.add_argument("--waiting", type=int, nargs="*", default=[0, 64, 256, 1024, 2048])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10000, 100000], help="library sizes, all flushed")
+    parser.add_argument("--queries", type=int, default=100)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    header = f"{'':34s} {'lite, ms':>9s} {'arrays':>9s} {'faster':>9s}"
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MilvusVectorStore(str(Path(tmp) / "waiting.db"), "bench", DIM, flush_seconds=1e9, flush_rows=10**9)
+        switch = Switch()
+        try:
+            fill(store, 0, args.flushed, rng)
+            store.flush()
+            settle(store)
+            print(f"{args.flushed:,} vectors flushed, rows waiting to be flushed (p50 of {args.queries} searches)")
+            print(header)
+            written = args.flushed
+            for waiting in args.waiting:
+                while store.unflushed < waiting:
+                    batch = min(64, waiting - store.unflushed)
+                    fill(store, written, written + batch, rng)
+                    written += batch
+                print(line(f"{waiting:,} rows waiting", both(store, switch, args.queries, rng)), flush=True)
+        finally:
+            store.close()
+        if args.sizes:
+            store = MilvusVectorStore(str(Path(tmp) / "sizes.db"), "bench", DIM)
+            try:
+                print(f"\nlibraries, everything flushed and indexed (p50 of {args.queries} searches)")
+                print(header)
+                filled = 0
+                for size in args.sizes:
+                    fill(store, filled, size, rng)
+                    store.flush()
+                    settle(store)
+                    filled = size
+                    print(line(f"{size:,} vectors", both(store, switch, args.queries, rng)), flush=True)
+            finally:
+                store.close()
+
+
+if __name__ == "__main__":
+    main()
