@@ -98,7 +98,7 @@ def faster_unflushed_search() -> bool:
 
     milvus-lite 3.2.2 copies each such row's vector into a Python list of floats and back for
     every search, under the lock its writes take: 0.04 ms a row, so 2,048 rows waiting made a
-    search over 1,000 flushed ones take 124 ms instead of 1.4 (README, Measured). The same arrays
+    search over 1,000 flushed ones take 117 ms instead of 1.3 (``make bench-lite``). The same arrays
     come from each Arrow batch's buffer directly. Only that version is patched (its code was read);
     other versions, and partitions or vector columns this does not expect, keep their own way.
     Return whether the patch is in place.
