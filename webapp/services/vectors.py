@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,14 +19,11 @@ from webapp.config import is_server_uri
 from webapp.errors import Conflict, StoreUnavailable
 from webapp.services.albums import MAX_DEPTH, lineage, milvus_filter
 from webapp.services.coalesce import Coalescer
+from webapp.services.flushing import FlushSchedule
 from webapp.services.lite import LiteEngine, arrow_on_malloc, faster_unflushed_search
 from webapp.services.lite_search import faster_search
-from webapp.services.priority import PRIORITY
 
 log = logging.getLogger(__name__)
-# Seconds after a search during which a Milvus Lite library counts as searched: its writes flush in
-# small steps then (flush_rows), so that searches scan few unflushed rows; otherwise on a schedule.
-SEARCHED_WITHIN = 30.0
 FIELDS = ["sha256", "filename", "width", "height", "source", "mime", "added_at"]
 
 
@@ -124,19 +120,8 @@ class MilvusVectorStore:
         self._in_flight = 0
         self._exclusive_held = False
         self._index = (hnsw_m, ef_construction)
-        # Milvus Lite searches unflushed rows by brute force, so writes are flushed on a schedule
-        # (however they arrive: jobs, single uploads), never per request; a server seals on its own.
-        # While someone searches, as soon as flush_rows wait: each search then scans few. Otherwise
-        # only every flush_seconds: every flush leaves a segment, and Lite merges small segments
-        # again and again, rebuilding their HNSW index each time (writing 20,000 vectors took 3.1
-        # times the CPU with 64-row flushes as with 10-second ones: README, Memory).
-        self._flush_policy = (flush_seconds, flush_rows)
-        self._unflushed = 0
-        self._dirty_since = 0.0
-        self._searched_at = -SEARCHED_WITHIN
-        self._flusher: threading.Thread | None = None
-        self._rows_waiting = threading.Event()  # enough rows wait: the flusher goes at once, not at its next tick
-        self._closing = threading.Event()
+        # On Milvus Lite, writes flush on a schedule, never per request (services/flushing.py).
+        self._schedule = FlushSchedule(self._scheduled_flush, flush_seconds, flush_rows)
         self._searches = Coalescer(self._search_many)
         self.direct = True  # on Milvus Lite, read from its engine in this process (_lite_engine)
         if self.kind == "milvus-lite":
@@ -283,9 +268,7 @@ class MilvusVectorStore:
         Searches made meanwhile by other threads with the same filter and ``ef`` go in one call.
         """
         expr = self.album_filter(album)
-        self._searched_at = time.monotonic()
-        if self._unflushed >= self._flush_policy[1]:
-            self._rows_waiting.set()  # searched again after a while: flush what waits now
+        self._schedule.search_made()
         return self._searches((expr, max(self.search_ef, top_k)), (vector, top_k))
 
     def _search_many(self, key: tuple[str, int], queries: list[tuple[np.ndarray, int]]) -> list[list[Hit]]:
@@ -397,56 +380,26 @@ class MilvusVectorStore:
             return
         with self._exclusive():
             self._invoke(self._client.flush, self.collection)
-        self._unflushed = 0
+        self._schedule.flushed()
 
     @property
     def unflushed(self) -> int:
         """Return how many rows were written since the last flush (Milvus Lite only)."""
-        return self._unflushed
+        return self._schedule.unflushed
 
     def _written(self, rows: int) -> None:
-        """Count rows written (under the write lock) and make sure the flusher runs."""
-        if self.kind != "milvus-lite":
-            return
-        if not self._unflushed:
-            self._dirty_since = time.monotonic()
-        self._unflushed += rows
-        if self._unflushed >= self._flush_policy[1] and self._searched():
-            self._rows_waiting.set()
-        if self._flusher is None:
-            self._flusher = threading.Thread(target=self._flush_loop, name="milvus-flusher", daemon=True)
-            self._flusher.start()
+        """Count rows written (under the write lock) for the flush schedule (Milvus Lite only)."""
+        if self.kind == "milvus-lite":
+            self._schedule.written(rows)
 
-    def _searched(self) -> bool:
-        """Tell whether someone searched the library within the last SEARCHED_WITHIN seconds."""
-        return time.monotonic() - self._searched_at < SEARCHED_WITHIN
-
-    def _flush_due(self) -> bool:
-        seconds, rows = self._flush_policy
-        if not self._unflushed:
-            return False
-        return (self._unflushed >= rows and self._searched()) or time.monotonic() - self._dirty_since >= seconds
-
-    def _flush_loop(self) -> None:
-        """Flush once the oldest unflushed write is old enough, or, while searched, as soon as enough rows wait."""
-        tick = min(1.0, self._flush_policy[0] / 4) or 0.05
-        while not self._closing.is_set():
-            self._rows_waiting.wait(tick)
-            self._rows_waiting.clear()
-            if self._closing.is_set() or not self._flush_due():
-                continue
-            PRIORITY.step_aside()  # a flush holds new calls until it is done: let searches finish first
-            try:
-                with self._write_lock:
-                    if self._flush_due():
-                        self._flush()
-            except StoreUnavailable as exc:  # retried on the next tick
-                log.warning("scheduled flush of %s failed: %s", self.collection, exc.message)
-
-    def _stop_flusher(self) -> None:
-        """Have the flusher end now (at its next step), not at its next tick."""
-        self._closing.set()
-        self._rows_waiting.set()
+    def _scheduled_flush(self) -> None:
+        """Flush what the schedule says is due (from its thread); a failure is retried at its next tick."""
+        try:
+            with self._write_lock:
+                if self._schedule.due():
+                    self._flush()
+        except StoreUnavailable as exc:
+            log.warning("scheduled flush of %s failed: %s", self.collection, exc.message)
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -465,9 +418,7 @@ class MilvusVectorStore:
 
     def drop(self) -> None:
         """Delete the whole collection (a library's retired one, after a reindex) and close the client."""
-        self._stop_flusher()
-        if self._flusher is not None:
-            self._flusher.join(self.timeout)
+        self._schedule.stop(self.timeout)
         try:
             self._call(self._client.drop_collection, self.collection)
         finally:
@@ -475,9 +426,7 @@ class MilvusVectorStore:
 
     def close(self) -> None:
         """Close the client, flushing first so a graceful stop loses nothing (if the store answers)."""
-        self._stop_flusher()
-        if self._flusher is not None:
-            self._flusher.join(self.timeout)
+        self._schedule.stop(self.timeout)
         try:
             self.flush()
         except StoreUnavailable:
