@@ -1,4 +1,4 @@
-"""`make bench-lite`: Milvus Lite search latency, milvus-lite's own search code next to the app's arrays.
+"""`make bench-lite`: Milvus Lite search latency and write cost, milvus-lite's own way next to the app's.
 
 The app replaces two pieces of milvus-lite 3.2.2's search (``webapp/services/lite_search.py`` and
 ``lite.py``: which rows may answer, and the vectors of rows not yet flushed). One process, one
@@ -9,9 +9,13 @@ store, switching between both ways at each point, so the machine's noise hits bo
 - libraries of ``--sizes`` vectors, everything flushed and indexed.
 
 Synthetic unit vectors with the app's metadata, top 10, one client, p50 of ``--queries`` searches.
+Then the CPU a bulk load's write of 64 rows takes: over pymilvus's gRPC (as before the app wrote
+through the engine), through the engine with milvus-lite's check of each vector value, and as the
+app writes (``lite.py``: ``LiteEngine.insert``, ``faster_vector_checks``); ``--writes`` rounds of
+each in turn.
 
     .venv/bin/python bench/lite_search.py [--flushed 1000] [--waiting 0 64 256 1024 2048]
-        [--sizes 10000 100000] [--queries 100]
+        [--sizes 10000 100000] [--queries 100] [--writes 30]
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.store import DIM, fill, latencies  # noqa: E402
+from bench.store import DIM, fill, latencies, records  # noqa: E402
 from webapp.services.vectors import MilvusVectorStore  # noqa: E402
 
 
@@ -73,6 +77,31 @@ def line(label: str, p50s: tuple[float, float]) -> str:
     return f"{label:34s} {p50s[0]:9.2f} {p50s[1]:9.2f} {p50s[0] / p50s[1]:8.1f}x"
 
 
+def writes(tmp: Path, rounds: int, rng: np.random.Generator) -> dict[str, float]:
+    """Return the median CPU ms to write 64 new rows each way, the ways taking turns."""
+    import milvus_lite.engine.collection as collection
+
+    check = collection.validate_record
+    ways = {"over gRPC (pymilvus upsert)": (False, check), "engine, each value checked": (True, check.__wrapped__)}
+    ways["engine, as the app writes"] = (True, check)
+    store = MilvusVectorStore(str(tmp / "writes.db"), "bench", DIM, flush_seconds=1e9, flush_rows=10**9)
+    cpu: dict[str, list[float]] = {way: [] for way in ways}
+    written = 0
+    try:
+        for _ in range(rounds):
+            for way, (direct, validate) in ways.items():
+                store.direct, collection.validate_record = direct, validate
+                batch = records(written, written + 64, rng)
+                t0 = time.process_time()
+                store.upsert(batch)
+                cpu[way].append((time.process_time() - t0) * 1000)
+                written += 64
+    finally:
+        store.direct, collection.validate_record = True, check
+        store.close()
+    return {way: float(np.median(ms)) for way, ms in cpu.items()}
+
+
 def main() -> None:
     """Print both ways' p50 at each point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -80,6 +109,7 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, nargs="*", default=[0, 64, 256, 1024, 2048])
     parser.add_argument("--sizes", type=int, nargs="*", default=[10000, 100000], help="library sizes, all flushed")
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--writes", type=int, default=30, help="rounds of 64-row writes each way (0: none)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     header = f"{'':34s} {'lite, ms':>9s} {'arrays':>9s} {'faster':>9s}"
@@ -115,6 +145,10 @@ def main() -> None:
                     print(line(f"{size:,} vectors", both(store, switch, args.queries, rng)), flush=True)
             finally:
                 store.close()
+        if args.writes:
+            print(f"\nwriting 64 new rows, CPU ms (median of {args.writes})")
+            for way, ms in writes(Path(tmp), args.writes, rng).items():
+                print(f"{way:34s} {ms:9.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -37,28 +37,31 @@ DIM = 1280
 SERVER_TARGET_MS = 25.0
 
 
+def records(start: int, stop: int, rng: np.random.Generator) -> list[tuple[Record, np.ndarray]]:
+    """Return synthetic records ``start``..``stop`` with random unit vectors."""
+    vectors = rng.standard_normal((stop - start, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return [
+        (
+            Record(
+                hashlib.sha256(str(start + i).encode()).hexdigest(),
+                f"{start + i}.jpg",
+                640,
+                480,
+                "bench",
+                "image/jpeg",
+                start + i,
+            ),
+            vector,
+        )
+        for i, vector in enumerate(vectors)
+    ]
+
+
 def fill(store: MilvusVectorStore, start: int, stop: int, rng: np.random.Generator) -> None:
     """Upsert synthetic records ``start``..``stop`` in batches."""
     for first in range(start, stop, 2000):
-        vectors = rng.standard_normal((min(2000, stop - first), DIM)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        store.upsert(
-            [
-                (
-                    Record(
-                        hashlib.sha256(str(first + i).encode()).hexdigest(),
-                        f"{first + i}.jpg",
-                        640,
-                        480,
-                        "bench",
-                        "image/jpeg",
-                        first + i,
-                    ),
-                    vector,
-                )
-                for i, vector in enumerate(vectors)
-            ]
-        )
+        store.upsert(records(first, min(first + 2000, stop), rng))
 
 
 def wait_for_index(store: MilvusVectorStore, timeout: float = 600) -> None:

@@ -14,7 +14,7 @@ from unittest.mock import patch
 import numpy as np
 import pytest
 
-from webapp.errors import Conflict
+from webapp.errors import Conflict, StoreUnavailable
 from webapp.services.priority import PRIORITY
 from webapp.services.vectors import Hit, MilvusVectorStore, Record, is_server_uri, pk_of
 
@@ -467,3 +467,108 @@ def test_milvus_lite_search_checks_its_rows_with_arrays_and_finds_what_its_own_e
         assert all(hit.score < 0.5 for hit in store.search(items[325][1], 3))  # its old one is gone
     finally:
         store.close()
+
+
+def _contents(store: MilvusVectorStore) -> dict[str, tuple[Record, list[float]]]:
+    return {rec.sha256: (rec, vec.tolist()) for batch in store.export() for rec, vec in batch}
+
+
+def test_milvus_lite_writes_rows_through_its_engine_as_an_upsert_over_grpc_writes_them(tmp_path: Path) -> None:
+    """New keys, keys written again (flushed or not), deletes, a reopen: the same library both ways."""
+    rng = np.random.default_rng(13)
+    items = [_item(i, rng) for i in range(200)]
+    again = [
+        (replace(rec, filename="again.jpg", album="trips/rome"), _item(500 + i, rng)[1])
+        for i, (rec, _) in enumerate(items[:10] + items[160:170])
+    ]
+    stores = {
+        way: MilvusVectorStore(str(tmp_path / f"{way}.db"), "images", DIM, flush_seconds=3600, flush_rows=10**6)
+        for way in ("engine", "grpc")
+    }
+    stores["grpc"].direct = False  # every call over pymilvus's gRPC, as before the engine wrote rows
+    inserts = 0
+    try:
+        engine = stores["engine"]._lite_engine()
+        assert engine is not None
+        insert = engine.collection.insert
+
+        def counted(*args: object, **kwargs: object) -> object:
+            nonlocal inserts
+            inserts += 1
+            return insert(*args, **kwargs)
+
+        with patch.object(engine.collection, "insert", side_effect=counted):
+            for store in stores.values():
+                store.upsert(items[:150])
+                store.flush()
+                store.upsert(items[150:])
+                store.upsert(again)  # flushed keys and keys not flushed yet, written again
+                store.delete([items[i][0].sha256 for i in (3, 40, 165, 190)])
+        assert inserts == 3  # the engine's store wrote through it, the other did not
+        seen = {way: _contents(store) for way, store in stores.items()}
+        assert seen["engine"] == seen["grpc"] and len(seen["engine"]) == 196
+        assert seen["engine"][items[5][0].sha256] == (again[5][0], again[5][1].tolist())
+        assert seen["engine"][items[161][0].sha256][0].album == "trips/rome"
+        assert {way: store.count() for way, store in stores.items()} == {"engine": 196, "grpc": 196}
+        for store in stores.values():
+            store.close()
+        stores = {way: MilvusVectorStore(str(tmp_path / f"{way}.db"), "images", DIM) for way in stores}
+        assert _contents(stores["engine"]) == _contents(stores["grpc"]) == seen["engine"]
+    finally:
+        for store in stores.values():
+            store.close()
+
+
+def test_milvus_lite_still_checks_every_field_of_a_row_its_engine_writes(tmp_path: Path) -> None:
+    """Only a vector's values skip milvus-lite's one-by-one check: a bad row is refused, nothing is stored."""
+    import milvus_lite.engine.collection as lite_collection
+
+    assert getattr(lite_collection.validate_record, "__wrapped__", None) is not None  # another milvus-lite: noticed
+    store = MilvusVectorStore(str(tmp_path / "milvus.db"), "images", DIM)
+    try:
+        assert store._lite_engine() is not None
+        rng = np.random.default_rng(17)
+        (good, vec), (other, other_vec) = _item(1, rng), _item(2, rng)
+        refused = [
+            [(good, vec), (replace(other, filename="x" * 1025), other_vec)],  # over the field's max_length
+            [(good, vec), (other, other_vec[:-1])],  # a vector one value short
+        ]
+        for items in refused:
+            with pytest.raises(StoreUnavailable):
+                store.upsert(items)
+        assert store.count() == 0 and not store.get({good.sha256})
+        store.upsert([(good, vec)])
+        assert store.get({good.sha256}) == {good.sha256: good}
+    finally:
+        store.close()
+
+
+def test_a_row_whose_vector_is_a_float_row_is_checked_with_its_length_and_keeps_what_the_check_fills_in() -> None:
+    """The check around milvus-lite's (a stand-in here): every field but the vector's values, as before."""
+    from types import SimpleNamespace
+
+    from milvus_lite.schema.types import DataType
+
+    from webapp.services.lite import FloatRow, _by_length
+
+    seen: list[dict[str, object]] = []
+
+    def original(record: dict[str, object], schema: object, default_properties: object = None) -> None:
+        seen.append(dict(record))
+        record.setdefault("note", "filled in")
+
+    schema = SimpleNamespace(
+        fields=[
+            SimpleNamespace(name="pk", dtype=DataType.INT64),
+            SimpleNamespace(name="vector", dtype=DataType.FLOAT_VECTOR),
+        ]
+    )
+    check = _by_length(original)
+    row: dict[str, object] = {"pk": 7, "vector": FloatRow([0.5, 0.25, 0.125])}
+    check(row, schema)
+    shown = seen[-1]["vector"]
+    assert isinstance(shown, tuple) and len(shown) == 3 and list(shown) == []  # its length, none of its values
+    assert row == {"pk": 7, "vector": [0.5, 0.25, 0.125], "note": "filled in"} and type(row["vector"]) is FloatRow
+    plain: dict[str, object] = {"pk": 8, "vector": [0.5, 0.25, 0.125]}
+    check(plain, schema)
+    assert seen[-1] == {"pk": 8, "vector": [0.5, 0.25, 0.125]} and plain["note"] == "filled in"

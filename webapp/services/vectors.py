@@ -20,7 +20,7 @@ from webapp.errors import Conflict, StoreUnavailable
 from webapp.services.albums import MAX_DEPTH, lineage, milvus_filter
 from webapp.services.coalesce import Coalescer
 from webapp.services.flushing import FlushSchedule
-from webapp.services.lite import LiteEngine, arrow_on_malloc, faster_unflushed_search
+from webapp.services.lite import FloatRow, LiteEngine, arrow_on_malloc, faster_unflushed_search, faster_vector_checks
 from webapp.services.lite_search import faster_search
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ class MilvusVectorStore:
             arrow_on_malloc()
             faster_unflushed_search()
             faster_search()
+            faster_vector_checks()
         try:
             self._client = MilvusClient(uri=uri, token=token, timeout=timeout)
             self._ensure_collection()
@@ -180,7 +181,7 @@ class MilvusVectorStore:
         return schema
 
     def _row(self, rec: Record, vec: np.ndarray) -> dict[str, Any]:
-        row = {"pk": pk_of(rec.sha256), "vector": vec.astype(np.float32).tolist()}
+        row: dict[str, Any] = {"pk": pk_of(rec.sha256), "vector": FloatRow(vec.astype(np.float32).tolist())}
         row |= {name: getattr(rec, name) for name in FIELDS}
         if self.has_albums:
             row["albums"] = lineage(rec.album)
@@ -212,8 +213,12 @@ class MilvusVectorStore:
         if not items:
             return
         rows = [self._row(rec, vec) for rec, vec in items]
+        engine = self._lite_engine()
         with self._write_lock:
-            self._call(self._client.upsert, self.collection, rows)
+            if engine is not None:
+                self._call(engine.insert, rows)
+            else:
+                self._call(self._client.upsert, self.collection, rows)
             self._written(len(rows))
 
     def delete(self, sha256s: Sequence[str]) -> None:
