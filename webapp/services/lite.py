@@ -65,7 +65,8 @@ class LiteEngine:
 
         milvus-lite's upsert reads each key's stored row to merge in the fields a partial update
         leaves out, then inserts the merged rows; these carry every field. Writing 64 rows took
-        18.6 ms of CPU over gRPC and 4.0 here, their vectors being ``FloatRow``s (``make bench-lite``).
+        18.6-23.4 ms of CPU over gRPC, 4.0-5.0 here, their vectors being ``FloatRow``s (``make
+        bench-lite``, two runs).
         """
         with _errors():
             self.collection.insert(rows)
@@ -178,7 +179,7 @@ def faster_vector_checks() -> bool:
     """Have Milvus Lite check a ``FloatRow`` vector's length, not each of its values in Python.
 
     milvus-lite 3.2.2 checks every row it writes against the schema, and each of a vector's 1,280
-    values with ``isinstance``: 7 of the 11 ms its engine took to write 64 rows (``make
+    values with ``isinstance``: 7-9 of the 11-14 ms its engine took to write 64 rows (``make
     bench-lite``). A ``FloatRow`` holds a float32 array's values; the row is checked with its
     vector's length alone, every other field as before, and whatever the check fills in (a
     default) is kept. Other rows, and other versions, keep the whole check. Return whether the
