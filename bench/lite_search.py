@@ -5,7 +5,7 @@ The app replaces two pieces of milvus-lite 3.2.2's search (``webapp/services/lit
 store, switching between both ways at each point, so the machine's noise hits both alike:
 
 - a library of ``--flushed`` vectors with more and more rows written but not yet flushed (as
-  during a bulk load, or single uploads between two flushes);
+  during a bulk load), then ``--one-by-one`` rows written one at a time (as single uploads);
 - libraries of ``--sizes`` vectors, everything flushed and indexed.
 
 Synthetic unit vectors with the app's metadata, top 10, one client, p50 of ``--queries`` searches.
@@ -15,7 +15,7 @@ app writes (``lite.py``: ``LiteEngine.insert``, ``faster_vector_checks``); ``--w
 each in turn.
 
     .venv/bin/python bench/lite_search.py [--flushed 1000] [--waiting 0 64 256 1024 2048]
-        [--sizes 10000 100000] [--queries 100] [--writes 30]
+        [--one-by-one 512] [--sizes 10000 100000] [--queries 100] [--writes 30]
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flushed", type=int, default=1000, help="flushed vectors under the rows waiting")
     parser.add_argument("--waiting", type=int, nargs="*", default=[0, 64, 256, 1024, 2048])
+    parser.add_argument("--one-by-one", type=int, default=512, help="rows waiting, written one at a time (0: none)")
     parser.add_argument("--sizes", type=int, nargs="*", default=[10000, 100000], help="library sizes, all flushed")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--writes", type=int, default=30, help="rounds of 64-row writes each way (0: none)")
@@ -129,6 +130,13 @@ def main() -> None:
                     fill(store, written, written + batch, rng)
                     written += batch
                 print(line(f"{waiting:,} rows waiting", both(store, switch, args.queries, rng)), flush=True)
+            if args.one_by_one:
+                store.flush()
+                settle(store)
+                for i in range(written, written + args.one_by_one):
+                    store.upsert(records(i, i + 1, rng))  # a write each, as single uploads make them
+                label = f"{args.one_by_one:,} waiting, one write each"
+                print(line(label, both(store, switch, args.queries, rng)), flush=True)
         finally:
             store.close()
         if args.sizes:

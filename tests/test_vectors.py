@@ -375,24 +375,26 @@ def test_milvus_lite_gathers_unflushed_vectors_as_arrays_exactly_as_it_did_row_b
         patched = MemTable.to_search_snapshot
         assert getattr(patched, "_rowless", False)  # a milvus-lite other than the one read: noticed here
         rng = np.random.default_rng(9)
-        items = [_item(i, rng) for i in range(180)]
+        items = [_item(i, rng) for i in range(190)]
         albums = ["", "trips", "trips/rome"]
         store.upsert([(replace(rec, album=albums[i % 3]), vec) for i, (rec, vec) in enumerate(items[:100])])
         store.flush()
         for start in (100, 130, 150):
             store.upsert(items[start : start + 30 if start < 150 else 180])
+        for item in items[180:190]:
+            store.upsert([item])  # one write each, as single uploads make them
         moved = [(rec, _item(1000 + i, rng)[1]) for i, (rec, _) in enumerate(items[110:120])]
         store.upsert(moved)  # the same keys again: their first rows are stale
         store.delete([rec.sha256 for rec, _ in items[120:125]] + [items[5][0].sha256])
         engine = store._lite_engine()
         assert engine is not None
         memtable = engine.collection._memtable
-        assert len(memtable._pk_index) == 75  # 80 written, 5 of them deleted
+        assert len(memtable._pk_index) == 85  # 90 written, 5 of them deleted
         for include_table in (False, True):
             for partitions in (None, ["_default"]):
                 mine = patched(memtable, "vector", partitions, include_table)
                 theirs = patched.__wrapped__(memtable, "vector", partitions, include_table)
-                assert mine[0] == theirs[0] and len(mine[0]) == 75
+                assert mine[0] == theirs[0] and len(mine[0]) == 85
                 assert np.array_equal(mine[1], theirs[1]) and mine[1].dtype == theirs[1].dtype
                 assert np.array_equal(mine[2], theirs[2]) and mine[2].dtype == np.float32
                 assert mine[3] == theirs[3]

@@ -140,25 +140,24 @@ def _rowless(original: Any) -> Any:
         with self._lock:  # batches only grow, and each is immutable: a snapshot of both is consistent
             batches = tuple(self._insert_batches)
             entries = list(self._pk_index.items())
-        columns = [batch.column(vector_field) for batch in batches] if vector_field is not None else []
-        if partition_names is not None or not entries or not all(_dense(column) for column in columns):
+        if partition_names is not None or not entries:
+            return original(self, vector_field, partition_names, include_table)
+        # Every batch as one table, with no Python loop over them: single uploads leave one row each.
+        whole = pa.Table.from_batches(batches)
+        column = whole.column(vector_field).combine_chunks() if vector_field is not None else None
+        if column is not None and not _dense(column):
             return original(self, vector_field, partition_names, include_table)
         pks = [pk for pk, _ in entries]
         places = np.array([place for _, place in entries], dtype=np.uint64)  # (batch, row, seq) each
         where, rows, seqs = places[:, 0].astype(np.intp), places[:, 1].astype(np.intp), places[:, 2]
+        at = np.cumsum([0] + [batch.num_rows for batch in batches])[where] + rows  # each entry's row in ``whole``
         vectors = np.zeros((0, 0), dtype=np.float32)  # what milvus-lite gives when no vector field is asked for
-        if vector_field is not None:
-            dim = columns[0].type.list_size
-            vectors = np.empty((len(entries), dim), dtype=np.float32)
-            for b in np.unique(where):
-                chosen = np.flatnonzero(where == b)
-                flat = columns[b].flatten().to_numpy(zero_copy_only=False)
-                vectors[chosen] = flat.reshape(-1, dim)[rows[chosen]]
+        if column is not None:
+            vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size)[at]
         row_refs = list(zip(where.tolist(), rows.tolist(), strict=True))
         table = None
         if include_table:
-            offsets = np.cumsum([0] + [batch.num_rows for batch in batches])
-            table = pa.Table.from_batches(batches).take(pa.array(offsets[where] + rows, type=pa.int64()))
+            table = whole.take(pa.array(at, type=pa.int64()))
             if "_partition" in table.column_names:
                 table = table.drop(["_partition"])
         return pks, seqs, vectors, row_refs, table
