@@ -97,7 +97,7 @@ class MilvusVectorStore:
         consistency: str = "Strong",
         search_consistency: str = "Session",
         flush_seconds: float = 10.0,
-        flush_rows: int = 64,
+        flush_rows: int = 512,
     ) -> None:
         self.uri = uri
         self.kind = "milvus-server" if is_server_uri(uri) else "milvus-lite"
