@@ -143,7 +143,10 @@ def _rowless(original: Any) -> Any:
         if partition_names is not None or not entries:
             return original(self, vector_field, partition_names, include_table)
         # Every batch as one table, with no Python loop over them: single uploads leave one row each.
-        whole = pa.Table.from_batches(batches)
+        try:
+            whole = pa.Table.from_batches(batches)
+        except pa.ArrowInvalid:  # batches of different schemas: milvus-lite's own way copes
+            return original(self, vector_field, partition_names, include_table)
         column = whole.column(vector_field).combine_chunks() if vector_field is not None else None
         if column is not None and not _dense(column):
             return original(self, vector_field, partition_names, include_table)
