@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -105,7 +105,23 @@ class FloatRow(list[float]):
     """A float32 vector's values as a list: floats by construction, so not checked one by one."""
 
 
-PATCHED_VERSION = "3.2.2"  # the milvus-lite whose code the replacements here were written against
+PATCHED_VERSION = "3.2.2"  # the milvus-lite whose code the replacements of its pieces were written against
+
+
+def replace_piece(owner: Any, name: str, wrap: Callable[[Any], Any]) -> bool:
+    """Replace milvus-lite's ``owner.name`` with ``wrap(it)``, once, on PATCHED_VERSION only.
+
+    ``wrap`` returns a function whose ``__wrapped__`` is the original. Return whether the
+    replacement is in place (False on any other version: its own code stays).
+    """
+    from importlib.metadata import version
+
+    if getattr(getattr(owner, name), "__wrapped__", None) is not None:
+        return True
+    if version("milvus-lite") != PATCHED_VERSION:
+        return False
+    setattr(owner, name, wrap(getattr(owner, name)))
+    return True
 
 
 def faster_unflushed_search() -> bool:
@@ -118,16 +134,9 @@ def faster_unflushed_search() -> bool:
     other versions, and partitions or vector columns this does not expect, keep their own way.
     Return whether the patch is in place.
     """
-    from importlib.metadata import version
-
     from milvus_lite.storage.memtable import MemTable
 
-    if getattr(MemTable.to_search_snapshot, "_rowless", False):
-        return True
-    if version("milvus-lite") != PATCHED_VERSION:
-        return False
-    MemTable.to_search_snapshot = _rowless(MemTable.to_search_snapshot)
-    return True
+    return replace_piece(MemTable, "to_search_snapshot", _rowless)
 
 
 def _rowless(original: Any) -> Any:
@@ -187,16 +196,9 @@ def faster_vector_checks() -> bool:
     default) is kept. Other rows, and other versions, keep the whole check. Return whether the
     patch is in place.
     """
-    from importlib.metadata import version
-
     import milvus_lite.engine.collection as collection
 
-    if getattr(collection.validate_record, "__wrapped__", None) is not None:
-        return True
-    if version("milvus-lite") != PATCHED_VERSION:
-        return False
-    collection.validate_record = _by_length(collection.validate_record)
-    return True
+    return replace_piece(collection, "validate_record", _by_length)
 
 
 class _Length(tuple[()]):

@@ -24,22 +24,16 @@ from typing import Any
 
 import numpy as np
 
-PATCHED_VERSION = "3.2.2"  # the milvus-lite whose execute_search_with_index this replaces
+from webapp.services.lite import replace_piece
+
 NO_SEQ = np.iinfo(np.int64).min
 
 
 def faster_search() -> bool:
     """Have Milvus Lite's collections search through ``execute``; return whether they do."""
-    from importlib.metadata import version
-
     import milvus_lite.engine.collection as collection
 
-    if getattr(collection.execute_search_with_index, "__wrapped__", None) is not None:
-        return True
-    if version("milvus-lite") != PATCHED_VERSION:
-        return False
-    collection.execute_search_with_index = _replacing(collection.execute_search_with_index)
-    return True
+    return replace_piece(collection, "execute_search_with_index", _replacing)
 
 
 @dataclass(frozen=True)
