@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.conftest import near_duplicate, png
+from tests.conftest import near_duplicate, png, server_timing
 from webapp.models import DEFAULT
 from webapp.runtime import EXTENSION
 
@@ -83,6 +83,18 @@ def test_search_ranks_the_original_of_a_near_duplicate_first(client: FlaskClient
             "url",
             "thumbnail_url",
         }
+
+
+def test_a_search_says_how_long_its_steps_took_in_a_server_timing_header(
+    client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    add_all(client, photos)
+    response = upload(client, "/api/v1/search", photos["chelsea"])
+    steps = server_timing(response.headers["Server-Timing"])
+    assert set(steps) == {"embed", "search", "total"}
+    assert steps["embed"] > 0 and steps["search"] > 0
+    assert steps["embed"] + steps["search"] <= steps["total"] + 0.02  # each rounded to 0.01 ms
+    assert steps["total"] == pytest.approx(response.json["took_ms"], abs=0.01)
 
 
 def test_search_defaults_to_ten_and_an_exact_copy_scores_one(client: FlaskClient, photos: dict[str, bytes]) -> None:

@@ -8,7 +8,7 @@ import re
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import csrf_token, near_duplicate
+from tests.conftest import csrf_token, near_duplicate, server_timing
 
 
 def post_file(client: FlaskClient, url: str, data: bytes, name: str = "photo.jpg", **fields: str):  # type: ignore[no-untyped-def]
@@ -41,6 +41,7 @@ def test_add_from_the_page_then_search_from_the_page(client: FlaskClient, photos
     assert names[:1] == ["chelsea.jpg"] and len(names) == 3
     assert re.search(r"\d+\.\d%", html)  # scores shown as percentages
     assert "/api/v1/images/" in html and "/file" in html  # links to the full image
+    assert set(server_timing(response.headers["Server-Timing"])) == {"embed", "search", "total"}
 
 
 def test_adding_the_same_image_twice_says_so(client: FlaskClient, photos: dict[str, bytes]) -> None:

@@ -65,7 +65,7 @@ def index() -> str:
 @blp.post("/search")
 @rate_limited
 @requires(Role.VIEWER)
-def search() -> str:
+def search() -> tuple[str, dict[str, str]]:
     """Search with the uploaded image and show the ranked results."""
     upload = _upload()
     top_k, album, box = _top_k(), album_arg(request.form), _box()
@@ -80,7 +80,7 @@ def search() -> str:
         height=result.query.height,
     )
     hits = [SimpleNamespace(**image_json(h.record), score=h.score) for h in result.hits]
-    return render_template(
+    page = render_template(
         "results.html",
         query=query,
         hits=hits,
@@ -93,6 +93,7 @@ def search() -> str:
         album=album,
         box=box,
     )
+    return page, {"Server-Timing": result.server_timing()}
 
 
 def _fractions(box: Box, result: SearchResult) -> dict[str, float]:

@@ -27,12 +27,13 @@ class Search(MethodView):
     @blp.alt_response(413, description="The upload or the image is too large.")
     @blp.alt_response(409, description="An album filter on a library created before albums.")
     @requires(Role.VIEWER)
-    def post(self, args: dict[str, Any]) -> dict[str, Any]:
+    def post(self, args: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Return the images most similar to the uploaded one, best first."""
         result = library().search(args["image"].read(), args["top_k"], args["album"], args["box"])
-        return {
+        body = {
             "results": [{**image_json(hit.record), "score": hit.score} for hit in result.hits],
             "top_k": args["top_k"],
             "took_ms": result.took_ms,
             "region": None if args["box"] is None else vars(args["box"]),
         }
+        return body, 200, {"Server-Timing": result.server_timing()}
