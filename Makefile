@@ -67,6 +67,11 @@ bench-lite: install-dev
 bench-single-adds: install-dev model
 	$(BIN)/python bench/single_adds.py $(ARGS)
 
+# A search during a bulk load against idle, split by step, in alternating rounds (ARGS="--variant WEBAPP_X=1 ...").
+.PHONY: bench-during-load
+bench-during-load: install-dev model
+	$(BIN)/python bench/during_load.py $(ARGS)
+
 # Bulk ingestion scaled out (PostgreSQL + Redis + Milvus server, 1 and 2 workers) against the embedded default.
 .PHONY: bench-scaleout
 bench-scaleout: install-dev install-servers model

@@ -156,12 +156,18 @@ def closed_loop(send: Send, host: str, clients: int, seconds: float) -> LoadResu
     return LoadResult(clients, elapsed, len(latencies), errors[0], len(latencies) / elapsed, **q)
 
 
-def search_sender(images: Sequence[bytes], top_k: int = 10, took: list[float] | None = None) -> Send:
+def search_sender(
+    images: Sequence[bytes],
+    top_k: int = 10,
+    took: list[float] | None = None,
+    steps: list[dict[str, float]] | None = None,
+) -> Send:
     """Return a function that posts the i-th query image (cycling) to the search API.
 
     The multipart bodies are encoded once, up front: the load generator shares the server's
     cores, so it should spend as little CPU per request as it can. With ``took``, each answer's
-    ``took_ms`` (the server's time to decode, embed and search) is appended to it.
+    ``took_ms`` (the server's time to decode, embed and search) is appended to it; with
+    ``steps``, its Server-Timing header's durations by name (embed, search, total).
     """
     boundary = "benchboundary7f3a9c"
     bodies = [
@@ -182,9 +188,20 @@ def search_sender(images: Sequence[bytes], top_k: int = 10, took: list[float] | 
         body = response.read()
         if took is not None and response.status == 200 and "took_ms" in (answer := json.loads(body)):
             took.append(float(answer["took_ms"]))
+        if steps is not None and response.status == 200:
+            steps.append(server_timing(response.getheader("Server-Timing", "")))
         return response.status
 
     return send
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """Parse a Server-Timing header ("embed;dur=6.1, search;dur=0.9, ...") into durations by name."""
+    steps = {}
+    for entry in filter(None, (part.strip() for part in header.split(","))):
+        name, _, duration = entry.partition(";dur=")
+        steps[name] = float(duration)
+    return steps
 
 
 def sequential_searches(send: Send, host: str, requests_: int, warmup: int = 8) -> list[float]:

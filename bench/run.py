@@ -126,12 +126,16 @@ def model_only(embedder: Embedder, images: list[bytes], batch_size: int = 4, rou
 
 
 def search_now_and_then(
-    send: Callable[[http.client.HTTPConnection, int], int], host: str, stop: threading.Event, out: list[float]
+    send: Callable[[http.client.HTTPConnection, int], int],
+    host: str,
+    stop: threading.Event,
+    out: list[float],
+    every: float = 0.5,
 ) -> None:
-    """Search twice a second, as a person would, until ``stop``; record each latency in ms."""
+    """Search twice a second (``every``), as a person would, until ``stop``; record each latency in ms."""
     conn = http.client.HTTPConnection(host, timeout=120)
     i = 0
-    while not stop.wait(0.5):
+    while not stop.wait(every):
         t0 = time.perf_counter()
         if send(conn, i) != 200:
             raise SystemExit("a search failed during the bulk load")

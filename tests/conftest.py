@@ -77,15 +77,6 @@ def noise_images(count: int, seed: int = 0, size: int = 48) -> list[bytes]:
     return out
 
 
-def server_timing(header: str) -> dict[str, float]:
-    """Parse a Server-Timing header ("name;dur=1.5, ...") into durations by name."""
-    steps = {}
-    for entry in header.split(","):
-        name, _, duration = entry.strip().partition(";dur=")
-        steps[name] = float(duration)
-    return steps
-
-
 def near_duplicate(data: bytes) -> bytes:
     """Crop 10% off each side, shrink to 70% and recompress as a low-quality JPEG."""
     img = Image.open(io.BytesIO(data)).convert("RGB")
