@@ -41,23 +41,51 @@ def test_a_background_step_goes_on_at_once_without_searches_and_after_its_longes
     assert priority._interactive == 0
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread nice values are Linux's")
-def test_a_background_thread_and_the_threads_it_starts_run_at_a_lower_priority() -> None:
-    def nice() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+LINUX_THREADS = pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir(), reason="per-thread scheduling policies are Linux's"
+)
 
-    before = nice()
-    seen: dict[str, int] = {}
+
+def policy_and_nice() -> tuple[int, int]:
+    tid = threading.get_native_id()
+    return os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)
+
+
+def in_a_background_thread() -> dict[str, tuple[int, int]]:
+    """Lower a new thread, start a thread from it; return both threads' policy and nice value."""
+    seen: dict[str, tuple[int, int]] = {}
 
     def load() -> None:
         background_thread()
-        seen["load"] = nice()
-        child = threading.Thread(target=lambda: seen.update(started_by_it=nice()))
+        seen["load"] = policy_and_nice()
+        child = threading.Thread(target=lambda: seen.update(started_by_it=policy_and_nice()))
         child.start()
         child.join()
 
     thread = threading.Thread(target=load)
     thread.start()
     thread.join()
-    assert seen == {"load": max(before, BACKGROUND_NICE), "started_by_it": max(before, BACKGROUND_NICE)}
-    assert nice() == before  # the caller's thread (a request's, in the app) keeps its priority
+    return seen
+
+
+@LINUX_THREADS
+def test_a_background_thread_and_the_threads_it_starts_run_at_idle_priority() -> None:
+    before = policy_and_nice()
+    seen = in_a_background_thread()
+    assert seen["load"][0] == os.SCHED_IDLE and seen["started_by_it"][0] == os.SCHED_IDLE
+    assert policy_and_nice() == before  # the caller's thread (a request's, in the app) keeps its priority
+
+
+@LINUX_THREADS
+def test_where_idle_scheduling_is_refused_a_background_thread_gets_a_higher_nice_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: object) -> None:
+        raise PermissionError("not in this sandbox")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    before = policy_and_nice()
+    seen = in_a_background_thread()
+    lowered = (before[0], max(before[1], BACKGROUND_NICE))
+    assert seen == {"load": lowered, "started_by_it": lowered}
+    assert policy_and_nice() == before

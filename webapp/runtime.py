@@ -25,7 +25,7 @@ from webapp.services.ingestion import Ingestion, Limits, WorkQueue
 from webapp.services.jobs import Job, JobStore, local_owner
 from webapp.services.library import Library
 from webapp.services.priority import background_thread
-from webapp.services.queues import CeleryQueue, LocalQueue
+from webapp.services.queues import CeleryQueue, Heartbeat, LocalQueue
 from webapp.services.reindex import Reindexer
 from webapp.services.vectors import MilvusVectorStore
 
@@ -213,13 +213,18 @@ class Runtime:
         if not background:
             return finish()
 
+        heartbeat = Heartbeat(self.jobs, owner)  # the reindex runs at idle priority (priority.py)
+
         def run() -> None:
             background_thread()  # the web process's searches go first
             try:
                 finish()
             except Exception:  # the job says it failed; the log says why
                 log.exception("reindex job %s failed", job.id)
+            finally:
+                heartbeat.stop()
 
+        heartbeat.start()
         threading.Thread(target=run, name="reindex", daemon=True).start()
         return job
 

@@ -16,6 +16,45 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, str, int, Callable[[], bool]], None]  # (task, job_id, chunk, should_stop)
 
 
+class Heartbeat:
+    """Tell other processes every HEARTBEAT_EVERY seconds that this process's local jobs are alive.
+
+    It runs in a thread of its own, started by a thread of normal priority: a job's threads run
+    at idle priority (``priority.background_thread``) and may get no CPU for a while when other
+    work keeps every core busy, which is not a dead process. A job whose process died stops
+    beating and is then reported interrupted (``JobStore.get``).
+    """
+
+    def __init__(self, store: JobStore, owner: str) -> None:
+        self._store, self.owner = store, owner
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Beat from now on (at once, then every HEARTBEAT_EVERY seconds), if not already beating."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="job-heartbeat", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating (at once) and wait for the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._store.heartbeat(self.owner)
+            except StoreUnavailable as exc:
+                log.warning("job heartbeat failed: %s", exc.message)
+            if self._stop.wait(HEARTBEAT_EVERY):
+                return
+
+
 class LocalQueue:
     """One background thread of this process works through the messages in order.
 
@@ -32,9 +71,11 @@ class LocalQueue:
         self._wake = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._heartbeat = Heartbeat(store, self.owner)
 
     def send(self, task: str, job_id: str, chunk: int = 0) -> None:
         """Queue a unit of work for the background thread."""
+        self._heartbeat.start()  # from the sender's thread: it keeps normal priority
         with self._wake:
             self._messages.append((task, job_id, chunk))
             if self._thread is None or not self._thread.is_alive():
@@ -53,28 +94,20 @@ class LocalQueue:
             self._wake.notify()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._heartbeat.stop()
 
     def _loop(self) -> None:
         background_thread()  # jobs share the process with searches: searches get the cores first
         while True:
             with self._wake:
-                while not self._messages and not self._stopping:
-                    self._wake.wait(HEARTBEAT_EVERY)
-                    self._beat()
+                self._wake.wait_for(lambda: self._messages or self._stopping)
                 if self._stopping:
                     return
                 task, job_id, chunk = self._messages.popleft()
-            self._beat()
             try:
                 self._handler(task, job_id, chunk, lambda: self._stopping)
             except Exception:  # keep the thread alive for the next job whatever happened
                 log.exception("%s of job %s crashed", task, job_id)
-
-    def _beat(self) -> None:
-        try:
-            self._store.heartbeat(self.owner)
-        except StoreUnavailable as exc:
-            log.warning("job heartbeat failed: %s", exc.message)
 
 
 class CeleryQueue:
