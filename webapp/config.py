@@ -39,7 +39,7 @@ class Defaults:
     # 512 rather than 64: a row waiting costs each search about 4 us (services/lite_search.py), and
     # Lite merges every four segments of a size bucket into one and indexes it again. 64-row
     # segments (0.3 MB) went through every bucket: Lite's background work took 0.8 s of CPU for a
-    # 1,500-image load searched meanwhile, 0.1 s with 512-row ones (2.7 MB) (README, Measured).
+    # 1,500-image load searched meanwhile, 0.1 s with 512-row ones (2.7 MB) (docs/performance-history.md).
     MILVUS_FLUSH_ROWS = 512
     MILVUS_FLUSH_SECONDS = 10.0
     COLLECTION = "images"
