@@ -35,8 +35,8 @@ class SearchResult:
     query: Decoded
     hits: list[Hit]
     took_ms: float
-    embed_ms: float = 0.0  # decoding and embedding the query
-    search_ms: float = 0.0  # the vector search
+    embed_ms: float  # decoding and embedding the query
+    search_ms: float  # the vector search
 
     def server_timing(self) -> str:
         """Return the steps' times as an HTTP Server-Timing header value (browsers' dev tools show it)."""
