@@ -207,6 +207,8 @@ def test_openapi_describes_every_field(client: FlaskClient) -> None:
         for field, prop in schema.get("properties", {}).items():
             assert prop.get("description"), f"{name}.{field} has no description"
     assert spec["components"]["schemas"]["SearchArgs"]["properties"]["image"]["format"] == "binary"
+    answer = spec["paths"]["/api/v1/search"]["post"]["responses"]["200"]
+    assert answer["headers"]["Server-Timing"]["description"]
 
 
 def test_swagger_ui_is_served_offline(client: FlaskClient) -> None:
