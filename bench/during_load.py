@@ -19,7 +19,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import Server, search_sender, sequential_searches  # noqa: E402
 from bench.ingest import make_images  # noqa: E402
-from bench.run import bulk_load, search_now_and_then, write_folder  # noqa: E402
+from bench.run import bulk_load, load_while_searched, write_folder  # noqa: E402
 
 STEPS = ("embed", "search")
 
@@ -62,18 +61,8 @@ def one_run(variant: str, images: list[bytes], later: list[bytes], queries: list
             idle_steps: list[dict[str, float]] = []
             idle = sequential_searches(search_sender(queries, steps=idle_steps), host, args.requests)
             busy_steps: list[dict[str, float]] = []
-            busy: list[float] = []
-            stop = threading.Event()
-            searcher = threading.Thread(
-                target=search_now_and_then,
-                args=(search_sender(queries, steps=busy_steps), host, stop, busy, args.every),
-            )
-            searcher.start()
-            t0 = time.perf_counter()
-            state, _ = bulk_load(server.url, write_folder(folder.parent / "later", later))
-            loaded = len(later) / (time.perf_counter() - t0)
-            stop.set()
-            searcher.join()
+            send = search_sender(queries, steps=busy_steps)
+            state, _, loaded, busy = load_while_searched(server.url, folder.parent / "later", later, send, args.every)
         finally:
             server.stop()
     if state["added"] != len(later):

@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Server, closed_loop, quantiles, search_sender, sequential_searches  # noqa: E402
+from bench.harness import Send, Server, closed_loop, quantiles, search_sender, sequential_searches  # noqa: E402
 from bench.ingest import make_images  # noqa: E402
 from webapp.models import DEFAULT, UNBOUND_DEFAULT  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
@@ -126,7 +125,7 @@ def model_only(embedder: Embedder, images: list[bytes], batch_size: int = 4, rou
 
 
 def search_now_and_then(
-    send: Callable[[http.client.HTTPConnection, int], int],
+    send: Send,
     host: str,
     stop: threading.Event,
     out: list[float],
@@ -180,6 +179,29 @@ def bulk_load(url: str, folder: Path) -> tuple[dict[str, Any], list[float]]:
         time.sleep(0.1)
 
 
+def load_while_searched(
+    url: str, folder: Path, images: list[bytes], send: Send, every: float = 0.5
+) -> tuple[dict[str, Any], list[float], float, list[float]]:
+    """Load the images from a new folder while a client searches every ``every`` s.
+
+    Return the job's last state, the progress polls' latencies, the load's rate (images/s) and
+    the searches' latencies (ms).
+    """
+    searches: list[float] = []
+    stop = threading.Event()
+    searcher = threading.Thread(
+        target=search_now_and_then, args=(send, url.removeprefix("http://"), stop, searches, every)
+    )
+    searcher.start()
+    t0 = time.perf_counter()
+    try:
+        state, polls = bulk_load(url, write_folder(folder, images))
+    finally:
+        stop.set()
+        searcher.join()
+    return state, polls, len(images) / (time.perf_counter() - t0), searches
+
+
 def app(
     kind: str,
     model_dir: Path,
@@ -215,15 +237,7 @@ def app(
         loads = [closed_loop(send, host, clients, seconds).as_dict() for clients in CLIENTS]
         polling = busy = None
         if later:
-            searches: list[float] = []
-            stop = threading.Event()
-            searcher = threading.Thread(target=search_now_and_then, args=(send, host, stop, searches))
-            searcher.start()
-            t0 = time.perf_counter()
-            state, polls = bulk_load(server.url, write_folder(folder.parent / "later", later))
-            rate = len(later) / (time.perf_counter() - t0)
-            stop.set()
-            searcher.join()
+            state, polls, rate, searches = load_while_searched(server.url, folder.parent / "later", later, send)
             polling = {"images": state["added"], "polls": len(polls), "max": max(polls), **quantiles(polls)}
             busy = {"ingest_images_per_s": rate, "search_ms": quantiles(searches), "searches": len(searches)}
         memory = server.peak_memory_mb()
