@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from webapp.errors import Conflict, StoreUnavailable
-from webapp.services.priority import PRIORITY
+from webapp.services.priority import PRIORITY, background_thread
 from webapp.services.vectors import Hit, MilvusVectorStore, Record, is_server_uri, pk_of
 
 DIM = 1280
@@ -163,8 +164,34 @@ def test_a_flush_goes_once_enough_rows_wait_not_at_the_next_tick(backend: tuple[
         rng = np.random.default_rng(9)
         items = [_item(i, rng) for i in range(10)]
         store.search(items[0][1], 1)
-        store.upsert(items)  # starts the flusher, whose first tick is 1 s away
+        store.upsert(items)  # wakes the flusher, whose next tick may be up to 1 s away
         assert flushed_within(store, 0.6)
+    finally:
+        store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="per-thread scheduling policies are Linux's")
+def test_milvus_lite_flushes_at_the_priority_of_the_thread_that_opened_it_not_of_a_job_writing_first(
+    tmp_path: Path,
+) -> None:
+    """A flush holds the store's other calls: it must not run at a bulk load's idle priority."""
+    store = MilvusVectorStore(str(tmp_path / "lite.db"), "prio", DIM, flush_seconds=3600, flush_rows=10)
+    try:
+        rng = np.random.default_rng(5)
+        items = [_item(i, rng) for i in range(10)]
+        store.search(items[0][1], 1)
+
+        def job() -> None:
+            background_thread()
+            store.upsert(items)
+
+        writer = threading.Thread(target=job)
+        writer.start()
+        writer.join()
+        assert flushed_within(store, 2)
+        flusher = store._schedule._thread
+        assert flusher is not None and flusher.native_id is not None
+        assert os.sched_getscheduler(flusher.native_id) == os.sched_getscheduler(0) != os.SCHED_IDLE
     finally:
         store.close()
 

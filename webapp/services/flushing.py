@@ -45,6 +45,16 @@ class FlushSchedule:
         self.unflushed += rows
         if self.unflushed >= self.rows and self.searched():
             self._wake.set()
+        self.start()
+
+    def start(self) -> None:
+        """Start the flusher thread, if not yet started; it takes the calling thread's priority.
+
+        The store starts it as it opens: a flush holds every other call of the store until it is
+        done, so it should run at the priority of the thread that opened the store (a request's,
+        or the worker's at start-up), not at a bulk load's idle priority (priority.py) because a
+        job's thread happened to write first.
+        """
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="milvus-flusher", daemon=True)
             self._thread.start()

@@ -140,6 +140,8 @@ class MilvusVectorStore:
                     "Milvus Lite allows one process per file"
                 ) from exc
             raise StoreUnavailable(f"cannot open the vector store at {uri}: {exc.message}") from exc
+        if self.kind == "milvus-lite":
+            self._schedule.start()  # from the opening thread, whose priority flushes keep
 
     def _ensure_collection(self) -> None:
         """Create the collection and its index if missing; safe when several workers race."""
