@@ -78,8 +78,8 @@ class Load(MethodView):
 
     decorators = [rate_limited]
 
-    @blp.arguments(TableArgsSchema, location="query")
-    @blp.arguments(BootcampLoadSchema, location="json")
+    @blp.arguments(TableArgsSchema(), location="query")
+    @blp.arguments(BootcampLoadSchema(), location="json")
     @blp.response(
         200,
         TEXT,
@@ -123,8 +123,8 @@ class Upload(MethodView):
 
     decorators = [rate_limited]
 
-    @blp.arguments(UploadArgsSchema, location="query")
-    @blp.arguments(BootcampUploadSchema, location="multipart")
+    @blp.arguments(UploadArgsSchema(), location="query")
+    @blp.arguments(BootcampUploadSchema(), location="multipart")
     @blp.response(200, TEXT, description='"Successfully loaded data: <id>", or "Image already loaded: <id>".')
     @blp.alt_response(404, description="Unknown table name.")
     @blp.alt_response(413, description="The upload or the image is too large.")
@@ -143,8 +143,8 @@ class Search(MethodView):
 
     decorators = [rate_limited]
 
-    @blp.arguments(SearchArgsSchema, location="query")
-    @blp.arguments(BootcampSearchSchema, location="multipart")
+    @blp.arguments(SearchArgsSchema(), location="query")
+    @blp.arguments(BootcampSearchSchema(), location="multipart")
     @blp.response(200, PAIRS, description="[image id, distance] pairs, nearest first (0 = identical, at most 4).")
     @blp.alt_response(404, description="Unknown table name.")
     @blp.alt_response(413, description="The upload or the image is too large.")
@@ -167,7 +167,7 @@ class Search(MethodView):
 class Count(MethodView):
     """The library's size."""
 
-    @blp.arguments(TableArgsSchema, location="query")
+    @blp.arguments(TableArgsSchema(), location="query")
     @blp.response(200, COUNT, description="The number of images in the library.")
     @blp.alt_response(404, description="Unknown table name.")
     @requires(Role.VIEWER)
@@ -181,7 +181,7 @@ class Count(MethodView):
 class Drop(MethodView):
     """Emptying the library."""
 
-    @blp.arguments(DropArgsSchema, location="query")
+    @blp.arguments(DropArgsSchema(), location="query")
     @blp.response(200, TEXT, description='"ok": every image was removed.')
     @blp.alt_response(404, description="Unknown table name.")
     @blp.alt_response(409, description="confirm did not match the current number of images.")
@@ -205,7 +205,7 @@ class Drop(MethodView):
 class Data(MethodView):
     """Image files, by id."""
 
-    @blp.arguments(DataArgsSchema, location="query")
+    @blp.arguments(DataArgsSchema(), location="query")
     @blp.response(200, description="The original image file, with its content type.")
     @blp.alt_response(404, description="No image with that id in the library (file paths are never read).")
     @requires(Role.VIEWER)

@@ -48,7 +48,7 @@ def group_json(group: Group) -> dict[str, Any]:
 class Duplicates(MethodView):
     """The groups the last scan found."""
 
-    @blp.arguments(DuplicateArgsSchema, location="query")
+    @blp.arguments(DuplicateArgsSchema(), location="query")
     @blp.response(200, GroupSchema(many=True))
     @blp.paginate()
     @requires(Role.VIEWER)
@@ -88,7 +88,7 @@ class DuplicateGroup(MethodView):
 class Resolve(MethodView):
     """Keeping one image of a group."""
 
-    @blp.arguments(ResolveSchema)
+    @blp.arguments(ResolveSchema())
     @blp.response(200, ResolvedSchema)
     @blp.alt_response(404, description="No such group.")
     @requires(Role.EDITOR)

@@ -37,7 +37,7 @@ class Images(MethodView):
 
     decorators = [rate_limited]
 
-    @blp.arguments(ImageUploadSchema, location="multipart")
+    @blp.arguments(ImageUploadSchema(), location="multipart")
     @blp.response(201, AddedImageSchema, description="The image was added.")
     @blp.alt_response(200, schema=AddedImageSchema, description="Those bytes were already indexed.")
     @blp.alt_response(413, description="The upload or the image is too large.")
@@ -48,7 +48,7 @@ class Images(MethodView):
         record, created = library().add(upload.read(), upload.filename, album=args["album"])
         return {**image_json(record), "duplicate": not created}, 201 if created else 200
 
-    @blp.arguments(AlbumArgsSchema, location="query")
+    @blp.arguments(AlbumArgsSchema(), location="query")
     @blp.response(200, ImageSchema(many=True))
     @blp.paginate()
     @requires(Role.VIEWER)
@@ -59,7 +59,7 @@ class Images(MethodView):
         p.item_count = lib.listed(args["album"])
         return [image_json(r) for r in lib.newest((p.page - 1) * p.page_size, p.page_size, args["album"])]
 
-    @blp.arguments(ClearArgsSchema, location="query")
+    @blp.arguments(ClearArgsSchema(), location="query")
     @blp.response(200, ClearedSchema)
     @blp.alt_response(409, description="confirm did not match the current number of images.")
     @requires(Role.ADMIN)
@@ -110,7 +110,7 @@ class Image(MethodView):
 class ImageSimilar(MethodView):
     """Images like an indexed one."""
 
-    @blp.arguments(SimilarArgsSchema, location="query")
+    @blp.arguments(SimilarArgsSchema(), location="query")
     @blp.response(200, SearchResponseSchema)
     @blp.alt_response(404, description="No image with that id.")
     @requires(Role.VIEWER)

@@ -43,7 +43,7 @@ class Jobs(MethodView):
 
     decorators = [rate_limited]
 
-    @blp.arguments(JobCreateSchema, location="json_or_multipart")
+    @blp.arguments(JobCreateSchema(), location="json_or_multipart")
     @blp.doc(
         requestBody={
             "content": {

@@ -20,7 +20,7 @@ blp = Blueprint("library", __name__, url_prefix="/library", description="The lib
 class Reindex(MethodView):
     """Re-embedding the library."""
 
-    @blp.arguments(ReindexSchema)
+    @blp.arguments(ReindexSchema())
     @blp.response(202, JobSchema, description="Started; follow the job. Searches keep answering meanwhile.")
     @blp.alt_response(409, description="The library uses that model already, or a reindex is running.")
     @requires(Role.ADMIN)

@@ -29,7 +29,7 @@ class Search(MethodView):
 
     decorators = [rate_limited]
 
-    @blp.arguments(SearchArgsSchema, location="multipart")
+    @blp.arguments(SearchArgsSchema(), location="multipart")
     @blp.response(200, SearchResponseSchema, headers=SERVER_TIMING)
     @blp.alt_response(413, description="The upload or the image is too large.")
     @blp.alt_response(409, description="An album filter on a library created before albums.")
