@@ -32,10 +32,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_extensions(app: Flask) -> None:
-    from webapp import auth, extensions, logs, metrics, security
+    from webapp import auth, extensions, logs, metrics, multipart, security
     from webapp.converters import Sha256Converter
 
     app.url_map.converters["sha256"] = Sha256Converter
+    multipart.install()
     logs.init_app(app)
     rt = app.extensions["webapp"]
     metrics.init_app(app, lambda: metrics.JobsCollector(rt.jobs.count_by_status, rt.queue_depth))
