@@ -107,14 +107,17 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
             # getexif() decodes the whole image, so it is inside the turn too.
             large = width * height > LARGE_DECODE_PIXELS and not (fmt == "JPEG" and draft)
             with _large_decodes if large else nullcontext():
-                if img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+                if orientation in (5, 6, 7, 8):
                     width, height = height, width
                 if fmt == "JPEG" and draft:
                     img.draft("RGB", (draft, draft))
                 img.load()
                 # Shrink before any conversion copies it: the model sees 224 px, thumbnails 320.
                 full: Image.Image = img.reduce(math.ceil(max(img.size) / LARGE_DECODE_SIDE)) if large else img
-                rgb = _to_rgb(ImageOps.exif_transpose(full) or full)
+                # exif_transpose and convert copy the pixels even when there is nothing to do.
+                upright = full if orientation == 1 else ImageOps.exif_transpose(full)
+                rgb = upright if upright.mode == "RGB" else _to_rgb(upright)
     except UnidentifiedImageError as exc:
         raise InvalidImage(f"the file is not an image this app can read (use {FORMATS})") from exc
     except Image.DecompressionBombError as exc:  # Pillow's own guard, past twice its limit
