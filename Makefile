@@ -72,6 +72,12 @@ bench-single-adds: install-dev model
 bench-during-load: install-dev model
 	$(BIN)/python bench/during_load.py $(ARGS)
 
+# The app under 16 clients against the raw pipeline on all cores, with the server's CPU, in alternating rounds
+# (ARGS="--variant WEBAPP_X=1" or "--checkout ../other-worktree").
+.PHONY: bench-clients
+bench-clients: install-dev model
+	$(BIN)/python bench/clients.py $(ARGS)
+
 # Bulk ingestion scaled out (PostgreSQL + Redis + Milvus server, 1 and 2 workers) against the embedded default.
 .PHONY: bench-scaleout
 bench-scaleout: install-dev install-servers model

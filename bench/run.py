@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Send, Server, closed_loop, quantiles, search_sender, sequential_searches  # noqa: E402
+from bench.harness import Send, Server, closed_loop, quantiles, search_sender, sequential_searches, sustained  # noqa: E402
 from bench.ingest import make_images  # noqa: E402
 from webapp.models import DEFAULT, UNBOUND_DEFAULT  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
@@ -49,9 +48,15 @@ INT8_TARGETS = {"ingest": 1.8, "throughput_16": 1.6}  # the INT8 app against the
 
 
 def raw(
-    model_dir: Path, images: list[bytes], queries: list[bytes], tmp: Path, requests_: int, model: str = DEFAULT
+    model_dir: Path,
+    images: list[bytes],
+    queries: list[bytes],
+    tmp: Path,
+    requests_: int,
+    seconds: float,
+    model: str = DEFAULT,
 ) -> dict[str, Any]:
-    """Measure the pipeline and the store in-process, without the web app."""
+    """Measure the pipeline and the store in-process, without the web app (on all cores: for ``seconds``)."""
     embedder = Embedder(model_dir, model)
     list(embedder.embed_many(list(enumerate(images[:32]))))  # warm up
     for query in queries[:8]:
@@ -62,12 +67,7 @@ def raw(
         embedder.embed(queries[i % len(queries)])
         embed_ms.append((time.perf_counter() - t0) * 1000)
     single = 1000 / float(np.mean(embed_ms))
-    cores = os.cpu_count() or 1
-    sample = [queries[i % len(queries)] for i in range(requests_)]
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(cores) as pool:
-        list(pool.map(embedder.embed, sample))
-    single_all = len(sample) / (time.perf_counter() - t0)
+    single_all = sustained(lambda i: embedder.embed(queries[i % len(queries)]), os.cpu_count() or 1, seconds)
     t0 = time.perf_counter()
     rows = list(embedder.embed_many(list(enumerate(images))))
     batch = len(rows) / (time.perf_counter() - t0)
@@ -91,10 +91,9 @@ def raw(
         store.search(vectors[i % len(vectors)], 10)
         search_ms.append((time.perf_counter() - t0) * 1000)
     # The ceiling of a search server before any HTTP: embed and search, with the app's threads.
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(APP_THREADS) as pool:
-        list(pool.map(lambda q: store.search(embedder.embed(q)[1], 10), sample))
-    embed_and_search = len(sample) / (time.perf_counter() - t0)
+    embed_and_search = sustained(
+        lambda i: store.search(embedder.embed(queries[i % len(queries)])[1], 10), APP_THREADS, seconds
+    )
     store.close()
     return {
         "embed_and_search_per_s": embed_and_search,
@@ -402,12 +401,12 @@ def main() -> None:
     images = make_images(args.images)
     queries = make_images(32, seed=7)
     with tempfile.TemporaryDirectory() as tmp:
-        raw_ = raw(args.model_dir, images, queries, Path(tmp), args.requests)
+        raw_ = raw(args.model_dir, images, queries, Path(tmp), args.requests, args.seconds)
         later = make_images(args.later, seed=9) if args.later else None
         app_ = app("flask", args.model_dir, images, queries, Path(tmp), args.requests, args.seconds, later)
         other = None
         if args.compare:
-            raw_o = raw(args.model_dir, images, queries, Path(tmp), args.requests, OTHER)
+            raw_o = raw(args.model_dir, images, queries, Path(tmp), args.requests, args.seconds, OTHER)
             app_o = app("flask", args.model_dir, images, queries, Path(tmp), args.requests, args.seconds, model=OTHER)
             (raw8, app8), (raw32, app32) = (
                 ((raw_, app_), (raw_o, app_o)) if OTHER == FP32 else ((raw_o, app_o), (raw_, app_))
