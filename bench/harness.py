@@ -147,13 +147,19 @@ def sustained(work: Callable[[int], object], threads: int, seconds: float) -> fl
             done[n] += 1
             i += threads
 
-    pool = [threading.Thread(target=loop, args=(n,)) for n in range(threads)]
+    elapsed = in_threads(loop, threads)
+    return sum(done) / elapsed
+
+
+def in_threads(target: Callable[[int], None], count: int) -> float:
+    """Run ``target(n)`` in ``count`` threads (n = 0, 1, ...) until all return; return the seconds it took."""
+    threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
     start = time.perf_counter()
-    for thread in pool:
+    for thread in threads:
         thread.start()
-    for thread in pool:
+    for thread in threads:
         thread.join()
-    return sum(done) / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def closed_loop(send: Send, host: str, clients: int, seconds: float) -> LoadResult:
@@ -184,13 +190,7 @@ def closed_loop(send: Send, host: str, clients: int, seconds: float) -> LoadResu
             i += clients
         conn.close()
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - start
+    elapsed = in_threads(client, clients)
     q = quantiles(latencies)
     return LoadResult(clients, elapsed, len(latencies), errors[0], len(latencies) / elapsed, **q)
 
