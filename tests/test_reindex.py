@@ -46,13 +46,13 @@ def test_reindex_switches_the_library_while_searches_keep_answering(tmp_path: Pa
 
     answers: list[int] = []
     uploaded: list[int] = []
-    stop = threading.Event()
+    stop, copying = threading.Event(), threading.Event()
 
     def keep_searching() -> None:
         searcher = app.test_client()
         while not stop.is_set():
             answers.append(search(searcher, images[len(answers) % IMAGES]).status_code)
-            if len(answers) == 5:  # an upload while the reindex runs is caught up
+            if copying.is_set() and not uploaded:  # an upload while the reindex runs is caught up
                 late = {"image": (io.BytesIO(images[IMAGES]), "late.jpg")}
                 uploaded.append(searcher.post("/api/v1/images", data=late).status_code)
 
@@ -60,7 +60,7 @@ def test_reindex_switches_the_library_while_searches_keep_answering(tmp_path: Pa
     searching.start()
     with app.app_context():
         rt = runtime()
-        job = rt.reindex(INT8)
+        job = rt.reindex(INT8, progress=lambda _: copying.set())  # after its first batch of 32
     stop.set()
     searching.join()
     assert len(answers) > 5 and set(answers) == {200}, answers  # every search answered, throughout
