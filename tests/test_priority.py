@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from webapp.services.priority import BACKGROUND_NICE, Priority, background_thread
+from webapp.services.priority import BACKGROUND_NICE, AtThisPriority, Priority, background_thread
 
 
 def test_a_background_step_waits_for_the_search_in_flight() -> None:
@@ -89,3 +89,29 @@ def test_where_idle_scheduling_is_refused_a_background_thread_gets_a_higher_nice
     lowered = (before[0], max(before[1], BACKGROUND_NICE))
     assert seen == {"load": lowered, "started_by_it": lowered}
     assert policy_and_nice() == before
+
+
+@LINUX_THREADS
+def test_an_idle_thread_hands_work_that_starts_threads_to_a_thread_at_its_creators_priority() -> None:
+    """What the switch at the end of a background reindex does: the store it opens starts a flusher."""
+    before = policy_and_nice()
+    runner = AtThisPriority("test-runner")
+    seen: dict[str, object] = {}
+
+    def load() -> None:
+        background_thread()
+        seen["load"] = policy_and_nice()
+        seen["handed"] = runner.call(lambda: (policy_and_nice(), threading.current_thread().name))
+        try:
+            runner.call(lambda: 1 / 0)
+        except ZeroDivisionError as exc:
+            seen["raised"] = exc
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    thread.join()
+    runner.close()
+    assert seen["load"][0] == os.SCHED_IDLE
+    assert seen["handed"] == (before, "test-runner")
+    assert isinstance(seen["raised"], ZeroDivisionError)
+    assert not runner._thread.is_alive()

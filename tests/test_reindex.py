@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import threading
 import time
@@ -96,6 +97,30 @@ def test_reindex_switches_the_library_while_searches_keep_answering(tmp_path: Pa
     assert api.post("/api/v1/library/reindex", json={"model": MODEL}).status_code == 409  # already
     assert api.post("/api/v1/library/reindex", json={"model": "no-such-model"}).status_code == 422
     back.extensions[EXTENSION].close()
+
+
+def test_a_reindex_in_the_background_switches_over_at_the_priority_of_the_thread_that_started_it(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """The reindex runs at idle priority; the new store it switches to must not flush at that priority."""
+    app = make(tmp_path, model_dir, MODEL)
+    client = app.test_client()
+    for i, data in enumerate(noise_images(5, seed=62)):
+        assert client.post("/api/v1/images", data={"image": (io.BytesIO(data), f"{i}.jpg")}).status_code == 201
+    with app.app_context():
+        rt = runtime()
+        old = rt.vectors
+        job = rt.reindex(INT8, background=True)
+        deadline = time.monotonic() + 120
+        while rt.jobs.get(job.id).status.value in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.05)  # the job only: a request meanwhile could follow the switch itself
+        assert rt.jobs.get(job.id).status.value == "done"
+        store = rt.vectors
+        assert store is not old  # opened by the reindex's switch, not by this thread
+        flusher = store._schedule._thread
+    assert flusher is not None and flusher.native_id is not None
+    assert os.sched_getscheduler(flusher.native_id) == os.sched_getscheduler(0) != os.SCHED_IDLE
+    app.extensions[EXTENSION].close()
 
 
 def test_the_reindex_command_reports_and_says_what_to_set_and_the_next_start_follows(

@@ -24,7 +24,7 @@ from webapp.services.imaging import return_large_buffers_to_the_system
 from webapp.services.ingestion import Ingestion, Limits, WorkQueue
 from webapp.services.jobs import Job, JobStore, local_owner
 from webapp.services.library import Library
-from webapp.services.priority import background_thread
+from webapp.services.priority import AtThisPriority, background_thread
 from webapp.services.queues import CeleryQueue, Heartbeat, LocalQueue
 from webapp.services.reindex import Reindexer
 from webapp.services.vectors import MilvusVectorStore
@@ -204,25 +204,28 @@ class Runtime:
             end()
             raise
 
-        def finish() -> Job:
+        def finish(switched: Callable[[], None]) -> Job:
             try:
-                return reindexer.finish(job.id, active, target, owner, lambda: self.follow(now=True), progress)
+                return reindexer.finish(job.id, active, target, owner, switched, progress)
             finally:
                 end()
 
         if not background:
-            return finish()
+            return finish(lambda: self.follow(now=True))
 
-        heartbeat = Heartbeat(self.jobs, owner)  # the reindex runs at idle priority (priority.py)
+        # The reindex runs at idle priority (priority.py). Following it opens the new store, whose
+        # flusher thread must not inherit that priority: the switch runs in a thread started here.
+        heartbeat, switcher = Heartbeat(self.jobs, owner), AtThisPriority("reindex-switch")
 
         def run() -> None:
             background_thread()  # the web process's searches go first
             try:
-                finish()
+                finish(lambda: switcher.call(lambda: self.follow(now=True)))
             except Exception:  # the job says it failed; the log says why
                 log.exception("reindex job %s failed", job.id)
             finally:
                 heartbeat.stop()
+                switcher.close()
 
         heartbeat.start()
         threading.Thread(target=run, name="reindex", daemon=True).start()

@@ -19,9 +19,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 MAX_WAIT = 0.25  # seconds one background step waits for searches at most
 BACKGROUND_NICE = 10  # a bulk load's threads' nice value where idle scheduling is refused
@@ -53,6 +58,40 @@ def background_thread(nice: int = BACKGROUND_NICE) -> None:
             os.setpriority(os.PRIO_PROCESS, tid, nice)
     except OSError as exc:
         log.warning("could not lower the priority of a background thread: %s", exc)
+
+
+class AtThisPriority:
+    """A thread started now, at the creating thread's priority, that runs calls for threads of lower priority.
+
+    A thread at idle priority cannot raise its own (Linux refuses it without CAP_SYS_NICE), and
+    the threads it starts inherit its policy. So work that starts long-lived threads of its own
+    (opening a Milvus Lite store starts its flusher, which holds the store's other calls while it
+    flushes) is handed to this thread instead. Close it when done.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def call(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in this thread; return its result or raise its exception."""
+        done: Future[T] = Future()
+        self._calls.put((work, done))
+        return done.result()
+
+    def close(self) -> None:
+        """End the thread once the calls already made have run."""
+        self._calls.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            work, done = item
+            try:
+                done.set_result(work())
+            except BaseException as exc:  # the caller raises it
+                done.set_exception(exc)
 
 
 class Priority:
