@@ -34,6 +34,15 @@ def make(tmp_path: Path, model_dir: Path, model: str) -> Flask:
     )
 
 
+def with_images(tmp_path: Path, model_dir: Path, count: int, seed: int) -> Flask:
+    """Return an app on MODEL whose library holds ``count`` uploaded images (0.jpg, 1.jpg, ...)."""
+    app = make(tmp_path, model_dir, MODEL)
+    client = app.test_client()
+    for i, data in enumerate(noise_images(count, seed=seed)):
+        assert client.post("/api/v1/images", data={"image": (io.BytesIO(data), f"{i}.jpg")}).status_code == 201
+    return app
+
+
 def search(client: Any, data: bytes) -> Any:
     return client.post("/api/v1/search", data={"image": (io.BytesIO(data), "q.jpg"), "top_k": "1"})
 
@@ -103,10 +112,7 @@ def test_a_reindex_in_the_background_switches_over_at_the_priority_of_the_thread
     tmp_path: Path, model_dir: Path
 ) -> None:
     """The reindex runs at idle priority; the new store it switches to must not flush at that priority."""
-    app = make(tmp_path, model_dir, MODEL)
-    client = app.test_client()
-    for i, data in enumerate(noise_images(5, seed=62)):
-        assert client.post("/api/v1/images", data={"image": (io.BytesIO(data), f"{i}.jpg")}).status_code == 201
+    app = with_images(tmp_path, model_dir, 5, seed=62)
     with app.app_context():
         rt = runtime()
         old = rt.vectors
@@ -126,10 +132,7 @@ def test_a_reindex_in_the_background_switches_over_at_the_priority_of_the_thread
 def test_the_reindex_command_reports_and_says_what_to_set_and_the_next_start_follows(
     tmp_path: Path, model_dir: Path
 ) -> None:
-    app = make(tmp_path, model_dir, MODEL)
-    client = app.test_client()
-    for i, data in enumerate(noise_images(6, seed=62)):
-        assert client.post("/api/v1/images", data={"image": (io.BytesIO(data), f"{i}.jpg")}).status_code == 201
+    app = with_images(tmp_path, model_dir, 6, seed=62)
     runner = app.test_cli_runner()
     done = runner.invoke(args=["reindex", "--model", INT8])
     assert done.exit_code == 0, done.output
