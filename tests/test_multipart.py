@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from flask import Flask
+from flask.testing import FlaskClient
 from werkzeug import formparser
 from werkzeug.sansio.multipart import MultipartDecoder
 
@@ -81,6 +81,19 @@ def test_a_boundary_search_starts_just_before_the_boundarys_first_occurrence() -
     assert starts == [50_000], "with no boundary at all the expression is not run"
 
 
-def test_the_app_decodes_multipart_bodies_with_the_boundary_first_decoder(app: Flask) -> None:
-    """Creating the app installs the decoder for Werkzeug's form parser."""
+def test_the_app_decodes_multipart_bodies_with_the_boundary_first_decoder(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creating the app installs the decoder, and a request's form is read with it."""
     assert formparser.MultipartDecoder is BoundaryFirstDecoder
+    made: list[BoundaryFirstDecoder] = []
+    init = BoundaryFirstDecoder.__init__
+
+    def counted(self: BoundaryFirstDecoder, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(BoundaryFirstDecoder, "__init__", counted)
+    answer = client.post("/api/v1/search", data={"image": (io.BytesIO(b"not an image"), "q.jpg")})
+    assert answer.status_code == 422 and "not an image" in answer.json["message"]
+    assert len(made) == 1
