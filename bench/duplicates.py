@@ -31,7 +31,8 @@ from bench.store import DIM, wait_for_index  # noqa: E402
 from webapp.services.database import Database, sqlite_url  # noqa: E402
 from webapp.services.duplicates import KIND, Duplicates  # noqa: E402
 from webapp.services.jobs import JobStore  # noqa: E402
-from webapp.services.vectors import MilvusVectorStore, Record  # noqa: E402
+from webapp.services.records import Record  # noqa: E402
+from webapp.services.vectors import MilvusVectorStore  # noqa: E402
 
 
 def synthetic(count: int, planted: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

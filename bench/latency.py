@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import Server  # noqa: E402
 from webapp.models import DEFAULT, MODELS  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
-from webapp.services.vectors import MilvusVectorStore, Record  # noqa: E402
+from webapp.services.records import Record  # noqa: E402
+from webapp.services.vectors import MilvusVectorStore  # noqa: E402
 
 NAMES = ["astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins", "grass", "gravel"]
 NAMES += ["hubble_deep_field", "immunohistochemistry", "microaneurysms", "moon", "page", "retina", "rocket", "text"]

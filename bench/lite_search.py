@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.store import DIM, fill, latencies, records  # noqa: E402
-from webapp.services.vectors import MilvusVectorStore  # noqa: E402
+from webapp.services.lite_store import LiteVectorStore  # noqa: E402
 
 
 class Switch:
@@ -52,7 +52,7 @@ class Switch:
         self.memtable.to_search_snapshot = self.snapshot.__wrapped__ if theirs else self.snapshot
 
 
-def both(store: MilvusVectorStore, switch: Switch, queries: int, rng: np.random.Generator) -> tuple[float, float]:
+def both(store: LiteVectorStore, switch: Switch, queries: int, rng: np.random.Generator) -> tuple[float, float]:
     """Return the search p50 in ms with milvus-lite's own code, then with the app's arrays."""
     p50s = []
     for theirs in (True, False):
@@ -63,9 +63,9 @@ def both(store: MilvusVectorStore, switch: Switch, queries: int, rng: np.random.
     return p50s[0], p50s[1]
 
 
-def settle(store: MilvusVectorStore) -> None:
+def settle(store: LiteVectorStore) -> None:
     """Wait until Milvus Lite's background merges and index builds are done."""
-    engine = store._lite_engine()
+    engine = store._engine()
     assert engine is not None
     for _ in range(2):
         engine.collection._wait_for_bg(timeout=3600)
@@ -84,7 +84,7 @@ def writes(tmp: Path, rounds: int, rng: np.random.Generator) -> dict[str, float]
     check = collection.validate_record
     ways = {"over gRPC (pymilvus upsert)": (False, check), "engine, each value checked": (True, check.__wrapped__)}
     ways["engine, as the app writes"] = (True, check)
-    store = MilvusVectorStore(str(tmp / "writes.db"), "bench", DIM, flush_seconds=1e9, flush_rows=10**9)
+    store = LiteVectorStore(str(tmp / "writes.db"), "bench", DIM, flush_seconds=1e9, flush_rows=10**9)
     cpu: dict[str, list[float]] = {way: [] for way in ways}
     written = 0
     try:
@@ -115,7 +115,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     header = f"{'':34s} {'lite, ms':>9s} {'arrays':>9s} {'faster':>9s}"
     with tempfile.TemporaryDirectory() as tmp:
-        store = MilvusVectorStore(str(Path(tmp) / "waiting.db"), "bench", DIM, flush_seconds=1e9, flush_rows=10**9)
+        store = LiteVectorStore(str(Path(tmp) / "waiting.db"), "bench", DIM, flush_seconds=1e9, flush_rows=10**9)
         switch = Switch()
         try:
             fill(store, 0, args.flushed, rng)
@@ -140,7 +140,7 @@ def main() -> None:
         finally:
             store.close()
         if args.sizes:
-            store = MilvusVectorStore(str(Path(tmp) / "sizes.db"), "bench", DIM)
+            store = LiteVectorStore(str(Path(tmp) / "sizes.db"), "bench", DIM)
             try:
                 print(f"\nlibraries, everything flushed and indexed (p50 of {args.queries} searches)")
                 print(header)

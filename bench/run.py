@@ -36,7 +36,8 @@ from bench.harness import Send, Server, closed_loop, quantiles, search_sender, s
 from bench.ingest import make_images  # noqa: E402
 from webapp.models import DEFAULT, UNBOUND_DEFAULT  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
-from webapp.services.vectors import MilvusVectorStore, Record  # noqa: E402
+from webapp.services.records import Record  # noqa: E402
+from webapp.services.vectors import MilvusVectorStore  # noqa: E402
 
 CLIENTS = (1, 4, 16)
 APP_THREADS = 8  # gunicorn.conf.py's threads, which the app runs with here

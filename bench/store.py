@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import Server, quantiles, search_sender, sequential_searches  # noqa: E402
 from bench.ingest import make_images  # noqa: E402
 from tests.milvus_server import MilvusServer  # noqa: E402
-from webapp.services.vectors import MilvusVectorStore, Record  # noqa: E402
+from webapp.services.records import Record  # noqa: E402
+from webapp.services.vectors import MilvusVectorStore  # noqa: E402
 
 DIM = 1280
 SERVER_TARGET_MS = 25.0

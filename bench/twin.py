@@ -25,7 +25,7 @@ from webapp.api.common import record_json
 from webapp.errors import WebappError
 from webapp.runtime import Runtime
 from webapp.services.jobs import Job
-from webapp.services.vectors import Record
+from webapp.services.records import Record
 
 settings = config.load(None)
 runtime = Runtime(settings)

@@ -17,6 +17,7 @@ from tests.conftest import INT8, MODEL, noise_images, wait_for_job
 from webapp import create_app
 from webapp.runtime import EXTENSION, runtime
 from webapp.services.binding import ModelBinding, file_sha256
+from webapp.services.lite_store import LiteVectorStore
 
 IMAGES = 40
 
@@ -123,6 +124,7 @@ def test_a_reindex_in_the_background_switches_over_at_the_priority_of_the_thread
         assert rt.jobs.get(job.id).status.value == "done"
         store = rt.vectors
         assert store is not old  # opened by the reindex's switch, not by this thread
+        assert isinstance(store, LiteVectorStore)
         flusher = store._schedule._thread
     assert flusher is not None and flusher.native_id is not None
     assert os.sched_getscheduler(flusher.native_id) == os.sched_getscheduler(0) != os.SCHED_IDLE

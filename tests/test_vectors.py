@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from webapp.errors import Conflict, StoreUnavailable
+from webapp.services.lite_store import LiteVectorStore
 from webapp.services.priority import PRIORITY, background_thread
-from webapp.services.vectors import Hit, MilvusVectorStore, Record, is_server_uri, pk_of
+from webapp.services.records import Hit, Record, pk_of
+from webapp.services.vectors import MilvusVectorStore, is_server_uri
 
 DIM = 1280
 
@@ -47,6 +49,13 @@ def test_pk_is_the_first_eight_bytes_signed() -> None:
 def test_uri_kind() -> None:
     assert is_server_uri("http://localhost:19530") and is_server_uri("https://x.cloud")
     assert not is_server_uri("var/milvus.db") and not is_server_uri("/abs/milvus.db")
+
+
+@BOTH_STORES
+def test_a_file_opens_a_lite_store_and_a_url_a_server_store(store: MilvusVectorStore, backend: tuple[str, str]) -> None:
+    lite = not is_server_uri(backend[0])
+    assert isinstance(store, LiteVectorStore) == lite
+    assert store.kind == ("milvus-lite" if lite else "milvus-server")
 
 
 @BOTH_STORES
@@ -131,7 +140,7 @@ def test_searches_keep_finding_while_writes_are_flushed(store: MilvusVectorStore
 def test_single_writes_are_flushed_on_a_schedule(backend: tuple[str, str], policy: tuple[float, int]) -> None:
     """Rows added one call at a time (single uploads) get flushed without anyone asking."""
     seconds, rows = policy
-    store = MilvusVectorStore(*backend, DIM, flush_seconds=seconds, flush_rows=rows)
+    store = LiteVectorStore(*backend, DIM, flush_seconds=seconds, flush_rows=rows)
     try:
         rng = np.random.default_rng(5)
         items = [_item(i, rng) for i in range(30)]
@@ -149,7 +158,7 @@ def test_single_writes_are_flushed_on_a_schedule(backend: tuple[str, str], polic
         store.close()
 
 
-def flushed_within(store: MilvusVectorStore, seconds: float) -> bool:
+def flushed_within(store: LiteVectorStore, seconds: float) -> bool:
     """Wait up to ``seconds`` for the store to have no unflushed rows; tell whether it got there."""
     deadline = time.monotonic() + seconds
     while store.unflushed and time.monotonic() < deadline:
@@ -159,7 +168,7 @@ def flushed_within(store: MilvusVectorStore, seconds: float) -> bool:
 
 def test_a_flush_goes_once_enough_rows_wait_not_at_the_next_tick(backend: tuple[str, str]) -> None:
     """A bulk batch is flushed right after it is written: searches then scan no unflushed rows."""
-    store = MilvusVectorStore(*backend, DIM, flush_seconds=3600, flush_rows=10)  # a tick every second
+    store = LiteVectorStore(*backend, DIM, flush_seconds=3600, flush_rows=10)  # a tick every second
     try:
         rng = np.random.default_rng(9)
         items = [_item(i, rng) for i in range(10)]
@@ -175,7 +184,7 @@ def test_milvus_lite_flushes_at_the_priority_of_the_thread_that_opened_it_not_of
     tmp_path: Path,
 ) -> None:
     """A flush holds the store's other calls: it must not run at a bulk load's idle priority."""
-    store = MilvusVectorStore(str(tmp_path / "lite.db"), "prio", DIM, flush_seconds=3600, flush_rows=10)
+    store = LiteVectorStore(str(tmp_path / "lite.db"), "prio", DIM, flush_seconds=3600, flush_rows=10)
     try:
         rng = np.random.default_rng(5)
         items = [_item(i, rng) for i in range(10)]
@@ -200,7 +209,7 @@ def test_while_nobody_searches_rows_wait_for_the_schedule_and_the_next_search_fl
     backend: tuple[str, str],
 ) -> None:
     """A bulk load nobody searches flushes in big steps (each small one costs Lite merges and index builds)."""
-    store = MilvusVectorStore(*backend, DIM, flush_seconds=3600, flush_rows=10)
+    store = LiteVectorStore(*backend, DIM, flush_seconds=3600, flush_rows=10)
     try:
         rng = np.random.default_rng(10)
         items = [_item(i, rng) for i in range(40)]
@@ -217,7 +226,7 @@ def test_while_nobody_searches_rows_wait_for_the_schedule_and_the_next_search_fl
 
 
 def test_no_flush_while_below_both_thresholds(backend: tuple[str, str]) -> None:
-    store = MilvusVectorStore(*backend, DIM, flush_seconds=3600, flush_rows=100)
+    store = LiteVectorStore(*backend, DIM, flush_seconds=3600, flush_rows=100)
     try:
         rng = np.random.default_rng(6)
         for i in range(5):
@@ -233,7 +242,7 @@ def test_a_scheduled_flush_waits_for_the_search_in_flight(
 ) -> None:
     """A flush holds every new call until it is done, so it lets a search in flight finish first."""
     monkeypatch.setattr(PRIORITY, "max_wait", 30)
-    store = MilvusVectorStore(*backend, DIM, flush_seconds=0.1, flush_rows=1)
+    store = LiteVectorStore(*backend, DIM, flush_seconds=0.1, flush_rows=1)
     try:
         with PRIORITY.interactive():
             store.upsert([_item(0, np.random.default_rng(7))])
@@ -258,7 +267,7 @@ def test_a_checkpoint_flushes_milvus_lite_only(store: MilvusVectorStore, monkeyp
     store.upsert([_item(0, np.random.default_rng(8))])
     store.checkpoint()
     assert flushes == ([store.collection] if store.kind == "milvus-lite" else [])
-    assert store.unflushed == 0
+    assert not isinstance(store, LiteVectorStore) or store.unflushed == 0
     assert store.count() == 1
 
 
@@ -333,16 +342,16 @@ def test_milvus_lite_storage_allocates_with_malloc(tmp_path: Path, monkeypatch: 
     import pyarrow
 
     monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
-    store = MilvusVectorStore(str(tmp_path / "milvus.db"), "images", DIM)
+    store = LiteVectorStore(str(tmp_path / "milvus.db"), "images", DIM)
     store.close()
     assert pyarrow.default_memory_pool().backend_name == "system"
 
 
 def test_milvus_lite_searches_and_reads_its_engine_in_process_with_what_grpc_would_answer(tmp_path: Path) -> None:
     """Searches and reads skip pymilvus's loopback gRPC on Lite; they must find exactly what it finds."""
-    store = MilvusVectorStore(str(tmp_path / "milvus.db"), "images", DIM)
+    store = LiteVectorStore(str(tmp_path / "milvus.db"), "images", DIM)
     try:
-        assert store._lite_engine() is not None  # a milvus-lite that keeps its engine elsewhere: noticed here
+        assert store._engine() is not None  # a milvus-lite that keeps its engine elsewhere: noticed here
         rng = np.random.default_rng(4)
         items = [_item(i, rng) for i in range(240)]
         albums = ["", "trips", "trips/rome", 'odd "one"']
@@ -350,7 +359,7 @@ def test_milvus_lite_searches_and_reads_its_engine_in_process_with_what_grpc_wou
         store.flush()
         store.upsert(items[200:])  # not flushed: searched by brute force, by both ways alike
         engine_calls = 0
-        engine = store._lite_engine()
+        engine = store._engine()
         assert engine is not None
         search = engine.collection.search
 
@@ -397,7 +406,7 @@ def test_milvus_lite_gathers_unflushed_vectors_as_arrays_exactly_as_it_did_row_b
     """The patched snapshot of rows not yet flushed must equal milvus-lite's own, overwrites and deletes included."""
     from milvus_lite.storage.memtable import MemTable
 
-    store = MilvusVectorStore(str(tmp_path / "milvus.db"), "images", DIM, flush_seconds=3600, flush_rows=10**6)
+    store = LiteVectorStore(str(tmp_path / "milvus.db"), "images", DIM, flush_seconds=3600, flush_rows=10**6)
     try:
         patched = MemTable.to_search_snapshot
         assert getattr(patched, "_rowless", False)  # a milvus-lite other than the one read: noticed here
@@ -413,7 +422,7 @@ def test_milvus_lite_gathers_unflushed_vectors_as_arrays_exactly_as_it_did_row_b
         moved = [(rec, _item(1000 + i, rng)[1]) for i, (rec, _) in enumerate(items[110:120])]
         store.upsert(moved)  # the same keys again: their first rows are stale
         store.delete([rec.sha256 for rec, _ in items[120:125]] + [items[5][0].sha256])
-        engine = store._lite_engine()
+        engine = store._engine()
         assert engine is not None
         memtable = engine.collection._memtable
         assert len(memtable._pk_index) == 85  # 90 written, 5 of them deleted
@@ -439,7 +448,7 @@ def test_milvus_lite_search_checks_its_rows_with_arrays_and_finds_what_its_own_e
     """Overwritten and deleted keys, flushed or not, filters and several queries: the same hits both ways."""
     import milvus_lite.engine.collection as lite_collection
 
-    store = MilvusVectorStore(str(tmp_path / "milvus.db"), "images", DIM, flush_seconds=3600, flush_rows=10**6)
+    store = LiteVectorStore(str(tmp_path / "milvus.db"), "images", DIM, flush_seconds=3600, flush_rows=10**6)
     try:
         execute = lite_collection.execute_search_with_index
         original = execute.__wrapped__  # a milvus-lite other than the one read has no replacement: noticed here
@@ -458,7 +467,7 @@ def test_milvus_lite_search_checks_its_rows_with_arrays_and_finds_what_its_own_e
         store.upsert(items[500:560])  # not flushed
         store.upsert([(items[i][0], moved[i]) for i in range(320, 330)])  # flushed keys written again, not flushed
         store.delete([items[i][0].sha256 for i in (350, 351, 352, 505)])  # deletes not flushed
-        engine = store._lite_engine()
+        engine = store._engine()
         assert engine is not None
         collection = engine.collection
         fallbacks = 0
@@ -511,13 +520,13 @@ def test_milvus_lite_writes_rows_through_its_engine_as_an_upsert_over_grpc_write
         for i, (rec, _) in enumerate(items[:10] + items[160:170])
     ]
     stores = {
-        way: MilvusVectorStore(str(tmp_path / f"{way}.db"), "images", DIM, flush_seconds=3600, flush_rows=10**6)
+        way: LiteVectorStore(str(tmp_path / f"{way}.db"), "images", DIM, flush_seconds=3600, flush_rows=10**6)
         for way in ("engine", "grpc")
     }
     stores["grpc"].direct = False  # every call over pymilvus's gRPC, as before the engine wrote rows
     inserts = 0
     try:
-        engine = stores["engine"]._lite_engine()
+        engine = stores["engine"]._engine()
         assert engine is not None
         insert = engine.collection.insert
 
@@ -541,7 +550,7 @@ def test_milvus_lite_writes_rows_through_its_engine_as_an_upsert_over_grpc_write
         assert {way: store.count() for way, store in stores.items()} == {"engine": 196, "grpc": 196}
         for store in stores.values():
             store.close()
-        stores = {way: MilvusVectorStore(str(tmp_path / f"{way}.db"), "images", DIM) for way in stores}
+        stores = {way: LiteVectorStore(str(tmp_path / f"{way}.db"), "images", DIM) for way in stores}
         assert _contents(stores["engine"]) == _contents(stores["grpc"]) == seen["engine"]
     finally:
         for store in stores.values():
@@ -553,9 +562,9 @@ def test_milvus_lite_still_checks_every_field_of_a_row_its_engine_writes(tmp_pat
     import milvus_lite.engine.collection as lite_collection
 
     assert getattr(lite_collection.validate_record, "__wrapped__", None) is not None  # another milvus-lite: noticed
-    store = MilvusVectorStore(str(tmp_path / "milvus.db"), "images", DIM)
+    store = LiteVectorStore(str(tmp_path / "milvus.db"), "images", DIM)
     try:
-        assert store._lite_engine() is not None
+        assert store._engine() is not None
         rng = np.random.default_rng(17)
         (good, vec), (other, other_vec) = _item(1, rng), _item(2, rng)
         refused = [

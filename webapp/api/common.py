@@ -17,7 +17,7 @@ from werkzeug.datastructures import CombinedMultiDict, FileStorage
 from webapp.errors import WebappError
 from webapp.services.albums import parse_album
 from webapp.services.jobs import Job
-from webapp.services.vectors import Record
+from webapp.services.records import Record
 
 
 class Parser(FlaskParser):

@@ -14,8 +14,8 @@ from webapp.auth import requires
 from webapp.errors import Conflict
 from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library, runtime
+from webapp.services.records import Hit
 from webapp.services.roles import Role
-from webapp.services.vectors import Hit
 
 LIBRARY_PER_PAGE = 48
 SIMILAR_COUNT = 12

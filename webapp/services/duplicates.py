@@ -27,7 +27,7 @@ from webapp.services.catalog import in_album
 from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
 from webapp.services.jobs import Job, JobStatus, JobStore
 from webapp.services.library import Library
-from webapp.services.vectors import Record, VectorStore
+from webapp.services.records import Record, VectorStore
 
 log = logging.getLogger(__name__)
 KIND = "duplicates"

@@ -19,8 +19,8 @@ from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.imaging import Box, Decoded, content_id, decode, thumbnail
 from webapp.services.priority import PRIORITY
+from webapp.services.records import Hit, Record, VectorStore
 from webapp.services.telemetry import EMBED, INGESTED, SEARCH
-from webapp.services.vectors import Hit, Record, VectorStore
 
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 100

@@ -22,7 +22,8 @@ from webapp.services.binding import ModelBinding, ModelIdentity
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.jobs import ItemResult, Job, JobStatus, JobStore
-from webapp.services.vectors import MilvusVectorStore, Record
+from webapp.services.records import Record
+from webapp.services.vectors import MilvusVectorStore
 
 log = logging.getLogger(__name__)
 BATCH = 32

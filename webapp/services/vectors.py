@@ -1,88 +1,41 @@
-"""The vector store: one Milvus collection of image embeddings and the metadata a page needs."""
+"""The vector store: one Milvus collection of image embeddings and the metadata a page needs.
+
+``MilvusVectorStore`` talks to a Milvus server; on a Milvus Lite file it is a ``LiteVectorStore``
+(services/lite_store.py), which reads from Lite's engine in this process and flushes on a schedule.
+"""
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-from pymilvus import CollectionSchema, DataType, MilvusClient
+from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
-from pymilvus.milvus_client.index import IndexParams
 
 from webapp.config import is_server_uri
 from webapp.errors import Conflict, StoreUnavailable
-from webapp.services.albums import MAX_DEPTH, lineage, milvus_filter
+from webapp.services import milvus_schema as schema
+from webapp.services.albums import milvus_filter
 from webapp.services.coalesce import Coalescer
-from webapp.services.flushing import FlushSchedule
-from webapp.services.lite import FloatRow, LiteEngine, arrow_on_malloc, faster_unflushed_search, faster_vector_checks
-from webapp.services.lite_search import faster_search
-
-log = logging.getLogger(__name__)
-FIELDS = ["sha256", "filename", "width", "height", "source", "mime", "added_at"]
-
-
-def pk_of(sha256: str) -> int:
-    """Return the primary key of an image: the first 8 bytes of its SHA-256 as a signed int64."""
-    return int.from_bytes(bytes.fromhex(sha256[:16]), "big", signed=True)
-
-
-@dataclass(frozen=True)
-class Record:
-    """What the library knows about one indexed image."""
-
-    sha256: str
-    filename: str
-    width: int
-    height: int
-    source: str
-    mime: str
-    added_at: int  # milliseconds since the epoch
-    album: str = ""  # the folder it was loaded from, relative to the loaded root ("" for none)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result: a record and its cosine similarity to the query."""
-
-    record: Record
-    score: float
-
-
-class VectorStore(Protocol):
-    """What the library needs of a vector store (Milvus Lite file or Milvus server)."""
-
-    kind: str
-    index_type: str
-    metric: str
-
-    def upsert(self, items: Sequence[tuple[Record, np.ndarray]]) -> None: ...
-    def delete(self, sha256s: Sequence[str]) -> None: ...
-    def clear(self) -> None: ...
-    def ids(self) -> dict[str, int]: ...
-    def vector(self, sha256: str) -> np.ndarray | None: ...
-    def flush(self) -> None: ...
-    def checkpoint(self) -> None: ...
-    def search(self, vector: np.ndarray, top_k: int, album: str = "") -> list[Hit]: ...
-    def album_filter(self, album: str) -> str: ...
-    def export(self, batch_size: int = 1000) -> Iterator[list[tuple[Record, np.ndarray]]]: ...
-    def neighbours(self, vectors: Sequence[np.ndarray], top_k: int) -> list[list[tuple[str, float]]]: ...
-    def vectors(self, sha256s: Iterable[str]) -> dict[str, np.ndarray]: ...
-    def get(self, sha256s: Iterable[str], fresh: bool = True) -> dict[str, Record]: ...
-    def count(self) -> int: ...
-    def close(self) -> None: ...
+from webapp.services.records import Hit, Record, pk_of
 
 
 class MilvusVectorStore:
     """A Milvus collection behind a small API; creates the collection and HNSW index if missing."""
 
-    metric = "COSINE"
-    index_type = "HNSW"
+    kind = "milvus-server"
+    metric = schema.METRIC
+    index_type = schema.INDEX_TYPE
+
+    def __new__(cls, uri: str, *args: Any, **kwargs: Any) -> MilvusVectorStore:
+        """Return a ``LiteVectorStore`` for a Milvus Lite file, this class for a server."""
+        if cls is MilvusVectorStore and not is_server_uri(uri):
+            from webapp.services.lite_store import LiteVectorStore
+
+            return super().__new__(LiteVectorStore)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -96,11 +49,10 @@ class MilvusVectorStore:
         timeout: float = 10.0,
         consistency: str = "Strong",
         search_consistency: str = "Session",
-        flush_seconds: float = 10.0,
+        flush_seconds: float = 10.0,  # on Milvus Lite (LiteVectorStore); a server seals segments itself
         flush_rows: int = 512,
     ) -> None:
         self.uri = uri
-        self.kind = "milvus-server" if is_server_uri(uri) else "milvus-lite"
         self.collection = collection
         self.dim = dim
         self.search_ef = search_ef
@@ -111,83 +63,16 @@ class MilvusVectorStore:
         # Searches need not wait for a tick: Session sees this process's own writes at once (it
         # waits only for the timestamp of its last write), other processes' a moment later.
         self.search_consistency = search_consistency
-        # Milvus Lite loses rows when several threads write to one file at once (DESIGN.md):
-        # every write goes through this lock.
+        # Every write of this process goes through this lock (Milvus Lite loses rows when several
+        # threads write to one file at once: DESIGN.md).
         self._write_lock = threading.Lock()
-        # On Milvus Lite a search that runs during a flush can find nothing (milvus-lite 3.2.2):
-        # a flush waits for calls in flight, and calls made meanwhile wait for it.
-        self._gate = threading.Condition()
-        self._in_flight = 0
-        self._exclusive_held = False
-        self._index = (hnsw_m, ef_construction)
-        # On Milvus Lite, writes flush on a schedule, never per request (services/flushing.py).
-        self._schedule = FlushSchedule(self._scheduled_flush, flush_seconds, flush_rows)
         self._searches = Coalescer(self._search_many)
-        self.direct = True  # on Milvus Lite, read from its engine in this process (_lite_engine)
-        if self.kind == "milvus-lite":
-            Path(uri).parent.mkdir(parents=True, exist_ok=True)
-            arrow_on_malloc()
-            faster_unflushed_search()
-            faster_search()
-            faster_vector_checks()
         try:
             self._client = MilvusClient(uri=uri, token=token, timeout=timeout)
-            self._ensure_collection()
+            self.has_albums = schema.ensure(self._client, collection, dim, hnsw_m, ef_construction)
         except MilvusException as exc:
-            if self.kind == "milvus-lite" and "Open local milvus failed" == exc.message:
-                raise StoreUnavailable(
-                    f"the Milvus Lite file {uri} is in use by another process (a running server?): "
-                    "Milvus Lite allows one process per file"
-                ) from exc
             raise StoreUnavailable(f"cannot open the vector store at {uri}: {exc.message}") from exc
-        if self.kind == "milvus-lite":
-            self._schedule.start()  # from the opening thread, whose priority flushes keep
-
-    def _ensure_collection(self) -> None:
-        """Create the collection and its index if missing; safe when several workers race."""
-        client = self._client
-        if not client.has_collection(self.collection):
-            try:
-                client.create_collection(self.collection, schema=self._schema(), consistency_level="Strong")
-            except MilvusException:
-                if not client.has_collection(self.collection):  # not another worker's win: a real error
-                    raise
-        if not client.list_indexes(self.collection):
-            try:
-                # sync=False: Milvus Lite does not implement the call a synchronous build waits on.
-                client.create_index(self.collection, self._index_params(), sync=False)
-            except MilvusException:
-                if not client.list_indexes(self.collection):
-                    raise
-        client.load_collection(self.collection)
-        fields = {f["name"] for f in client.describe_collection(self.collection)["fields"]}
-        # Collections made before albums lack the field (Milvus 2.3 cannot add one): no album filters there.
-        self.has_albums = "albums" in fields
-        self._output = [*FIELDS, "albums"] if self.has_albums else FIELDS
-
-    def _schema(self) -> CollectionSchema:
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("pk", DataType.INT64, is_primary=True)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-        schema.add_field("sha256", DataType.VARCHAR, max_length=64)
-        schema.add_field("filename", DataType.VARCHAR, max_length=1024)
-        schema.add_field("width", DataType.INT32)
-        schema.add_field("height", DataType.INT32)
-        schema.add_field("source", DataType.VARCHAR, max_length=64)
-        schema.add_field("mime", DataType.VARCHAR, max_length=64)
-        schema.add_field("added_at", DataType.INT64)
-        # The album and every album above it: "in this album or below" is one array_contains.
-        schema.add_field(
-            "albums", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_DEPTH, max_length=512
-        )
-        return schema
-
-    def _row(self, rec: Record, vec: np.ndarray) -> dict[str, Any]:
-        row: dict[str, Any] = {"pk": pk_of(rec.sha256), "vector": FloatRow(vec.astype(np.float32).tolist())}
-        row |= {name: getattr(rec, name) for name in FIELDS}
-        if self.has_albums:
-            row["albums"] = lineage(rec.album)
-        return row
+        self._output = [*schema.FIELDS, "albums"] if self.has_albums else schema.FIELDS
 
     def album_filter(self, album: str) -> str:
         """Return the filter for ``album`` and its sub-albums; refuse it on a collection without albums."""
@@ -198,30 +83,18 @@ class MilvusVectorStore:
             )
         return milvus_filter(album)
 
-    def _index_params(self) -> IndexParams:
-        hnsw_m, ef_construction = self._index
-        index = MilvusClient.prepare_index_params()
-        # Build params must be nested under "params" or Milvus silently ignores them.
-        index.add_index(
-            field_name="vector",
-            index_type=self.index_type,
-            metric_type=self.metric,
-            params={"params": {"M": hnsw_m, "efConstruction": ef_construction}},
-        )
-        return index
-
     def upsert(self, items: Sequence[tuple[Record, np.ndarray]]) -> None:
         """Insert or replace the given records with their vectors, keyed by content id."""
         if not items:
             return
-        rows = [self._row(rec, vec) for rec, vec in items]
-        engine = self._lite_engine()
+        rows = [schema.row(rec, vec, self.has_albums) for rec, vec in items]
         with self._write_lock:
-            if engine is not None:
-                self._call(engine.insert, rows)
-            else:
-                self._call(self._client.upsert, self.collection, rows)
+            self._insert(rows)
             self._written(len(rows))
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        """Write rows, replacing those of the same keys (under the write lock)."""
+        self._call(self._client.upsert, self.collection, rows)
 
     def delete(self, sha256s: Sequence[str]) -> None:
         """Remove the given images' vectors."""
@@ -265,7 +138,7 @@ class MilvusVectorStore:
         )
         try:
             while rows := iterator.next():
-                yield [(_record(row), np.asarray(row["vector"], dtype=np.float32)) for row in rows]
+                yield [(schema.record(row), np.asarray(row["vector"], dtype=np.float32)) for row in rows]
         finally:
             iterator.close()
 
@@ -275,7 +148,6 @@ class MilvusVectorStore:
         Searches made meanwhile by other threads with the same filter and ``ef`` go in one call.
         """
         expr = self.album_filter(album)
-        self._schedule.search_made()
         return self._searches((expr, max(self.search_ef, top_k)), (vector, top_k))
 
     def _search_many(self, key: tuple[str, int], queries: list[tuple[np.ndarray, int]]) -> list[list[Hit]]:
@@ -284,7 +156,7 @@ class MilvusVectorStore:
         data = [vector.astype(np.float32).tolist() for vector, _ in queries]
         result = self._search(data, expr, max(top_k for _, top_k in queries), self._output, ef)
         return [
-            [Hit(_record(hit["entity"]), float(hit["distance"])) for hit in hits[:top_k]]
+            [Hit(schema.record(hit["entity"]), float(hit["distance"])) for hit in hits[:top_k]]
             for hits, (_, top_k) in zip(result, queries, strict=True)
         ]
 
@@ -295,10 +167,7 @@ class MilvusVectorStore:
         return [[(hit["entity"]["sha256"], float(hit["distance"])) for hit in hits] for hits in result]
 
     def _search(self, data: list[list[float]], expr: str, limit: int, fields: list[str], ef: int) -> Any:
-        """Search (on Milvus Lite, its engine in this process)."""
-        engine = self._lite_engine()
-        if engine is not None:
-            return self._call(engine.search, data, expr, limit, fields, ef, self.metric)
+        """Search the collection for each of ``data``'s vectors."""
         return self._call(
             self._client.search,
             self.collection,
@@ -312,19 +181,10 @@ class MilvusVectorStore:
         )
 
     def _rows(self, pks: list[int], fields: list[str], consistency: str) -> Any:
-        """Return the rows of those primary keys that exist (on Milvus Lite, from its engine in this process)."""
-        engine = self._lite_engine()
-        if engine is not None:
-            return self._call(engine.get, pks, fields)
+        """Return the rows of those primary keys that exist."""
         return self._call(
             self._client.get, self.collection, ids=pks, output_fields=fields, consistency_level=consistency
         )
-
-    def _lite_engine(self) -> LiteEngine | None:
-        """Return Milvus Lite's engine in this process (see services/lite.py); None on a server."""
-        if self.kind != "milvus-lite" or not self.direct:
-            return None
-        return LiteEngine.find(self.uri, self.collection)
 
     def vectors(self, sha256s: Iterable[str]) -> dict[str, np.ndarray]:
         """Return the stored vectors of those of ``sha256s`` that are indexed, by content id."""
@@ -350,82 +210,37 @@ class MilvusVectorStore:
         rows = self._rows(list(wanted), self._output, self.consistency if fresh else "Bounded")
         # Compare the whole sha256, not just the 8-byte key, and key by it: a server may
         # return rows in any order.
-        found = (_record(row) for row in rows)
+        found = (schema.record(row) for row in rows)
         return {rec.sha256: rec for rec in found if wanted.get(pk_of(rec.sha256)) == rec.sha256}
 
     def count(self) -> int:
         """Return the number of indexed images."""
-        engine = self._lite_engine()
-        if engine is not None:
-            return int(self._call(engine.count))
         rows = self._call(
             self._client.query, self.collection, output_fields=["count(*)"], consistency_level=self.consistency
         )
         return int(rows[0]["count(*)"])
 
     def flush(self) -> None:
-        """Persist what has been written so far, and have it indexed.
-
-        Milvus Lite searches rows that are not flushed yet by brute force (``bench/store.py``);
-        after a flush it builds their HNSW index in the background within seconds.
-        """
+        """Persist what has been written so far, and have it indexed."""
         with self._write_lock:
             self._flush()
 
     def checkpoint(self) -> None:
-        """Make what was written so far survive a crash: a flush on Milvus Lite, nothing on a server.
+        """Make what was written so far survive a crash: nothing to do on a server.
 
         A server logs every write as it arrives and seals segments by itself; flushing after each
         job cost a worker about 3 s and leaves small segments, which Milvus's docs advise against.
         """
-        if self.kind == "milvus-lite":
-            self.flush()
 
     def _flush(self) -> None:
-        if self.kind != "milvus-lite":
-            self._call(self._client.flush, self.collection)
-            return
-        with self._exclusive():
-            self._invoke(self._client.flush, self.collection)
-        self._schedule.flushed()
-
-    @property
-    def unflushed(self) -> int:
-        """Return how many rows were written since the last flush (Milvus Lite only)."""
-        return self._schedule.unflushed
+        """Flush (under the write lock)."""
+        self._call(self._client.flush, self.collection)
 
     def _written(self, rows: int) -> None:
-        """Count rows written (under the write lock) for the flush schedule (Milvus Lite only)."""
-        if self.kind == "milvus-lite":
-            self._schedule.written(rows)
-
-    def _scheduled_flush(self) -> None:
-        """Flush what the schedule says is due (from its thread); a failure is retried at its next tick."""
-        try:
-            with self._write_lock:
-                if self._schedule.due():
-                    self._flush()
-        except StoreUnavailable as exc:
-            log.warning("scheduled flush of %s failed: %s", self.collection, exc.message)
-
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """Run a step alone: wait for calls in flight, and hold new ones until it is done."""
-        with self._gate:
-            if not self._gate.wait_for(lambda: not self._exclusive_held, self.timeout):
-                raise StoreUnavailable("the vector store is busy; try again")
-            self._exclusive_held = True
-            self._gate.wait_for(lambda: self._in_flight == 0)
-        try:
-            yield
-        finally:
-            with self._gate:
-                self._exclusive_held = False
-                self._gate.notify_all()
+        """Count rows written (under the write lock): a server needs no count."""
 
     def drop(self) -> None:
         """Delete the whole collection (a library's retired one, after a reindex) and close the client."""
-        self._schedule.stop(self.timeout)
         try:
             self._call(self._client.drop_collection, self.collection)
         finally:
@@ -433,7 +248,6 @@ class MilvusVectorStore:
 
     def close(self) -> None:
         """Close the client, flushing first so a graceful stop loses nothing (if the store answers)."""
-        self._schedule.stop(self.timeout)
         try:
             self.flush()
         except StoreUnavailable:
@@ -442,24 +256,11 @@ class MilvusVectorStore:
             self._client.close()
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        with self._gate:
-            if not self._gate.wait_for(lambda: not self._exclusive_held, self.timeout):
-                raise StoreUnavailable("the vector store is busy flushing; try again")
-            self._in_flight += 1
-        try:
-            return self._invoke(method, *args, **kwargs)
-        finally:
-            with self._gate:
-                self._in_flight -= 1
-                self._gate.notify_all()
+        """Call the client (or Lite's engine), its failures as ``StoreUnavailable``."""
+        return self._invoke(method, *args, **kwargs)
 
     def _invoke(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, timeout=self.timeout, **kwargs)
         except MilvusException as exc:
             raise StoreUnavailable(f"the vector store failed: {exc.message}") from exc
-
-
-def _record(row: dict[str, Any]) -> Record:
-    albums = row.get("albums") or [""]
-    return Record(**{name: row[name] for name in FIELDS}, album=albums[-1])

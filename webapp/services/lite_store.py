@@ -1,0 +1,136 @@
+"""The vector store on a Milvus Lite file: read from Lite's engine in this process, flushed on a schedule."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymilvus.exceptions import MilvusException
+
+from webapp.errors import StoreUnavailable
+from webapp.services.flushing import FlushSchedule
+from webapp.services.gate import Gate
+from webapp.services.lite import LiteEngine, arrow_on_malloc, faster_unflushed_search, faster_vector_checks
+from webapp.services.lite_search import faster_search
+from webapp.services.records import Hit
+from webapp.services.vectors import MilvusVectorStore
+
+log = logging.getLogger(__name__)
+
+
+class LiteVectorStore(MilvusVectorStore):
+    """A library's collection in a Milvus Lite file, which one process at a time may open.
+
+    Writes flush on a schedule, never per request (services/flushing.py), and a flush runs alone
+    (services/gate.py). Reads, searches and inserts go to Lite's engine in this process
+    (services/lite.py) rather than through its gRPC server, unless ``direct`` is turned off.
+    """
+
+    kind = "milvus-lite"
+
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        dim: int,
+        *args: Any,
+        flush_seconds: float = 10.0,
+        flush_rows: int = 512,
+        **kwargs: Any,
+    ) -> None:
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        arrow_on_malloc()
+        faster_unflushed_search()
+        faster_search()
+        faster_vector_checks()
+        self.direct = True
+        try:
+            super().__init__(uri, collection, dim, *args, **kwargs)
+        except StoreUnavailable as exc:
+            cause = exc.__cause__
+            if isinstance(cause, MilvusException) and cause.message == "Open local milvus failed":
+                raise StoreUnavailable(
+                    f"the Milvus Lite file {uri} is in use by another process (a running server?): "
+                    "Milvus Lite allows one process per file"
+                ) from cause
+            raise
+        self._gate = Gate(self.timeout)
+        self._schedule = FlushSchedule(self._scheduled_flush, flush_seconds, flush_rows)
+        self._schedule.start()  # from the opening thread, whose priority flushes keep
+
+    def _engine(self) -> LiteEngine | None:
+        """Return Milvus Lite's engine in this process, or None to go through its gRPC server."""
+        return LiteEngine.find(self.uri, self.collection) if self.direct else None
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        engine = self._engine()
+        if engine is None:
+            super()._insert(rows)
+        else:
+            self._call(engine.insert, rows)
+
+    def search(self, vector: np.ndarray, top_k: int, album: str = "") -> list[Hit]:
+        """Search as a server does; a search made also makes the flush schedule keep few rows waiting."""
+        self._schedule.search_made()
+        return super().search(vector, top_k, album)
+
+    def _search(self, data: list[list[float]], expr: str, limit: int, fields: list[str], ef: int) -> Any:
+        engine = self._engine()
+        if engine is None:
+            return super()._search(data, expr, limit, fields, ef)
+        return self._call(engine.search, data, expr, limit, fields, ef, self.metric)
+
+    def _rows(self, pks: list[int], fields: list[str], consistency: str) -> Any:
+        engine = self._engine()
+        return super()._rows(pks, fields, consistency) if engine is None else self._call(engine.get, pks, fields)
+
+    def count(self) -> int:
+        """Return the number of indexed images."""
+        engine = self._engine()
+        return super().count() if engine is None else int(self._call(engine.count))
+
+    def checkpoint(self) -> None:
+        """Make what was written so far survive a crash: flush.
+
+        Milvus Lite searches rows that are not flushed yet by brute force (``bench/store.py``);
+        after a flush it builds their HNSW index in the background within seconds.
+        """
+        self.flush()
+
+    def _flush(self) -> None:
+        with self._gate.alone():
+            self._invoke(self._client.flush, self.collection)
+        self._schedule.flushed()
+
+    @property
+    def unflushed(self) -> int:
+        """Return how many rows were written since the last flush."""
+        return self._schedule.unflushed
+
+    def _written(self, rows: int) -> None:
+        self._schedule.written(rows)
+
+    def _scheduled_flush(self) -> None:
+        """Flush what the schedule says is due (from its thread); a failure is retried at its next tick."""
+        try:
+            with self._write_lock:
+                if self._schedule.due():
+                    self._flush()
+        except StoreUnavailable as exc:
+            log.warning("scheduled flush of %s failed: %s", self.collection, exc.message)
+
+    def drop(self) -> None:
+        """Stop the flush schedule, then delete the collection and close the client."""
+        self._schedule.stop(self.timeout)
+        super().drop()
+
+    def close(self) -> None:
+        """Stop the flush schedule, then flush and close the client."""
+        self._schedule.stop(self.timeout)
+        super().close()
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._gate.call():
+            return self._invoke(method, *args, **kwargs)

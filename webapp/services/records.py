@@ -1,0 +1,60 @@
+"""What the library stores about an image, and what it needs of a vector store to keep it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+def pk_of(sha256: str) -> int:
+    """Return the primary key of an image: the first 8 bytes of its SHA-256 as a signed int64."""
+    return int.from_bytes(bytes.fromhex(sha256[:16]), "big", signed=True)
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the library knows about one indexed image."""
+
+    sha256: str
+    filename: str
+    width: int
+    height: int
+    source: str
+    mime: str
+    added_at: int  # milliseconds since the epoch
+    album: str = ""  # the folder it was loaded from, relative to the loaded root ("" for none)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a record and its cosine similarity to the query."""
+
+    record: Record
+    score: float
+
+
+class VectorStore(Protocol):
+    """What the library needs of a vector store (Milvus Lite file or Milvus server)."""
+
+    kind: str
+    index_type: str
+    metric: str
+
+    def upsert(self, items: Sequence[tuple[Record, np.ndarray]]) -> None: ...
+    def delete(self, sha256s: Sequence[str]) -> None: ...
+    def clear(self) -> None: ...
+    def ids(self) -> dict[str, int]: ...
+    def vector(self, sha256: str) -> np.ndarray | None: ...
+    def flush(self) -> None: ...
+    def checkpoint(self) -> None: ...
+    def search(self, vector: np.ndarray, top_k: int, album: str = "") -> list[Hit]: ...
+    def album_filter(self, album: str) -> str: ...
+    def export(self, batch_size: int = 1000) -> Iterator[list[tuple[Record, np.ndarray]]]: ...
+    def neighbours(self, vectors: Sequence[np.ndarray], top_k: int) -> list[list[tuple[str, float]]]: ...
+    def vectors(self, sha256s: Iterable[str]) -> dict[str, np.ndarray]: ...
+    def get(self, sha256s: Iterable[str], fresh: bool = True) -> dict[str, Record]: ...
+    def count(self) -> int: ...
+    def close(self) -> None: ...
