@@ -30,7 +30,7 @@ from bench.ingest import make_images  # noqa: E402
 from bench.store import DIM, fill, wait_for_index  # noqa: E402
 from webapp.models import DEFAULT, MODELS  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
-from webapp.services.ingestion import BATCH  # noqa: E402
+from webapp.services.units import BATCH  # noqa: E402
 from webapp.services.vectors import MilvusVectorStore  # noqa: E402
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

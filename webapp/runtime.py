@@ -21,12 +21,13 @@ from webapp.services.duplicates import Duplicates
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.imaging import return_large_buffers_to_the_system
-from webapp.services.ingestion import Ingestion, Limits, WorkQueue
+from webapp.services.ingestion import Ingestion
 from webapp.services.jobs import Job, JobStore, local_owner
 from webapp.services.library import Library
 from webapp.services.priority import AtThisPriority, background_thread
 from webapp.services.queues import CeleryQueue, Heartbeat, LocalQueue
 from webapp.services.reindex import Reindexer
+from webapp.services.units import Limits, WorkQueue
 from webapp.services.vectors import MilvusVectorStore
 
 EXTENSION = "webapp"

@@ -1,10 +1,7 @@
-"""Ingestion: the one door to starting, cancelling and resuming jobs, and the units of work.
+"""Ingestion: the one door to starting, cancelling, resuming and following jobs.
 
-A job is split into chunks of CHUNK items. Two units of work carry it, whatever engine runs them
-(a thread of this process in the embedded default, Celery workers on any machine when scaled out):
-``prepare`` lists the source's items and sends one ``chunk`` message per chunk; ``chunk``
-processes that chunk's pending items. Item ids are content hashes and items are recorded only
-while pending, so a chunk delivered twice (a worker died mid-chunk) counts nothing twice.
+Every view, command and compatibility route starts jobs here; their units of work are in
+services/units.py.
 """
 
 from __future__ import annotations
@@ -13,26 +10,17 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WebappError
-from webapp.services.albums import within
-from webapp.services.jobs import RESUMABLE, Failure, ItemResult, Job, JobRepository, JobStatus
-from webapp.services.library import Batch, Library, Outcome
-from webapp.services.priority import background_thread
-from webapp.services.sources import Source, allowed_folder, check_archive, open_source
+from webapp.services.jobs import RESUMABLE, Failure, Job, JobStatus
+from webapp.services.sources import allowed_folder, check_archive
+from webapp.services.units import UnitsOfWork
 
 log = logging.getLogger(__name__)
-CHUNK = 256  # items per unit of work: a few seconds of one worker, so workers share a big job
-BATCH = 64  # files read, embedded and written per step (the model sees EMBED_BATCH_SIZE at a time)
-
-Progress = Callable[[Job], None]
-ShouldStop = Callable[[], bool]
 
 
 class Upload(Protocol):
@@ -56,50 +44,8 @@ UPLOADED = ("files", "archive")  # the kinds of job whose files wait in the uplo
 LOADS = ("folder", "cli", *UPLOADED)  # the kinds of job that load images (not reindexes or duplicate scans)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one job may bring."""
-
-    max_job_files: int
-    max_file_bytes: int
-    max_archive_entries: int
-    max_archive_expanded_bytes: int
-    import_roots: list[str]
-    upload_retention: float = 7 * 24 * 3600  # seconds an unfinished job keeps its uploaded files
-
-
-class Ingestion:
-    """Starts jobs, follows them, and runs their units of work."""
-
-    def __init__(
-        self,
-        store: JobRepository,
-        library: Callable[[], Library],
-        uploads: Path,
-        limits: Limits,
-        queue: Callable[[], WorkQueue],
-        legacy_spool: Path | None = None,
-        chunk_size: int = CHUNK,
-    ) -> None:
-        self.store = store
-        self._library = library
-        self.uploads = uploads  # shared storage: a worker on another machine reads what a web machine wrote
-        self.limits = limits
-        self._queue = queue
-        self.legacy_spool = legacy_spool  # where jobs of earlier releases spooled their files
-        self.chunk_size = chunk_size
-
-    @property
-    def library(self) -> Library:
-        """Return the library the units of work write to."""
-        return self._library()
-
-    @property
-    def queue(self) -> WorkQueue:
-        """Return what carries the units of work."""
-        return self._queue()
-
-    # The one door: every view, command and compatibility route starts jobs here.
+class Ingestion(UnitsOfWork):
+    """Starts jobs and follows them; runs their units of work (UnitsOfWork)."""
 
     def start_folder(self, folder: str, trusted: bool = False, album: str = "") -> Job:
         """Start loading a folder on the server (under an import root unless ``trusted``).
@@ -182,12 +128,6 @@ class Ingestion:
         """Return the files a job could not index, with their reasons."""
         return self.store.failures(job_id)
 
-    def upload_dir(self, job_id: str) -> Path:
-        """Return the folder of a job's uploaded files (a legacy spool if that is where they are)."""
-        folder = self.uploads / job_id
-        legacy = self.legacy_spool / job_id if self.legacy_spool else None
-        return legacy if legacy is not None and legacy.is_dir() and not folder.is_dir() else folder
-
     @contextmanager
     def _spooling(self, job_id: str) -> Iterator[Path]:
         folder = self.uploads / job_id
@@ -235,170 +175,3 @@ class Ingestion:
             self.store.move(job.id, JobStatus.FAILED, exc.message)  # resumable once the queue is back
             raise
         return self.store.get(job.id)
-
-    # The units of work.
-
-    def prepare(self, job_id: str) -> None:
-        """List the job's items (or, resuming, reopen those a crash lost) and send its chunks."""
-        chunks = self._prepare(job_id)
-        for chunk in chunks:
-            self.queue.send("chunk", job_id, chunk)
-        if not chunks:
-            self._finish(job_id)
-
-    def _prepare(self, job_id: str) -> list[int]:
-        job = self.store.get(job_id)
-        if not job.active:
-            return []
-        try:
-            if self.store.has_items(job_id):
-                self._reconcile(job_id)
-            else:
-                with self._source(job) as source:
-                    self.store.set_items(job_id, source.names(), self.chunk_size)
-        except WebappError as exc:
-            self.store.move(job_id, JobStatus.FAILED, exc.message)
-            return []
-        self.store.move(job_id, JobStatus.RUNNING)
-        return self.store.pending_chunks(job_id)
-
-    def run_chunk(self, job_id: str, chunk: int, should_stop: ShouldStop = lambda: False) -> None:
-        """Process a chunk's pending items; the last chunk to end marks the job done."""
-        job = self.store.get(job_id)
-        if not job.active:
-            return
-        self.store.move(job_id, JobStatus.RUNNING)
-        try:
-            with self._source(job) as source:
-                stopped = self._process(job, chunk, source, should_stop)
-        except WebappError as exc:
-            self.store.move(job_id, JobStatus.FAILED, exc.message)
-            return
-        except Exception:  # a job must never take the worker down with it
-            log.exception("job %s chunk %d failed", job_id, chunk)
-            self.store.move(job_id, JobStatus.FAILED, "an unexpected error stopped the job (its worker logged it)")
-            return
-        if stopped:
-            self.store.move(job_id, JobStatus.INTERRUPTED)
-        else:
-            self._finish(job_id)
-
-    def redeliver_stalled(self, idle_for: float) -> list[str]:
-        """Send again the work of queue jobs that made no progress for ``idle_for`` seconds.
-
-        Celery on Redis redelivers a chunk its worker held unacknowledged when it died, after the
-        visibility timeout; but a message popped from the queue by a worker killed before it
-        recorded it as unacknowledged is gone. When the queue is empty and a job has not moved for
-        longer than the timeout, its messages are lost: its pending chunks are sent again (a chunk
-        delivered twice counts nothing twice). Returns the ids of the jobs it resent.
-        """
-        if self.queue.depth() != 0:  # messages still wait (or the broker is unreachable): nothing is lost yet
-            return []
-        resent = []
-        for job in self.store.claim_stalled(time.time() - idle_for):
-            log.warning(
-                "job %s made no progress for %.0f s with an empty queue: sending its work again", job.id, idle_for
-            )
-            if job.kind == "duplicates":
-                self.queue.send("duplicates", job.id)  # a scan starts over: it has no items
-            elif job.status == JobStatus.QUEUED:
-                self.queue.send("prepare", job.id)
-            else:
-                chunks = self.store.pending_chunks(job.id)
-                for chunk in chunks:
-                    self.queue.send("chunk", job.id, chunk)
-                if not chunks:
-                    self._finish(job.id)  # its last chunk's worker died after recording, before finishing
-            resent.append(job.id)
-        return resent
-
-    def run_here(self, folder: Path, owner: str, progress: Progress | None = None) -> Job:
-        """Load a folder in the calling thread (the ``ingest`` command); return the job's final state."""
-        job_id = self.store.create("cli", str(folder.resolve()), owner).id
-        for chunk in self._prepare(job_id):
-            self.run_chunk(job_id, chunk)
-            if progress is not None:
-                progress(self.store.get(job_id))
-        self._finish(job_id)
-        return self.store.get(job_id)
-
-    def _finish(self, job_id: str) -> None:
-        """Mark the job done if nothing is left; then flush and drop its uploaded files."""
-        if not self.store.move(job_id, JobStatus.DONE):
-            return
-        shutil.rmtree(self.upload_dir(job_id), ignore_errors=True)  # first: a flush can take seconds
-        try:
-            self.library.vectors.checkpoint()  # what the job indexed survives a crash
-        except WebappError as exc:
-            log.warning("job %s: could not flush the vector store: %s", job_id, exc.message)
-
-    @contextmanager
-    def _source(self, job: Job) -> Iterator[Source]:
-        settings = {"MAX_FILE_BYTES": self.limits.max_file_bytes, "IMPORT_ROOTS": self.limits.import_roots}
-        with open_source(job.kind, job.source, self.upload_dir(job.id), settings) as source:
-            yield source
-
-    def _reconcile(self, job_id: str) -> None:
-        """Before resuming, reopen items whose vectors a crash lost (Milvus Lite's unflushed writes)."""
-        done = self.store.indexed_items(job_id)
-        lost: list[int] = []
-        for start in range(0, len(done), 1000):
-            part = done[start : start + 1000]
-            present = self.library.vectors.get({sha for _, sha in part})
-            lost += [seq for seq, sha in part if sha not in present]
-        if lost:
-            reopened = set(lost)
-            self.library.forget({sha for seq, sha in done if seq in reopened})
-            self.store.reopen_items(job_id, lost)
-
-    def _process(self, job: Job, chunk: int, source: Source, should_stop: ShouldStop) -> bool:
-        """Embed batch N+1 while batch N is written; tell whether the job was stopped midway."""
-        library, job_id = self.library, job.id
-        tag = f"job:{job_id[:8]}"
-        items = self.store.pending(job_id, chunk)
-        writing: tuple[list[tuple[int, str]], Future[list[Outcome] | None]] | None = None
-        in_flight: set[str] = set()
-        stopped = False
-        with ThreadPoolExecutor(1, thread_name_prefix="ingest-write", initializer=background_thread) as writer:
-            for start in range(0, len(items) + BATCH, BATCH):
-                batch_items = items[start : start + BATCH]
-                if batch_items and (should_stop() or not self.store.still_wanted(job_id)):
-                    stopped, batch_items = should_stop(), []
-                prepared = None
-                if batch_items:
-                    entries = [source.read(seq, name) for seq, name in batch_items]
-                    if job.album:
-                        entries = [replace(e, album=within(job.album, e.album)) for e in entries]
-                    batch = library.prepare(entries, tag, in_flight)
-                    in_flight |= batch.new_shas
-                    prepared = (batch_items, writer.submit(self._commit, job_id, batch))
-                if writing is not None:
-                    done_items, future = writing
-                    if (outcomes := future.result()) is not None:  # None: cancelled, left pending
-                        self._record(job_id, tag, done_items, outcomes)
-                writing = prepared
-                if writing is None:
-                    break
-        return stopped
-
-    def _commit(self, job_id: str, batch: Batch) -> list[Outcome] | None:
-        """Write a batch unless its job was cancelled (the library emptied) while it was embedded.
-
-        Its thumbnails are made when first asked for, not here (Library.thumbnail).
-        """
-        return self.library.commit(batch, thumbnails=False) if self.store.still_wanted(job_id) else None
-
-    def _record(self, job_id: str, tag: str, items: list[tuple[int, str]], outcomes: list[Outcome]) -> None:
-        """Record outcomes; an image this job wrote before its worker died still counts as added."""
-        ours = {o.record.sha256 for o in outcomes if o.status == "duplicate" and o.record and o.record.source == tag}
-        ours -= self.store.added_by(job_id, ours)
-        # Its worker may have died between the vectors and the catalogue: finish that write too.
-        self.library.complete([o.record for o in outcomes if o.record and o.record.sha256 in ours])
-        results = []
-        for (seq, _), o in zip(items, outcomes, strict=True):
-            sha = o.record.sha256 if o.record else None
-            state = "added" if o.status == "duplicate" and sha in ours else o.status
-            if state == "added" and sha in ours:
-                ours.discard(sha)  # a second copy in the same job is a duplicate
-            results.append(ItemResult(seq, state, o.reason, sha))
-        self.store.record(job_id, results)

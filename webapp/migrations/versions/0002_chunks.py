@@ -13,7 +13,7 @@ revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
-CHUNK = 256  # the chunk size of the release that added chunks (webapp.services.ingestion.CHUNK)
+CHUNK = 256  # the chunk size of the release that added chunks (webapp.services.units.CHUNK)
 
 
 def upgrade() -> None:
