@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app
 
-from webapp.errors import Conflict, ModelMismatch, ModelMissing, WebappError
+from webapp.errors import ModelMismatch, WebappError
 from webapp.models import DEFAULT, UNBOUND_DEFAULT
+from webapp.reindexing import Reindexing
 from webapp.services.accounts import Accounts
-from webapp.services.binding import ModelBinding, ModelIdentity
+from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
 from webapp.services.database import Database, sqlite_url
 from webapp.services.duplicates import Duplicates
@@ -22,11 +23,9 @@ from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.imaging import return_large_buffers_to_the_system
 from webapp.services.ingestion import Ingestion
-from webapp.services.jobs import Job, JobStore, local_owner
+from webapp.services.jobs import Job, JobStore
 from webapp.services.library import Library
-from webapp.services.priority import AtThisPriority, background_thread
-from webapp.services.queues import CeleryQueue, Heartbeat, LocalQueue
-from webapp.services.reindex import Reindexer
+from webapp.services.queues import CeleryQueue, LocalQueue
 from webapp.services.units import Limits, WorkQueue
 from webapp.services.vectors import MilvusVectorStore
 
@@ -47,7 +46,7 @@ class Runtime:
         self._model: str | None = settings["MODEL"] or None  # WEBAPP_MODEL, until a reindex switches it
         self._collection: str | None = None  # the collection this process searches, once opened
         self._next_look = 0.0
-        self._reindexing = threading.Lock()
+        self._reindexing = Reindexing(self)
         self._retiring: list[tuple[threading.Timer, MilvusVectorStore]] = []
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
@@ -171,83 +170,11 @@ class Runtime:
                 self._retiring.append((timer, old))
 
     def reindex(self, model: str, progress: Callable[[Job], None] | None = None, background: bool = False) -> Job:
-        """Re-embed the library with ``model`` and switch over (see services/reindex.py); return the job.
+        """Re-embed the library with ``model`` and switch over (webapp/reindexing.py); return the job.
 
         In the background, the job is returned as soon as it is created.
         """
-        if not self._reindexing.acquire(blocking=False):
-            raise Conflict("a reindex is running in this process already")
-        try:
-            s = self.settings
-            target = self.embedder_for(model)
-            active, current, opened = self._reindex_source()
-        except BaseException:
-            self._reindexing.release()
-            raise
-
-        def end() -> None:
-            if opened:
-                active.close()
-            self._reindexing.release()
-
-        try:
-            reindexer = Reindexer(
-                s["COLLECTION"],
-                ModelBinding(self.database),
-                self.jobs,
-                ImageStore(s["STORAGE_DIR"]),
-                lambda name, dim: self.store_at(s["MILVUS_URI"], name, s["MILVUS_TOKEN"], dim),
-                settle_seconds=2 * float(s["LIBRARY_FOLLOW_SECONDS"]),
-            )
-            owner = local_owner()
-            job = reindexer.begin(current, target, owner, list(active.ids()))
-        except BaseException:
-            end()
-            raise
-
-        def finish(switched: Callable[[], None]) -> Job:
-            try:
-                return reindexer.finish(job.id, active, target, owner, switched, progress)
-            finally:
-                end()
-
-        if not background:
-            return finish(lambda: self.follow(now=True))
-
-        # The reindex runs at idle priority (priority.py). Following it opens the new store, whose
-        # flusher thread must not inherit that priority: the switch runs in a thread started here.
-        heartbeat, switcher = Heartbeat(self.jobs, owner), AtThisPriority("reindex-switch")
-
-        def run() -> None:
-            background_thread()  # the web process's searches go first
-            try:
-                finish(lambda: switcher.call(lambda: self.follow(now=True)))
-            except Exception:  # the job says it failed; the log says why
-                log.exception("reindex job %s failed", job.id)
-            finally:
-                heartbeat.stop()
-                switcher.close()
-
-        heartbeat.start()
-        threading.Thread(target=run, name="reindex", daemon=True).start()
-        return job
-
-    def _reindex_source(self) -> tuple[MilvusVectorStore, ModelIdentity, bool]:
-        """Return the collection the library searches now, its model, and whether it was opened for the reindex only.
-
-        A process refused the library (its model file was rebuilt since, or is missing) can still
-        reindex it: a reindex reads the collection's records and the stored originals, never the
-        old model, so the collection is opened by itself.
-        """
-        try:
-            return self.vectors, self.embedder.identity, False
-        except (ModelMismatch, ModelMissing):
-            s = self.settings
-            active = ModelBinding(self.database).active(s["COLLECTION"])
-            if active is None:
-                raise
-            store = self.store_at(s["MILVUS_URI"], active.collection, s["MILVUS_TOKEN"], active.model.dim)
-            return store, active.model, True
+        return self._reindexing.start(model, progress, background)
 
     def store_at(self, uri: str, collection: str, token: str = "", dim: int | None = None) -> MilvusVectorStore:
         """Open a vector store with this app's index, search and consistency settings."""

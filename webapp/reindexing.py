@@ -1,0 +1,108 @@
+"""A reindex of this process's library: one at a time, in the calling thread or in the background."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from webapp.errors import Conflict, ModelMismatch, ModelMissing
+from webapp.services.binding import ModelBinding, ModelIdentity
+from webapp.services.images import ImageStore
+from webapp.services.jobs import Job, local_owner
+from webapp.services.priority import AtThisPriority, background_thread
+from webapp.services.queues import Heartbeat
+from webapp.services.reindex import Reindexer
+from webapp.services.vectors import MilvusVectorStore
+
+if TYPE_CHECKING:
+    from webapp.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Reindexing:
+    """Starts a runtime's reindex (services/reindex.py), one at a time per process."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._running = threading.Lock()
+
+    def start(self, model: str, progress: Callable[[Job], None] | None, background: bool) -> Job:
+        """Re-embed the library with ``model`` and switch over; return the job (at once in the background)."""
+        if not self._running.acquire(blocking=False):
+            raise Conflict("a reindex is running in this process already")
+        rt = self.runtime
+        try:
+            s = rt.settings
+            target = rt.embedder_for(model)
+            active, current, opened = self._source()
+        except BaseException:
+            self._running.release()
+            raise
+
+        def end() -> None:
+            if opened:
+                active.close()
+            self._running.release()
+
+        try:
+            reindexer = Reindexer(
+                s["COLLECTION"],
+                ModelBinding(rt.database),
+                rt.jobs,
+                ImageStore(s["STORAGE_DIR"]),
+                lambda name, dim: rt.store_at(s["MILVUS_URI"], name, s["MILVUS_TOKEN"], dim),
+                settle_seconds=2 * float(s["LIBRARY_FOLLOW_SECONDS"]),
+            )
+            owner = local_owner()
+            job = reindexer.begin(current, target, owner, list(active.ids()))
+        except BaseException:
+            end()
+            raise
+
+        def finish(switched: Callable[[], None]) -> Job:
+            try:
+                return reindexer.finish(job.id, active, target, owner, switched, progress)
+            finally:
+                end()
+
+        if not background:
+            return finish(lambda: rt.follow(now=True))
+
+        # The reindex runs at idle priority (priority.py). Following it opens the new store, whose
+        # flusher thread must not inherit that priority: the switch runs in a thread started here.
+        heartbeat, switcher = Heartbeat(rt.jobs, owner), AtThisPriority("reindex-switch")
+
+        def run() -> None:
+            background_thread()  # the web process's searches go first
+            try:
+                finish(lambda: switcher.call(lambda: rt.follow(now=True)))
+            except Exception:  # the job says it failed; the log says why
+                log.exception("reindex job %s failed", job.id)
+            finally:
+                heartbeat.stop()
+                switcher.close()
+
+        heartbeat.start()
+        threading.Thread(target=run, name="reindex", daemon=True).start()
+        return job
+
+    def _source(self) -> tuple[MilvusVectorStore, ModelIdentity, bool]:
+        """Return the collection the library searches now, its model, and whether it was opened for the reindex only.
+
+        A process refused the library (its model file was rebuilt since, or is missing) can still
+        reindex it: a reindex reads the collection's records and the stored originals, never the
+        old model, so the collection is opened by itself.
+        """
+        rt = self.runtime
+        try:
+            return rt.vectors, rt.embedder.identity, False
+        except (ModelMismatch, ModelMissing):
+            s = rt.settings
+            active = ModelBinding(rt.database).active(s["COLLECTION"])
+            if active is None:
+                raise
+            store = rt.store_at(s["MILVUS_URI"], active.collection, s["MILVUS_TOKEN"], active.model.dim)
+            return store, active.model, True
