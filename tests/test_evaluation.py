@@ -14,12 +14,11 @@ from PIL import Image
 
 from tests.conftest import MODEL
 from webapp import create_app
-from webapp.evaluation import (
-    AUGMENTATIONS,
+from webapp.evaluation import evaluate_near_duplicates
+from webapp.evaluation_copies import AUGMENTATIONS, augment
+from webapp.evaluation_scores import (
     THRESHOLDS,
-    augment,
     average_precision,
-    evaluate_near_duplicates,
     group_scores,
     hit_at,
     leave_one_out,

@@ -9,98 +9,32 @@ choose the threshold. Milvus is left out on purpose: this measures the model its
 
 from __future__ import annotations
 
-import io
-import random
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageEnhance
 
 from webapp.errors import InvalidInput, WebappError
+from webapp.evaluation_copies import AUGMENTATIONS, DUPLICATE_COPIES, copy_chunks
+from webapp.evaluation_scores import (
+    THRESHOLDS,
+    components,
+    group_scores,
+    leave_one_out,
+    rank_targets,
+    suggest_threshold,
+)
 from webapp.services.embedding import Embedder
-from webapp.services.imaging import decode
 from webapp.services.sources import is_candidate
 
 CHUNK = 256  # images read and embedded at a time: bounds memory on large folders
-BLOCK = 256  # queries scored at a time: bounds the similarity matrix and its sort
-# Originals are decoded (JPEG draft) to about this size before augmenting: the model sees 224-260
-# px anyway, and full-size rotations of 20 MP photos would dominate the run.
-WORK_SIDE = 1024
 Progress = Callable[[int], None]
-Transform = Callable[[Image.Image, random.Random], Image.Image]
 
 
-def _crop(img: Image.Image, rng: random.Random) -> Image.Image:
-    w, h = img.size
-    return img.crop((round(w * 0.1), round(h * 0.1), round(w * 0.9), round(h * 0.9)))
-
-
-def _resize(img: Image.Image, rng: random.Random) -> Image.Image:
-    size = (max(1, round(img.width * 0.6)), max(1, round(img.height * 0.6)))
-    return img.resize(size, Image.Resampling.BILINEAR)
-
-
-def _rotate(img: Image.Image, rng: random.Random) -> Image.Image:
-    return img.rotate(rng.choice((-10, 10)), Image.Resampling.BICUBIC, expand=True, fillcolor="white")
-
-
-def _colour(img: Image.Image, rng: random.Random) -> Image.Image:
-    img = ImageEnhance.Color(img).enhance(rng.choice((0.5, 1.5)))
-    return ImageEnhance.Brightness(img).enhance(rng.choice((0.8, 1.2)))
-
-
-def _same(img: Image.Image, rng: random.Random) -> Image.Image:
-    return img
-
-
-# name -> (transform, JPEG quality the copy is saved at): 95 keeps the others free of artefacts.
-AUGMENTATIONS: dict[str, tuple[Transform, int]] = {
-    "crop": (_crop, 95),  # keep the centred 80% of each side
-    "resize": (_resize, 95),  # to 60% of each side
-    "rotate": (_rotate, 95),  # by 10 degrees either way, corners filled with white
-    "colour": (_colour, 95),  # saturation x0.5 or x1.5, brightness x0.8 or x1.2
-    "jpeg": (_same, 50),
-}
-
-
-def _small_rotation(img: Image.Image, rng: random.Random) -> Image.Image:
-    return img.rotate(rng.choice((-3, 3)), Image.Resampling.BICUBIC, expand=True, fillcolor="white")
-
-
-def _half(img: Image.Image, rng: random.Random) -> Image.Image:
-    return img.resize((max(1, img.width // 2), max(1, img.height // 2)), Image.Resampling.BILINEAR)
-
-
-def _trim(img: Image.Image, rng: random.Random) -> Image.Image:
-    w, h = img.size
-    return img.crop((round(w * 0.05), round(h * 0.05), round(w * 0.95), round(h * 0.95)))
-
-
-# The copies a person calls duplicates of a photo (the duplicate scan's threshold is chosen on them).
-DUPLICATE_COPIES: dict[str, tuple[Transform, int]] = {
-    "crop": (_trim, 90),  # 5% off each side
-    "resize": (_half, 90),  # to half of each side
-    "reencode": (_same, 40),  # JPEG quality 40
-    "rotate": (_small_rotation, 90),  # by 3 degrees either way, corners white
-    "colour": (_colour, 90),  # as AUGMENTATIONS
-}
 MIN_COPY_SIDE = 256  # smaller images (crops, thumbnails) serve only as distinct look-alikes
-THRESHOLDS = tuple(round(0.80 + 0.01 * i, 2) for i in range(20))  # 0.80 ... 0.99
-
-
-def augment(
-    img: Image.Image, name: str, rng: random.Random, table: dict[str, tuple[Transform, int]] | None = None
-) -> bytes:
-    """Return the named augmented copy of an RGB image, as JPEG bytes."""
-    transform, quality = (table or AUGMENTATIONS)[name]
-    out = io.BytesIO()
-    transform(img, rng).save(out, "JPEG", quality=quality)
-    return out.getvalue()
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -150,61 +84,6 @@ def file_chunks(root: Path, paths: list[Path], skipped: list[tuple[str, str]]) -
             except OSError as exc:
                 skipped.append((name, f"cannot read the file ({exc.strerror})"))
         yield chunk
-
-
-def ranked_relevance(sims: np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray) -> np.ndarray:
-    """Sort each query's gallery by falling similarity; tell which results share the query's label."""
-    order = np.argsort(-sims, axis=1, kind="stable")
-    return np.asarray(gallery_labels[order] == query_labels[:, None])
-
-
-def precision_at(relevant: np.ndarray, k: int) -> np.ndarray:
-    """Return each query's share of relevant results among its first k."""
-    return np.asarray(relevant[:, :k].sum(axis=1) / k)
-
-
-def hit_at(relevant: np.ndarray, k: int) -> np.ndarray:
-    """Return, per query, whether a relevant result is among its first k (recall@k)."""
-    return np.asarray(relevant[:, :k].any(axis=1))
-
-
-def average_precision(relevant: np.ndarray) -> np.ndarray:
-    """Return each query's average precision over its whole ranking (0 if nothing is relevant)."""
-    precision = np.cumsum(relevant, axis=1) / np.arange(1, relevant.shape[1] + 1)
-    total = relevant.sum(axis=1)
-    return np.asarray((precision * relevant).sum(axis=1) / np.maximum(total, 1))
-
-
-def leave_one_out(vectors: np.ndarray, labels: np.ndarray, ks: Iterable[int]) -> tuple[int, dict[str, float]]:
-    """Query with every image whose class has another one, against all the others; average the scores."""
-    queries = np.flatnonzero(np.bincount(labels)[labels] > 1)
-    sums: dict[str, float] = defaultdict(float)
-    for start in range(0, len(queries), BLOCK):
-        rows = queries[start : start + BLOCK]
-        sims = vectors[rows] @ vectors.T
-        sims[np.arange(len(rows)), rows] = -np.inf  # the query itself sorts last, and is cut off
-        relevant = ranked_relevance(sims, labels[rows], labels)[:, :-1]
-        sums["precision@1"] += float(precision_at(relevant, 1).sum())
-        sums["precision@10"] += float(precision_at(relevant, 10).sum())
-        sums["mAP"] += float(average_precision(relevant).sum())
-        for k in ks:
-            sums[f"recall@{k}"] += float(hit_at(relevant, k).sum())
-    return len(queries), {name: total / max(len(queries), 1) for name, total in sums.items()}
-
-
-def target_ranks(sims: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Return, per query, how many gallery items score above its target (0: the target comes first)."""
-    scores = sims[np.arange(len(targets)), targets]
-    return np.asarray((sims > scores[:, None]).sum(axis=1))
-
-
-def rank_targets(queries: np.ndarray, gallery: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Return where each query's target ranks in the gallery by cosine similarity, a block at a time."""
-    ranks = np.zeros(len(targets), np.int64)
-    for start in range(0, len(targets), BLOCK):
-        end = start + BLOCK
-        ranks[start:end] = target_ranks(queries[start:end] @ gallery.T, targets[start:end])
-    return ranks
 
 
 @dataclass
@@ -290,36 +169,6 @@ def evaluate_classes(embedder: Embedder, folder: Path, ks: Iterable[int], progre
     return Report("classes", embedder.name, str(folder), counts, skipped + embedded.skipped, speed, {"all": scores})
 
 
-def copy_chunks(
-    root: Path,
-    names: list[str],
-    max_pixels: int,
-    skipped: list[tuple[str, str]],
-    seed: int = 0,
-    table: dict[str, tuple[Transform, int]] | None = None,
-    min_side: int = 0,
-) -> Iterator[list[tuple[Any, bytes]]]:
-    """Make every augmented copy of each original, in chunks of ((original index, augmentation), bytes).
-
-    Originals smaller than ``min_side`` on a side get no copies.
-    """
-    table = table or AUGMENTATIONS
-    per_chunk = max(1, CHUNK // len(table))
-    for start in range(0, len(names), per_chunk):
-        chunk = []
-        for index, name in enumerate(names[start : start + per_chunk], start):
-            try:
-                img = decode((root / name).read_bytes(), max_pixels, draft=WORK_SIDE).image
-            except (OSError, WebappError) as exc:
-                skipped.append((name, f"cannot make copies ({exc})"))
-                continue
-            if min(img.size) < min_side:
-                continue
-            rng = random.Random(f"{seed}:{name}")  # the same copies on every run
-            chunk += [((index, aug), augment(img, aug, rng, table)) for aug in table]
-        yield chunk
-
-
 def evaluate_near_duplicates(
     embedder: Embedder, folder: Path, ks: Iterable[int], max_pixels: int, progress: Progress | None = None
 ) -> Report:
@@ -338,57 +187,6 @@ def evaluate_near_duplicates(
     speed = (len(library.keys) + len(targets)) / max(library.seconds + copies.seconds, 1e-9)
     skipped += library.skipped + copies.skipped
     return Report("near-duplicates", embedder.name, str(folder), counts, skipped, speed, scores)
-
-
-def components(sims: np.ndarray, threshold: float) -> np.ndarray:
-    """Return a group label per image: images joined by any chain of pairs at least ``threshold`` alike."""
-    n = len(sims)
-    parent = np.arange(n)
-
-    def root(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = int(parent[a])
-        return a
-
-    for a, b in zip(*np.nonzero(np.triu(sims >= threshold, k=1)), strict=True):
-        ra, rb = root(int(a)), root(int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.array([root(i) for i in range(n)])
-
-
-def _pairs(labels: np.ndarray) -> int:
-    counts = np.unique(labels, return_counts=True)[1]
-    return int(np.sum(counts * (counts - 1) // 2))
-
-
-def group_scores(sims: np.ndarray, origins: np.ndarray, threshold: float) -> dict[str, float]:
-    """Score the groups formed at ``threshold`` against the true ones, over pairs of images.
-
-    precision: of the pairs put in one group, the share that are copies of one photo; recall: of
-    the pairs of copies of one photo, the share put in one group.
-    """
-    groups = components(sims, threshold)
-    predicted, true = _pairs(groups), _pairs(origins)
-    both = _pairs(groups * (int(origins.max()) + 1) + origins)  # pairs sharing a group and an origin
-    precision = both / predicted if predicted else 1.0
-    recall = both / true if true else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    sizes = np.unique(groups, return_counts=True)[1]
-    return {"precision": precision, "recall": recall, "f1": f1, "groups": float(np.sum(sizes > 1))}
-
-
-def suggest_threshold(scores: dict[str, dict[str, float]]) -> str:
-    """Return the row of the threshold whose groups score the best F1 (the lower one on a tie)."""
-    rows = sorted(row for row in scores if row.startswith("t="))
-    return max(rows, key=lambda row: (round(scores[row]["f1"], 6), -float(row[2:])))
-
-
-def most_precise(scores: dict[str, dict[str, float]], min_precision: float = 0.99) -> str | None:
-    """Return the row of the lowest threshold whose groups are at least ``min_precision`` precise."""
-    rows = sorted(row for row in scores if row.startswith("t=") and scores[row]["precision"] >= min_precision)
-    return rows[0] if rows else None
 
 
 def evaluate_duplicates(

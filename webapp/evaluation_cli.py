@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from webapp import evaluation
 from webapp.errors import ModelMissing, WebappError
+from webapp.evaluation_scores import most_precise, suggest_threshold
 from webapp.models import MODELS
 from webapp.runtime import runtime
 from webapp.services.embedding import Embedder
@@ -91,7 +92,7 @@ def evaluate_command(
     click.echo(reports[0].table() if len(reports) == 1 else evaluation.side_by_side(reports))
     if duplicates:
         for report in reports:
-            best, precise = evaluation.suggest_threshold(report.scores), evaluation.most_precise(report.scores)
+            best, precise = suggest_threshold(report.scores), most_precise(report.scores)
             s = report.scores[best]
             click.echo(
                 f"{report.model}: best F1 at threshold {best[2:]}: precision {s['precision']:.3f}, "
