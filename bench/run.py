@@ -109,8 +109,8 @@ def raw(
 
 def model_only(embedder: Embedder, images: list[bytes], batch_size: int = 4, rounds: int = 5) -> float:
     """Return images/s of the model alone (no decoding or resizing), in the app's batches, on all cores."""
-    from webapp.services.embedding import _batch_session
     from webapp.services.imaging import decode, to_input
+    from webapp.services.operators import _batch_session
 
     size = embedder.spec.input_size
     tensors = np.stack([to_input(decode(data, 10**8, size).image, size) for data in images])

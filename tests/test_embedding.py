@@ -42,7 +42,7 @@ def test_concurrent_searches_get_the_same_vectors_as_one_at_a_time(
 
 
 def test_a_lone_search_spins_only_while_it_runs_and_batches_never_spin(embedder: Embedder) -> None:
-    from webapp.services.embedding import EmbedBatchOp, EmbedOp, _batch_session
+    from webapp.services.operators import EmbedBatchOp, EmbedOp, _batch_session
 
     path = str(embedder.model_path)
     search = EmbedOp(path, 2).session.get_session_options()
@@ -59,7 +59,7 @@ def test_a_lone_search_spins_only_while_it_runs_and_batches_never_spin(embedder:
 def test_once_images_overlap_the_wide_session_waits_for_a_calm_moment(embedder: Embedder) -> None:
     import threading
 
-    from webapp.services.embedding import EmbedOp
+    from webapp.services.operators import EmbedOp
 
     class Recorder:
         def __init__(self, name: str, gate: threading.Event | None = None) -> None:
