@@ -10,8 +10,8 @@ from flask import Flask
 
 from tests.conftest import noise_images
 from webapp.runtime import runtime
+from webapp.services.adding import Entry
 from webapp.services.jobs import JobStatus, local_owner
-from webapp.services.library import Entry
 
 
 def folder_of(app: Flask, images: list[bytes]) -> Path:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webapp.services.library import Entry, Library
+from webapp.services.adding import Entry
+from webapp.services.library import Library
 
 
 @dataclass

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from webapp.errors import NotFound, StoreUnavailable, WebappError
-from webapp.services.albums import album_of_item
+from webapp.services.adding import Batch, Entry, Outcome, clean_filename
 from webapp.services.catalog import Catalog
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
@@ -24,8 +22,6 @@ from webapp.services.telemetry import EMBED, INGESTED, SEARCH
 
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 100
-# Control characters, and the bidirectional controls that make "gpj.exe" read as "exe.jpg".
-_UNSAFE = re.compile("[\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -44,31 +40,6 @@ class SearchResult:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What adding one file did: added, duplicate (already indexed) or failed, with the reason."""
-
-    status: Literal["added", "duplicate", "failed"]
-    record: Record | None = None
-    reason: str = ""
-    error: WebappError | None = None
-
-
-@dataclass
-class Batch:
-    """Files embedded by ``prepare`` and waiting for ``commit``."""
-
-    size: int
-    outcomes: dict[int, Outcome] = field(default_factory=dict)
-    repeats: dict[int, int] = field(default_factory=dict)  # index -> earlier index, same bytes
-    new: list[tuple[int, Record, np.ndarray, bytes, Decoded]] = field(default_factory=list)
-
-    @property
-    def new_shas(self) -> set[str]:
-        """Return the content ids this batch will add."""
-        return {rec.sha256 for _, rec, *_ in self.new}
-
-
-@dataclass(frozen=True)
 class Description:
     """How a library embeds and indexes its images."""
 
@@ -78,26 +49,6 @@ class Description:
     metric: str
     index_type: str
     store: str
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One file to add: its bytes (or why they could not be read) and its name."""
-
-    filename: str
-    data: bytes | WebappError
-    album: str = ""
-
-    @classmethod
-    def at(cls, path: str, data: bytes | WebappError) -> Entry:
-        """Return the entry of a file at ``path`` relative to a loaded root: its album is the folder."""
-        return cls(clean_filename(path), data, album_of_item(path))
-
-
-def clean_filename(name: str | None) -> str:
-    """Keep only the last path component of a client's file name, without control characters."""
-    base = re.split(r"[\\/]", name or "")[-1]
-    return _UNSAFE.sub("", base).strip()[:255] or "unnamed"
 
 
 class Library:

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from webapp.errors import Forbidden, InvalidInput, WebappError
-from webapp.services.library import Entry
+from webapp.services.adding import Entry
 
 # Named image files are loaded (HEIC too, to report it as unsupported rather than skip it).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Protocol
 
 from webapp.errors import WebappError
+from webapp.services.adding import Batch, Outcome
 from webapp.services.albums import within
 from webapp.services.jobs import ItemResult, Job, JobRepository, JobStatus
-from webapp.services.library import Batch, Library, Outcome
+from webapp.services.library import Library
 from webapp.services.priority import background_thread
 from webapp.services.sources import Source, open_source
 

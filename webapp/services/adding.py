@@ -1,0 +1,62 @@
+"""Adding files to the library: entries in, outcomes out, and the batch between prepare and commit."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from webapp.errors import WebappError
+from webapp.services.albums import album_of_item
+from webapp.services.imaging import Decoded
+from webapp.services.records import Record
+
+# Control characters, and the bidirectional controls that make "gpj.exe" read as "exe.jpg".
+_UNSAFE = re.compile("[\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file to add: its bytes (or why they could not be read) and its name."""
+
+    filename: str
+    data: bytes | WebappError
+    album: str = ""
+
+    @classmethod
+    def at(cls, path: str, data: bytes | WebappError) -> Entry:
+        """Return the entry of a file at ``path`` relative to a loaded root: its album is the folder."""
+        return cls(clean_filename(path), data, album_of_item(path))
+
+
+def clean_filename(name: str | None) -> str:
+    """Keep only the last path component of a client's file name, without control characters."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    return _UNSAFE.sub("", base).strip()[:255] or "unnamed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What adding one file did: added, duplicate (already indexed) or failed, with the reason."""
+
+    status: Literal["added", "duplicate", "failed"]
+    record: Record | None = None
+    reason: str = ""
+    error: WebappError | None = None
+
+
+@dataclass
+class Batch:
+    """Files embedded by ``prepare`` and waiting for ``commit``."""
+
+    size: int
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    repeats: dict[int, int] = field(default_factory=dict)  # index -> earlier index, same bytes
+    new: list[tuple[int, Record, np.ndarray, bytes, Decoded]] = field(default_factory=list)
+
+    @property
+    def new_shas(self) -> set[str]:
+        """Return the content ids this batch will add."""
+        return {rec.sha256 for _, rec, *_ in self.new}
