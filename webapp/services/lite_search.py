@@ -8,9 +8,10 @@ library: a search took 1.3 ms at 1,000 vectors, 5.4 at 10,000 and 51 at 100,000 
 
 ``execute`` does the same steps in the same order and makes the same decision with arrays
 (services/lite_keys.py): the segments' keys are sorted once per set of segments (segments are
-immutable files), and each search only looks up the keys not yet flushed and the deletes among them. Whatever it does not expect
-(partitions, keys that are not integers, a caller without a projection) goes to milvus-lite's own
-function, which ``tests/test_vectors.py`` also compares it with.
+immutable files), and each search only looks up the keys not yet flushed and the deletes among
+them. Whatever it does not expect (partitions, keys that are not integers, a caller without a
+projection) goes to milvus-lite's own function, which ``tests/test_vectors.py`` also compares it
+with.
 """
 
 from __future__ import annotations
