@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from webapp.errors import Conflict, StoreUnavailable
+from webapp.services import vectors
 from webapp.services.lite_store import LiteVectorStore
 from webapp.services.priority import PRIORITY, background_thread
 from webapp.services.records import Hit, Record, pk_of
@@ -56,6 +57,25 @@ def test_a_file_opens_a_lite_store_and_a_url_a_server_store(store: MilvusVectorS
     lite = not is_server_uri(backend[0])
     assert isinstance(store, LiteVectorStore) == lite
     assert store.kind == ("milvus-lite" if lite else "milvus-server")
+
+
+@BOTH_STORES
+def test_only_a_server_is_pinged_while_no_call_is_in_flight(
+    backend: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Milvus Lite's server (in this process) answers idle keepalive pings with a GOAWAY, logged as an error."""
+    options: list[dict[str, object]] = []
+    client = vectors.MilvusClient
+
+    class Recording(client):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            options.append(dict(kwargs.get("grpc_options") or {}))  # type: ignore[call-overload]
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(vectors, "MilvusClient", Recording)
+    MilvusVectorStore(*backend, DIM).close()
+    lite = not is_server_uri(backend[0])
+    assert options == [{"grpc.keepalive_permit_without_calls": 0} if lite else {}]
 
 
 @BOTH_STORES

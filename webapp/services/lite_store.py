@@ -29,6 +29,11 @@ class LiteVectorStore(MilvusVectorStore):
     """
 
     kind = "milvus-lite"
+    # pymilvus pings its server every 10 s even with no call in flight, and Milvus Lite's gRPC
+    # server (in this process) now and then answers such pings with a GOAWAY ("too_many_pings",
+    # logged as an error) before the channel reconnects. A server in this process cannot vanish
+    # unnoticed: no pings without calls.
+    client_options = {"grpc_options": {"grpc.keepalive_permit_without_calls": 0}}
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ class MilvusVectorStore:
     kind = "milvus-server"
     metric = schema.METRIC
     index_type = schema.INDEX_TYPE
+    client_options: dict[str, Any] = {}  # pymilvus's defaults: keepalive pings tell a dead server early
 
     def __new__(cls, uri: str, *args: Any, **kwargs: Any) -> MilvusVectorStore:
         """Return a ``LiteVectorStore`` for a Milvus Lite file, this class for a server."""
@@ -68,7 +69,7 @@ class MilvusVectorStore:
         self._write_lock = threading.Lock()
         self._searches = Coalescer(self._search_many)
         try:
-            self._client = MilvusClient(uri=uri, token=token, timeout=timeout)
+            self._client = MilvusClient(uri=uri, token=token, timeout=timeout, **self.client_options)
             self.has_albums = schema.ensure(self._client, collection, dim, hnsw_m, ef_construction)
         except MilvusException as exc:
             raise StoreUnavailable(f"cannot open the vector store at {uri}: {exc.message}") from exc
