@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.store import DIM, fill, latencies, records  # noqa: E402
+from bench.store import DIM, fill, latencies, records, settle  # noqa: E402
 from webapp.services.lite_store import LiteVectorStore  # noqa: E402
 
 
@@ -61,15 +61,6 @@ def both(store: LiteVectorStore, switch: Switch, queries: int, rng: np.random.Ge
         p50s.append(float(np.percentile(latencies(store, queries, rng), 50)))
     switch(False)
     return p50s[0], p50s[1]
-
-
-def settle(store: LiteVectorStore) -> None:
-    """Wait until Milvus Lite's background merges and index builds are done."""
-    engine = store._engine()
-    assert engine is not None
-    for _ in range(2):
-        engine.collection._wait_for_bg(timeout=3600)
-        time.sleep(2)
 
 
 def line(label: str, p50s: tuple[float, float]) -> str:
