@@ -78,6 +78,11 @@ bench-during-load: install-dev model
 bench-clients: install-dev model
 	$(BIN)/python bench/clients.py $(ARGS)
 
+# Where a search's CPU goes, by library (perf record): the app under 16 clients against the raw pipeline.
+.PHONY: bench-cpu
+bench-cpu: install-dev model
+	$(BIN)/python bench/cpu.py $(ARGS)
+
 # Bulk ingestion scaled out (PostgreSQL + Redis + Milvus server, 1 and 2 workers) against the embedded default.
 .PHONY: bench-scaleout
 bench-scaleout: install-dev install-servers model
