@@ -1,4 +1,4 @@
-"""Ingestion jobs as persisted: the store (pure persistence) behind a Protocol."""
+"""Ingestion jobs as persisted: the store (pure persistence) behind a Protocol; their items: job_items.py."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from collections.abc import Collection, Iterable
 from dataclasses import fields
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 
 from webapp.errors import Conflict, NotFound
-from webapp.services.database import Database, job_items, jobs, page_bounds
+from webapp.services.database import job_items, jobs, page_bounds
+from webapp.services.job_items import JobItems
 from webapp.services.job_states import (
     ACTIVE,
     RESUMABLE,
@@ -58,11 +59,8 @@ class JobRepository(Protocol):
     def claim_stalled(self, idle_since: float) -> list[Job]: ...
 
 
-class JobStore:
+class JobStore(JobItems):
     """Jobs and their items in the database, shared by every process of one library."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
 
     def create(
         self, kind: str, source: str, owner: str, names: list[str] | None = None, job_id: str = "", album: str = ""
@@ -87,14 +85,6 @@ class JobStore:
         if names is not None:
             self.set_items(job_id, names)
         return self.get(job_id)
-
-    def set_items(self, job_id: str, names: list[str], chunk_size: int = 256) -> None:
-        """Record the items of a job, numbered into chunks of ``chunk_size``."""
-        rows = [{"job_id": job_id, "seq": i, "name": n, "chunk": i // chunk_size} for i, n in enumerate(names)]
-        with self.db.connect() as conn:
-            for start in range(0, len(rows), 5000):
-                conn.execute(job_items.insert(), rows[start : start + 5000])
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(total=len(names)))
 
     def get(self, job_id: str) -> Job:
         """Return a job, reporting a local active one whose process went silent as interrupted."""
@@ -123,138 +113,6 @@ class JobStore:
         with self.db.connect() as conn:
             rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
         return {str(status): int(n) for status, n in rows}
-
-    def failures(self, job_id: str, limit: int = 1000) -> list[Failure]:
-        """Return the files a job could not index, with their reasons."""
-        query = (
-            select(job_items.c.name, job_items.c.reason)
-            .where(job_items.c.job_id == job_id, job_items.c.state == "failed")
-            .order_by(job_items.c.seq)
-            .limit(limit)
-        )
-        with self.db.connect() as conn:
-            return [Failure(name, reason or "") for name, reason in conn.execute(query)]
-
-    def names(self, job_id: str) -> list[str]:
-        """Return the names of a job's items, in order."""
-        query = select(job_items.c.name).where(job_items.c.job_id == job_id).order_by(job_items.c.seq)
-        with self.db.connect() as conn:
-            return list(conn.execute(query).scalars())
-
-    def pending(self, job_id: str, chunk: int) -> list[tuple[int, str]]:
-        """Return the items of a chunk still to process, as (seq, name)."""
-        query = (
-            select(job_items.c.seq, job_items.c.name)
-            .where(job_items.c.job_id == job_id, job_items.c.chunk == chunk, job_items.c.state == "pending")
-            .order_by(job_items.c.seq)
-        )
-        with self.db.connect() as conn:
-            return [(seq, name) for seq, name in conn.execute(query)]
-
-    def pending_chunks(self, job_id: str) -> list[int]:
-        """Return the chunks that still have items to process."""
-        query = (
-            select(job_items.c.chunk)
-            .where(job_items.c.job_id == job_id, job_items.c.state == "pending")
-            .group_by(job_items.c.chunk)
-            .order_by(job_items.c.chunk)
-        )
-        with self.db.connect() as conn:
-            return list(conn.scalars(query))
-
-    def has_items(self, job_id: str) -> bool:
-        """Tell whether a job's source has been scanned into items."""
-        with self.db.connect() as conn:
-            first = conn.execute(select(job_items.c.seq).where(job_items.c.job_id == job_id).limit(1)).first()
-        return first is not None
-
-    def added_by(self, job_id: str, sha256s: Iterable[str]) -> set[str]:
-        """Return which of ``sha256s`` an item of this job is recorded as having added."""
-        shas = list(sha256s)
-        if not shas:
-            return set()
-        query = select(job_items.c.sha256).where(
-            job_items.c.job_id == job_id, job_items.c.state == "added", job_items.c.sha256.in_(shas)
-        )
-        with self.db.connect() as conn:
-            return set(conn.scalars(query))
-
-    def record(self, job_id: str, results: list[ItemResult]) -> int:
-        """Store the outcome of items still pending and bump the counters; return how many counted.
-
-        Items recorded already (by a worker that processed the same chunk before it died) are
-        skipped, so a redelivered chunk never counts an item twice.
-        """
-        seqs = [r.seq for r in results]
-        with self.db.connect() as conn:
-            still = set(
-                conn.scalars(
-                    select(job_items.c.seq)
-                    .where(job_items.c.job_id == job_id, job_items.c.seq.in_(seqs), job_items.c.state == "pending")
-                    .with_for_update()
-                )
-            )
-            fresh = [r for r in results if r.seq in still]
-            if fresh:  # one statement for the batch (executemany): one round trip to a server, not one per item
-                conn.execute(
-                    update(job_items)
-                    .where(job_items.c.job_id == job_id, job_items.c.seq == bindparam("item_seq"))
-                    .values(
-                        state=bindparam("item_state"), reason=bindparam("item_reason"), sha256=bindparam("item_sha")
-                    ),
-                    [
-                        {
-                            "item_seq": r.seq,
-                            "item_state": r.state,
-                            "item_reason": r.reason or None,
-                            "item_sha": r.sha256,
-                        }
-                        for r in fresh
-                    ],
-                )
-            counts = {s: sum(1 for r in fresh if r.state == s) for s in ("added", "duplicate", "failed")}
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(
-                    processed=jobs.c.processed + len(fresh),
-                    added=jobs.c.added + counts["added"],
-                    duplicates=jobs.c.duplicates + counts["duplicate"],
-                    failed=jobs.c.failed + counts["failed"],
-                    heartbeat=time.time(),
-                )
-            )
-        return len(fresh)
-
-    def indexed_items(self, job_id: str) -> list[tuple[int, str]]:
-        """Return (seq, sha256) of the items recorded as added or duplicate."""
-        query = select(job_items.c.seq, job_items.c.sha256).where(
-            job_items.c.job_id == job_id, job_items.c.state.in_(["added", "duplicate"]), job_items.c.sha256.is_not(None)
-        )
-        with self.db.connect() as conn:
-            return [(seq, sha) for seq, sha in conn.execute(query)]
-
-    def reopen_items(self, job_id: str, seqs: list[int]) -> None:
-        """Put items back to pending (their vectors were lost in a crash) and recount the job."""
-        with self.db.connect() as conn:
-            for start in range(0, len(seqs), 500):
-                conn.execute(
-                    update(job_items)
-                    .where(job_items.c.job_id == job_id, job_items.c.seq.in_(seqs[start : start + 500]))
-                    .values(state="pending", reason=None, sha256=None)
-                )
-            query = select(job_items.c.state, func.count()).where(job_items.c.job_id == job_id)
-            counts: dict[str, int] = dict(conn.execute(query.group_by(job_items.c.state)).tuples().all())
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(
-                    processed=sum(n for state, n in counts.items() if state != "pending"),
-                    added=counts.get("added", 0),
-                    duplicates=counts.get("duplicate", 0),
-                    failed=counts.get("failed", 0),
-                )
-            )
 
     def move(self, job_id: str, target: JobStatus, error: str | None = None) -> bool:
         """Move a job to ``target`` if its state allows it (see TRANSITIONS); tell whether it moved."""
