@@ -20,6 +20,7 @@ from webapp.models import MODELS
 from webapp.services import operators  # noqa: F401 - registers the ris/... operators the pipelines name
 from webapp.services.binding import ModelIdentity, file_sha256
 from webapp.services.imaging import Box, Decoded
+from webapp.services.in_thread import InThread
 
 K = TypeVar("K")
 
@@ -48,12 +49,13 @@ class Embedder:
         threads = threads or os.cpu_count() or 1
         size = self.spec.input_size
         one = {"model_path": str(self.model_path), "threads": threads, "max_pixels": max_pixels, "size": size}
-        self._one = (
+        # A search's image alone: run in the request's thread (services/in_thread.py).
+        self._one = InThread(
             pipe.input("data")
             .map("data", ("decoded", "vector"), ops.ris.embed_image(**one))
             .output("decoded", "vector")
         )
-        self._region = (
+        self._region = InThread(
             pipe.input("data", "box")
             .map(("data", "box"), ("decoded", "vector"), ops.ris.embed_image(**one))
             .output("decoded", "vector")
