@@ -56,12 +56,12 @@ def on_starting(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Open the model and the vector store after the fork, before the first request."""
+    """Open the model, its query helpers and the vector store after the fork, before the first request."""
     from webapp.runtime import EXTENSION
 
     runtime = worker.wsgi.extensions[EXTENSION]
     try:
-        runtime.library  # noqa: B018 - building it is the point
+        runtime.library.embedder.query_helpers()  # started now, not by the first search
     except Exception as exc:  # the app answers 503 with the reason until it can build
         worker.log.error("could not open the library yet: %s", exc)
 

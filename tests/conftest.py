@@ -88,9 +88,15 @@ def near_duplicate(data: bytes) -> bytes:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the developer's WEBAPP_* variables out of the tests."""
+    """Keep the developer's WEBAPP_* variables out of the tests.
+
+    Apps made in the test process embed search queries in it: query helpers would start for each
+    such app (about 2 s). tests/test_query_helpers.py tests the helpers, and the Gunicorn servers
+    the tests start (test_gunicorn.py, the browser tests) run with the default, as `make run` does.
+    """
     for name in [n for n in os.environ if n.startswith("WEBAPP_")]:
         monkeypatch.delenv(name)
+    monkeypatch.setenv("WEBAPP_SEARCH_PROCESSES", "0")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import near_duplicate, noise_images
-from webapp.config import ROOT
+from webapp.config import ROOT, search_processes
 
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
@@ -63,6 +63,16 @@ class Server:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
         return [int(pid) for pid in children]
 
+    def query_helpers(self) -> list[int]:
+        """Return the pids of the workers' query helpers (services/query_helpers.py)."""
+        found = []
+        for worker in self.workers():
+            for task in Path(f"/proc/{worker}/task").iterdir():
+                for pid in (task / "children").read_text().split():
+                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        found.append(int(pid))
+        return found
+
     def stop(self) -> str:
         """Stop gracefully (SIGTERM, as a supervisor would) and return what it logged."""
         self.proc.send_signal(signal.SIGTERM)
@@ -94,8 +104,11 @@ def test_add_and_search_over_http_and_survive_a_restart(
     page = requests.get(server.url + "/")
     assert page.ok and "5 images" in page.text
     assert requests.get(f"{server.url}/api/docs").ok
+    helpers = server.query_helpers()
+    assert len(helpers) == search_processes("auto", 1)  # 3 on two cores
     log = server.stop()
     assert server.proc.returncode == 0, log
+    assert not [pid for pid in helpers if Path(f"/proc/{pid}").exists()], "query helpers outlived the server"
 
     again = Server(tmp_path, model_dir)
     try:

@@ -48,6 +48,11 @@ class Defaults:
     MODEL = ""  # empty: the model the library was made with; for a new library, webapp.models.DEFAULT
     MODEL_DIR = ""  # empty: DATA_DIR/models
     ONNX_THREADS = 0  # 0: one per core
+    # Processes that decode and embed search queries, out of the web process's interpreter lock
+    # (services/query_helpers.py). "auto", with one web worker on two or more cores: one per core and
+    # one more (it keeps the cores fed while another's answer crosses), at most 4; else none
+    # (several workers already spread the Python over processes).
+    SEARCH_PROCESSES: int | str = "auto"
     EMBED_BATCH_SIZE = 4  # images per model call: as fast as 16 here, and keeps searches snappy during a load
     # Two images at least this alike (cosine similarity of their embeddings) are near-duplicates: the
     # best F1 of `flask --app wsgi evaluate DIR --duplicates` on the bundled photos (README, Near-duplicates).
@@ -132,6 +137,7 @@ def load(config: dict[str, Any] | None) -> dict[str, Any]:
     origins = settings["BOOTCAMP_CLIENT_ORIGINS"]
     settings["BOOTCAMP_CLIENT_ORIGINS"] = origins.replace(",", " ").split() if isinstance(origins, str) else origins
     settings["TRUSTED_HOSTS"] = trusted_hosts(settings["TRUSTED_HOSTS"], str(settings.get("BIND", "")))
+    settings["SEARCH_PROCESSES"] = search_processes(settings["SEARCH_PROCESSES"], settings.get("WORKERS", 1))
     settings["RATELIMIT_ENABLED"] = bool(settings["RATE_LIMIT"])
     # Werkzeug counts every multipart part; a multi-file job has one per file.
     settings["MAX_FORM_PARTS"] = max(int(settings.get("MAX_FORM_PARTS") or 1000), settings["MAX_JOB_FILES"] + 10)
@@ -157,6 +163,14 @@ def trusted_hosts(configured: list[str] | str, bind: str) -> list[str] | None:
         return names
     host = bind.rsplit(":", 1)[0].strip("[]") if ":" in bind else bind
     return LOOPBACK_NAMES + ([host] if host and host not in ("0.0.0.0", "::") else [])
+
+
+def search_processes(configured: int | str, workers: int | str) -> int:
+    """Return how many query helpers each web worker starts (SEARCH_PROCESSES; "auto": see Defaults)."""
+    if configured != "auto":
+        return max(int(configured), 0)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores + 1, 4) if cores >= 2 and int(workers) == 1 else 0
 
 
 def auth_enabled(settings: dict[str, Any]) -> bool:

@@ -47,7 +47,7 @@ class Runtime:
         self._collection: str | None = None  # the collection this process searches, once opened
         self._next_look = 0.0
         self._reindexing = Reindexing(self)
-        self._retiring: list[tuple[threading.Timer, MilvusVectorStore]] = []
+        self._retiring: list[tuple[threading.Timer, MilvusVectorStore | Embedder]] = []
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
         service = self._services.get(name)
@@ -108,6 +108,7 @@ class Runtime:
             max_pixels=s["MAX_IMAGE_PIXELS"],
             batch_size=s["EMBED_BATCH_SIZE"],
             threads=s["ONNX_THREADS"],
+            query_processes=s["SEARCH_PROCESSES"],
         )
 
     @property
@@ -153,6 +154,7 @@ class Runtime:
                 log.error("cannot follow library %s to %s: %s", s["COLLECTION"], active.collection, exc.message)
                 return
             old = self._services.get("vectors")
+            old_embedder = self._services.get("embedder")
             self._services.update(embedder=embedder, vectors=store)
             self._services.pop("library", None)
             self._model, self._collection = active.model.name, active.collection
@@ -163,11 +165,12 @@ class Runtime:
                 active.model.short,
                 active.model.name,
             )
-            if old is not None:
-                timer = threading.Timer(RETIRE_AFTER, old.close)
-                timer.daemon = True
-                timer.start()
-                self._retiring.append((timer, old))
+            for retired in (old, old_embedder):  # the searches still under way finish with them
+                if retired is not None:
+                    timer = threading.Timer(RETIRE_AFTER, retired.close)
+                    timer.daemon = True
+                    timer.start()
+                    self._retiring.append((timer, retired))
 
     def reindex(self, model: str, progress: Callable[[Job], None] | None = None, background: bool = False) -> Job:
         """Re-embed the library with ``model`` and switch over (webapp/reindexing.py); return the job.
@@ -302,7 +305,10 @@ class Runtime:
             self._services.pop("library", None)
             if vectors is not None:
                 vectors.close()
-            for timer, retired in self._retiring:  # stores searched before a reindex switched the library
+            embedder = self._services.pop("embedder", None)
+            if embedder is not None:
+                embedder.close()  # its query helpers
+            for timer, retired in self._retiring:  # stores and models searched before a reindex switched the library
                 if timer.is_alive():
                     timer.cancel()
                     retired.close()

@@ -70,8 +70,9 @@ def search() -> tuple[str, dict[str, str]]:
     upload = _upload()
     top_k, album, box = _top_k(), album_arg(request.form), _box()
     lib = library()
-    result = lib.search(upload.read(), top_k, album, box)
-    preview = base64.b64encode(thumbnail(result.query.image, lib.thumbnail_size)).decode()
+    result = lib.search(upload.read(), top_k, album, box, pixels=True)
+    assert result.image is not None  # asked for
+    preview = base64.b64encode(thumbnail(result.image, lib.thumbnail_size)).decode()
     query = SimpleNamespace(
         preview=f"data:image/jpeg;base64,{preview}",
         region=None if box is None else SimpleNamespace(**{k: v * 100 for k, v in _fractions(box, result).items()}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,8 +20,9 @@ from webapp.errors import ModelMissing, WebappError
 from webapp.models import MODELS
 from webapp.services import operators  # noqa: F401 - registers the ris/... operators the pipelines name
 from webapp.services.binding import ModelIdentity, file_sha256
-from webapp.services.imaging import Box, Decoded
+from webapp.services.imaging import Box, Decoded, QueryImage
 from webapp.services.in_thread import InThread
+from webapp.services.query_helpers import QueryHelpers
 
 K = TypeVar("K")
 
@@ -40,6 +42,7 @@ class Embedder:
         max_pixels: int = 50_000_000,
         batch_size: int = 16,
         threads: int = 0,
+        query_processes: int = 0,
     ) -> None:
         self.spec = MODELS[model]
         self.max_pixels = max_pixels
@@ -47,6 +50,10 @@ class Embedder:
         if not self.model_path.is_file():
             raise ModelMissing(f"the model file {self.model_path} does not exist; build it with `{self.spec.build}`")
         threads = threads or os.cpu_count() or 1
+        self.query_processes = query_processes
+        self._helpers_args = (str(model_dir), model, max_pixels, query_processes)
+        self._helpers: QueryHelpers | None = None
+        self._helpers_lock = threading.Lock()
         size = self.spec.input_size
         one = {"model_path": str(self.model_path), "threads": threads, "max_pixels": max_pixels, "size": size}
         # A search's image alone: run in the request's thread (services/in_thread.py).
@@ -98,6 +105,31 @@ class Embedder:
         if isinstance(vector, WebappError):
             raise vector
         return decoded, vector
+
+    def embed_query(self, data: bytes, box: Box | None = None) -> tuple[QueryImage, np.ndarray]:
+        """Decode and embed a search's query image (or its region): in a helper process while
+        searches overlap, if this embedder has helpers (services/query_helpers.py); else here."""
+        helpers = self.query_helpers()
+        return self._embed_query_here(data, box) if helpers is None else helpers.embed(data, box)
+
+    def _embed_query_here(self, data: bytes, box: Box | None) -> tuple[QueryImage, np.ndarray]:
+        decoded, vector = self.embed(data, box)
+        return QueryImage.of(decoded), vector
+
+    def query_helpers(self) -> QueryHelpers | None:
+        """Return the query helpers, started at the first call (None if it has none, or once closed)."""
+        if self._helpers is None and self.query_processes > 0:
+            with self._helpers_lock:
+                if self._helpers is None and self.query_processes > 0:
+                    self._helpers = QueryHelpers(*self._helpers_args, here=self._embed_query_here)
+        return self._helpers
+
+    def close(self) -> None:
+        """Stop the query helpers, if any were started; later queries are embedded here."""
+        with self._helpers_lock:
+            helpers, self._helpers, self.query_processes = self._helpers, None, 0
+        if helpers is not None:
+            helpers.close()
 
     def embed_many(
         self, items: Iterable[tuple[K, bytes]]

@@ -41,6 +41,21 @@ class Decoded:
     mime: str
 
 
+@dataclass(frozen=True)
+class QueryImage:
+    """What a search keeps of its query image: its id, size and type, not its pixels."""
+
+    sha256: str
+    width: int
+    height: int
+    mime: str
+
+    @classmethod
+    def of(cls, decoded: Decoded) -> QueryImage:
+        """Return what a search keeps of a decoded image."""
+        return cls(decoded.sha256, decoded.width, decoded.height, decoded.mime)
+
+
 # A start-of-scan marker (FF DA) cannot occur inside entropy-coded data (FF is stuffed as FF 00
 # there), so counting it counts scans. Encoders write 1 (baseline) to about 10-20 (progressive).
 MAX_JPEG_SCANS = 100

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from webapp.errors import NotFound, StoreUnavailable, WebappError
 from webapp.services.adding import Batch, Entry, Outcome, clean_filename
 from webapp.services.catalog import Catalog
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
-from webapp.services.imaging import Box, Decoded, content_id, decode, thumbnail
+from webapp.services.imaging import Box, Decoded, QueryImage, content_id, decode, thumbnail
 from webapp.services.priority import PRIORITY
 from webapp.services.records import Hit, Record, VectorStore
 from webapp.services.telemetry import EMBED, INGESTED, SEARCH
@@ -28,11 +29,12 @@ MAX_TOP_K = 100
 class SearchResult:
     """A query image, its ranked hits, and how long the search took (in all, and its two steps)."""
 
-    query: Decoded
+    query: QueryImage
     hits: list[Hit]
     took_ms: float
     embed_ms: float  # decoding and embedding the query
     search_ms: float  # the vector search
+    image: Image.Image | None = None  # the query's pixels, when asked for (a page shows them)
 
     def server_timing(self) -> str:
         """Return the steps' times as an HTTP Server-Timing header value (browsers' dev tools show it)."""
@@ -176,21 +178,31 @@ class Library:
             raise
         self.catalog.add((rec.sha256, rec.added_at, rec.album) for _, rec, _, _, _ in new)
 
-    def search(self, data: bytes, top_k: int, album: str = "", box: Box | None = None) -> SearchResult:
-        """Embed the query image (or its ``box`` region); return the ``top_k`` most similar images (in ``album``)."""
+    def search(
+        self, data: bytes, top_k: int, album: str = "", box: Box | None = None, pixels: bool = False
+    ) -> SearchResult:
+        """Embed the query image (or its ``box`` region); return the ``top_k`` most similar images (in ``album``).
+
+        The query is embedded in a helper process if the embedder has them; with ``pixels``, here,
+        and the result keeps the decoded image.
+        """
         start = time.perf_counter()
         self.vectors.album_filter(album)  # refused before the model runs
+        image = None
         with PRIORITY.interactive():
             with EMBED.time():
                 embed_start = time.perf_counter()
-                decoded, vector = self.embedder.embed(data, box)
+                if pixels:
+                    decoded, vector = self.embedder.embed(data, box)
+                    query, image = QueryImage.of(decoded), decoded.image
+                else:
+                    query, vector = self.embedder.embed_query(data, box)
             with SEARCH.time():
                 search_start = time.perf_counter()
                 hits = self.vectors.search(vector, top_k, album)
         end = time.perf_counter()
-        return SearchResult(
-            decoded, hits, (end - start) * 1000, (search_start - embed_start) * 1000, (end - search_start) * 1000
-        )
+        took, embed_ms, search_ms = end - start, search_start - embed_start, end - search_start
+        return SearchResult(query, hits, took * 1000, embed_ms * 1000, search_ms * 1000, image)
 
     def similar(self, sha256: str, top_k: int, album: str = "") -> list[Hit]:
         """Return the ``top_k`` images most similar to an indexed one (itself excluded; in ``album``)."""

@@ -126,7 +126,7 @@ class EmbedOp:
     CALM = 0.5
 
     def __init__(self, model_path: str, threads: int) -> None:
-        self.session = _session(model_path, threads, spin=True)
+        self.session = _session(model_path, threads, spin=threads > 1)  # one thread: the same session as narrow
         self._narrow = _session(model_path, 1)
         self._running = 0
         self._overlapped = -math.inf  # when an image last started while another was running

@@ -1,0 +1,199 @@
+"""Search queries embedded in helper processes, each with an interpreter (and a lock) of its own.
+
+One web process's threads share one interpreter lock. Under 16 concurrent searches the Python of
+HTTP, Flask and the search held it so much of the time that the two cores stood idle a fifth of
+it (1.6 busy of 2), however many threads served. While searches overlap, decoding and embedding
+their queries (the Python around Pillow and onnxruntime, and the waits for the lock after each of
+their calls) runs in a few helper processes instead, one query at a time each, over a pipe of its
+own: the cores were 1.9 busy and the app answered more searches (README, Speed). A query alone
+is embedded in the web process, on every core, as before: a helper's pipe would add about 0.7 ms.
+
+A helper sends back what a search needs of the image (``QueryImage``) and its vector; a domain
+error (an unreadable image) comes back as the error itself. A helper that dies mid-query (killed,
+or crashed by a decoder) is replaced, and the query tried once more on another; a second death
+means the image is to blame (422).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import signal
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from webapp.errors import InvalidImage, ModelMissing, WebappError
+from webapp.services.imaging import Box, QueryImage
+
+log = logging.getLogger(__name__)
+CALM = 0.5  # as EmbedOp.CALM: once queries overlap, no query uses every core until this calm
+
+
+def _serve(conn: Connection, model_dir: str, model: str, max_pixels: int) -> None:
+    """A helper's life: load the model, then embed one query after another until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which closes the pipe
+    from webapp.services.embedding import Embedder
+
+    try:
+        embedder = Embedder(model_dir, model, max_pixels=max_pixels, threads=1)  # overlapping: one core each
+    except WebappError as exc:
+        conn.send(exc)
+        return
+    conn.send(None)
+    while True:
+        try:
+            data, box = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            decoded, vector = embedder.embed(data, box)
+        except WebappError as exc:
+            conn.send((exc, None, None))
+            continue
+        conn.send((None, QueryImage.of(decoded), vector))
+
+
+class _Helper:
+    """One helper process and the parent's end of its pipe."""
+
+    def __init__(self, context: Any, spec: tuple[str, str, int]) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, *spec), daemon=True, name="query-helper")
+        self.process.start()
+        child.close()
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        """Wait until the helper has loaded its model; raise what stopped it from doing so."""
+        if not self.ready:
+            error = self.conn.recv()
+            if error is not None:
+                raise error
+            self.ready = True
+
+    def call(self, data: bytes, box: Box | None) -> tuple[WebappError | None, QueryImage, np.ndarray]:
+        self.wait_ready()
+        self.conn.send((data, box))
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        self.conn.close()  # the helper reads the end of its pipe and returns
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+Embed = Callable[[bytes, "Box | None"], "tuple[QueryImage, np.ndarray]"]
+
+
+class QueryHelpers:
+    """``processes`` helpers, each embedding one query at a time, for queries that overlap others.
+
+    A query alone, with none other overlapping in the last ``CALM`` seconds, is embedded ``here``
+    (in the web process, on every core: services/operators.py, EmbedOp); the others each wait for
+    a free helper, which embeds on one thread.
+    """
+
+    def __init__(self, model_dir: str, model: str, max_pixels: int, processes: int, here: Embed) -> None:
+        self._context = multiprocessing.get_context("spawn")  # never fork a process with threads
+        self._spec = (str(model_dir), model, max_pixels)
+        self._here = here
+        self._free = threading.Condition()
+        self._idle: list[_Helper] = []
+        self._all: list[_Helper] = []
+        self._busy = 0  # queries being embedded, here or in a helper
+        self._overlapped = -math.inf
+        self._closed = False
+        try:
+            helpers = [self._start() for _ in range(processes)]
+            for helper in helpers:  # they load the model side by side
+                helper.wait_ready()
+        except (EOFError, OSError) as exc:
+            self.close()
+            raise ModelMissing(f"a helper process could not start: {exc}") from exc
+        except WebappError:
+            self.close()
+            raise
+        self._idle = list(helpers)
+
+    @property
+    def processes(self) -> list[multiprocessing.process.BaseProcess]:
+        """Return the helper processes."""
+        return [helper.process for helper in self._all]
+
+    def _start(self) -> _Helper:
+        helper = _Helper(self._context, self._spec)
+        self._all.append(helper)
+        return helper
+
+    def embed(self, data: bytes, box: Box | None = None) -> tuple[QueryImage, np.ndarray]:
+        """Decode and embed a query image (or its ``box`` region); raise a domain error for a bad one."""
+        with self._free:
+            if self._closed:
+                raise ModelMissing("the app is stopping: its query helpers are closed")
+            now = time.monotonic()
+            if self._busy:
+                self._overlapped = now
+            alone = not self._busy and now - self._overlapped >= CALM
+            self._busy += 1
+        try:
+            return self._here(data, box) if alone else self.embed_in_helper(data, box)
+        finally:
+            with self._free:
+                self._busy -= 1
+
+    def embed_in_helper(self, data: bytes, box: Box | None = None) -> tuple[QueryImage, np.ndarray]:
+        """Embed in a free helper (waiting for one), as a query that overlaps others is."""
+        for attempt in range(2):
+            helper = self._take()
+            try:
+                error, query, vector = helper.call(data, box)
+            except (EOFError, OSError) as exc:
+                log.error("query helper %s stopped while embedding an image; starting another", helper.process.pid)
+                helper = self._replace(helper)
+                if attempt:
+                    message = "the image could not be read: decoding it stopped the process reading it"
+                    raise InvalidImage(message) from exc
+                continue
+            finally:
+                self._give(helper)
+            if error is not None:
+                raise error
+            return query, vector
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _take(self) -> _Helper:
+        with self._free:
+            while not self._idle and not self._closed:
+                self._free.wait()
+            if self._closed:
+                raise ModelMissing("the app is stopping: its query helpers are closed")
+            return self._idle.pop()
+
+    def _give(self, helper: _Helper) -> None:
+        with self._free:
+            if not self._closed:
+                self._idle.append(helper)
+                self._free.notify()
+
+    def _replace(self, dead: _Helper) -> _Helper:
+        dead.stop()
+        with self._free:
+            self._all.remove(dead)
+            return self._start()  # it loads its model while waiting for its first query
+
+    def close(self) -> None:
+        """Stop every helper (they exit when their pipe closes)."""
+        with self._free:
+            self._closed = True
+            helpers, self._all, self._idle = self._all, [], []
+            self._free.notify_all()
+        for helper in helpers:
+            helper.stop()
