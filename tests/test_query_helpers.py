@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from flask import Flask
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from tests.conftest import INT8, csrf_token, jpeg, near_duplicate
 from webapp import create_app
@@ -78,6 +79,7 @@ def test_an_unreadable_image_raises_the_domain_error_from_the_helper(helpers: Qu
 
 
 def test_a_killed_helper_is_replaced_and_the_query_still_answered(model_dir: Path, photos: dict[str, bytes]) -> None:
+    restarts = _sample("webapp_query_helper_restarts_total")
     helpers = _start(model_dir, 1)
     try:
         first = helpers.processes[0]
@@ -87,6 +89,7 @@ def test_a_killed_helper_is_replaced_and_the_query_still_answered(model_dir: Pat
         _, vector = helpers.embed_in_helper(photos["rocket"])  # the dead one fails, a new one answers
         assert float(np.dot(vector, expected)) > 0.9999
         assert len(helpers.processes) == 1 and helpers.processes[0].pid != first.pid
+        assert _sample("webapp_query_helper_restarts_total") == restarts + 1
     finally:
         helpers.close()
     assert not first.is_alive() and all(not p.is_alive() for p in helpers.processes)
@@ -203,6 +206,7 @@ def test_api_searches_go_through_the_helpers_and_a_page_search_keeps_its_pixels(
     monkeypatch.setattr(helpers, "_here", _nowhere)  # as if every query overlapped another:
     monkeypatch.setattr(query_helpers, "CALM", 1e9)
     helpers._overlapped = time.monotonic()
+    in_helpers = _sample("webapp_search_queries_total", where="helper")
     found = client.post("/api/v1/search", data={"image": (_io(near_duplicate(photos["rocket"])), "q.jpg")})
     assert found.status_code == 200 and found.json["results"][0]["filename"] == "rocket.jpg"
     region = {"x": "0", "y": "0", "width": "200", "height": "200"}
@@ -210,12 +214,17 @@ def test_api_searches_go_through_the_helpers_and_a_page_search_keeps_its_pixels(
     assert boxed.status_code == 200 and boxed.json["region"]["width"] == 200
     bad = client.post("/api/v1/search", data={"image": (_io(b"not an image"), "q.jpg")})
     assert bad.status_code == 422 and "not an image" in bad.json["message"]
+    assert _sample("webapp_search_queries_total", where="helper") == in_helpers + 3
     form = {"csrf_token": csrf_token(client), "image": (_io(photos["chelsea"]), "q.jpg"), "top_k": "3"}
     page = client.post("/search", data=form)
     assert page.status_code == 200 and "data:image/jpeg;base64," in page.get_data(as_text=True)
     processes = helpers.processes
     runtime.close()
     assert all(not p.is_alive() for p in processes)
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def _io(data: bytes) -> io.BytesIO:

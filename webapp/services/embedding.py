@@ -23,6 +23,7 @@ from webapp.services.binding import ModelIdentity, file_sha256
 from webapp.services.imaging import Box, Decoded, QueryImage
 from webapp.services.in_thread import InThread
 from webapp.services.query_helpers import QueryHelpers
+from webapp.services.telemetry import QUERIES
 
 K = TypeVar("K")
 
@@ -110,7 +111,10 @@ class Embedder:
         """Decode and embed a search's query image (or its region): in a helper process while
         searches overlap, if this embedder has helpers (services/query_helpers.py); else here."""
         helpers = self.query_helpers()
-        return self._embed_query_here(data, box) if helpers is None else helpers.embed(data, box)
+        if helpers is not None:
+            return helpers.embed(data, box)
+        QUERIES.labels("worker").inc()
+        return self._embed_query_here(data, box)
 
     def _embed_query_here(self, data: bytes, box: Box | None) -> tuple[QueryImage, np.ndarray]:
         decoded, vector = self.embed(data, box)

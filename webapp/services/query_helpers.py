@@ -30,6 +30,7 @@ import numpy as np
 
 from webapp.errors import InvalidImage, ModelMissing, WebappError
 from webapp.services.imaging import Box, QueryImage
+from webapp.services.telemetry import HELPER_RESTARTS, QUERIES
 
 log = logging.getLogger(__name__)
 CALM = 0.5  # as EmbedOp.CALM: once queries overlap, no query uses every core until this calm
@@ -143,6 +144,7 @@ class QueryHelpers:
                 self._overlapped = now
             alone = not self._busy and now - self._overlapped >= CALM
             self._busy += 1
+        QUERIES.labels("worker" if alone else "helper").inc()
         try:
             return self._here(data, box) if alone else self.embed_in_helper(data, box)
         finally:
@@ -184,6 +186,7 @@ class QueryHelpers:
                 self._free.notify()
 
     def _replace(self, dead: _Helper) -> _Helper:
+        HELPER_RESTARTS.inc()
         dead.stop()
         with self._free:
             self._all.remove(dead)

@@ -22,3 +22,7 @@ SEARCH = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
 )
 INGESTED = Counter("webapp_images_ingested", "Files processed by uploads and jobs, by outcome", ["outcome"])
+QUERIES = Counter(
+    "webapp_search_queries", "Search queries embedded, by where: the web worker, or a query helper", ["where"]
+)
+HELPER_RESTARTS = Counter("webapp_query_helper_restarts", "Query helper processes that died and were replaced")
