@@ -84,7 +84,7 @@ def test_once_images_overlap_the_wide_session_waits_for_a_calm_moment(embedder: 
     release.set()
     first.join()
     op(tensor)  # alone, but right after an overlap
-    op._overlapped -= op.CALM  # as if CALM seconds had passed
+    op.overlaps.overlapped -= op.CALM  # as if CALM seconds had passed
     op(tensor)
     assert used == ["wide", "narrow", "narrow", "wide"]
 

@@ -23,9 +23,10 @@ from webapp import create_app
 from webapp.config import search_processes
 from webapp.errors import InvalidImage, InvalidInput, ModelMissing
 from webapp.runtime import EXTENSION
-from webapp.services import query_helpers
+from webapp.services import overlap
 from webapp.services.embedding import Embedder
 from webapp.services.imaging import Box, QueryImage
+from webapp.services.overlap import Overlaps
 from webapp.services.query_helpers import QueryHelpers
 
 
@@ -136,7 +137,7 @@ def _fake_helpers(
     helpers = QueryHelpers.__new__(QueryHelpers)
     helpers._here, helpers._free = embed_here, threading.Condition()
     helpers._idle, helpers._all = list(fakes), list(fakes)  # type: ignore[arg-type]
-    helpers._busy, helpers._overlapped, helpers._closed = 0, -1e9, False
+    helpers._overlaps, helpers._closed = Overlaps(), False
 
     def start() -> _Fake:
         helpers._all.append(replacement)  # type: ignore[arg-type]
@@ -160,17 +161,14 @@ def test_a_query_alone_is_embedded_here_and_overlapping_ones_in_helpers(monkeypa
     here: list[bytes] = []
     embedded: list[bytes] = []
     now = [1000.0]
-    monkeypatch.setattr(query_helpers.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(overlap.time, "monotonic", lambda: now[0])
     helpers = _fake_helpers(monkeypatch, _Fake(embedded), _Fake(embedded), replacement=_Fake(embedded), here=here)
     helpers.embed(b"alone")
-    with helpers._free:
-        helpers._busy += 1  # a query in flight...
-    helpers.embed(b"beside it")
-    with helpers._free:
-        helpers._busy -= 1
-    now[0] += query_helpers.CALM / 2
+    with helpers._overlaps.call():  # a query in flight...
+        helpers.embed(b"beside it")
+    now[0] += overlap.CALM / 2
     helpers.embed(b"soon after")  # ...and for a while after an overlap, in helpers
-    now[0] += query_helpers.CALM
+    now[0] += overlap.CALM
     helpers.embed(b"once calm")
     assert here == [b"alone", b"once calm"] and embedded == [b"beside it", b"soon after"]
 
@@ -204,8 +202,8 @@ def test_api_searches_go_through_the_helpers_and_a_page_search_keeps_its_pixels(
     helpers = runtime.library.embedder.query_helpers()
     assert helpers is not None and len(helpers.processes) == 2
     monkeypatch.setattr(helpers, "_here", _nowhere)  # as if every query overlapped another:
-    monkeypatch.setattr(query_helpers, "CALM", 1e9)
-    helpers._overlapped = time.monotonic()
+    monkeypatch.setattr(helpers._overlaps, "calm", 1e9)
+    helpers._overlaps.overlapped = time.monotonic()
     in_helpers = _sample("webapp_search_queries_total", where="helper")
     found = client.post("/api/v1/search", data={"image": (_io(near_duplicate(photos["rocket"])), "q.jpg")})
     assert found.status_code == 200 and found.json["results"][0]["filename"] == "rocket.jpg"

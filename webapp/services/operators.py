@@ -7,9 +7,6 @@ load), each around an ONNX session opened once per model file and thread count.
 from __future__ import annotations
 
 import functools
-import math
-import threading
-import time
 import warnings
 from typing import Any
 
@@ -23,6 +20,7 @@ with warnings.catch_warnings():
 
 from webapp.errors import WebappError
 from webapp.services.imaging import LARGE_DECODE_SIDE, Box, Decoded, decode, to_input
+from webapp.services.overlap import CALM, Overlaps
 from webapp.services.priority import PRIORITY, background_thread
 
 
@@ -123,30 +121,19 @@ class EmbedOp:
     take a core from the single-threaded runs that start meanwhile.
     """
 
-    CALM = 0.5
+    CALM = CALM
 
     def __init__(self, model_path: str, threads: int) -> None:
         self.session = _session(model_path, threads, spin=threads > 1)  # one thread: the same session as narrow
         self._narrow = _session(model_path, 1)
-        self._running = 0
-        self._overlapped = -math.inf  # when an image last started while another was running
-        self._lock = threading.Lock()
+        self.overlaps = Overlaps(self.CALM)
 
     def __call__(self, tensor: np.ndarray | WebappError) -> np.ndarray | WebappError:
         if isinstance(tensor, WebappError):
             return tensor
-        with self._lock:
-            now = time.monotonic()
-            if self._running:
-                self._overlapped = now
-            busy = self._running or now - self._overlapped < self.CALM
-            session = self._narrow if busy else self.session
-            self._running += 1
-        try:
+        with self.overlaps.call() as alone:
+            session = self.session if alone else self._narrow
             return _normalise(session.run(None, {"input": tensor[None]})[0])[0]
-        finally:
-            with self._lock:
-                self._running -= 1
 
 
 @register(name="ris/embed_image")

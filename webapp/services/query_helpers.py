@@ -17,11 +17,9 @@ means the image is to blame (422).
 from __future__ import annotations
 
 import logging
-import math
 import multiprocessing
 import signal
 import threading
-import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -30,10 +28,10 @@ import numpy as np
 
 from webapp.errors import InvalidImage, ModelMissing, WebappError
 from webapp.services.imaging import Box, QueryImage
+from webapp.services.overlap import Overlaps
 from webapp.services.telemetry import HELPER_RESTARTS, QUERIES
 
 log = logging.getLogger(__name__)
-CALM = 0.5  # as EmbedOp.CALM: once queries overlap, no query uses every core until this calm
 
 
 def _serve(conn: Connection, model_dir: str, model: str, max_pixels: int) -> None:
@@ -97,9 +95,9 @@ Embed = Callable[[bytes, "Box | None"], "tuple[QueryImage, np.ndarray]"]
 class QueryHelpers:
     """``processes`` helpers, each embedding one query at a time, for queries that overlap others.
 
-    A query alone, with none other overlapping in the last ``CALM`` seconds, is embedded ``here``
-    (in the web process, on every core: services/operators.py, EmbedOp); the others each wait for
-    a free helper, which embeds on one thread.
+    A query alone, with none other overlapping in the last half second (services/overlap.py), is
+    embedded ``here`` (in the web process, on every core); the others each wait for a free helper,
+    which embeds on one thread.
     """
 
     def __init__(self, model_dir: str, model: str, max_pixels: int, processes: int, here: Embed) -> None:
@@ -109,8 +107,7 @@ class QueryHelpers:
         self._free = threading.Condition()
         self._idle: list[_Helper] = []
         self._all: list[_Helper] = []
-        self._busy = 0  # queries being embedded, here or in a helper
-        self._overlapped = -math.inf
+        self._overlaps = Overlaps()  # queries being embedded, here or in a helper
         self._closed = False
         try:
             helpers = [self._start() for _ in range(processes)]
@@ -136,20 +133,11 @@ class QueryHelpers:
 
     def embed(self, data: bytes, box: Box | None = None) -> tuple[QueryImage, np.ndarray]:
         """Decode and embed a query image (or its ``box`` region); raise a domain error for a bad one."""
-        with self._free:
-            if self._closed:
-                raise ModelMissing("the app is stopping: its query helpers are closed")
-            now = time.monotonic()
-            if self._busy:
-                self._overlapped = now
-            alone = not self._busy and now - self._overlapped >= CALM
-            self._busy += 1
-        QUERIES.labels("worker" if alone else "helper").inc()
-        try:
+        if self._closed:
+            raise ModelMissing("the app is stopping: its query helpers are closed")
+        with self._overlaps.call() as alone:
+            QUERIES.labels("worker" if alone else "helper").inc()
             return self._here(data, box) if alone else self.embed_in_helper(data, box)
-        finally:
-            with self._free:
-                self._busy -= 1
 
     def embed_in_helper(self, data: bytes, box: Box | None = None) -> tuple[QueryImage, np.ndarray]:
         """Embed in a free helper (waiting for one), as a query that overlaps others is."""
