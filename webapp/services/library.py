@@ -183,8 +183,8 @@ class Library:
     ) -> SearchResult:
         """Embed the query image (or its ``box`` region); return the ``top_k`` most similar images (in ``album``).
 
-        The query is embedded in a helper process if the embedder has them; with ``pixels``, here,
-        and the result keeps the decoded image.
+        While searches overlap, the query is embedded in a helper process if the embedder has
+        them (services/query_helpers.py); with ``pixels``, here, and the result keeps its pixels.
         """
         start = time.perf_counter()
         self.vectors.album_filter(album)  # refused before the model runs
