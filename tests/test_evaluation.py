@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.conftest import MODEL
 from webapp import create_app
-from webapp.evaluation import evaluate_near_duplicates
+from webapp.evaluation import Report, evaluate_near_duplicates, side_by_side
 from webapp.evaluation_copies import AUGMENTATIONS, augment
 from webapp.evaluation_scores import (
     THRESHOLDS,
@@ -178,6 +178,18 @@ def test_two_models_side_by_side(app: Flask, tmp_path: Path, photos: dict[str, b
     fp32, int8, change = (float(v) for v in row.split()[2:])
     assert change == pytest.approx(int8 - fp32, abs=1e-3)
     assert [figures["model"] for figures in json.loads(out.read_text())] == [args[3], args[5]]
+
+
+def test_side_by_side_shows_rows_only_one_model_has() -> None:
+    # Each model's per-copy rows are at its own best threshold: 0.96 for one, 0.91 for the other.
+    def report(model: str, best: str, recall: float) -> Report:
+        scores = {"t=0.96": {"f1": 0.5}, f"crop@{best}": {"f1": float("nan"), "recall": recall}}
+        return Report("duplicates", model, "dir", {"copies": 5}, [], 100.0, scores)
+
+    table = side_by_side([report("a", "0.96", 0.8), report("b", "0.91", 0.9)]).splitlines()
+    assert next(line for line in table if line.startswith("t=0.96 f1")).split()[2:] == ["0.500", "0.500", "+0.000"]
+    assert next(line for line in table if line.startswith("crop@0.96 recall")).split()[2:] == ["0.800", "—"]
+    assert next(line for line in table if line.startswith("crop@0.91 recall")).split()[2:] == ["—", "0.900"]
 
 
 def test_group_scores_count_pairs_of_the_groups_a_threshold_makes() -> None:

@@ -134,10 +134,12 @@ def side_by_side(reports: list[Report]) -> str:
         f"{'':<24}" + "".join(f"{r.model:>{width}}" for r in reports) + (f"{'difference':>12}" if diff else "")
     )
     lines.append(f"{'images/s':<24}" + "".join(f"{r.images_per_second:>{width}.1f}" for r in reports))
-    for row, values in first.scores.items():
-        for metric in values:
-            figures = [r.scores[row][metric] for r in reports]
-            change = f"{figures[1] - figures[0]:>+12.3f}" if diff else ""
+    # Every report's rows, in order: a row may be one model's only (its best duplicate threshold).
+    rows = {row: list(values) for r in reports for row, values in r.scores.items()}
+    for row, metrics in rows.items():
+        for metric in metrics:
+            figures = [r.scores.get(row, {}).get(metric, float("nan")) for r in reports]
+            change = f"{figures[1] - figures[0]:>+12.3f}" if diff and all(f == f for f in figures) else ""
             if all(f != f for f in figures):  # not measured for this row
                 continue
             lines.append(f"{row + ' ' + metric:<24}" + "".join(_figure(f, width) for f in figures) + change)
