@@ -2,7 +2,7 @@
 
 For JPEG, PNG and WebP made from scikit-image's bundled photos at several sizes, times the app's
 decode (draft mode for JPEG, as the pipeline calls it), a plain bicubic resize to the model's input,
-and the app's resize (``to_input``: Pillow's ``reducing_gap``, an integer reduce first), one image at
+and the app's resize (``to_input``: bilinear, after an integer reduce of a large image), one image at
 a time on one thread, with the cosine between the FP32 model's embeddings of the two inputs.
 
     .venv/bin/python bench/decode.py [--repeats 5]
@@ -49,7 +49,7 @@ def timed(work, repeats: int) -> tuple[float, object]:  # type: ignore[no-untype
 
 
 def plain_input(img: Image.Image) -> np.ndarray:
-    """A bicubic resize straight to the model's input, without the app's integer reduce first."""
+    """A bicubic resize straight to the model's input (the app's until 2026-12-02), no integer reduce first."""
     resized = img.resize((INPUT, INPUT), Image.Resampling.BICUBIC)
     arr = np.asarray(resized, dtype=np.float32)
     return ((arr - 127.5) / 127.5).transpose(2, 0, 1)
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "var" / "models" / "efficientnet-lite0.onnx")
     args = parser.parse_args()
     session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
-    header = ["format", "size", "bytes", "decode ms", "resize ms", "gap=3 ms", "cosine"]
+    header = ["format", "size", "bytes", "decode ms", "bicubic ms", "app ms", "cosine"]
     print(f"{header[0]:6s} {header[1]:>6s} {header[2]:>9s}" + "".join(f" {h:>10s}" for h in header[3:]))
     for side in SIZES:
         img = sample(side)
