@@ -2,7 +2,7 @@
 
 For JPEG, PNG and WebP made from scikit-image's bundled photos at several sizes, times the app's
 decode (draft mode for JPEG, as the pipeline calls it), a plain bicubic resize to the model's input,
-and the app's resize (``to_input``: bilinear, after an integer reduce of a large image), one image at
+and the app's resize (``to_input``: bilinear as it shrinks, after an integer reduce of a large one), one image at
 a time on one thread, with the cosine between the FP32 model's embeddings of the two inputs.
 
     .venv/bin/python bench/decode.py [--repeats 5]

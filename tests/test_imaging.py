@@ -49,6 +49,23 @@ def test_whole_image_is_resized_and_scaled_to_minus_one_one() -> None:
 
 
 @pytest.mark.parametrize(
+    ("size", "method"),
+    [
+        ((640, 480), Image.Resampling.BILINEAR),  # shrunk on both sides: bilinear, the cheaper
+        ((300, 100), Image.Resampling.BICUBIC),  # enlarged on one side: bicubic, as a thumbnail
+        ((40, 50), Image.Resampling.BICUBIC),
+    ],
+)
+def test_the_resize_is_bilinear_when_it_shrinks_and_bicubic_when_it_enlarges(
+    size: tuple[int, int], method: Image.Resampling
+) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    img = Image.fromarray(noise)
+    expected = np.asarray(img.resize((224, 224), method, reducing_gap=3.0)).transpose(2, 0, 1) / 127.5 - 1
+    assert np.abs(to_input(img, 224) - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize(
     ("data", "message"),
     [
         (b"", "empty"),
