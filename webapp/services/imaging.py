@@ -1,4 +1,7 @@
-"""Decoding and preprocessing of image bytes, exactly as DESIGN.md specifies (no Flask here)."""
+"""Decoding and preprocessing of image bytes, as DESIGN.md specifies (no Flask here).
+
+One departure, measured: the resize to the model's input is bilinear where it shrinks (``to_input``).
+"""
 
 from __future__ import annotations
 
