@@ -10,9 +10,9 @@ import pytest
 from tests.conftest import INT8, MODEL, noise_images
 from webapp import create_app
 from webapp.errors import ModelMismatch
-from webapp.models import DEFAULT, UNBOUND_DEFAULT
+from webapp.models import DEFAULT, UNBOUND_DEFAULT, ModelIdentity
 from webapp.runtime import EXTENSION
-from webapp.services.binding import ModelBinding, ModelIdentity
+from webapp.services.binding import ModelBinding
 from webapp.services.database import Database, collections, sqlite_url
 
 FP32 = ModelIdentity("efficientnet-lite0", "fp32", "a" * 64, 1280)

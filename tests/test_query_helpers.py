@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -94,6 +96,17 @@ def test_a_killed_helper_is_replaced_and_the_query_still_answered(model_dir: Pat
     finally:
         helpers.close()
     assert not first.is_alive() and all(not p.is_alive() for p in helpers.processes)
+
+
+def test_a_helper_loads_neither_flask_nor_sqlalchemy() -> None:
+    # What a helper process imports: its own module, then the embedder's. Flask and SQLAlchemy
+    # would cost each helper about 24 MB of memory it never uses.
+    code = (
+        "import sys, webapp.services.query_helpers, webapp.services.embedding; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'sqlalchemy', 'werkzeug', 'jinja2'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_closed_helpers_stop_their_processes_and_refuse_queries(model_dir: Path, photos: dict[str, bytes]) -> None:

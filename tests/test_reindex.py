@@ -15,8 +15,9 @@ from pymilvus import MilvusClient
 
 from tests.conftest import INT8, MODEL, noise_images, wait_for_job
 from webapp import create_app
+from webapp.models import file_sha256
 from webapp.runtime import EXTENSION, runtime
-from webapp.services.binding import ModelBinding, file_sha256
+from webapp.services.binding import ModelBinding
 from webapp.services.lite_store import LiteVectorStore
 
 IMAGES = 40

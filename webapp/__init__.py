@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import Flask
+from typing import TYPE_CHECKING, Any
 
 from webapp.config import ROOT
+
+if TYPE_CHECKING:  # Flask is imported by create_app: the query helper processes import this package too
+    from flask import Flask
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Create the app: settings, extensions, blueprints and error handlers. Nothing heavy runs."""
+    from flask import Flask
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from webapp import config as _config

@@ -1,11 +1,15 @@
 """The models this app can serve, in one place: the app, the commands, the export scripts and the pages read it.
 
-Light on purpose (no numpy, no onnxruntime): the export scripts and the Gunicorn master import it.
+Light on purpose (no numpy, no onnxruntime, no Flask or SQLAlchemy): the export scripts, the
+Gunicorn master and the query helper processes import it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -51,3 +55,28 @@ def spec(name: str) -> ModelSpec:
         return MODELS[name]
     except KeyError:
         raise ValueError(f"no model called {name}; the models are {', '.join(MODELS)}") from None
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model made a collection's vectors (services/binding.py keeps it beside the collection)."""
+
+    name: str
+    variant: str  # "fp32" or "int8"
+    sha256: str  # of the ONNX file: a re-export or re-quantization that changes it changes the vectors
+    dim: int
+
+    @property
+    def short(self) -> str:
+        """Return the identity as people read it: name, variant and the hash's first 12 digits."""
+        return f"{self.name} ({self.variant}, file {self.sha256[:12]})"
+
+
+@cache
+def file_sha256(path: Path) -> str:
+    """Return the SHA-256 of a model file (read once per process)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

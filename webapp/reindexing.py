@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from webapp.errors import Conflict, ModelMismatch, ModelMissing
-from webapp.services.binding import ModelBinding, ModelIdentity
+from webapp.models import ModelIdentity
+from webapp.services.binding import ModelBinding
 from webapp.services.images import ImageStore
 from webapp.services.jobs import Job, local_owner
 from webapp.services.priority import AtThisPriority, background_thread

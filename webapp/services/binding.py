@@ -12,35 +12,18 @@ follows the database to the library's active collection and its model.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from webapp.errors import ModelMismatch
+from webapp.models import ModelIdentity
 from webapp.services.database import Database, collections
 
 ACTIVE, BUILDING, RETIRED = "active", "building", "retired"
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """Which model made a collection's vectors."""
-
-    name: str
-    variant: str  # "fp32" or "int8"
-    sha256: str  # of the ONNX file: a re-export or re-quantization that changes it changes the vectors
-    dim: int
-
-    @property
-    def short(self) -> str:
-        """Return the identity as people read it: name, variant and the hash's first 12 digits."""
-        return f"{self.name} ({self.variant}, file {self.sha256[:12]})"
 
 
 @dataclass(frozen=True)
@@ -51,16 +34,6 @@ class Binding:
     library: str
     state: str
     model: ModelIdentity
-
-
-@cache
-def file_sha256(path: Path) -> str:
-    """Return the SHA-256 of a model file (read once per process)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _binding(row: Any) -> Binding:

@@ -17,9 +17,8 @@ with warnings.catch_warnings():
     from towhee import ops, pipe
 
 from webapp.errors import ModelMissing, WebappError
-from webapp.models import MODELS
+from webapp.models import MODELS, ModelIdentity, file_sha256
 from webapp.services import operators  # noqa: F401 - registers the ris/... operators the pipelines name
-from webapp.services.binding import ModelIdentity, file_sha256
 from webapp.services.imaging import Box, Decoded, QueryImage
 from webapp.services.in_thread import InThread
 from webapp.services.query_helpers import QueryHelpers

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from webapp.errors import Conflict
-from webapp.services.binding import ModelBinding, ModelIdentity
+from webapp.models import ModelIdentity
+from webapp.services.binding import ModelBinding
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.jobs import ItemResult, Job, JobStatus, JobStore
