@@ -98,11 +98,23 @@ def test_a_killed_helper_is_replaced_and_the_query_still_answered(model_dir: Pat
     assert not first.is_alive() and all(not p.is_alive() for p in helpers.processes)
 
 
+def test_a_helper_writes_no_metric_files_where_gunicorns_workers_do(
+    model_dir: Path, photos: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # as gunicorn.conf.py sets it
+    helpers = _start(model_dir, 1)
+    try:
+        helpers.embed_in_helper(photos["rocket"])
+    finally:
+        helpers.close()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_helper_loads_neither_flask_nor_sqlalchemy() -> None:
     # What a helper process imports: its own module, then the embedder's. Flask and SQLAlchemy
     # would cost each helper about 24 MB of memory it never uses.
     code = (
-        "import sys, webapp.services.query_helpers, webapp.services.embedding; "
+        "import sys, webapp.services.query_helper_process, webapp.services.embedding; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'sqlalchemy', 'werkzeug', 'jinja2'}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import signal
 import threading
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -29,33 +27,10 @@ import numpy as np
 from webapp.errors import InvalidImage, ModelMissing, WebappError
 from webapp.services.imaging import Box, QueryImage
 from webapp.services.overlap import Overlaps
+from webapp.services.query_helper_process import serve
 from webapp.services.telemetry import HELPER_RESTARTS, QUERIES
 
 log = logging.getLogger(__name__)
-
-
-def _serve(conn: Connection, model_dir: str, model: str, max_pixels: int) -> None:
-    """A helper's life: load the model, then embed one query after another until the pipe closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which closes the pipe
-    from webapp.services.embedding import Embedder
-
-    try:
-        embedder = Embedder(model_dir, model, max_pixels=max_pixels, threads=1)  # overlapping: one core each
-    except WebappError as exc:
-        conn.send(exc)
-        return
-    conn.send(None)
-    while True:
-        try:
-            data, box = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            decoded, vector = embedder.embed(data, box)
-        except WebappError as exc:
-            conn.send((exc, None, None))
-            continue
-        conn.send((None, QueryImage.of(decoded), vector))
 
 
 class _Helper:
@@ -63,7 +38,7 @@ class _Helper:
 
     def __init__(self, context: Any, spec: tuple[str, str, int]) -> None:
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, *spec), daemon=True, name="query-helper")
+        self.process = context.Process(target=serve, args=(child, *spec), daemon=True, name="query-helper")
         self.process.start()
         child.close()
         self.ready = False
