@@ -6,7 +6,9 @@ round measures the raw pipeline (single images, one thread per core, in this pro
 ``--seconds``, then the app (Gunicorn, gunicorn.conf.py, Milvus Lite, a library of ``--images``
 loaded by a folder job) under ``--clients`` closed-loop clients for as long, once per variant, in
 turn. Besides throughput and latency it counts the server's CPU time (all its processes, from
-/proc): how busy it kept the cores, and how much CPU a request cost. Variants are settings
+/proc): how busy it kept the cores, how much CPU a request cost and how much of it the query
+helpers spent (decoding and embedding queries; the rest is the web worker's), and the helpers'
+own memory after the run. Variants are settings
 (``--variant WEBAPP_THREADS=12``) or other checkouts of the code (``--checkout /tmp/old``, a git
 worktree), which run with this checkout's virtualenv and model.
 
@@ -47,18 +49,30 @@ def one_run(root: Path, variant: str, images: list[bytes], queries: list[bytes],
             time.sleep(5)  # the job's last flush: let Milvus Lite finish indexing, as make bench does
             host, send = server.url.removeprefix("http://"), search_sender(queries)
             closed_loop(send, host, args.clients, 3)  # warm up
-            cpu = server.cpu_seconds()
+            helpers = server.helper_pids()
+            cpu, in_helpers = server.cpu_seconds(), server.cpu_seconds(helpers)
             result = closed_loop(send, host, args.clients, args.seconds)
-            cpu = server.cpu_seconds() - cpu
+            cpu, in_helpers = server.cpu_seconds() - cpu, server.cpu_seconds(helpers) - in_helpers
+            memory = [anon_mb(pid) for pid in helpers]
         finally:
             server.stop()
+    per_request = 1000 / max(result.requests, 1)
     return {
         "throughput": result.throughput,
         "p50": result.p50,
         "errors": result.errors,
         "cores": cpu / result.seconds,
-        "cpu_ms": cpu * 1000 / max(result.requests, 1),
+        "cpu_ms": cpu * per_request,
+        "helpers_ms": in_helpers * per_request,
+        "helpers": len(helpers),
+        "helper_mb": statistics.mean(memory) if memory else 0.0,
     }
+
+
+def anon_mb(pid: int) -> float:
+    """Return a process's own resident memory (RssAnon: not its shared libraries or files), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("RssAnon:")) / 1024
 
 
 COLUMNS = (
@@ -68,6 +82,9 @@ COLUMNS = (
     ("p50", "p50 ms", "{:.1f}"),
     ("cores", "server cores busy", "{:.2f}"),
     ("cpu_ms", "server CPU ms/request", "{:.2f}"),
+    ("helpers_ms", "of which query helpers", "{:.2f}"),
+    ("helpers", "helpers", "{:.0f}"),
+    ("helper_mb", "MB each (RssAnon)", "{:.0f}"),
     ("errors", "errors", "{:.0f}"),
 )
 

@@ -80,10 +80,21 @@ class Server:
                 continue
         return found
 
-    def cpu_seconds(self) -> float:
-        """Return the CPU time (user and system) the server's processes have used so far, in seconds."""
-        total = 0
+    def helper_pids(self) -> list[int]:
+        """Return the pids of the workers' query helpers (processes started by multiprocessing's spawn)."""
+        found = []
         for pid in self.pids():
+            try:
+                if b"multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+            except FileNotFoundError:  # it has just exited
+                continue
+        return found
+
+    def cpu_seconds(self, pids: list[int] | None = None) -> float:
+        """Return the CPU time (user and system) the server's processes (or ``pids``) have used so far, in seconds."""
+        total = 0
+        for pid in self.pids() if pids is None else pids:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except FileNotFoundError:  # it has just exited
