@@ -192,14 +192,15 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def to_input(img: Image.Image, size: int) -> np.ndarray:
     """Resize the whole image to ``size``x``size`` and scale to a [-1, 1] CHW array.
 
-    An image it shrinks is resized bilinear, 0.8 instead of 1.2 ms of CPU for a 640 px JPEG's
-    draft (bicubic before 2026-12-02), with the same retrieval quality and near-duplicate grouping
-    (README, Retrieval quality). Pillow widens the filter as it shrinks; a resize that does not
-    (OpenCV's bicubic, 0.1 ms) lost near-duplicate F1 at the app's threshold, 0.50 instead of 0.58.
-    One it enlarges on either side (a thumbnail) stays bicubic: that costs little, and bilinear
-    blurred tiny images enough to move their embeddings (cosine 0.86 to bicubic's for some).
-    A large image is first reduced by an integer factor (``reducing_gap``): a 4000 px PNG or WebP
-    resizes in a quarter of the time (`bench/decode.py`). JPEGs arrive small already (draft mode).
+    An image it shrinks is resized bilinear (bicubic before 2026-12-02): 1.3 instead of 2.2 ms for a
+    640 px JPEG's draft (`bench/decode.py`), with the same retrieval quality and near-duplicate
+    grouping (README, Retrieval quality; `bench/resize_change.py` for libraries embedded before).
+    Pillow widens the filter as it shrinks; a resize that does not (OpenCV's bicubic, 0.1 ms) lost
+    near-duplicate F1 at the app's threshold, 0.50 instead of 0.58. One it enlarges on either side
+    (a thumbnail) stays bicubic: that costs little, and bilinear blurred tiny images enough to move
+    their embeddings (cosine 0.86 to bicubic's for some). A large image is first reduced by an
+    integer factor (``reducing_gap``): a 4000 px PNG or WebP resizes in a quarter of the time
+    (`bench/decode.py`). JPEGs arrive small already (draft mode).
     """
     shrinks = img.width >= size and img.height >= size
     method = Image.Resampling.BILINEAR if shrinks else Image.Resampling.BICUBIC
