@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 import time
@@ -446,16 +447,17 @@ def test_milvus_lite_gathers_unflushed_vectors_as_arrays_exactly_as_it_did_row_b
         assert engine is not None
         memtable = engine.collection._memtable
         assert len(memtable._pk_index) == 85  # 90 written, 5 of them deleted
-        for include_table in (False, True):
-            for partitions in (None, ["_default"]):
-                mine = patched(memtable, "vector", partitions, include_table)
-                theirs = patched.__wrapped__(memtable, "vector", partitions, include_table)
-                assert mine[0] == theirs[0] and len(mine[0]) == 85
-                assert np.array_equal(mine[1], theirs[1]) and mine[1].dtype == theirs[1].dtype
-                assert np.array_equal(mine[2], theirs[2]) and mine[2].dtype == np.float32
-                assert mine[3] == theirs[3]
-                assert (mine[4] is None) == (theirs[4] is None) == (not include_table)
-                assert not include_table or mine[4].equals(theirs[4])
+        for include_table, partitions, field in itertools.product(
+            (False, True), (None, ["_default"]), ("vector", None)
+        ):
+            mine = patched(memtable, field, partitions, include_table)
+            theirs = patched.__wrapped__(memtable, field, partitions, include_table)
+            assert mine[0] == theirs[0] and len(mine[0]) == 85
+            assert np.array_equal(mine[1], theirs[1]) and mine[1].dtype == theirs[1].dtype
+            assert np.array_equal(mine[2], theirs[2]) and mine[2].dtype == np.float32
+            assert mine[3] == theirs[3]
+            assert (mine[4] is None) == (theirs[4] is None) == (not include_table)
+            assert not include_table or mine[4].equals(theirs[4])
         hits = store.search(moved[3][1], 3)
         assert hits[0].record == moved[3][0] and hits[0].score == pytest.approx(1.0, abs=1e-5)
         assert all(hit.score < 0.5 for hit in store.search(items[113][1], 3))  # its stale vector is gone

@@ -130,7 +130,9 @@ def faster_unflushed_search() -> bool:
     milvus-lite 3.2.2 copies each such row's vector into a Python list of floats and back for
     every search, under the lock its writes take: 0.04 ms a row, so 2,048 rows waiting made a
     search over 1,000 flushed ones take 117 ms instead of 1.3 (``make bench-lite``). The same arrays
-    come from each Arrow batch's buffer directly. Only that version is patched (its code was read);
+    come from each Arrow batch's buffer directly; asked for no vector field (the app's search keeps
+    unit vectors of its own, services/lite_units.py), it builds no table either. Only that version
+    is patched (its code was read);
     other versions, and partitions or vector columns this does not expect, keep their own way.
     Return whether the patch is in place.
     """
@@ -152,11 +154,12 @@ def _rowless(original: Any) -> Any:
         if partition_names is not None or not entries:
             return original(self, vector_field, partition_names, include_table)
         # Every batch as one table, with no Python loop over them: single uploads leave one row each.
+        # Neither vectors nor a table asked for (services/lite_units.py keeps the vectors): no table.
         try:
-            whole = pa.Table.from_batches(batches)
+            whole = pa.Table.from_batches(batches) if vector_field is not None or include_table else None
         except pa.ArrowInvalid:  # batches of different schemas: milvus-lite's own way copes
             return original(self, vector_field, partition_names, include_table)
-        column = whole.column(vector_field).combine_chunks() if vector_field is not None else None
+        column = whole.column(vector_field).combine_chunks() if whole is not None and vector_field is not None else None
         if column is not None and not _dense(column):
             return original(self, vector_field, partition_names, include_table)
         pks = [pk for pk, _ in entries]
@@ -168,7 +171,7 @@ def _rowless(original: Any) -> Any:
             vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size)[at]
         row_refs = list(zip(where.tolist(), rows.tolist(), strict=True))
         table = None
-        if include_table:
+        if whole is not None and include_table:
             table = whole.take(pa.array(at, type=pa.int64()))
             if "_partition" in table.column_names:
                 table = table.drop(["_partition"])

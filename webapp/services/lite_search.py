@@ -11,7 +11,8 @@ library: a search took 1.3 ms at 1,000 vectors, 5.4 at 10,000 and 51 at 100,000 
 immutable files), and each search only looks up the keys not yet flushed and the deletes among
 them. Whatever it does not expect (partitions, keys that are not integers, a caller without a
 projection) goes to milvus-lite's own function, which ``tests/test_vectors.py`` also compares it
-with.
+with. What it searches by brute force (the unflushed rows, a segment not indexed yet) it searches
+with unit vectors kept between searches (services/lite_units.py), with the same results.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from webapp.services.lite import replace_piece
 from webapp.services.lite_keys import KEYS, Keys, valid_rows
+from webapp.services.lite_units import SEGMENTS, UNFLUSHED, distances, top
 
 Row = dict[str, Any]
 
@@ -71,7 +73,7 @@ def _replacing(original: Callable[..., Any]) -> Callable[..., Any]:
         if partition_names or project_record_fn is None or top_k <= 0 or not len(query):
             return theirs()
         try:
-            run = _Run.start(segments, memtable, delta_index, vector_field, compiled_filter)
+            run = _Run.start(segments, memtable, delta_index, vector_field, compiled_filter, metric_type == "COSINE")
         except (TypeError, ValueError, OverflowError):  # keys that are not integers
             return theirs()
         if run is None:
@@ -109,20 +111,27 @@ class _Run:
     segment_ok: np.ndarray
     mt_ok: np.ndarray
     mt_pks: list[Any]
-    mt_vectors: np.ndarray
+    mt_vectors: np.ndarray | _Unflushed
     mt_refs: list[tuple[int, int]]
     mt_table: Any
 
     @classmethod
     def start(
-        cls, segments: list[Any], memtable: Any, delta_index: Any, vector_field: str, filter_: Any
+        cls, segments: list[Any], memtable: Any, delta_index: Any, vector_field: str, filter_: Any, units: bool
     ) -> _Run | None:
-        """Take the snapshot; None when there is nothing to search."""
-        pks, seqs, vectors, refs, table = memtable.to_search_snapshot(
-            vector_field=vector_field, partition_names=None, include_table=filter_ is not None
-        )
+        """Take the snapshot; None when there is nothing to search. ``units``: use kept unit vectors (cosine)."""
+        include_table = filter_ is not None
+        pks, seqs, vectors, refs, table = memtable.to_search_snapshot(None, None, include_table)
         if not segments and not pks:
             return None
+        kept = UNFLUSHED.of(memtable, vector_field).upto(tuple(memtable._insert_batches)) if pks and units else None
+        if kept is not None:  # each row's place among the kept unit vectors of every batch
+            unit_rows, starts = kept
+            places = np.asarray(refs, dtype=np.intp).reshape(-1, 2)
+            at = starts[places[:, 0]] + places[:, 1]
+            vectors = _Unflushed(unit_rows, at)
+        elif pks:  # another metric, or vectors that are not a dense float32 column: the snapshot has them
+            pks, seqs, vectors, refs, table = memtable.to_search_snapshot(vector_field, None, include_table)
         tombstones = dict(delta_index._map)  # a copy already, taken with the segments
         for pk, (seq, _) in memtable.delete_index_snapshot().items():
             tombstones[pk] = max(tombstones.get(pk, seq), seq)
@@ -194,6 +203,14 @@ def rows_dicts(table: Any, rows: list[int], skip: set[str]) -> list[dict[str, An
     return out
 
 
+@dataclass(frozen=True)
+class _Unflushed:
+    """The rows not yet flushed, as places among the kept unit vectors of their batches."""
+
+    unit_rows: np.ndarray
+    at: np.ndarray
+
+
 class _Recall:
     """Each source's nearest rows among those allowed, merged as milvus-lite merges them."""
 
@@ -201,17 +218,27 @@ class _Recall:
         self.query, self.top_k, self.metric, self.params = query, top_k, metric, params
         self.candidates: list[list[tuple[float, int, int]]] = [[] for _ in range(len(query))]
 
-    def source(self, number: int, ok: np.ndarray, vectors: np.ndarray, index: Any) -> None:
+    def source(self, number: int, ok: np.ndarray, vectors: np.ndarray | _Unflushed, index: Any) -> None:
         """Search one source (a segment, or the unflushed rows) among its rows that are ``ok``."""
+        from milvus_lite.index.brute_force import BruteForceIndex
+
         if not ok.any():
             return
-        if index is None:
-            from milvus_lite.index.brute_force import BruteForceIndex
-
-            index = BruteForceIndex.build(vectors, self.metric)
-        rows, distances = index.search(self.query, self.top_k, valid_mask=None if ok.all() else ok, params=self.params)
+        brute = index is None or type(index) is BruteForceIndex
+        if brute and self.metric == "COSINE":  # the same numbers, from unit vectors kept between searches
+            if isinstance(vectors, _Unflushed):
+                cosine = distances(self.query, vectors.unit_rows, vectors.at)
+            else:
+                cosine = distances(self.query, SEGMENTS.of(vectors))
+            rows, near = top(cosine, ok, self.top_k)
+        else:
+            if isinstance(vectors, np.ndarray):
+                SEGMENTS.forget(vectors)  # indexed since
+            if index is None:
+                index = BruteForceIndex.build(vectors, self.metric)
+            rows, near = index.search(self.query, self.top_k, valid_mask=None if ok.all() else ok, params=self.params)
         for q, found in enumerate(self.candidates):
-            for row, distance in zip(rows[q].tolist(), distances[q].tolist(), strict=True):
+            for row, distance in zip(rows[q].tolist(), near[q].tolist(), strict=True):
                 if row < 0:
                     break  # padding from here on
                 found.append((float(distance), number, row))
