@@ -120,7 +120,7 @@ def test_an_archive_of_too_many_entries_is_refused_before_its_directory_is_parse
 
 
 def test_a_zip64_archive_declares_its_count_in_its_zip64_record(tmp_path: Path) -> None:
-    from webapp.services.sources import directory_size
+    from webapp.services.archives import directory_size
 
     path = tmp_path / "big.zip"
     with zipfile.ZipFile(path, "w") as archive:  # past 65,535 entries, Python writes the zip64 records

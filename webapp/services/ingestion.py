@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WebappError
+from webapp.services.archives import check_archive
 from webapp.services.jobs import RESUMABLE, Failure, Job, JobStatus
-from webapp.services.sources import allowed_folder, check_archive
+from webapp.services.sources import allowed_folder
 from webapp.services.units import UnitsOfWork
 
 log = logging.getLogger(__name__)

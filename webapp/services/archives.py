@@ -1,0 +1,102 @@
+"""Zip archives a job may open: whole-archive limits read from the end record, and entries refused by name or size.
+
+Nothing here extracts anything: services/sources.py reads the entries allowed, in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from webapp.errors import Forbidden, InvalidInput, WebappError
+
+ARCHIVE_SUFFIXES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst"}
+MAX_RATIO = 100  # photos barely compress; an entry expanding more than this is a bomb
+
+
+def refusal(info: zipfile.ZipInfo, limit: int) -> WebappError | None:
+    """Say why an archive entry must not be read, or None if it may be."""
+    name = info.filename.replace("\\", "/")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or (parts and parts[0].endswith(":")) or ".." in parts:
+        return Forbidden("refused: the entry's path leads outside the archive")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return Forbidden("refused: the entry is a symbolic link")
+    if PurePosixPath(name).suffix.lower() in ARCHIVE_SUFFIXES:
+        return InvalidInput("refused: archives inside the archive are not opened")
+    if info.file_size > limit:
+        return InvalidInput(f"the file is too large ({info.file_size} bytes; the limit is {limit} bytes)")
+    if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
+        return InvalidInput(f"refused: compressed {info.file_size // info.compress_size}:1, likely a zip bomb")
+    return None
+
+
+EOCD = b"PK\x05\x06"  # end of central directory record
+ZIP64_LOCATOR = b"PK\x06\x07"
+ZIP64_EOCD = b"PK\x06\x06"
+MAX_DIRECTORY_BYTES_PER_ENTRY = 512  # 46 bytes of header, a long name and some extra fields
+
+
+def directory_size(path: Path) -> tuple[int, int] | None:
+    """Return (entries, bytes) the archive's end record declares, read from its tail alone."""
+    with open(path, "rb") as archive:
+        archive.seek(0, os.SEEK_END)
+        size = archive.tell()
+        archive.seek(max(0, size - 65_557))  # the record (22 bytes) and a comment of at most 65,535
+        tail = archive.read()
+        at = tail.rfind(EOCD)
+        if at < 0 or len(tail) < at + 22:
+            return None
+        entries, directory = struct.unpack("<HI", tail[at + 10 : at + 16])
+        locator = tail.rfind(ZIP64_LOCATOR, 0, at)
+        if (entries == 0xFFFF or directory == 0xFFFFFFFF) and locator >= 0:
+            (offset,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
+            archive.seek(offset)
+            record = archive.read(56)
+            if record[:4] == ZIP64_EOCD and len(record) == 56:
+                entries, directory = struct.unpack("<QQ", record[32:48])
+        return entries, directory
+
+
+def check_archive(path: Path, max_entries: int, max_expanded: int) -> None:
+    """Refuse a whole archive that is not a zip, has too many entries or would expand too far.
+
+    The entry count and directory size are read from the archive's end record first, so an
+    archive of a million entries is refused before its directory is parsed into memory.
+    """
+    try:
+        declared = directory_size(path)
+    except OSError as exc:
+        raise InvalidInput("the archive cannot be read") from exc
+    if declared is not None:
+        entries, directory = declared
+        if entries > max_entries or directory > max_entries * MAX_DIRECTORY_BYTES_PER_ENTRY:
+            shown = f"{entries} entries" if entries > max_entries else f"a {directory}-byte directory"
+            raise InvalidInput(f"the archive has {shown}; the limit is {max_entries} entries")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidInput("the archive is not a zip file") from exc
+    if len(infos) > max_entries:
+        raise InvalidInput(f"the archive has {len(infos)} entries; the limit is {max_entries}")
+    expanded = sum(info.file_size for info in infos)
+    if expanded > max_expanded:
+        raise InvalidInput(f"the archive would expand to {expanded} bytes; the limit is {max_expanded}")
+
+
+def damage(exc: Exception) -> str:
+    """Say in words what is wrong with an archive entry (zipfile's messages quote Python reprs)."""
+    text = str(exc)
+    if "CRC" in text:
+        return "its checksum does not match its bytes"
+    if "encrypted" in text or "password" in text:
+        return "it is encrypted"
+    if isinstance(exc, NotImplementedError) or "compression method" in text:
+        return "it uses a compression method this app cannot read"
+    if isinstance(exc, EOFError) or "truncated" in text.lower():
+        return "it ends early"
+    return "it cannot be read"
