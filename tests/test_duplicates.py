@@ -14,7 +14,8 @@ from PIL import Image
 from tests.conftest import near_duplicate, wait_for_job
 from tests.test_api import upload
 from webapp.runtime import EXTENSION
-from webapp.services.duplicates import KIND, join
+from webapp.services.duplicates import KIND
+from webapp.services.grouping import join
 from webapp.services.jobs import local_owner
 
 

@@ -15,7 +15,7 @@ catalogue does it: ``Catalog.remove``); a group left with one image goes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,14 +25,13 @@ from sqlalchemy import delete, desc, exists, func, select
 from webapp.errors import Conflict, InvalidInput, NotFound, WebappError
 from webapp.services.catalog import in_album
 from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
+from webapp.services.grouping import join, parts_of, similar_pairs
 from webapp.services.jobs import Job, JobStatus, JobStore
 from webapp.services.library import Library
 from webapp.services.records import Record, VectorStore
 
 log = logging.getLogger(__name__)
 KIND = "duplicates"
-NEIGHBOURS = 16  # nearest images asked for each image: a group larger than this is still joined through chains
-BATCH = 500  # images read and searched for at a time
 RANK_BATCH = 2000  # images whose records and vectors are fetched at a time to rank their groups
 MAX_SHOWN = 50  # members of one group a listing shows (the largest groups are chains worth a look anyway)
 MAX_RESOLVED = 500  # members of a group one request may show whole or resolve: a bigger one is a chain
@@ -56,64 +55,6 @@ class Group:
     size: int
     best: float  # the highest similarity of a member to the keeper
     members: list[Member]
-
-
-def join(pairs: Iterable[tuple[str, str]]) -> list[set[str]]:
-    """Return the connected groups of the given pairs (union-find with path halving)."""
-    parent: dict[str, str] = {}
-
-    def root(a: str) -> str:
-        parent.setdefault(a, a)
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for a, b in pairs:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[str, set[str]] = {}
-    for a in parent:
-        groups.setdefault(root(a), set()).add(a)
-    return [g for g in groups.values() if len(g) > 1]
-
-
-def similar_pairs(
-    store: VectorStore,
-    threshold: float,
-    progress: Callable[[int], None] = lambda n: None,
-    should_stop: Callable[[], bool] = lambda: False,
-    neighbours: int = NEIGHBOURS,
-) -> set[tuple[str, str]] | None:
-    """Return every pair of images at least ``threshold`` alike (each once), or None if stopped."""
-    pairs: set[tuple[str, str]] = set()
-    done = 0
-    for batch in store.export(BATCH):
-        if should_stop():
-            return None
-        found = store.neighbours([v for _, v in batch], neighbours)
-        for (record, _), hits in zip(batch, found, strict=True):
-            for sha, score in hits:
-                if sha != record.sha256 and score >= threshold:
-                    pairs.add((min(sha, record.sha256), max(sha, record.sha256)))
-        done += len(batch)
-        progress(done)
-    return pairs
-
-
-def _parts_of(groups: list[set[str]], size: int) -> Iterator[list[set[str]]]:
-    """Yield the groups in runs of about ``size`` images."""
-    part: list[set[str]] = []
-    count = 0
-    for group in groups:
-        part.append(group)
-        count += len(group)
-        if count >= size:
-            yield part
-            part, count = [], 0
-    if part:
-        yield part
 
 
 class Duplicates:
@@ -192,7 +133,7 @@ class Duplicates:
         Records and vectors are fetched a few thousand images at a time, never the whole library.
         """
         ranked = []
-        for part in _parts_of(groups, RANK_BATCH):
+        for part in parts_of(groups, RANK_BATCH):
             shas = set().union(*part)
             records, vectors = store.get(shas), store.vectors(shas)
             for members in part:
