@@ -17,7 +17,8 @@ from webapp.extensions import rate_limited
 from webapp.pages.blueprint import album_arg, blp
 from webapp.runtime import library
 from webapp.services.imaging import Box, thumbnail
-from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K, SearchResult
+from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
+from webapp.services.records import SearchResult
 from webapp.services.roles import Role
 
 TOP_K_CHOICES = [5, 10, 20, 50, MAX_TOP_K]

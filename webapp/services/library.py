@@ -5,11 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from webapp.errors import NotFound, StoreUnavailable, WebappError
 from webapp.services.adding import Batch, Entry, Outcome, clean_filename
@@ -18,39 +16,11 @@ from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.imaging import Box, Decoded, QueryImage, content_id, decode, thumbnail
 from webapp.services.priority import PRIORITY
-from webapp.services.records import Hit, Record, VectorStore
+from webapp.services.records import Description, Hit, Record, SearchResult, VectorStore
 from webapp.services.telemetry import EMBED, INGESTED, SEARCH
 
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 100
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """A query image, its ranked hits, and how long the search took (in all, and its two steps)."""
-
-    query: QueryImage
-    hits: list[Hit]
-    took_ms: float
-    embed_ms: float  # decoding and embedding the query
-    search_ms: float  # the vector search
-    image: Image.Image | None = None  # the query's pixels, when asked for (a page shows them)
-
-    def server_timing(self) -> str:
-        """Return the steps' times as an HTTP Server-Timing header value (browsers' dev tools show it)."""
-        return f"embed;dur={self.embed_ms:.2f}, search;dur={self.search_ms:.2f}, total;dur={self.took_ms:.2f}"
-
-
-@dataclass(frozen=True)
-class Description:
-    """How a library embeds and indexes its images."""
-
-    count: int
-    model: str
-    dimension: int
-    metric: str
-    index_type: str
-    store: str
 
 
 class Library:

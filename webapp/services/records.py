@@ -1,12 +1,17 @@
-"""What the library stores about an image, and what it needs of a vector store to keep it."""
+"""What the library stores about an image, what it needs of a vector store to keep it, and what it answers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from webapp.services.imaging import QueryImage
 
 
 def pk_of(sha256: str) -> int:
@@ -58,3 +63,31 @@ class VectorStore(Protocol):
     def get(self, sha256s: Iterable[str], fresh: bool = True) -> dict[str, Record]: ...
     def count(self) -> int: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A query image, its ranked hits, and how long the search took (in all, and its two steps)."""
+
+    query: QueryImage
+    hits: list[Hit]
+    took_ms: float
+    embed_ms: float  # decoding and embedding the query
+    search_ms: float  # the vector search
+    image: Image.Image | None = None  # the query's pixels, when asked for (a page shows them)
+
+    def server_timing(self) -> str:
+        """Return the steps' times as an HTTP Server-Timing header value (browsers' dev tools show it)."""
+        return f"embed;dur={self.embed_ms:.2f}, search;dur={self.search_ms:.2f}, total;dur={self.took_ms:.2f}"
+
+
+@dataclass(frozen=True)
+class Description:
+    """How a library embeds and indexes its images."""
+
+    count: int
+    model: str
+    dimension: int
+    metric: str
+    index_type: str
+    store: str
