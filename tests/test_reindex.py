@@ -19,6 +19,7 @@ from webapp.models import file_sha256
 from webapp.runtime import EXTENSION, runtime
 from webapp.services.binding import ModelBinding
 from webapp.services.lite_store import LiteVectorStore
+from webapp.services.retiring import Retirement
 
 IMAGES = 40
 
@@ -189,3 +190,21 @@ def test_a_library_whose_model_file_was_rebuilt_is_refused_and_reindexed_onto_th
     with moved.app_context():
         assert ModelBinding(runtime().database).active("images").model.sha256 == file_sha256(after / f"{MODEL}.onnx")
     moved.extensions[EXTENSION].close()
+
+
+class _Service:
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_services_a_switch_retired_are_closed_later_or_all_at_once_on_exit() -> None:
+    soon, later = Retirement(after=0.05), Retirement(after=3600)
+    first, second, third = _Service(), _Service(), _Service()
+    soon.retire(first, None)
+    later.retire(second, third)
+    assert first.closed.wait(5) and not second.closed.is_set()  # searches under way had their time
+    later.close_all()  # the process exits: nothing waits an hour
+    assert second.closed.is_set() and third.closed.is_set()

@@ -26,13 +26,13 @@ from webapp.services.ingestion import Ingestion
 from webapp.services.jobs import Job, JobStore
 from webapp.services.library import Library
 from webapp.services.queues import CeleryQueue, LocalQueue
+from webapp.services.retiring import Retirement
 from webapp.services.units import Limits, WorkQueue
 from webapp.services.vectors import MilvusVectorStore
 
 EXTENSION = "webapp"
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-RETIRE_AFTER = 60.0  # seconds before a store this process no longer searches is closed (requests finish)
 
 
 class Runtime:
@@ -47,7 +47,7 @@ class Runtime:
         self._collection: str | None = None  # the collection this process searches, once opened
         self._next_look = 0.0
         self._reindexing = Reindexing(self)
-        self._retiring: list[tuple[threading.Timer, MilvusVectorStore | Embedder]] = []
+        self._retired = Retirement()
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
         service = self._services.get(name)
@@ -165,12 +165,7 @@ class Runtime:
                 active.model.short,
                 active.model.name,
             )
-            for retired in (old, old_embedder):  # the searches still under way finish with them
-                if retired is not None:
-                    timer = threading.Timer(RETIRE_AFTER, retired.close)
-                    timer.daemon = True
-                    timer.start()
-                    self._retiring.append((timer, retired))
+            self._retired.retire(old, old_embedder)  # the searches still under way finish with them
 
     def reindex(self, model: str, progress: Callable[[Job], None] | None = None, background: bool = False) -> Job:
         """Re-embed the library with ``model`` and switch over (webapp/reindexing.py); return the job.
@@ -308,11 +303,7 @@ class Runtime:
             embedder = self._services.pop("embedder", None)
             if embedder is not None:
                 embedder.close()  # its query helpers
-            for timer, retired in self._retiring:  # stores and models searched before a reindex switched the library
-                if timer.is_alive():
-                    timer.cancel()
-                    retired.close()
-            self._retiring.clear()
+            self._retired.close_all()  # stores and models searched before a reindex switched the library
             database = self._services.pop("database", None)
             if database is not None:
                 database.dispose()
