@@ -2,15 +2,15 @@
 
 milvus-lite 3.2.2 searches the rows not yet flushed, and each segment it has not indexed yet, by
 brute force (``BruteForceIndex``), and copies and normalises every one of their vectors again at
-each search. ``make bench-lite`` (p50 over 1,000 flushed vectors): 0.80 ms with no row waiting,
-2.97 with 512 waiting; 1.43-1.45 with 512 waiting once their unit vectors are kept. During a bulk
-load up to 512 rows wait, and a segment just flushed waits for its index. The vectors are
+each search. ``make bench-lite`` (p50 over 1,000 flushed vectors, README: How it works): 2.71-2.82
+ms with 512 rows waiting, 1.34-1.42 once their unit vectors are kept (0.75-1.18 with none). During
+a bulk load up to 512 rows wait, and a segment just flushed waits for its index. The vectors are
 immutable where they live (an unflushed batch of rows, a segment's file), so their unit vectors
 are kept:
 
 - ``Unflushed``: per batch of rows not yet flushed, appended in order (the batches of a write
   buffer only grow); a row's place is its batch's first place plus its row;
-- ``SegmentUnits``: per segment's vector array, for the segments of the latest searches.
+- ``SegmentUnits``: per segment's vector array, until the segment is indexed or merged away.
 
 ``distances`` then computes what ``BruteForceIndex.search`` computes, the same numbers from the
 same unit vectors, for the rows that may answer (services/lite_search.py).
