@@ -41,9 +41,13 @@ class LiteEngine:
     # ``timeout`` is what the store passes every call; nothing here waits on a network.
 
     def search(
-        self, data: list[list[float]], expr: str, limit: int, fields: list[str], ef: int, metric: str, timeout: float
+        self, data: list[Any], expr: str, limit: int, fields: list[str], ef: int, metric: str, timeout: float
     ) -> Any:
-        """Return each query's hits as pymilvus would: dicts of id, distance and entity."""
+        """Return each query's hits as pymilvus would: dicts of id, distance and entity.
+
+        ``data`` may hold float32 arrays: the engine stacks them as they are, where pymilvus needs
+        lists of floats (40 µs a query to make and read back).
+        """
         with _errors():
             return self.collection.search(
                 query_vectors=data,

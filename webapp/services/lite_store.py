@@ -81,7 +81,7 @@ class LiteVectorStore(MilvusVectorStore):
         self._schedule.search_made()
         return super().search(vector, top_k, album)
 
-    def _search(self, data: list[list[float]], expr: str, limit: int, fields: list[str], ef: int) -> Any:
+    def _search(self, data: list[np.ndarray], expr: str, limit: int, fields: list[str], ef: int) -> Any:
         engine = self._engine()
         if engine is None:
             return super()._search(data, expr, limit, fields, ef)

@@ -154,7 +154,7 @@ class MilvusVectorStore:
     def _search_many(self, key: tuple[str, int], queries: list[tuple[np.ndarray, int]]) -> list[list[Hit]]:
         """Search several vectors in one call (the same filter and ``ef``: each gets what it would alone)."""
         expr, ef = key
-        data = [vector.astype(np.float32).tolist() for vector, _ in queries]
+        data = [np.asarray(vector, dtype=np.float32) for vector, _ in queries]
         result = self._search(data, expr, max(top_k for _, top_k in queries), self._output, ef)
         return [
             [Hit(schema.record(hit["entity"]), float(hit["distance"])) for hit in hits[:top_k]]
@@ -163,16 +163,16 @@ class MilvusVectorStore:
 
     def neighbours(self, vectors: Sequence[np.ndarray], top_k: int) -> list[list[tuple[str, float]]]:
         """Return, for each vector, the content ids and similarities of its ``top_k`` nearest images."""
-        data = [np.asarray(v, dtype=np.float32).tolist() for v in vectors]
+        data = [np.asarray(v, dtype=np.float32) for v in vectors]
         result = self._search(data, "", top_k, ["sha256"], max(self.search_ef, top_k))
         return [[(hit["entity"]["sha256"], float(hit["distance"])) for hit in hits] for hits in result]
 
-    def _search(self, data: list[list[float]], expr: str, limit: int, fields: list[str], ef: int) -> Any:
-        """Search the collection for each of ``data``'s vectors."""
+    def _search(self, data: list[np.ndarray], expr: str, limit: int, fields: list[str], ef: int) -> Any:
+        """Search the collection for each of ``data``'s vectors (float32 arrays)."""
         return self._call(
             self._client.search,
             self.collection,
-            data=data,
+            data=[vector.tolist() for vector in data],  # pymilvus sends lists of floats
             anns_field="vector",
             filter=expr,
             limit=limit,
