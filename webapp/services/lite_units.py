@@ -79,11 +79,12 @@ class Unflushed:
         None if a batch's vectors are not a dense float32 column (nulls): brute force the usual way.
         """
         with self._lock:
-            fresh = [self._vectors(batch) for batch in batches[len(self.starts) - 1 :]]
-            if any(v is None for v in fresh):
+            read = [self._vectors(batch) for batch in batches[len(self.starts) - 1 :]]
+            fresh = [vectors for vectors in read if vectors is not None]
+            if len(fresh) < len(read):
                 return None
             if fresh:
-                added = units(np.concatenate(fresh)) if len(fresh) > 1 else units(fresh[0])  # type: ignore[arg-type]
+                added = units(np.concatenate(fresh)) if len(fresh) > 1 else units(fresh[0])
                 rows = self.starts[-1]
                 if rows + len(added) > len(self.buffer):  # room for twice as many: single writes add a row each
                     grown = np.empty((2 * (rows + len(added)), added.shape[1]), dtype=added.dtype)
@@ -91,8 +92,8 @@ class Unflushed:
                         grown[:rows] = self.buffer[:rows]
                     self.buffer = grown  # views handed out keep the old buffer, whose rows do not change
                 self.buffer[rows : rows + len(added)] = added
-                for v in fresh:
-                    self.starts.append(self.starts[-1] + len(v))  # type: ignore[arg-type]
+                for vectors in fresh:
+                    self.starts.append(self.starts[-1] + len(vectors))
             return self.buffer[: self.starts[-1]], np.asarray(self.starts, dtype=np.intp)
 
     def _vectors(self, batch: Any) -> np.ndarray | None:
