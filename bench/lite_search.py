@@ -12,10 +12,11 @@ Synthetic unit vectors with the app's metadata, top 10, one client, p50 of ``--q
 Then the CPU a bulk load's write of 64 rows takes: over pymilvus's gRPC (as before the app wrote
 through the engine), through the engine with milvus-lite's check of each vector value, and as the
 app writes (``lite.py``: ``LiteEngine.insert``, ``faster_vector_checks``); ``--writes`` rounds of
-each in turn.
+each in turn. Last, a flush of 512 rows, milvus-lite's own way and the app's (``lite_maintenance.py``),
+``--flushes`` rounds of each in turn: its wall time, which every call of the store waits, and its CPU.
 
     .venv/bin/python bench/lite_search.py [--flushed 1000] [--waiting 0 64 256 1024 2048]
-        [--one-by-one 512] [--sizes 10000 100000] [--queries 100] [--writes 30]
+        [--one-by-one 512] [--sizes 10000 100000] [--queries 100] [--writes 30] [--flushes 10]
 """
 
 from __future__ import annotations
@@ -93,6 +94,37 @@ def writes(tmp: Path, rounds: int, rng: np.random.Generator) -> dict[str, float]
     return {way: float(np.median(ms)) for way, ms in cpu.items()}
 
 
+def flushes(tmp: Path, rounds: int, rng: np.random.Generator) -> dict[str, tuple[float, float]]:
+    """Return the median wall and CPU ms of flushing 512 rows each way (services/lite_maintenance.py), taking turns."""
+    import milvus_lite.engine.flush as flush
+    from milvus_lite.storage.memtable import MemTable
+
+    app = MemTable._build_data_table, flush.write_data_file
+    ways = {"milvus-lite's own": (app[0].__wrapped__, app[1].__wrapped__), "as the app flushes": app}
+    store = LiteVectorStore(str(tmp / "flushes.db"), "bench", DIM, flush_seconds=1e9, flush_rows=10**9)
+    engine = store._engine()
+    assert engine is not None
+    took: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
+    written = 0
+    try:
+        for _ in range(rounds):
+            for way, (build, write) in ways.items():
+                MemTable._build_data_table, flush.write_data_file = build, write
+                fill(store, written, written + 512, rng)
+                written += 512
+                engine.collection._wait_for_bg(timeout=600)  # no merge of earlier files meanwhile
+                t0, c0 = time.perf_counter(), time.thread_time()
+                engine.collection.flush()
+                took[way].append(((time.perf_counter() - t0) * 1000, (time.thread_time() - c0) * 1000))
+                store._schedule.flushed()
+    finally:
+        MemTable._build_data_table, flush.write_data_file = app
+        engine.collection._wait_for_bg(timeout=600)  # a merge left running would find its files gone
+        store.close()
+    medians = {way: np.median(np.array(ms), axis=0) for way, ms in took.items()}
+    return {way: (float(wall), float(cpu)) for way, (wall, cpu) in medians.items()}
+
+
 def main() -> None:
     """Print both ways' p50 at each point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -102,6 +134,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[10000, 100000], help="library sizes, all flushed")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--writes", type=int, default=30, help="rounds of 64-row writes each way (0: none)")
+    parser.add_argument("--flushes", type=int, default=10, help="rounds of 512-row flushes each way (0: none)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     header = f"{'':34s} {'lite, ms':>9s} {'arrays':>9s} {'faster':>9s}"
@@ -148,6 +181,10 @@ def main() -> None:
             print(f"\nwriting 64 new rows, CPU ms (median of {args.writes})")
             for way, ms in writes(Path(tmp), args.writes, rng).items():
                 print(f"{way:34s} {ms:9.2f}", flush=True)
+        if args.flushes:
+            print(f"\nflushing 512 rows, ms (median of {args.flushes})\n{'':34s} {'wall':>9s} {'CPU':>9s}")
+            for way, (wall, cpu) in flushes(Path(tmp), args.flushes, rng).items():
+                print(f"{way:34s} {wall:9.2f} {cpu:9.2f}", flush=True)
 
 
 if __name__ == "__main__":
