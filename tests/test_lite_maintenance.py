@@ -1,9 +1,12 @@
-"""Milvus Lite's flushes, shorter (services/lite_maintenance.py): the same table, the same rows read back."""
+"""Milvus Lite's flushes and merges (services/lite_maintenance.py): the same rows, and searches beside merges."""
 
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -92,4 +95,84 @@ def test_data_files_keep_dictionaries_but_for_vectors_and_read_back_as_written(t
             assert hit.record == items[i][0]
             assert hit.score > 0.9999
     finally:
+        store.close()
+
+
+def _in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(call()), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_searches_do_not_wait_for_a_merge_and_find_the_rows_of_the_flush_before_it(tmp_path: Path) -> None:
+    """A merge held in the middle: searches, reads and counts answer from the last flush meanwhile."""
+    from milvus_lite.engine.compaction import CompactionManager
+
+    store = _store(tmp_path)
+    rng = np.random.default_rng(8)
+    items = [_item(i, rng) for i in range(200)]
+    merging, release = threading.Event(), threading.Event()
+    compact = CompactionManager._compact_files
+
+    def held(*args: object, **kwargs: object) -> None:
+        merging.set()
+        assert release.wait(60)
+        compact(*args, **kwargs)
+
+    try:
+        engine = store._engine()
+        assert engine is not None
+        for start in range(0, 150, 50):
+            store.upsert(items[start : start + 50])
+            store.flush()
+        assert store.search(items[0][1], 1)[0].record == items[0][0]  # a snapshot of three files kept
+        with patch.object(CompactionManager, "_compact_files", held):
+            store.upsert(items[150:])
+            store.flush()  # the fourth file: the merge starts, and holds the lock
+            assert merging.wait(60)
+            thread, out = _in_thread(lambda: [store.search(items[i][1], 1)[0].record for i in (0, 120, 199)])
+            thread.join(10)
+            assert not thread.is_alive(), "the search waited for the merge"
+            assert out == [[items[0][0], items[120][0], items[199][0]]]  # the fourth flush's rows too
+            assert store.count() == 200
+            assert set(store.get([items[i][0].sha256 for i in (1, 160)])) == {items[1][0].sha256, items[160][0].sha256}
+            release.set()
+            engine.collection._wait_for_bg(timeout=120)
+        assert len(_data_files(tmp_path)) == 1
+        assert [store.search(items[i][1], 1)[0].record for i in (0, 120, 199)] == out[0]
+    finally:
+        release.set()
+        store.close()
+
+
+def test_searches_still_wait_for_any_other_holder_of_the_lock(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    rng = np.random.default_rng(9)
+    items = [_item(i, rng) for i in range(20)]
+    try:
+        store.upsert(items)
+        store.flush()
+        assert store.search(items[3][1], 1)[0].record == items[3][0]
+        engine = store._engine()
+        assert engine is not None
+        engine.collection._wait_for_bg(timeout=120)  # the flush's background task: not a merge any more
+        lock, held, release = engine.collection._maintenance_lock, threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with lock:
+                held.set()
+                release.wait(60)
+
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        assert held.wait(10)
+        thread, out = _in_thread(lambda: store.search(items[3][1], 1)[0].record)
+        thread.join(0.5)
+        assert thread.is_alive() and not out  # a flush or an index being made: wait, as milvus-lite does
+        release.set()
+        thread.join(10)
+        assert out == [items[3][0]]
+    finally:
+        release.set()
         store.close()

@@ -13,7 +13,7 @@ from webapp.errors import StoreUnavailable
 from webapp.services.flushing import FlushSchedule
 from webapp.services.gate import Gate
 from webapp.services.lite import LiteEngine, arrow_on_malloc, faster_unflushed_search, faster_vector_checks
-from webapp.services.lite_maintenance import faster_flush_table, plain_vector_files
+from webapp.services.lite_maintenance import faster_flush_table, plain_vector_files, searches_beside_merges
 from webapp.services.lite_search import faster_search
 from webapp.services.records import Hit
 from webapp.services.vectors import MilvusVectorStore
@@ -53,6 +53,7 @@ class LiteVectorStore(MilvusVectorStore):
         faster_vector_checks()
         faster_flush_table()
         plain_vector_files()
+        searches_beside_merges()
         self.direct = True
         try:
             super().__init__(uri, collection, dim, *args, **kwargs)
