@@ -141,6 +141,30 @@ def test_the_decoder_compiles_no_expression_for_a_boundary(monkeypatch: pytest.M
     assert stock == "re.compile called"
 
 
+def test_the_boundarys_text_inside_a_part_falls_back_to_werkzeugs_expression_compiled_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many near-boundaries in a part (a body made so) parse as Werkzeug parses them, by one expression."""
+    boundary = b"b0undary7f3a"
+    near = (b"--" + boundary + b"x") * 20_000 + (b"\n--" + boundary + b"y") * 20_000
+    data = body([("image", "q.jpg", near + NOISE[:1000])], boundary)
+    compiled: list[bytes] = []
+    compile_ = re.compile
+
+    def counted(pattern: Any, flags: int = 0) -> re.Pattern[Any]:
+        compiled.append(pattern)
+        return compile_(pattern, flags)
+
+    expected = parse(data, boundary, MultipartDecoder, 64 * 1024)
+    monkeypatch.setattr(re, "compile", counted)
+    assert parse(data, boundary, BoundaryFindingDecoder, 64 * 1024) == expected
+    monkeypatch.undo()
+    assert len(compiled) == 1 and boundary in compiled[0], "one expression, for the parts, compiled once"
+    preamble, part = werkzeugs_expressions(boundary)
+    assert _Boundary(boundary, False).expression().pattern == preamble.pattern
+    assert _Boundary(boundary, True).expression().pattern == part.pattern
+
+
 def test_the_decoder_sets_up_what_werkzeugs_own_sets_up() -> None:
     """Its own __init__ leaves the decoder with Werkzeug's attributes (a Werkzeug upgrade that adds one fails)."""
     stock, ours = MultipartDecoder(b"b", 10, max_parts=3), BoundaryFindingDecoder(b"b", 10, max_parts=3)
