@@ -2,10 +2,12 @@
 
 The raw pipeline (single images on one thread per core, in this process) and the app under
 ``--clients`` closed-loop clients (Gunicorn, gunicorn.conf.py, Milvus Lite, a library of
-``--images`` loaded by a folder job) are each sampled by Linux ``perf record`` for ``--seconds``.
-Each library's share of the samples times the CPU an image or a request took in that window (from
-/proc) gives its milliseconds: what the app spends beyond the raw pipeline, and in which code.
-Needs ``perf`` (Debian's linux-perf) and the right to profile these processes.
+``--images`` loaded by a folder job) are each sampled by Linux ``perf record`` for ``--seconds``:
+in the app, the web worker and its query helpers (which decode and embed the queries that overlap
+others) each by a ``perf`` of their own. Each library's share of a process's samples times the CPU
+that process spent on an image or a request in that window (from /proc) gives its milliseconds:
+what the app spends beyond the raw pipeline, where, and in which code. Needs ``perf`` (Debian's
+linux-perf) and the right to profile these processes.
 
     .venv/bin/python bench/cpu.py [--seconds 12] [--clients 16] [--images 1000]
 """
@@ -19,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,7 @@ GROUPS = (
     ("the kernel (sockets, scheduling)", ("[kernel",)),
 )
 REST = "libc, numpy, faiss and the rest"
+NAMES = [*(name for name, _ in GROUPS), REST]
 
 
 def shares(data: Path) -> dict[str, float]:
@@ -46,7 +48,7 @@ def shares(data: Path) -> dict[str, float]:
     report = subprocess.run(
         ["perf", "report", "-i", str(data), "--sort", "dso", "--stdio"], capture_output=True, text=True, check=True
     ).stdout
-    out = dict.fromkeys([name for name, _ in GROUPS] + [REST], 0.0)
+    out = dict.fromkeys(NAMES, 0.0)
     for line in report.splitlines():
         parts = line.split()
         if len(parts) < 2 or not parts[0].endswith("%") or line.lstrip().startswith("#"):
@@ -58,22 +60,34 @@ def shares(data: Path) -> dict[str, float]:
     return {name: value / total for name, value in out.items()}
 
 
-def profiled(
-    pid: int, seconds: float, data: Path, work: Callable[[], tuple[int, float]]
-) -> tuple[dict[str, float], float]:
-    """Sample ``pid`` while ``work()`` runs; return the groups' shares and the CPU ms of one item.
+class Profile:
+    """``perf record`` of some processes from now on, for ``seconds``: their libraries' shares of the samples."""
 
-    ``work`` returns how many items it did and the CPU seconds it took.
-    """
-    perf = subprocess.Popen(
-        ["perf", "record", "-F", "499", "-p", str(pid), "-o", str(data), "--", "sleep", str(seconds)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    items, cpu = work()
-    if perf.wait() != 0:
-        raise SystemExit(f"perf record -p {pid} failed: is perf allowed here (kernel.perf_event_paranoid)?")
-    return shares(data), cpu * 1000 / max(items, 1)
+    def __init__(self, pids: list[int], seconds: float, data: Path) -> None:
+        self.pids, self.data = pids, data
+        self._perf = subprocess.Popen(
+            [
+                "perf",
+                "record",
+                "-F",
+                "499",
+                "-p",
+                ",".join(map(str, pids)),
+                "-o",
+                str(data),
+                "--",
+                "sleep",
+                str(seconds),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def shares(self) -> dict[str, float]:
+        """Wait for the recording to end; return each group's share of its samples."""
+        if self._perf.wait() != 0:
+            raise SystemExit(f"perf record -p {self.pids} failed: is perf allowed here (kernel.perf_event_paranoid)?")
+        return shares(self.data)
 
 
 def raw(embedder: Embedder, queries: list[bytes], seconds: float) -> tuple[int, float]:
@@ -82,6 +96,37 @@ def raw(embedder: Embedder, queries: list[bytes], seconds: float) -> tuple[int, 
     t0, c0 = time.perf_counter(), time.process_time()
     rate = sustained(lambda i: embedder.embed(queries[i % len(queries)]), threads, seconds)
     return round(rate * (time.perf_counter() - t0)), time.process_time() - c0
+
+
+Column = tuple[dict[str, float], float]  # each library's share of the samples, and the CPU ms of one item
+
+
+def app_columns(
+    args: argparse.Namespace, tmp: Path, images: list[bytes], queries: list[bytes]
+) -> tuple[dict[str, Column], float]:
+    """Profile the app's web worker and its query helpers under clients; return their columns and req/s."""
+    folder = write_folder(tmp / "import" / "library", images)
+    server = Server("flask", tmp / "data", args.model_dir, tmp / "server.log", WEBAPP_IMPORT_ROOTS=str(folder.parent))
+    try:
+        bulk_load(server.url, folder)
+        time.sleep(5)  # the job's last flush: let Milvus Lite finish indexing, as make bench does
+        host, send = server.url.removeprefix("http://"), search_sender(queries)
+        closed_loop(send, host, args.clients, 3)  # warm up
+        helpers = server.helper_pids()
+        worker = next(pid for pid in server.pids() if pid != server.proc.pid and pid not in helpers)
+        parts = {name: pids for name, pids in (("App: web worker", [worker]), ("App: query helpers", helpers)) if pids}
+        before = {name: server.cpu_seconds(pids) for name, pids in parts.items()}
+        profiles = {
+            name: Profile(pids, args.seconds, tmp / f"app{i}.data") for i, (name, pids) in enumerate(parts.items())
+        }
+        done = closed_loop(send, host, args.clients, args.seconds)
+        spent = {name: server.cpu_seconds(pids) - before[name] for name, pids in parts.items()}
+    finally:
+        server.stop()
+    columns = {name: (profiles[name].shares(), spent[name] * 1000 / max(done.requests, 1)) for name in parts}
+    total = sum(ms for _, ms in columns.values())
+    summed = {group: sum(share[group] * ms for share, ms in columns.values()) / (total or 1) for group in NAMES}
+    return columns | {"App in all": (summed, total)}, done.throughput
 
 
 def main() -> None:
@@ -99,40 +144,22 @@ def main() -> None:
     for query in queries:
         embedder.embed(query)  # warm up
     with tempfile.TemporaryDirectory() as tmp:
-        raw_shares, raw_ms = profiled(
-            os.getpid(), args.seconds, Path(tmp) / "raw.data", lambda: raw(embedder, queries, args.seconds)
-        )
-        folder = write_folder(Path(tmp) / "import" / "library", images)
-        server = Server(
-            "flask",
-            Path(tmp) / "data",
-            args.model_dir,
-            Path(tmp) / "server.log",
-            WEBAPP_IMPORT_ROOTS=str(folder.parent),
-        )
-        try:
-            bulk_load(server.url, folder)
-            time.sleep(5)  # the job's last flush: let Milvus Lite finish indexing, as make bench does
-            host, send = server.url.removeprefix("http://"), search_sender(queries)
-            closed_loop(send, host, args.clients, 3)  # warm up
-            worker = next(pid for pid in server.pids() if pid != server.proc.pid)
-            result: list[float] = []
-
-            def load() -> tuple[int, float]:
-                cpu = server.cpu_seconds()
-                done = closed_loop(send, host, args.clients, args.seconds)
-                result.append(done.throughput)
-                return done.requests, server.cpu_seconds() - cpu
-
-            app_shares, app_ms = profiled(worker, args.seconds, Path(tmp) / "app.data", load)
-        finally:
-            server.stop()
-    print(f"CPU a search by library, {os.cpu_count()} cores, the default model ({DEFAULT})")
-    print(f"| Library | Raw pipeline, one thread per core | App, {args.clients} clients ({result[0]:.1f} req/s) |")
-    print("| --- | --- | --- |")
-    for name in [*(name for name, _ in GROUPS), REST]:
-        print(f"| {name} | {raw_shares[name] * raw_ms:.2f} ms | {app_shares[name] * app_ms:.2f} ms |")
-    print(f"| In all | {raw_ms:.2f} ms | {app_ms:.2f} ms |")
+        profile = Profile([os.getpid()], args.seconds, Path(tmp) / "raw.data")
+        done, cpu = raw(embedder, queries, args.seconds)
+        columns: dict[str, Column] = {
+            "Raw pipeline, one thread per core": (profile.shares(), cpu * 1000 / max(done, 1))
+        }
+        app, throughput = app_columns(args, Path(tmp), images, queries)
+        columns |= app
+    print(
+        f"CPU a search by library, {os.cpu_count()} cores, the default model ({DEFAULT}); "
+        f"the app under {args.clients} clients answered {throughput:.1f} req/s"
+    )
+    print("| Library | " + " | ".join(columns) + " |")
+    print("| --- |" + " --- |" * len(columns))
+    for name in NAMES:
+        print(f"| {name} | " + " | ".join(f"{share[name] * ms:.2f} ms" for share, ms in columns.values()) + " |")
+    print("| In all | " + " | ".join(f"{ms:.2f} ms" for _, ms in columns.values()) + " |")
 
 
 if __name__ == "__main__":
