@@ -57,7 +57,13 @@ class _Helper:
         return self.conn.recv()
 
     def stop(self) -> None:
+        self.hang_up()
+        self.wait()
+
+    def hang_up(self) -> None:
         self.conn.close()  # the helper reads the end of its pipe and returns
+
+    def wait(self) -> None:
         self.process.join(5)
         if self.process.is_alive():
             self.process.kill()
@@ -161,5 +167,7 @@ class QueryHelpers:
             self._closed = True
             helpers, self._all, self._idle = self._all, [], []
             self._free.notify_all()
+        for helper in helpers:  # all at once: each takes a moment to exit (its interpreter, onnxruntime)
+            helper.hang_up()
         for helper in helpers:
-            helper.stop()
+            helper.wait()
