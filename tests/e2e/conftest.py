@@ -76,8 +76,13 @@ def axe_source() -> str:
 
 @pytest.fixture()
 def server(tmp_path: Path, model_dir: Path) -> Iterator[Server]:
-    """Serve the app under Gunicorn on a free loopback port, on an empty data folder."""
-    served = Server(tmp_path / "data", model_dir)
+    """Serve the app under Gunicorn on a free loopback port, on an empty data folder.
+
+    With one query helper, not the three of two cores: a page's searches come one at a time, and
+    each helper's start and stop cost every test about a second (tests/test_gunicorn.py runs the
+    default).
+    """
+    served = Server(tmp_path / "data", model_dir, WEBAPP_SEARCH_PROCESSES="1")
     yield served
     if served.proc.poll() is None:
         served.stop()
