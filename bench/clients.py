@@ -23,7 +23,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.during_load import settings  # noqa: E402
-from bench.harness import Server, closed_loop, search_sender, sustained  # noqa: E402
+from bench.harness import closed_loop, sustained  # noqa: E402
 from bench.ingest import make_images  # noqa: E402
-from bench.run import bulk_load, write_folder  # noqa: E402
+from bench.run import loaded_app  # noqa: E402
 from webapp.models import DEFAULT  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
 
@@ -41,21 +40,16 @@ from webapp.services.embedding import Embedder  # noqa: E402
 def one_run(root: Path, variant: str, images: list[bytes], queries: list[bytes], args: Any) -> dict[str, Any]:
     """Start the app from ``root`` with a variant's settings, load the library, then load it with clients."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = write_folder(Path(tmp) / "import" / "library", images)
-        env = {"WEBAPP_IMPORT_ROOTS": str(folder.parent), **settings(variant)}
-        server = Server("flask", Path(tmp) / "data", args.model_dir, Path(tmp) / "server.log", root=root, **env)
-        try:
-            bulk_load(server.url, folder)
-            time.sleep(5)  # the job's last flush: let Milvus Lite finish indexing, as make bench does
-            host, send = server.url.removeprefix("http://"), search_sender(queries)
-            closed_loop(send, host, args.clients, 3)  # warm up
+        with loaded_app(Path(tmp), images, queries, args.model_dir, args.clients, root=root, **settings(variant)) as (
+            server,
+            host,
+            send,
+        ):
             helpers = server.helper_pids()
             cpu, in_helpers = server.cpu_seconds(), server.cpu_seconds(helpers)
             result = closed_loop(send, host, args.clients, args.seconds)
             cpu, in_helpers = server.cpu_seconds() - cpu, server.cpu_seconds(helpers) - in_helpers
             memory = [anon_mb(pid) for pid in helpers]
-        finally:
-            server.stop()
     per_request = 1000 / max(result.requests, 1)
     return {
         "throughput": result.throughput,

@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Server, closed_loop, search_sender, sustained  # noqa: E402
+from bench.harness import closed_loop, sustained  # noqa: E402
 from bench.ingest import make_images  # noqa: E402
-from bench.run import bulk_load, write_folder  # noqa: E402
+from bench.run import loaded_app  # noqa: E402
 from webapp.models import DEFAULT  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
 
@@ -105,13 +105,7 @@ def app_columns(
     args: argparse.Namespace, tmp: Path, images: list[bytes], queries: list[bytes]
 ) -> tuple[dict[str, Column], float]:
     """Profile the app's web worker and its query helpers under clients; return their columns and req/s."""
-    folder = write_folder(tmp / "import" / "library", images)
-    server = Server("flask", tmp / "data", args.model_dir, tmp / "server.log", WEBAPP_IMPORT_ROOTS=str(folder.parent))
-    try:
-        bulk_load(server.url, folder)
-        time.sleep(5)  # the job's last flush: let Milvus Lite finish indexing, as make bench does
-        host, send = server.url.removeprefix("http://"), search_sender(queries)
-        closed_loop(send, host, args.clients, 3)  # warm up
+    with loaded_app(tmp, images, queries, args.model_dir, args.clients) as (server, host, send):
         helpers = server.helper_pids()
         worker = next(pid for pid in server.pids() if pid != server.proc.pid and pid not in helpers)
         parts = {name: pids for name, pids in (("App: web worker", [worker]), ("App: query helpers", helpers)) if pids}
@@ -121,8 +115,6 @@ def app_columns(
         }
         done = closed_loop(send, host, args.clients, args.seconds)
         spent = {name: server.cpu_seconds(pids) - before[name] for name, pids in parts.items()}
-    finally:
-        server.stop()
     columns = {name: (profiles[name].shares(), spent[name] * 1000 / max(done.requests, 1)) for name in parts}
     total = sum(ms for _, ms in columns.values())
     summed = {group: sum(share[group] * ms for share, ms in columns.values()) / (total or 1) for group in NAMES}

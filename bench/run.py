@@ -23,6 +23,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +179,26 @@ def bulk_load(url: str, folder: Path) -> tuple[dict[str, Any], list[float]]:
         if state["status"] not in ("queued", "running"):
             return state, polls
         time.sleep(0.1)
+
+
+@contextmanager
+def loaded_app(
+    tmp: Path, images: list[bytes], queries: list[bytes], model_dir: Path, clients: int, **extra: Any
+) -> Iterator[tuple[Server, str, Send]]:
+    """Serve the app (Gunicorn) on a library of ``images`` loaded by a folder job, warmed up by
+    ``clients`` clients for 3 s; yield it, its host and a search sender; stop it after."""
+    folder = write_folder(tmp / "import" / "library", images)
+    server = Server(
+        "flask", tmp / "data", model_dir, tmp / "server.log", WEBAPP_IMPORT_ROOTS=str(folder.parent), **extra
+    )
+    try:
+        bulk_load(server.url, folder)
+        time.sleep(5)  # the job's last flush: let Milvus Lite finish indexing, as for the raw store
+        host, send = server.url.removeprefix("http://"), search_sender(queries)
+        closed_loop(send, host, clients, 3)  # warm up
+        yield server, host, send
+    finally:
+        server.stop()
 
 
 def load_while_searched(
