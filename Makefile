@@ -15,8 +15,12 @@ INT8_FILE := var/models/efficientnet-lite0-int8.onnx
 run: install model
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
+# The suite runs on TEST_WORKERS pytest-xdist workers; tests/conftest.py keeps every test of the
+# Milvus server (fixed ports) on one of them.
+TEST_WORKERS ?= 2
+
 test: install-dev install-e2e install-servers model lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # An ingestion worker (scale-out): WEBAPP_BROKER_URL, WEBAPP_DATABASE_URL, WEBAPP_MILVUS_URI and
 # WEBAPP_STORAGE_DIR must name the same services as the web machines' (README: Scale out).

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 from pymilvus import MilvusClient
 from skimage import data as skdata
+from xdist.scheduler import LoadScopeScheduling
 
 from tests.milvus_server import MilvusServer
 from tests.servers import PostgresServer, RedisServer
@@ -128,13 +131,27 @@ def photos() -> dict[str, bytes]:
 
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
-    """Start a real Milvus standalone once for the session; stop it by its pid whatever happens."""
-    server = MilvusServer(tmp_path_factory.mktemp("milvus"))
-    server.start()
+    """Start a real Milvus standalone once for the session; stop it by its pid whatever happens.
+
+    Its folder is in memory (/dev/shm) where there is one: the server's embedded etcd syncs every
+    write to disk, and on a busy disk a sync once took 6 s while the other pytest-xdist worker
+    started chromium; the server lost its etcd session (10 s) and shut itself down.
+    """
+    memory = Path("/dev/shm")
+    in_memory = memory.is_dir() and os.access(memory, os.W_OK)
+    folder = (
+        Path(tempfile.mkdtemp(prefix="webapp-milvus-", dir=memory)) if in_memory else tmp_path_factory.mktemp("milvus")
+    )
+    server = MilvusServer(folder)
     try:
+        server.start()
         yield server
     finally:
         server.stop()
+        if in_memory:  # its log stays with pytest's temporary folders
+            if server.log.is_file():
+                shutil.copy(server.log, tmp_path_factory.mktemp("milvus") / server.log.name)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # These modules run every test that uses the app against SQLite and against PostgreSQL.
@@ -152,16 +169,57 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out the PostgreSQL x Milvus server pairs of the modules that run both databases."""
+    """Leave out the PostgreSQL x Milvus server pairs of the modules that run both databases, and
+    check that every test of the Milvus server says so in its id (see ``on_milvus_server``)."""
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
         params = getattr(item, "callspec", None)
         pair = (params.params.get("database"), params.params.get("backend")) if params else (None, None)
         (dropped if pair == ("postgresql", "server") else kept).append(item)
+        uses_server = "milvus_server" in getattr(item, "fixturenames", ()) or pair[1] == "server"
+        if uses_server and not on_milvus_server(item.nodeid):
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the Milvus server, but its id does not say so: give it a "
+                f"'server' parameter or put it in one of {sorted(SERVER_MODULES)} (tests/conftest.py)"
+            )
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+# The modules whose tests take the Milvus server as the ``milvus_server`` fixture; elsewhere a test
+# reaches it through ``backend``'s "server" parameter.
+SERVER_MODULES = {"test_server_mode.py", "test_scaleout.py"}
+
+
+def on_milvus_server(nodeid: str) -> bool:
+    """Tell from a test's id alone whether it may use the Milvus server.
+
+    pytest-xdist's controller sees ids only, not fixtures or marks; pytest_collection_modifyitems
+    checks in every run that each test of the server is found here.
+    """
+    path, _, name = nodeid.partition("::")
+    return Path(path).name in SERVER_MODULES or "server" in name.partition("[")[2].rstrip("]").split("-")
+
+
+class MilvusServerScheduling(LoadScopeScheduling):
+    """pytest-xdist's ``loadscope`` (the tests of a module together), except that every test of the
+    Milvus server goes to one worker: the server listens on fixed ports (tests/milvus_server.py),
+    so two workers cannot each start one.
+
+    xdist's own ``loadgroup`` cannot do this under pytest 9.2: it groups by appending the group's
+    name to an item's ``_nodeid``, which pytest no longer reads.
+    """
+
+    def _split_scope(self, nodeid: str) -> str:
+        return "milvus-server" if on_milvus_server(nodeid) else nodeid.partition("::")[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
+    """Schedule ``pytest -n N`` (``--dist load``, as make test runs it) by MilvusServerScheduling."""
+    return MilvusServerScheduling(config, log) if config.getvalue("dist") == "load" else None
 
 
 @pytest.fixture(scope="session")
