@@ -134,8 +134,8 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
     """Start a real Milvus standalone once for the session; stop it by its pid whatever happens.
 
     Its folder is in memory (/dev/shm) where there is one: the server's embedded etcd syncs every
-    write to disk, and on a busy disk a sync once took 6 s while the other pytest-xdist worker
-    started chromium; the server lost its etcd session (10 s) and shut itself down.
+    write to disk, and on a busy disk its writes once took 6 s while the other pytest-xdist worker
+    was starting the browser tests; the server lost its etcd session (10 s) and shut itself down.
     """
     memory = Path("/dev/shm")
     in_memory = memory.is_dir() and os.access(memory, os.W_OK)
