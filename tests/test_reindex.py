@@ -133,6 +133,31 @@ def test_a_reindex_in_the_background_switches_over_at_the_priority_of_the_thread
     app.extensions[EXTENSION].close()
 
 
+def test_a_process_closed_just_after_the_switch_lets_the_reindex_catch_up_and_drop_the_old_collection(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """A web process stopped in the seconds after its reindex switched the library (a deploy, a restart)."""
+    app = with_images(tmp_path, model_dir, 5, seed=64)
+    with app.app_context():
+        rt = runtime()
+        uri, database = rt.vectors.uri, rt.database
+        job = rt.reindex(INT8, background=True)
+        deadline = time.monotonic() + 120
+        while (active := ModelBinding(database).active("images")) is None or active.collection == "images":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert rt.jobs.get(job.id).status.value == "running"  # switched, waiting for the other processes
+    app.extensions[EXTENSION].close()
+
+    restarted = make(tmp_path, model_dir, "")
+    with restarted.app_context():
+        finished = runtime().jobs.get(job.id)
+    assert (finished.status.value, finished.processed) == ("done", 5), finished
+    assert restarted.test_client().get("/api/v1/stats").json["count"] == 5
+    restarted.extensions[EXTENSION].close()
+    assert "images" not in MilvusClient(uri=uri).list_collections()  # the old collection was dropped
+
+
 def test_the_reindex_command_reports_and_says_what_to_set_and_the_next_start_follows(
     tmp_path: Path, model_dir: Path
 ) -> None:

@@ -29,6 +29,19 @@ class Reindexing:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._running = threading.Lock()
+        self._switched: threading.Thread | None = None  # a background reindex at its switch or past it
+
+    def settle(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for a background reindex that is switching the library to end.
+
+        The runtime calls this before it closes (on worker exit): what is left after the switch (a
+        few seconds for the other processes to follow, the last catch-up from the old collection,
+        dropping it) reads the store the runtime would close. A reindex still copying is not
+        waited for: its job is interrupted, and a reindex run again continues it.
+        """
+        thread = self._switched
+        if thread is not None:
+            thread.join(timeout)
 
     def start(self, model: str, progress: Callable[[Job], None] | None, background: bool) -> Job:
         """Re-embed the library with ``model`` and switch over; return the job (at once in the background)."""
@@ -63,9 +76,9 @@ class Reindexing:
             end()
             raise
 
-        def finish(switched: Callable[[], None]) -> Job:
+        def finish(switched: Callable[[], None], switching: Callable[[], None] | None = None) -> Job:
             try:
-                return reindexer.finish(job.id, active, target, owner, switched, progress)
+                return reindexer.finish(job.id, active, target, owner, switched, progress, switching)
             finally:
                 end()
 
@@ -76,13 +89,17 @@ class Reindexing:
         # flusher thread must not inherit that priority: the switch runs in a thread started here.
         heartbeat, switcher = Heartbeat(rt.jobs, owner), AtThisPriority("reindex-switch")
 
+        def switching() -> None:
+            self._switched = threading.current_thread()
+
         def run() -> None:
             background_thread()  # the web process's searches go first
             try:
-                finish(lambda: switcher.call(lambda: rt.follow(now=True)))
+                finish(lambda: switcher.call(lambda: rt.follow(now=True)), switching)
             except Exception:  # the job says it failed; the log says why
                 log.exception("reindex job %s failed", job.id)
             finally:
+                self._switched = None
                 heartbeat.stop()
                 switcher.close()
 

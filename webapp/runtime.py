@@ -291,7 +291,9 @@ class Runtime:
         return name in self._services
 
     def close(self) -> None:
-        """Stop the local queue, then flush and close the vector store (on worker exit)."""
+        """Let a reindex past its switch end, stop the local queue, then flush and close the vector
+        store (on worker exit)."""
+        self._reindexing.settle(2 * float(self.settings["LIBRARY_FOLLOW_SECONDS"]) + 15)
         with self._lock:
             queue = self._services.pop("queue", None)
             if isinstance(queue, LocalQueue):

@@ -82,10 +82,13 @@ class Reindexer:
         owner: str,
         switched: Callable[[], None],
         progress: Progress | None = None,
+        switching: Callable[[], None] | None = None,
     ) -> Job:
         """Re-embed every image, switch the library over, drop the old collection; return the job's end.
 
-        ``switched`` is called right after the switch, so the calling process follows at once.
+        ``switching`` is called right before the switch (what follows reads the old collection, so
+        the calling process should not close it), ``switched`` right after it, so the calling
+        process follows at once.
         """
         building = self.binding.building(self.library)
         if building is None or building.model != target_model.identity:
@@ -98,6 +101,8 @@ class Reindexer:
             self._catch_up(stores.active, stores.target, target_model)  # what changed while copying
             stores.target.flush()
             old = active.collection
+            if switching is not None:
+                switching()
             self.binding.switch(self.library, building.collection)
             switched()
             log.warning("library %s now searches %s (%s)", self.library, building.collection, building.model.short)
