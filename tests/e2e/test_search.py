@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import near_duplicate
@@ -12,6 +15,21 @@ from tests.test_gunicorn import Server
 
 LIBRARY = ("coffee", "chelsea", "rocket", "astronaut", "moon", "camera", "clock")
 IMAGE_PAGE = re.compile(r"/images/[0-9a-f]{64}$")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, photos: dict[str, bytes]) -> Iterator[Server]:
+    """Serve one library of LIBRARY to every test here: a search stores nothing, so each finds it as it was.
+
+    Each server costs a test 5-10 s to start and stop on a busy machine (tests/e2e/conftest.py).
+    """
+    served = Server(tmp_path_factory.mktemp("search") / "data", model_dir, WEBAPP_SEARCH_PROCESSES="1")
+    try:
+        add_images(served, photo_files(photos, *LIBRARY))
+        yield served
+    finally:
+        if served.proc.poll() is None:
+            served.stop()
 
 
 def scores(page: Page) -> list[float]:
@@ -23,7 +41,6 @@ def scores(page: Page) -> list[float]:
 def test_choose_a_file_and_see_the_ranked_results_beside_it(
     page: Page, server: Server, photos: dict[str, bytes], axe_source: str
 ) -> None:
-    add_images(server, photo_files(photos, *LIBRARY))
     page.goto("/")
     expect(page.get_by_text("7 images in the library")).to_be_visible()
     page.get_by_label("Drop a photo here or choose a file").set_input_files(
@@ -72,7 +89,6 @@ def test_choose_a_file_and_see_the_ranked_results_beside_it(
 
 
 def test_drop_a_photo_on_the_search_box(page: Page, server: Server, photos: dict[str, bytes]) -> None:
-    add_images(server, photo_files(photos, *LIBRARY))
     page.goto("/")
     zone = page.locator(".search-form .dropzone")
     dragged = transfer(page, {"rocket copy.jpg": near_duplicate(photos["rocket"])})
@@ -86,7 +102,6 @@ def test_drop_a_photo_on_the_search_box(page: Page, server: Server, photos: dict
 
 
 def test_paste_a_photo_to_search_at_once(page: Page, server: Server, photos: dict[str, bytes]) -> None:
-    add_images(server, photo_files(photos, *LIBRARY))
     page.goto("/")
     pasted = transfer(page, {"image.png": near_duplicate(photos["moon"])})
     with page.expect_navigation(url=re.compile(r"/search$")):
@@ -101,7 +116,6 @@ def test_paste_a_photo_to_search_at_once(page: Page, server: Server, photos: dic
 def test_search_with_the_keyboard_alone_shows_that_it_is_busy(
     page: Page, server: Server, photos: dict[str, bytes]
 ) -> None:
-    add_images(server, photo_files(photos, *LIBRARY))
     # Listening from the start has Chromium hand file dialogs to Playwright before any key is pressed.
     page.on("filechooser", lambda chooser: None)
     page.goto("/")
