@@ -136,9 +136,14 @@ class LiteVectorStore(MilvusVectorStore):
         super().drop()
 
     def close(self) -> None:
-        """Stop the flush schedule, then flush and close the client."""
+        """Stop the flush schedule, then flush, so that a graceful stop loses nothing, and close the client."""
         self._schedule.stop(self.timeout)
-        super().close()
+        try:
+            self.flush()
+        except StoreUnavailable as exc:
+            log.warning("could not flush %s before closing: %s", self.collection, exc.message)
+        finally:
+            super().close()
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         with self._gate.call():
