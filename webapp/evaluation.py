@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,8 +27,10 @@ from webapp.evaluation_scores import (
     rank_targets,
     suggest_threshold,
 )
-from webapp.services.embedding import Embedder
 from webapp.services.sources import is_candidate
+
+if TYPE_CHECKING:  # the model's libraries load with the first embedder, not with the CLI
+    from webapp.services.embedding import Embedder
 
 CHUNK = 256  # images read and embedded at a time: bounds memory on large folders
 Progress = Callable[[int], None]

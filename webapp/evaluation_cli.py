@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from flask import Flask
@@ -15,7 +16,9 @@ from webapp.errors import ModelMissing, WebappError
 from webapp.evaluation_scores import most_precise, suggest_threshold
 from webapp.models import MODELS
 from webapp.runtime import runtime
-from webapp.services.embedding import Embedder
+
+if TYPE_CHECKING:  # the model's libraries load with the first embedder, not with the CLI
+    from webapp.services.embedding import Embedder
 
 
 def evaluation_embedder(model: str | None) -> Embedder:

@@ -14,11 +14,10 @@ from webapp.services.images import ImageStore
 from webapp.services.jobs import Job, local_owner
 from webapp.services.priority import AtThisPriority, background_thread
 from webapp.services.queues import Heartbeat
-from webapp.services.reindex import Reindexer
-from webapp.services.vectors import MilvusVectorStore
 
 if TYPE_CHECKING:
     from webapp.runtime import Runtime
+    from webapp.services.vectors import MilvusVectorStore
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,8 @@ class Reindexing:
         """Re-embed the library with ``model`` and switch over; return the job (at once in the background)."""
         if not self._running.acquire(blocking=False):
             raise Conflict("a reindex is running in this process already")
+        from webapp.services.reindex import Reindexer  # with the model's and Milvus's libraries: not at import
+
         rt = self.runtime
         try:
             s = rt.settings

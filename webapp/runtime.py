@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
 
@@ -18,17 +18,19 @@ from webapp.services.accounts import Accounts
 from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
 from webapp.services.database import Database, sqlite_url
-from webapp.services.duplicates import Duplicates
-from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.imaging import return_large_buffers_to_the_system
 from webapp.services.ingestion import Ingestion
 from webapp.services.jobs import Job, JobStore
-from webapp.services.library import Library
 from webapp.services.queues import CeleryQueue, LocalQueue
 from webapp.services.retiring import Retirement
 from webapp.services.units import Limits, WorkQueue
-from webapp.services.vectors import MilvusVectorStore
+
+if TYPE_CHECKING:  # imported where they are built: a command that needs no model or Milvus starts without them
+    from webapp.services.duplicates import Duplicates
+    from webapp.services.embedding import Embedder
+    from webapp.services.library import Library
+    from webapp.services.vectors import MilvusVectorStore
 
 EXTENSION = "webapp"
 T = TypeVar("T")
@@ -100,6 +102,8 @@ class Runtime:
 
     def embedder_for(self, model: str) -> Embedder:
         """Return a new embedding pipeline of ``model`` with this app's settings."""
+        from webapp.services.embedding import Embedder
+
         s = self.settings
         return_large_buffers_to_the_system()  # this process decodes images: keep its peak bounded
         return Embedder(
@@ -176,6 +180,8 @@ class Runtime:
 
     def store_at(self, uri: str, collection: str, token: str = "", dim: int | None = None) -> MilvusVectorStore:
         """Open a vector store with this app's index, search and consistency settings."""
+        from webapp.services.vectors import MilvusVectorStore
+
         s = self.settings
         return MilvusVectorStore(
             uri,
@@ -195,6 +201,8 @@ class Runtime:
     @property
     def library(self) -> Library:
         """Return the library: model, vector store, image files and catalogue together."""
+        from webapp.services.library import Library
+
         s = self.settings
         self.follow()  # a reindex by another process (or machine) may have switched the library
         return self._once(
@@ -272,6 +280,8 @@ class Runtime:
     @property
     def duplicates(self) -> Duplicates:
         """Return the near-duplicate finder (its scans travel like ingestion's units of work)."""
+        from webapp.services.duplicates import Duplicates
+
         threshold = float(self.settings["DUPLICATE_THRESHOLD"])
         return self._once(
             "duplicates",

@@ -6,18 +6,21 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from webapp.errors import NotFound, StoreUnavailable, WebappError
 from webapp.services.adding import Batch, Entry, Outcome, clean_filename
 from webapp.services.catalog import Catalog
-from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
 from webapp.services.imaging import Box, Decoded, QueryImage, content_id, decode, thumbnail
 from webapp.services.priority import PRIORITY
 from webapp.services.records import Description, Hit, Record, SearchResult, VectorStore
 from webapp.services.telemetry import EMBED, INGESTED, SEARCH
+
+if TYPE_CHECKING:  # built by the runtime, with the model's libraries
+    from webapp.services.embedding import Embedder
 
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 100
