@@ -34,6 +34,7 @@ class FlushSchedule:
         self.unflushed = 0
         self._dirty_since = 0.0
         self._searched_at = -SEARCHED_WITHIN
+        self.tick = min(1.0, seconds / 4) or 0.05  # how often the flusher looks at the schedule, unwoken
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()  # enough rows wait: flush at once, not at the next tick
         self._closing = threading.Event()
@@ -87,9 +88,8 @@ class FlushSchedule:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
-        tick = min(1.0, self.seconds / 4) or 0.05
         while not self._closing.is_set():
-            self._wake.wait(tick)
+            self._wake.wait(self.tick)
             self._wake.clear()
             if self._closing.is_set() or not self.due():
                 continue
