@@ -201,20 +201,17 @@ class Runtime:
     @property
     def library(self) -> Library:
         """Return the library: model, vector store, image files and catalogue together."""
-        from webapp.services.library import Library
-
-        s = self.settings
         self.follow()  # a reindex by another process (or machine) may have switched the library
-        return self._once(
-            "library",
-            lambda: Library(
-                self.embedder,
-                self.vectors,
-                ImageStore(s["STORAGE_DIR"]),
-                Catalog(self.database),
-                s["THUMBNAIL_SIZE"],
-            ),
-        )
+
+        def build() -> Library:
+            from webapp.services.library import Library
+
+            s = self.settings
+            return Library(
+                self.embedder, self.vectors, ImageStore(s["STORAGE_DIR"]), Catalog(self.database), s["THUMBNAIL_SIZE"]
+            )
+
+        return self._once("library", build)
 
     @property
     def jobs(self) -> JobStore:
