@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -21,7 +20,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from webapp import config
-from webapp.api.common import record_json
 from webapp.errors import WebappError
 from webapp.runtime import Runtime
 from webapp.services.jobs import Job
@@ -50,9 +48,11 @@ async def domain_error(_: Request, exc: WebappError) -> JSONResponse:
 
 def image_json(record: Record) -> dict[str, Any]:
     """Return a record with the same fields and URLs as the Flask API (no Flask here for url_for)."""
+    fields = ("filename", "width", "height", "mime", "source", "album")
     return {
-        **record_json(record),
-        "added_at": datetime.fromtimestamp(record.added_at / 1000, tz=UTC).isoformat(),
+        "id": record.sha256,
+        **{k: getattr(record, k) for k in fields},
+        "added_at": record.added.isoformat(),
         "url": f"/api/v1/images/{record.sha256}/file",
         "thumbnail_url": f"/api/v1/images/{record.sha256}/thumbnail",
         "page_url": f"/images/{record.sha256}",

@@ -1,4 +1,4 @@
-"""What the API blueprints share: a multipart-aware Blueprint, upload fields, record dumping."""
+"""What the API blueprints share: a multipart-aware Blueprint, upload fields, URL fields, job dumping."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
-from flask import Request, g, url_for
+from flask import Request, url_for
 from flask_smorest import Blueprint as SmorestBlueprint
 from flask_smorest.fields import Upload
 from webargs.flaskparser import FlaskParser
@@ -17,7 +17,7 @@ from werkzeug.datastructures import CombinedMultiDict, FileStorage
 from webapp.errors import WebappError
 from webapp.services.albums import parse_album
 from webapp.services.jobs import Job
-from webapp.services.records import Record
+from webapp.urls import image_url
 
 
 class Parser(FlaskParser):
@@ -102,32 +102,23 @@ def job_json(job: Job) -> dict[str, Any]:
     }
 
 
-IMAGE_URLS = {"url": "images.ImageFile", "thumbnail_url": "images.ImageThumbnail", "page_url": "pages.image_page"}
-ID_SLOT = "0" * 64  # a valid image id, replaced by the real one in each URL
+class ImageUrl(ma.fields.String):
+    """The URL of the dumped image's ``file``, ``thumbnail`` or ``page``."""
+
+    def __init__(self, kind: str, **kwargs: Any) -> None:
+        super().__init__(attribute="sha256", dump_only=True, **kwargs)
+        self.kind = kind
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str:
+        return image_url(self.kind, value)
 
 
-def _image_urls(sha256: str) -> dict[str, str]:
-    """Return an image's URLs: url_for once per request, then string replacement (a results page has many)."""
-    templates: dict[str, str] | None = g.get("image_url_templates")
-    if templates is None:
-        templates = g.image_url_templates = {k: url_for(v, image_id=ID_SLOT) for k, v in IMAGE_URLS.items()}
-    return {key: template.replace(ID_SLOT, sha256) for key, template in templates.items()}
+class UrlFor(ma.fields.String):
+    """The URL of ``endpoint`` for the dumped object: its ``argument`` is the object's ``attribute``."""
 
+    def __init__(self, endpoint: str, argument: str, attribute: str = "id", **kwargs: Any) -> None:
+        super().__init__(attribute=attribute, dump_only=True, **kwargs)
+        self.endpoint, self.argument = endpoint, argument
 
-def record_json(record: Record) -> dict[str, Any]:
-    """Return an image record's fields as the API shows them, without its URLs."""
-    return {
-        "id": record.sha256,
-        "filename": record.filename,
-        "width": record.width,
-        "height": record.height,
-        "mime": record.mime,
-        "source": record.source,
-        "added_at": datetime.fromtimestamp(record.added_at / 1000, tz=UTC),
-        "album": record.album,
-    }
-
-
-def image_json(record: Record) -> dict[str, Any]:
-    """Return an image record as the API shows it, with the URLs of its file and thumbnail."""
-    return {**record_json(record), **_image_urls(record.sha256)}
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str:
+        return url_for(self.endpoint, **{self.argument: value})

@@ -11,8 +11,10 @@ from flask import Blueprint, request, url_for
 from werkzeug.exceptions import BadRequest
 
 from webapp.services.albums import parse_album
+from webapp.urls import image_url
 
 blp = Blueprint("pages", __name__)
+blp.add_app_template_global(image_url)
 
 MAX_PER_PAGE = 100
 JOB_KINDS = {

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
-
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
-from webapp.api.duplicates.routes import group_json
 from webapp.auth import requires
 from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library, runtime
-from webapp.services.duplicates import Group
 from webapp.services.roles import Role
 
 GROUPS_PER_PAGE = 10
-
-
-def _group(group: Group) -> Any:
-    data = group_json(group)
-    return SimpleNamespace(**{**data, "members": [SimpleNamespace(**m) for m in data["members"]]})
 
 
 @blp.get("/duplicates")
@@ -37,7 +27,7 @@ def duplicates_page() -> str | Response:
         return redirect(pager.url(pager.pages))
     return render_template(
         "duplicates.html",
-        groups=[_group(g) for g in groups],
+        groups=groups,
         pager=pager,
         album=album,
         albums=library().albums(),
@@ -60,7 +50,7 @@ def scan_duplicates() -> Response:
 @requires(Role.VIEWER)
 def duplicate_group_page(group_id: int) -> str:
     """Show one group with every image in it."""
-    return render_template("duplicate_group.html", group=_group(runtime().duplicates.group(group_id)))
+    return render_template("duplicate_group.html", group=runtime().duplicates.group(group_id))
 
 
 def _keep() -> str:
@@ -74,11 +64,11 @@ def _keep() -> str:
 @requires(Role.EDITOR)
 def resolve_form(group_id: int) -> str:
     """Show what keeping the chosen image deletes, and ask for confirmation."""
-    group, keep = _group(runtime().duplicates.group(group_id)), _keep()
-    kept = next((m for m in group.members if m.id == keep), None)
+    group, keep = runtime().duplicates.group(group_id), _keep()
+    kept = next((m for m in group.members if m.record.sha256 == keep), None)
     if kept is None:
         raise BadRequest("That image is not in this group.")
-    doomed = [m for m in group.members if m.id != keep]
+    doomed = [m for m in group.members if m is not kept]
     return render_template("duplicate_resolve.html", group=group, kept=kept, doomed=doomed)
 
 

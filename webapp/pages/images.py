@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
-
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
-from webapp.api.common import image_json
 from webapp.auth import requires
 from webapp.errors import Conflict
 from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library, runtime
-from webapp.services.records import Hit
 from webapp.services.roles import Role
 
 LIBRARY_PER_PAGE = 48
 SIMILAR_COUNT = 12
-
-
-def _image(image_id: str) -> Any:
-    return SimpleNamespace(**image_json(library().get(image_id)))
-
-
-def _scored(hits: list[Hit]) -> list[Any]:
-    return [SimpleNamespace(**image_json(h.record), score=h.score) for h in hits]
 
 
 @blp.get("/library")
@@ -37,7 +24,7 @@ def library_page() -> str | Response:
     pager = Pager.from_request(LIBRARY_PER_PAGE).keeping(album=album).counted(lib.listed(album))
     if pager.beyond_end:
         return redirect(pager.url(pager.pages))
-    images = [SimpleNamespace(**image_json(r)) for r in lib.newest(pager.offset, pager.per_page, album)]
+    images = lib.newest(pager.offset, pager.per_page, album)
     return render_template("library.html", images=images, pager=pager, album=album, albums=lib.albums())
 
 
@@ -68,8 +55,8 @@ def clear_library() -> Response:
 @requires(Role.VIEWER)
 def image_page(image_id: str) -> str:
     """Show one indexed image, its details and the images most like it."""
-    image, album = _image(image_id), album_arg()
-    similar = _scored(library().similar(image_id, SIMILAR_COUNT, album))
+    lib, album = library(), album_arg()
+    image, similar = lib.get(image_id), lib.similar(image_id, SIMILAR_COUNT, album)
     return render_template("image.html", image=image, similar=similar, album=album)
 
 
@@ -77,7 +64,7 @@ def image_page(image_id: str) -> str:
 @requires(Role.EDITOR)
 def delete_image_form(image_id: str) -> str:
     """Ask for confirmation before deleting an image."""
-    return render_template("image_delete.html", image=_image(image_id))
+    return render_template("image_delete.html", image=library().get(image_id))
 
 
 @blp.post("/images/<sha256:image_id>/delete")

@@ -10,7 +10,6 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
-from webapp.api.common import image_json
 from webapp.api.search.schemas import REGION
 from webapp.auth import public, requires
 from webapp.extensions import rate_limited
@@ -81,11 +80,10 @@ def search() -> tuple[str, dict[str, str]]:
         width=result.query.width,
         height=result.query.height,
     )
-    hits = [SimpleNamespace(**image_json(h.record), score=h.score) for h in result.hits]
     page = render_template(
         "results.html",
         query=query,
-        hits=hits,
+        hits=result.hits,
         took_ms=result.took_ms,
         top_k=top_k,
         count=lib.count(),

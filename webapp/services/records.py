@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -31,6 +32,19 @@ class Record:
     mime: str
     added_at: int  # milliseconds since the epoch
     album: str = ""  # the folder it was loaded from, relative to the loaded root ("" for none)
+
+    @property
+    def added(self) -> datetime:
+        """Return when the image was indexed, in UTC."""
+        return datetime.fromtimestamp(self.added_at / 1000, tz=UTC)
+
+
+@dataclass(frozen=True)
+class Added:
+    """An uploaded image's record, and whether its bytes were already indexed (nothing added then)."""
+
+    record: Record
+    duplicate: bool
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import url_for
 from flask.views import MethodView
 
-from webapp.api.common import Blueprint, image_json, job_json
+from webapp.api.common import Blueprint, job_json
 from webapp.api.duplicates.schemas import (
     DuplicateArgsSchema,
     GroupSchema,
@@ -28,22 +27,6 @@ blp = Blueprint(
 )
 
 
-def group_json(group: Group) -> dict[str, Any]:
-    """Return a group as the API shows it."""
-    members = [
-        {**image_json(m.record), "similarity": m.similarity, "keeper": m.keeper, "bytes": m.bytes}
-        for m in group.members
-    ]
-    return {
-        "id": group.id,
-        "size": group.size,
-        "best": group.best,
-        "members": members,
-        "url": url_for("duplicates.DuplicateGroup", group_id=group.id),
-        "page_url": url_for("pages.duplicate_group_page", group_id=group.id),
-    }
-
-
 @blp.route("")
 class Duplicates(MethodView):
     """The groups the last scan found."""
@@ -52,11 +35,11 @@ class Duplicates(MethodView):
     @blp.response(200, GroupSchema(many=True))
     @blp.paginate()
     @requires(Role.VIEWER)
-    def get(self, args: dict[str, str], pagination_parameters: Any) -> list[dict[str, Any]]:
+    def get(self, args: dict[str, str], pagination_parameters: Any) -> list[Group]:
         """List the near-duplicate groups of the last scan: the largest, then the most alike, first."""
         p = pagination_parameters
         groups, p.item_count = runtime().duplicates.groups((p.page - 1) * p.page_size, p.page_size, args["album"])
-        return [group_json(g) for g in groups]
+        return groups
 
 
 @blp.route("/scan")
@@ -79,9 +62,9 @@ class DuplicateGroup(MethodView):
     @blp.response(200, GroupSchema)
     @blp.alt_response(404, description="No such group (a newer scan or a deletion replaced it).")
     @requires(Role.VIEWER)
-    def get(self, group_id: int) -> dict[str, Any]:
+    def get(self, group_id: int) -> Group:
         """Return a group with every image in it."""
-        return group_json(runtime().duplicates.group(group_id))
+        return runtime().duplicates.group(group_id)
 
 
 @blp.route("/<int:group_id>/resolve")

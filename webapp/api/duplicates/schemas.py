@@ -2,8 +2,8 @@
 
 import marshmallow as ma
 
-from webapp.api.common import Album
-from webapp.api.images.schemas import ImageSchema
+from webapp.api.common import Album, UrlFor
+from webapp.api.images.schemas import ImageEntrySchema
 
 
 class DuplicateArgsSchema(ma.Schema):
@@ -12,7 +12,7 @@ class DuplicateArgsSchema(ma.Schema):
     album = Album(description="Only groups with an image in this album (or its sub-albums).")
 
 
-class MemberSchema(ImageSchema):
+class MemberSchema(ImageEntrySchema):
     """An image of a group."""
 
     similarity = ma.fields.Float(metadata={"description": "Cosine similarity to the group's suggested keeper."})
@@ -29,8 +29,8 @@ class GroupSchema(ma.Schema):
     members = ma.fields.List(
         ma.fields.Nested(MemberSchema), metadata={"description": "The keeper first, then by similarity (up to 50)."}
     )
-    url = ma.fields.String(metadata={"description": "The group in the API."})
-    page_url = ma.fields.String(metadata={"description": "The group's review page."})
+    url = UrlFor("duplicates.DuplicateGroup", "group_id", metadata={"description": "The group in the API."})
+    page_url = UrlFor("pages.duplicate_group_page", "group_id", metadata={"description": "The group's review page."})
 
 
 class ResolveSchema(ma.Schema):

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from flask import Response, send_file, url_for
 from flask.views import MethodView
 
-from webapp.api.common import AlbumArgsSchema, Blueprint, image_json
+from webapp.api.common import AlbumArgsSchema, Blueprint
 from webapp.api.images.schemas import (
     AddedImageSchema,
     AlbumSchema,
@@ -26,6 +26,7 @@ from webapp.errors import Conflict, NotFound
 from webapp.extensions import rate_limited
 from webapp.runtime import library, runtime
 from webapp.services.images import mime_of
+from webapp.services.records import Added, Record
 from webapp.services.roles import Role
 
 blp = Blueprint("images", __name__, url_prefix="/images", description="Add and read indexed images.")
@@ -42,22 +43,22 @@ class Images(MethodView):
     @blp.alt_response(200, schema=AddedImageSchema, description="Those bytes were already indexed.")
     @blp.alt_response(413, description="The upload or the image is too large.")
     @requires(Role.EDITOR)
-    def post(self, args: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    def post(self, args: dict[str, Any]) -> tuple[Added, int]:
         """Add one image to the library (idempotent: the same bytes are never indexed twice)."""
         upload = args["image"]
         record, created = library().add(upload.read(), upload.filename, album=args["album"])
-        return {**image_json(record), "duplicate": not created}, 201 if created else 200
+        return Added(record, duplicate=not created), 201 if created else 200
 
     @blp.arguments(AlbumArgsSchema(), location="query")
     @blp.response(200, ImageSchema(many=True))
     @blp.paginate()
     @requires(Role.VIEWER)
-    def get(self, args: dict[str, str], pagination_parameters: Any) -> list[dict[str, Any]]:
+    def get(self, args: dict[str, str], pagination_parameters: Any) -> list[Record]:
         """List indexed images, newest first (in one album and its sub-albums, if ``album`` is given)."""
         p = pagination_parameters
         lib = library()
         p.item_count = lib.listed(args["album"])
-        return [image_json(r) for r in lib.newest((p.page - 1) * p.page_size, p.page_size, args["album"])]
+        return lib.newest((p.page - 1) * p.page_size, p.page_size, args["album"])
 
     @blp.arguments(ClearArgsSchema(), location="query")
     @blp.response(200, ClearedSchema)
@@ -94,9 +95,9 @@ class Image(MethodView):
     @blp.response(200, ImageSchema)
     @blp.alt_response(404, description="No image with that id.")
     @requires(Role.VIEWER)
-    def get(self, image_id: str) -> dict[str, Any]:
+    def get(self, image_id: str) -> Record:
         """Return an image's record."""
-        return image_json(library().get(image_id))
+        return library().get(image_id)
 
     @blp.response(204)
     @blp.alt_response(404, description="No image with that id.")
@@ -119,7 +120,7 @@ class ImageSimilar(MethodView):
         start = time.perf_counter()
         hits = library().similar(image_id, args["top_k"], args["album"])
         return {
-            "results": [{**image_json(h.record), "score": h.score} for h in hits],
+            "results": hits,
             "top_k": args["top_k"],
             "took_ms": (time.perf_counter() - start) * 1000,
         }

@@ -1,8 +1,10 @@
 """Schemas of the images resource."""
 
+from typing import Any
+
 import marshmallow as ma
 
-from webapp.api.common import Album, ImageUpload
+from webapp.api.common import Album, ImageUpload, ImageUrl
 from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
 
 
@@ -14,22 +16,43 @@ class ImageUploadSchema(ma.Schema):
 
 
 class ImageSchema(ma.Schema):
-    """An indexed image."""
+    """An indexed image, dumped from its record."""
 
-    id = ma.fields.String(metadata={"description": "SHA-256 of the image bytes (64 hex characters)."})
+    id = ma.fields.String(
+        attribute="sha256", metadata={"description": "SHA-256 of the image bytes (64 hex characters)."}
+    )
     filename = ma.fields.String(metadata={"description": "Original file name, as uploaded."})
     width = ma.fields.Integer(metadata={"description": "Width in pixels (upright)."})
     height = ma.fields.Integer(metadata={"description": "Height in pixels (upright)."})
     mime = ma.fields.String(metadata={"description": "Content type of the stored original."})
     source = ma.fields.String(metadata={"description": "How the image was added (e.g. upload)."})
-    added_at = ma.fields.DateTime(metadata={"description": "When the image was indexed (UTC)."})
+    added_at = ma.fields.DateTime(attribute="added", metadata={"description": "When the image was indexed (UTC)."})
     album = ma.fields.String(metadata={"description": "Its album: the folder it was loaded from (empty: none)."})
-    url = ma.fields.String(metadata={"description": "Path of the original file."})
-    thumbnail_url = ma.fields.String(metadata={"description": "Path of the JPEG thumbnail."})
-    page_url = ma.fields.String(metadata={"description": "Path of the image's HTML page."})
+    url = ImageUrl("file", metadata={"description": "Path of the original file."})
+    thumbnail_url = ImageUrl("thumbnail", metadata={"description": "Path of the JPEG thumbnail."})
+    page_url = ImageUrl("page", metadata={"description": "Path of the image's HTML page."})
+
+    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
+        """Read a field of the record (an attribute: no dict keys or dotted paths to try first)."""
+        return getattr(obj, attr, default)
 
 
-class AddedImageSchema(ImageSchema):
+RECORD_ATTRIBUTES = frozenset(field.attribute or name for name, field in ImageSchema().fields.items())
+
+
+class ImageEntrySchema(ImageSchema):
+    """An image with facts of its own (a hit's score, a duplicate's similarity).
+
+    It is dumped from an object that holds the image's ``record`` (a Hit, a duplicate group's
+    Member): the image's fields are read from the record, the schema's own from the object.
+    """
+
+    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
+        """Read an image field from the object's record, any other from the object."""
+        return getattr(obj.record if attr in RECORD_ATTRIBUTES else obj, attr, default)
+
+
+class AddedImageSchema(ImageEntrySchema):
     """An image after an upload, saying whether those bytes were already indexed."""
 
     duplicate = ma.fields.Boolean(

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 
-from webapp.api.common import Blueprint, image_json
+from webapp.api.common import Blueprint
 from webapp.api.search.schemas import SearchArgsSchema, SearchResponseSchema
 from webapp.auth import requires
 from webapp.extensions import rate_limited
@@ -38,7 +38,7 @@ class Search(MethodView):
         """Return the images most similar to the uploaded one, best first."""
         result = library().search(args["image"].read(), args["top_k"], args["album"], args["box"])
         body = {
-            "results": [{**image_json(hit.record), "score": hit.score} for hit in result.hits],
+            "results": result.hits,
             "top_k": args["top_k"],
             "took_ms": result.took_ms,
             "region": None if args["box"] is None else vars(args["box"]),

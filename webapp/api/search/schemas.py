@@ -5,7 +5,7 @@ from typing import Any
 import marshmallow as ma
 
 from webapp.api.common import Album, ImageUpload
-from webapp.api.images.schemas import ImageSchema
+from webapp.api.images.schemas import ImageEntrySchema
 from webapp.services.imaging import Box
 from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
 
@@ -56,7 +56,7 @@ class SearchArgsSchema(ma.Schema):
         return data
 
 
-class SearchHitSchema(ImageSchema):
+class SearchHitSchema(ImageEntrySchema):
     """One result: an indexed image and its similarity to the query."""
 
     score = ma.fields.Float(metadata={"description": "Cosine similarity to the query (1 = identical)."})
