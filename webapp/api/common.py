@@ -1,4 +1,4 @@
-"""What the API blueprints share: a multipart-aware Blueprint, upload fields, URL fields, job dumping."""
+"""What the API blueprints share: a multipart-aware Blueprint, upload fields, URL and time fields."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from werkzeug.datastructures import CombinedMultiDict, FileStorage
 
 from webapp.errors import WebappError
 from webapp.services.albums import parse_album
-from webapp.services.jobs import Job
 from webapp.urls import image_url
 
 
@@ -85,21 +84,12 @@ class ImageUpload(Upload):
         return value
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    """Return a job as the API shows it."""
+class Timestamp(ma.fields.DateTime):
+    """A Unix time (seconds), shown as an ISO 8601 date and time in UTC."""
 
-    def when(ts: float | None) -> datetime | None:
-        return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
-
-    return {
-        **{k: getattr(job, k) for k in ("id", "kind", "source", "status", "total", "processed", "added")},
-        **{k: getattr(job, k) for k in ("duplicates", "failed", "rate", "eta_seconds", "error", "album")},
-        "created_at": when(job.created_at),
-        "started_at": when(job.started_at),
-        "finished_at": when(job.finished_at),
-        "url": url_for("jobs.JobById", job_id=job.id),
-        "page_url": url_for("pages.job_page", job_id=job.id),
-    }
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | float | None:
+        moment = None if value is None else datetime.fromtimestamp(value, tz=UTC)
+        return super()._serialize(moment, attr, obj, **kwargs)
 
 
 class ImageUrl(ma.fields.String):

@@ -121,6 +121,12 @@ def timestamp(seconds: float | None) -> str:
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+@blp.app_template_filter("isotime")
+def isotime(seconds: float) -> str:
+    """Format a Unix time in ISO 8601, in UTC (a <time> element's datetime)."""
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat()
+
+
 @blp.app_context_processor
 def _model_label() -> dict[str, str]:
     """Name the model the library is embedded with (the footer)."""

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
-
 from flask import current_app, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
-from webapp.api.common import job_json
 from webapp.auth import requires
 from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, album_arg, blp
@@ -71,7 +67,7 @@ def jobs_page() -> str | Response:
     pager = pager.counted(total)
     if pager.beyond_end:
         return redirect(pager.url(pager.pages))
-    return render_template("jobs.html", jobs=[_job(j) for j in jobs], pager=pager)
+    return render_template("jobs.html", jobs=jobs, pager=pager)
 
 
 @blp.get("/jobs/<job_id>")
@@ -79,7 +75,7 @@ def jobs_page() -> str | Response:
 def job_page(job_id: str) -> str:
     """Show a job's progress, counts, rate, ETA and failed files (updated live by app.js)."""
     ingestion = runtime().ingestion
-    job = _job(ingestion.get(job_id))
+    job = ingestion.get(job_id)
     failures = ingestion.failures(job_id)
     return render_template("job.html", job=job, failures=failures, active=ACTIVE, resumable=RESUMABLE)
 
@@ -103,7 +99,3 @@ def resume_job(job_id: str) -> Response:
     runtime().ingestion.resume(job_id)
     flash("The job has resumed where it stopped.", "success")
     return redirect(url_for("pages.job_page", job_id=job_id), 303)
-
-
-def _job(job: Job) -> Any:
-    return SimpleNamespace(**job_json(job))

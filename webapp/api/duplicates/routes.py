@@ -6,7 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 
-from webapp.api.common import Blueprint, job_json
+from webapp.api.common import Blueprint
 from webapp.api.duplicates.schemas import (
     DuplicateArgsSchema,
     GroupSchema,
@@ -17,6 +17,7 @@ from webapp.api.jobs.schemas import JobSchema
 from webapp.auth import requires
 from webapp.runtime import runtime
 from webapp.services.duplicates import Group
+from webapp.services.jobs import Job
 from webapp.services.roles import Role
 
 blp = Blueprint(
@@ -49,10 +50,10 @@ class Scan(MethodView):
     @blp.response(202, JobSchema, description="The scan was queued; follow the job. Its groups replace the last ones.")
     @blp.alt_response(409, description="A scan is queued or running already.")
     @requires(Role.EDITOR)
-    def post(self) -> tuple[dict[str, Any], int]:
+    def post(self) -> tuple[Job, int]:
         """Find the near-duplicate groups of the whole library, in the background."""
         rt = runtime()
-        return job_json(rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id))), 202
+        return rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id)), 202
 
 
 @blp.route("/<int:group_id>")

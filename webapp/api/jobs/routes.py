@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, request
 from flask.views import MethodView
 
-from webapp.api.common import Blueprint, job_json
+from webapp.api.common import Blueprint
 from webapp.api.jobs.schemas import JobCreateSchema, JobDetailSchema, JobSchema
 from webapp.auth import requires
 from webapp.extensions import rate_limited
 from webapp.runtime import runtime
-from webapp.services.jobs import Job
+from webapp.services.jobs import Failure, Job
 from webapp.services.roles import Role
 
 FOLDER_JSON = {
@@ -31,10 +32,17 @@ def _allow_large_uploads() -> None:
         request.max_content_length = current_app.config["MAX_JOB_UPLOAD_BYTES"]
 
 
-def detail(job: Job) -> dict[str, Any]:
+@dataclass(frozen=True)
+class JobDetail:
+    """A job and the files it could not index (the first 1000)."""
+
+    job: Job
+    failures: list[Failure]
+
+
+def detail(job: Job) -> JobDetail:
     """Return a job with its failures."""
-    failures = runtime().ingestion.failures(job.id)
-    return {**job_json(job), "failures": [{"name": f.name, "reason": f.reason} for f in failures]}
+    return JobDetail(job, runtime().ingestion.failures(job.id))
 
 
 @blp.route("")
@@ -55,7 +63,7 @@ class Jobs(MethodView):
     @blp.alt_response(403, description="The folder is not under an allowed import root.")
     @blp.alt_response(413, description="The upload is too large.")
     @requires(Role.EDITOR)
-    def post(self, args: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    def post(self, args: dict[str, Any]) -> tuple[Job, int]:
         """Start loading several files, a zip archive or a server folder, in the background."""
         ingestion = runtime().ingestion
         if args.get("folder"):
@@ -64,17 +72,17 @@ class Jobs(MethodView):
             job = ingestion.start_archive(args["archive"], album=args["album"])
         else:
             job = ingestion.start_files(args["files"], album=args["album"])
-        return job_json(job), 202
+        return job, 202
 
     @blp.response(200, JobSchema(many=True))
     @blp.paginate()
     @requires(Role.VIEWER)
-    def get(self, pagination_parameters: Any) -> list[dict[str, Any]]:
+    def get(self, pagination_parameters: Any) -> list[Job]:
         """List jobs, newest first."""
         p = pagination_parameters
         jobs, total = runtime().ingestion.recent((p.page - 1) * p.page_size, p.page_size)
         p.item_count = total
-        return [job_json(job) for job in jobs]
+        return jobs
 
 
 @blp.route("/<string:job_id>")
@@ -84,7 +92,7 @@ class JobById(MethodView):
     @blp.response(200, JobDetailSchema)
     @blp.alt_response(404, description="No job with that id.")
     @requires(Role.VIEWER)
-    def get(self, job_id: str) -> dict[str, Any]:
+    def get(self, job_id: str) -> JobDetail:
         """Return a job's progress, rate, ETA and failed files."""
         return detail(runtime().ingestion.get(job_id))
 
@@ -92,7 +100,7 @@ class JobById(MethodView):
     @blp.alt_response(404, description="No job with that id.")
     @blp.alt_response(409, description="The job already ended.")
     @requires(Role.EDITOR)
-    def delete(self, job_id: str) -> dict[str, Any]:
+    def delete(self, job_id: str) -> JobDetail:
         """Cancel a job (what it already indexed stays)."""
         return detail(runtime().ingestion.cancel(job_id))
 
@@ -105,6 +113,6 @@ class JobResume(MethodView):
     @blp.alt_response(404, description="No job with that id.")
     @blp.alt_response(409, description="The job is not interrupted, failed or cancelled.")
     @requires(Role.EDITOR)
-    def post(self, job_id: str) -> tuple[dict[str, Any], int]:
+    def post(self, job_id: str) -> tuple[Job, int]:
         """Resume an interrupted, failed or cancelled job, skipping what it already processed."""
-        return job_json(runtime().ingestion.resume(job_id)), 202
+        return runtime().ingestion.resume(job_id), 202

@@ -1,9 +1,11 @@
 """Schemas of the jobs resource."""
 
+from typing import Any
+
 import marshmallow as ma
 from flask_smorest.fields import Upload
 
-from webapp.api.common import Album, ImageUpload
+from webapp.api.common import Album, ImageUpload, Timestamp, UrlFor
 
 
 class JobCreateSchema(ma.Schema):
@@ -55,17 +57,21 @@ class JobSchema(ma.Schema):
     failed = ma.fields.Integer(metadata={"description": "Files that could not be indexed."})
     rate = ma.fields.Float(allow_none=True, metadata={"description": "Images per second in this run."})
     eta_seconds = ma.fields.Float(allow_none=True, metadata={"description": "Seconds left at this rate."})
-    created_at = ma.fields.DateTime(metadata={"description": "When the job was created (UTC)."})
-    started_at = ma.fields.DateTime(allow_none=True, metadata={"description": "When it first started."})
-    finished_at = ma.fields.DateTime(allow_none=True, metadata={"description": "When it ended."})
+    created_at = Timestamp(metadata={"description": "When the job was created (UTC)."})
+    started_at = Timestamp(allow_none=True, metadata={"description": "When it first started."})
+    finished_at = Timestamp(allow_none=True, metadata={"description": "When it ended."})
     error = ma.fields.String(allow_none=True, metadata={"description": "Why the job failed, if it did."})
-    url = ma.fields.String(metadata={"description": "Path of this job in the API."})
-    page_url = ma.fields.String(metadata={"description": "Path of the job's HTML page."})
+    url = UrlFor("jobs.JobById", "job_id", metadata={"description": "Path of this job in the API."})
+    page_url = UrlFor("pages.job_page", "job_id", metadata={"description": "Path of the job's HTML page."})
 
 
 class JobDetailSchema(JobSchema):
-    """A job with the files it could not index."""
+    """A job with the files it could not index, dumped from a JobDetail."""
 
     failures = ma.fields.List(
         ma.fields.Nested(FailureSchema), metadata={"description": "Failed files with reasons (first 1000)."}
     )
+
+    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
+        """Read the failures from the detail, every other field from its job."""
+        return getattr(obj if attr == "failures" else obj.job, attr, default)

@@ -6,11 +6,12 @@ from typing import Any
 
 from flask.views import MethodView
 
-from webapp.api.common import Blueprint, job_json
+from webapp.api.common import Blueprint
 from webapp.api.jobs.schemas import JobSchema
 from webapp.api.library.schemas import ReindexSchema
 from webapp.auth import requires
 from webapp.runtime import runtime
+from webapp.services.jobs import Job
 from webapp.services.roles import Role
 
 blp = Blueprint("library", __name__, url_prefix="/library", description="The library as a whole.")
@@ -24,6 +25,6 @@ class Reindex(MethodView):
     @blp.response(202, JobSchema, description="Started; follow the job. Searches keep answering meanwhile.")
     @blp.alt_response(409, description="The library uses that model already, or a reindex is running.")
     @requires(Role.ADMIN)
-    def post(self, args: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    def post(self, args: dict[str, Any]) -> tuple[Job, int]:
         """Re-embed every image with another model into a new collection, then switch the library over."""
-        return job_json(runtime().reindex(args["model"], background=True)), 202
+        return runtime().reindex(args["model"], background=True), 202
