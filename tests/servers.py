@@ -176,7 +176,10 @@ class Worker:
         self.metrics_url = ""
         with open(log, "wb") as out:
             argv = [FLASK, "--app", "wsgi", "worker", "--hostname", f"{name}@%h"]
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            # A session of its own, so kill() reaches its pool's processes as well as Celery's main one.
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def wait_ready(self, timeout: float = 90) -> None:
         """Wait until Celery says it is ready to take tasks."""
@@ -189,8 +192,12 @@ class Worker:
         raise AssertionError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
-        """SIGKILL: no warm shutdown, no acknowledgement, as when a machine goes away."""
-        self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL to every process of the worker: no warm shutdown, no acknowledgement, as when a machine goes away.
+
+        Killing Celery's main process alone would leave its pool's processes to finish their chunks
+        as orphans, so a job could end before Redis hands the dead worker's chunks to another.
+        """
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
