@@ -16,6 +16,7 @@ from werkzeug.datastructures import CombinedMultiDict, FileStorage
 
 from webapp.errors import WebappError
 from webapp.services.albums import parse_album
+from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
 from webapp.urls import image_url
 
 
@@ -67,6 +68,15 @@ class Album(ma.fields.String):
             return parse_album(super()._deserialize(value, attr, data, **kwargs))
         except WebappError as exc:
             raise ma.ValidationError(exc.message) from exc
+
+
+class TopK(ma.fields.Integer):
+    """How many results to return: 1 to the library's limit, 10 unless given (``load_default`` to change)."""
+
+    def __init__(self, description: str = f"How many results to return (1-{MAX_TOP_K}).", **kwargs: Any) -> None:
+        kwargs.setdefault("load_default", DEFAULT_TOP_K)
+        limit = ma.validate.Range(min=1, max=MAX_TOP_K, error="Must be between {min} and {max}.")
+        super().__init__(validate=limit, metadata={"description": description}, **kwargs)
 
 
 class AlbumArgsSchema(ma.Schema):

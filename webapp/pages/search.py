@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 from types import SimpleNamespace
+from typing import Any
 
+import marshmallow as ma
 from flask import flash, redirect, render_template, request, url_for
-from werkzeug.datastructures import FileStorage
+from werkzeug.datastructures import CombinedMultiDict, FileStorage
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
-from webapp.api.search.schemas import REGION
+from webapp.api.search.schemas import SearchArgsSchema
 from webapp.auth import public, requires
 from webapp.extensions import rate_limited
 from webapp.pages.blueprint import album_arg, blp
@@ -21,6 +23,16 @@ from webapp.services.records import SearchResult
 from webapp.services.roles import Role
 
 TOP_K_CHOICES = [5, 10, 20, 50, MAX_TOP_K]
+SEARCH_ARGS = SearchArgsSchema(unknown=ma.EXCLUDE)  # the page's form also carries its CSRF token
+FIELD_LABELS = {
+    "top_k": "The number of results",
+    "album": "The album",
+    "region": "The region",
+    "x": "The region's x",
+    "y": "The region's y",
+    "width": "The region's width",
+    "height": "The region's height",
+}
 
 
 def _upload() -> FileStorage:
@@ -31,21 +43,20 @@ def _upload() -> FileStorage:
     return upload
 
 
-def _box() -> Box | None:
-    """Return the region the form asks to search (x, y, width, height: all four or none)."""
-    values = {name: request.form.get(name, "").strip() for name in REGION}
-    if not any(values.values()):
-        return None
-    if not all(v.isdigit() for v in values.values()):
-        raise BadRequest("The region needs x, y, width and height, each a whole number of pixels.")
-    return Box(*(int(values[name]) for name in REGION))
+def _search_args() -> dict[str, Any]:
+    """Load the search form through the API's schema (top_k, album, region); 400 saying what is wrong."""
+    try:
+        return SEARCH_ARGS.load(CombinedMultiDict([request.form, request.files]))
+    except ma.ValidationError as exc:
+        raise BadRequest(" ".join(_described(exc.messages))) from exc
 
 
-def _top_k() -> int:
-    value = request.form.get("top_k", str(DEFAULT_TOP_K))
-    if not value.isdigit() or not 1 <= int(value) <= MAX_TOP_K:
-        raise BadRequest(f"The number of results must be between 1 and {MAX_TOP_K}.")
-    return int(value)
+def _described(messages: Any, field: str = "") -> list[str]:
+    """Return marshmallow's error messages as sentences naming the form's fields."""
+    if isinstance(messages, dict):
+        return [line for name, inner in messages.items() for line in _described(inner, name)]
+    label = FIELD_LABELS.get(field, field)
+    return [f"{label}: {message}" if label else message for message in messages]
 
 
 @blp.get("/")
@@ -68,7 +79,8 @@ def index() -> str:
 def search() -> tuple[str, dict[str, str]]:
     """Search with the uploaded image and show the ranked results."""
     upload = _upload()
-    top_k, album, box = _top_k(), album_arg(request.form), _box()
+    args = _search_args()
+    top_k, album, box = args["top_k"], args["album"], args["box"]
     lib = library()
     result = lib.search(upload.read(), top_k, album, box, pixels=True)
     assert result.image is not None  # asked for

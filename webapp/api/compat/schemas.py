@@ -4,7 +4,7 @@ import os
 
 import marshmallow as ma
 
-from webapp.api.common import ImageUpload
+from webapp.api.common import ImageUpload, TopK
 from webapp.services.library import MAX_TOP_K
 
 BOOTCAMP_TABLE = "milvus_img_search"  # the bootcamp's DEFAULT_TABLE
@@ -84,11 +84,9 @@ class BootcampUploadSchema(ma.Schema):
     image = ImageUpload(required=True, metadata={"description": "The image file."})
 
 
-def _topk() -> ma.fields.Integer:
-    return ma.fields.Integer(
-        validate=ma.validate.Range(min=1, max=MAX_TOP_K),
-        metadata={"description": f"How many results to return (1-{MAX_TOP_K}, default 10)."},
-    )
+def _topk() -> TopK:
+    # No default here: the route takes topk from the form or the query, 10 when neither has it.
+    return TopK(f"How many results to return (1-{MAX_TOP_K}, default 10).", load_default=ma.missing)
 
 
 class SearchArgsSchema(TableArgsSchema):

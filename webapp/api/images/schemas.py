@@ -4,8 +4,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from webapp.api.common import Album, ImageUpload, ImageUrl
-from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
+from webapp.api.common import Album, ImageUpload, ImageUrl, TopK
 
 
 class ImageUploadSchema(ma.Schema):
@@ -64,11 +63,7 @@ class SimilarArgsSchema(ma.Schema):
     """How many similar images to return, and from which album."""
 
     album = Album(description="Only images in this album (and its sub-albums).")
-    top_k = ma.fields.Integer(
-        load_default=DEFAULT_TOP_K,
-        validate=ma.validate.Range(min=1, max=MAX_TOP_K),
-        metadata={"description": f"How many results to return (1-{MAX_TOP_K})."},
-    )
+    top_k = TopK()
 
 
 class AlbumSchema(ma.Schema):

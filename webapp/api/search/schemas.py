@@ -4,10 +4,9 @@ from typing import Any
 
 import marshmallow as ma
 
-from webapp.api.common import Album, ImageUpload
+from webapp.api.common import Album, ImageUpload, TopK
 from webapp.api.images.schemas import ImageEntrySchema
 from webapp.services.imaging import Box
-from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
 
 REGION = ("x", "y", "width", "height")
 
@@ -20,11 +19,7 @@ class SearchArgsSchema(ma.Schema):
     """
 
     image = ImageUpload(required=True, metadata={"description": "The query image."})
-    top_k = ma.fields.Integer(
-        load_default=DEFAULT_TOP_K,
-        validate=ma.validate.Range(min=1, max=MAX_TOP_K),
-        metadata={"description": f"How many results to return (1-{MAX_TOP_K})."},
-    )
+    top_k = TopK()
     album = Album(description="Search only this album (and its sub-albums).")
     x = ma.fields.Integer(
         validate=ma.validate.Range(min=0), metadata={"description": "Region: left edge in pixels of the upright image."}
