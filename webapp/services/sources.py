@@ -8,7 +8,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Protocol
 
 from webapp.errors import Forbidden, InvalidInput, WebappError
 from webapp.services.adding import Entry
@@ -177,9 +177,8 @@ def _reason(exc: Exception) -> str:
 
 
 @contextmanager
-def open_source(kind: str, source: str, spool: Path, settings: dict[str, Any]) -> Iterator[Source]:
-    """Open a job's source; folders from the API are checked against the allowed roots again."""
-    limit = int(settings["MAX_FILE_BYTES"])
+def open_source(kind: str, source: str, spool: Path, limit: int, import_roots: list[str]) -> Iterator[Source]:
+    """Open a job's source (files up to ``limit`` bytes); API folders are checked against the roots again."""
     if kind == "files":
         yield UploadedFiles(spool, limit)
     elif kind == "archive":
@@ -189,7 +188,7 @@ def open_source(kind: str, source: str, spool: Path, settings: dict[str, Any]) -
         finally:
             archive.close()
     elif kind == "folder":
-        yield Folder(allowed_folder(source, settings["IMPORT_ROOTS"]), limit)
+        yield Folder(allowed_folder(source, import_roots), limit)
     elif kind == "cli":  # the operator's own command line: no roots apply
         yield Folder(Path(source), limit)
     else:

@@ -190,8 +190,8 @@ class UnitsOfWork:
 
     @contextmanager
     def _source(self, job: Job) -> Iterator[Source]:
-        settings = {"MAX_FILE_BYTES": self.limits.max_file_bytes, "IMPORT_ROOTS": self.limits.import_roots}
-        with open_source(job.kind, job.source, self.upload_dir(job.id), settings) as source:
+        limits, spool = self.limits, self.upload_dir(job.id)
+        with open_source(job.kind, job.source, spool, limits.max_file_bytes, limits.import_roots) as source:
             yield source
 
     def _reconcile(self, job_id: str) -> None:
