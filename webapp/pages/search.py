@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from types import SimpleNamespace
+from dataclasses import dataclass
 from typing import Any
 
 import marshmallow as ma
@@ -33,6 +33,17 @@ FIELD_LABELS = {
     "width": "The region's width",
     "height": "The region's height",
 }
+
+
+@dataclass(frozen=True)
+class ShownQuery:
+    """The query image as the results page shows it: a preview, the region searched, its name and size."""
+
+    preview: str  # a data: URL of its thumbnail
+    region: dict[str, float] | None  # x, y, width, height in percent of the image; None: all of it
+    filename: str
+    width: int
+    height: int
 
 
 def _upload() -> FileStorage:
@@ -85,10 +96,10 @@ def search() -> tuple[str, dict[str, str]]:
     result = lib.search(upload.read(), top_k, album, box, pixels=True)
     assert result.image is not None  # asked for
     preview = base64.b64encode(thumbnail(result.image, lib.thumbnail_size)).decode()
-    query = SimpleNamespace(
+    query = ShownQuery(
         preview=f"data:image/jpeg;base64,{preview}",
-        region=None if box is None else SimpleNamespace(**{k: v * 100 for k, v in _fractions(box, result).items()}),
-        filename=upload.filename,
+        region=None if box is None else _percentages(box, result),
+        filename=upload.filename or "",
         width=result.query.width,
         height=result.query.height,
     )
@@ -108,10 +119,10 @@ def search() -> tuple[str, dict[str, str]]:
     return page, {"Server-Timing": result.server_timing()}
 
 
-def _fractions(box: Box, result: SearchResult) -> dict[str, float]:
-    """Return a region as fractions of the query image (to draw it over the preview)."""
+def _percentages(box: Box, result: SearchResult) -> dict[str, float]:
+    """Return a region in percent of the query image (to draw it over the preview)."""
     w, h = result.query.width, result.query.height
-    return {"x": box.x / w, "y": box.y / h, "width": box.width / w, "height": box.height / h}
+    return {"x": 100 * box.x / w, "y": 100 * box.y / h, "width": 100 * box.width / w, "height": 100 * box.height / h}
 
 
 @blp.get("/favicon.ico")
