@@ -29,12 +29,15 @@ def many_scans(count: int) -> bytes:
 
 
 def test_a_jpeg_with_thousands_of_scans_is_refused_at_once(client: FlaskClient) -> None:
-    started = time.perf_counter()
-    response = client.post("/api/v1/search", data={"image": (io.BytesIO(many_scans(20_000)), "scans.jpg")})
-    assert response.status_code == 422 and "progressive scans" in response.json["message"]
-    assert time.perf_counter() - started < 1.0
+    # The ordinary one first: it also opens the model and the store, which the timing must not include.
     ordinary = client.post("/api/v1/images", data={"image": (io.BytesIO(many_scans(0)), "fine.jpg")})
     assert ordinary.status_code == 201
+    body = many_scans(20_000)
+    started = time.perf_counter()
+    response = client.post("/api/v1/search", data={"image": (io.BytesIO(body), "scans.jpg")})
+    took = time.perf_counter() - started
+    assert response.status_code == 422 and "progressive scans" in response.json["message"]
+    assert took < 1.0
 
 
 @pytest.mark.parametrize("path", ["/api/v1/images", "/api/v1/jobs", "/jobs", "/library"])
