@@ -16,15 +16,10 @@ import pytest
 import requests
 
 from tests.conftest import near_duplicate, noise_images
+from tests.servers import free_port
 from webapp.config import ROOT, search_processes
 
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def environment(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str]:
