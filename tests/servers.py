@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASK = str(Path(sys.executable).with_name("flask"))
+ABOVE_MILVUS = 24000
 
 
 def free_port() -> int:
@@ -27,19 +28,20 @@ def free_port() -> int:
 
     Port 0 would give one from that range, and any connection the suite opens could take it before
     the server started on it binds it (a worker's metrics server once met "Address already in use").
-    Below the range, only another test's server could.
+    Below the range, only another test's server could. The ports start above the Milvus server's
+    fixed ones (23100 the highest, tests/milvus_server.py), which it needs free at each restart.
     """
     ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
     low = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
     for _ in range(100):
-        port = random.randrange(10000, low)
+        port = random.randrange(ABOVE_MILVUS, low)
         with socket.socket() as sock:
             try:
                 sock.bind(("0.0.0.0", port))
             except OSError:
                 continue
         return port
-    raise RuntimeError(f"no free port found between 10000 and {low}")
+    raise RuntimeError(f"no free port found between {ABOVE_MILVUS} and {low}")
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
