@@ -47,6 +47,17 @@ class Outcome:
     error: WebappError | None = None
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A new file of a batch, embedded and waiting to be written: its place, record, vector, bytes and pixels."""
+
+    index: int
+    record: Record
+    vector: np.ndarray
+    data: bytes
+    decoded: Decoded
+
+
 @dataclass
 class Batch:
     """Files embedded by ``prepare`` and waiting for ``commit``."""
@@ -54,9 +65,9 @@ class Batch:
     size: int
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     repeats: dict[int, int] = field(default_factory=dict)  # index -> earlier index, same bytes
-    new: list[tuple[int, Record, np.ndarray, bytes, Decoded]] = field(default_factory=list)
+    new: list[Prepared] = field(default_factory=list)
 
     @property
     def new_shas(self) -> set[str]:
         """Return the content ids this batch will add."""
-        return {rec.sha256 for _, rec, *_ in self.new}
+        return {p.record.sha256 for p in self.new}

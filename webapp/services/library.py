@@ -8,13 +8,11 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from webapp.errors import NotFound, StoreUnavailable, WebappError
-from webapp.services.adding import Batch, Entry, Outcome, clean_filename
+from webapp.services.adding import Batch, Entry, Outcome, Prepared, clean_filename
 from webapp.services.catalog import Catalog
 from webapp.services.images import ImageStore
-from webapp.services.imaging import Box, Decoded, QueryImage, content_id, decode, thumbnail
+from webapp.services.imaging import Box, QueryImage, content_id, decode, thumbnail
 from webapp.services.priority import PRIORITY
 from webapp.services.records import Description, Hit, Record, SearchResult, VectorStore
 from webapp.services.telemetry import EMBED, INGESTED, SEARCH
@@ -98,7 +96,7 @@ class Library:
                 now + i,
                 entry.album,
             )
-            batch.new.append((i, record, vector, data, decoded))
+            batch.new.append(Prepared(i, record, vector, data, decoded))
         return batch
 
     def commit(self, batch: Batch, thumbnails: bool = True) -> list[Outcome]:
@@ -109,11 +107,11 @@ class Library:
         mine = []
         with self._add_lock:
             # Another request may have indexed (or be writing) the same bytes since prepare(): count it once.
-            known = self.vectors.get({rec.sha256 for _, rec, *_ in batch.new})
+            known = self.vectors.get(batch.new_shas)
             for item in batch.new:
-                i, rec = item[0], item[1]
+                rec = item.record
                 stored = known.get(rec.sha256) or self._writing.get(rec.sha256)
-                batch.outcomes[i] = Outcome("duplicate", stored) if stored else Outcome("added", rec)
+                batch.outcomes[item.index] = Outcome("duplicate", stored) if stored else Outcome("added", rec)
                 if stored is None:
                     self._writing[rec.sha256] = rec
                     mine.append(item)
@@ -121,8 +119,8 @@ class Library:
             self._store(mine, thumbnails)
         finally:
             with self._add_lock:
-                for _, rec, *_ in mine:
-                    del self._writing[rec.sha256]
+                for item in mine:
+                    del self._writing[item.record.sha256]
                 self._add_lock.notify_all()
         for i, j in batch.repeats.items():
             earlier = batch.outcomes[j]
@@ -133,23 +131,24 @@ class Library:
                 INGESTED.labels(status).inc(n)
         return outcomes
 
-    def _store(self, new: list[tuple[int, Record, np.ndarray, bytes, Decoded]], thumbnails: bool) -> None:
+    def _store(self, new: list[Prepared], thumbnails: bool) -> None:
         """Write files first, then vectors, then the catalogue; undo the files if vectors fail."""
         if not new:
             return
+        size = self.thumbnail_size
         created = self.images.put_many(
-            (rec.sha256, rec.mime, data, thumbnail(decoded.image, self.thumbnail_size) if thumbnails else None)
-            for _, rec, _, data, decoded in new
+            (p.record.sha256, p.record.mime, p.data, thumbnail(p.decoded.image, size) if thumbnails else None)
+            for p in new
         )
         if len(new) > 1:
             PRIORITY.step_aside()  # Milvus Lite's upsert is Python: let a search through first
         try:
-            self.vectors.upsert([(rec, vec) for _, rec, vec, _, _ in new])
+            self.vectors.upsert([(p.record, p.vector) for p in new])
         except Exception:
             for sha in created:
                 self.images.delete(sha)
             raise
-        self.catalog.add((rec.sha256, rec.added_at, rec.album) for _, rec, _, _, _ in new)
+        self.catalog.add((p.record.sha256, p.record.added_at, p.record.album) for p in new)
 
     def search(
         self, data: bytes, top_k: int, album: str = "", box: Box | None = None, pixels: bool = False
