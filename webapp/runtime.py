@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
 
+from webapp import building
 from webapp.errors import ModelMismatch, WebappError
-from webapp.models import DEFAULT, UNBOUND_DEFAULT
+from webapp.following import Following
 from webapp.reindexing import Reindexing
 from webapp.services.accounts import Accounts
 from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
-from webapp.services.database import Database, sqlite_url
+from webapp.services.database import Database
 from webapp.services.images import ImageStore
-from webapp.services.imaging import return_large_buffers_to_the_system
 from webapp.services.ingestion import Ingestion
 from webapp.services.jobs import Job, JobStore
 from webapp.services.queues import CeleryQueue, LocalQueue
 from webapp.services.retiring import Retirement
-from webapp.services.units import Limits, WorkQueue
+from webapp.services.units import WorkQueue
 
 if TYPE_CHECKING:  # imported where they are built: a command that needs no model or Milvus starts without them
     from webapp.services.duplicates import Duplicates
@@ -45,9 +44,7 @@ class Runtime:
         self.app = app  # the Celery tasks run in its context (scale-out only)
         self._services: dict[str, Any] = {}
         self._lock = threading.RLock()
-        self._model: str | None = settings["MODEL"] or None  # WEBAPP_MODEL, until a reindex switches it
-        self._collection: str | None = None  # the collection this process searches, once opened
-        self._next_look = 0.0
+        self._following = Following(settings, lambda: self.database)
         self._reindexing = Reindexing(self)
         self._retired = Retirement()
 
@@ -63,9 +60,7 @@ class Runtime:
     @property
     def database(self) -> Database:
         """Return the database of jobs and catalogue (SQLite in DATA_DIR unless DATABASE_URL is set)."""
-        s = self.settings
-        url = s["DATABASE_URL"] or sqlite_url(Path(s["DATA_DIR"]) / "webapp.sqlite")
-        return self._once("database", lambda: Database(url))
+        return self._once("database", lambda: Database(building.database_url(self.settings)))
 
     @property
     def accounts(self) -> Accounts:
@@ -74,25 +69,8 @@ class Runtime:
 
     @property
     def model(self) -> str:
-        """Return the name of the model this process embeds with.
-
-        WEBAPP_MODEL if it is set; else the model the library is bound to, so that a library keeps
-        its model when the default changes; else, for a new library, the default (webapp.models).
-        A database with images but no library's model recorded was made by a release before
-        binding, with efficientnet-lite0. A reindex switches the model (``follow``).
-        """
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    binding = ModelBinding(self.database)
-                    active = binding.active(self.settings["COLLECTION"])
-                    if active is not None:
-                        self._model = active.model.name
-                    elif not binding.any_recorded() and Catalog(self.database).total():
-                        self._model = UNBOUND_DEFAULT
-                    else:
-                        self._model = DEFAULT
-        return self._model
+        """Return the name of the model this process embeds with (webapp/following.py says which)."""
+        return self._following.model()
 
     @property
     def embedder(self) -> Embedder:
@@ -102,18 +80,7 @@ class Runtime:
 
     def embedder_for(self, model: str) -> Embedder:
         """Return a new embedding pipeline of ``model`` with this app's settings."""
-        from webapp.services.embedding import Embedder
-
-        s = self.settings
-        return_large_buffers_to_the_system()  # this process decodes images: keep its peak bounded
-        return Embedder(
-            s["MODEL_DIR"],
-            model,
-            max_pixels=s["MAX_IMAGE_PIXELS"],
-            batch_size=s["EMBED_BATCH_SIZE"],
-            threads=s["ONNX_THREADS"],
-            query_processes=s["SEARCH_PROCESSES"],
-        )
+        return building.embedder(self.settings, model)
 
     @property
     def vectors(self) -> MilvusVectorStore:
@@ -125,7 +92,7 @@ class Runtime:
             # Before opening the store: a refused model must not hold the Milvus Lite file.
             collection = ModelBinding(self.database).bind(s["COLLECTION"], self.embedder.identity)
             store = self.store_at(s["MILVUS_URI"], collection, s["MILVUS_TOKEN"])
-            self._collection = collection
+            self._following.collection = collection
             return store
 
         return self._once("vectors", build)
@@ -136,18 +103,12 @@ class Runtime:
         Looks at the database at most every LIBRARY_FOLLOW_SECONDS; the process that switched the
         library calls it with ``now``.
         """
-        if self._collection is None or (not now and time.monotonic() < self._next_look):
+        active = self._following.changed(now)
+        if active is None:
             return
-        self._next_look = time.monotonic() + float(self.settings["LIBRARY_FOLLOW_SECONDS"])
         s = self.settings
-        try:
-            active = ModelBinding(self.database).active(s["COLLECTION"])
-        except WebappError:
-            return  # the database is down: keep searching what this process has
-        if active is None or active.collection == self._collection:
-            return
         with self._lock:
-            if active.collection == self._collection:
+            if active.collection == self._following.collection:
                 return
             try:
                 embedder = self.embedder_for(active.model.name)
@@ -161,7 +122,7 @@ class Runtime:
             old_embedder = self._services.get("embedder")
             self._services.update(embedder=embedder, vectors=store)
             self._services.pop("library", None)
-            self._model, self._collection = active.model.name, active.collection
+            self._following.switched(active)
             log.warning(
                 "library %s now searches %s with %s; where WEBAPP_MODEL is set, set it to %s for the next start",
                 s["COLLECTION"],
@@ -180,23 +141,7 @@ class Runtime:
 
     def store_at(self, uri: str, collection: str, token: str = "", dim: int | None = None) -> MilvusVectorStore:
         """Open a vector store with this app's index, search and consistency settings."""
-        from webapp.services.vectors import MilvusVectorStore
-
-        s = self.settings
-        return MilvusVectorStore(
-            uri,
-            collection,
-            dim or self.embedder.dim,
-            token=token,
-            hnsw_m=s["HNSW_M"],
-            ef_construction=s["HNSW_EF_CONSTRUCTION"],
-            search_ef=s["SEARCH_EF"],
-            timeout=s["MILVUS_TIMEOUT"],
-            consistency=s["MILVUS_CONSISTENCY"],
-            search_consistency=s["MILVUS_SEARCH_CONSISTENCY"],
-            flush_seconds=float(s["MILVUS_FLUSH_SECONDS"]),
-            flush_rows=int(s["MILVUS_FLUSH_ROWS"]),
-        )
+        return building.vector_store(self.settings, uri, collection, token, dim or self.embedder.dim)
 
     @property
     def library(self) -> Library:
@@ -257,14 +202,7 @@ class Runtime:
     def ingestion(self) -> Ingestion:
         """Return the ingestion service: the one door to jobs."""
         s = self.settings
-        limits = Limits(
-            max_job_files=s["MAX_JOB_FILES"],
-            max_file_bytes=s["MAX_FILE_BYTES"],
-            max_archive_entries=s["MAX_ARCHIVE_ENTRIES"],
-            max_archive_expanded_bytes=s["MAX_ARCHIVE_EXPANDED_BYTES"],
-            import_roots=s["IMPORT_ROOTS"],
-            upload_retention=float(s["UPLOAD_RETENTION_HOURS"]) * 3600,
-        )
+        limits = building.job_limits(s)
         uploads = Path(s["STORAGE_DIR"]) / "uploads"
         legacy = Path(s["DATA_DIR"]) / "spool"
         return self._once(
