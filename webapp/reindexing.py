@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from webapp.errors import Conflict, ModelMismatch, ModelMissing
@@ -17,6 +18,8 @@ from webapp.services.queues import Heartbeat
 
 if TYPE_CHECKING:
     from webapp.runtime import Runtime
+    from webapp.services.embedding import Embedder
+    from webapp.services.reindex import Reindexer
     from webapp.services.vectors import MilvusVectorStore
 
 log = logging.getLogger(__name__)
@@ -46,24 +49,27 @@ class Reindexing:
         """Re-embed the library with ``model`` and switch over; return the job (at once in the background)."""
         if not self._running.acquire(blocking=False):
             raise Conflict("a reindex is running in this process already")
-        from webapp.services.reindex import Reindexer  # with the model's and Milvus's libraries: not at import
-
-        rt = self.runtime
         try:
-            s = rt.settings
-            target = rt.embedder_for(model)
-            active, current, opened = self._source()
+            run = self._begin(model, progress)
         except BaseException:
             self._running.release()
             raise
+        if not background:
+            return run.finish(lambda: self.runtime.follow(now=True))
+        self._in_background(run)
+        return run.job
 
-        def end() -> None:
-            if opened:
-                active.close()
-            self._running.release()
+    def _begin(self, model: str, progress: Callable[[Job], None] | None) -> _Run:
+        """Open the new model and the library's collection, and create the reindex's job."""
+        from webapp.services.reindex import Reindexer  # with the model's and Milvus's libraries: not at import
 
+        rt = self.runtime
+        s = rt.settings
+        target = rt.embedder_for(model)
+        active, current, opened = self._source()
+        run = _Run(active, opened, target, local_owner(), progress, self._running.release)
         try:
-            reindexer = Reindexer(
+            run.reindexer = Reindexer(
                 s["COLLECTION"],
                 ModelBinding(rt.database),
                 rt.jobs,
@@ -71,32 +77,26 @@ class Reindexing:
                 lambda name, dim: rt.store_at(s["MILVUS_URI"], name, s["MILVUS_TOKEN"], dim),
                 settle_seconds=2 * float(s["LIBRARY_FOLLOW_SECONDS"]),
             )
-            owner = local_owner()
-            job = reindexer.begin(current, target, owner, list(active.ids()))
+            run.job = run.reindexer.begin(current, target, run.owner, list(active.ids()))
         except BaseException:
-            end()
+            run.close_source()  # start() lets the next reindex start
             raise
+        return run
 
-        def finish(switched: Callable[[], None], switching: Callable[[], None] | None = None) -> Job:
-            try:
-                return reindexer.finish(job.id, active, target, owner, switched, progress, switching)
-            finally:
-                end()
-
-        if not background:
-            return finish(lambda: rt.follow(now=True))
-
-        # The reindex runs at idle priority (priority.py). Following it opens the new store, whose
-        # flusher thread must not inherit that priority: the switch runs in a thread started here.
-        heartbeat, switcher = Heartbeat(rt.jobs, owner), AtThisPriority("reindex-switch")
+    def _in_background(self, run: _Run) -> None:
+        """Run the reindex in a thread of its own at idle priority, its job kept alive by a heartbeat."""
+        # Following the switch opens the new store, whose flusher thread must not inherit the idle
+        # priority (priority.py): the switch runs in a thread started here.
+        rt, job = self.runtime, run.job
+        heartbeat, switcher = Heartbeat(rt.jobs, run.owner), AtThisPriority("reindex-switch")
 
         def switching() -> None:
             self._switched = threading.current_thread()
 
-        def run() -> None:
+        def work() -> None:
             background_thread()  # the web process's searches go first
             try:
-                finish(lambda: switcher.call(lambda: rt.follow(now=True)), switching)
+                run.finish(lambda: switcher.call(lambda: rt.follow(now=True)), switching)
             except Exception:  # the job says it failed; the log says why
                 log.exception("reindex job %s failed", job.id)
             finally:
@@ -105,8 +105,7 @@ class Reindexing:
                 switcher.close()
 
         heartbeat.start()
-        threading.Thread(target=run, name="reindex", daemon=True).start()
-        return job
+        threading.Thread(target=work, name="reindex", daemon=True).start()
 
     def _source(self) -> tuple[MilvusVectorStore, ModelIdentity, bool]:
         """Return the collection the library searches now, its model, and whether it was opened for the reindex only.
@@ -125,3 +124,36 @@ class Reindexing:
                 raise
             store = rt.store_at(s["MILVUS_URI"], active.collection, s["MILVUS_TOKEN"], active.model.dim)
             return store, active.model, True
+
+
+@dataclass
+class _Run:
+    """One reindex under way: its source collection, its target model, its job, and how it ends."""
+
+    active: MilvusVectorStore
+    opened: bool  # the collection was opened for this reindex only: close it at the end
+    target: Embedder
+    owner: str
+    progress: Callable[[Job], None] | None
+    release: Callable[[], None]
+    reindexer: Reindexer = field(init=False)
+    job: Job = field(init=False)
+
+    def finish(self, switched: Callable[[], None], switching: Callable[[], None] | None = None) -> Job:
+        """Re-embed, switch the library over and drop the old collection; then end the run."""
+        try:
+            return self.reindexer.finish(
+                self.job.id, self.active, self.target, self.owner, switched, self.progress, switching
+            )
+        finally:
+            self.end()
+
+    def close_source(self) -> None:
+        """Close the library's collection if it was opened for this reindex only."""
+        if self.opened:
+            self.active.close()
+
+    def end(self) -> None:
+        """Close what was opened for this reindex and let the next one start."""
+        self.close_source()
+        self.release()
