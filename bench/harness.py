@@ -19,6 +19,9 @@ import numpy as np
 import requests
 
 from tests.servers import free_port  # below the kernel's range for outgoing connections' ports
+from webapp.services.query_helper_process import PROGRAM
+
+HELPER_PROGRAM = PROGRAM.encode()
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -75,11 +78,11 @@ class Server:
         return found
 
     def helper_pids(self) -> list[int]:
-        """Return the pids of the workers' query helpers (processes started by multiprocessing's spawn)."""
+        """Return the pids of the workers' query helpers (services/query_helpers.py)."""
         found = []
         for pid in self.pids():
             try:
-                if b"multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                if HELPER_PROGRAM in Path(f"/proc/{pid}/cmdline").read_bytes():
                     found.append(pid)
             except FileNotFoundError:  # it has just exited
                 continue

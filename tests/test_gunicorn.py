@@ -18,6 +18,7 @@ import requests
 from tests.conftest import near_duplicate, noise_images
 from tests.servers import free_port
 from webapp.config import ROOT, search_processes
+from webapp.services.query_helper_process import PROGRAM
 
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
@@ -65,7 +66,7 @@ class Server:
         for worker in self.workers():
             for task in Path(f"/proc/{worker}/task").iterdir():
                 for pid in (task / "children").read_text().split():
-                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    if PROGRAM.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                         found.append(int(pid))
         return found
 

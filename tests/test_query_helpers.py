@@ -20,7 +20,7 @@ from flask import Flask
 from PIL import Image
 from prometheus_client import REGISTRY
 
-from tests.conftest import INT8, csrf_token, jpeg, near_duplicate
+from tests.conftest import INT8, ROOT, csrf_token, jpeg, near_duplicate
 from webapp import create_app
 from webapp.config import search_processes
 from webapp.errors import InvalidImage, InvalidInput, ModelMissing
@@ -87,15 +87,15 @@ def test_a_killed_helper_is_replaced_and_the_query_still_answered(model_dir: Pat
     try:
         first = helpers.processes[0]
         _, expected = helpers.embed_in_helper(photos["rocket"])
-        os.kill(first.pid or 0, signal.SIGKILL)
-        first.join(10)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
         _, vector = helpers.embed_in_helper(photos["rocket"])  # the dead one fails, a new one answers
         assert float(np.dot(vector, expected)) > 0.9999
         assert len(helpers.processes) == 1 and helpers.processes[0].pid != first.pid
         assert _sample("webapp_query_helper_restarts_total") == restarts + 1
     finally:
         helpers.close()
-    assert not first.is_alive() and all(not p.is_alive() for p in helpers.processes)
+    assert first.poll() is not None and all(p.poll() is not None for p in helpers.processes)
 
 
 def test_a_helper_writes_no_metric_files_where_gunicorns_workers_do(
@@ -121,11 +121,41 @@ def test_a_helper_loads_neither_flask_nor_sqlalchemy() -> None:
     assert done.stdout.strip() == "[]"
 
 
+SCRIPT = """
+import sys
+sys.path.insert(0, {root!r})
+from webapp.services.query_helpers import QueryHelpers
+
+def nowhere(data, box):
+    raise AssertionError("embedded in the script's process")
+
+helpers = QueryHelpers({model_dir!r}, {model!r}, 64_000_000, processes=1, here=nowhere)
+query, vector = helpers.embed_in_helper(open(sys.argv[1], "rb").read())
+helpers.close()
+print(query.width, query.height, len(vector))
+"""
+
+
+def test_a_script_without_a_main_guard_can_use_helpers_from_any_folder(
+    model_dir: Path, photos: dict[str, bytes], tmp_path: Path
+) -> None:
+    """A spawned child would run the script again (its top level starting helpers of its own)."""
+    script, photo = tmp_path / "search.py", tmp_path / "rocket.jpg"
+    script.write_text(SCRIPT.format(root=str(ROOT), model_dir=str(model_dir), model=INT8))
+    photo.write_bytes(photos["rocket"])
+    done = subprocess.run(
+        [sys.executable, str(script), str(photo)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    width, height = Image.open(io.BytesIO(photos["rocket"])).size
+    assert done.stdout.split() == [str(width), str(height), "1280"]
+
+
 def test_closed_helpers_stop_their_processes_and_refuse_queries(model_dir: Path, photos: dict[str, bytes]) -> None:
     helpers = _start(model_dir, 2)
     processes = helpers.processes
     helpers.close()
-    assert all(not p.is_alive() for p in processes)
+    assert all(p.poll() is not None for p in processes)
     with pytest.raises(ModelMissing, match="stopping"):
         helpers.embed(photos["rocket"])
 
@@ -243,7 +273,7 @@ def test_api_searches_go_through_the_helpers_and_a_page_search_keeps_its_pixels(
     assert page.status_code == 200 and "data:image/jpeg;base64," in page.get_data(as_text=True)
     processes = helpers.processes
     runtime.close()
-    assert all(not p.is_alive() for p in processes)
+    assert all(p.poll() is not None for p in processes)
 
 
 def _sample(name: str, **labels: str) -> float:

@@ -1,4 +1,7 @@
-"""A query helper's process (services/query_helpers.py starts it): the model, then one query after another.
+"""A query helper's program (services/query_helpers.py starts it): the model, then one query after another.
+
+``python -m webapp.services.query_helper_process FD MODEL_DIR MODEL MAX_PIXELS``, where FD is its end
+of a socket pair whose other end the web process holds.
 
 Its module imports little on purpose: a helper imports it first, before anything of the app, so
 that ``serve`` can set the process up before the embedder's modules load.
@@ -8,10 +11,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from multiprocessing.connection import Connection
 
 from webapp.errors import WebappError
 from webapp.services.imaging import QueryImage
+
+PROGRAM = "webapp.services.query_helper_process"  # python -m PROGRAM: this module
 
 
 def serve(conn: Connection, model_dir: str, model: str, max_pixels: int) -> None:
@@ -40,3 +46,13 @@ def serve(conn: Connection, model_dir: str, model: str, max_pixels: int) -> None
             conn.send((exc, None, None))
             continue
         conn.send((None, QueryImage.of(decoded), vector))
+
+
+def main(argv: list[str]) -> None:
+    """Serve on the socket whose descriptor is the first argument."""
+    fd, model_dir, model, max_pixels = argv
+    serve(Connection(int(fd)), model_dir, model, int(max_pixels))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -8,6 +8,11 @@ their calls) runs in a few helper processes instead, one query at a time each, o
 own: the cores were 1.9 busy and the app answered more searches (README, Speed). A query alone
 is embedded in the web process, on every core, as before: a helper's pipe would add about 0.7 ms.
 
+A helper is a program of its own (``python -m webapp.services.query_helper_process``) on one end
+of a socket pair, not a ``multiprocessing`` child: a spawned child would first run the parent's
+main script again, so a script without an ``if __name__ == "__main__"`` guard would start itself
+over in every helper, and its searches would fail.
+
 A helper sends back what a search needs of the image (``QueryImage``) and its vector; a domain
 error (an unreadable image) comes back as the error itself. A helper that dies mid-query (killed,
 or crashed by a decoder) is replaced, and the query tried once more on another; a second death
@@ -17,30 +22,42 @@ means the image is to blame (422).
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import os
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from multiprocessing.connection import Connection
+from pathlib import Path
 
 import numpy as np
 
 from webapp.errors import InvalidImage, ModelMissing, WebappError
 from webapp.services.imaging import Box, QueryImage
 from webapp.services.overlap import Overlaps
-from webapp.services.query_helper_process import serve
+from webapp.services.query_helper_process import PROGRAM
 from webapp.services.telemetry import HELPER_RESTARTS, QUERIES
 
 log = logging.getLogger(__name__)
+IMPORTABLE = str(Path(__file__).resolve().parents[2])  # the folder that holds the webapp package
 
 
 class _Helper:
     """One helper process and the parent's end of its pipe."""
 
-    def __init__(self, context: Any, spec: tuple[str, str, int]) -> None:
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(child, *spec), daemon=True, name="query-helper")
-        self.process.start()
-        child.close()
+    def __init__(self, spec: tuple[str, str, int]) -> None:
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [IMPORTABLE, os.environ.get("PYTHONPATH")])))
+        with ours, theirs:
+            fd = theirs.fileno()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", PROGRAM, str(fd), *map(str, spec)],
+                pass_fds=[fd],
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+            self.conn = Connection(ours.detach())  # theirs is closed here: the helper's death reads as EOF
         self.ready = False
 
     def wait_ready(self) -> None:
@@ -64,10 +81,11 @@ class _Helper:
         self.conn.close()  # the helper reads the end of its pipe and returns
 
     def wait(self) -> None:
-        self.process.join(5)
-        if self.process.is_alive():
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join()
+            self.process.wait()
 
 
 Embed = Callable[[bytes, "Box | None"], "tuple[QueryImage, np.ndarray]"]
@@ -82,7 +100,6 @@ class QueryHelpers:
     """
 
     def __init__(self, model_dir: str, model: str, max_pixels: int, processes: int, here: Embed) -> None:
-        self._context = multiprocessing.get_context("spawn")  # never fork a process with threads
         self._spec = (str(model_dir), model, max_pixels)
         self._here = here
         self._free = threading.Condition()
@@ -103,12 +120,12 @@ class QueryHelpers:
         self._idle = list(helpers)
 
     @property
-    def processes(self) -> list[multiprocessing.process.BaseProcess]:
+    def processes(self) -> list[subprocess.Popen[bytes]]:
         """Return the helper processes."""
         return [helper.process for helper in self._all]
 
     def _start(self) -> _Helper:
-        helper = _Helper(self._context, self._spec)
+        helper = _Helper(self._spec)
         self._all.append(helper)
         return helper
 
