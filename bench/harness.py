@@ -21,7 +21,8 @@ import requests
 from tests.servers import free_port  # below the kernel's range for outgoing connections' ports
 from webapp.services.query_helper_process import PROGRAM
 
-HELPER_PROGRAM = PROGRAM.encode()
+# How a helper's command line reads: this code's, or an older checkout's (multiprocessing's spawn).
+HELPER_COMMANDS = (PROGRAM.encode(), b"multiprocessing.spawn")
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -82,7 +83,8 @@ class Server:
         found = []
         for pid in self.pids():
             try:
-                if HELPER_PROGRAM in Path(f"/proc/{pid}/cmdline").read_bytes():
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if any(marker in command for marker in HELPER_COMMANDS):
                     found.append(pid)
             except FileNotFoundError:  # it has just exited
                 continue
