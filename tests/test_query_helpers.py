@@ -171,9 +171,14 @@ class _Fake:
     def __init__(self, embedded: list[bytes], dies: bool = False) -> None:
         self.dies, self.embedded = dies, embedded
         self.process = SimpleNamespace(pid=0)
+        self.called = threading.Event()
+        self.release = threading.Event()  # a dying one dies when this is set (at once unless cleared)
+        self.release.set()
 
     def call(self, data: bytes, box: Any) -> tuple[Any, QueryImage, np.ndarray]:
+        self.called.set()
         if self.dies:
+            self.release.wait(5)
             raise EOFError
         self.embedded.append(data)
         return None, QueryImage("helper", 1, 1, "image/jpeg"), np.zeros(4, np.float32)
@@ -183,8 +188,10 @@ class _Fake:
 
 
 def _fake_helpers(
-    monkeypatch: pytest.MonkeyPatch, *fakes: _Fake, replacement: _Fake, here: list[bytes] | None = None
+    monkeypatch: pytest.MonkeyPatch, *fakes: _Fake, replacement: _Fake | None, here: list[bytes] | None = None
 ) -> QueryHelpers:
+    """Return helpers made of ``fakes``; a dead one's ``replacement`` starts (None: cannot start)."""
+
     def embed_here(data: bytes, box: Box | None) -> tuple[QueryImage, np.ndarray]:
         (here if here is not None else []).append(data)
         return QueryImage("here", 1, 1, "image/jpeg"), np.zeros(4, np.float32)
@@ -195,6 +202,8 @@ def _fake_helpers(
     helpers._overlaps, helpers._closed = Overlaps(), False
 
     def start() -> _Fake:
+        if replacement is None:
+            raise OSError(12, "Cannot allocate memory")
         helpers._all.append(replacement)  # type: ignore[arg-type]
         return replacement
 
@@ -210,6 +219,32 @@ def test_a_query_is_tried_once_more_then_blamed_on_the_image(monkeypatch: pytest
     helpers = _fake_helpers(monkeypatch, _Fake(embedded, dies=True), replacement=_Fake(embedded, dies=True))
     with pytest.raises(InvalidImage, match="stopped the process"):
         helpers.embed_in_helper(b"y")
+
+
+def test_with_no_helper_left_queries_are_embedded_here_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    here: list[bytes] = []
+    embedded: list[bytes] = []
+    helpers = _fake_helpers(monkeypatch, _Fake(embedded, dies=True), replacement=None, here=here)
+    with pytest.raises(ModelMissing, match="no query helper is left"):
+        helpers.embed_in_helper(b"x")  # its helper died embedding it: not tried here
+    assert helpers.processes == [] and here == []
+    assert helpers.embed_in_helper(b"y")[0].sha256 == "here"
+    assert here == [b"y"]
+
+    # The last helper dies while another query waits for it: that query is embedded here.
+    dying = _Fake(embedded, dies=True)
+    dying.release.clear()
+    helpers = _fake_helpers(monkeypatch, dying, replacement=None, here=here)
+    first = threading.Thread(target=lambda: pytest.raises(ModelMissing, helpers.embed_in_helper, b"first"), daemon=True)
+    first.start()
+    assert dying.called.wait(5)
+    second = threading.Thread(target=helpers.embed_in_helper, args=(b"second",), daemon=True)
+    second.start()  # waits for a free helper
+    time.sleep(0.1)
+    dying.release.set()
+    first.join(5)
+    second.join(5)
+    assert not first.is_alive() and not second.is_alive() and here == [b"y", b"second"]
 
 
 def test_a_query_alone_is_embedded_here_and_overlapping_ones_in_helpers(monkeypatch: pytest.MonkeyPatch) -> None:

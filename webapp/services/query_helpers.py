@@ -138,9 +138,17 @@ class QueryHelpers:
             return self._here(data, box) if alone else self.embed_in_helper(data, box)
 
     def embed_in_helper(self, data: bytes, box: Box | None = None) -> tuple[QueryImage, np.ndarray]:
-        """Embed in a free helper (waiting for one), as a query that overlaps others is."""
+        """Embed in a free helper (waiting for one), as a query that overlaps others is.
+
+        With no helper left (none could be started in a dead one's place), the query is embedded
+        here, unless a helper died embedding it.
+        """
         for attempt in range(2):
             helper = self._take()
+            if helper is None:
+                if attempt:
+                    raise ModelMissing("no query helper is left to embed the image; the server's log says why")
+                return self._here(data, box)
             try:
                 error, query, vector = helper.call(data, box)
             except (EOFError, OSError) as exc:
@@ -157,26 +165,33 @@ class QueryHelpers:
             return query, vector
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _take(self) -> _Helper:
+    def _take(self) -> _Helper | None:
+        """Return a free helper, waiting for one; None if there is none at all."""
         with self._free:
-            while not self._idle and not self._closed:
+            while not self._idle and self._all and not self._closed:
                 self._free.wait()
             if self._closed:
                 raise ModelMissing("the app is stopping: its query helpers are closed")
-            return self._idle.pop()
+            return self._idle.pop() if self._idle else None
 
-    def _give(self, helper: _Helper) -> None:
+    def _give(self, helper: _Helper | None) -> None:
         with self._free:
-            if not self._closed:
+            if helper is not None and not self._closed:
                 self._idle.append(helper)
                 self._free.notify()
 
-    def _replace(self, dead: _Helper) -> _Helper:
+    def _replace(self, dead: _Helper) -> _Helper | None:
+        """Start a helper in a dead one's place (it loads its model while waiting); None if it cannot start."""
         HELPER_RESTARTS.inc()
         dead.stop()
         with self._free:
             self._all.remove(dead)
-            return self._start()  # it loads its model while waiting for its first query
+            try:
+                return self._start()
+            except OSError as exc:  # no memory or processes left for it: the others carry on
+                log.error("could not start a query helper: %s; %d left", exc, len(self._all))
+                self._free.notify_all()  # a query waiting for a helper may have waited for the last
+                return None
 
     def close(self) -> None:
         """Stop every helper (they exit when their pipe closes)."""
