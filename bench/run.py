@@ -355,7 +355,7 @@ def table(result: dict[str, Any]) -> str:
     """Render the results as a plain-text table."""
     r, a, x = result["raw"], result["app"], result["ratios"]
     lines = [
-        f"{result['images']} images (640 px JPEGs), {result['cores']} cores, one run, {result['when']}",
+        f"{result['images']} images (640 px JPEGs), {result['cores']} cores, one run, started {result['when']}",
         "",
         f"{'the default model (' + result['model'] + ')':52s} {'value':>12s}",
         f"{'raw: single images, one at a time (images/s)':52s} {r['single_images_per_s']:12.1f}",
@@ -468,6 +468,7 @@ def main() -> None:
         "--compare", action=argparse.BooleanOptionalAction, default=True, help=f"also run {OTHER}, for comparison"
     )
     args = parser.parse_args()
+    started = time.strftime("%Y-%m-%d %H:%M")  # runs are named by their start
     images = make_images(args.images)
     queries = make_images(32, seed=7)
     with tempfile.TemporaryDirectory() as tmp:
@@ -486,7 +487,7 @@ def main() -> None:
             up["raw_batches"] = raw8["batch_images_per_s"] / raw32["batch_images_per_s"]
             other = {"model": OTHER, "raw": raw_o, "app": app_o, "ratios": ratios(raw_o, app_o), "speedup": up}
     result = {
-        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "when": started,
         "model": DEFAULT,
         "images": args.images,
         "cores": os.cpu_count(),
