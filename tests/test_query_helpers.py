@@ -25,7 +25,7 @@ from webapp import create_app
 from webapp.config import search_processes
 from webapp.errors import InvalidImage, InvalidInput, ModelMissing
 from webapp.runtime import EXTENSION
-from webapp.services import overlap
+from webapp.services import overlap, query_helpers
 from webapp.services.embedding import Embedder
 from webapp.services.imaging import Box, QueryImage
 from webapp.services.overlap import Overlaps
@@ -200,12 +200,15 @@ def _fake_helpers(
     helpers._here, helpers._free = embed_here, threading.Condition()
     helpers._idle, helpers._all = list(fakes), list(fakes)  # type: ignore[arg-type]
     helpers._overlaps, helpers._closed = Overlaps(), False
+    helpers._size, helpers._retry_at = len(fakes), 0.0
 
     def start() -> _Fake:
-        if replacement is None:
+        if helpers.replacement is None:  # type: ignore[attr-defined]
             raise OSError(12, "Cannot allocate memory")
-        helpers._all.append(replacement)  # type: ignore[arg-type]
-        return replacement
+        helpers._all.append(helpers.replacement)  # type: ignore[attr-defined]
+        return helpers.replacement  # type: ignore[attr-defined]
+
+    helpers.replacement = replacement  # type: ignore[attr-defined]
 
     monkeypatch.setattr(helpers, "_start", start)
     return helpers
@@ -230,6 +233,15 @@ def test_with_no_helper_left_queries_are_embedded_here_not_waited_for(monkeypatc
     assert helpers.processes == [] and here == []
     assert helpers.embed_in_helper(b"y")[0].sha256 == "here"
     assert here == [b"y"]
+    now = time.monotonic()
+    helpers.replacement = _Fake(embedded)  # type: ignore[attr-defined]  # a helper could start again...
+    monkeypatch.setattr(query_helpers.time, "monotonic", lambda: now + query_helpers.RETRY_SECONDS / 2)
+    helpers.embed_in_helper(b"too soon")
+    assert here[-1] == b"too soon" and helpers.processes == []
+    monkeypatch.setattr(query_helpers.time, "monotonic", lambda: now + query_helpers.RETRY_SECONDS)
+    assert helpers.embed_in_helper(b"later")[0].sha256 == "helper"  # ...and is started once it is time
+    assert embedded[-1] == b"later" and len(helpers.processes) == 1
+    monkeypatch.undo()
 
     # The last helper dies while another query waits for it: that query is embedded here.
     dying = _Fake(embedded, dies=True)
@@ -244,7 +256,7 @@ def test_with_no_helper_left_queries_are_embedded_here_not_waited_for(monkeypatc
     dying.release.set()
     first.join(5)
     second.join(5)
-    assert not first.is_alive() and not second.is_alive() and here == [b"y", b"second"]
+    assert not first.is_alive() and not second.is_alive() and here == [b"y", b"too soon", b"second"]
 
 
 def test_a_query_alone_is_embedded_here_and_overlapping_ones_in_helpers(monkeypatch: pytest.MonkeyPatch) -> None:

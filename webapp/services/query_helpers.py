@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -41,6 +42,7 @@ from webapp.services.telemetry import HELPER_RESTARTS, QUERIES
 
 log = logging.getLogger(__name__)
 IMPORTABLE = str(Path(__file__).resolve().parents[2])  # the folder that holds the webapp package
+RETRY_SECONDS = 30.0  # after a helper could not start, how long until one is tried again in its place
 
 
 class _Helper:
@@ -101,6 +103,8 @@ class QueryHelpers:
 
     def __init__(self, model_dir: str, model: str, max_pixels: int, processes: int, here: Embed) -> None:
         self._spec = (str(model_dir), model, max_pixels)
+        self._size = processes
+        self._retry_at = 0.0  # when to try again to start a helper that could not start
         self._here = here
         self._free = threading.Condition()
         self._idle: list[_Helper] = []
@@ -168,6 +172,7 @@ class QueryHelpers:
     def _take(self) -> _Helper | None:
         """Return a free helper, waiting for one; None if there is none at all."""
         with self._free:
+            self._refill()
             while not self._idle and self._all and not self._closed:
                 self._free.wait()
             if self._closed:
@@ -186,12 +191,27 @@ class QueryHelpers:
         dead.stop()
         with self._free:
             self._all.remove(dead)
-            try:
-                return self._start()
-            except OSError as exc:  # no memory or processes left for it: the others carry on
-                log.error("could not start a query helper: %s; %d left", exc, len(self._all))
+            helper = self._try_start()
+            if helper is None:
                 self._free.notify_all()  # a query waiting for a helper may have waited for the last
-                return None
+            return helper
+
+    def _refill(self) -> None:
+        """Once RETRY_SECONDS have passed, start a helper in the place of one that could not start (lock held)."""
+        if len(self._all) < self._size and not self._closed and time.monotonic() >= self._retry_at:
+            helper = self._try_start()
+            if helper is not None:
+                self._idle.append(helper)
+
+    def _try_start(self) -> _Helper | None:
+        try:
+            return self._start()
+        except OSError as exc:  # no memory or processes left for it: the others carry on
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+            log.error(
+                "could not start a query helper (%s); %d left, trying again in %d s", exc, len(self._all), RETRY_SECONDS
+            )
+            return None
 
     def close(self) -> None:
         """Stop every helper (they exit when their pipe closes)."""
