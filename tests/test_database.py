@@ -4,11 +4,12 @@ and the job store's transitions and exact counting, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import delete, inspect, select
 
 from tests.servers import PostgresServer
 from webapp import create_app
@@ -16,7 +17,8 @@ from webapp.errors import Conflict
 from webapp.migrations import current
 from webapp.runtime import EXTENSION
 from webapp.services.catalog import Catalog
-from webapp.services.database import Database, sqlite_url
+from webapp.services.database import Database, duplicate_groups, duplicate_members, sqlite_url
+from webapp.services.group_claims import Claim, put_back, take
 from webapp.services.jobs import ItemResult, JobStatus, JobStore, local_owner
 
 # The schema exactly as the SQLite-only releases created it (webapp/services/jobs.py and catalog.py).
@@ -110,6 +112,50 @@ def test_catalogue_ignores_known_images_and_lists_newest_first(db: Database) -> 
     assert catalog.total() == 3 and catalog.all() == {"a" * 64, "b" * 64, "c" * 64}
     catalog.remove(["b" * 64])
     assert catalog.newest(1, 10) == ["a" * 64]
+
+
+def take_while_another_takes(db: Database, group_id: int, commit: bool) -> Claim | None:
+    """Take a group while another connection has taken it and not yet committed (or rolled back)."""
+    first = db.engine.connect()
+    transaction = first.begin()
+    first.execute(delete(duplicate_groups).where(duplicate_groups.c.id == group_id))
+    second: list[Claim | None] = []
+    waiting = threading.Thread(target=lambda: second.append(take(db, group_id)))
+    waiting.start()
+    time.sleep(0.5)
+    assert waiting.is_alive()  # it waits for the first, whose take it cannot see yet
+    transaction.commit() if commit else transaction.rollback()
+    first.close()
+    waiting.join(30)
+    return second[0]
+
+
+def test_one_request_takes_a_duplicate_group_and_a_failed_one_puts_it_back(db: Database) -> None:
+    catalog = Catalog(db)
+    catalog.add([(c * 64, 1, "") for c in "abc"])
+    with db.connect() as conn:
+        conn.execute(duplicate_groups.insert(), [{"id": 1, "job_id": "scan1", "size": 3, "best": 0.99}])
+        rows = [("a", 1.0, True), ("b", 0.99, False), ("c", 0.97, False)]
+        conn.execute(
+            duplicate_members.insert(),
+            [{"group_id": 1, "sha256": c * 64, "similarity": s, "keeper": k} for c, s, k in rows],
+        )
+    claim = take_while_another_takes(db, 1, commit=False)
+    assert claim is not None and take(db, 1) is None  # taken once (the first gave up), then no more
+    assert {r["sha256"] for r in claim.members} == {c * 64 for c in "abc"} and claim.group["size"] == 3
+    catalog.remove(["c" * 64])  # deleted before the resolution failed
+    assert put_back(db, claim)
+    with db.connect() as conn:
+        assert conn.execute(select(duplicate_groups.c.size, duplicate_groups.c.best)).all() == [(2, 0.99)]
+        assert set(conn.scalars(select(duplicate_members.c.sha256))) == {"a" * 64, "b" * 64}
+    assert not put_back(db, claim)  # its number is taken again
+    assert take_while_another_takes(db, 1, commit=True) is None  # the other took it
+    assert put_back(db, claim)
+    taken = take(db, 1)
+    assert taken is not None
+    with db.connect() as conn:
+        conn.execute(duplicate_groups.insert(), [{"id": 7, "job_id": "scan2", "size": 2, "best": 0.98}])
+    assert not put_back(db, taken)  # a newer scan's groups replaced the list
 
 
 def test_the_catalogue_narrows_to_an_album_and_its_sub_albums(db: Database) -> None:

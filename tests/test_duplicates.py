@@ -4,6 +4,7 @@ and leaves distinct photos alone, the list narrows to an album, and resolving ke
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 import pytest
@@ -11,12 +12,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.conftest import near_duplicate, wait_for_job
+from tests.conftest import csrf_token, near_duplicate, wait_for_job
 from tests.test_api import upload
+from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
+from webapp.services import duplicates
 from webapp.services.duplicates import KIND
 from webapp.services.grouping import join
 from webapp.services.jobs import local_owner
+from webapp.services.library import Library
 
 
 def halved(data: bytes) -> bytes:
@@ -24,6 +28,13 @@ def halved(data: bytes) -> bytes:
     img = Image.open(io.BytesIO(data)).convert("RGB")
     out = io.BytesIO()
     img.resize((img.width // 2, img.height // 2)).save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def reencoded(data: bytes) -> bytes:
+    """Return the photo re-encoded at JPEG quality 60 (a copy nearly the same)."""
+    out = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").save(out, "JPEG", quality=60)
     return out.getvalue()
 
 
@@ -160,3 +171,74 @@ def test_a_group_too_large_to_resolve_at_once_is_409(
     response = client.post(f"{group['url']}/resolve", json={"keep": group["members"][0]["id"]})
     assert response.status_code == 409 and "chain of look-alikes" in response.json["message"]
     assert client.get("/api/v1/stats").json["count"] == 8
+
+
+def test_two_people_keeping_different_images_of_a_group_at_once_lose_neither(
+    app: Flask, client: FlaskClient, library: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, both requests answered 200: each deleted the image the other kept.
+    scan(client)
+    group = next(g for g in client.get("/api/v1/duplicates").json if g["size"] == 2)
+    finder, real_take = app.extensions[EXTENSION].duplicates, duplicates.take
+    other: list[Any] = []
+
+    def take_after_another(db: Any, group_id: int) -> Any:
+        if not other:  # both read the group; the other person's request takes it first
+            other.append(None)
+            other[0] = finder.resolve(group["id"], library["rocket"])
+        return real_take(db, group_id)
+
+    monkeypatch.setattr(duplicates, "take", take_after_another)
+    response = client.post(f"{group['url']}/resolve", json={"keep": library["rocket-small"]})
+    assert response.status_code == 409 and "being resolved by another request" in response.json["message"]
+    assert [r.sha256 for r in other[0]] == [library["rocket-small"]]
+    assert client.get(f"/api/v1/images/{library['rocket']}").status_code == 200
+    assert client.get("/api/v1/stats").json["count"] == 7
+    again = client.post(f"{group['url']}/resolve", json={"keep": library["rocket-small"]})
+    assert again.status_code == 404 and "resolved" in again.json["message"]
+
+
+def test_a_confirmation_shown_before_a_newer_scan_deletes_nothing(
+    app: Flask, client: FlaskClient, library: dict[str, str], photos: dict[str, bytes]
+) -> None:
+    scan(client)
+    group = client.get("/api/v1/duplicates").json[0]
+    assert group["size"] == 3, group
+    keep, path = library["chelsea"], f"/duplicates/{group['id']}/resolve"
+    html = client.get(path, query_string={"keep": keep}).get_data(as_text=True)
+    shown = re.findall(r'name="delete" value="([0-9a-f]{64})"', html)
+    assert sorted(shown) == sorted([library["chelsea-small"], library["chelsea-crop"]])
+    add(client, "chelsea-again.jpg", reencoded(photos["chelsea"]))  # a newer scan gives the group a fourth image
+    scan(client)
+    assert client.get(group["url"]).json["size"] == 4
+    form = {"csrf_token": csrf_token(client, f"{path}?keep={keep}"), "keep": keep, "delete": shown}
+    response = client.post(path, data=form)
+    assert response.status_code == 409 and "changed since it was shown" in response.get_data(as_text=True)
+    response = client.post(f"{group['url']}/resolve", json={"keep": keep, "delete": shown})
+    assert response.status_code == 409 and "review it again" in response.json["message"], response.json
+    assert client.get("/api/v1/stats").json["count"] == 9
+    everyone = client.post(f"{group['url']}/resolve", json={"keep": keep, "delete": shown + [library["rocket"]]})
+    assert everyone.status_code == 409  # ids beyond the group do not stand for the unseen image
+    response = client.post(path, data={**form, "delete": [m["id"] for m in client.get(group["url"]).json["members"]]})
+    assert response.status_code == 303 and client.get("/api/v1/stats").json["count"] == 6
+
+
+def test_a_resolution_that_fails_part_way_puts_the_rest_of_the_group_back(
+    client: FlaskClient, library: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scan(client)
+    group = client.get("/api/v1/duplicates").json[0]
+    real_delete, calls = Library.delete, []
+
+    def delete_then_fail(self: Library, sha256: str) -> None:
+        calls.append(sha256)
+        if len(calls) == 2:
+            raise StoreUnavailable("the vector store is unavailable")
+        real_delete(self, sha256)
+
+    monkeypatch.setattr(Library, "delete", delete_then_fail)
+    response = client.post(f"{group['url']}/resolve", json={"keep": library["chelsea"]})
+    assert response.status_code == 503, response.json
+    back = client.get(group["url"]).json
+    assert sorted(m["id"] for m in back["members"]) == sorted([library["chelsea"], calls[1]])
+    assert back["size"] == 2 and client.get("/api/v1/stats").json["count"] == 7

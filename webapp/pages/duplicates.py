@@ -76,7 +76,7 @@ def resolve_form(group_id: int) -> str:
 @requires(Role.EDITOR)
 def resolve_group(group_id: int) -> Response:
     """Keep the chosen image of a group and delete the others."""
-    deleted = runtime().duplicates.resolve(group_id, _keep())
+    deleted = runtime().duplicates.resolve(group_id, _keep(), request.form.getlist("delete"))
     n = len(deleted)
     flash(f"Kept one image and deleted {n} other{'' if n == 1 else 's'} of the group.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)

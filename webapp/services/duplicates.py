@@ -15,7 +15,7 @@ catalogue does it: ``Catalog.remove``); a group left with one image goes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from sqlalchemy import delete, desc, exists, func, select
 from webapp.errors import Conflict, InvalidInput, NotFound, WebappError
 from webapp.services.catalog import in_album
 from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
+from webapp.services.group_claims import put_back, take
 from webapp.services.grouping import join, parts_of, similar_pairs
 from webapp.services.jobs import Job, JobStatus, JobStore
 from webapp.services.library import Library
@@ -195,7 +196,7 @@ class Duplicates:
         """Return one group with its members (up to MAX_RESOLVED), or raise NotFound."""
         found = self._load([group_id], shown=MAX_RESOLVED) if 0 < group_id < 2**31 else []
         if not found:
-            raise NotFound(f"no duplicate group {group_id} (a newer scan or a deletion replaced it)")
+            raise NotFound(f"no duplicate group {group_id} (resolved, or replaced by a newer scan or a deletion)")
         return found[0]
 
     def _load(self, ids: list[int], shown: int | None = MAX_SHOWN) -> list[Group]:
@@ -229,23 +230,40 @@ class Duplicates:
             groups.append(Group(group_id, head.size, head.best, members))
         return groups
 
-    def resolve(self, group_id: int, keep: str) -> list[Record]:
-        """Keep one image of a group and delete the others (files, thumbnails, vectors, catalogue)."""
+    def resolve(self, group_id: int, keep: str, shown: Collection[str] | None = None) -> list[Record]:
+        """Keep one image of a group and delete the others (files, thumbnails, vectors, catalogue).
+
+        ``shown``, if given, are the images the person was shown as the ones to delete: if the
+        group holds another (a newer scan reused the group's number), nothing is deleted. One
+        request at a time resolves a group (services/group_claims.py).
+        """
         group = self.group(group_id)
         if group.size > MAX_RESOLVED:
             raise Conflict(
                 f"this group has {group.size} images, more than {MAX_RESOLVED} resolved at once: it is most likely "
                 "a chain of look-alikes; delete its images one by one, or scan again with a higher threshold"
             )
-        ids = {m.record.sha256 for m in group.members}
-        if keep not in ids:
+        if keep not in {m.record.sha256 for m in group.members}:
             raise InvalidInput(f"image {keep} is not in duplicate group {group_id}")
-        deleted = []
-        for member in group.members:
-            if member.record.sha256 != keep:
+        others = [m.record for m in group.members if m.record.sha256 != keep]
+        if shown is not None and any(r.sha256 not in shown for r in others):
+            raise Conflict(f"duplicate group {group_id} changed since it was shown (a newer scan): review it again")
+        claim = take(self.db, group_id)
+        if claim is None:
+            raise Conflict(f"duplicate group {group_id} is being resolved by another request, or was just resolved")
+        if {row["sha256"] for row in claim.members} - {m.record.sha256 for m in group.members}:
+            put_back(self.db, claim)
+            raise Conflict(f"duplicate group {group_id} changed as it was resolved (a newer scan): review it again")
+        deleted: list[Record] = []
+        try:
+            self.library.get(keep)  # deleted meanwhile by another route: keep the rest too
+            for record in others:
                 try:
-                    self.library.delete(member.record.sha256)
+                    self.library.delete(record.sha256)
                 except NotFound:
                     continue  # deleted meanwhile
-                deleted.append(member.record)
+                deleted.append(record)
+        except BaseException:
+            put_back(self.db, claim)
+            raise
         return deleted

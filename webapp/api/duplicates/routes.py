@@ -75,8 +75,9 @@ class Resolve(MethodView):
     @blp.arguments(ResolveSchema())
     @blp.response(200, ResolvedSchema)
     @blp.alt_response(404, description="No such group.")
+    @blp.alt_response(409, description="Another request is resolving the group, or it holds an image not in `delete`.")
     @requires(Role.EDITOR)
     def post(self, args: dict[str, str], group_id: int) -> dict[str, Any]:
         """Keep one image of the group and delete every other (files, thumbnails, vectors, catalogue)."""
-        deleted = runtime().duplicates.resolve(group_id, args["keep"])
+        deleted = runtime().duplicates.resolve(group_id, args["keep"], args.get("delete"))
         return {"kept": args["keep"], "deleted": [r.sha256 for r in deleted]}

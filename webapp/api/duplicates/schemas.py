@@ -33,13 +33,24 @@ class GroupSchema(ma.Schema):
     page_url = UrlFor("pages.duplicate_group_page", "group_id", metadata={"description": "The group's review page."})
 
 
+ImageIdError = "Must be an image id (64 hex characters)."
+
+
 class ResolveSchema(ma.Schema):
     """Which image of a group to keep; the others are deleted."""
 
     keep = ma.fields.String(
         required=True,
-        validate=ma.validate.Regexp(r"^[0-9a-f]{64}$", error="Must be an image id (64 hex characters)."),
+        validate=ma.validate.Regexp(r"^[0-9a-f]{64}$", error=ImageIdError),
         metadata={"description": "The id of the image to keep."},
+    )
+    delete = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Regexp(r"^[0-9a-f]{64}$", error=ImageIdError)),
+        validate=ma.validate.Length(max=1000),
+        metadata={
+            "description": "Optional: the ids of the images you expect to be deleted (the group's others, as you "
+            "saw them). If the group holds any other image (a newer scan reused its number), nothing is deleted: 409."
+        },
     )
 
 
