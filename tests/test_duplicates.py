@@ -17,7 +17,7 @@ from tests.test_api import upload
 from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
 from webapp.services import duplicates
-from webapp.services.duplicates import KIND
+from webapp.services.duplicates import KIND, Duplicates
 from webapp.services.grouping import join
 from webapp.services.jobs import local_owner
 from webapp.services.library import Library
@@ -242,3 +242,19 @@ def test_a_resolution_that_fails_part_way_puts_the_rest_of_the_group_back(
     back = client.get(group["url"]).json
     assert sorted(m["id"] for m in back["members"]) == sorted([library["chelsea"], calls[1]])
     assert back["size"] == 2 and client.get("/api/v1/stats").json["count"] == 7
+
+
+def test_emptying_the_library_as_a_scan_finishes_leaves_no_empty_groups(
+    app: Flask, client: FlaskClient, library: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_rank = Duplicates._rank
+
+    def rank_then_empty(self: Duplicates, groups: list[set[str]], store: Any) -> Any:
+        ranked = real_rank(self, groups, store)
+        assert ranked and app.extensions[EXTENSION].ingestion.empty_library() == 8  # it cancels the scan
+        return ranked
+
+    monkeypatch.setattr(Duplicates, "_rank", rank_then_empty)
+    response = client.post("/api/v1/duplicates/scan")
+    assert wait_for_job(client, response.json["url"])["status"] == "cancelled"
+    assert client.get("/api/v1/duplicates").json == []  # before, two groups with no images left

@@ -124,8 +124,10 @@ class Duplicates:
             if should_stop() and self.jobs.still_wanted(job_id):
                 self.jobs.move(job_id, JobStatus.INTERRUPTED)
             return
-        groups = join(found)
-        self._save(job_id, self._rank(groups, store))
+        ranked = self._rank(join(found), store)
+        if not self.jobs.still_wanted(job_id):
+            return  # cancelled while ranking (emptying the library cancels it too): save nothing
+        self._save(job_id, ranked)
         self.jobs.move(job_id, JobStatus.DONE)
 
     def _rank(self, groups: list[set[str]], store: VectorStore) -> list[tuple[list[str], list[float]]]:
