@@ -94,6 +94,35 @@ class ImageUpload(Upload):
         return value
 
 
+class ImageUploads(ma.fields.List):
+    """Image files (the multipart field repeated), refused as a whole if any value is not a file.
+
+    A list is otherwise checked item by item, with an error for each: a 6 MB JSON list of three
+    million numbers took a worker 15 s and 1.5 GB, and answered 206 MB of errors.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(ImageUpload(), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        if not isinstance(value, list) or not all(isinstance(item, FileStorage) for item in value):
+            raise ma.ValidationError("Must be file uploads (multipart/form-data file parts).")
+        return list(super()._deserialize(value, attr, data, **kwargs))
+
+
+class BoundedList(ma.fields.List):
+    """A list refused as a whole past ``max_items``, before any item is checked (see ImageUploads)."""
+
+    def __init__(self, inner: ma.fields.Field, max_items: int, **kwargs: Any) -> None:
+        super().__init__(inner, validate=ma.validate.Length(max=max_items), **kwargs)
+        self.max_items = max_items
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        if isinstance(value, list | tuple) and len(value) > self.max_items:
+            raise ma.ValidationError(f"Longer than maximum length {self.max_items}.")
+        return list(super()._deserialize(value, attr, data, **kwargs))
+
+
 class Timestamp(ma.fields.DateTime):
     """A Unix time (seconds), shown as an ISO 8601 date and time in UTC."""
 

@@ -2,8 +2,9 @@
 
 import marshmallow as ma
 
-from webapp.api.common import Album, UrlFor
+from webapp.api.common import Album, BoundedList, UrlFor
 from webapp.api.images.schemas import ImageEntrySchema
+from webapp.services.duplicates import MAX_RESOLVED
 
 
 class DuplicateArgsSchema(ma.Schema):
@@ -44,9 +45,9 @@ class ResolveSchema(ma.Schema):
         validate=ma.validate.Regexp(r"^[0-9a-f]{64}$", error=ImageIdError),
         metadata={"description": "The id of the image to keep."},
     )
-    delete = ma.fields.List(
+    delete = BoundedList(
         ma.fields.String(validate=ma.validate.Regexp(r"^[0-9a-f]{64}$", error=ImageIdError)),
-        validate=ma.validate.Length(max=1000),
+        max_items=MAX_RESOLVED,
         metadata={
             "description": "Optional: the ids of the images you expect to be deleted (the group's others, as you "
             "saw them). If the group holds any other image (a newer scan reused its number), nothing is deleted: 409."

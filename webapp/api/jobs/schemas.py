@@ -5,15 +5,13 @@ from typing import Any
 import marshmallow as ma
 from flask_smorest.fields import Upload
 
-from webapp.api.common import Album, ImageUpload, Timestamp, UrlFor
+from webapp.api.common import Album, ImageUploads, Timestamp, UrlFor
 
 
 class JobCreateSchema(ma.Schema):
     """A new ingestion job: several files, one zip archive, or a folder on the server (one of them)."""
 
-    files: ma.fields.List = ma.fields.List(
-        ImageUpload(), metadata={"description": "Image files (multipart; repeat the field for each file)."}
-    )
+    files = ImageUploads(metadata={"description": "Image files (multipart; repeat the field for each file)."})
     archive = Upload(metadata={"description": "A .zip archive of images (multipart)."})
     folder = ma.fields.String(
         metadata={"description": "Absolute path of a folder on the server, under an allowed import root."}
