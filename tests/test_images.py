@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +99,18 @@ def test_a_thumbnail_added_to_an_original_already_there_does_not_count_it_as_sto
     found = store.thumbnail(sha)
     assert found is not None and found.read_bytes() == thumbnail
     assert store.put_many([(sha, mime, data, thumbnail)]) == [] and not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_clearing_empties_the_store_at_once_and_removes_what_it_moved_aside_later(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path)
+    left = tmp_path / ".trash-originals-1-2" / "ab"  # moved aside by a process that stopped first
+    left.mkdir(parents=True)
+    (left / "x.png").write_bytes(b"x")
+    assert store.put_many([item(n) for n in range(3)])
+    store.clear()
+    assert store.original(item(0)[0]) is None and not list(store.ids())
+    deadline = time.monotonic() + 30
+    while files(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert files(tmp_path) == [] and not list(tmp_path.glob(".trash-*"))
+    assert store.put(*item(0)) and store.original(item(0)[0]) is not None

@@ -6,6 +6,7 @@ import mimetypes
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ EXTENSIONS = {
     "image/avif": ".avif",
 }
 
+TRASH = ".trash-"  # what clearing moved aside, being removed
 LEFTOVER_AGE = 600.0  # seconds: a temporary file this old belongs to no batch being written
 
 
@@ -127,13 +129,22 @@ class ImageStore:
         return sorted(found)
 
     def clear(self) -> None:
-        """Remove every stored file (moved aside first, so the store is empty at once)."""
+        """Remove every stored file: moved aside at once, then removed in a background thread.
+
+        Removing them in the request took 2.5 s for 20,000 files on a local disk, and longer on a
+        network share: a large library would outlast Gunicorn's timeout, which kills the worker.
+        What a process that stopped meanwhile left aside goes at the next clear.
+        """
         for kind in ("originals", "thumbnails"):
             folder = self.root / kind
             if folder.is_dir():
-                trash = self.root / f".trash-{kind}-{os.getpid()}-{time.monotonic_ns()}"
-                folder.rename(trash)
-                shutil.rmtree(trash, ignore_errors=True)
+                folder.rename(self.root / f"{TRASH}{kind}-{os.getpid()}-{time.monotonic_ns()}")
+        threading.Thread(target=self.empty_trash, name="empty-trash", daemon=True).start()
+
+    def empty_trash(self) -> None:
+        """Remove the files that clearing moved aside."""
+        for trash in self.root.glob(f"{TRASH}*"):
+            shutil.rmtree(trash, ignore_errors=True)
 
 
 def mime_of(path: Path) -> str:
