@@ -48,3 +48,13 @@ def test_metrics_count_requests_embeds_searches_ingestion_and_jobs(client: Flask
     assert grew(ADDED) == 3
     assert value(after, 'webapp_jobs{status="done"}') == 1  # this app's own database
     assert value(after, "webapp_queue_depth") == 0
+
+
+def test_a_method_a_client_makes_up_is_counted_as_other(client: FlaskClient) -> None:
+    # Before, each new method was a new series in every worker, kept forever: anyone could grow
+    # the metrics (and the workers' memory) without bound, without credentials.
+    for method in ("ABCDEF", "QWERTY", "PROPFIND"):
+        assert client.open("/api/v1/stats", method=method).status_code == 405
+    after = client.get("/metrics").get_data(as_text=True)
+    assert not re.search("ABCDEF|QWERTY|PROPFIND", after)
+    assert value(after, 'webapp_http_requests_total{endpoint="unmatched",method="other",status="405"}') == 3

@@ -20,6 +20,10 @@ from prometheus_client.registry import Collector
 
 from webapp.services.telemetry import LATENCY, REQUESTS
 
+# Label values come from this set only: a client chooses the method it sends (Gunicorn passes
+# any upper-case token), and each new value would be a new series in every worker, kept forever.
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
 
 class JobsCollector(Collector):
     """Jobs by status and the work queue's depth, asked at scrape time."""
@@ -71,8 +75,9 @@ def init_app(app: Flask, collector: Callable[[], Collector]) -> None:
         started = g.get("metrics_started")
         if started is not None:
             endpoint = request.url_rule.endpoint if request.url_rule is not None else "unmatched"
-            REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-            LATENCY.labels(endpoint, request.method).observe(time.perf_counter() - started)
+            method = request.method if request.method in METHODS else "other"
+            REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
+            LATENCY.labels(endpoint, method).observe(time.perf_counter() - started)
         return response
 
     @app.get("/metrics")
