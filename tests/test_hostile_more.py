@@ -3,6 +3,7 @@ that still get through"): each is a clear 4xx, or one failed entry of a job, nev
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import time
@@ -13,8 +14,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
+from werkzeug.datastructures import FileStorage
 
 from tests.conftest import noise_images, wait_for_job
+from webapp.services import images as images_module
 
 
 def many_scans(count: int) -> bytes:
@@ -228,3 +231,40 @@ def test_json_bodies_over_a_mebibyte_are_413_and_long_lists_one_error(client: Fl
     body = f'{{"keep": "{"a" * 64}", "delete": [{numbers}]}}'
     delete = client.post("/api/v1/duplicates/1/resolve", data=body, content_type="application/json")
     assert delete.status_code == 422 and delete.json["errors"]["json"]["delete"] == ["Longer than maximum length 500."]
+
+
+def test_a_full_disk_is_503_with_its_reason_and_a_job_resumes_once_there_is_room(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, an upload met "No space left on device" as a 500, and a job failed with "an
+    # unexpected error".
+    real_stage, full = images_module._stage, [True]
+
+    def stage(path: Path, data: bytes) -> Path:
+        if full[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_stage(path, data)
+
+    monkeypatch.setattr(images_module, "_stage", stage)
+    one, *others = noise_images(3, seed=61)
+    response = client.post("/api/v1/images", data={"image": (io.BytesIO(one), "a.jpg")})
+    assert response.status_code == 503 and "No space left on device" in response.json["message"], response.json
+    files = {"files": [(io.BytesIO(data), f"{i}.jpg") for i, data in enumerate(others)]}
+    job = client.post("/api/v1/jobs", data=files, content_type="multipart/form-data").json
+    ended = wait_for_job(client, job["url"])
+    assert ended["status"] == "failed" and "No space left on device" in ended["error"], ended
+    assert client.get("/api/v1/stats").json["count"] == 0
+    assert not list((Path(app.config["STORAGE_DIR"]) / "originals").rglob("*.*"))
+    full[0] = False  # room again
+    assert client.post(f"{job['url']}/resume").status_code == 202
+    assert wait_for_job(client, job["url"])["added"] == 2
+
+    def save(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FileStorage, "save", save)  # no room for a new job's uploads
+    files = {"files": [(io.BytesIO(one), "a.jpg")]}
+    response = client.post("/api/v1/jobs", data=files, content_type="multipart/form-data")
+    assert response.status_code == 503 and "no job was started" in response.json["message"], response.json
+    assert len(client.get("/api/v1/jobs").json or []) == 1
+    assert not list((Path(app.config["STORAGE_DIR"]) / "uploads").glob("*/*"))

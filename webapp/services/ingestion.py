@@ -132,9 +132,13 @@ class Ingestion(UnitsOfWork):
     @contextmanager
     def _spooling(self, job_id: str) -> Iterator[Path]:
         folder = self.uploads / job_id
-        folder.mkdir(parents=True)
         try:
+            folder.mkdir(parents=True)
             yield folder
+        except OSError as exc:  # a full disk, a read-only mount: say so (503)
+            shutil.rmtree(folder, ignore_errors=True)
+            reason = exc.strerror or exc
+            raise StoreUnavailable(f"the upload could not be saved ({reason}); no job was started") from exc
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -136,10 +136,14 @@ class Library:
         if not new:
             return
         size = self.thumbnail_size
-        created = self.images.put_many(
-            (p.record.sha256, p.record.mime, p.data, thumbnail(p.decoded.image, size) if thumbnails else None)
-            for p in new
-        )
+        try:
+            created = self.images.put_many(
+                (p.record.sha256, p.record.mime, p.data, thumbnail(p.decoded.image, size) if thumbnails else None)
+                for p in new
+            )
+        except OSError as exc:  # a full disk, a read-only mount: say so (503); no file is left behind
+            reason = exc.strerror or exc
+            raise StoreUnavailable(f"the image files could not be stored ({reason}); nothing was added") from exc
         if len(new) > 1:
             PRIORITY.step_aside()  # Milvus Lite's upsert is Python: let a search through first
         try:
