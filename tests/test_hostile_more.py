@@ -268,3 +268,18 @@ def test_a_full_disk_is_503_with_its_reason_and_a_job_resumes_once_there_is_room
     assert response.status_code == 503 and "no job was started" in response.json["message"], response.json
     assert len(client.get("/api/v1/jobs").json or []) == 1
     assert not list((Path(app.config["STORAGE_DIR"]) / "uploads").glob("*/*"))
+
+
+def test_milvus_lite_meeting_a_full_disk_is_503_and_nothing_is_stored(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import milvus_lite.engine.collection as lite_collection
+
+    def insert(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")  # what its write-ahead log met
+
+    monkeypatch.setattr(lite_collection.Collection, "insert", insert)
+    response = client.post("/api/v1/images", data={"image": (io.BytesIO(noise_images(1, seed=62)[0]), "a.jpg")})
+    assert response.status_code == 503 and "No space left on device" in response.json["message"], response.json
+    assert client.get("/api/v1/stats").json["count"] == 0
+    assert not list((Path(app.config["STORAGE_DIR"]) / "originals").rglob("*.*"))

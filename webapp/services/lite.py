@@ -89,6 +89,8 @@ def _errors() -> Iterator[None]:
         yield
     except MilvusLiteError as exc:
         raise StoreUnavailable(f"the vector store failed: {exc}") from exc
+    except OSError as exc:  # its own files: a full disk, a read-only mount (a 500 before)
+        raise StoreUnavailable(f"the vector store failed: {exc}") from exc
 
 
 def arrow_on_malloc() -> None:
