@@ -32,7 +32,14 @@ wsgi_app = "wsgi:app"
 
 # Metrics of every worker in one GET /metrics: prometheus_client's multiprocess mode reads this
 # folder, which must be set before any worker imports prometheus_client (so here, in the master).
-_metrics_dir = ROOT / _env("DATA_DIR", "var") / "metrics" / str(os.getpid())
+# In memory (/dev/shm) where there is one: the workers map these files into memory and grow them
+# sparse, so on a full disk a worker that touched a new page of one died of SIGBUS, with every
+# request it was serving (found with the data folder on a small tmpfs). Elsewhere, DATA_DIR/metrics.
+_shm = Path("/dev/shm")
+if _shm.is_dir() and os.access(_shm, os.W_OK):
+    _metrics_dir = _shm / f"webapp-metrics-{os.getpid()}"
+else:
+    _metrics_dir = ROOT / _env("DATA_DIR", "var") / "metrics" / str(os.getpid())
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_metrics_dir))
 # Gunicorn 27's control socket defaults to one path per user: two servers on one machine (make run
 # beside the test suite, or two instances) would fight over it, and nothing here uses it.
@@ -42,6 +49,7 @@ control_socket_disable = True
 def on_starting(server: Any) -> None:
     """Start with empty metrics; refuse several workers against a Milvus Lite file (one process per file)."""
     metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    _sweep_metrics(metrics_dir)
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     data_dir = ROOT / _env("DATA_DIR", "var")
@@ -53,6 +61,24 @@ def on_starting(server: Any) -> None:
             f"({PREFIX}_WORKERS=1 {PREFIX}_THREADS=16), or point {PREFIX}_MILVUS_URI at a "
             "Milvus server (http://host:19530) to run several workers."
         )
+
+
+def _sweep_metrics(mine: Path) -> None:
+    """Remove the metrics folders that servers killed before they could left beside ``mine``
+    (named as it is, with a pid that no longer runs)."""
+    if mine != _metrics_dir:
+        return  # the operator's own PROMETHEUS_MULTIPROC_DIR: not ours to sweep around
+    prefix = mine.name.removesuffix(str(os.getpid()))
+    for folder in mine.parent.glob(f"{prefix}*"):
+        pid = folder.name.removeprefix(prefix)
+        if not pid.isdigit() or folder == mine:
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's running server
 
 
 def post_worker_init(worker: Any) -> None:
