@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import re
@@ -139,19 +140,44 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
     """
     memory = Path("/dev/shm")
     in_memory = memory.is_dir() and os.access(memory, os.W_OK)
+    if in_memory:
+        sweep_server_folders(memory)
     folder = (
         Path(tempfile.mkdtemp(prefix="webapp-milvus-", dir=memory)) if in_memory else tmp_path_factory.mktemp("milvus")
     )
-    server = MilvusServer(folder)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        if in_memory:  # its log stays with pytest's temporary folders
-            if server.log.is_file():
-                shutil.copy(server.log, tmp_path_factory.mktemp("milvus") / server.log.name)
-            shutil.rmtree(folder, ignore_errors=True)
+    with open(folder / IN_USE, "w") as in_use:
+        fcntl.flock(in_use, fcntl.LOCK_EX)  # held while this session runs (see sweep_server_folders)
+        server = MilvusServer(folder)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+            if in_memory:  # its log stays with pytest's temporary folders
+                if server.log.is_file():
+                    shutil.copy(server.log, tmp_path_factory.mktemp("milvus") / server.log.name)
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+IN_USE = ".in-use"
+
+
+def sweep_server_folders(memory: Path) -> None:
+    """Remove the in-memory folders of Milvus servers whose test session was killed before it could.
+
+    Each held about 520 MB of memory until the machine restarted (four were found after a day of
+    interrupted runs). A running session holds a lock on its folder's IN_USE file; any folder
+    whose lock can be taken is left over.
+    """
+    for folder in memory.glob("webapp-milvus-*"):
+        try:
+            with open(folder / IN_USE, "a") as in_use:
+                fcntl.flock(in_use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # another session's server
+        except OSError:
+            pass  # not ours to lock (or gone): remove what we may
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # These modules run every test that uses the app against SQLite and against PostgreSQL.
