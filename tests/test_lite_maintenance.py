@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import threading
 from collections.abc import Callable
@@ -10,7 +11,9 @@ from unittest.mock import patch
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
+from webapp.errors import StoreUnavailable
 from webapp.services.lite_maintenance import dictionary_columns
 from webapp.services.lite_store import LiteVectorStore
 from webapp.services.records import Record
@@ -176,3 +179,33 @@ def test_searches_still_wait_for_any_other_holder_of_the_lock(tmp_path: Path) ->
     finally:
         release.set()
         store.close()
+
+
+def test_a_flush_that_fails_keeps_its_rows_and_the_next_one_writes_them(tmp_path: Path) -> None:
+    import milvus_lite.engine.flush as flush
+
+    rng = np.random.default_rng(8)
+    items = [_item(i, rng) for i in range(20)]
+    store = _store(tmp_path)
+    try:
+        store.upsert(items[:10])
+        store.flush()
+        store.upsert(items[10:])
+
+        def disk_full(*args: object, **kwargs: object) -> str:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        with patch.object(flush, "write_data_file", disk_full), pytest.raises(StoreUnavailable, match="No space"):
+            store.flush()
+        # Before, the ten rows being flushed were gone from counts and searches at once.
+        assert store.count() == 20
+        assert store.search(items[15][1], 1)[0].record.sha256 == items[15][0].sha256
+        store.upsert([_item(20, rng)])  # written to the log it kept
+        store.flush()
+    finally:
+        store.close()
+    again = _store(tmp_path)
+    try:
+        assert again.count() == 21 and set(again.get([r.sha256 for r, _ in items])) == {r.sha256 for r, _ in items}
+    finally:
+        again.close()

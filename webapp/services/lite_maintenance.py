@@ -112,6 +112,30 @@ def searches_beside_merges() -> bool:
     return all(replace_piece(Collection, name, wrap) for name, wrap in pieces.items())
 
 
+def _kept_if_failed(flush: Callable[[Any], None], original: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Give a collection back the rows a failed flush was writing out.
+
+    milvus-lite 3.2.2 swaps in an empty write buffer and write-ahead log before it writes the old
+    ones' rows to a Parquet file, and drops the old ones if that fails: with the data folder full,
+    316 images answered 201, then vanished from searches and counts, and the next flush that
+    succeeded deleted their log (a 6 MB tmpfs as DATA_DIR). The old buffer is left whole by a
+    flush, and the new one holds nothing yet (a flush keeps every writer out).
+    """
+
+    def trigger_flush(collection: Any) -> None:
+        memtable, wal = collection._memtable, collection._wal
+        try:
+            flush(collection)
+        except BaseException:
+            if collection._memtable is not memtable and collection._memtable.size() == 0:
+                fresh, collection._memtable, collection._wal = collection._wal, memtable, wal
+                fresh.close_and_delete()  # never written: no file to remove
+            raise
+
+    trigger_flush.__wrapped__ = original  # type: ignore[attr-defined]
+    return trigger_flush
+
+
 class _Snapshots:
     """Each collection's last snapshot, taken under its lock, and whether it is flushing or merging now.
 
@@ -154,7 +178,7 @@ class _Snapshots:
         return refresh_segment_cache
 
     def flushing(self, original: Callable[[Any], None]) -> Callable[[Any], None]:
-        return self._during(original, self.flushing_now)
+        return _kept_if_failed(self._during(original, self.flushing_now), original)
 
     def merging(self, original: Callable[[Any], None]) -> Callable[[Any], None]:
         return self._during(original, self.merging_now)
