@@ -17,7 +17,9 @@ from PIL import Image
 from werkzeug.datastructures import FileStorage
 
 from tests.conftest import noise_images, wait_for_job
+from webapp.errors import StoreUnavailable
 from webapp.services import images as images_module
+from webapp.services.catalog import Catalog
 
 
 def many_scans(count: int) -> bytes:
@@ -282,4 +284,20 @@ def test_milvus_lite_meeting_a_full_disk_is_503_and_nothing_is_stored(
     response = client.post("/api/v1/images", data={"image": (io.BytesIO(noise_images(1, seed=62)[0]), "a.jpg")})
     assert response.status_code == 503 and "No space left on device" in response.json["message"], response.json
     assert client.get("/api/v1/stats").json["count"] == 0
+    assert not list((Path(app.config["STORAGE_DIR"]) / "originals").rglob("*.*"))
+
+
+def test_a_database_that_cannot_record_an_upload_leaves_nothing_searchable(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, the image answered 503 but stayed searchable, missing from the library's pages.
+    def add(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailable("the database cannot be reached (database or disk is full); try again")
+
+    monkeypatch.setattr(Catalog, "add", add)
+    query = noise_images(1, seed=63)[0]
+    response = client.post("/api/v1/images", data={"image": (io.BytesIO(query), "a.jpg")})
+    assert response.status_code == 503 and "disk is full" in response.json["message"], response.json
+    assert client.get("/api/v1/stats").json["count"] == 0
+    assert client.post("/api/v1/search", data={"image": (io.BytesIO(query), "q.jpg")}).json["results"] == []
     assert not list((Path(app.config["STORAGE_DIR"]) / "originals").rglob("*.*"))

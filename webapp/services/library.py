@@ -132,7 +132,7 @@ class Library:
         return outcomes
 
     def _store(self, new: list[Prepared], thumbnails: bool) -> None:
-        """Write files first, then vectors, then the catalogue; undo the files if vectors fail."""
+        """Write files first, then vectors, then the catalogue; undo what was written if a later step fails."""
         if not new:
             return
         size = self.thumbnail_size
@@ -152,7 +152,13 @@ class Library:
             for sha in created:
                 self.images.delete(sha)
             raise
-        self.catalog.add((p.record.sha256, p.record.added_at, p.record.album) for p in new)
+        try:
+            self.catalog.add((p.record.sha256, p.record.added_at, p.record.album) for p in new)
+        except Exception:  # the database full or gone: a 503 must leave nothing searchable behind
+            self.vectors.delete([p.record.sha256 for p in new])
+            for sha in created:
+                self.images.delete(sha)
+            raise
 
     def search(
         self, data: bytes, top_k: int, album: str = "", box: Box | None = None, pixels: bool = False
