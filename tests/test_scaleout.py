@@ -171,7 +171,8 @@ def test_cancel_and_resume_from_the_other_machine(cluster: dict[str, Any]) -> No
     assert stopped["status"] == "cancelled" and stopped["processed"] < 300
 
     resumed = requests.post(f"{second.url}{job['url']}/resume", timeout=10)
-    assert resumed.status_code == 202 and resumed.json()["status"] == "queued"
+    # A worker may take the job between the resume and its answer: queued or running already.
+    assert resumed.status_code == 202 and resumed.json()["status"] in ("queued", "running")
     final = follow(first.url + job["url"])
     assert final["status"] == "done" and final["processed"] == final["added"] == 300
 
