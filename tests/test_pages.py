@@ -106,3 +106,13 @@ def test_static_assets_are_local(client: FlaskClient) -> None:
     assert "https://" not in html and "http://" not in html
     for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', html):
         assert client.get(asset).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/library", "/jobs", "/duplicates", "/add", "/api/docs"])
+def test_behind_a_path_prefix_every_link_keeps_it(client: FlaskClient, path: str) -> None:
+    # Served under /ris (a proxy's SCRIPT_NAME), the nav's and footer's API docs link and Swagger
+    # UI's own files pointed at /api/docs, outside the app.
+    page = client.get(path, base_url="http://localhost/ris/")
+    assert page.status_code == 200
+    links = re.findall(r'(?:href|src|action)="([^"]*)"', page.get_data(as_text=True))
+    assert links and [link for link in links if not link.startswith(("/ris/", "#"))] == []
