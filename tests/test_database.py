@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import delete, inspect, select
 
 from tests.servers import PostgresServer
@@ -16,10 +17,12 @@ from webapp import create_app
 from webapp.errors import Conflict
 from webapp.migrations import current
 from webapp.runtime import EXTENSION
+from webapp.services.accounts import Accounts
 from webapp.services.catalog import Catalog
-from webapp.services.database import Database, duplicate_groups, duplicate_members, sqlite_url
+from webapp.services.database import Database, duplicate_groups, duplicate_members, sqlite_url, users
 from webapp.services.group_claims import Claim, put_back, take
 from webapp.services.jobs import ItemResult, JobStatus, JobStore, local_owner
+from webapp.services.roles import Role
 
 # The schema exactly as the SQLite-only releases created it (webapp/services/jobs.py and catalog.py).
 LEGACY_SCHEMA = """CREATE TABLE IF NOT EXISTS jobs (
@@ -156,6 +159,32 @@ def test_one_request_takes_a_duplicate_group_and_a_failed_one_puts_it_back(db: D
     with db.connect() as conn:
         conn.execute(duplicate_groups.insert(), [{"id": 7, "job_id": "scan2", "size": 2, "best": 0.98}])
     assert not put_back(db, taken)  # a newer scan's groups replaced the list
+
+
+def test_a_taken_account_name_is_a_conflict_decided_by_the_database(db: Database) -> None:
+    # Before, a name was looked up, then inserted: two admins creating it at once on PostgreSQL
+    # could both pass the look-up, and the second got a 500 from the unique index.
+    accounts = Accounts(db, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    accounts.users()  # the schema, migrated
+    first = db.engine.connect()
+    transaction = first.begin()  # another admin's request has inserted "ada", not yet committed
+    first.execute(users.insert().values(name="ada", role=Role.EDITOR, password_hash="x", created_at=0.0))
+    second: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            accounts.create_user("ada", Role.VIEWER, "another long password")
+        except BaseException as exc:
+            second.append(exc)
+
+    waiting = threading.Thread(target=create)
+    waiting.start()
+    time.sleep(0.5)
+    transaction.commit()
+    first.close()
+    waiting.join(30)
+    assert len(second) == 1 and isinstance(second[0], Conflict) and "exists already" in str(second[0]), second
+    assert [(u.name, u.role) for u in accounts.users()] == [("ada", Role.EDITOR)]
 
 
 def test_the_catalogue_narrows_to_an_album_and_its_sub_albums(db: Database) -> None:

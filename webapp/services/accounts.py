@@ -13,6 +13,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from webapp.errors import Conflict, InvalidInput, NotFound, TooManyAttempts
 from webapp.services.database import Database, login_failures, tokens, users
@@ -84,14 +85,13 @@ class Accounts:
         if not NAME.fullmatch(name):
             raise InvalidInput("a name is 1 to 64 letters, digits or . _ @ -, starting with a letter or digit")
         check_password(password)
-        with self.db.connect() as conn:
-            if conn.execute(select(users.c.id).where(users.c.name == name)).first():
-                raise Conflict(f"an account named {name!r} exists already")
-            conn.execute(
-                insert(users).values(
-                    name=name, role=role, password_hash=self.hasher.hash(password), created_at=time.time()
-                )
-            )
+        password_hash = self.hasher.hash(password)  # (about 0.1 s: not while holding the database's lock)
+        try:
+            with self.db.connect() as conn:
+                row = {"name": name, "role": role, "password_hash": password_hash, "created_at": time.time()}
+                conn.execute(insert(users).values(**row))
+        except IntegrityError as exc:  # the name's unique index decides, so two at once cannot both get it
+            raise Conflict(f"an account named {name!r} exists already") from exc
         return self.user_named(name)
 
     def users(self) -> list[User]:
