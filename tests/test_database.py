@@ -14,12 +14,21 @@ from sqlalchemy import delete, inspect, select
 
 from tests.servers import PostgresServer
 from webapp import create_app
-from webapp.errors import Conflict
+from webapp.errors import Conflict, ModelMismatch
 from webapp.migrations import current
+from webapp.models import ModelIdentity
 from webapp.runtime import EXTENSION
 from webapp.services.accounts import Accounts
+from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
-from webapp.services.database import Database, duplicate_groups, duplicate_members, sqlite_url, users
+from webapp.services.database import (
+    Database,
+    collections,
+    duplicate_groups,
+    duplicate_members,
+    sqlite_url,
+    users,
+)
 from webapp.services.group_claims import Claim, put_back, take
 from webapp.services.jobs import ItemResult, JobStatus, JobStore, local_owner
 from webapp.services.roles import Role
@@ -185,6 +194,36 @@ def test_a_taken_account_name_is_a_conflict_decided_by_the_database(db: Database
     waiting.join(30)
     assert len(second) == 1 and isinstance(second[0], Conflict) and "exists already" in str(second[0]), second
     assert [(u.name, u.role) for u in accounts.users()] == [("ada", Role.EDITOR)]
+
+
+def test_processes_binding_a_new_library_at_once_agree_on_its_model(db: Database) -> None:
+    # The first start of a scaled-out library: every web and worker process binds it at once.
+    # Before, on PostgreSQL, all but one got the primary key's error instead of the binding.
+    model, other = ModelIdentity("m", "int8", "a" * 64, 1280), ModelIdentity("n", "int8", "b" * 64, 1280)
+    binding = ModelBinding(db)
+    binding.any_recorded()  # the schema, migrated
+    for asked, expected in ((model, "images"), (other, ModelMismatch)):
+        first = db.engine.connect()
+        transaction = first.begin()  # another process is binding the library to `model`
+        ModelBinding._insert(first, "images", "images", "active", model)
+        answers: list[object] = []
+
+        def bind(asked: ModelIdentity = asked, answers: list[object] = answers) -> None:
+            try:
+                answers.append(binding.bind("images", asked))
+            except BaseException as exc:
+                answers.append(exc)
+
+        waiting = threading.Thread(target=bind)
+        waiting.start()
+        time.sleep(0.5)
+        transaction.commit()
+        first.close()
+        waiting.join(30)
+        answer = answers[0]
+        assert answer == expected or (isinstance(expected, type) and isinstance(answer, expected)), answer
+        with db.connect() as conn:
+            conn.execute(delete(collections))
 
 
 def test_the_catalogue_narrows_to_an_album_and_its_sub_albums(db: Database) -> None:

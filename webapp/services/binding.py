@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from webapp.errors import ModelMismatch
 from webapp.models import ModelIdentity
@@ -71,11 +72,14 @@ class ModelBinding:
 
         A library that already has vectors of another model is refused, with what to do.
         """
-        with self.db.connect() as conn:
-            if self._one(library, ACTIVE, conn) is None:
-                # A new library, or the collection of an earlier release: its name is the library's.
-                self._insert(conn, library, library, ACTIVE, model)
-                return library
+        try:
+            with self.db.connect() as conn:
+                if self._one(library, ACTIVE, conn) is None:
+                    # A new library, or the collection of an earlier release: its name is the library's.
+                    self._insert(conn, library, library, ACTIVE, model)
+                    return library
+        except IntegrityError:
+            pass  # another process bound it at the same moment (the first start of a scaled-out library)
         current = self.active(library)
         assert current is not None
         if current.model != model and current.model.name == model.name:
