@@ -226,6 +226,23 @@ def test_processes_binding_a_new_library_at_once_agree_on_its_model(db: Database
             conn.execute(delete(collections))
 
 
+def test_a_pages_album_list_is_kept_a_few_seconds_unless_this_process_changes_the_catalogue(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, other = Catalog(db), Catalog(db)  # this process's, and another machine's
+    mine.add([("a" * 64, 1, "trips/day1")])
+    assert mine.albums(kept=True) == [("trips", 1), ("trips/day1", 1)]
+    other.add([("b" * 64, 2, "cats")])
+    assert mine.albums(kept=True) == [("trips", 1), ("trips/day1", 1)]  # kept: another's change shows later
+    assert mine.albums() == [("cats", 1), ("trips", 1), ("trips/day1", 1)]  # the API's: never kept
+    other.add([("c" * 64, 3, "dogs")])
+    monkeypatch.setattr(Catalog, "ALBUMS_KEPT_SECONDS", 0.0)  # from now on, each list lapses at once
+    mine.remove(["a" * 64])  # its own change: the next list is made afresh
+    assert mine.albums(kept=True) == [("cats", 1), ("dogs", 1)]
+    other.add([("d" * 64, 4, "owls")])
+    assert mine.albums(kept=True) == [("cats", 1), ("dogs", 1), ("owls", 1)]  # lapsed
+
+
 def test_the_catalogue_narrows_to_an_album_and_its_sub_albums(db: Database) -> None:
     catalog = Catalog(db)
     albums = ["a_b", "a_b/c", "axb", "a_b2", "100%", "1000", 'q"\\x', ""]

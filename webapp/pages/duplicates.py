@@ -30,7 +30,7 @@ def duplicates_page() -> str | Response:
         groups=groups,
         pager=pager,
         album=album,
-        albums=library().albums(),
+        albums=library().albums(kept=True),
         scan=finder.last_scan(),
         threshold=finder.threshold,
     )

@@ -25,7 +25,7 @@ def library_page() -> str | Response:
     if pager.beyond_end:
         return redirect(pager.url(pager.pages))
     images = lib.newest(pager.offset, pager.per_page, album)
-    return render_template("library.html", images=images, pager=pager, album=album, albums=lib.albums())
+    return render_template("library.html", images=images, pager=pager, album=album, albums=lib.albums(kept=True))
 
 
 @blp.get("/library/clear")

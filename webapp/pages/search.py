@@ -80,7 +80,7 @@ def index() -> str:
         count=lib.count(),
         top_k_choices=TOP_K_CHOICES,
         default_top_k=DEFAULT_TOP_K,
-        albums=lib.albums(),
+        albums=lib.albums(kept=True),
     )
 
 
@@ -112,7 +112,7 @@ def search() -> tuple[str, dict[str, str]]:
         count=lib.count(),
         top_k_choices=TOP_K_CHOICES,
         default_top_k=top_k,
-        albums=lib.albums(),
+        albums=lib.albums(kept=True),
         album=album,
         box=box,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -35,8 +36,12 @@ def _shrink(conn: Any, group_ids: set[int]) -> None:
 class Catalog:
     """Content ids by time added, with their albums; derivable from Milvus, so a repair can rebuild it."""
 
+    ALBUMS_KEPT_SECONDS = 5.0  # how long a page's album list may lag other processes' changes
+
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._changes = 0  # this process's changes so far: a kept album list is of one of them
+        self._albums: tuple[int, float, list[tuple[str, int]]] | None = None  # (changes, until, albums)
 
     def add(self, rows: Iterable[tuple[str, int, str]]) -> None:
         """Record images (sha256, added_at in ms, album); already known ones are left as they are."""
@@ -44,6 +49,7 @@ class Catalog:
         if values:
             with self.db.connect() as conn:
                 conn.execute(self.db.insert_ignoring_duplicates(images), values)
+            self._changes += 1  # after the commit: a list made before it is not kept
 
     def remove(self, sha256s: Iterable[str]) -> None:
         """Forget images, and take them out of their near-duplicate groups."""
@@ -57,6 +63,7 @@ class Catalog:
                 )
                 conn.execute(delete(duplicate_members).where(duplicate_members.c.sha256.in_(part)))
                 _shrink(conn, set(gone))
+        self._changes += 1
 
     def clear(self) -> None:
         """Forget every image (and every near-duplicate group)."""
@@ -64,6 +71,7 @@ class Catalog:
             conn.execute(delete(duplicate_members))
             conn.execute(delete(duplicate_groups))
             conn.execute(delete(images))
+        self._changes += 1
 
     def newest(self, offset: int, limit: int, album: str = "") -> list[str]:
         """Return a page of content ids, newest first (each image of a batch has its own millisecond)."""
@@ -92,8 +100,16 @@ class Catalog:
         with self.db.connect() as conn:
             return int(conn.scalar(query) or 0)
 
-    def albums(self) -> list[tuple[str, int]]:
-        """Return every album with the number of images in it and below it, sorted by name."""
+    def albums(self, kept: bool = False) -> list[tuple[str, int]]:
+        """Return every album with the number of images in it and below it, sorted by name.
+
+        ``kept``: for a page's album list, the list made up to ALBUMS_KEPT_SECONDS ago, unless this
+        process changed the catalogue since. Making it reads the whole catalogue: 21 ms for 5,585
+        albums of 53,760 images (SQLite, a one-off script), on every search and library page.
+        """
+        changes, now = self._changes, time.monotonic()
+        if kept and self._albums is not None and self._albums[0] == changes and now < self._albums[1]:
+            return self._albums[2]
         with self.db.connect() as conn:
             rows = conn.execute(
                 select(images.c.album, func.count()).where(images.c.album != "").group_by(images.c.album)
@@ -102,4 +118,6 @@ class Catalog:
             for album, n in rows:
                 for above in lineage(album):
                     counts[above] += n
-        return sorted(counts.items())
+        albums = sorted(counts.items())
+        self._albums = (changes, now + self.ALBUMS_KEPT_SECONDS, albums)
+        return albums

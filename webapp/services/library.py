@@ -265,9 +265,10 @@ class Library:
         """Return the number of images the catalogue lists, in ``album`` if given (cheap: for paging)."""
         return self.catalog.total(album)
 
-    def albums(self) -> list[tuple[str, int]]:
-        """Return every album with how many images it holds (sub-albums included), by name."""
-        return self.catalog.albums()
+    def albums(self, kept: bool = False) -> list[tuple[str, int]]:
+        """Return every album with how many images it holds (sub-albums included), by name
+        (``kept``: a page's list, up to a few seconds old; see Catalog.albums)."""
+        return self.catalog.albums(kept)
 
     def complete(self, records: Sequence[Record]) -> None:
         """List indexed images the catalogue may lack (a worker died after their vectors)."""
