@@ -209,3 +209,29 @@ def test_a_flush_that_fails_keeps_its_rows_and_the_next_one_writes_them(tmp_path
         assert again.count() == 21 and set(again.get([r.sha256 for r, _ in items])) == {r.sha256 for r, _ in items}
     finally:
         again.close()
+
+
+def test_a_flush_that_fails_after_its_commit_is_not_undone(tmp_path: Path) -> None:
+    from milvus_lite.engine.collection import Collection
+
+    rng = np.random.default_rng(9)
+    items = [_item(i, rng) for i in range(10)]
+    store = _store(tmp_path)
+    try:
+        store.upsert(items[:5])
+
+        def shut_down(self: object) -> None:
+            raise RuntimeError("cannot schedule new futures after shutdown")  # as at the interpreter's exit
+
+        with patch.object(Collection, "_schedule_bg_maintenance", shut_down), pytest.raises(StoreUnavailable):
+            store.flush()
+        store.upsert(items[5:])  # into the new log: the flush's rows are in their file already
+        assert store.count() == 10
+        store.flush()
+    finally:
+        store.close()
+    again = _store(tmp_path)
+    try:
+        assert again.count() == 10
+    finally:
+        again.close()

@@ -119,7 +119,8 @@ def _kept_if_failed(flush: Callable[[Any], None], original: Callable[[Any], None
     ones' rows to a Parquet file, and drops the old ones if that fails: with the data folder full,
     316 images answered 201, then vanished from searches and counts, and the next flush that
     succeeded deleted their log (a 6 MB tmpfs as DATA_DIR). The old buffer is left whole by a
-    flush, and the new one holds nothing yet (a flush keeps every writer out).
+    flush, and the new one holds nothing yet (a flush keeps every writer out). A flush that failed
+    after its commit (scheduling the merge that follows, at the interpreter's exit) keeps its result.
     """
 
     def trigger_flush(collection: Any) -> None:
@@ -127,7 +128,8 @@ def _kept_if_failed(flush: Callable[[Any], None], original: Callable[[Any], None
         try:
             flush(collection)
         except BaseException:
-            if collection._memtable is not memtable and collection._memtable.size() == 0:
+            committed = wal._closed  # the old log is closed once the manifest names the new file
+            if collection._memtable is not memtable and collection._memtable.size() == 0 and not committed:
                 fresh, collection._memtable, collection._wal = collection._wal, memtable, wal
                 fresh.close_and_delete()  # never written: no file to remove
             raise
