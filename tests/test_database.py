@@ -3,14 +3,16 @@ and the job store's transitions and exact counting, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import delete, inspect, select
+from sqlalchemy import Connection, delete, inspect, select
 
 from tests.servers import PostgresServer
 from webapp import create_app
@@ -126,20 +128,38 @@ def test_catalogue_ignores_known_images_and_lists_newest_first(db: Database) -> 
     assert catalog.newest(1, 10) == ["a" * 64]
 
 
-def take_while_another_takes(db: Database, group_id: int, commit: bool) -> Claim | None:
-    """Take a group while another connection has taken it and not yet committed (or rolled back)."""
+def beside_an_open_transaction(
+    db: Database, write: Callable[[Connection], object], call: Callable[[], object], commit: bool = True
+) -> object:
+    """Run ``call`` in a thread while another connection holds ``write`` uncommitted, then commit
+    (or roll back) that; return what ``call`` returned, or what it raised."""
     first = db.engine.connect()
     transaction = first.begin()
-    first.execute(delete(duplicate_groups).where(duplicate_groups.c.id == group_id))
-    second: list[Claim | None] = []
-    waiting = threading.Thread(target=lambda: second.append(take(db, group_id)))
+    write(first)
+    answers: list[object] = []
+
+    def run() -> None:
+        try:
+            answers.append(call())
+        except BaseException as exc:
+            answers.append(exc)
+
+    waiting = threading.Thread(target=run)
     waiting.start()
     time.sleep(0.5)
-    assert waiting.is_alive()  # it waits for the first, whose take it cannot see yet
+    assert waiting.is_alive()  # it waits for the other, whose write it cannot see yet
     transaction.commit() if commit else transaction.rollback()
     first.close()
     waiting.join(30)
-    return second[0]
+    return answers[0]
+
+
+def take_while_another_takes(db: Database, group_id: int, commit: bool) -> Claim | None:
+    """Take a group while another connection has taken it and not yet committed (or rolled back)."""
+    taking = delete(duplicate_groups).where(duplicate_groups.c.id == group_id)
+    claim = beside_an_open_transaction(db, lambda conn: conn.execute(taking), lambda: take(db, group_id), commit)
+    assert claim is None or isinstance(claim, Claim), claim
+    return claim
 
 
 def test_one_request_takes_a_duplicate_group_and_a_failed_one_puts_it_back(db: Database) -> None:
@@ -175,52 +195,26 @@ def test_a_taken_account_name_is_a_conflict_decided_by_the_database(db: Database
     # could both pass the look-up, and the second got a 500 from the unique index.
     accounts = Accounts(db, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
     accounts.users()  # the schema, migrated
-    first = db.engine.connect()
-    transaction = first.begin()  # another admin's request has inserted "ada", not yet committed
-    first.execute(users.insert().values(name="ada", role=Role.EDITOR, password_hash="x", created_at=0.0))
-    second: list[BaseException] = []
-
-    def create() -> None:
-        try:
-            accounts.create_user("ada", Role.VIEWER, "another long password")
-        except BaseException as exc:
-            second.append(exc)
-
-    waiting = threading.Thread(target=create)
-    waiting.start()
-    time.sleep(0.5)
-    transaction.commit()
-    first.close()
-    waiting.join(30)
-    assert len(second) == 1 and isinstance(second[0], Conflict) and "exists already" in str(second[0]), second
+    inserting = users.insert().values(name="ada", role=Role.EDITOR, password_hash="x", created_at=0.0)
+    answer = beside_an_open_transaction(  # another admin's request has inserted "ada", not yet committed
+        db, lambda conn: conn.execute(inserting), lambda: accounts.create_user("ada", Role.VIEWER, "a long password")
+    )
+    assert isinstance(answer, Conflict) and "exists already" in answer.message, answer
     assert [(u.name, u.role) for u in accounts.users()] == [("ada", Role.EDITOR)]
 
 
 def test_processes_binding_a_new_library_at_once_agree_on_its_model(db: Database) -> None:
     # The first start of a scaled-out library: every web and worker process binds it at once.
-    # Before, on PostgreSQL, all but one got the primary key's error instead of the binding.
+    # Before, on PostgreSQL, one that lost the race got the primary key's error instead of the binding.
     model, other = ModelIdentity("m", "int8", "a" * 64, 1280), ModelIdentity("n", "int8", "b" * 64, 1280)
     binding = ModelBinding(db)
     binding.any_recorded()  # the schema, migrated
     for asked, expected in ((model, "images"), (other, ModelMismatch)):
-        first = db.engine.connect()
-        transaction = first.begin()  # another process is binding the library to `model`
-        ModelBinding._insert(first, "images", "images", "active", model)
-        answers: list[object] = []
-
-        def bind(asked: ModelIdentity = asked, answers: list[object] = answers) -> None:
-            try:
-                answers.append(binding.bind("images", asked))
-            except BaseException as exc:
-                answers.append(exc)
-
-        waiting = threading.Thread(target=bind)
-        waiting.start()
-        time.sleep(0.5)
-        transaction.commit()
-        first.close()
-        waiting.join(30)
-        answer = answers[0]
+        answer = beside_an_open_transaction(  # another process is binding the library to `model`
+            db,
+            lambda conn: ModelBinding._insert(conn, "images", "images", "active", model),
+            functools.partial(binding.bind, "images", asked),
+        )
         assert answer == expected or (isinstance(expected, type) and isinstance(answer, expected)), answer
         with db.connect() as conn:
             conn.execute(delete(collections))
