@@ -408,4 +408,6 @@ def test_commands_manage_accounts_and_tokens(tmp_path: Path, model_dir: Path) ->
     assert cli.invoke(args=["users", "delete", "bob"]).exit_code == 0
     assert client.get("/api/v1/stats", headers=bearer(another.stdout.strip())).status_code == 401
     assert "bob" not in cli.invoke(args=["users", "list"]).output
+    unknown = cli.invoke(args=["users", "password", "bob"], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert unknown.exit_code != 0 and "no account named 'bob'" in unknown.output and "Password" not in unknown.output
     app.extensions[EXTENSION].close()

@@ -70,6 +70,7 @@ def delete_user(name: str) -> None:
 def set_password(name: str, password_stdin: bool) -> None:
     """Set a new password for NAME; the sessions opened with the old one end."""
     try:
+        _accounts().user_named(name)  # before asking for a password: an unknown name is said at once
         _accounts().set_password(name, _read_password(password_stdin))
     except WebappError as exc:
         raise _fail(exc) from exc
