@@ -57,6 +57,16 @@ PHOTO_NAMES = [
 LFW_FACES = [0, 50]  # two different people from the bundled Labeled Faces in the Wild subset
 
 
+def files_under(root: Path, suffix: str = "") -> list[str]:
+    """The files under root ending in suffix; a folder removed meanwhile (background clearing) is skipped."""
+    return sorted(
+        str((Path(folder) / name).relative_to(root))
+        for folder, _, names in os.walk(root)
+        for name in names
+        if name.endswith(suffix)
+    )
+
+
 def jpeg(img: Image.Image, quality: int = 92) -> bytes:
     """Encode an image as JPEG bytes."""
     out = io.BytesIO()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import files_under
 from webapp.services import images as images_module
 from webapp.services.images import ImageStore
 
@@ -17,11 +18,6 @@ from webapp.services.images import ImageStore
 def item(n: int) -> tuple[str, str, bytes, bytes]:
     data = f"original {n}".encode()
     return hashlib.sha256(data).hexdigest(), "image/png", data, f"thumbnail {n}".encode()
-
-
-def files(root: Path) -> list[str]:
-    """The files under root; a folder removed meanwhile (by the store's background clearing) is skipped."""
-    return sorted(str((Path(folder) / name).relative_to(root)) for folder, _, names in os.walk(root) for name in names)
 
 
 def test_put_many_stores_each_original_and_thumbnail_and_skips_those_already_there(tmp_path: Path) -> None:
@@ -36,7 +32,7 @@ def test_put_many_stores_each_original_and_thumbnail_and_skips_those_already_the
         thumb = store.thumbnail(sha)
         assert original is not None and original.read_bytes() == data and original.suffix == ".png"
         assert thumb is not None and thumb.read_bytes() == thumbnail
-    assert len(files(tmp_path)) == 4  # no temporary file left
+    assert len(files_under(tmp_path)) == 4  # no temporary file left
 
 
 def test_a_batch_that_fails_midway_leaves_nothing_under_its_names(tmp_path: Path) -> None:
@@ -50,7 +46,7 @@ def test_a_batch_that_fails_midway_leaves_nothing_under_its_names(tmp_path: Path
     with pytest.raises(MemoryError):
         store.put_many(batch())
 
-    assert files(tmp_path) == []
+    assert files_under(tmp_path) == []
     assert store.original(item(1)[0]) is None and store.thumbnail(item(2)[0]) is None
 
 
@@ -70,7 +66,7 @@ def test_a_batch_whose_files_cannot_be_synced_leaves_nothing_under_its_names(
     with pytest.raises(OSError, match="No space"):
         store.put_many([item(1), item(2)])
 
-    assert len(synced) == 3 and files(tmp_path) == []
+    assert len(synced) == 3 and files_under(tmp_path) == []
     monkeypatch.undo()
     assert store.put_many([item(1), item(2)]) == [item(1)[0], item(2)[0]]  # and it can be retried
 
@@ -111,7 +107,7 @@ def test_clearing_empties_the_store_at_once_and_removes_what_it_moved_aside_late
     store.clear()
     assert store.original(item(0)[0]) is None and not list(store.ids())
     deadline = time.monotonic() + 30
-    while (files(tmp_path) or any(tmp_path.glob(".trash-*"))) and time.monotonic() < deadline:
+    while (files_under(tmp_path) or any(tmp_path.glob(".trash-*"))) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert files(tmp_path) == [] and not list(tmp_path.glob(".trash-*"))
+    assert files_under(tmp_path) == [] and not list(tmp_path.glob(".trash-*"))
     assert store.put(*item(0)) and store.original(item(0)[0]) is not None
