@@ -4,10 +4,12 @@ Fills a catalogue (SQLite, in a temporary data folder) with one image row per ph
 organised by day (``photos/YYYY/MM/DD``, ten a day by default: 53,760 rows in 5,585 albums), then
 calls the app's WSGI callable in-process, in alternating rounds:
 
-- the home page and the library page as served (the album list kept up to a few seconds);
+- the home page and the library page as served (the album list kept up to a few seconds; past
+  ``ALBUM_CHOICES`` albums, a field that suggests names instead of a menu of them all);
+- the same pages with every album in a menu, as before 2026-12-03 ("menu");
 - the same pages with every list made afresh (``Catalog.ALBUMS_KEPT_SECONDS`` at 0), as before
-  2026-12-02;
-- ``GET /api/v1/images/albums`` (never kept).
+  2026-12-02, with the menu ("afresh");
+- ``GET /api/v1/images/albums`` (never kept), and the suggestions a field asks for as you type.
 
 Milvus holds no vectors: the pages' grids are empty, so what is timed is the page, the album list
 and the catalogue's count.
@@ -33,7 +35,8 @@ from webapp.runtime import library  # noqa: E402
 from webapp.services.catalog import Catalog  # noqa: E402
 from webapp.services.database import Database, sqlite_url  # noqa: E402
 
-PATHS = ("/", "/library", "/api/v1/images/albums")
+PATHS = ("/", "/library", "/api/v1/images/albums", "/api/v1/images/albums?contains=2019/05&limit=20")
+EVERY_ALBUM = 10**9  # ALBUM_CHOICES that puts every album in a menu
 
 
 def fill(data_dir: Path, years: int, per_day: int) -> int:
@@ -69,10 +72,12 @@ def main() -> None:
             catalog = library().catalog
         albums = len(client.get("/api/v1/images/albums").json or [])
         print(f"{images} images in {albums} albums; p50 of {args.views} views, in ms (page size)")
-        kept_for = Catalog.ALBUMS_KEPT_SECONDS
+        kept_for, choices = Catalog.ALBUMS_KEPT_SECONDS, app.config["ALBUM_CHOICES"]
+        variants = (("served", kept_for, choices), ("menu", kept_for, EVERY_ALBUM), ("afresh", 0.0, EVERY_ALBUM))
         for round_ in range(1, args.rounds + 1):
-            for label, seconds in (("kept", kept_for), ("afresh", 0.0)):
+            for label, seconds, menu in variants:
                 Catalog.ALBUMS_KEPT_SECONDS = seconds
+                app.config["ALBUM_CHOICES"] = menu
                 catalog._albums = None  # a list kept from the other setting would outlive the switch
                 for path in PATHS:
                     client.get(path)
@@ -83,7 +88,7 @@ def main() -> None:
                         times.append((time.perf_counter() - start) * 1000)
                     assert response.status_code == 200, (path, response.status_code)
                     size = len(response.data) // 1024
-                    print(f"round {round_}  {label:6s}  {path:24s} {statistics.median(times):7.1f}  ({size} KB)")
+                    print(f"round {round_}  {label:6s}  {path:50s} {statistics.median(times):7.1f}  ({size} KB)")
         Catalog.ALBUMS_KEPT_SECONDS = kept_for
 
 

@@ -142,3 +142,43 @@ def test_album_names_from_paths_and_clients() -> None:
     assert lineage("a/b/c") == ["a", "a/b", "a/b/c"] and lineage("") == []
     assert literal('q"x\\') == '"q\\"x\\\\"'
     assert milvus_filter("") == "" and milvus_filter("a") == 'array_contains(albums, "a")'
+
+
+def test_the_album_list_narrows_to_names_holding_some_text(app: Flask, client: FlaskClient) -> None:
+    load_tree(app, client)
+
+    def names(**args: Any) -> list[str]:
+        response = client.get("/api/v1/images/albums", query_string=args)
+        assert response.status_code == 200, response.json
+        return [album["name"] for album in response.json]
+
+    assert names(contains="BIRD") == ["animals/birds"]
+    assert names(contains="animals", limit=2) == ["animals", "animals/birds"]
+    assert names(contains='"CHEESE" \\') == [ODD]
+    assert names(contains="nowhere") == []
+    assert names() == ["animals", "animals/birds", "animalsx", ODD]
+    for bad in ({"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"contains": "a" * 501}):
+        assert client.get("/api/v1/images/albums", query_string=bad).status_code == 422
+
+
+def test_a_library_with_more_albums_than_a_menu_holds_gets_a_field_that_suggests_them(
+    app: Flask, client: FlaskClient
+) -> None:
+    load_tree(app, client)  # four albums
+    menu = '<option value="animals/birds">animals/birds (2)</option>'
+    app.config["ALBUM_CHOICES"] = 4
+    for path in ("/", "/library", "/duplicates"):
+        page = client.get(path).get_data(as_text=True)
+        assert menu in page and "data-album-suggest" not in page, path
+
+    app.config["ALBUM_CHOICES"] = 2
+    suggest = 'data-album-suggest="/api/v1/images/albums"'
+    home = client.get("/").get_data(as_text=True)
+    assert menu not in home and "animals/birds" not in home  # neither the menu nor every name
+    assert home.count(suggest) == 2  # the search form's album and the add form's
+    first = '<option value="animals">3</option><option value="animalsx">1</option></datalist>'
+    assert home.count(first) == 2  # the top levels, by name, up to ALBUM_CHOICES
+    library = client.get("/library?album=animals/birds").get_data(as_text=True)
+    assert suggest in library and 'value="animals/birds"' in library and menu not in library
+    assert "2 images in the album animals/birds" in library
+    assert suggest in client.get("/duplicates").get_data(as_text=True)

@@ -67,6 +67,9 @@ class Defaults:
     BODY_MIN_BYTES_PER_SECOND = 16 * 1024
     MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard
     THUMBNAIL_SIZE = 320
+    # A page lists up to this many albums in a menu; a library with more gets a field that suggests
+    # names as you type (a menu of 5,585 albums made the home page 652 KB).
+    ALBUM_CHOICES = 200
     RATE_LIMIT = ""  # e.g. "60/minute": per client, over searches and uploads together; empty: off
     IMPORT_ROOTS: list[str] | str = []  # folders the API may ingest from; empty: DATA_DIR/import
     MAX_FILE_BYTES = 32 * 1024 * 1024  # per file in a job (uploaded, in an archive, or in a folder)

@@ -271,7 +271,62 @@
     }
   }
 
+  var SUGGESTED = 20; // album names asked for per keystroke pause
+
+  function setupAlbumSuggestions(input) {
+    // A library with more albums than a menu holds: ask the API for the names holding what was typed.
+    var list = input.list;
+    var url = input.getAttribute("data-album-suggest");
+    if (!list || !url || typeof window.fetch !== "function") {
+      return;
+    }
+    var first = Array.prototype.slice.call(list.children); // the top levels, rendered with the page
+    var timer = null;
+    var asked = 0;
+    function show(options) {
+      list.replaceChildren.apply(list, options);
+    }
+    function suggest() {
+      var text = input.value.trim();
+      var mine = ++asked;
+      if (!text) {
+        show(first);
+        return;
+      }
+      var query = "?contains=" + encodeURIComponent(text) + "&limit=" + SUGGESTED;
+      window
+        .fetch(url + query, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (response) {
+          if (!response.ok) {
+            throw new Error("HTTP " + response.status);
+          }
+          return response.json();
+        })
+        .then(function (albums) {
+          if (mine !== asked) {
+            return; // a later keystroke asked again
+          }
+          show(
+            albums.map(function (album) {
+              var option = document.createElement("option");
+              option.value = album.name;
+              option.textContent = String(album.count);
+              return option;
+            })
+          );
+        })
+        .catch(function () {
+          // Offline or refused: the field still takes a typed name.
+        });
+    }
+    input.addEventListener("input", function () {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(suggest, 150);
+    });
+  }
+
   function init() {
+    document.querySelectorAll("input[data-album-suggest]").forEach(setupAlbumSuggestions);
     document.querySelectorAll(".dropzone").forEach(setupDropzone);
     document.querySelectorAll("[data-job-url]").forEach(setupJobPage);
     document.querySelectorAll("form").forEach(setupBusyForm);

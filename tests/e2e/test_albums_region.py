@@ -1,17 +1,21 @@
-"""Albums and regions in the browser: narrowing search and the library grid to an album, and
-searching with a region of the photo drawn with the mouse or placed with the keyboard."""
+"""Albums and regions in the browser: narrowing search and the library grid to an album (from a
+menu, or past a menu's worth of albums from a field that suggests them), and searching with a
+region of the photo drawn with the mouse or placed with the keyboard."""
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 import requests
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import near_duplicate
-from tests.e2e.conftest import Console, check_accessibility, file_payload
+from tests.e2e.conftest import Console, browsing, check_accessibility, file_payload
 from tests.test_gunicorn import Server
 from tests.test_region import side_by_side
 
@@ -61,6 +65,50 @@ def test_an_album_narrows_the_search_and_the_library_grid(
     page.locator(".image-album a").click()
     expect(page).to_have_url(re.compile(r"/library\?album=animals(%2F|/)cats$"))
     check_accessibility(page, axe_source)
+
+
+@pytest.fixture()
+def few_choices(tmp_path: Path, model_dir: Path) -> Iterator[Server]:
+    """The app with menus of at most two albums, so that three make its pages suggest names instead."""
+    served = Server(tmp_path / "data", model_dir, WEBAPP_SEARCH_PROCESSES="1", WEBAPP_ALBUM_CHOICES="2")
+    yield served
+    if served.proc.poll() is None:
+        served.stop()
+
+
+def test_past_a_menu_of_albums_a_field_suggests_them_as_you_type(
+    browser: Browser, few_choices: Server, photos: dict[str, bytes], axe_source: str
+) -> None:
+    add_to_album(few_choices, "animals/cats", {"chelsea.jpg": photos["chelsea"]})
+    add_to_album(few_choices, "animals/birds", {"coffee.jpg": photos["coffee"]})
+    add_to_album(few_choices, "space", {"rocket.jpg": photos["rocket"], "moon.jpg": photos["moon"]})
+
+    with browsing(browser, few_choices) as page:
+        page.goto("/library")
+        field = page.get_by_label("Album", exact=True)
+        suggestions = page.locator("#library-album-names option")
+        expect(suggestions).to_have_count(2)  # before typing: the top levels
+        field.press_sequentially("CAT")
+        expect(suggestions).to_have_count(1)
+        expect(suggestions).to_have_attribute("value", "animals/cats")  # asked of the API as you type
+        field.fill("animals")
+        expect(suggestions).to_have_count(3)
+        field.press("Enter")
+        expect(page).to_have_url(re.compile(r"/library\?album=animals$"))
+        expect(page.get_by_text("2 images in the album animals, newest first")).to_be_visible()
+        expect(field).to_have_value("animals")
+        check_accessibility(page, axe_source)
+
+        page.goto("/")
+        page.get_by_label("Drop a photo here or choose a file").set_input_files(
+            file_payload("cat.jpg", near_duplicate(photos["chelsea"]))
+        )
+        page.get_by_label("Album", exact=True).fill("space")
+        page.get_by_role("button", name="Search").click()
+        expect(page.get_by_text("Searched the album space.")).to_be_visible()
+        assert sorted(result_names(page)) == ["moon.jpg", "rocket.jpg"]
+        expect(page.get_by_label("Album", exact=True)).to_have_value("space")  # kept for the next search
+        check_accessibility(page, axe_source)
 
 
 def test_search_with_a_region_drawn_by_mouse_then_placed_by_keyboard(

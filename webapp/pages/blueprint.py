@@ -10,11 +10,12 @@ from typing import Any
 from flask import Blueprint, request, url_for
 from werkzeug.exceptions import BadRequest
 
-from webapp.services.albums import parse_album
+from webapp.services.albums import parse_album, shallowest
 from webapp.urls import image_url
 
 blp = Blueprint("pages", __name__)
 blp.add_app_template_global(image_url)
+blp.add_app_template_filter(shallowest)
 
 MAX_PER_PAGE = 100
 JOB_KINDS = {

@@ -8,6 +8,8 @@ album with its ancestors in an array field, so "this album and its sub-albums" i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from itertools import islice
 
 from webapp.errors import InvalidInput
 
@@ -73,3 +75,14 @@ def literal(value: str) -> str:
 def milvus_filter(album: str) -> str:
     """Return the Milvus filter for images in ``album`` or below it ("" for no album: no filter)."""
     return f"array_contains(albums, {literal(album)})" if album else ""
+
+
+def named(albums: Iterable[tuple[str, int]], contains: str, limit: int | None) -> list[tuple[str, int]]:
+    """Return the albums whose name holds ``contains`` in any case, at most ``limit`` of them, in order."""
+    wanted = contains.casefold()
+    return list(islice((a for a in albums if wanted in a[0].casefold()), limit))
+
+
+def shallowest(albums: Iterable[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
+    """Return at most ``limit`` albums, the top levels first, by name within a level (a field's first suggestions)."""
+    return sorted(albums, key=lambda a: (a[0].count("/"), a[0]))[:limit]

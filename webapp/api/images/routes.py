@@ -13,6 +13,7 @@ from flask.views import MethodView
 from webapp.api.common import AlbumArgsSchema, Blueprint
 from webapp.api.images.schemas import (
     AddedImageSchema,
+    AlbumsArgsSchema,
     AlbumSchema,
     ClearArgsSchema,
     ClearedSchema,
@@ -25,6 +26,7 @@ from webapp.auth import requires
 from webapp.errors import Conflict, NotFound
 from webapp.extensions import rate_limited
 from webapp.runtime import library, runtime
+from webapp.services.albums import named
 from webapp.services.images import mime_of
 from webapp.services.records import Added, Record
 from webapp.services.roles import Role
@@ -77,14 +79,22 @@ class Images(MethodView):
 class Albums(MethodView):
     """The albums of the library."""
 
+    @blp.arguments(AlbumsArgsSchema(), location="query")
     @blp.response(200, AlbumSchema(many=True))
     @requires(Role.VIEWER)
-    def get(self) -> list[dict[str, Any]]:
-        """List every album (sub-albums too) with how many images it holds, by name."""
+    def get(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """List the albums (sub-albums too) with how many images each holds, by name.
+
+        ``contains`` and ``limit`` make it a name field's suggestions: the pages' album fields
+        ask for the first 20 names holding what was typed, once a library has too many albums
+        for a menu. Such a list may be as old as a page's (a few seconds); the whole list is made
+        afresh.
+        """
         base = url_for("images.Images")
+        suggesting = bool(args["contains"]) or args["limit"] is not None
         return [
             {"name": name, "count": n, "images_url": f"{base}?{urlencode({'album': name})}"}
-            for name, n in library().albums()
+            for name, n in named(library().albums(kept=suggesting), args["contains"], args["limit"])
         ]
 
 

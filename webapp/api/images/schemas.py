@@ -5,6 +5,9 @@ from typing import Any
 import marshmallow as ma
 
 from webapp.api.common import Album, ImageUpload, ImageUrl, TopK
+from webapp.services.albums import MAX_LENGTH
+
+MAX_ALBUMS_LISTED = 1000  # albums one call may ask for with limit (a field's suggestions need a few)
 
 
 class ImageUploadSchema(ma.Schema):
@@ -64,6 +67,21 @@ class SimilarArgsSchema(ma.Schema):
 
     album = Album(description="Only images in this album (and its sub-albums).")
     top_k = TopK()
+
+
+class AlbumsArgsSchema(ma.Schema):
+    """Narrow the album list to names holding some text, and how many to return (a field's suggestions)."""
+
+    contains = ma.fields.String(
+        load_default="",
+        validate=ma.validate.Length(max=MAX_LENGTH),
+        metadata={"description": "Only albums whose name holds this text, in any case (e.g. 2019)."},
+    )
+    limit = ma.fields.Integer(
+        load_default=None,
+        validate=ma.validate.Range(min=1, max=MAX_ALBUMS_LISTED, error="Must be between {min} and {max}."),
+        metadata={"description": f"Return at most this many, by name (1-{MAX_ALBUMS_LISTED}; all by default)."},
+    )
 
 
 class AlbumSchema(ma.Schema):
