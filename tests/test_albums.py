@@ -182,3 +182,8 @@ def test_a_library_with_more_albums_than_a_menu_holds_gets_a_field_that_suggests
     assert suggest in library and 'value="animals/birds"' in library and menu not in library
     assert "2 images in the album animals/birds" in library
     assert suggest in client.get("/duplicates").get_data(as_text=True)
+    add = client.get("/add").get_data(as_text=True)
+    assert add.count(suggest) == 3 and add.count(first) == 3  # files, an archive, a folder
+    app.config["ALBUM_CHOICES"] = 4
+    add = client.get("/add").get_data(as_text=True)
+    assert suggest not in add and add.count('<option value="animals/birds">2</option>') == 3

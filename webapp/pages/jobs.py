@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 from webapp.auth import requires
 from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, album_arg, blp
-from webapp.runtime import runtime
+from webapp.runtime import library, runtime
 from webapp.services.ingestion import Ingestion, Upload
 from webapp.services.jobs import ACTIVE, RESUMABLE, Job, JobStatus
 from webapp.services.roles import Role
@@ -42,7 +42,8 @@ def _start_job(ingestion: Ingestion, source: str) -> Job:
 @requires(Role.EDITOR)
 def add_page() -> str:
     """Offer the three ways to add many images: files, a zip archive, a folder on the server."""
-    return render_template("add.html", roots=current_app.config["IMPORT_ROOTS"])
+    albums = library().albums(kept=True)  # the album fields suggest them
+    return render_template("add.html", roots=current_app.config["IMPORT_ROOTS"], albums=albums)
 
 
 @blp.post("/add")
