@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 
 from tests.conftest import files_under
 from tests.test_api import BOTH_STORES, add_all, upload
@@ -84,3 +86,33 @@ def test_emptying_the_library(app: Flask, client: FlaskClient, photos: dict[str,
         time.sleep(0.05)
     assert not files_under(images, ".jpg")
     assert upload(client, "/api/v1/images", photos["moon"]).status_code == 201
+
+
+def test_an_image_browsers_cannot_show_gets_a_jpeg_preview_on_its_page(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    scan = io.BytesIO()
+    Image.open(io.BytesIO(photos["coffee"])).resize((2000, 1330)).save(scan, "TIFF")
+    tiff = upload(client, "/api/v1/images", scan.getvalue(), "scan.tif").json
+    jpeg = upload(client, "/api/v1/images", photos["rocket"], "rocket.jpg").json
+
+    page = client.get(tiff["page_url"]).get_data(as_text=True)
+    preview = f"/api/v1/images/{tiff['id']}/preview"
+    assert f'<img src="{preview}"' in page and "Download the original" in page
+    assert f'<img src="{tiff["url"]}"' not in page
+    page = client.get(jpeg["page_url"]).get_data(as_text=True)
+    assert f'<img src="{jpeg["url"]}"' in page and "/preview" not in page
+
+    made = client.get(preview)
+    assert made.status_code == 200 and made.mimetype == "image/jpeg"
+    assert Image.open(io.BytesIO(made.data)).size == (1600, 1064)  # at most 1600 a side
+    assert client.get(tiff["url"]).mimetype == "image/tiff"  # the original as it came
+    assert client.get(f"/api/v1/images/{'0' * 64}/preview").status_code == 404
+
+    previews = Path(app.config["DATA_DIR"]) / "images" / "previews"
+    assert files_under(previews) == [f"{tiff['id'][:2]}/{tiff['id']}.jpg"]
+    assert client.delete(f"/api/v1/images/{tiff['id']}").status_code == 204
+    assert files_under(previews) == [] and client.get(preview).status_code == 404
+    client.get(f"/api/v1/images/{jpeg['id']}/preview")  # any image has one, if asked for
+    assert client.delete("/api/v1/images?confirm=1").status_code == 200
+    assert not previews.exists()  # moved aside with the rest

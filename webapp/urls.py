@@ -1,15 +1,20 @@
-"""URLs of an image's file, thumbnail and page, for the API's schemas and the pages' templates alike."""
+"""URLs of an image's file, thumbnail, preview and page, for the API's schemas and the pages' templates alike."""
 
 from __future__ import annotations
 
 from flask import g, url_for
 
-IMAGE_ENDPOINTS = {"file": "images.ImageFile", "thumbnail": "images.ImageThumbnail", "page": "pages.image_page"}
+IMAGE_ENDPOINTS = {
+    "file": "images.ImageFile",
+    "thumbnail": "images.ImageThumbnail",
+    "preview": "images.ImagePreview",
+    "page": "pages.image_page",
+}
 ID_SLOT = "0" * 64  # a valid image id, replaced by the real one in each URL
 
 
 def image_url(kind: str, sha256: str) -> str:
-    """Return the URL of an image's ``file``, ``thumbnail`` or ``page``.
+    """Return the URL of an image's ``file``, ``thumbnail``, ``preview`` or ``page``.
 
     url_for runs once per kind and request, then the id is put in by string replacement: a page of
     results has hundreds of these URLs.

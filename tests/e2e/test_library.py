@@ -7,10 +7,11 @@ import re
 import zipfile
 
 import requests
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.conftest import noise_images
-from tests.e2e.conftest import Console, add_images, check_accessibility, file_payload, photo_files
+from tests.e2e.conftest import Console, add_images, check_accessibility, file_payload, load_all_images, photo_files
 from tests.test_gunicorn import Server
 
 # Notes every value the job page's progress bar takes, from the server's rendering on.
@@ -163,3 +164,21 @@ def test_empty_the_library_after_typing_its_size_then_see_what_to_do(
     expect(empty).to_contain_text("No results: the library is empty.")
     page.get_by_role("link", name="Jobs", exact=True).click()
     expect(empty).to_contain_text("No jobs yet.")
+
+
+def test_a_tiff_shows_on_its_page_as_a_jpeg_copy_and_downloads_as_it_came(
+    page: Page, server: Server, photos: dict[str, bytes], axe_source: str
+) -> None:
+    scan, coffee = io.BytesIO(), Image.open(io.BytesIO(photos["coffee"]))
+    coffee.save(scan, "TIFF")
+    ids = add_images(server, {"scan.tiff": scan.getvalue(), **photo_files(photos, "rocket")})
+    page.goto(f"/images/{ids['scan.tiff']}")
+    expect(page.get_by_role("img", name="scan.tiff")).to_be_visible()
+    assert load_all_images(page) == []  # Chromium shows no TIFF: the original was a broken image here
+    assert page.get_by_role("img", name="scan.tiff").evaluate("img => img.naturalWidth") == coffee.width
+    expect(page.get_by_text("Browsers cannot show image/tiff files: this is a JPEG copy.")).to_be_visible()
+    check_accessibility(page, axe_source)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the original").click()
+    saved = download.value.path()
+    assert download.value.suggested_filename == "scan.tiff" and saved.read_bytes() == scan.getvalue()

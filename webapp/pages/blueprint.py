@@ -11,11 +11,20 @@ from flask import Blueprint, request, url_for
 from werkzeug.exceptions import BadRequest
 
 from webapp.services.albums import parse_album, shallowest
+from webapp.services.imaging import SHOWN_BY_BROWSERS
 from webapp.urls import image_url
 
 blp = Blueprint("pages", __name__)
 blp.add_app_template_global(image_url)
 blp.add_app_template_filter(shallowest)
+
+
+@blp.app_template_test("shown_by_browsers")
+def shown_by_browsers(mime: str) -> bool:
+    """Tell whether browsers show images of this type (``image.mime is shown_by_browsers``); else a
+    page shows the image's JPEG preview."""
+    return mime in SHOWN_BY_BROWSERS
+
 
 MAX_PER_PAGE = 100
 JOB_KINDS = {

@@ -25,8 +25,14 @@ TRASH = ".trash-"  # what clearing moved aside, being removed
 LEFTOVER_AGE = 600.0  # seconds: a temporary file this old belongs to no batch being written
 
 
+# What is made from an original (JPEG), each when it is first asked for or with the upload:
+# thumbnails for grids, previews for an image's page when browsers cannot show the original (TIFF).
+MADE = ("thumbnails", "previews")
+
+
 class ImageStore:
-    """Files under ``root``: ``originals/ab/<sha256>.<ext>`` and ``thumbnails/ab/<sha256>.jpg``."""
+    """Files under ``root``: ``originals/ab/<sha256>.<ext>``, and ``thumbnails/ab/<sha256>.jpg`` and
+    ``previews/ab/<sha256>.jpg`` made from them."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -41,7 +47,11 @@ class ImageStore:
 
     def thumbnail(self, sha256: str) -> Path | None:
         """Return the path of the thumbnail, or None if it is not stored."""
-        path = self._dir("thumbnails", sha256) / f"{sha256}.jpg"
+        return self.made("thumbnails", sha256)
+
+    def made(self, kind: str, sha256: str) -> Path | None:
+        """Return the path of a JPEG made from the original (a kind of MADE), or None if it is not stored."""
+        path = self._dir(kind, sha256) / f"{sha256}.jpg"
         return path if path.is_file() else None
 
     def put(self, sha256: str, mime: str, data: bytes, thumbnail: bytes) -> bool:
@@ -85,8 +95,12 @@ class ImageStore:
 
     def put_thumbnail(self, sha256: str, thumbnail: bytes) -> Path | None:
         """Store the thumbnail of a stored original; return its path (None if the original was deleted meanwhile)."""
-        path = self._dir("thumbnails", sha256) / f"{sha256}.jpg"
-        tmp = _stage(path, thumbnail)
+        return self.put_made("thumbnails", sha256, thumbnail)
+
+    def put_made(self, kind: str, sha256: str, data: bytes) -> Path | None:
+        """Store a JPEG made from a stored original; return its path (None if the original was deleted meanwhile)."""
+        path = self._dir(kind, sha256) / f"{sha256}.jpg"
+        tmp = _stage(path, data)
         try:
             _sync(tmp)
             os.replace(tmp, path)
@@ -99,8 +113,8 @@ class ImageStore:
         return path
 
     def delete(self, sha256: str) -> None:
-        """Remove an image's original and thumbnail, if present."""
-        for path in (self.original(sha256), self.thumbnail(sha256)):
+        """Remove an image's original and what was made from it, if present."""
+        for path in (self.original(sha256), *(self.made(kind, sha256) for kind in MADE)):
             if path is not None:
                 path.unlink(missing_ok=True)
 
@@ -119,7 +133,7 @@ class ImageStore:
         """
         cutoff = time.time() - older_than
         found = []
-        for kind in ("originals", "thumbnails"):
+        for kind in ("originals", *MADE):
             for path in (self.root / kind).glob("??/.tmp-*"):
                 try:
                     if path.stat().st_mtime < cutoff:
@@ -135,7 +149,7 @@ class ImageStore:
         network share: a large library would outlast Gunicorn's timeout, which kills the worker.
         What a process that stopped meanwhile left aside goes at the next clear.
         """
-        for kind in ("originals", "thumbnails"):
+        for kind in ("originals", *MADE):
             folder = self.root / kind
             if folder.is_dir():
                 folder.rename(self.root / f"{TRASH}{kind}-{os.getpid()}-{time.monotonic_ns()}")

@@ -27,6 +27,10 @@ MIME_BY_FORMAT = {
     "TIFF": "image/tiff",
     "AVIF": "image/avif",
 }
+# What every current browser shows in an <img>: an image's page shows the others (TIFF) as a
+# JPEG preview, at most PREVIEW_SIZE pixels a side, made at its first view.
+SHOWN_BY_BROWSERS = frozenset(MIME_BY_FORMAT.values()) - {"image/tiff"}
+PREVIEW_SIZE = 1600
 # ISO-BMFF brands of formats Pillow cannot read, to name them instead of "not an image".
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 FORMATS = "JPEG, PNG, GIF, WebP, AVIF, BMP or TIFF"

@@ -12,7 +12,7 @@ from webapp.errors import NotFound, StoreUnavailable, WebappError
 from webapp.services.adding import Batch, Entry, Outcome, Prepared, clean_filename
 from webapp.services.catalog import Catalog
 from webapp.services.images import ImageStore
-from webapp.services.imaging import Box, QueryImage, content_id, decode, thumbnail
+from webapp.services.imaging import PREVIEW_SIZE, Box, QueryImage, content_id, decode, thumbnail
 from webapp.services.priority import PRIORITY
 from webapp.services.records import Description, Hit, Record, SearchResult, VectorStore
 from webapp.services.telemetry import EMBED, INGESTED, SEARCH
@@ -209,7 +209,7 @@ class Library:
         return [records[sha] for sha in page if sha in records]
 
     def delete(self, sha256: str) -> None:
-        """Remove an image: its vector, its catalogue entry, its file and thumbnail."""
+        """Remove an image: its vector, its catalogue entry, its file and what was made from it."""
         self.get(sha256)
         with self._add_lock:
             self._add_lock.wait_for(lambda: not self._writing)
@@ -246,20 +246,32 @@ class Library:
         A bulk load leaves thumbnails to their first view: one cost 1.4 ms of the load's CPU per
         image, a seventh of a job (README, Measured), and most are never looked at.
         """
-        path = self.images.thumbnail(sha256)
+        return self._made("thumbnails", sha256, self.thumbnail_size)
+
+    def preview(self, sha256: str) -> Path | None:
+        """Return the path of a JPEG of the image up to PREVIEW_SIZE a side, made from its original
+        at its first view; None if there is no original.
+
+        For an image's page when the original is one browsers cannot show (SHOWN_BY_BROWSERS).
+        """
+        return self._made("previews", sha256, PREVIEW_SIZE)
+
+    def _made(self, kind: str, sha256: str, size: int) -> Path | None:
+        path = self.images.made(kind, sha256)
         original = None if path is not None else self.images.original(sha256)
         if original is None:
             return path
+        what = kind.removesuffix("s")
         with PRIORITY.interactive():  # someone is looking at a page: a bulk load steps aside
             try:
-                decoded = decode(original.read_bytes(), self.embedder.max_pixels, draft=self.thumbnail_size)
+                decoded = decode(original.read_bytes(), self.embedder.max_pixels, draft=size)
             except (OSError, WebappError) as exc:  # stored, so it was readable once: damaged since
                 message = exc.message if isinstance(exc, WebappError) else str(exc)
-                raise NotFound(f"the thumbnail of {sha256} cannot be made from its original: {message}") from exc
+                raise NotFound(f"the {what} of {sha256} cannot be made from its original: {message}") from exc
             try:
-                return self.images.put_thumbnail(sha256, thumbnail(decoded.image, self.thumbnail_size))
+                return self.images.put_made(kind, sha256, thumbnail(decoded.image, size))
             except OSError as exc:  # a full disk, a read-only mount: say so, with 503
-                raise StoreUnavailable(f"the thumbnail of {sha256} could not be stored: {exc}") from exc
+                raise StoreUnavailable(f"the {what} of {sha256} could not be stored: {exc}") from exc
 
     def listed(self, album: str = "") -> int:
         """Return the number of images the catalogue lists, in ``album`` if given (cheap: for paging)."""

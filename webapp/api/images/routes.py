@@ -160,8 +160,24 @@ class ImageThumbnail(MethodView):
         return _send(library().thumbnail(image_id), image_id)
 
 
+@blp.route("/<sha256:image_id>/preview")
+class ImagePreview(MethodView):
+    """A JPEG of an image for a browser."""
+
+    @blp.response(200, description="A JPEG of the image, at most 1600 pixels a side.")
+    @blp.alt_response(404, description="No image with that id.")
+    @requires(Role.VIEWER)
+    def get(self, image_id: str) -> Response:
+        """Return a JPEG of the image at most 1600 pixels a side (made at its first request): what
+        an image's page shows when browsers cannot show its original, such as a TIFF file."""
+        return _send(library().preview(image_id), image_id)
+
+
 def _send(path: Path | None, image_id: str) -> Response:
     """Send a stored file with its content type; content-addressed, so cacheable for a year."""
     if path is None:
         raise NotFound(f"no image with id {image_id} in the library")
-    return send_file(path, mimetype=mime_of(path), max_age=31536000)
+    response = send_file(path, mimetype=mime_of(path), max_age=31536000)
+    # Its name on disk is the id: without the header, a page's download link names it as uploaded.
+    del response.headers["Content-Disposition"]
+    return response
