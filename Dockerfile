@@ -21,7 +21,7 @@ WORKDIR /build
 COPY requirements.txt requirements-model.txt ./
 # The export checks its output with onnxruntime: use the same pins as the app.
 RUN pip install -r requirements-model.txt \
-        $(grep -E '^(onnxruntime|numpy|pillow|flask)==' requirements.txt | cut -d' ' -f1)
+        $(grep -E '^(onnxruntime|numpy|pillow|pi-heif|flask)==' requirements.txt | cut -d' ' -f1)
 COPY scripts/export_model.py scripts/quantize_model.py scripts/
 COPY webapp/__init__.py webapp/config.py webapp/errors.py webapp/models.py webapp/
 COPY webapp/services/__init__.py webapp/services/imaging.py webapp/services/

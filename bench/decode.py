@@ -1,6 +1,6 @@
 """Decode and preprocessing cost per image format and size, as a bulk load pays it.
 
-For JPEG, PNG and WebP made from scikit-image's bundled photos at several sizes, times the app's
+For JPEG, PNG, WebP and HEIC made from scikit-image's bundled photos at several sizes, times the app's
 decode (draft mode for JPEG, as the pipeline calls it), a plain bicubic resize to the model's input,
 and the app's resize (``to_input``: bilinear as it shrinks, after an integer reduce of a large one), one image at
 a time on one thread, with the cosine between the FP32 model's embeddings of the two inputs.
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from webapp.services.imaging import decode, to_input  # noqa: E402
 
 SIZES = (640, 2000, 4000)
-FORMATS = {"JPEG": {"quality": 90}, "PNG": {}, "WEBP": {"quality": 90}}
+FORMATS = {"JPEG": {"quality": 90}, "PNG": {}, "WEBP": {"quality": 90}, "HEIC": {"quality": 80}}
 INPUT = 224
 
 
@@ -36,6 +36,18 @@ def sample(side: int) -> Image.Image:
 
     img = Image.fromarray(data.coffee()).convert("RGB")
     return img.resize((side, round(side * img.height / img.width)), Image.Resampling.BICUBIC)
+
+
+def encoded(img: Image.Image, fmt: str, options: dict[str, int]) -> bytes:
+    """Return the image saved as ``fmt``: HEIC by pillow-heif's encoder (a development requirement)."""
+    buffer = io.BytesIO()
+    if fmt == "HEIC":
+        import pillow_heif
+
+        pillow_heif.from_pillow(img).save(buffer, **options)
+    else:
+        img.save(buffer, fmt, **options)
+    return buffer.getvalue()
 
 
 def timed(work, repeats: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
@@ -75,9 +87,7 @@ def main() -> None:
     for side in SIZES:
         img = sample(side)
         for fmt, options in FORMATS.items():
-            buffer = io.BytesIO()
-            img.save(buffer, fmt, **options)
-            data = buffer.getvalue()
+            data = encoded(img, fmt, options)
             decode_ms, decoded = timed(lambda data=data: decode(data, 10**9, INPUT), args.repeats)
             image = decoded.image  # type: ignore[attr-defined]
             resize_ms, plain = timed(lambda image=image: plain_input(image), args.repeats)

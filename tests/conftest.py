@@ -67,6 +67,15 @@ def files_under(root: Path, suffix: str = "") -> list[str]:
     )
 
 
+def heic(img: Image.Image, quality: int = 80, **options: Any) -> bytes:
+    """Encode an image as HEIC, as a phone saves its photos (pillow-heif's encoder, in tests only)."""
+    import pillow_heif
+
+    out = io.BytesIO()
+    pillow_heif.from_pillow(img).save(out, quality=quality, **options)
+    return out.getvalue()
+
+
 def jpeg(img: Image.Image, quality: int = 92) -> bytes:
     """Encode an image as JPEG bytes."""
     out = io.BytesIO()

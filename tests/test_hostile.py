@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.conftest import jpeg, png, wait_for_job
+from tests.conftest import heic, jpeg, png, wait_for_job
 
 
 def encoded(img: Image.Image, fmt: str, **options: Any) -> bytes:
@@ -46,6 +46,12 @@ def rotated_jpeg() -> bytes:
     return encoded(Image.new("RGB", (80, 40), "orange"), "JPEG", exif=exif)
 
 
+def rotated_heic() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return heic(Image.new("RGB", (80, 40), "orange"), exif=exif.tobytes())
+
+
 def palette_with_transparency() -> bytes:
     img = Image.new("P", (40, 40), 1)
     img.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
@@ -71,6 +77,9 @@ GOOD = {
     "photo.avif": (encoded(Image.new("RGB", (24, 24), "purple"), "AVIF"), "image/avif", 24, 24),
     "bitmap.bmp": (encoded(Image.new("RGB", (20, 10), "navy"), "BMP"), "image/bmp", 20, 10),
     "scan.tiff": (encoded(Image.new("RGB", (20, 10), "olive"), "TIFF"), "image/tiff", 20, 10),
+    "phone.heic": (heic(Image.effect_noise((64, 48), 40).convert("RGB")), "image/heic", 64, 48),
+    "rotated.heic": (rotated_heic(), "image/heic", 40, 80),  # upright, turned once
+    "transparent.heic": (heic(Image.new("RGBA", (30, 20), (255, 0, 0, 100))), "image/heic", 30, 20),
 }
 
 BAD = {
@@ -81,7 +90,8 @@ BAD = {
     "truncated.jpg": (jpeg(Image.new("RGB", (300, 300), "red"))[:400], 422, "damaged or truncated"),
     "truncated.png": (png(Image.effect_noise((200, 200), 50).convert("RGB"))[:500], 422, "damaged or truncated"),
     "icon.ico": (encoded(Image.new("RGB", (16, 16)), "ICO"), 422, "unsupported image format ICO"),
-    "phone.heic": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, 422, "HEIC"),
+    "header-only.heic": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, 422, "not an image"),
+    "truncated.heic": (heic(Image.effect_noise((200, 200), 50).convert("RGB"))[:1500], 422, "damaged or truncated"),
     "bomb-100m.png": (declared_png(10_000, 10_000), 413, "10000x10000"),
     "bomb-400m.png": (declared_png(20_000, 20_000), 413, "too many pixels"),
 }

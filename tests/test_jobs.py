@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.conftest import noise_images, wait_for_job
+from tests.conftest import heic, noise_images, wait_for_job
 
 
 def import_folder(app: Flask, name: str) -> Path:
@@ -244,3 +244,20 @@ def test_a_thumbnail_that_cannot_be_stored_is_a_503_with_the_reason(
     assert response.status_code == 503 and "No space left on device" in response.json["message"]
     monkeypatch.undo()
     assert client.get(record["thumbnail_url"]).status_code == 200  # space again: made now
+
+
+def test_a_folder_of_phone_photos_in_heic_is_loaded_and_found_by_their_jpeg_copies(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    folder = import_folder(app, "iphone")
+    names = ("chelsea", "rocket", "coffee")
+    for i, name in enumerate(names):
+        (folder / f"IMG_{i:04d}.HEIC").write_bytes(heic(Image.open(io.BytesIO(photos[name]))))
+    job = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
+    assert (job["added"], job["failed"]) == (3, 0), job
+    for i, name in enumerate(names):
+        found = client.post(
+            "/api/v1/search", data={"image": (io.BytesIO(photos[name]), "q.jpg")}, content_type="multipart/form-data"
+        ).json["results"][0]
+        assert (found["filename"], found["mime"]) == (f"IMG_{i:04d}.HEIC", "image/heic")
+        assert found["score"] > 0.95  # the JPEG and its HEIC copy are near-duplicates

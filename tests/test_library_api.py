@@ -12,8 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.conftest import files_under
+from tests.conftest import files_under, heic
 from tests.test_api import BOTH_STORES, add_all, upload
+from tests.test_hostile import encoded
 
 pytestmark = BOTH_STORES
 
@@ -88,12 +89,14 @@ def test_emptying_the_library(app: Flask, client: FlaskClient, photos: dict[str,
     assert upload(client, "/api/v1/images", photos["moon"]).status_code == 201
 
 
+@pytest.mark.parametrize("kind", ["tiff", "heic"])
 def test_an_image_browsers_cannot_show_gets_a_jpeg_preview_on_its_page(
-    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+    app: Flask, client: FlaskClient, photos: dict[str, bytes], kind: str
 ) -> None:
-    scan = io.BytesIO()
-    Image.open(io.BytesIO(photos["coffee"])).resize((2000, 1330)).save(scan, "TIFF")
-    tiff = upload(client, "/api/v1/images", scan.getvalue(), "scan.tif").json
+    big = Image.open(io.BytesIO(photos["coffee"])).resize((2000, 1330))
+    data = heic(big) if kind == "heic" else encoded(big, "TIFF")
+    tiff = upload(client, "/api/v1/images", data, f"scan.{kind}").json
+    assert tiff["mime"] == f"image/{kind}"
     jpeg = upload(client, "/api/v1/images", photos["rocket"], "rocket.jpg").json
 
     page = client.get(tiff["page_url"]).get_data(as_text=True)
@@ -106,7 +109,8 @@ def test_an_image_browsers_cannot_show_gets_a_jpeg_preview_on_its_page(
     made = client.get(preview)
     assert made.status_code == 200 and made.mimetype == "image/jpeg"
     assert Image.open(io.BytesIO(made.data)).size == (1600, 1064)  # at most 1600 a side
-    assert client.get(tiff["url"]).mimetype == "image/tiff"  # the original as it came
+    original = client.get(tiff["url"])
+    assert original.mimetype == f"image/{kind}" and original.data == data  # the original as it came
     assert client.get(f"/api/v1/images/{'0' * 64}/preview").status_code == 404
 
     previews = Path(app.config["DATA_DIR"]) / "images" / "previews"

@@ -26,6 +26,9 @@
       previewUrls.set(zone, url);
       var img = document.createElement("img");
       img.className = "dropzone-preview";
+      img.onerror = function () {
+        img.remove(); // a type this browser cannot show (HEIC, TIFF): the file's name is enough
+      };
       img.src = url;
       img.alt = "";
       box.appendChild(img);

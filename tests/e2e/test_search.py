@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect
 
-from tests.conftest import near_duplicate
+from tests.conftest import heic, near_duplicate
 from tests.e2e.conftest import Console, add_images, check_accessibility, file_payload, photo_files, transfer
 from tests.test_gunicorn import Server
 
@@ -86,6 +88,21 @@ def test_choose_a_file_and_see_the_ranked_results_beside_it(
     expect(page.get_by_role("heading", level=1)).to_have_text(first_similar)
     expect(page.locator(".similar .grid .card .filename").filter(has_text="chelsea.jpg")).to_have_count(1)
     check_accessibility(page, axe_source)
+
+
+def test_search_with_a_phone_photo_in_heic(page: Page, server: Server, photos: dict[str, bytes]) -> None:
+    page.goto("/")
+    photo = heic(Image.open(io.BytesIO(near_duplicate(photos["chelsea"]))))
+    page.get_by_label("Drop a photo here or choose a file").set_input_files(
+        file_payload("IMG_0042.HEIC", photo, "image/heic")
+    )
+    expect(page.locator(".search-form .dropzone-file")).to_have_text("Selected: IMG_0042.HEIC")
+    expect(page.locator(".search-form .dropzone-preview")).to_have_count(0)  # Chromium shows no HEIC: no broken image
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("heading", name=re.compile(r"^7 results in \d"))).to_be_visible()
+    query = page.get_by_role("img", name="Your photo: IMG_0042.HEIC")
+    assert query.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0  # a JPEG the server made
+    expect(page.locator(".results .grid .card").first.locator(".filename")).to_have_text("chelsea.jpg")
 
 
 def test_drop_a_photo_on_the_search_box(page: Page, server: Server, photos: dict[str, bytes]) -> None:

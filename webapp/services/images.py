@@ -19,6 +19,8 @@ EXTENSIONS = {
     "image/bmp": ".bmp",
     "image/tiff": ".tiff",
     "image/avif": ".avif",
+    "image/heic": ".heic",
+    "image/heif": ".heif",
 }
 
 TRASH = ".trash-"  # what clearing moved aside, being removed

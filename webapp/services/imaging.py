@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
+from pi_heif import register_heif_opener
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from webapp.errors import ImageTooLarge, InvalidImage, InvalidInput
@@ -26,14 +27,19 @@ MIME_BY_FORMAT = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
     "AVIF": "image/avif",
+    "HEIF": "image/heif",  # image/heic for HEVC brands (decode)
 }
-# What every current browser shows in an <img>: an image's page shows the others (TIFF) as a
-# JPEG preview, at most PREVIEW_SIZE pixels a side, made at its first view.
-SHOWN_BY_BROWSERS = frozenset(MIME_BY_FORMAT.values()) - {"image/tiff"}
+# What every current browser shows in an <img>: an image's page shows the others (TIFF, HEIC
+# outside Safari) as a JPEG preview, at most PREVIEW_SIZE pixels a side, made at its first view.
+SHOWN_BY_BROWSERS = frozenset(MIME_BY_FORMAT.values()) - {"image/tiff", "image/heif"}
 PREVIEW_SIZE = 1600
-# ISO-BMFF brands of formats Pillow cannot read, to name them instead of "not an image".
-HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
-FORMATS = "JPEG, PNG, GIF, WebP, AVIF, BMP or TIFF"
+# HEIF files by their ISO-BMFF brand: HEVC-coded ones (an iPhone's photos) are image/heic.
+HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"}
+FORMATS = "JPEG, PNG, GIF, WebP, AVIF, HEIC, BMP or TIFF"
+
+# Pillow reads HEIC and HEIF through pi-heif (libheif), which applies the file's rotation and
+# mirroring itself and leaves an EXIF orientation of 1: nothing is turned twice.
+register_heif_opener()
 EXIF_ORIENTATION = 0x0112
 
 
@@ -108,8 +114,6 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
     """
     if not data:
         raise InvalidImage("the file is empty")
-    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
-        raise InvalidImage(f"unsupported image format HEIC/HEIF; convert it to JPEG first (use {FORMATS})")
     try:
         with warnings.catch_warnings():
             # Pillow warns, then raises, past MAX_IMAGE_PIXELS; we check ourselves first.
@@ -146,7 +150,8 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
         raise ImageTooLarge(f"the image declares too many pixels; the limit is {max_pixels} pixels") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"the image is damaged or truncated ({exc})") from exc
-    return Decoded(content_id(data), rgb, width, height, MIME_BY_FORMAT[fmt])
+    mime = "image/heic" if fmt == "HEIF" and data[8:12] in HEIC_BRANDS else MIME_BY_FORMAT[fmt]
+    return Decoded(content_id(data), rgb, width, height, mime)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ MAX_ALBUMS_LISTED = 1000  # albums one call may ask for with limit (a field's su
 class ImageUploadSchema(ma.Schema):
     """A multipart upload of one image."""
 
-    image = ImageUpload(required=True, metadata={"description": "The image file (JPEG, PNG, GIF, WebP, BMP, TIFF)."})
+    image = ImageUpload(
+        required=True, metadata={"description": "The image file (JPEG, PNG, GIF, WebP, AVIF, HEIC, BMP, TIFF)."}
+    )
     album = Album(description="The album to put it in, e.g. animals/birds (none by default).")
 
 
