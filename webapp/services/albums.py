@@ -8,6 +8,7 @@ album with its ancestors in an array field, so "this album and its sub-albums" i
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from itertools import islice
 
@@ -78,9 +79,18 @@ def milvus_filter(album: str) -> str:
 
 
 def named(albums: Iterable[tuple[str, int]], contains: str, limit: int | None) -> list[tuple[str, int]]:
-    """Return the albums whose name holds ``contains`` in any case, at most ``limit`` of them, in order."""
-    wanted = contains.casefold()
-    return list(islice((a for a in albums if wanted in a[0].casefold()), limit))
+    """Return the albums whose name holds ``contains`` in any case and Unicode form, at most ``limit``
+    of them, in order.
+
+    A folder copied from a Mac may spell é as e and a combining accent (NFD) where a keyboard types
+    one character (NFC): a suggestion then offers the name as stored, which filters exactly.
+    """
+    wanted = _folded(contains)
+    return list(islice((a for a in albums if wanted in _folded(a[0])), limit))
+
+
+def _folded(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
 
 
 def shallowest(albums: Iterable[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
