@@ -110,7 +110,7 @@ def test_add_page_offers_three_forms(client: FlaskClient, app: Flask) -> None:
     assert html.count('action="/add"') == 3 and html.count('name="csrf_token"') == 3
     for source in ("files", "archive", "folder"):
         assert f'name="source" value="{source}"' in html
-    assert re.search(r'<input type="file" name="files"[^>]* multiple accept="image/\*"', html)
+    assert re.search(r'<input type="file" name="files"[^>]* multiple accept="image/\*,.heic,.heif"', html)
     assert re.search(r'<input type="file" name="archive"[^>]* accept=".zip,application/zip"', html)
     assert 'name="folder"' in html and app.config["IMPORT_ROOTS"][0] in html
 
