@@ -28,6 +28,7 @@ from webapp.extensions import rate_limited
 from webapp.runtime import library, runtime
 from webapp.services.albums import named
 from webapp.services.images import mime_of
+from webapp.services.imaging import PREVIEW_SIZE
 from webapp.services.records import Added, Record
 from webapp.services.roles import Role
 
@@ -164,12 +165,12 @@ class ImageThumbnail(MethodView):
 class ImagePreview(MethodView):
     """A JPEG of an image for a browser."""
 
-    @blp.response(200, description="A JPEG of the image, at most 1600 pixels a side.")
+    @blp.response(200, description=f"A JPEG of the image, at most {PREVIEW_SIZE} pixels a side.")
     @blp.alt_response(404, description="No image with that id.")
     @requires(Role.VIEWER)
     def get(self, image_id: str) -> Response:
-        """Return a JPEG of the image at most 1600 pixels a side (made at its first request): what
-        an image's page shows when browsers cannot show its original, such as a TIFF file."""
+        """Return a JPEG of the image for a browser, made at its first request: what an image's page
+        shows when browsers cannot show its original, such as TIFF or HEIC."""
         return _send(library().preview(image_id), image_id)
 
 
