@@ -149,7 +149,8 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
     except Image.DecompressionBombError as exc:  # Pillow's own guard, past twice its limit
         raise ImageTooLarge(f"the image declares too many pixels; the limit is {max_pixels} pixels") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidImage(f"the image is damaged or truncated ({exc})") from exc
+        reason = str(exc).strip()  # libheif's end in a newline
+        raise InvalidImage(f"the image is damaged or truncated ({reason})") from exc
     mime = "image/heic" if fmt == "HEIF" and data[8:12] in HEIC_BRANDS else MIME_BY_FORMAT[fmt]
     return Decoded(content_id(data), rgb, width, height, mime)
 
