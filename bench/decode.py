@@ -3,7 +3,8 @@
 For JPEG, PNG, WebP and HEIC made from scikit-image's bundled photos at several sizes, times the app's
 decode (draft mode for JPEG, as the pipeline calls it), a plain bicubic resize to the model's input,
 and the app's resize (``to_input``: bilinear as it shrinks, after an integer reduce of a large one), one image at
-a time on one thread, with the cosine between the FP32 model's embeddings of the two inputs.
+a time on one thread, with the cosine between the FP32 model's embeddings of the two inputs, and
+the app's thumbnail made from the decoded pixels (what a bulk load adds for a format it decodes whole).
 
     .venv/bin/python bench/decode.py [--repeats 5]
 """
@@ -23,11 +24,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from webapp.services.imaging import decode, to_input  # noqa: E402
+from webapp.services.imaging import decode, thumbnail, to_input  # noqa: E402
 
 SIZES = (640, 2000, 4000)
 FORMATS = {"JPEG": {"quality": 90}, "PNG": {}, "WEBP": {"quality": 90}, "HEIC": {"quality": 80}}
 INPUT = 224
+THUMBNAIL = 320  # the default THUMBNAIL_SIZE
 
 
 def sample(side: int) -> Image.Image:
@@ -82,7 +84,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "var" / "models" / "efficientnet-lite0.onnx")
     args = parser.parse_args()
     session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
-    header = ["format", "size", "bytes", "decode ms", "bicubic ms", "app ms", "cosine"]
+    header = ["format", "size", "bytes", "decode ms", "bicubic ms", "app ms", "cosine", "thumb ms"]
     print(f"{header[0]:6s} {header[1]:>6s} {header[2]:>9s}" + "".join(f" {h:>10s}" for h in header[3:]))
     for side in SIZES:
         img = sample(side)
@@ -93,7 +95,8 @@ def main() -> None:
             resize_ms, plain = timed(lambda image=image: plain_input(image), args.repeats)
             gap_ms, gapped = timed(lambda image=image: to_input(image, INPUT), args.repeats)
             cosine = float(embed(session, plain) @ embed(session, gapped))  # type: ignore[arg-type]
-            figures = f" {decode_ms:>10.1f} {resize_ms:>10.1f} {gap_ms:>10.1f} {cosine:>10.4f}"
+            thumb_ms, _ = timed(lambda image=image: thumbnail(image, THUMBNAIL), args.repeats)
+            figures = f" {decode_ms:>10.1f} {resize_ms:>10.1f} {gap_ms:>10.1f} {cosine:>10.4f} {thumb_ms:>10.1f}"
             print(f"{fmt:6s} {side:>6d} {len(data):>9d}{figures}")
 
 

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from tests.conftest import heic, noise_images, wait_for_job
+from webapp.services.imaging import content_id
 
 
 def import_folder(app: Flask, name: str) -> Path:
@@ -199,24 +200,28 @@ def test_jobs_are_listed_newest_first_with_pagination(app: Flask, client: FlaskC
     assert '"total": 3' in response.headers["X-Pagination"]
 
 
-def test_a_job_leaves_thumbnails_to_their_first_view_and_a_single_add_makes_its_own(
+def test_a_job_leaves_thumbnails_of_jpegs_to_their_first_view_and_a_single_add_makes_its_own(
     app: Flask, client: FlaskClient, photos: dict[str, bytes]
 ) -> None:
     folder = import_folder(app, "thumbs")
     for name in ("coffee", "astronaut"):
         (folder / f"{name}.jpg").write_bytes(photos[name])
+    phone = heic(Image.open(io.BytesIO(photos["moon"])))
+    (folder / "moon.heic").write_bytes(phone)
     job = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
-    assert job["added"] == 2
+    assert job["added"] == 3
     thumbnails = Path(app.config["DATA_DIR"]) / "images" / "thumbnails"
-    assert not list(thumbnails.rglob("*.jpg"))  # a bulk load makes none
+    with_the_load = list(thumbnails.rglob("*.jpg"))
+    assert [p.stem for p in with_the_load] == [content_id(phone)]  # a HEIC decodes whole: made with its pixels
+    assert max(Image.open(with_the_load[0]).size) == 320
     records = {r["filename"]: r for r in client.get("/api/v1/images").json}
     first = client.get(records["coffee.jpg"]["thumbnail_url"])  # made now, from the original
     assert first.status_code == 200 and first.mimetype == "image/jpeg"
     assert Image.open(io.BytesIO(first.data)).size == (320, 213)  # 600x400, bounded to 320
-    made = list(thumbnails.rglob("*.jpg"))
-    assert [p.stem for p in made] == [records["coffee.jpg"]["id"]]
+    made = sorted(thumbnails.rglob("*.jpg"))
+    assert sorted(p.stem for p in made) == sorted([records["coffee.jpg"]["id"], content_id(phone)])
     again = client.get(records["coffee.jpg"]["thumbnail_url"])
-    assert again.data == first.data and list(thumbnails.rglob("*.jpg")) == made  # served as stored
+    assert again.data == first.data and sorted(thumbnails.rglob("*.jpg")) == made  # served as stored
 
     added = client.post(
         "/api/v1/images",

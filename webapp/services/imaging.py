@@ -33,6 +33,10 @@ MIME_BY_FORMAT = {
 # outside Safari) as a JPEG preview, at most PREVIEW_SIZE pixels a side, made at its first view.
 SHOWN_BY_BROWSERS = frozenset(MIME_BY_FORMAT.values()) - {"image/tiff", "image/heif"}
 PREVIEW_SIZE = 1600
+# Formats decoded at a reduced scale (JPEG's draft mode): a thumbnail made at its first view costs a
+# few ms. The others decode whole (a 4000 px HEIC 311 ms, a PNG 243: bench/decode.py), so a bulk
+# load makes their thumbnails while it has their pixels.
+REDUCED_SCALE = frozenset({"image/jpeg"})
 # HEIF files by their ISO-BMFF brand: HEVC-coded ones (an iPhone's photos) are image/heic.
 HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"}
 FORMATS = "JPEG, PNG, GIF, WebP, AVIF, HEIC, BMP or TIFF"
