@@ -194,7 +194,7 @@ def test_a_job_cut_off_by_a_killed_worker_resumes_without_duplicates(tmp_path: P
     assert after.returncode == 0 and "600 image files, 600 vectors" in after.stdout, after.stdout
     images = data_dir / "images"
     assert len(list((images / "originals").rglob("*.jpg"))) == 600
-    # A job leaves thumbnails to their first view; the repair above made those of what it re-embedded.
+    # A job leaves JPEGs' thumbnails to their first view; the repair above made those of what it re-embedded.
     assert len(list((images / "thumbnails").rglob("*.jpg"))) < 600
 
 

@@ -246,8 +246,8 @@ class Library:
     def thumbnail(self, sha256: str) -> Path | None:
         """Return the path of an image's thumbnail, made from its original if not yet made; None if neither exists.
 
-        A bulk load leaves thumbnails to their first view: one cost 1.4 ms of the load's CPU per
-        image, a seventh of a job (README, Measured), and most are never looked at.
+        A bulk load leaves JPEGs' thumbnails to their first view: one cost 1.4 ms of the load's CPU
+        per image, a seventh of a job (README, Measured), and most are never looked at.
         """
         return self._made("thumbnails", sha256, self.thumbnail_size)
 
