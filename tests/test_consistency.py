@@ -72,14 +72,18 @@ def test_check_removes_temporary_files_a_crash_left_but_not_those_of_a_batch_bei
     left.write_bytes(b"half a batch")
     hour_ago = time.time() - 3600
     os.utime(left, (hour_ago, hour_ago))
+    preview = library.images.root / "previews" / ids["coffee"][:2] / ".tmp-preview"  # a page's, cut short
+    preview.parent.mkdir(parents=True)
+    preview.write_bytes(b"half a preview")
+    os.utime(preview, (hour_ago, hour_ago))
     writing = library.images.root / "thumbnails" / ids["coffee"][:2] / ".tmp-writing"  # a batch in progress
     writing.write_bytes(b"about to be renamed")
     runner = app.test_cli_runner()
 
     found = runner.invoke(args=["check"])
-    assert found.exit_code == 1 and "temporary files left by a crash: 1 (.tmp-crashed...)" in found.output
+    assert found.exit_code == 1 and "temporary files left by a crash: 2 (.tmp-crashed" in found.output
 
     repaired = runner.invoke(args=["check", "--repair"])
-    assert repaired.exit_code == 0 and "1 temporary files removed" in repaired.output
-    assert not left.exists() and writing.exists()
+    assert repaired.exit_code == 0 and "2 temporary files removed" in repaired.output
+    assert not left.exists() and not preview.exists() and writing.exists()
     assert runner.invoke(args=["check"]).output.endswith("consistent\n")
