@@ -28,7 +28,7 @@ LEFTOVER_AGE = 600.0  # seconds: a temporary file this old belongs to no batch b
 
 
 # What is made from an original (JPEG), each when it is first asked for or with the upload:
-# thumbnails for grids, previews for an image's page when browsers cannot show the original (TIFF).
+# thumbnails for grids, previews for an image's page when most browsers cannot show the original (TIFF, HEIC).
 MADE = ("thumbnails", "previews")
 
 

@@ -170,7 +170,7 @@ class ImagePreview(MethodView):
     @requires(Role.VIEWER)
     def get(self, image_id: str) -> Response:
         """Return a JPEG of the image for a browser, made at its first request: what an image's page
-        shows when browsers cannot show its original, such as TIFF or HEIC."""
+        shows when most browsers cannot show its original, such as TIFF or HEIC."""
         return _send(library().preview(image_id), image_id)
 
 
