@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import noise_images, wait_for_job
-from tests.test_api import upload
+from tests.test_api import BOTH_STORES, upload
 from tests.test_jobs import import_folder
 from webapp.errors import InvalidInput
 from webapp.services.albums import album_of_item, lineage, literal, milvus_filter, parse_album, within
@@ -97,6 +97,25 @@ def test_an_upload_and_a_job_may_name_the_album(client: FlaskClient) -> None:
     wait_for_job(client, job.json["url"])
     assert ids_in(client, "trips") == {"photo.jpg", "a.jpg", "b.jpg"}
     assert ids_in(client, "trips/day1") == {"a.jpg"}
+
+
+@BOTH_STORES
+def test_an_album_named_on_a_mac_is_found_by_its_name_as_typed(app: Flask, client: FlaskClient) -> None:
+    """A folder copied from a Mac may be named with é as e and a combining accent (NFD); a keyboard
+    types é as one character (NFC). The two look alike, so either narrows to the album."""
+    mac, typed = "Cafe\u0301/Cre\u0300me", "Caf\u00e9/Cr\u00e8me"
+    inside, other, outside = noise_images(3, seed=54)
+    assert upload(client, "/api/v1/images", inside, "in.jpg", album=mac).status_code == 201
+    assert upload(client, "/api/v1/images", other, "other.jpg", album=mac).status_code == 201
+    assert upload(client, "/api/v1/images", outside, "out.jpg", album="Cafes").status_code == 201
+    for name in (typed, "Caf\u00e9", mac):
+        assert ids_in(client, name) == {"in.jpg", "other.jpg"}, name
+        found = upload(client, "/api/v1/search", inside, top_k="10", album=name).json["results"]
+        assert {hit["filename"] for hit in found} == {"in.jpg", "other.jpg"}, name
+    first = client.get("/api/v1/images", query_string={"album": mac}).json[0]
+    similar = client.get(f"/api/v1/images/{first['id']}/similar", query_string={"album": typed}).json["results"]
+    assert [hit["filename"] for hit in similar] == [{"in.jpg": "other.jpg", "other.jpg": "in.jpg"}[first["filename"]]]
+    assert "2 images in the album" in client.get("/library", query_string={"album": typed}).get_data(as_text=True)
 
 
 @pytest.mark.parametrize(

@@ -73,9 +73,20 @@ def literal(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def spellings(album: str) -> list[str]:
+    """Return the ways an album's name may be stored: as given, composed (NFC, as keyboards type) and
+    decomposed (NFD, as a Mac's folders may be named). They look alike, so a filter takes them all."""
+    return sorted({album, unicodedata.normalize("NFC", album), unicodedata.normalize("NFD", album)})
+
+
 def milvus_filter(album: str) -> str:
     """Return the Milvus filter for images in ``album`` or below it ("" for no album: no filter)."""
-    return f"array_contains(albums, {literal(album)})" if album else ""
+    if not album:
+        return ""
+    names = spellings(album)
+    if len(names) == 1:
+        return f"array_contains(albums, {literal(album)})"
+    return f"array_contains_any(albums, [{', '.join(literal(n) for n in names)}])"
 
 
 def named(albums: Iterable[tuple[str, int]], contains: str, limit: int | None) -> list[tuple[str, int]]:
@@ -83,7 +94,7 @@ def named(albums: Iterable[tuple[str, int]], contains: str, limit: int | None) -
     of them, in order.
 
     A folder copied from a Mac may spell é as e and a combining accent (NFD) where a keyboard types
-    one character (NFC): a suggestion then offers the name as stored, which filters exactly.
+    one character (NFC): either finds it.
     """
     wanted = _folded(contains)
     return list(islice((a for a in albums if wanted in _folded(a[0])), limit))

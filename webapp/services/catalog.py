@@ -9,13 +9,20 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 
-from webapp.services.albums import lineage
+from webapp.services.albums import lineage, spellings
 from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
 
 
 def in_album(album: str) -> Any:
-    """Return the SQL condition for images in ``album`` or below it (LIKE wildcards escaped)."""
-    return or_(images.c.album == album, images.c.album.startswith(album + "/", autoescape=True))
+    """Return the SQL condition for images in ``album`` or below it, in any of its spellings (LIKE
+    wildcards escaped)."""
+    return or_(
+        *(
+            condition
+            for name in spellings(album)
+            for condition in (images.c.album == name, images.c.album.startswith(name + "/", autoescape=True))
+        )
+    )
 
 
 def _shrink(conn: Any, group_ids: set[int]) -> None:
