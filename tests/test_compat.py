@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 
-from tests.conftest import noise_images, wait_for_job
+from tests.conftest import heic, noise_images, wait_for_job
 from tests.test_jobs import import_folder
 from webapp import create_app
 from webapp.runtime import EXTENSION
@@ -137,6 +138,18 @@ def test_upload_is_content_addressed(client: FlaskClient, photos: dict[str, byte
     assert second.json == f"Image already loaded: {image_id}"
     assert count(client) == 1
     assert client.get(f"/data?image_path={image_id}").data == photos["rocket"]
+
+
+def test_a_phone_photo_in_heic_is_uploaded_and_found_by_the_bootcamp_client(
+    client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    phone = heic(Image.open(io.BytesIO(photos["chelsea"])))
+    image_id = hashlib.sha256(phone).hexdigest()
+    assert post_image(client, "/img/upload", phone).json == f"Successfully loaded data: {image_id}"
+    found = post_image(client, "/img/search", photos["chelsea"], topk="1")
+    assert found.status_code == 200 and found.json[0][0] == image_id, found.json  # distance, not similarity
+    served = client.get(f"/data?image_path={image_id}")
+    assert served.data == phone and served.mimetype == "image/heic"
 
 
 def test_search_honours_topk_from_the_form_or_the_query(client: FlaskClient, photos: dict[str, bytes]) -> None:
