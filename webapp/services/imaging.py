@@ -29,8 +29,8 @@ MIME_BY_FORMAT = {
     "AVIF": "image/avif",
     "HEIF": "image/heif",  # image/heic for HEVC brands (decode)
 }
-# What every current browser shows in an <img>: an image's page shows the others (TIFF, HEIC
-# outside Safari) as a JPEG preview, at most PREVIEW_SIZE pixels a side, made at its first view.
+# What every current browser shows in an <img>. An image's page shows the others (TIFF and HEIC,
+# which only Safari shows) as a JPEG preview, at most PREVIEW_SIZE pixels a side, made at its first view.
 SHOWN_BY_BROWSERS = frozenset(MIME_BY_FORMAT.values()) - {"image/tiff", "image/heif"}
 PREVIEW_SIZE = 1600
 # Formats decoded at a reduced scale (JPEG's draft mode): a thumbnail made at its first view costs a
