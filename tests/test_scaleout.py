@@ -222,6 +222,42 @@ def test_a_reindex_started_on_one_machine_switches_every_machine_and_worker(clus
     assert found["filename"] == "reindex-late.jpg" and found["score"] > 0.99
 
 
+def test_an_album_moved_from_one_machine_is_moved_by_the_workers_for_every_machine(cluster: dict[str, Any]) -> None:
+    first, second = cluster["web"]
+    images = noise_images(3, seed=14)
+    for i, (data, album) in enumerate(zip(images, ["trip", "trip/day1", "trip/day1"], strict=True)):
+        added = requests.post(
+            f"{first.url}/api/v1/images", files={"image": (f"trip-{i}.jpg", data)}, data={"album": album}, timeout=30
+        )
+        assert added.status_code == 201, added.text
+    started = requests.post(
+        f"{second.url}/api/v1/images/albums/move", json={"album": "trip", "to": "travel"}, timeout=30
+    )
+    assert started.status_code == 202, started.text
+    assert follow(first.url + started.json()["url"])["status"] == "done"
+    # Session searches see another process's writes a moment later (README, Consistency): wait for them.
+    for machine in (first, second):
+        deadline = time.monotonic() + 10
+        while (seen := moved(machine.url, images[1])) != EXPECTED and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert seen == EXPECTED
+
+
+EXPECTED = ({"travel": 3, "travel/day1": 2}, {"trip-1.jpg", "trip-2.jpg"})
+
+
+def moved(url: str, query: bytes) -> tuple[dict[str, int], set[str]]:
+    """Return a machine's albums with their counts, and what a search narrowed to travel/day1 finds."""
+    listed = requests.get(f"{url}/api/v1/images/albums", timeout=10).json()
+    found = requests.post(
+        f"{url}/api/v1/search",
+        files={"image": ("q.jpg", query)},
+        data={"top_k": "5", "album": "travel/day1"},
+        timeout=30,
+    ).json()["results"]
+    return {a["name"]: a["count"] for a in listed}, {hit["filename"] for hit in found}
+
+
 @pytest.fixture()
 def broker_app(
     tmp_path: Path, model_dir: Path, milvus_server: MilvusServer, postgres: PostgresServer

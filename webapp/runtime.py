@@ -26,6 +26,7 @@ from webapp.services.retiring import Retirement
 from webapp.services.units import WorkQueue
 
 if TYPE_CHECKING:  # imported where they are built: a command that needs no model or Milvus starts without them
+    from webapp.services.album_moves import AlbumMoves
     from webapp.services.duplicates import Duplicates
     from webapp.services.embedding import Embedder
     from webapp.services.library import Library
@@ -223,9 +224,23 @@ class Runtime:
             lambda: Duplicates(self.database, self.jobs, lambda: self.library, threshold, self.queue.owner),
         )
 
+    @property
+    def album_moves(self) -> AlbumMoves:
+        """Return what moves images between albums (an album's move travels like a scan)."""
+        from webapp.services.album_moves import AlbumMoves
+
+        def reindexing() -> bool:
+            return ModelBinding(self.database).building(self.settings["COLLECTION"]) is not None
+
+        return self._once(
+            "album_moves", lambda: AlbumMoves(self.jobs, lambda: self.library, reindexing, self.queue.owner)
+        )
+
     def _handle(self, task: str, job_id: str, chunk: int, should_stop: Callable[[], bool]) -> None:
         if task == "duplicates":
             self.duplicates.run(job_id, should_stop)
+        elif task == "move":
+            self.album_moves.run(job_id, should_stop)
         elif task == "prepare":
             self.ingestion.prepare(job_id)
         else:

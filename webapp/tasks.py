@@ -1,6 +1,6 @@
 """The Celery app of scale-out ingestion (Flask's "Background Tasks with Celery" pattern).
 
-Only built when ``BROKER_URL`` is set. Its two tasks are the ingestion service's units of work;
+Only built when ``BROKER_URL`` is set. Its tasks are the units of work of ingestion, scans and moves;
 the job logic lives there, Celery only carries the messages. Late acknowledgement plus Redis's
 visibility timeout redeliver a chunk whose worker died (SIGKILL, a machine gone) to another one.
 """
@@ -68,5 +68,12 @@ def make_celery(app: Flask) -> Any:
         from webapp.runtime import runtime
 
         runtime().duplicates.run(job_id)
+
+    @celery.task(name="webapp.ingest.move")
+    def move(job_id: str) -> None:
+        """Move an album and its sub-albums."""
+        from webapp.runtime import runtime
+
+        runtime().album_moves.run(job_id)
 
     return celery

@@ -68,6 +68,36 @@ def test_an_album_narrows_the_search_and_the_library_grid(
     check_accessibility(page, axe_source)
 
 
+def test_move_an_image_then_rename_its_album_and_follow_the_job(
+    page: Page, server: Server, photos: dict[str, bytes], axe_source: str
+) -> None:
+    add_to_album(server, "trips/2024", {"rocket.jpg": photos["rocket"], "moon.jpg": photos["moon"]})
+    add_to_album(server, "kitchen", {"coffee.jpg": photos["coffee"]})
+
+    page.goto("/library?album=kitchen")
+    page.locator(".grid .card .card-thumb").first.click()
+    page.get_by_label("Move to album").fill("trips/2024/snacks")
+    page.get_by_role("button", name="Move", exact=True).click()
+    expect(page.get_by_text("coffee.jpg is in the album trips/2024/snacks.")).to_be_visible()
+    expect(page.locator(".image-album")).to_have_text("trips/2024/snacks")
+    check_accessibility(page, axe_source)
+
+    page.goto("/library?album=trips")
+    expect(page.get_by_text("3 images in the album trips, newest first")).to_be_visible()
+    page.get_by_label("New name").fill("travel")
+    page.get_by_role("button", name="Move", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Album move")
+    expect(page.get_by_text("trips to travel")).to_be_visible()
+    expect(page.locator("[data-job-status]")).to_have_text("done", timeout=30_000)  # followed live
+    check_accessibility(page, axe_source)
+    page.get_by_role("link", name="See the library").click()
+    expect(page.get_by_text("3 images in the album travel, newest first")).to_be_visible()
+    page.get_by_label("Album", exact=True).select_option("travel/2024/snacks")
+    expect(page.locator(".grid .card .filename")).to_have_text(["coffee.jpg"])
+    listed = requests.get(f"{server.url}/api/v1/images/albums", timeout=10).json()
+    assert {a["name"] for a in listed} == {"travel", "travel/2024", "travel/2024/snacks"}
+
+
 @pytest.fixture()
 def few_choices(tmp_path: Path, model_dir: Path) -> Iterator[Server]:
     """The app with menus of at most two albums, so that three make its pages suggest names instead."""

@@ -34,6 +34,7 @@ JOB_KINDS = {
     "cli": "Command line",
     "reindex": "Re-embedding",
     "duplicates": "Duplicate scan",
+    "move": "Album move",
 }
 
 
@@ -121,6 +122,14 @@ def rate(per_second: float | None) -> str:
 def job_kind(kind: str) -> str:
     """Name a job's kind of source for people."""
     return JOB_KINDS.get(kind, kind)
+
+
+@blp.app_template_filter("job_source")
+def job_source(job: Any) -> str:
+    """Say what a job works on: a load's folder or upload, a move's albums (``a/b to c``)."""
+    if job.kind == "move":
+        return f"{job.source} to {job.album or 'the top level'}"
+    return str(job.source)
 
 
 @blp.app_template_filter("timestamp")

@@ -1,4 +1,5 @@
-"""Library pages: the thumbnail grid, one image with "more like this", deleting one or all."""
+"""Library pages: the thumbnail grid, one image with "more like this", moving images between albums,
+deleting one or all."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from webapp.auth import requires
 from webapp.errors import Conflict
 from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library, runtime
+from webapp.services.albums import parse_album
 from webapp.services.roles import Role
 
 LIBRARY_PER_PAGE = 48
@@ -26,6 +28,16 @@ def library_page() -> str | Response:
         return redirect(pager.url(pager.pages))
     images = lib.newest(pager.offset, pager.per_page, album)
     return render_template("library.html", images=images, pager=pager, album=album, albums=lib.albums(kept=True))
+
+
+@blp.post("/library/move")
+@requires(Role.EDITOR)
+def move_album() -> Response:
+    """Move or rename an album with its sub-albums (a job), and show its progress."""
+    album, to = album_arg(request.form), parse_album(request.form.get("to") or "")
+    rt = runtime()
+    job = rt.album_moves.start(album, to, rt.queue.send)
+    return redirect(url_for("pages.job_page", job_id=job.id), 303)
 
 
 @blp.get("/library/clear")
@@ -57,7 +69,19 @@ def image_page(image_id: str) -> str:
     """Show one indexed image, its details and the images most like it."""
     lib, album = library(), album_arg()
     image, similar = lib.get(image_id), lib.similar(image_id, SIMILAR_COUNT, album)
-    return render_template("image.html", image=image, similar=similar, album=album)
+    return render_template("image.html", image=image, similar=similar, album=album, albums=lib.albums(kept=True))
+
+
+@blp.post("/images/<sha256:image_id>/album")
+@requires(Role.EDITOR)
+def move_image(image_id: str) -> Response:
+    """Put an image in another album and show its page again."""
+    record = runtime().album_moves.move_image(image_id, album_arg(request.form))
+    flash(
+        f"{record.filename} is in the album {record.album}." if record.album else f"{record.filename} is in no album.",
+        "success",
+    )
+    return redirect(url_for("pages.image_page", image_id=image_id), 303)
 
 
 @blp.get("/images/<sha256:image_id>/delete")

@@ -11,6 +11,7 @@ from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library, runtime
 from webapp.services.ingestion import Ingestion, Upload
+from webapp.services.job_states import WHOLE_JOBS
 from webapp.services.jobs import ACTIVE, RESUMABLE, Job, JobStatus
 from webapp.services.roles import Role
 
@@ -78,7 +79,9 @@ def job_page(job_id: str) -> str:
     ingestion = runtime().ingestion
     job = ingestion.get(job_id)
     failures = ingestion.failures(job_id)
-    return render_template("job.html", job=job, failures=failures, active=ACTIVE, resumable=RESUMABLE)
+    return render_template(
+        "job.html", job=job, failures=failures, active=ACTIVE, resumable=RESUMABLE, whole_jobs=WHOLE_JOBS
+    )
 
 
 @blp.post("/jobs/<job_id>/cancel")

@@ -62,6 +62,20 @@ def parse_album(value: str | None) -> str:
     return album
 
 
+def renamed(album: str, old: str, new: str) -> str | None:
+    """Return ``album``'s name once the album ``old`` is renamed ``new`` (``a/b/c`` with ``a/b`` to ``x``
+    gives ``x/c``), in any spelling of ``old``; None if ``album`` is not ``old`` or below it.
+
+    A name the move would make longer than an album may be is cut, as a loaded folder's is.
+    """
+    for name in spellings(old):
+        if album == name:
+            return new
+        if album.startswith(name + "/"):
+            return within(new, album[len(name) + 1 :])
+    return None
+
+
 def lineage(album: str) -> list[str]:
     """Return an album and every album above it, top first (``a/b`` -> ``a``, ``a/b``)."""
     parts = album.split("/") if album else []

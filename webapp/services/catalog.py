@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 
 from webapp.services.albums import lineage, spellings
 from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
@@ -71,6 +71,29 @@ class Catalog:
                 conn.execute(delete(duplicate_members).where(duplicate_members.c.sha256.in_(part)))
                 _shrink(conn, set(gone))
         self._changes += 1
+
+    def relabel(self, albums: dict[str, str]) -> None:
+        """Put images in other albums (content id -> its new album); unlisted ones are left unlisted."""
+        shas = list(albums)
+        change = update(images).where(images.c.sha256 == bindparam("key")).values(album=bindparam("name"))
+        with self.db.connect() as conn:
+            for start in range(0, len(shas), 500):
+                part = shas[start : start + 500]
+                listed = list(conn.scalars(select(images.c.sha256).where(images.c.sha256.in_(part))))
+                if listed:
+                    conn.execute(change, [{"key": sha, "name": albums[sha]} for sha in listed])
+        self._changes += 1
+
+    def following(self, album: str, after: tuple[int, str] | None, limit: int) -> list[tuple[int, str, str]]:
+        """Return up to ``limit`` images of ``album`` and below as (added_at, sha256, album), oldest
+        first, from just after ``after`` (a keyset: images that leave the album meanwhile shift nothing)."""
+        query = select(images.c.added_at, images.c.sha256, images.c.album).where(in_album(album))
+        if after is not None:
+            at, sha = after
+            query = query.where(or_(images.c.added_at > at, and_(images.c.added_at == at, images.c.sha256 > sha)))
+        query = query.order_by(images.c.added_at, images.c.sha256).limit(limit)
+        with self.db.connect() as conn:
+            return [(int(at), str(sha), str(name)) for at, sha, name in conn.execute(query)]
 
     def clear(self) -> None:
         """Forget every image (and every near-duplicate group)."""

@@ -115,7 +115,8 @@ class Ingestion(UnitsOfWork):
                 "(WEBAPP_UPLOAD_RETENTION_HOURS): start a new job with them"
             )
         queue = self.queue
-        return self._submit(self.store.requeue(job_id, queue.owner))
+        # A move goes on with the images still in its old album (services/album_moves.py).
+        return self._submit(self.store.requeue(job_id, queue.owner), "move" if job.kind == "move" else "prepare")
 
     def get(self, job_id: str) -> Job:
         """Return a job's state."""
@@ -169,13 +170,13 @@ class Ingestion(UnitsOfWork):
                 dropped.append(folder.name)
         return dropped
 
-    def _submit(self, job: Job) -> Job:
+    def _submit(self, job: Job, task: str = "prepare") -> Job:
         try:
             self.drop_stale_uploads()  # now and then, as jobs start: no timer needed
         except (OSError, WebappError) as exc:
             log.warning("could not look for stale uploads: %s", exc)
         try:
-            self.queue.send("prepare", job.id)
+            self.queue.send(task, job.id)
         except StoreUnavailable as exc:
             self.store.move(job.id, JobStatus.FAILED, exc.message)  # resumable once the queue is back
             raise

@@ -21,6 +21,7 @@ class JobStatus(StrEnum):
 
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+WHOLE_JOBS = ("duplicates", "move")  # kinds of job that are one unit of work, whose task is named as the kind
 RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.CANCELLED)
 # Every move a job can make; the store refuses (or skips) any other.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {

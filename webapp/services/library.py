@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -219,6 +220,33 @@ class Library:
             self.vectors.delete([sha256])
             self.catalog.remove([sha256])
             self.images.delete(sha256)
+
+    def move(self, albums: dict[str, str]) -> list[Record]:
+        """Put images in other albums (content id -> its new album); return the records of those moved.
+
+        The vectors first (each written again with its new album), then the catalogue: a move cut
+        short leaves the catalogue naming the old album, so the next try finds the image again, and
+        writes both. A deletion in this process waits; an image another process deleted meanwhile
+        (its file gone once the catalogue is written) is not brought back: its vector goes again.
+        """
+        with self._add_lock:
+            entries = self.vectors.entries(albums)
+            changed = [
+                (dataclasses.replace(rec, album=albums[sha]), vector)
+                for sha, (rec, vector) in entries.items()
+                if rec.album != albums[sha]
+            ]
+            for rec, _ in changed:
+                self.vectors.album_filter(rec.album)  # 409 on a library made before albums
+            self.vectors.upsert(changed)
+            try:
+                self.catalog.relabel({sha: albums[sha] for sha in entries})
+            except Exception:
+                self.vectors.upsert([entries[rec.sha256] for rec, _ in changed])  # as they were
+                raise
+            if gone := {rec.sha256 for rec, _ in changed if self.images.original(rec.sha256) is None}:
+                self.vectors.delete(sorted(gone))
+        return [rec for rec, _ in changed if rec.sha256 not in gone]
 
     def clear(self) -> int:
         """Remove every image; return how many there were."""

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from webapp.errors import StoreUnavailable
+from webapp.services.job_states import WHOLE_JOBS
 from webapp.services.jobs import HEARTBEAT_EVERY, QUEUE_OWNER, JobStore, local_owner
 from webapp.services.priority import background_thread
 
@@ -124,7 +125,7 @@ class CeleryQueue:
         """Publish a unit of work; 503 when the broker cannot take it."""
         from kombu.exceptions import OperationalError
 
-        args = [job_id] if task in ("prepare", "duplicates") else [job_id, chunk]
+        args = [job_id] if task in ("prepare", *WHOLE_JOBS) else [job_id, chunk]
         try:
             self.celery.send_task(f"webapp.ingest.{task}", args=args)
         except OperationalError as exc:

@@ -19,6 +19,7 @@ import numpy as np
 
 from webapp.errors import Conflict
 from webapp.models import ModelIdentity
+from webapp.services.album_moves import KIND as MOVE
 from webapp.services.binding import ModelBinding
 from webapp.services.embedding import Embedder
 from webapp.services.images import ImageStore
@@ -67,6 +68,8 @@ class Reindexer:
         target = target_model.identity
         if current == target:
             raise Conflict(f"the library is embedded with {current.short} already")
+        if moving := [j for j in map(self.jobs.get, self.jobs.active_ids()) if j.kind == MOVE]:
+            raise Conflict(f"an album is being moved (job {moving[0].id}): reindex once it has ended")
         self.binding.start_building(self.library, target)
         same_name = current.name == target.name  # a rebuilt file: say which files
         label = f"{current.short} to {target.short}" if same_name else f"{current.name} to {target.name}"

@@ -23,6 +23,7 @@ from typing import Protocol
 from webapp.errors import WebappError
 from webapp.services.adding import Batch, Outcome
 from webapp.services.albums import within
+from webapp.services.job_states import WHOLE_JOBS
 from webapp.services.jobs import ItemResult, Job, JobRepository, JobStatus
 from webapp.services.library import Library
 from webapp.services.priority import background_thread
@@ -155,8 +156,8 @@ class UnitsOfWork:
             log.warning(
                 "job %s made no progress for %.0f s with an empty queue: sending its work again", job.id, idle_for
             )
-            if job.kind == "duplicates":
-                self.queue.send("duplicates", job.id)  # a scan starts over: it has no items
+            if job.kind in WHOLE_JOBS:
+                self.queue.send(job.kind, job.id)  # a scan starts over, a move goes on: no items
             elif job.status == JobStatus.QUEUED:
                 self.queue.send("prepare", job.id)
             else:

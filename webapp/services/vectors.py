@@ -199,6 +199,19 @@ class MilvusVectorStore:
             )
         return found
 
+    def entries(self, sha256s: Iterable[str]) -> dict[str, tuple[Record, np.ndarray]]:
+        """Return the records and vectors of those of ``sha256s`` that are indexed, by content id."""
+        wanted = {pk_of(s): s for s in sha256s}
+        found: dict[str, tuple[Record, np.ndarray]] = {}
+        keys = list(wanted)
+        for start in range(0, len(keys), 500):
+            rows = self._rows(keys[start : start + 500], [*self._output, "vector"], self.consistency)
+            for row in rows:
+                rec = schema.record(row)
+                if wanted.get(pk_of(rec.sha256)) == rec.sha256:
+                    found[rec.sha256] = (rec, np.asarray(row["vector"], dtype=np.float32))
+        return found
+
     def get(self, sha256s: Iterable[str], fresh: bool = True) -> dict[str, Record]:
         """Return the records of those of ``sha256s`` that are indexed, by sha256.
 

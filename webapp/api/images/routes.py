@@ -13,14 +13,17 @@ from flask.views import MethodView
 from webapp.api.common import AlbumArgsSchema, Blueprint
 from webapp.api.images.schemas import (
     AddedImageSchema,
+    AlbumMoveSchema,
     AlbumsArgsSchema,
     AlbumSchema,
     ClearArgsSchema,
     ClearedSchema,
+    ImageChangeSchema,
     ImageSchema,
     ImageUploadSchema,
     SimilarArgsSchema,
 )
+from webapp.api.jobs.schemas import JobSchema
 from webapp.api.search.schemas import SearchResponseSchema
 from webapp.auth import requires
 from webapp.errors import Conflict, NotFound
@@ -29,6 +32,7 @@ from webapp.runtime import library, runtime
 from webapp.services.albums import named
 from webapp.services.images import mime_of
 from webapp.services.imaging import PREVIEW_SIZE
+from webapp.services.jobs import Job
 from webapp.services.records import Added, Record
 from webapp.services.roles import Role
 
@@ -99,6 +103,22 @@ class Albums(MethodView):
         ]
 
 
+@blp.route("/albums/move")
+class AlbumMove(MethodView):
+    """Moving or renaming an album."""
+
+    @blp.arguments(AlbumMoveSchema())
+    @blp.response(202, JobSchema, description="The move was queued; follow the job.")
+    @blp.alt_response(404, description="The album has no images.")
+    @blp.alt_response(409, description="Another move, or a reindex, is under way.")
+    @requires(Role.EDITOR)
+    def post(self, args: dict[str, str]) -> Job:
+        """Move an album and its sub-albums under a new name (a/b to c puts a/b/x in c/x), in the
+        background: searches' filters, the pages and the counts follow each image as it moves."""
+        rt = runtime()
+        return rt.album_moves.start(args["album"], args["to"], rt.queue.send)
+
+
 @blp.route("/<sha256:image_id>")
 class Image(MethodView):
     """One indexed image."""
@@ -109,6 +129,15 @@ class Image(MethodView):
     def get(self, image_id: str) -> Record:
         """Return an image's record."""
         return library().get(image_id)
+
+    @blp.arguments(ImageChangeSchema())
+    @blp.response(200, ImageSchema)
+    @blp.alt_response(404, description="No image with that id.")
+    @blp.alt_response(409, description="A reindex is under way.")
+    @requires(Role.EDITOR)
+    def patch(self, args: dict[str, str], image_id: str) -> Record:
+        """Put an image in another album (its vector stays; searches' filters follow at once)."""
+        return runtime().album_moves.move_image(image_id, args["album"])
 
     @blp.response(204)
     @blp.alt_response(404, description="No image with that id.")

@@ -94,6 +94,22 @@ class AlbumSchema(ma.Schema):
     images_url = ma.fields.String(metadata={"description": "The API list of its images."})
 
 
+class ImageChangeSchema(ma.Schema):
+    """What to change of an image: its album."""
+
+    album = Album(required=True, description='The album to put it in, e.g. trips/2024 ("" for none).')
+
+
+class AlbumMoveSchema(ma.Schema):
+    """An album to move or rename, with its sub-albums."""
+
+    album = Album(required=True, description="The album to move, e.g. trips/2024 (its sub-albums go with it).")
+    to = Album(
+        description='Its new name, e.g. travel/2024 ("" for the top level: its images leave it, its sub-albums '
+        "become top-level albums). An existing album of that name is merged with it."
+    )
+
+
 class ClearArgsSchema(ma.Schema):
     """The confirmation needed to empty the whole library."""
 

@@ -39,12 +39,19 @@ class JobSchema(ma.Schema):
     id = ma.fields.String(metadata={"description": "Job id."})
     kind = ma.fields.String(
         metadata={
-            "description": "files, archive, folder, cli, reindex (re-embedding the library) "
-            "or duplicates (a near-duplicate scan)."
+            "description": "files, archive, folder, cli, reindex (re-embedding the library), "
+            "duplicates (a near-duplicate scan) or move (an album moved or renamed)."
         }
     )
-    source = ma.fields.String(metadata={"description": "What is being loaded (folder path or upload name)."})
-    album = ma.fields.String(metadata={"description": "The album it loads into (empty: its files' own folders)."})
+    source = ma.fields.String(
+        metadata={"description": "What is being loaded (folder path or upload name); for a move, the album moved."}
+    )
+    album = ma.fields.String(
+        metadata={
+            "description": "The album it loads into (empty: its files' own folders); for a move, the album's new name "
+            "(empty: the top level)."
+        }
+    )
     status = ma.fields.String(
         metadata={"description": "queued, running, done, failed, cancelled or interrupted (resumable)."}
     )

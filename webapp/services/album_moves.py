@@ -1,0 +1,113 @@
+"""Moving and renaming albums: one image at once, or an album with its sub-albums in a job.
+
+An album is a label of each image, kept twice: in the catalogue (the pages' lists and counts) and
+in Milvus beside the image's vector (searches' filters). Moving an album rewrites both for each of
+its images (``Library.move``), a batch at a time, so a large one is a job like a scan: progress,
+cancel, resume (it goes on with what is still in the old album), and carried by the task queue
+when scaled out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from webapp.errors import Conflict, InvalidInput, NotFound, WebappError
+from webapp.services.albums import renamed
+from webapp.services.jobs import Job, JobStatus, JobStore
+from webapp.services.library import Library
+from webapp.services.records import Record
+
+log = logging.getLogger(__name__)
+KIND = "move"
+BATCH = 500  # images read, relabelled and written back at a time
+
+
+class AlbumMoves:
+    """Puts images in other albums, keeping the catalogue and the vector store in step."""
+
+    def __init__(
+        self, jobs: JobStore, library: Callable[[], Library], reindexing: Callable[[], bool], owner: str
+    ) -> None:
+        self.jobs = jobs
+        self._library = library
+        self._reindexing = reindexing  # a reindex copies albums as they were: no move meanwhile
+        self.owner = owner
+
+    @property
+    def library(self) -> Library:
+        """Return the library whose images move."""
+        return self._library()
+
+    def move_image(self, sha256: str, album: str) -> Record:
+        """Put one image in ``album`` ("" for none); return its record."""
+        self._refuse_during_reindex()
+        lib = self.library
+        record = lib.get(sha256)
+        if record.album == album:
+            return record
+        moved = lib.move({sha256: album})
+        if not moved:
+            raise NotFound(f"no image with id {sha256} in the library")
+        return moved[0]
+
+    def start(self, album: str, to: str, send: Callable[[str, str], None]) -> Job:
+        """Queue moving ``album`` and its sub-albums to ``to`` ("" for the top level); return its job."""
+        if not album:
+            raise InvalidInput("name the album to move")
+        if renamed(to, album, "") is not None:
+            raise InvalidInput(f"the album {album} cannot be moved into itself ({to or 'the top level'})")
+        self._refuse_during_reindex()
+        running = [j for j in map(self.jobs.get, self.jobs.active_ids()) if j.kind == KIND]
+        if running:
+            raise Conflict(f"an album is being moved already (job {running[0].id}); try again when it ends")
+        if not self.library.listed(album):
+            raise NotFound(f"the album {album} has no images")
+        self.library.vectors.album_filter(album)  # 409 on a library made before albums
+        job = self.jobs.create(KIND, album, self.owner, album=to)
+        try:
+            send(KIND, job.id)
+        except WebappError as exc:
+            self.jobs.move(job.id, JobStatus.FAILED, exc.message)
+            raise
+        return self.jobs.get(job.id)
+
+    def run(self, job_id: str, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Move every image of the job's album, oldest first, a batch at a time."""
+        job = self.jobs.get(job_id)
+        if not job.active:
+            return
+        self.jobs.move(job_id, JobStatus.RUNNING)
+        try:
+            self._run(job, should_stop)
+        except WebappError as exc:
+            self.jobs.move(job_id, JobStatus.FAILED, exc.message)
+        except Exception:  # a move must never take its worker down
+            log.exception("album move %s failed", job_id)
+            self.jobs.move(job_id, JobStatus.FAILED, "an unexpected error stopped the move (its worker logged it)")
+
+    def _run(self, job: Job, should_stop: Callable[[], bool]) -> None:
+        self._refuse_during_reindex()  # one may have started since the move was queued
+        lib, old, new = self.library, job.source, job.album
+        catalog = lib.catalog
+        done, total = 0, lib.listed(old)
+        self.jobs.progress(job.id, done, total)
+        after: tuple[int, str] | None = None
+        while page := catalog.following(old, after, BATCH):
+            if should_stop():
+                self.jobs.move(job.id, JobStatus.INTERRUPTED)
+                return
+            if not self.jobs.still_wanted(job.id):
+                return  # cancelled (emptying the library cancels it too): what moved stays moved
+            # The catalogue's album decides: where a move was cut short, the vectors may be ahead of it.
+            targets = {sha: renamed(album, old, new) for _, sha, album in page}
+            lib.move({sha: album for sha, album in targets.items() if album is not None})
+            done += len(page)
+            after = page[-1][:2]
+            self.jobs.progress(job.id, done, max(done, total))
+        self.jobs.move(job.id, JobStatus.DONE)
+        lib.vectors.checkpoint()
+
+    def _refuse_during_reindex(self) -> None:
+        if self._reindexing():
+            raise Conflict("the library is being re-embedded (reindex): move images once it has switched over")
