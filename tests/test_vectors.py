@@ -645,3 +645,45 @@ def test_a_row_whose_vector_is_a_float_row_is_checked_with_its_length_and_keeps_
     plain: dict[str, object] = {"pk": 8, "vector": [0.5, 0.25, 0.125]}
     check(plain, schema)
     assert seen[-1] == {"pk": 8, "vector": [0.5, 0.25, 0.125]} and plain["note"] == "filled in"
+
+
+def test_milvus_lite_finds_a_small_albums_nearest_images_and_checks_album_filters_with_arrays(tmp_path: Path) -> None:
+    """An album of 1% of the library: its own nearest images, not the few the HNSW graph reaches
+    with 99% of its rows excluded; the filter evaluated over the album column alone, as milvus-lite
+    itself would evaluate it, flushed or not."""
+    from milvus_lite.search.filter import evaluate_mask
+
+    store = LiteVectorStore(str(tmp_path / "milvus.db"), "images", DIM, flush_seconds=3600, flush_rows=10**6)
+    try:
+        rng = np.random.default_rng(12)
+        items = [_item(i, rng) for i in range(3000)]
+        names = ["small" if i % 100 == 0 else ["big/a", "big/b", 'say "cheese"', ""][i % 4] for i in range(3000)]
+        store.upsert([(replace(rec, album=names[i]), vec) for i, (rec, vec) in enumerate(items)])
+        store.flush()
+        engine = store._engine()
+        assert engine is not None
+        deadline = time.monotonic() + 60  # Milvus Lite indexes a flushed segment in the background
+        while True:
+            segments = [s for s in engine.collection._read_snapshot()[0] if s.num_rows]
+            indexes = {type(s.indexes.get("vector")).__name__ for s in segments}
+            if indexes == {"FaissHnswIndex"} or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert indexes == {"FaissHnswIndex"}
+        small = np.stack([vec for (_, vec), name in zip(items, names, strict=True) if name == "small"])
+        ids = [rec.sha256 for (rec, _), name in zip(items, names, strict=True) if name == "small"]
+        for q in rng.standard_normal((10, DIM)).astype(np.float32):
+            truth = [ids[j] for j in np.argsort(-(small @ (q / np.linalg.norm(q))))[:10]]
+            assert [hit.record.sha256 for hit in store.search(q, 10, "small")] == truth
+
+        store.upsert([(replace(rec, album="unflushed/x"), vec) for rec, vec in items[:5]])
+        from webapp.services.lite_filters import mask
+
+        for album in ("small", "big", 'say "cheese"', "unflushed", "nothing"):
+            compiled = engine.collection._compile_filter(store.album_filter(album))
+            unflushed = engine.collection._memtable.to_search_snapshot(None, None, True)[4]
+            for table in [s.table for s in segments] + [unflushed]:
+                theirs = np.asarray(evaluate_mask(compiled, table), dtype=bool)
+                assert np.array_equal(mask(compiled, table, lambda: 1 / 0), theirs), album
+    finally:
+        store.close()
