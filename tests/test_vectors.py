@@ -687,3 +687,17 @@ def test_milvus_lite_finds_a_small_albums_nearest_images_and_checks_album_filter
                 assert np.array_equal(mask(compiled, table, lambda: 1 / 0), theirs), album
     finally:
         store.close()
+
+
+@BOTH_STORES
+def test_a_small_albums_search_finds_its_own_nearest_images(store: MilvusVectorStore) -> None:
+    """An album of 1% of a library of 3,000, flushed and indexed: its nearest 10, exactly."""
+    rng = np.random.default_rng(13)
+    items = [_item(i, rng) for i in range(3000)]
+    small = [i for i in range(3000) if i % 100 == 7]
+    store.upsert([(replace(rec, album="small" if i in small else "big"), vec) for i, (rec, vec) in enumerate(items)])
+    store.flush()
+    vectors = np.stack([items[i][1] for i in small])
+    for q in rng.standard_normal((10, DIM)).astype(np.float32):
+        truth = [items[small[j]][0].sha256 for j in np.argsort(-(vectors @ (q / np.linalg.norm(q))))[:10]]
+        assert [hit.record.sha256 for hit in store.search(q, 10, "small")] == truth
