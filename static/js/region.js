@@ -171,16 +171,40 @@
       image.src = url;
     }
 
+    // The photo is kept as soon as it is chosen, not at submit: a page being left may end before
+    // IndexedDB has written it, and the results page would have nothing to put back.
+    var saving = null;
     input.addEventListener("change", function () {
       if (!restoring) {
         box = null; // another photo: the old region means nothing on it
         write();
+        saving = remember(input.files && input.files[0]);
       }
       show(input.files && input.files[0]);
     });
     var restoring = false;
-    form.addEventListener("submit", function () {
-      remember(input.files && input.files[0]);
+    var deferred = false; // a submission waits for the photo to be kept
+    form.addEventListener("submit", function (event) {
+      if (deferred) {
+        event.preventDefault(); // it goes once the photo is kept
+        return;
+      }
+      var pending = saving;
+      if (!pending || pending.done) {
+        return;
+      }
+      // Chosen a moment ago (a pasted photo submits at once): send the form once it is kept, or
+      // after two seconds whatever happened.
+      event.preventDefault();
+      deferred = true;
+      function send() {
+        if (deferred) {
+          deferred = false;
+          form.submit();
+        }
+      }
+      pending.then(send, send);
+      window.setTimeout(send, 2000);
     });
     if (form.hasAttribute("data-restore-query")) {
       recall(function (file) {
@@ -204,14 +228,17 @@
   }
 
   // The photo last searched, kept in IndexedDB (sessionStorage holds strings of a few MB only).
-  function database(callback) {
+  function database(callback, failed) {
+    var fail = failed || function () {};
     if (!window.indexedDB) {
+      fail();
       return;
     }
     var request;
     try {
       request = window.indexedDB.open("reverse-image-search", 1);
     } catch (err) {
+      fail();
       return;
     }
     request.onupgradeneeded = function () {
@@ -220,19 +247,33 @@
     request.onsuccess = function () {
       callback(request.result);
     };
+    request.onerror = fail;
+    request.onblocked = fail;
   }
 
+  // Keep a file as the photo last searched; return a promise settled once it is written (or
+  // cannot be), with ``done`` set then. Null without a file or IndexedDB.
   function remember(file) {
-    if (!file) {
-      return;
+    if (!file || !window.indexedDB || typeof Promise === "undefined") {
+      return null;
     }
-    database(function (db) {
-      try {
-        db.transaction("query", "readwrite").objectStore("query").put(file, "last");
-      } catch (err) {
-        /* private browsing or a full disk: nothing to put back later */
-      }
+    var kept = new Promise(function (resolve) {
+      database(function (db) {
+        try {
+          var transaction = db.transaction("query", "readwrite");
+          transaction.objectStore("query").put(file, "last");
+          transaction.oncomplete = resolve;
+          transaction.onerror = resolve;
+          transaction.onabort = resolve;
+        } catch (err) {
+          resolve(); /* private browsing or a full disk: nothing to put back later */
+        }
+      }, resolve);
     });
+    kept.then(function () {
+      kept.done = true;
+    });
+    return kept;
   }
 
   function recall(callback) {

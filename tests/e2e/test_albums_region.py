@@ -142,6 +142,39 @@ def test_past_a_menu_of_albums_a_field_suggests_them_as_you_type(
         check_accessibility(page, axe_source)
 
 
+# IndexedDB as on a slow disk: each open answers 300 ms late (the events forwarded as they come).
+SLOW_INDEXED_DB = """
+(() => {
+    const open = IDBFactory.prototype.open;
+    IDBFactory.prototype.open = function (...args) {
+        const factory = this, late = {result: null, onsuccess: null, onupgradeneeded: null, onerror: null};
+        setTimeout(() => {
+            const real = open.apply(factory, args);
+            for (const name of ["onupgradeneeded", "onsuccess", "onerror"]) {
+                real[name] = (event) => { late.result = real.result; if (late[name]) late[name](event); };
+            }
+        }, 300);
+        return late;
+    };
+})();
+"""
+
+
+def test_the_photo_searched_a_moment_after_it_was_chosen_is_put_back_on_the_results_page(
+    page: Page, server: Server, photos: dict[str, bytes]
+) -> None:
+    """The photo is kept as soon as it is chosen, and a search sent at once waits for it to be kept:
+    kept at submit, it was lost whenever the results arrived before IndexedDB had written it."""
+    add_to_album(server, "", {"rocket.jpg": photos["rocket"]})
+    page.add_init_script(SLOW_INDEXED_DB)
+    page.goto("/")
+    page.get_by_label("Drop a photo here or choose a file").set_input_files(file_payload("cat.jpg", photos["chelsea"]))
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("heading", name="Your photo")).to_be_visible()
+    page.wait_for_function("() => document.querySelector('#search-image').files.length === 1", timeout=5000)
+    assert page.evaluate("() => document.querySelector('#search-image').files[0].name") == "cat.jpg"
+
+
 def test_search_with_a_region_drawn_by_mouse_then_placed_by_keyboard(
     page: Page, server: Server, photos: dict[str, bytes], console: Console
 ) -> None:
