@@ -64,6 +64,31 @@ def test_an_image_moves_to_another_album_and_every_filter_follows(client: FlaskC
     assert albums(client) == {"animals": 1} and client.get("/api/v1/stats").json["count"] == 2
 
 
+@BOTH_STORES
+def test_several_images_move_at_once_and_missing_ones_are_listed(client: FlaskClient) -> None:
+    one, two, three = noise_images(3, seed=69)
+    ids = [
+        upload(client, "/api/v1/images", d, f"{n}.jpg", album="inbox").json["id"]
+        for n, d in enumerate((one, two, three))
+    ]
+    absent = "f" * 64
+    answer = client.post("/api/v1/images/move", json={"ids": [ids[0], absent, ids[1], ids[0]], "album": "kept/2024"})
+    assert answer.status_code == 200, answer.json
+    assert sorted(i["id"] for i in answer.json["images"]) == sorted(ids[:2]) and answer.json["missing"] == [absent]
+    assert {i["album"] for i in answer.json["images"]} == {"kept/2024"}
+    assert ids_in(client, "kept") == {"0.jpg", "1.jpg"} and ids_in(client, "inbox") == {"2.jpg"}
+    assert searched(client, two, "kept/2024") == {"0.jpg", "1.jpg"}
+    for body, says in (
+        ({"ids": [], "album": "x"}, "Length must be between 1 and 500"),
+        ({"ids": ["x" * 64], "album": "x"}, "Must be an image id"),
+        ({"ids": [absent] * 501, "album": "x"}, "Longer than maximum length 500"),
+        ({"ids": ids}, "Missing data"),
+    ):
+        refused = client.post("/api/v1/images/move", json=body)
+        assert refused.status_code == 422 and says in str(refused.json["errors"]), refused.json
+    assert albums(client) == {"inbox": 1, "kept": 2, "kept/2024": 2}
+
+
 def test_moving_an_image_refuses_what_it_cannot_do(client: FlaskClient) -> None:
     (data,) = noise_images(1, seed=62)
     image = upload(client, "/api/v1/images", data, "a.jpg", album="x").json["id"]
@@ -226,6 +251,30 @@ def test_the_pages_move_an_image_and_an_album(app: Flask, client: FlaskClient) -
     assert ids_in(client, "pets") == {"cat.jpg", "tit.jpg"}
     done = client.get(started.headers["Location"]).get_data(as_text=True)
     assert "animals to pets" in done and "/library?album=pets" in done
+
+
+def test_the_library_page_moves_the_images_selected(app: Flask, client: FlaskClient) -> None:
+    load_tree(app, client)
+    named = ids(client)
+    page = client.get("/library", query_string={"album": "animals"}).get_data(as_text=True)
+    assert page.count('name="ids"') == 3 and 'form="move-selected"' in page
+    token = csrf_token(client, "/library")
+    back = "/library?album=animals"
+    form = {"ids": [named["owl.jpg"], named["cat.jpg"]], "album": "night", "back": back, "csrf_token": token}
+    moved = client.post("/library/move-images", data=form)
+    assert moved.status_code == 303 and moved.headers["Location"] == back
+    shown = client.get(back).get_data(as_text=True)
+    assert "Moved 2 images to the album night." in shown and "1 image in the album animals" in shown
+    assert ids_in(client, "night") == {"owl.jpg", "cat.jpg"}
+    elsewhere = client.post("/library/move-images", data={**form, "back": "https://evil.example/x"})
+    assert elsewhere.headers["Location"] == "/library"  # only a page of this site
+    for data, says in (
+        ({"album": "x", "csrf_token": token}, "Select at least one image"),
+        ({"ids": "../etc", "album": "x", "csrf_token": token}, "not an image id"),
+    ):
+        refused = client.post("/library/move-images", data=data)
+        assert refused.status_code == 400 and says in refused.get_data(as_text=True)
+    assert ids_in(client, "night") == {"owl.jpg", "cat.jpg"}
 
 
 def test_renamed_names() -> None:

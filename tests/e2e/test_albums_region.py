@@ -68,7 +68,7 @@ def test_an_album_narrows_the_search_and_the_library_grid(
     check_accessibility(page, axe_source)
 
 
-def test_move_an_image_then_rename_its_album_and_follow_the_job(
+def test_move_an_image_rename_its_album_following_the_job_then_move_images_selected_on_the_grid(
     page: Page, server: Server, photos: dict[str, bytes], axe_source: str
 ) -> None:
     add_to_album(server, "trips/2024", {"rocket.jpg": photos["rocket"], "moon.jpg": photos["moon"]})
@@ -96,6 +96,16 @@ def test_move_an_image_then_rename_its_album_and_follow_the_job(
     expect(page.locator(".grid .card .filename")).to_have_text(["coffee.jpg"])
     listed = requests.get(f"{server.url}/api/v1/images/albums", timeout=10).json()
     assert {a["name"] for a in listed} == {"travel", "travel/2024", "travel/2024/snacks"}
+
+    page.goto("/library?album=travel/2024")
+    page.get_by_label("Select rocket.jpg").check()
+    page.get_by_label("Select moon.jpg").check()
+    page.get_by_label("Move the selected images to album").fill("space")
+    page.get_by_role("button", name="Move selected").click()
+    expect(page.get_by_text("Moved 2 images to the album space.")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/library\?page=1&album=travel(%2F|/)2024$"))  # the page they were chosen on
+    expect(page.locator(".grid .card .filename")).to_have_text(["coffee.jpg"])
+    check_accessibility(page, axe_source)
 
 
 @pytest.fixture()

@@ -112,11 +112,21 @@ class ImageUploads(ma.fields.List):
         return list(super()._deserialize(value, attr, data, **kwargs))
 
 
+ImageIdError = "Must be an image id (64 hex characters)."
+
+
+class ImageId(ma.fields.String):
+    """An image's id in a body: 64 lowercase hex characters."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(validate=ma.validate.Regexp(r"^[0-9a-f]{64}$", error=ImageIdError), **kwargs)
+
+
 class BoundedList(ma.fields.List):
     """A list refused as a whole past ``max_items``, before any item is checked (see ImageUploads)."""
 
-    def __init__(self, inner: ma.fields.Field, max_items: int, **kwargs: Any) -> None:
-        super().__init__(inner, validate=ma.validate.Length(max=max_items), **kwargs)
+    def __init__(self, inner: ma.fields.Field, max_items: int, min_items: int | None = None, **kwargs: Any) -> None:
+        super().__init__(inner, validate=ma.validate.Length(min=min_items, max=max_items), **kwargs)
         self.max_items = max_items
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:

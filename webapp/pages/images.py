@@ -3,6 +3,8 @@ deleting one or all."""
 
 from __future__ import annotations
 
+import re
+
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
@@ -11,10 +13,12 @@ from webapp.auth import requires
 from webapp.errors import Conflict
 from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library, runtime
+from webapp.security import local_path
 from webapp.services.albums import parse_album
 from webapp.services.roles import Role
 
 LIBRARY_PER_PAGE = 48
+SHA256 = re.compile("[0-9a-f]{64}")
 SIMILAR_COUNT = 12
 
 
@@ -38,6 +42,23 @@ def move_album() -> Response:
     rt = runtime()
     job = rt.album_moves.start(album, to, rt.queue.send)
     return redirect(url_for("pages.job_page", job_id=job.id), 303)
+
+
+@blp.post("/library/move-images")
+@requires(Role.EDITOR)
+def move_images() -> Response:
+    """Put the images selected on a library page in an album, and show that page again."""
+    ids = list(dict.fromkeys(request.form.getlist("ids")))
+    if not ids:
+        raise BadRequest("Select at least one image to move. Nothing was moved.")
+    if not all(SHA256.fullmatch(sha) for sha in ids):
+        raise BadRequest("The selection holds something that is not an image id. Nothing was moved.")
+    album = album_arg(request.form)
+    moved = runtime().album_moves.move_images(ids, album)
+    where = f"the album {album}" if album else "no album"
+    flash(f"Moved {len(moved)} image{'' if len(moved) == 1 else 's'} to {where}.", "success")
+    back = local_path(request.form.get("back"))  # the page the selection was made on, on this site
+    return redirect(url_for("pages.library_page") if back == "/" else back, 303)
 
 
 @blp.get("/library/clear")

@@ -10,10 +10,10 @@ when scaled out.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from webapp.errors import Conflict, InvalidInput, NotFound, WebappError
-from webapp.services.albums import renamed
+from webapp.services.albums import MAX_MOVED, renamed
 from webapp.services.jobs import Job, JobStatus, JobStore
 from webapp.services.library import Library
 from webapp.services.records import Record
@@ -41,15 +41,17 @@ class AlbumMoves:
 
     def move_image(self, sha256: str, album: str) -> Record:
         """Put one image in ``album`` ("" for none); return its record."""
-        self._refuse_during_reindex()
-        lib = self.library
-        record = lib.get(sha256)
-        if record.album == album:
-            return record
-        moved = lib.move({sha256: album})
+        moved = self.move_images([sha256], album)
         if not moved:
             raise NotFound(f"no image with id {sha256} in the library")
         return moved[0]
+
+    def move_images(self, sha256s: Sequence[str], album: str) -> list[Record]:
+        """Put images in ``album`` ("" for none); return the records of those in the library."""
+        if len(sha256s) > MAX_MOVED:
+            raise InvalidInput(f"move at most {MAX_MOVED} images at once (or their whole album)")
+        self._refuse_during_reindex()
+        return self.library.move(dict.fromkeys(sha256s, album))
 
     def start(self, album: str, to: str, send: Callable[[str, str], None]) -> Job:
         """Queue moving ``album`` and its sub-albums to ``to`` ("" for the top level); return its job."""

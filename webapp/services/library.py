@@ -222,7 +222,8 @@ class Library:
             self.images.delete(sha256)
 
     def move(self, albums: dict[str, str]) -> list[Record]:
-        """Put images in other albums (content id -> its new album); return the records of those moved.
+        """Put images in other albums (content id -> its new album); return the records of those in
+        the library, in their new albums.
 
         The vectors first (each written again with its new album), then the catalogue: a move cut
         short leaves the catalogue naming the old album, so the next try finds the image again, and
@@ -246,7 +247,8 @@ class Library:
                 raise
             if gone := {rec.sha256 for rec, _ in changed if self.images.original(rec.sha256) is None}:
                 self.vectors.delete(sorted(gone))
-        return [rec for rec, _ in changed if rec.sha256 not in gone]
+        records = {sha: rec for sha, (rec, _) in entries.items()} | {rec.sha256: rec for rec, _ in changed}
+        return [rec for sha, rec in records.items() if sha not in gone]
 
     def clear(self) -> int:
         """Remove every image; return how many there were."""

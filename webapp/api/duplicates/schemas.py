@@ -2,7 +2,7 @@
 
 import marshmallow as ma
 
-from webapp.api.common import Album, BoundedList, UrlFor
+from webapp.api.common import Album, BoundedList, ImageId, UrlFor
 from webapp.api.images.schemas import ImageEntrySchema
 from webapp.services.duplicates import MAX_RESOLVED
 
@@ -34,19 +34,12 @@ class GroupSchema(ma.Schema):
     page_url = UrlFor("pages.duplicate_group_page", "group_id", metadata={"description": "The group's review page."})
 
 
-ImageIdError = "Must be an image id (64 hex characters)."
-
-
 class ResolveSchema(ma.Schema):
     """Which image of a group to keep; the others are deleted."""
 
-    keep = ma.fields.String(
-        required=True,
-        validate=ma.validate.Regexp(r"^[0-9a-f]{64}$", error=ImageIdError),
-        metadata={"description": "The id of the image to keep."},
-    )
+    keep = ImageId(required=True, metadata={"description": "The id of the image to keep."})
     delete = BoundedList(
-        ma.fields.String(validate=ma.validate.Regexp(r"^[0-9a-f]{64}$", error=ImageIdError)),
+        ImageId(),
         max_items=MAX_RESOLVED,
         metadata={
             "description": "Optional: the ids of the images you expect to be deleted (the group's others, as you "

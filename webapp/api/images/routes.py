@@ -20,6 +20,8 @@ from webapp.api.images.schemas import (
     ClearedSchema,
     ImageChangeSchema,
     ImageSchema,
+    ImagesMovedSchema,
+    ImagesMoveSchema,
     ImageUploadSchema,
     SimilarArgsSchema,
 )
@@ -101,6 +103,23 @@ class Albums(MethodView):
             {"name": name, "count": n, "images_url": f"{base}?{urlencode({'album': name})}"}
             for name, n in named(library().albums(kept=suggesting), args["contains"], args["limit"])
         ]
+
+
+@blp.route("/move")
+class ImagesMove(MethodView):
+    """Moving several images to an album."""
+
+    @blp.arguments(ImagesMoveSchema())
+    @blp.response(200, ImagesMovedSchema)
+    @blp.alt_response(409, description="A reindex is under way.")
+    @requires(Role.EDITOR)
+    def post(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Put images in an album at once (their vectors stay; searches' filters follow at once).
+        Ids not in the library are listed in ``missing``; a whole album moves with /albums/move."""
+        ids = list(dict.fromkeys(args["ids"]))
+        moved = runtime().album_moves.move_images(ids, args["album"])
+        found = {rec.sha256 for rec in moved}
+        return {"images": moved, "missing": [sha for sha in ids if sha not in found]}
 
 
 @blp.route("/albums/move")

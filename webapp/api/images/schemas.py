@@ -4,8 +4,8 @@ from typing import Any
 
 import marshmallow as ma
 
-from webapp.api.common import Album, ImageUpload, ImageUrl, TopK
-from webapp.services.albums import MAX_LENGTH
+from webapp.api.common import Album, BoundedList, ImageId, ImageUpload, ImageUrl, TopK
+from webapp.services.albums import MAX_LENGTH, MAX_MOVED
 
 MAX_ALBUMS_LISTED = 1000  # albums one call may ask for with limit (a field's suggestions need a few)
 
@@ -98,6 +98,28 @@ class ImageChangeSchema(ma.Schema):
     """What to change of an image: its album."""
 
     album = Album(required=True, description='The album to put it in, e.g. trips/2024 ("" for none).')
+
+
+class ImagesMoveSchema(ma.Schema):
+    """Images to put in an album."""
+
+    ids = BoundedList(
+        ImageId(),
+        max_items=MAX_MOVED,
+        min_items=1,
+        required=True,
+        metadata={"description": f"The ids of the images to move (1-{MAX_MOVED})."},
+    )
+    album = Album(required=True, description='The album to put them in, e.g. trips/2024 ("" for none).')
+
+
+class ImagesMovedSchema(ma.Schema):
+    """What moving images did."""
+
+    images = ma.fields.List(
+        ma.fields.Nested(ImageSchema), metadata={"description": "The images found, in their album now."}
+    )
+    missing = ma.fields.List(ma.fields.String(), metadata={"description": "Ids of images not in the library."})
 
 
 class AlbumMoveSchema(ma.Schema):
