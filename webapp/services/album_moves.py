@@ -9,16 +9,14 @@ when scaled out.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
-from webapp.errors import Conflict, InvalidInput, NotFound, WebappError
+from webapp.errors import Conflict, InvalidInput, NotFound
 from webapp.services.albums import MAX_MOVED, renamed
 from webapp.services.jobs import Job, JobStatus, JobStore
 from webapp.services.library import Library
 from webapp.services.records import Record
 
-log = logging.getLogger(__name__)
 KIND = "move"
 BATCH = 500  # images read, relabelled and written back at a time
 
@@ -60,33 +58,16 @@ class AlbumMoves:
         if renamed(to, album, "") is not None:
             raise InvalidInput(f"the album {album} cannot be moved into itself ({to or 'the top level'})")
         self._refuse_during_reindex()
-        running = [j for j in map(self.jobs.get, self.jobs.active_ids()) if j.kind == KIND]
-        if running:
-            raise Conflict(f"an album is being moved already (job {running[0].id}); try again when it ends")
+        if running := self.jobs.active_of(KIND):
+            raise Conflict(f"an album is being moved already (job {running.id}); try again when it ends")
         if not self.library.listed(album):
             raise NotFound(f"the album {album} has no images")
         self.library.vectors.album_filter(album)  # 409 on a library made before albums
-        job = self.jobs.create(KIND, album, self.owner, album=to)
-        try:
-            send(KIND, job.id)
-        except WebappError as exc:
-            self.jobs.move(job.id, JobStatus.FAILED, exc.message)
-            raise
-        return self.jobs.get(job.id)
+        return self.jobs.submit(KIND, album, self.owner, lambda job_id: send(KIND, job_id), album=to)
 
     def run(self, job_id: str, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Move every image of the job's album, oldest first, a batch at a time."""
-        job = self.jobs.get(job_id)
-        if not job.active:
-            return
-        self.jobs.move(job_id, JobStatus.RUNNING)
-        try:
-            self._run(job, should_stop)
-        except WebappError as exc:
-            self.jobs.move(job_id, JobStatus.FAILED, exc.message)
-        except Exception:  # a move must never take its worker down
-            log.exception("album move %s failed", job_id)
-            self.jobs.move(job_id, JobStatus.FAILED, "an unexpected error stopped the move (its worker logged it)")
+        self.jobs.run_whole(job_id, "move", lambda job: self._run(job, should_stop))
 
     def _run(self, job: Job, should_stop: Callable[[], bool]) -> None:
         self._refuse_during_reindex()  # one may have started since the move was queued

@@ -14,7 +14,6 @@ catalogue does it: ``Catalog.remove``); a group left with one image goes.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, desc, exists, func, select
 
-from webapp.errors import Conflict, InvalidInput, NotFound, WebappError
+from webapp.errors import Conflict, InvalidInput, NotFound
 from webapp.services.catalog import in_album
 from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
 from webapp.services.group_claims import put_back, take
@@ -31,7 +30,6 @@ from webapp.services.jobs import Job, JobStatus, JobStore
 from webapp.services.library import Library
 from webapp.services.records import Record, VectorStore
 
-log = logging.getLogger(__name__)
 KIND = "duplicates"
 RANK_BATCH = 2000  # images whose records and vectors are fetched at a time to rank their groups
 MAX_SHOWN = 50  # members of one group a listing shows (the largest groups are chains worth a look anyway)
@@ -77,16 +75,9 @@ class Duplicates:
 
     def start(self, send: Callable[[str], None]) -> Job:
         """Queue a scan (refused while one is queued or running); return its job."""
-        running = [j for j in map(self.jobs.get, self.jobs.active_ids()) if j.kind == KIND]
-        if running:
-            raise Conflict(f"a duplicate scan is {running[0].status} already (job {running[0].id})")
-        job = self.jobs.create(KIND, f"similarity at least {self.threshold:.2f}", self.owner)
-        try:
-            send(job.id)
-        except WebappError as exc:
-            self.jobs.move(job.id, JobStatus.FAILED, exc.message)
-            raise
-        return self.jobs.get(job.id)
+        if running := self.jobs.active_of(KIND):
+            raise Conflict(f"a duplicate scan is {running.status} already (job {running.id})")
+        return self.jobs.submit(KIND, f"similarity at least {self.threshold:.2f}", self.owner, send)
 
     def last_scan(self) -> Job | None:
         """Return the newest scan, finished or not."""
@@ -102,17 +93,7 @@ class Duplicates:
 
     def run(self, job_id: str, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Scan the library and replace the stored groups with what it found."""
-        job = self.jobs.get(job_id)
-        if not job.active:
-            return
-        self.jobs.move(job_id, JobStatus.RUNNING)
-        try:
-            self._run(job_id, should_stop)
-        except WebappError as exc:
-            self.jobs.move(job_id, JobStatus.FAILED, exc.message)
-        except Exception:  # a scan must never take its worker down
-            log.exception("duplicate scan %s failed", job_id)
-            self.jobs.move(job_id, JobStatus.FAILED, "an unexpected error stopped the scan (its worker logged it)")
+        self.jobs.run_whole(job_id, "duplicate scan", lambda job: self._run(job.id, should_stop))
 
     def _run(self, job_id: str, should_stop: Callable[[], bool]) -> None:
         store = self.library.vectors

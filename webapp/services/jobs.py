@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import fields
 from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 
-from webapp.errors import Conflict, NotFound
+from webapp.errors import Conflict, NotFound, WebappError
 from webapp.services.database import job_items, jobs, page_bounds
 from webapp.services.job_items import JobItems
 from webapp.services.job_states import (
@@ -29,6 +30,7 @@ from webapp.services.job_states import (
 
 __all__ = ["ACTIVE", "RESUMABLE", "Failure", "ItemResult", "Job", "JobStatus", "JobStore", "local_owner"]
 
+log = logging.getLogger(__name__)
 STALE_AFTER = 20.0  # seconds without a heartbeat before a local job counts as interrupted
 HEARTBEAT_EVERY = 5.0
 QUEUE_OWNER = "queue"  # jobs carried by the task queue: its redelivery, not a heartbeat, keeps them alive
@@ -107,6 +109,36 @@ class JobStore(JobItems):
             ids = list(conn.scalars(query))
             total = int(conn.scalar(select(func.count()).select_from(jobs).where(*where)) or 0)
         return [self.get(i) for i in ids], total
+
+    def active_of(self, kind: str) -> Job | None:
+        """Return a queued or running job of ``kind``, if there is one."""
+        return next((job for job in map(self.get, self.active_ids()) if job.kind == kind), None)
+
+    def submit(self, kind: str, source: str, owner: str, send: Callable[[str], None], album: str = "") -> Job:
+        """Create a job that is one unit of work (a scan, a move) and send it; if it cannot be sent,
+        it is left failed (resumable) and the error raised."""
+        job = self.create(kind, source, owner, album=album)
+        try:
+            send(job.id)
+        except WebappError as exc:
+            self.move(job.id, JobStatus.FAILED, exc.message)
+            raise
+        return self.get(job.id)
+
+    def run_whole(self, job_id: str, what: str, work: Callable[[Job], None]) -> None:
+        """Run a job that is one unit of work: running, then whatever ``work`` makes of it; failed,
+        with the reason, if it raises. Never raises itself: a job must not take its worker down."""
+        job = self.get(job_id)
+        if not job.active:
+            return
+        self.move(job_id, JobStatus.RUNNING)
+        try:
+            work(job)
+        except WebappError as exc:
+            self.move(job_id, JobStatus.FAILED, exc.message)
+        except Exception:
+            log.exception("%s %s failed", what, job_id)
+            self.move(job_id, JobStatus.FAILED, f"an unexpected error stopped the {what} (its worker logged it)")
 
     def count_by_status(self) -> dict[str, int]:
         """Return how many jobs are in each state."""

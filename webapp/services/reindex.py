@@ -68,8 +68,8 @@ class Reindexer:
         target = target_model.identity
         if current == target:
             raise Conflict(f"the library is embedded with {current.short} already")
-        if moving := [j for j in map(self.jobs.get, self.jobs.active_ids()) if j.kind == MOVE]:
-            raise Conflict(f"an album is being moved (job {moving[0].id}): reindex once it has ended")
+        if moving := self.jobs.active_of(MOVE):
+            raise Conflict(f"an album is being moved (job {moving.id}): reindex once it has ended")
         self.binding.start_building(self.library, target)
         same_name = current.name == target.name  # a rebuilt file: say which files
         label = f"{current.short} to {target.short}" if same_name else f"{current.name} to {target.name}"
