@@ -10,6 +10,7 @@ when scaled out.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from unicodedata import normalize
 
 from webapp.errors import Conflict, InvalidInput, NotFound
 from webapp.services.albums import MAX_MOVED, renamed
@@ -55,8 +56,12 @@ class AlbumMoves:
         """Queue moving ``album`` and its sub-albums to ``to`` ("" for the top level); return its job."""
         if not album:
             raise InvalidInput("name the album to move")
-        if renamed(to, album, "") is not None:
-            raise InvalidInput(f"the album {album} cannot be moved into itself ({to or 'the top level'})")
+        if to == album:
+            raise InvalidInput(f"the album is named {album} already")
+        # Another spelling of the same name (é as one character or as e and an accent) merges the
+        # two, which lists showed apart; anything else at or below the album is a move into itself.
+        if renamed(to, album, "") is not None and normalize("NFC", to) != normalize("NFC", album):
+            raise InvalidInput(f"the album {album} cannot be moved into itself ({to})")
         self._refuse_during_reindex()
         if running := self.jobs.active_of(KIND):
             raise Conflict(f"an album is being moved already (job {running.id}); try again when it ends")
