@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from flask import Flask
@@ -87,3 +88,22 @@ def test_check_removes_temporary_files_a_crash_left_but_not_those_of_a_batch_bei
     assert repaired.exit_code == 0 and "2 temporary files removed" in repaired.output
     assert not left.exists() and not preview.exists() and writing.exists()
     assert runner.invoke(args=["check"]).output.endswith("consistent\n")
+
+
+def test_check_sets_an_album_a_move_cut_short_left_in_the_catalogue_as_stored_with_the_vector(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    ids = add_all(client, {name: photos[name] for name in ("coffee", "rocket")})
+    library = app.extensions[EXTENSION].library
+    record = library.get(ids["coffee"])
+    # A move writes the vectors first: killed before the catalogue, the two name different albums.
+    library.vectors.upsert([(replace(record, album="kitchen"), library.vectors.vector(ids["coffee"]))])
+    runner = app.test_cli_runner()
+    found = runner.invoke(args=["check"])
+    assert found.exit_code == 1 and f"albums the catalogue names otherwise: 1 ({ids['coffee'][:12]}" in found.output
+    repaired = runner.invoke(args=["check", "--repair"])
+    assert repaired.exit_code == 0 and "1 albums set as stored with the vectors" in repaired.output
+    assert runner.invoke(args=["check"]).output.endswith("consistent\n")
+    listed = client.get("/api/v1/images", query_string={"album": "kitchen"}).json
+    assert [image["id"] for image in listed] == [ids["coffee"]]
+    assert {a["name"]: a["count"] for a in client.get("/api/v1/images/albums").json} == {"kitchen": 1}

@@ -184,6 +184,7 @@ def check_command(repair: bool) -> None:
         "files without their vector": report.file_without_vector,
         "missing from the catalogue": report.missing_from_catalogue,
         "stale in the catalogue": report.stale_in_catalogue,
+        "albums the catalogue names otherwise": report.album_differs,
         "temporary files left by a crash": [path.name for path in report.leftover_files],
     }
     for label, ids in problems.items():
@@ -193,6 +194,7 @@ def check_command(repair: bool) -> None:
     elif repair:
         click.echo(
             f"repaired: {report.reindexed} files embedded again, {len(report.vector_without_file)} vectors removed, "
+            f"{len(report.album_differs)} albums set as stored with the vectors, "
             f"{len(report.leftover_files)} temporary files removed"
         )
         for sha in report.unreadable:

@@ -122,6 +122,11 @@ class Catalog:
         with self.db.connect() as conn:
             return set(conn.scalars(select(images.c.sha256)))
 
+    def albums_of(self) -> dict[str, str]:
+        """Return every listed image's album by content id."""
+        with self.db.connect() as conn:
+            return {str(sha): str(album) for sha, album in conn.execute(select(images.c.sha256, images.c.album))}
+
     def total(self, album: str = "") -> int:
         """Return how many images the catalogue lists (in ``album`` and below, if given)."""
         query = select(func.count()).select_from(images)

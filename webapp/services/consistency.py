@@ -19,6 +19,7 @@ class Report:
     file_without_vector: list[str] = field(default_factory=list)
     missing_from_catalogue: list[str] = field(default_factory=list)
     stale_in_catalogue: list[str] = field(default_factory=list)
+    album_differs: list[str] = field(default_factory=list)  # the catalogue names another album than the vector
     leftover_files: list[Path] = field(default_factory=list)  # temporary files a crash left
     reindexed: int = 0
     unreadable: list[str] = field(default_factory=list)
@@ -31,6 +32,7 @@ class Report:
             or self.file_without_vector
             or self.missing_from_catalogue
             or self.stale_in_catalogue
+            or self.album_differs
             or self.leftover_files
         )
 
@@ -40,7 +42,8 @@ def check(library: Library, repair: bool = False) -> Report:
 
     The files are the source of truth: a file without its vector is embedded again (its
     original name is lost, so it is named after its id); a vector whose file is gone is deleted,
-    since nothing could be shown for it.
+    since nothing could be shown for it. Where the catalogue names another album than the one
+    stored with the vector (an album move cut short), the vector's is kept.
     """
     on_disk = dict(library.images.ids())
     indexed = library.vectors.ids()
@@ -50,6 +53,8 @@ def check(library: Library, repair: bool = False) -> Report:
     report.file_without_vector = sorted(set(on_disk) - set(indexed))
     report.missing_from_catalogue = sorted((set(indexed) & set(on_disk)) - listed)
     report.stale_in_catalogue = sorted(listed - (set(indexed) & set(on_disk)))
+    stored, shown = library.vectors.albums(), library.catalog.albums_of()
+    report.album_differs = sorted(sha for sha, album in shown.items() if sha in stored and stored[sha] != album)
     report.leftover_files = library.images.leftovers()
     if not repair:
         return report
@@ -57,6 +62,8 @@ def check(library: Library, repair: bool = False) -> Report:
         path.unlink(missing_ok=True)
     library.vectors.delete(report.vector_without_file)
     library.catalog.remove(report.stale_in_catalogue)
+    # A move cut short writes the vectors first: the album it was moving the image to.
+    library.catalog.relabel({sha: stored[sha] for sha in report.album_differs})
     missing = report.missing_from_catalogue
     for start in range(0, len(missing), 1000):
         library.complete(list(library.vectors.get(missing[start : start + 1000]).values()))

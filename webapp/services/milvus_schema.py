@@ -82,5 +82,10 @@ def row(rec: Record, vec: np.ndarray, albums: bool) -> dict[str, Any]:
 
 def record(row: dict[str, Any]) -> Record:
     """Return the record a stored row (or a search hit's entity) describes."""
+    return Record(**{name: row[name] for name in FIELDS}, album=record_album(row))
+
+
+def record_album(row: dict[str, Any]) -> str:
+    """Return the album of a stored row: the last of its lineage ("" for none)."""
     albums = row.get("albums") or [""]
-    return Record(**{name: row[name] for name in FIELDS}, album=albums[-1])
+    return str(albums[-1])

@@ -129,6 +129,21 @@ class MilvusVectorStore:
             iterator.close()
         return found
 
+    def albums(self) -> dict[str, str]:
+        """Return every indexed image's album by content id (none on a collection made before albums)."""
+        if not self.has_albums:
+            return {}
+        iterator = self._call(
+            self._client.query_iterator, self.collection, batch_size=5000, output_fields=["sha256", "albums"]
+        )
+        found: dict[str, str] = {}
+        try:
+            while rows := iterator.next():
+                found.update((row["sha256"], schema.record_album(row)) for row in rows)
+        finally:
+            iterator.close()
+        return found
+
     def export(self, batch_size: int = 1000) -> Iterator[list[tuple[Record, np.ndarray]]]:
         """Yield every record with its vector, in batches (to copy a library to another store)."""
         iterator = self._call(
