@@ -10,10 +10,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import csrf_token, noise_images, wait_for_job
+from tests.conftest import INT8, MODEL, csrf_token, noise_images, wait_for_job
 from tests.test_albums import ODD, ids_in, load_tree
 from tests.test_api import BOTH_STORES, upload
 from webapp.errors import Conflict
+from webapp.models import DEFAULT
 from webapp.runtime import EXTENSION
 from webapp.services.album_moves import KIND
 from webapp.services.albums import renamed
@@ -173,13 +174,18 @@ def test_an_album_move_refuses_what_it_cannot_do(
     assert app.extensions[EXTENSION].jobs.recent(0, 10)[1] == 0  # no job was made
 
 
-def test_one_move_at_a_time_and_none_while_a_reindex_builds(app: Flask, client: FlaskClient) -> None:
+def test_one_move_at_a_time_and_none_while_a_reindex_builds_nor_a_reindex_while_one_runs(
+    app: Flask, client: FlaskClient
+) -> None:
     (data,) = noise_images(1, seed=65)
     image = upload(client, "/api/v1/images", data, "a.jpg", album="a").json["id"]
     rt = app.extensions[EXTENSION]
     queued = rt.jobs.create(KIND, "b", local_owner(), album="c")  # another process's move, not yet running
     answer = client.post("/api/v1/images/albums/move", json={"album": "a", "to": "d"})
     assert answer.status_code == 409 and queued.id in answer.json["message"]
+    other = MODEL if DEFAULT != MODEL else INT8  # a reindex is refused while an album moves
+    reindex = client.post("/api/v1/library/reindex", json={"model": other})
+    assert reindex.status_code == 409 and f"an album is being moved (job {queued.id})" in reindex.json["message"]
     rt.jobs.move(queued.id, JobStatus.CANCELLED)
     rt.album_moves._reindexing = lambda: True
     for answer in (
