@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from webapp import create_app  # noqa: E402
+from webapp.errors import WebappError  # noqa: E402
 from webapp.runtime import EXTENSION  # noqa: E402
 from webapp.services.album_moves import KIND  # noqa: E402
 from webapp.services.records import Record  # noqa: E402
@@ -84,15 +85,19 @@ class Searches:
         self.library.vectors.search(self.queries[i % len(self.queries)].astype(np.float32), 10, album)
         return time.perf_counter() - t
 
-    def beside(self, work: Callable[[], None], album: str) -> list[float]:
-        """Search every 10 ms while ``work`` runs; return the searches' times."""
+    def beside(self, work: Callable[[], None], album: str) -> tuple[list[float], list[str]]:
+        """Search every 10 ms while ``work`` runs; return the searches' times and the refusals' messages."""
         times: list[float] = []
+        refused: list[str] = []
         running = threading.Event()
         running.set()
 
         def searcher() -> None:
             while running.is_set():
-                times.append(self.one(len(times), album))
+                try:
+                    times.append(self.one(len(times) + len(refused), album))
+                except WebappError as exc:  # the app answers 503 with Retry-After
+                    refused.append(exc.message)
                 time.sleep(0.01)
 
         thread = threading.Thread(target=searcher)
@@ -102,7 +107,7 @@ class Searches:
         finally:
             running.clear()
             thread.join()
-        return times
+        return times, refused
 
 
 def single_moves(client: Any, shas: list[str], moves: int) -> list[float]:
@@ -143,7 +148,7 @@ def main() -> None:
 
                 job = rt.jobs.create(KIND, "photos", rt.queue.owner, album="archive")
                 started = time.perf_counter()
-                during = searches.beside(lambda: rt.album_moves.run(job.id), "photos/2000")
+                during, refused = searches.beside(lambda: rt.album_moves.run(job.id), "photos/2000")
                 took = time.perf_counter() - started
                 done = rt.jobs.get(job.id)
                 assert done.status == "done", done
@@ -151,8 +156,10 @@ def main() -> None:
                 print(
                     f"moving the album photos ({done.processed} images) to archive: {took:.1f} s, "
                     f"{done.processed / took:.0f} images/s; searches in photos/2000 meanwhile: "
-                    f"p50 {p50(during)} over {len(during)}"
+                    f"p50 {p50(during)} over {len(during)}, {len(refused)} refused"
                 )
+                for message in sorted(set(refused)):
+                    print(f"  refused: {message} ({refused.count(message)})")
         finally:
             rt.close()
 
