@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -70,6 +72,47 @@ def test_milvus_down_gives_quick_503s_and_the_app_recovers_by_itself(
     assert response.json["results"][0]["filename"] == "photo.jpg"
     assert upload(client, "/api/v1/images", photos["rocket"]).status_code == 201
     assert client.get("/api/v1/health/ready").status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["server"], indirect=True)
+def test_a_milvus_server_that_does_not_answer_in_time_gives_503s_not_500s(
+    app: Flask, photos: dict[str, bytes], milvus_server: MilvusServer
+) -> None:
+    """A server too busy to answer within MILVUS_TIMEOUT (here: paused) gets 503 and Retry-After.
+
+    pymilvus passes a call past its deadline on as grpc's own error, which answered 500 before.
+    The pause is kept to about two seconds: past ten, this Milvus loses its etcd session and stops.
+    """
+    from webapp import create_app
+    from webapp.runtime import EXTENSION
+
+    impatient = create_app({**app.config, "MILVUS_TIMEOUT": 0.8})
+    client = impatient.test_client()
+    try:
+        assert upload(client, "/api/v1/images", photos["coffee"]).status_code == 201
+        images = Path(app.config["DATA_DIR"]) / "images"
+        files_before = sorted(images.rglob("*.*"))
+        assert milvus_server.proc is not None
+        os.killpg(milvus_server.proc.pid, signal.SIGSTOP)
+        try:
+            answers = [
+                upload(client, url, data)
+                for url, data in (("/api/v1/search", photos["coffee"]), ("/api/v1/images", photos["rocket"]))
+            ]
+        finally:
+            os.killpg(milvus_server.proc.pid, signal.SIGCONT)
+        for response in answers:
+            assert response.status_code == 503, response.json
+            assert "vector store" in response.json["message"] and "in time" in response.json["message"]
+            assert response.headers["Retry-After"] == "5"
+        assert sorted(images.rglob("*.*")) == files_before
+        deadline = time.monotonic() + 60
+        while (response := upload(client, "/api/v1/search", photos["coffee"])).status_code != 200:
+            assert time.monotonic() < deadline, response.json
+            time.sleep(0.5)
+        assert response.json["results"][0]["filename"] == "photo.jpg"
+    finally:
+        impatient.extensions[EXTENSION].close()
 
 
 def search(url: str, data: bytes) -> dict[str, Any]:

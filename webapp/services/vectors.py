@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+import grpc
 import numpy as np
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
@@ -68,11 +70,9 @@ class MilvusVectorStore:
         # threads write to one file at once: DESIGN.md).
         self._write_lock = threading.Lock()
         self._searches = Coalescer(self._search_many)
-        try:
+        with store_errors(f"cannot open the vector store at {uri}"):
             self._client = MilvusClient(uri=uri, token=token, timeout=timeout, **self.client_options)
             self.has_albums = schema.ensure(self._client, collection, dim, hnsw_m, ef_construction)
-        except MilvusException as exc:
-            raise StoreUnavailable(f"cannot open the vector store at {uri}: {exc.message}") from exc
         self._output = [*schema.FIELDS, "albums"] if self.has_albums else schema.FIELDS
 
     def album_filter(self, album: str) -> str:
@@ -123,7 +123,7 @@ class MilvusVectorStore:
         )
         found: dict[str, int] = {}
         try:
-            while rows := iterator.next():
+            while rows := self._next(iterator):
                 found.update((row["sha256"], row["added_at"]) for row in rows)
         finally:
             iterator.close()
@@ -138,7 +138,7 @@ class MilvusVectorStore:
         )
         found: dict[str, str] = {}
         try:
-            while rows := iterator.next():
+            while rows := self._next(iterator):
                 found.update((row["sha256"], schema.record_album(row)) for row in rows)
         finally:
             iterator.close()
@@ -153,7 +153,7 @@ class MilvusVectorStore:
             output_fields=[*self._output, "vector"],
         )
         try:
-            while rows := iterator.next():
+            while rows := self._next(iterator):
                 yield [(schema.record(row), np.asarray(row["vector"], dtype=np.float32)) for row in rows]
         finally:
             iterator.close()
@@ -288,7 +288,31 @@ class MilvusVectorStore:
         return self._invoke(method, *args, **kwargs)
 
     def _invoke(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with store_errors():
             return method(*args, timeout=self.timeout, **kwargs)
-        except MilvusException as exc:
-            raise StoreUnavailable(f"the vector store failed: {exc.message}") from exc
+
+    @staticmethod
+    def _next(iterator: Any) -> list[dict[str, Any]]:
+        """Return a query iterator's next batch (empty at the end), its failures as ``StoreUnavailable``."""
+        with store_errors():
+            return list(iterator.next())
+
+
+@contextmanager
+def store_errors(context: str = "the vector store failed") -> Iterator[None]:
+    """Turn the Milvus client's failures into ``StoreUnavailable`` (503), prefixed with ``context``.
+
+    pymilvus passes some gRPC errors on as they are, not as its own: a call past its deadline (a
+    server too busy to answer in MILVUS_TIMEOUT seconds) raised grpc's, which answered 500, and
+    killed Milvus Lite's flusher thread when a flush waited for a merge.
+    """
+    try:
+        yield
+    except MilvusException as exc:
+        raise StoreUnavailable(f"{context}: {exc.message}") from exc
+    except grpc.RpcError as exc:
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise StoreUnavailable(f"{context}: it did not answer in time") from exc
+        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+        raise StoreUnavailable(f"{context}: {getattr(code, 'name', 'gRPC error')}: {details}") from exc
