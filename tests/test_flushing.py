@@ -40,3 +40,26 @@ def test_the_flusher_flushes_what_is_due_and_stops_at_once() -> None:
     t0 = time.monotonic()
     schedule.stop(5)
     assert time.monotonic() - t0 < 1
+
+
+def test_the_flusher_outlives_a_flush_that_raises() -> None:
+    """A flush that fails in a way nobody foresaw is tried again at the next tick, not never again.
+
+    A gRPC error pymilvus passed on as it was (a flush past its deadline) once ended the thread:
+    no scheduled flush ran for the rest of the process's life.
+    """
+    flushed = threading.Event()
+    calls: list[int] = []
+    schedule: FlushSchedule
+
+    def flush() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("unforeseen")
+        schedule.flushed()
+        flushed.set()
+
+    schedule = FlushSchedule(flush, seconds=0.1, rows=10**6)
+    schedule.written(1)
+    assert flushed.wait(5) and len(calls) == 2 and schedule.unflushed == 0
+    schedule.stop(1)

@@ -10,11 +10,14 @@ README, Memory). A Milvus server seals segments on its own and needs none of thi
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 
 from webapp.services.priority import PRIORITY
+
+log = logging.getLogger(__name__)
 
 # Seconds after a search during which a library counts as searched: its writes flush in small
 # steps then (rows), so that searches scan few unflushed rows; otherwise on the schedule.
@@ -94,4 +97,7 @@ class FlushSchedule:
             if self._closing.is_set() or not self.due():
                 continue
             PRIORITY.step_aside()  # a flush holds new calls until it is done: let searches finish first
-            self._flush()
+            try:
+                self._flush()
+            except Exception:  # noqa: BLE001 - whatever it was, the rows still wait: try again next tick
+                log.exception("a scheduled flush failed")
