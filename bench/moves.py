@@ -156,7 +156,8 @@ def main() -> None:
                 print(
                     f"moving the album photos ({done.processed} images) to archive: {took:.1f} s, "
                     f"{done.processed / took:.0f} images/s; searches in photos/2000 meanwhile: "
-                    f"p50 {p50(during)} over {len(during)}, {len(refused)} refused"
+                    f"p50 {p50(during)}, the slowest {max(during, default=0) * 1000:.0f} ms, over {len(during)}, "
+                    f"{len(refused)} refused"
                 )
                 for message in sorted(set(refused)):
                     print(f"  refused: {message} ({refused.count(message)})")

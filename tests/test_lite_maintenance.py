@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from unittest.mock import patch
@@ -149,6 +150,62 @@ def test_searches_do_not_wait_for_a_merge_and_find_the_rows_of_the_flush_before_
         store.close()
 
 
+def test_searches_answer_while_a_flush_waits_for_a_merge(tmp_path: Path) -> None:
+    """A flush waits for a merge before it holds searches: they answer meanwhile, and find its rows after.
+
+    At 100,000 images a merge held the lock past the store's timeout: the flush, holding every
+    search at the gate while it waited, failed (DEADLINE_EXCEEDED), and a search got 503.
+    """
+    from milvus_lite.engine.compaction import CompactionManager
+
+    store = LiteVectorStore(
+        str(tmp_path / "milvus.db"), "images", DIM, timeout=2.0, flush_seconds=3600, flush_rows=10**6
+    )
+    rng = np.random.default_rng(12)
+    items = [_item(i, rng) for i in range(220)]
+    merging, release = threading.Event(), threading.Event()
+    compact = CompactionManager._compact_files
+
+    def held(*args: object, **kwargs: object) -> None:
+        merging.set()
+        assert release.wait(60)
+        compact(*args, **kwargs)
+
+    try:
+        engine = store._engine()
+        assert engine is not None
+        for start in range(0, 150, 50):
+            store.upsert(items[start : start + 50])
+            store.flush()
+        with patch.object(CompactionManager, "_compact_files", held):
+            store.upsert(items[150:200])
+            store.flush()  # the fourth file: the merge starts, and holds the lock
+            assert merging.wait(60)
+            store.upsert(items[200:])
+            flush, flushed = _in_thread(store.flush)  # waits for the merge
+            flush.join(0.3)
+            assert flush.is_alive()
+            search, found = _in_thread(lambda: [store.search(items[i][1], 1)[0].record for i in (0, 199, 210)])
+            search.join(1.5)
+            assert not search.is_alive(), "the search waited for the flush, which waits for the merge"
+            assert found == [[items[i][0] for i in (0, 199, 210)]]  # 210: not flushed yet
+            time.sleep(1.0)  # past the store's timeout, the merge still going
+            assert store.search(items[120][1], 1)[0].record == items[120][0]
+            assert store.count() == 220
+            assert flush.is_alive()
+            release.set()
+            flush.join(30)
+            assert flushed == [None]
+        assert store.unflushed == 0
+        engine.collection._wait_for_bg(timeout=120)
+        assert [store.search(items[i][1], 1)[0].record for i in (0, 199, 210, 219)] == [
+            items[i][0] for i in (0, 199, 210, 219)
+        ]
+    finally:
+        release.set()
+        store.close()
+
+
 def test_searches_still_wait_for_any_other_holder_of_the_lock(tmp_path: Path) -> None:
     store = _store(tmp_path)
     rng = np.random.default_rng(9)
@@ -235,3 +292,34 @@ def test_a_flush_that_fails_after_its_commit_is_not_undone(tmp_path: Path) -> No
         assert again.count() == 10
     finally:
         again.close()
+
+
+def test_writes_flush_a_backlog_themselves_before_milvus_lite_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past BACKLOG_ROWS unflushed rows (a flush kept waiting by a long merge), a write flushes them itself.
+
+    milvus-lite's own flush, at 128 MB of write buffer, would run inside that write, beside searches.
+    """
+    from milvus_lite.constants import MEMTABLE_MEMORY_LIMIT
+
+    from webapp.services import lite_store
+
+    store = _store(tmp_path)  # its schedule never flushes
+    rng = np.random.default_rng(13)
+    items = [_item(i, rng, album="a/b") for i in range(1000)]
+    try:
+        engine = store._engine()
+        assert engine is not None
+        store.upsert(items[:500])
+        per_row = engine.collection._memtable.estimated_memory_bytes / 500
+        assert lite_store.BACKLOG_ROWS * per_row < 0.8 * MEMTABLE_MEMORY_LIMIT
+        monkeypatch.setattr(lite_store, "BACKLOG_ROWS", 700)
+        store.upsert(items[500:650])
+        assert store.unflushed == 650 and not _data_files(tmp_path)
+        store.upsert(items[650:])
+        assert store.unflushed == 0
+        [written] = _data_files(tmp_path)
+        assert pq.ParquetFile(written).metadata.num_rows == 1000
+    finally:
+        store.close()

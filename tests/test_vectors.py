@@ -18,6 +18,7 @@ import pytest
 
 from webapp.errors import Conflict, StoreUnavailable
 from webapp.services import vectors
+from webapp.services.lite import LiteEngine
 from webapp.services.lite_store import LiteVectorStore
 from webapp.services.priority import PRIORITY, background_thread
 from webapp.services.records import Hit, Record, pk_of
@@ -291,13 +292,18 @@ def test_a_scheduled_flush_waits_for_the_search_in_flight(
 def test_a_checkpoint_flushes_milvus_lite_only(store: MilvusVectorStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """A job's end flushes Milvus Lite (it loses unflushed rows on a crash); a server logs every write."""
     flushes: list[str] = []
-    real_flush = store._client.flush
+    real_flush, engine_flush = store._client.flush, LiteEngine.flush
 
     def flush(name: str, **kwargs: object) -> None:
         flushes.append(name)
         real_flush(name, **kwargs)
 
+    def flush_engine(engine: LiteEngine) -> None:  # Milvus Lite in this process, not over gRPC
+        flushes.append(engine.collection.name)
+        engine_flush(engine)
+
     monkeypatch.setattr(store._client, "flush", flush)
+    monkeypatch.setattr(LiteEngine, "flush", flush_engine)
     store.upsert([_item(0, np.random.default_rng(8))])
     store.checkpoint()
     assert flushes == ([store.collection] if store.kind == "milvus-lite" else [])

@@ -17,8 +17,8 @@ class LiteEngine:
     loopback: a search paid 1.8 ms of CPU (the GIL held most of it) to encode, send, decode and
     re-encode what the engine answers in 1.4 (README, Measured). Its server manager keeps the
     engine of each file it serves, and the same collection object answers both ways: these calls
-    pass it what its gRPC server would. Searches, reads by key, counts and the writing of rows use
-    it; deletes, flushes and the schema keep to pymilvus's API.
+    pass it what its gRPC server would. Searches, reads by key, counts, the writing of rows and
+    flushes use it; deletes and the schema keep to pymilvus's API.
     """
 
     def __init__(self, collection: Any) -> None:
@@ -74,6 +74,20 @@ class LiteEngine:
         """
         with _errors():
             self.collection.insert(rows)
+
+    def flush(self) -> None:
+        """Write the rows not flushed yet to a segment, as the gRPC server's flush does.
+
+        In the caller's thread and with no deadline: over gRPC, a flush that outlived its deadline
+        went on in the server's thread after the caller had been told it failed. Any failure is
+        the store's, as its gRPC server reports it (at the interpreter's exit, scheduling the merge
+        that follows a flush raises RuntimeError).
+        """
+        with _errors():
+            try:
+                self.collection.flush()
+            except RuntimeError as exc:
+                raise StoreUnavailable(f"the vector store failed: {exc}") from exc
 
     def count(self, timeout: float) -> int:
         """Return the number of live rows, as the gRPC server answers ``count(*)``."""

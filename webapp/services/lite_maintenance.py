@@ -23,16 +23,35 @@ the last snapshot taken: the state as of the last flush, which the merge does no
 same rows, in fewer files). Milvus-lite itself reads evicted segments that way ("operating on an
 evicted Segment is still correct"). Any other holder of the lock (a flush, an index being made)
 is still waited for.
+
+A flush, though, must wait for a merge: both hold that lock. It waits before it holds the store's
+other calls (``merges_done``), and reads meanwhile take the last snapshot too, which the flush has
+not changed yet. At 100,000 images a merge held the lock past the store's timeout while the flush
+held every search: the flush failed with DEADLINE_EXCEEDED, a search got 503, and the flush itself
+went on in milvus-lite's gRPC thread, beside whatever the app wrote next.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from webapp.errors import StoreUnavailable
 from webapp.services.lite import replace_piece
+
+log = logging.getLogger(__name__)
+
+# How long a flush waits for a merge of segments before it gives up (the schedule tries again).
+MERGE_WAIT = 60.0
+LOGGED_WAIT = 1.0  # a wait this long or longer is logged
+# While another holder has a collection's lock, how often a read looks again whether it may take
+# the last snapshot instead (a merge, or a flush waiting for one, may have started meanwhile).
+READ_RETRY = 0.01
 
 
 def faster_flush_table() -> bool:
@@ -101,7 +120,7 @@ def searches_beside_merges() -> bool:
     """Have Milvus Lite's reads not wait for a background merge; return whether they do not."""
     from milvus_lite.engine.collection import Collection
 
-    kept = _Snapshots(Collection._read_snapshot)
+    kept = _SNAPSHOTS
     pieces = {
         "_read_snapshot": kept.reading,
         "_refresh_segment_cache": kept.refreshing,
@@ -110,6 +129,38 @@ def searches_beside_merges() -> bool:
         "_ensure_loaded_segments_indexed": kept.indexing,
     }
     return all(replace_piece(Collection, name, wrap) for name, wrap in pieces.items())
+
+
+@contextmanager
+def merges_done(collection: Any, timeout: float = MERGE_WAIT) -> Iterator[None]:
+    """Hold ``collection``'s lock, once no merge holds it, for a flush; reads meanwhile take the last snapshot.
+
+    Waits up to ``timeout`` seconds, then raises ``StoreUnavailable`` with nothing started. The
+    lock is re-entrant: milvus-lite's flush, called in this thread, takes it again. Without
+    ``searches_beside_merges`` in place (another milvus-lite), reads would wait for the lock held
+    here: then nothing is held, and the flush waits for the merge as milvus-lite's own does.
+    """
+    if not _SNAPSHOTS.in_place:
+        yield
+        return
+    lock = collection._maintenance_lock
+    started = time.monotonic()
+    if not lock.acquire(timeout=timeout):
+        raise StoreUnavailable("the vector store is busy merging segments; try again")
+    if (waited := time.monotonic() - started) >= LOGGED_WAIT:
+        log.info("a flush of %s waited %.1f s for a merge of its segments", collection.name, waited)
+    try:
+        _SNAPSHOTS.hold(collection)
+        yield
+    finally:
+        _SNAPSHOTS.holding_now.discard(collection)
+        lock.release()
+
+
+def wait_for_merges(collection: Any, timeout: float = MERGE_WAIT) -> None:
+    """Wait until no merge holds ``collection``'s lock (holding nothing meanwhile); raise as ``merges_done``."""
+    with merges_done(collection, timeout):
+        pass
 
 
 def _kept_if_failed(flush: Callable[[Any], None], original: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -142,29 +193,52 @@ class _Snapshots:
     """Each collection's last snapshot, taken under its lock, and whether it is flushing or merging now.
 
     Merging, for milvus-lite's background task, lasts until it releases the lock to build indexes.
+    Holding, for a flush that has waited for a merge (``merges_done``), lasts until its own flush
+    starts.
     """
 
-    def __init__(self, read: Callable[[Any], Any]) -> None:
-        self._read = getattr(read, "__wrapped__", read)  # milvus-lite's own: under the (re-entrant) lock
+    def __init__(self) -> None:
+        self._read: Callable[[Any], Any] | None = None  # milvus-lite's own: under the (re-entrant) lock
         self.last: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self.flushing_now: weakref.WeakSet[Any] = weakref.WeakSet()
         self.merging_now: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.holding_now: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    @property
+    def in_place(self) -> bool:
+        """Tell whether milvus-lite's reads go through ``reading``."""
+        return self._read is not None
+
+    def hold(self, collection: Any) -> None:
+        """Have reads take the state as it is now (the caller holds the lock) until the flush starts."""
+        assert self._read is not None
+        self.last[collection] = self._read(collection)
+        self.holding_now.add(collection)
 
     def reading(self, original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        self._read = original
+
         def read_snapshot(collection: Any) -> Any:
-            """Return a consistent snapshot: a fresh one, or the last one while a merge holds the lock."""
+            """Return a consistent snapshot: a fresh one, or the last one while a merge holds the lock.
+
+            So too while a flush holds it waiting for the store's calls in flight (this one among
+            them) to end. Any other holder (a flush under way, an index being made) is waited for.
+            """
             lock = collection._maintenance_lock
-            if lock.acquire(blocking=False):
-                try:
-                    snapshot = self.last[collection] = original(collection)  # kept under the lock
-                    return snapshot
-                finally:
-                    lock.release()
-            if collection in self.merging_now and collection not in self.flushing_now:
-                snapshot = self.last.get(collection)
-                if snapshot is not None:
-                    return snapshot
-            return original(collection)
+            acquired = lock.acquire(blocking=False)
+            while not acquired:
+                if collection not in self.flushing_now and (
+                    collection in self.merging_now or collection in self.holding_now
+                ):
+                    snapshot = self.last.get(collection)
+                    if snapshot is not None:
+                        return snapshot
+                acquired = lock.acquire(timeout=READ_RETRY)
+            try:
+                snapshot = self.last[collection] = original(collection)  # kept under the (re-entrant) lock
+                return snapshot
+            finally:
+                lock.release()
 
         read_snapshot.__wrapped__ = original  # type: ignore[attr-defined]
         return read_snapshot
@@ -173,7 +247,7 @@ class _Snapshots:
         def refresh_segment_cache(collection: Any) -> None:
             """Load the segments the manifest names (under the lock), then keep the new snapshot."""
             original(collection)
-            if hasattr(collection, "_maintenance_lock"):  # not while the collection is being made
+            if self._read is not None and hasattr(collection, "_maintenance_lock"):  # not while it is being made
                 self.last[collection] = self._read(collection)
 
         refresh_segment_cache.__wrapped__ = original  # type: ignore[attr-defined]
@@ -205,3 +279,6 @@ class _Snapshots:
 
         step.__wrapped__ = original  # type: ignore[attr-defined]
         return step
+
+
+_SNAPSHOTS = _Snapshots()  # in milvus-lite's collections once ``searches_beside_merges`` put it there

@@ -13,12 +13,23 @@ from webapp.errors import StoreUnavailable
 from webapp.services.flushing import FlushSchedule
 from webapp.services.gate import Gate
 from webapp.services.lite import LiteEngine, arrow_on_malloc, faster_unflushed_search, faster_vector_checks
-from webapp.services.lite_maintenance import faster_flush_table, plain_vector_files, searches_beside_merges
+from webapp.services.lite_maintenance import (
+    faster_flush_table,
+    merges_done,
+    plain_vector_files,
+    searches_beside_merges,
+    wait_for_merges,
+)
 from webapp.services.lite_search import faster_search
 from webapp.services.records import Hit
 from webapp.services.vectors import MilvusVectorStore
 
 log = logging.getLogger(__name__)
+
+# Rows a write may leave unflushed before it flushes them itself, waiting for a merge if need be.
+# milvus-lite flushes on its own once its write buffer holds 128 MB (about 25,000 of these rows),
+# in the writing call, beside searches: they then miss the rows being flushed, or wait for a merge.
+BACKLOG_ROWS = 16_384
 
 
 class LiteVectorStore(MilvusVectorStore):
@@ -109,8 +120,14 @@ class LiteVectorStore(MilvusVectorStore):
         self.flush()
 
     def _flush(self) -> None:
-        with self._gate.alone():
-            self._invoke(self._client.flush, self.collection)
+        engine = self._engine()
+        if engine is None:
+            with self._gate.alone():
+                self._invoke(self._client.flush, self.collection)
+        else:
+            # A merge holds the lock a flush needs: wait for it before holding the other calls.
+            with merges_done(engine.collection), self._gate.alone():
+                engine.flush()
         self._schedule.flushed()
 
     @property
@@ -120,10 +137,21 @@ class LiteVectorStore(MilvusVectorStore):
 
     def _written(self, rows: int) -> None:
         self._schedule.written(rows)
+        if self._schedule.unflushed >= BACKLOG_ROWS:  # the schedule's flush waits for a long merge
+            try:
+                self._flush()
+            except StoreUnavailable as exc:  # the rows are written: the next write or tick flushes them
+                log.warning("could not flush %s after %d rows: %s", self.collection, self.unflushed, exc.message)
 
     def _scheduled_flush(self) -> None:
-        """Flush what the schedule says is due (from its thread); a failure is retried at its next tick."""
+        """Flush what the schedule says is due (from its thread); a failure is retried at its next tick.
+
+        A merge under way is waited for first, holding nothing: writes go on meanwhile.
+        """
         try:
+            engine = self._engine()
+            if engine is not None:
+                wait_for_merges(engine.collection)
             with self._write_lock:
                 if self._schedule.due():
                     self._flush()
