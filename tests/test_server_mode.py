@@ -111,6 +111,7 @@ def test_a_milvus_server_that_does_not_answer_in_time_gives_503s_not_500s(
             assert time.monotonic() < deadline, response.json
             time.sleep(0.5)
         assert response.json["results"][0]["filename"] == "photo.jpg"
+        assert client.get("/api/v1/stats").json["count"] == 1  # the refused upload stored no vector either
     finally:
         impatient.extensions[EXTENSION].close()
 
