@@ -4,6 +4,7 @@ and the job store's transitions and exact counting, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import functools
+import socket
 import sqlite3
 import threading
 import time
@@ -12,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import Connection, delete, inspect, select
+from sqlalchemy import Connection, create_engine, delete, inspect, select
 
 from tests.servers import PostgresServer
 from webapp import create_app
-from webapp.errors import Conflict, ModelMismatch
+from webapp.errors import Conflict, ModelMismatch, StoreUnavailable
 from webapp.migrations import current
 from webapp.models import ModelIdentity
 from webapp.runtime import EXTENSION
@@ -24,6 +25,7 @@ from webapp.services.accounts import Accounts
 from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
 from webapp.services.database import (
+    CONNECT_TIMEOUT,
     Database,
     collections,
     duplicate_groups,
@@ -311,3 +313,49 @@ def test_a_stopped_database_is_503_and_recovers(tmp_path: Path, model_dir: Path)
     finally:
         app.extensions[EXTENSION].close()
         server.remove()
+
+
+def test_a_database_that_never_answers_is_503_within_the_connect_timeout() -> None:
+    """A host that accepts the connection and then says nothing (a hung server or proxy): 503, not a wait forever."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+    db = Database(f"postgresql+psycopg://user:pw@127.0.0.1:{port}/nothing")
+    failures: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            with db.connect():
+                pass
+        except BaseException as exc:  # noqa: BLE001 - the test looks at what it was
+            failures.append(exc)
+
+    try:
+        thread = threading.Thread(target=connect, daemon=True)
+        started = time.monotonic()
+        thread.start()
+        thread.join(CONNECT_TIMEOUT * 3)
+        assert not thread.is_alive(), "still waiting for a database that never answers"
+        assert accepted, "the test's listener was never reached"
+        assert time.monotonic() - started >= CONNECT_TIMEOUT * 0.8
+        [failure] = failures
+        assert isinstance(failure, StoreUnavailable) and "database cannot be reached" in failure.message
+    finally:
+        db.dispose()
+        silent.close()
+        for conn in accepted:
+            conn.close()
+
+
+def test_no_free_connection_in_the_pool_is_503(postgres: PostgresServer) -> None:
+    db = Database(postgres.create_database("pool"))
+    db.upgrade()
+    db.engine = create_engine(db.url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    try:
+        with db.connect():  # the pool's one connection, held
+            with pytest.raises(StoreUnavailable, match="no connection was free"):
+                with db.connect():
+                    pass
+    finally:
+        db.dispose()

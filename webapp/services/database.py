@@ -29,10 +29,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from webapp.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+# Seconds to open a PostgreSQL connection (libpq's connect_timeout), the server's greeting included.
+# libpq's default is to wait forever: a database host that accepted the connection but never
+# answered (a hung server, a stuck proxy) held each request that needed a new connection.
+CONNECT_TIMEOUT = 5
 metadata = MetaData()
 
 # The tables as the latest migration leaves them (webapp/migrations/versions): queries use these.
@@ -172,7 +178,14 @@ class Database:
             self.engine = _sqlite_engine(url)
         else:
             # pre_ping: a restarted database is reconnected to on the next request, no restart needed.
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=10)
+            self.engine = create_engine(
+                url,
+                pool_pre_ping=True,
+                pool_size=5,
+                max_overflow=10,
+                pool_timeout=10,
+                connect_args={"connect_timeout": CONNECT_TIMEOUT},
+            )
         self._upgraded = False
 
     @contextmanager
@@ -209,6 +222,8 @@ class Database:
             yield
         except OperationalError as exc:
             raise StoreUnavailable(f"the database cannot be reached ({_first_line(exc)}); try again") from exc
+        except PoolTimeout as exc:  # every pooled connection is in use, for pool_timeout seconds
+            raise StoreUnavailable("the database is busy: no connection was free in time; try again") from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise StoreUnavailable(f"the database connection was lost ({_first_line(exc)}); try again") from exc
