@@ -17,7 +17,9 @@ from PIL import Image
 from werkzeug.datastructures import FileStorage
 
 from tests.conftest import noise_images, wait_for_job
+from tests.test_api import BOTH_STORES
 from webapp.errors import StoreUnavailable
+from webapp.runtime import EXTENSION
 from webapp.services import images as images_module
 from webapp.services.catalog import Catalog
 
@@ -298,6 +300,32 @@ def test_a_database_that_cannot_record_an_upload_leaves_nothing_searchable(
     query = noise_images(1, seed=63)[0]
     response = client.post("/api/v1/images", data={"image": (io.BytesIO(query), "a.jpg")})
     assert response.status_code == 503 and "disk is full" in response.json["message"], response.json
+    assert client.get("/api/v1/stats").json["count"] == 0
+    assert client.post("/api/v1/search", data={"image": (io.BytesIO(query), "q.jpg")}).json["results"] == []
+    assert not list((Path(app.config["STORAGE_DIR"]) / "originals").rglob("*.*"))
+
+
+@BOTH_STORES
+def test_an_upload_whose_vector_write_timed_out_leaves_nothing_searchable(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call past its deadline may still be carried out by a Milvus server: the vector is taken back too.
+
+    Before, the files went and the catalogue had no row, but the vector a late write left was found
+    by searches, its thumbnail missing.
+    """
+    store = app.extensions[EXTENSION].library.vectors
+    upsert = store.upsert
+
+    def late(items: object) -> None:
+        upsert(items)  # carried out, as a server does a call whose caller gave up on it
+        raise StoreUnavailable("the vector store failed: it did not answer in time")
+
+    monkeypatch.setattr(store, "upsert", late)
+    query = noise_images(1, seed=64)[0]
+    response = client.post("/api/v1/images", data={"image": (io.BytesIO(query), "a.jpg")})
+    assert response.status_code == 503 and "in time" in response.json["message"], response.json
+    monkeypatch.undo()
     assert client.get("/api/v1/stats").json["count"] == 0
     assert client.post("/api/v1/search", data={"image": (io.BytesIO(query), "q.jpg")}).json["results"] == []
     assert not list((Path(app.config["STORAGE_DIR"]) / "originals").rglob("*.*"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -20,6 +21,8 @@ from webapp.services.telemetry import EMBED, INGESTED, SEARCH
 
 if TYPE_CHECKING:  # built by the runtime, with the model's libraries
     from webapp.services.embedding import Embedder
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 100
@@ -153,16 +156,28 @@ class Library:
         try:
             self.vectors.upsert([(p.record, p.vector) for p in new])
         except Exception:
+            self._take_back_vectors([p.record.sha256 for p in new])
             for sha in created:
                 self.images.delete(sha)
             raise
         try:
             self.catalog.add((p.record.sha256, p.record.added_at, p.record.album) for p in new)
         except Exception:  # the database full or gone: a 503 must leave nothing searchable behind
-            self.vectors.delete([p.record.sha256 for p in new])
+            self._take_back_vectors([p.record.sha256 for p in new])
             for sha in created:
                 self.images.delete(sha)
             raise
+
+    def _take_back_vectors(self, sha256s: list[str]) -> None:
+        """Delete the vectors of a write that failed: a Milvus server may still carry out a call past its deadline.
+
+        Only these images' own (none of them was stored before: ``commit``). If the store cannot take
+        them back either, ``flask check`` reports any that appear as vectors without a file.
+        """
+        try:
+            self.vectors.delete(sha256s)
+        except StoreUnavailable as exc:
+            log.warning("could not take back the vectors of %d images a failed write may leave: %s", len(sha256s), exc)
 
     def search(
         self, data: bytes, top_k: int, album: str = "", box: Box | None = None, pixels: bool = False
