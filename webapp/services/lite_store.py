@@ -35,9 +35,10 @@ BACKLOG_ROWS = 16_384
 class LiteVectorStore(MilvusVectorStore):
     """A library's collection in a Milvus Lite file, which one process at a time may open.
 
-    Writes flush on a schedule, never per request (services/flushing.py), and a flush runs alone
-    (services/gate.py). Reads, searches and inserts go to Lite's engine in this process
-    (services/lite.py) rather than through its gRPC server, unless ``direct`` is turned off.
+    Writes flush on a schedule, never per request (services/flushing.py), or once BACKLOG_ROWS
+    wait; a flush waits for a merge under way, then runs alone (services/gate.py). Reads, searches,
+    inserts and flushes go to Lite's engine in this process (services/lite.py) rather than through
+    its gRPC server, unless ``direct`` is turned off.
     """
 
     kind = "milvus-lite"
