@@ -6,7 +6,8 @@ import errno
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from unittest.mock import patch
 
@@ -109,13 +110,11 @@ def _in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[objec
     return thread, out
 
 
-def test_searches_do_not_wait_for_a_merge_and_find_the_rows_of_the_flush_before_it(tmp_path: Path) -> None:
-    """A merge held in the middle: searches, reads and counts answer from the last flush meanwhile."""
+@contextmanager
+def _a_merge_held(store: LiteVectorStore, items: list[tuple[Record, np.ndarray]]) -> Iterator[threading.Event]:
+    """Write ``items[:200]`` as four files; milvus-lite merges them, holding the lock until the event yielded is set."""
     from milvus_lite.engine.compaction import CompactionManager
 
-    store = _store(tmp_path)
-    rng = np.random.default_rng(8)
-    items = [_item(i, rng) for i in range(200)]
     merging, release = threading.Event(), threading.Event()
     compact = CompactionManager._compact_files
 
@@ -124,17 +123,29 @@ def test_searches_do_not_wait_for_a_merge_and_find_the_rows_of_the_flush_before_
         assert release.wait(60)
         compact(*args, **kwargs)
 
+    for start in range(0, 150, 50):
+        store.upsert(items[start : start + 50])
+        store.flush()
+    assert store.search(items[0][1], 1)[0].record == items[0][0]  # a snapshot of three files kept
+    try:
+        with patch.object(CompactionManager, "_compact_files", held):
+            store.upsert(items[150:200])
+            store.flush()  # the fourth file: the merge starts, and holds the lock
+            assert merging.wait(60)
+            yield release
+    finally:
+        release.set()
+
+
+def test_searches_do_not_wait_for_a_merge_and_find_the_rows_of_the_flush_before_it(tmp_path: Path) -> None:
+    """A merge held in the middle: searches, reads and counts answer from the last flush meanwhile."""
+    store = _store(tmp_path)
+    rng = np.random.default_rng(8)
+    items = [_item(i, rng) for i in range(200)]
     try:
         engine = store._engine()
         assert engine is not None
-        for start in range(0, 150, 50):
-            store.upsert(items[start : start + 50])
-            store.flush()
-        assert store.search(items[0][1], 1)[0].record == items[0][0]  # a snapshot of three files kept
-        with patch.object(CompactionManager, "_compact_files", held):
-            store.upsert(items[150:])
-            store.flush()  # the fourth file: the merge starts, and holds the lock
-            assert merging.wait(60)
+        with _a_merge_held(store, items) as release:
             thread, out = _in_thread(lambda: [store.search(items[i][1], 1)[0].record for i in (0, 120, 199)])
             thread.join(10)
             assert not thread.is_alive(), "the search waited for the merge"
@@ -146,7 +157,6 @@ def test_searches_do_not_wait_for_a_merge_and_find_the_rows_of_the_flush_before_
         assert len(_data_files(tmp_path)) == 1
         assert [store.search(items[i][1], 1)[0].record for i in (0, 120, 199)] == out[0]
     finally:
-        release.set()
         store.close()
 
 
@@ -156,31 +166,15 @@ def test_searches_answer_while_a_flush_waits_for_a_merge(tmp_path: Path) -> None
     At 100,000 images a merge held the lock past the store's timeout: the flush, holding every
     search at the gate while it waited, failed (DEADLINE_EXCEEDED), and a search got 503.
     """
-    from milvus_lite.engine.compaction import CompactionManager
-
     store = LiteVectorStore(
         str(tmp_path / "milvus.db"), "images", DIM, timeout=2.0, flush_seconds=3600, flush_rows=10**6
     )
     rng = np.random.default_rng(12)
     items = [_item(i, rng) for i in range(220)]
-    merging, release = threading.Event(), threading.Event()
-    compact = CompactionManager._compact_files
-
-    def held(*args: object, **kwargs: object) -> None:
-        merging.set()
-        assert release.wait(60)
-        compact(*args, **kwargs)
-
     try:
         engine = store._engine()
         assert engine is not None
-        for start in range(0, 150, 50):
-            store.upsert(items[start : start + 50])
-            store.flush()
-        with patch.object(CompactionManager, "_compact_files", held):
-            store.upsert(items[150:200])
-            store.flush()  # the fourth file: the merge starts, and holds the lock
-            assert merging.wait(60)
+        with _a_merge_held(store, items) as release:
             store.upsert(items[200:])
             flush, flushed = _in_thread(store.flush)  # waits for the merge
             flush.join(0.3)
@@ -202,7 +196,6 @@ def test_searches_answer_while_a_flush_waits_for_a_merge(tmp_path: Path) -> None
             items[i][0] for i in (0, 199, 210, 219)
         ]
     finally:
-        release.set()
         store.close()
 
 
