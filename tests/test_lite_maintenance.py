@@ -316,3 +316,29 @@ def test_writes_flush_a_backlog_themselves_before_milvus_lite_would(
         assert pq.ParquetFile(written).metadata.num_rows == 1000
     finally:
         store.close()
+
+
+def test_emptying_the_library_does_not_wait_for_a_merge(tmp_path: Path) -> None:
+    """``clear`` answers a request: its deletes are left to the flush schedule, which waits for the merge."""
+    store = LiteVectorStore(str(tmp_path / "milvus.db"), "images", DIM, flush_seconds=0.2, flush_rows=10**6)
+    rng = np.random.default_rng(14)
+    items = [_item(i, rng) for i in range(200)]
+    try:
+        with _a_merge_held(store, items) as release:
+            clear, _ = _in_thread(store.clear)
+            clear.join(1.5)
+            assert not clear.is_alive(), "emptying the library waited for the merge"
+            assert store.count() == 0 and store.search(items[0][1], 1) == []
+            assert store.unflushed > 0
+            release.set()
+            deadline = time.monotonic() + 30
+            while store.unflushed and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert store.unflushed == 0  # flushed by the schedule once the merge was done
+    finally:
+        store.close()
+    again = LiteVectorStore(str(tmp_path / "milvus.db"), "images", DIM)
+    try:
+        assert again.count() == 0
+    finally:
+        again.close()

@@ -108,7 +108,11 @@ class MilvusVectorStore:
         """Delete every vector (keeping the collection and its index)."""
         with self._write_lock:
             self._call(self._client.delete, self.collection, filter="added_at >= 0 or added_at < 0")
-            self._flush()
+            self._cleared()
+
+    def _cleared(self) -> None:
+        """Follow ``clear`` (under the write lock): flush, so that the server drops the rows soon."""
+        self._flush()
 
     def vector(self, sha256: str) -> np.ndarray | None:
         """Return the stored vector of an image, or None."""
