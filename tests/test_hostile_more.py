@@ -6,8 +6,10 @@ from __future__ import annotations
 import errno
 import io
 import os
+import struct
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
 from webapp.services import images as images_module
 from webapp.services.catalog import Catalog
+from webapp.services.imaging import MIME_BY_FORMAT
 
 
 def many_scans(count: int) -> bytes:
@@ -45,6 +48,56 @@ def test_a_jpeg_with_thousands_of_scans_is_refused_at_once(client: FlaskClient) 
     took = time.perf_counter() - started
     assert response.status_code == 422 and "progressive scans" in response.json["message"]
     assert took < 1.0
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+SMALL_PIECES = {
+    # 2 MB each: Pillow reads each piece in Python (bench/headers.py: 3-13 s at 30 MB before)
+    "empty-chunks.png": b"\x89PNG\r\n\x1a\n"
+    + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 10, 10, 8, 2, 0, 0, 0))
+    + png_chunk(b"prIv", b"") * 170_000
+    + png_chunk(b"IDAT", zlib.compress(b"\x00" * 310))
+    + png_chunk(b"IEND", b""),
+    "fill-bytes.jpg": b"\xff\xd8" + b"\xff" * 2_000_000,
+    "comments.gif": b"GIF89a" + struct.pack("<HHBBB", 10, 10, 0, 0, 0) + b"\x21\xfe\x01a\x00" * 400_000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_PIECES))
+def test_a_file_of_countless_tiny_chunks_or_markers_is_refused_after_a_bounded_read(
+    app: Flask, client: FlaskClient, name: str
+) -> None:
+    for url in ("/api/v1/images", "/api/v1/search"):
+        response = client.post(url, data={"image": (io.BytesIO(SMALL_PIECES[name]), name)})
+        assert response.status_code == 422, response.json
+        assert "too many small pieces" in response.json["message"]
+    assert client.get("/api/v1/stats").json["count"] == 0
+    assert sorted((Path(app.config["DATA_DIR"]) / "images").rglob("*.*")) == []
+
+
+def test_only_the_readers_of_the_formats_the_app_takes_ever_see_a_file(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Image.init()
+
+    def never(*args: object) -> None:
+        raise AssertionError("a reader of a format the app does not take was handed the file")
+
+    for fmt, (_, accept) in list(Image.OPEN.items()):
+        if fmt not in MIME_BY_FORMAT:
+            monkeypatch.setitem(Image.OPEN, fmt, (never, accept))
+    refusals = {
+        "drawing.eps": (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "unsupported image format EPS"),
+        "layers.psd": (b"8BPS\x00\x01" + bytes(100), "unsupported image format PSD"),
+        "scan.ppm": (b"P6\n10 10\n255\n" + bytes(300), "not an image this app can read"),
+        "frame.tga": (b"\x00\x00\x02\x00" + bytes(300), "not an image this app can read"),
+    }
+    for name, (data, words) in refusals.items():
+        response = client.post("/api/v1/search", data={"image": (io.BytesIO(data), name)})
+        assert response.status_code == 422 and words in response.json["message"], (name, response.json)
 
 
 @pytest.mark.parametrize("path", ["/api/v1/images", "/api/v1/jobs", "/jobs", "/library"])

@@ -40,6 +40,9 @@ REDUCED_SCALE = frozenset({"image/jpeg"})
 # HEIF files by their ISO-BMFF brand: HEVC-coded ones (an iPhone's photos) are image/heic.
 HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"}
 FORMATS = "JPEG, PNG, GIF, WebP, AVIF, HEIC, BMP or TIFF"
+# Formats Pillow reads but the app does not, named in the refusal when a file starts with their
+# signature (the file is never parsed as one).
+NAMED_BY_SIGNATURE = ("PSD", "JPEG2000", "EPS", "ICO", "ICNS", "DDS", "QOI", "FITS", "XBM")
 
 # Pillow reads HEIC and HEIF through pi-heif (libheif), which applies the file's rotation and
 # mirroring itself and leaves an EXIF orientation of 1: nothing is turned twice.
@@ -84,6 +87,14 @@ LARGE_DECODE_PIXELS = 16_000_000
 LARGE_DECODE_SIDE = 2048
 _large_decodes = threading.BoundedSemaphore(2)
 JPEG_SOS = b"\xff\xda"
+# Pillow parses the chunks, markers and blocks of a file's header in Python, one read each: a 30 MB
+# PNG of 2.5 million empty chunks took 8.9 s to read, and a JPEG of 0xFF fill bytes 14.3 s before it
+# was found not to be one (bench/headers.py). A file may be read in at most one call per
+# BYTES_PER_READ bytes, and READS_AT_LEAST: real files take far fewer (the largest PNG of the
+# skimage photos, 792 KB in 8 KB chunks, 309 calls for 4,096 allowed; a 22.8 MB PNG rewritten in
+# 1 KB chunks 65,943 for 88,945).
+BYTES_PER_READ = 256
+READS_AT_LEAST = 4096
 
 
 def return_large_buffers_to_the_system(threshold: int = 4 * 1024 * 1024) -> bool:
@@ -122,9 +133,11 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
         with warnings.catch_warnings():
             # Pillow warns, then raises, past MAX_IMAGE_PIXELS; we check ourselves first.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            # Only the formats the app takes are parsed at all: Pillow would otherwise try each of
+            # its ~40 readers in turn (EPS, FITS, PSD...) on any file, to name it.
+            img = Image.open(_BoundedReads(data), formats=tuple(MIME_BY_FORMAT))
             fmt = img.format or ""
-            if fmt not in MIME_BY_FORMAT:
+            if fmt not in MIME_BY_FORMAT:  # a reader of an allowed format handing over another
                 raise InvalidImage(f"unsupported image format {fmt or 'unknown'}; use {FORMATS}")
             if img.width * img.height > max_pixels:
                 raise ImageTooLarge(f"the image is {img.width}x{img.height} pixels; the limit is {max_pixels} pixels")
@@ -149,6 +162,8 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
                 upright = full if orientation == 1 else ImageOps.exif_transpose(full)
                 rgb = upright if upright.mode == "RGB" else _to_rgb(upright)
     except UnidentifiedImageError as exc:
+        if other := _other_format(data):
+            raise InvalidImage(f"unsupported image format {other}; use {FORMATS}") from exc
         raise InvalidImage(f"the file is not an image this app can read (use {FORMATS})") from exc
     except Image.DecompressionBombError as exc:  # Pillow's own guard, past twice its limit
         raise ImageTooLarge(f"the image declares too many pixels; the limit is {max_pixels} pixels") from exc
@@ -157,6 +172,36 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
         raise InvalidImage(f"the image is damaged or truncated ({reason})") from exc
     mime = "image/heic" if fmt == "HEIF" and data[8:12] in HEIC_BRANDS else MIME_BY_FORMAT[fmt]
     return Decoded(content_id(data), rgb, width, height, mime)
+
+
+class _BoundedReads(io.BytesIO):
+    """Image bytes that Pillow may read in a bounded number of calls (see BYTES_PER_READ)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.reads_left = max(READS_AT_LEAST, len(data) // BYTES_PER_READ)
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        self.reads_left -= 1
+        if self.reads_left < 0:  # not one of the errors Pillow takes as "try the next format"
+            raise InvalidImage("the file is cut into too many small pieces (chunks or markers) to be an image")
+        return super().read(size)
+
+
+def _other_format(data: bytes) -> str:
+    """Name the format of an image the app does not take, from its first bytes only ("" if unsure).
+
+    Only formats with a signature of four bytes or more are named: weaker ones mislead (a TGA's
+    first bytes pass for a Windows cursor's).
+    """
+    Image.init()
+    prefix = data[:16]
+    for fmt in NAMED_BY_SIGNATURE:
+        accept = Image.OPEN[fmt][1] if fmt in Image.OPEN else None
+        claimed = accept is not None and accept(prefix)
+        if claimed and not isinstance(claimed, str):  # a str is Pillow's "it may be one" warning
+            return fmt
+    return ""
 
 
 @dataclass(frozen=True)
