@@ -83,6 +83,14 @@ def jpeg(img: Image.Image, quality: int = 92) -> bytes:
     return out.getvalue()
 
 
+def mpo(first: bytes, *others: bytes) -> bytes:
+    """Return a Multi-Picture JPEG of these JPEGs' pictures (a camera's photo and its preview, a 3D camera's eyes)."""
+    out = io.BytesIO()
+    pictures = [Image.open(io.BytesIO(data)) for data in (first, *others)]
+    pictures[0].save(out, "MPO", save_all=True, append_images=pictures[1:], quality=92)
+    return out.getvalue()
+
+
 def png(img: Image.Image) -> bytes:
     """Encode an image as PNG bytes."""
     out = io.BytesIO()

@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.conftest import heic, jpeg, png, wait_for_job
+from tests.conftest import heic, jpeg, mpo, png, wait_for_job
 
 
 def encoded(img: Image.Image, fmt: str, **options: Any) -> bytes:
@@ -52,6 +52,11 @@ def rotated_heic() -> bytes:
     return heic(Image.new("RGB", (80, 40), "orange"), exif=exif.tobytes())
 
 
+def with_preview() -> bytes:
+    """A photo followed by a smaller copy, as many cameras save it (Pillow says MPO)."""
+    return mpo(jpeg(Image.new("RGB", (60, 40), "gold")), jpeg(Image.new("RGB", (30, 20), "gold")))
+
+
 def palette_with_transparency() -> bytes:
     img = Image.new("P", (40, 40), 1)
     img.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
@@ -74,6 +79,7 @@ GOOD = {
     "palette-transparent.png": (palette_with_transparency(), "image/png", 40, 40),
     "grey.jpg": (jpeg(Image.new("L", (33, 44), 128)), "image/jpeg", 33, 44),
     "rotated.jpg": (rotated_jpeg(), "image/jpeg", 40, 80),
+    "camera-with-preview.jpg": (with_preview(), "image/jpeg", 60, 40),
     "photo.avif": (encoded(Image.new("RGB", (24, 24), "purple"), "AVIF"), "image/avif", 24, 24),
     "bitmap.bmp": (encoded(Image.new("RGB", (20, 10), "navy"), "BMP"), "image/bmp", 20, 10),
     "scan.tiff": (encoded(Image.new("RGB", (20, 10), "olive"), "TIFF"), "image/tiff", 20, 10),

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.conftest import heic, noise_images, wait_for_job
+from tests.conftest import heic, mpo, noise_images, wait_for_job
 from webapp.services.imaging import content_id
 
 
@@ -69,14 +69,18 @@ def test_archive_job(client: FlaskClient, photos: dict[str, bytes]) -> None:
         archive.writestr("a/chelsea.jpg", photos["chelsea"])
         archive.writestr("b/chelsea-again.jpg", photos["chelsea"])
         archive.writestr("coins.jpg", photos["coins"])
+        archive.writestr("saved-by-windows.jfif", photos["rocket"])
+        archive.writestr("3d/DSCF0001.MPO", mpo(photos["camera"], photos["moon"]))
         archive.writestr("broken.png", b"\x89PNG\r\n\x1a\n")
         archive.writestr("__MACOSX/._coins.jpg", b"resource fork")
         archive.writestr("readme.md", "ignored")
     data = {"archive": (io.BytesIO(buffer.getvalue()), "photos.zip")}
     job = wait_for_job(client, start(client, data=data, content_type="multipart/form-data")["url"])
     assert_counts_add_up(job)
-    assert (job["added"], job["duplicates"], job["failed"], job["source"]) == (2, 1, 1, "photos.zip")
+    assert (job["added"], job["duplicates"], job["failed"], job["source"]) == (4, 1, 1, "photos.zip")
     assert [f["name"] for f in job["failures"]] == ["broken.png"]
+    found = client.post("/api/v1/search", data={"image": (io.BytesIO(photos["camera"]), "q.jpg")}).json
+    assert (found["results"][0]["filename"], found["results"][0]["mime"]) == ("DSCF0001.MPO", "image/jpeg")
 
 
 def test_not_a_zip_is_refused_at_once(client: FlaskClient) -> None:

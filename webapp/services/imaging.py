@@ -136,7 +136,10 @@ def decode(data: bytes, max_pixels: int, draft: int = 0) -> Decoded:
             # Only the formats the app takes are parsed at all: Pillow would otherwise try each of
             # its ~40 readers in turn (EPS, FITS, PSD...) on any file, to name it.
             img = Image.open(_BoundedReads(data), formats=tuple(MIME_BY_FORMAT))
-            fmt = img.format or ""
+            # Pillow's JPEG reader names a JPEG with more pictures after the first (a Multi-Picture
+            # Format index) MPO: many cameras' photos with their full-HD preview (Sony, Panasonic),
+            # a 3D camera's two eyes. The first picture is the photo, and it is read as a JPEG.
+            fmt = "JPEG" if img.format == "MPO" else img.format or ""
             if fmt not in MIME_BY_FORMAT:  # a reader of an allowed format handing over another
                 raise InvalidImage(f"unsupported image format {fmt or 'unknown'}; use {FORMATS}")
             if img.width * img.height > max_pixels:

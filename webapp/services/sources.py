@@ -14,8 +14,12 @@ from webapp.errors import Forbidden, InvalidInput, WebappError
 from webapp.services.adding import Entry
 from webapp.services.archives import damage, refusal
 
-# Named image files are loaded (HEIC too, to report it as unsupported rather than skip it).
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+# Files named as images are loaded, whatever their content turns out to be. JPEGs go by two more
+# names: .jfif (as Windows saved them from browsers) and .mpo (a 3D camera's two pictures in one file).
+IMAGE_SUFFIXES = {
+    *(".jpg", ".jpeg", ".jpe", ".jfif", ".mpo"),
+    *(".png", ".gif", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".heic", ".heif"),
+}
 
 
 class Source(Protocol):
