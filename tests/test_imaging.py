@@ -41,6 +41,16 @@ def test_palette_with_transparency_and_16_bit_grey_become_rgb() -> None:
     assert decode(png(grey16), LIMIT).image.getpixel((0, 0)) == (255, 255, 255)
 
 
+def test_floating_point_grey_in_zero_one_keeps_its_shades() -> None:
+    ramp = np.tile(np.linspace(0.0, 1.0, 16, dtype=np.float32), (4, 1))  # a scientific TIFF's range
+    ramp[0, 0] = np.nan
+    out = io.BytesIO()
+    Image.fromarray(ramp).save(out, "TIFF")
+    decoded = decode(out.getvalue(), LIMIT).image
+    assert [decoded.getpixel((x, 1))[0] for x in (0, 8, 15)] == [0, 136, 255]
+    assert decoded.getpixel((0, 0)) == (0, 0, 0)
+
+
 def test_whole_image_is_resized_and_scaled_to_minus_one_one() -> None:
     img = Image.new("RGB", (300, 100), (255, 0, 0))
     arr = to_input(img, 224)

@@ -243,9 +243,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
-    if img.mode.startswith("I;16") or img.mode == "I":
-        # 16-bit greyscale: scale to 8 bits before converting (Pillow would clip).
-        arr = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        # 16-bit, 32-bit and floating-point greyscale (scans, scientific TIFFs): scale to 8 bits by
+        # the brightest pixel before converting. Pillow would clip: a float image in [0, 1] was black.
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
         top = arr.max() or 1.0
         img = Image.fromarray((arr * (255.0 / top)).astype(np.uint8))
     return img.convert("RGB")
