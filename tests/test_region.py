@@ -9,6 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 from PIL import Image
 
+from tests.conftest import csrf_token, heic
 from tests.test_api import add_all, upload
 
 
@@ -57,3 +58,22 @@ def test_empty_region_fields_mean_the_whole_image(client: FlaskClient, photos: d
     add_all(client, {"moon": photos["moon"]})
     found = upload(client, "/api/v1/search", photos["moon"], x="", y="", width="", height="", album="")
     assert found.status_code == 200 and found.json["region"] is None, found.json
+
+
+def test_the_search_form_gets_a_jpeg_of_a_photo_its_browser_cannot_show(
+    client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned once: the box is drawn on the upright photo
+    phone = heic(Image.open(io.BytesIO(side_by_side(photos["chelsea"], photos["rocket"]))), exif=exif.tobytes())
+    token = csrf_token(client)
+    made = client.post("/picture", data={"image": (io.BytesIO(phone), "IMG_0001.HEIC"), "csrf_token": token})
+    assert made.status_code == 200 and made.mimetype == "image/jpeg"
+    assert (made.headers["X-Image-Width"], made.headers["X-Image-Height"]) == ("320", "640")
+    assert made.headers["Cache-Control"] == "no-store"
+    assert Image.open(io.BytesIO(made.data)).size == (320, 640)
+    refused = client.post("/picture", data={"image": (io.BytesIO(b"not a photo"), "a.heic"), "csrf_token": token})
+    assert refused.status_code == 422 and refused.mimetype == "text/html"
+    forged = client.post("/picture", data={"image": (io.BytesIO(phone), "IMG_0001.HEIC")})
+    assert forged.status_code == 400  # no CSRF token: another site's page cannot have it read photos
+    assert client.get("/api/v1/stats").json["count"] == 0

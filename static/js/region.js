@@ -28,8 +28,13 @@
     var url = null;
     var box = null; // in pixels of the photo
     var drag = null;
+    var declared = null; // the photo's size, when the server drew it (see shownByServer)
+    var shows = 0; // one more for each photo shown: an answer about an earlier one is dropped
 
     function size() {
+      if (declared) {
+        return declared;
+      }
       return { w: image.naturalWidth || 0, h: image.naturalHeight || 0 };
     }
 
@@ -153,22 +158,73 @@
       });
     }
 
+    function shown() {
+      editor.hidden = false;
+      readFields();
+      draw();
+    }
+
     function show(file) {
       if (url) {
         URL.revokeObjectURL(url);
         url = null;
       }
-      if (!file || file.type.indexOf("image/") !== 0) {
-        editor.hidden = true;
+      declared = null;
+      editor.hidden = true;
+      shows += 1;
+      var name = file ? file.name.toLowerCase() : "";
+      if (!file || (file.type.indexOf("image/") !== 0 && !/\.hei[cf]$/.test(name))) {
         return;
       }
       url = URL.createObjectURL(file);
-      image.onload = function () {
-        editor.hidden = false;
-        readFields();
-        draw();
+      image.onload = shown;
+      image.onerror = function () {
+        shownByServer(file);
       };
       image.src = url;
+    }
+
+    // A photo this browser cannot show (a HEIC outside Safari): the server sends a JPEG of it and
+    // its size in pixels, in which the box is drawn.
+    function shownByServer(file) {
+      var asked = shows;
+      var address = form.getAttribute("data-picture-url");
+      var token = form.querySelector('input[name="csrf_token"]');
+      if (!address || !window.fetch || !window.FormData) {
+        return;
+      }
+      var body = new FormData();
+      body.append("image", file);
+      if (token) {
+        body.append("csrf_token", token.value);
+      }
+      fetch(address, { method: "POST", body: body, credentials: "same-origin" })
+        .then(function (response) {
+          if (!response.ok) {
+            throw new Error("no picture");
+          }
+          var w = Number(response.headers.get("X-Image-Width"));
+          var h = Number(response.headers.get("X-Image-Height"));
+          return response.blob().then(function (blob) {
+            return { blob: blob, w: w, h: h };
+          });
+        })
+        .then(function (made) {
+          if (asked !== shows || !made.w || !made.h) {
+            return; // another photo was chosen meanwhile
+          }
+          if (url) {
+            URL.revokeObjectURL(url);
+          }
+          url = URL.createObjectURL(made.blob);
+          declared = { w: made.w, h: made.h };
+          image.onerror = null;
+          image.onload = shown;
+          image.src = url;
+        })
+        .catch(function () {
+          /* not an image the server reads either: the pixel fields still work */
+        });
     }
 
     // The photo is kept as soon as it is chosen, not at submit: a page being left may end before

@@ -14,7 +14,7 @@ import requests
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import near_duplicate
+from tests.conftest import heic, near_duplicate
 from tests.e2e.conftest import Console, browsing, check_accessibility, file_payload
 from tests.test_gunicorn import Server
 from tests.test_region import side_by_side
@@ -236,6 +236,36 @@ def test_search_with_a_region_drawn_by_mouse_then_placed_by_keyboard(
     page.get_by_role("button", name="Search").press("Enter")
     expect(page.get_by_text("Searched the region at (0, 0), 320 × 320 px.")).to_be_visible()
     assert result_names(page)[0] == "chelsea.jpg"
+
+
+def test_a_region_drawn_on_a_phone_photo_this_browser_cannot_show(
+    page: Page, server: Server, photos: dict[str, bytes], console: Console
+) -> None:
+    for name in ("chelsea", "rocket", "coffee"):
+        add_to_album(server, "", {f"{name}.jpg": photos[name]})
+    query = heic(Image.open(io.BytesIO(side_by_side(photos["chelsea"], photos["rocket"]))))  # 640 x 320
+
+    page.goto("/")
+    page.get_by_label("Drop a photo here or choose a file").set_input_files(
+        file_payload("IMG_0042.HEIC", query, "image/heic")
+    )
+    page.get_by_text("Search with a region of the photo").click()
+    editor = page.locator(".search-form .region-editor")
+    expect(editor).to_be_visible()  # Chromium shows no HEIC: the server's JPEG of it
+    picture = page.locator(".search-form .region-image")
+    assert picture.evaluate("img => img.src.startsWith('blob:') && img.naturalWidth") == 640
+    box = picture.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2 + 1, box["y"] + 1)  # the rocket's half
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] - 1, steps=5)
+    page.mouse.up()
+    x, y, width, height = (int(page.get_by_label(label).input_value()) for label in ("Left", "Top", "Width", "Height"))
+    assert 318 <= x <= 324 and y <= 3 and 314 <= width <= 322 and height >= 314, (x, y, width, height)
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text(re.compile(r"Searched the region at \(3\d\d, \d\)"))).to_be_visible()
+    assert result_names(page)[0] == "rocket.jpg"
+    expect(page.locator(".search-form .region-editor")).to_be_visible()  # put back, drawn by the server again
 
 
 def test_a_region_outside_the_photo_is_a_clear_error_page(page: Page, server: Server, console: Console) -> None:

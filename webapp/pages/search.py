@@ -125,6 +125,21 @@ def _percentages(box: Box, result: SearchResult) -> dict[str, float]:
     return {"x": 100 * box.x / w, "y": 100 * box.y / h, "width": 100 * box.width / w, "height": 100 * box.height / h}
 
 
+@blp.post("/picture")
+@rate_limited
+@requires(Role.VIEWER)
+def picture() -> Response:
+    """Answer a JPEG of the uploaded photo (at most PREVIEW_SIZE a side) and its size in headers.
+
+    The search form asks for it when the browser cannot show the photo chosen (a HEIC outside
+    Safari), so a region can still be drawn on it: the box is in the photo's pixels, which
+    X-Image-Width and X-Image-Height give. Nothing is stored.
+    """
+    jpeg, width, height = library().picture(_upload().read())
+    headers = {"X-Image-Width": str(width), "X-Image-Height": str(height), "Cache-Control": "no-store"}
+    return Response(jpeg, mimetype="image/jpeg", headers=headers)
+
+
 @blp.get("/favicon.ico")
 @public
 def favicon() -> Response:

@@ -304,6 +304,14 @@ class Library:
         """
         return self._made("previews", sha256, PREVIEW_SIZE)
 
+    def picture(self, data: bytes) -> tuple[bytes, int, int]:
+        """Return a JPEG of an image that need not be in the library, at most PREVIEW_SIZE a side,
+        and the image's upright width and height: what a page shows of a photo its browser cannot
+        (a HEIC in Chromium), to draw a region on. Nothing is stored."""
+        with PRIORITY.interactive():
+            decoded = decode(data, self.embedder.max_pixels, draft=PREVIEW_SIZE)
+            return thumbnail(decoded.image, PREVIEW_SIZE), decoded.width, decoded.height
+
     def _made(self, kind: str, sha256: str, size: int) -> Path | None:
         path = self.images.made(kind, sha256)
         original = None if path is not None else self.images.original(sha256)
