@@ -30,6 +30,7 @@
     var drag = null;
     var declared = null; // the photo's size, when the server drew it (see shownByServer)
     var shows = 0; // one more for each photo shown: an answer about an earlier one is dropped
+    var unshown = null; // the photo chosen, while this browser cannot show it and the server has not been asked
 
     function size() {
       if (declared) {
@@ -170,24 +171,42 @@
         url = null;
       }
       declared = null;
+      unshown = null;
       editor.hidden = true;
       shows += 1;
-      var name = file ? file.name.toLowerCase() : "";
-      if (!file || (file.type.indexOf("image/") !== 0 && !/\.hei[cf]$/.test(name))) {
+      if (!file || (file.type.indexOf("image/") !== 0 && !notShownEverywhere(file))) {
         return;
       }
       url = URL.createObjectURL(file);
       image.onload = shown;
       image.onerror = function () {
-        shownByServer(file);
+        if (!notShownEverywhere(file)) {
+          return; // a JPEG or PNG this browser cannot show is damaged: the server would refuse it too
+        }
+        unshown = file;
+        if (details.open) {
+          shownByServer(file);
+        }
       };
       image.src = url;
     }
+
+    // HEIC and TIFF: only Safari shows them.
+    function notShownEverywhere(file) {
+      return /^image\/(heic|heif|tiff)$/.test(file.type) || /\.(heic|heif|tiff?)$/i.test(file.name);
+    }
+    // The server is asked only once the region's section is open: most searches use no region.
+    details.addEventListener("toggle", function () {
+      if (details.open && unshown && editor.hidden) {
+        shownByServer(unshown);
+      }
+    });
 
     // A photo this browser cannot show (a HEIC outside Safari): the server sends a JPEG of it and
     // its size in pixels, in which the box is drawn.
     function shownByServer(file) {
       var asked = shows;
+      unshown = null; // asked once
       var address = form.getAttribute("data-picture-url");
       var token = form.querySelector('input[name="csrf_token"]');
       if (!address || !window.fetch || !window.FormData) {

@@ -91,6 +91,8 @@ def test_choose_a_file_and_see_the_ranked_results_beside_it(
 
 
 def test_search_with_a_phone_photo_in_heic(page: Page, server: Server, photos: dict[str, bytes]) -> None:
+    asked: list[str] = []  # the server's JPEG of the photo is for drawing a region: not asked for without one
+    page.on("request", lambda request: asked.append(request.url) if request.url.endswith("/picture") else None)
     page.goto("/")
     photo = heic(Image.open(io.BytesIO(near_duplicate(photos["chelsea"]))))
     page.get_by_label("Drop a photo here or choose a file").set_input_files(
@@ -103,6 +105,7 @@ def test_search_with_a_phone_photo_in_heic(page: Page, server: Server, photos: d
     query = page.get_by_role("img", name="Your photo: IMG_0042.HEIC")
     assert query.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0  # a JPEG the server made
     expect(page.locator(".results .grid .card").first.locator(".filename")).to_have_text("chelsea.jpg")
+    assert asked == []
 
 
 def test_drop_a_photo_on_the_search_box(page: Page, server: Server, photos: dict[str, bytes]) -> None:
