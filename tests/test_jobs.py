@@ -14,8 +14,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.conftest import heic, mpo, noise_images, wait_for_job
+from tests.conftest import heic, mpo, noise_images, png, wait_for_job
+from webapp.services import units
 from webapp.services.imaging import content_id
+from webapp.services.library import Library
 
 
 def import_folder(app: Flask, name: str) -> Path:
@@ -61,6 +63,29 @@ def test_folder_job_with_good_duplicate_and_broken_files(
     again = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
     assert (again["added"], again["duplicates"], again["failed"]) == (0, 3, 2)
     assert client.get("/api/v1/stats").json["count"] == 2
+
+
+def test_a_job_reads_its_files_in_batches_of_bounded_bytes(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = ["astronaut", "coffee", "chelsea", "rocket", "camera", "moon", "coins"]
+    folder = import_folder(app, "scans")
+    for name in names:
+        (folder / f"{name}.png").write_bytes(png(Image.open(io.BytesIO(photos[name]))))
+    monkeypatch.setattr(units, "BATCH_BYTES", 1, raising=False)  # the file crossing the bound ends its batch
+    batches: list[int] = []
+    prepare = Library.prepare
+
+    def counted(self: Library, entries: Any, *args: Any, **kwargs: Any) -> Any:
+        batches.append(len(entries))
+        return prepare(self, entries, *args, **kwargs)
+
+    monkeypatch.setattr(Library, "prepare", counted)
+    job = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
+    assert (job["status"], job["added"]) == ("done", 7)
+    assert batches == [1] * 7
+    for image in client.get("/api/v1/images?limit=10").json:
+        assert client.get(image["thumbnail_url"]).status_code == 200  # made from the pixels as it was embedded
 
 
 def test_archive_job(client: FlaskClient, photos: dict[str, bytes]) -> None:

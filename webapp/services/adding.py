@@ -10,7 +10,6 @@ import numpy as np
 
 from webapp.errors import WebappError
 from webapp.services.albums import album_of_item
-from webapp.services.imaging import Decoded
 from webapp.services.records import Record
 
 # Control characters, and the bidirectional controls that make "gpj.exe" read as "exe.jpg".
@@ -49,13 +48,14 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A new file of a batch, embedded and waiting to be written: its place, record, vector, bytes and pixels."""
+    """A new file of a batch, embedded and waiting to be written: its place, record, vector, bytes
+    and thumbnail (None: made at its first view). Not its pixels: a batch of 64 scans held 1.7 GB."""
 
     index: int
     record: Record
     vector: np.ndarray
     data: bytes
-    decoded: Decoded
+    thumbnail: bytes | None
 
 
 @dataclass

@@ -14,7 +14,16 @@ from webapp.errors import NotFound, StoreUnavailable, WebappError
 from webapp.services.adding import Batch, Entry, Outcome, Prepared, clean_filename
 from webapp.services.catalog import Catalog
 from webapp.services.images import ImageStore
-from webapp.services.imaging import PREVIEW_SIZE, REDUCED_SCALE, Box, QueryImage, content_id, decode, thumbnail
+from webapp.services.imaging import (
+    PREVIEW_SIZE,
+    REDUCED_SCALE,
+    Box,
+    Decoded,
+    QueryImage,
+    content_id,
+    decode,
+    thumbnail,
+)
 from webapp.services.priority import PRIORITY
 from webapp.services.records import Description, Hit, Record, SearchResult, VectorStore
 from webapp.services.telemetry import EMBED, INGESTED, SEARCH
@@ -62,8 +71,17 @@ class Library:
         """Index a batch of files in one model call per window; one bad file never stops the rest."""
         return self.commit(self.prepare(entries, source))
 
-    def prepare(self, entries: Sequence[Entry], source: str, in_flight: Collection[str] = ()) -> Batch:
-        """Hash the files, skip those indexed (or ``in_flight``), embed the rest: no writes yet."""
+    def prepare(
+        self, entries: Sequence[Entry], source: str, in_flight: Collection[str] = (), thumbnails: bool = True
+    ) -> Batch:
+        """Hash the files, skip those indexed (or ``in_flight``), embed the rest and make their
+        thumbnails: no writes yet.
+
+        Without ``thumbnails`` (a bulk load), the thumbnail of a JPEG is made the first time it is
+        asked for, from the original decoded at a reduced scale; other formats decode whole, 10 to 300
+        ms each, so theirs are made now, from the pixels at hand. Each image's pixels are let go as
+        soon as its thumbnail is made.
+        """
         batch = Batch(len(entries))
         todo: list[tuple[int, bytes]] = []
         shas = {i: content_id(e.data) for i, e in enumerate(entries) if isinstance(e.data, bytes)}
@@ -80,36 +98,31 @@ class Library:
             else:
                 first[shas[i]] = i
                 todo.append((i, entry.data))
-        now = int(time.time() * 1000)
+        now, data_of = int(time.time() * 1000), dict(todo)
         with EMBED.time():
-            embedded = list(self.embedder.embed_many(todo))
-        for (i, data), (_, decoded, vector) in zip(todo, embedded, strict=True):
-            if isinstance(decoded, WebappError) or vector is None:
-                error = decoded if isinstance(decoded, WebappError) else WebappError("could not embed")
-                batch.outcomes[i] = Outcome("failed", reason=error.message, error=error)
-                continue
-            entry = entries[i]
-            # One millisecond per file of the batch: "newest first" lists a batch in its own order.
-            record = Record(
-                decoded.sha256,
-                entry.filename,
-                decoded.width,
-                decoded.height,
-                source,
-                decoded.mime,
-                now + i,
-                entry.album,
-            )
-            batch.new.append(Prepared(i, record, vector, data, decoded))
+            for i, decoded, vector in self.embedder.embed_many(todo):
+                if isinstance(decoded, WebappError) or vector is None:
+                    error = decoded if isinstance(decoded, WebappError) else WebappError("could not embed")
+                    batch.outcomes[i] = Outcome("failed", reason=error.message, error=error)
+                    continue
+                made = thumbnails or decoded.mime not in REDUCED_SCALE
+                thumb = thumbnail(decoded.image, self.thumbnail_size) if made else None
+                record = self._record(entries[i], decoded, source, now + i)
+                batch.new.append(Prepared(i, record, vector, data_of[i], thumb))
         return batch
 
-    def commit(self, batch: Batch, thumbnails: bool = True) -> list[Outcome]:
-        """Store a prepared batch (files, then vectors, then catalogue); return each file's outcome.
+    @staticmethod
+    def _record(entry: Entry, decoded: Decoded, source: str, added_at: int) -> Record:
+        """Return the record of a newly embedded file.
 
-        Without ``thumbnails`` (a bulk load), the thumbnail of a JPEG is made the first time it is
-        asked for, from the original decoded at a reduced scale; other formats decode whole, 10 to 300
-        ms each, so theirs are made now, from the pixels at hand.
+        A batch's files are one millisecond apart: "newest first" lists a batch in its own order.
         """
+        return Record(
+            decoded.sha256, entry.filename, decoded.width, decoded.height, source, decoded.mime, added_at, entry.album
+        )
+
+    def commit(self, batch: Batch) -> list[Outcome]:
+        """Store a prepared batch (files, then vectors, then catalogue); return each file's outcome."""
         mine = []
         with self._add_lock:
             # Another request may have indexed (or be writing) the same bytes since prepare(): count it once.
@@ -122,7 +135,7 @@ class Library:
                     self._writing[rec.sha256] = rec
                     mine.append(item)
         try:
-            self._store(mine, thumbnails)
+            self._store(mine)
         finally:
             with self._add_lock:
                 for item in mine:
@@ -137,17 +150,12 @@ class Library:
                 INGESTED.labels(status).inc(n)
         return outcomes
 
-    def _store(self, new: list[Prepared], thumbnails: bool) -> None:
+    def _store(self, new: list[Prepared]) -> None:
         """Write files first, then vectors, then the catalogue; undo what was written if a later step fails."""
         if not new:
             return
-        size = self.thumbnail_size
-
-        def thumb(p: Prepared) -> bytes | None:  # a bulk load's JPEGs get theirs later (commit)
-            return thumbnail(p.decoded.image, size) if thumbnails or p.record.mime not in REDUCED_SCALE else None
-
         try:
-            created = self.images.put_many((p.record.sha256, p.record.mime, p.data, thumb(p)) for p in new)
+            created = self.images.put_many((p.record.sha256, p.record.mime, p.data, p.thumbnail) for p in new)
         except OSError as exc:  # a full disk, a read-only mount: say so (503); no file is left behind
             reason = exc.strerror or exc
             raise StoreUnavailable(f"the image files could not be stored ({reason}); nothing was added") from exc

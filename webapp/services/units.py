@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from webapp.errors import WebappError
-from webapp.services.adding import Batch, Outcome
+from webapp.services.adding import Batch, Entry, Outcome
 from webapp.services.albums import within
 from webapp.services.job_states import WHOLE_JOBS
 from webapp.services.jobs import ItemResult, Job, JobRepository, JobStatus
@@ -32,6 +32,9 @@ from webapp.services.sources import Source, open_source
 log = logging.getLogger(__name__)
 CHUNK = 256  # items per unit of work: a few seconds of one worker, so workers share a big job
 BATCH = 64  # files read, embedded and written per step (the model sees EMBED_BATCH_SIZE at a time)
+# ... and at most this many of their bytes, past the file that crosses it: 64 scans of 26 MB held
+# 4 GB at once, with the next batch read while one is written (/tmp probe; README, Memory).
+BATCH_BYTES = 256 * 1024 * 1024
 
 Progress = Callable[[Job], None]
 ShouldStop = Callable[[], bool]
@@ -216,17 +219,20 @@ class UnitsOfWork:
         writing: tuple[list[tuple[int, str]], Future[list[Outcome] | None]] | None = None
         in_flight: set[str] = set()
         stopped = False
+        start = 0
         with ThreadPoolExecutor(1, thread_name_prefix="ingest-write", initializer=background_thread) as writer:
-            for start in range(0, len(items) + BATCH, BATCH):
-                batch_items = items[start : start + BATCH]
-                if batch_items and (should_stop() or not self.store.still_wanted(job_id)):
-                    stopped, batch_items = should_stop(), []
+            while True:
+                batch_items: list[tuple[int, str]] = []
+                if start < len(items) and (should_stop() or not self.store.still_wanted(job_id)):
+                    stopped, start = should_stop(), len(items)
+                if start < len(items):
+                    batch_items, entries = _read_batch(source, items, start)
+                    start += len(batch_items)
                 prepared = None
                 if batch_items:
-                    entries = [source.read(seq, name) for seq, name in batch_items]
                     if job.album:
                         entries = [replace(e, album=within(job.album, e.album)) for e in entries]
-                    batch = library.prepare(entries, tag, in_flight)
+                    batch = library.prepare(entries, tag, in_flight, thumbnails=False)
                     in_flight |= batch.new_shas
                     prepared = (batch_items, writer.submit(self._commit, job_id, batch))
                 if writing is not None:
@@ -241,9 +247,10 @@ class UnitsOfWork:
     def _commit(self, job_id: str, batch: Batch) -> list[Outcome] | None:
         """Write a batch unless its job was cancelled (the library emptied) while it was embedded.
 
-        Its thumbnails are made when first asked for, not here (Library.thumbnail).
+        Its JPEGs' thumbnails are made when first asked for (Library.thumbnail), the others' were
+        made as they were embedded (Library.prepare).
         """
-        return self.library.commit(batch, thumbnails=False) if self.store.still_wanted(job_id) else None
+        return self.library.commit(batch) if self.store.still_wanted(job_id) else None
 
     def _record(self, job_id: str, tag: str, items: list[tuple[int, str]], outcomes: list[Outcome]) -> None:
         """Record outcomes; an image this job wrote before its worker died still counts as added."""
@@ -259,3 +266,18 @@ class UnitsOfWork:
                 ours.discard(sha)  # a second copy in the same job is a duplicate
             results.append(ItemResult(seq, state, o.reason, sha))
         self.store.record(job_id, results)
+
+
+def _read_batch(source: Source, items: list[tuple[int, str]], start: int) -> tuple[list[tuple[int, str]], list[Entry]]:
+    """Read the next batch of a chunk's items from ``start``: BATCH files, or fewer once BATCH_BYTES are read."""
+    taken: list[tuple[int, str]] = []
+    entries: list[Entry] = []
+    read = 0
+    for seq, name in items[start : start + BATCH]:
+        if read >= BATCH_BYTES:
+            break
+        entry = source.read(seq, name)
+        taken.append((seq, name))
+        entries.append(entry)
+        read += len(entry.data) if isinstance(entry.data, bytes) else 0
+    return taken, entries
