@@ -99,16 +99,20 @@ class Library:
                 first[shas[i]] = i
                 todo.append((i, entry.data))
         now, data_of = int(time.time() * 1000), dict(todo)
-        with EMBED.time():
-            for i, decoded, vector in self.embedder.embed_many(todo):
-                if isinstance(decoded, WebappError) or vector is None:
-                    error = decoded if isinstance(decoded, WebappError) else WebappError("could not embed")
-                    batch.outcomes[i] = Outcome("failed", reason=error.message, error=error)
-                    continue
-                made = thumbnails or decoded.mime not in REDUCED_SCALE
-                thumb = thumbnail(decoded.image, self.thumbnail_size) if made else None
-                record = self._record(entries[i], decoded, source, now + i)
-                batch.new.append(Prepared(i, record, vector, data_of[i], thumb))
+        started, thumbnailing = time.perf_counter(), 0.0
+        for i, decoded, vector in self.embedder.embed_many(todo):
+            if isinstance(decoded, WebappError) or vector is None:
+                error = decoded if isinstance(decoded, WebappError) else WebappError("could not embed")
+                batch.outcomes[i] = Outcome("failed", reason=error.message, error=error)
+                continue
+            thumb = None
+            if thumbnails or decoded.mime not in REDUCED_SCALE:
+                before = time.perf_counter()
+                thumb = thumbnail(decoded.image, self.thumbnail_size)
+                thumbnailing += time.perf_counter() - before
+            record = self._record(entries[i], decoded, source, now + i)
+            batch.new.append(Prepared(i, record, vector, data_of[i], thumb))
+        EMBED.observe(time.perf_counter() - started - thumbnailing)  # decoding and embedding only
         return batch
 
     @staticmethod
