@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import os
 import time
 import zipfile
@@ -295,3 +297,33 @@ def test_a_folder_of_phone_photos_in_heic_is_loaded_and_found_by_their_jpeg_copi
         ).json["results"][0]
         assert (found["filename"], found["mime"]) == (f"IMG_{i:04d}.HEIC", "image/heic")
         assert found["score"] > 0.95  # the JPEG and its HEIC copy are near-duplicates
+
+
+def test_every_failed_file_of_a_big_load_can_be_listed_and_downloaded(app: Flask, client: FlaskClient) -> None:
+    folder = import_folder(app, "broken")
+    for i in range(1002):
+        (folder / f"note-{i:04d}.jpg").write_text("not a photo")
+    (folder / "=HYPERLINK(1).jpg").write_text("a formula, for a spreadsheet")
+    job = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
+    assert (job["status"], job["failed"], len(job["failures"])) == ("done", 1003, 1000)  # the detail: the first 1000
+
+    url = f"/api/v1/jobs/{job['id']}/failures"
+    last = client.get(url, query_string={"page": 11, "page_size": 100})
+    assert last.status_code == 200 and len(last.get_json()) == 3
+    assert json.loads(last.headers["X-Pagination"])["total"] == 1003
+    names = [
+        f["name"] for page in range(1, 12) for f in client.get(url, query_string={"page": page, "page_size": 100}).json
+    ]
+    assert sorted(names) == sorted(p.name for p in folder.iterdir())
+    assert client.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/failures").status_code == 404
+
+    page = client.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert f'href="/jobs/{job["id"]}/failures.csv"' in page
+    download = client.get(f"/jobs/{job['id']}/failures.csv")
+    assert download.status_code == 200 and download.mimetype == "text/csv"
+    assert "attachment" in download.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(download.get_data(as_text=True))))
+    assert rows[0] == ["file", "reason"] and len(rows) == 1004
+    assert ["'=HYPERLINK(1).jpg", rows[1][1]] in rows  # never read as a formula
+    assert all("not an image" in reason for _, reason in rows[1:])
+    assert client.get("/jobs/0123456789abcdef0123456789abcdef/failures.csv").status_code == 404

@@ -210,6 +210,10 @@
     root.querySelector("[data-job-failures-table]").hidden = shown === 0;
     root.querySelector("[data-job-failures-empty]").hidden = shown > 0;
     root.querySelector("[data-job-failures-more]").hidden = job.failed <= shown;
+    var download = root.querySelector("[data-job-failures-download]");
+    if (download) {
+      download.hidden = shown === 0;
+    }
     setField(root, "failures-shown", String(shown));
   }
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+import csv
+import io
+from collections.abc import Iterator
+
+from flask import current_app, flash, redirect, render_template, request, stream_with_context, url_for
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
@@ -82,6 +86,34 @@ def job_page(job_id: str) -> str:
     return render_template(
         "job.html", job=job, failures=failures, active=ACTIVE, resumable=RESUMABLE, whole_jobs=WHOLE_JOBS
     )
+
+
+@blp.get("/jobs/<job_id>/failures.csv")
+@requires(Role.VIEWER)
+def job_failures_csv(job_id: str) -> Response:
+    """Send every file a job could not index, with its reason, as CSV (the page shows the first 1000)."""
+    ingestion = runtime().ingestion
+    job = ingestion.get(job_id)  # 404 before the download starts
+
+    def rows() -> Iterator[str]:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["file", "reason"])
+        for failure in ingestion.all_failures(job.id):
+            writer.writerow([_inert(failure.name), _inert(failure.reason)])
+            if out.tell() > 64 * 1024:
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+        yield out.getvalue()
+
+    headers = {"Content-Disposition": f'attachment; filename="job-{job.id[:8]}-failed-files.csv"'}
+    return Response(stream_with_context(rows()), mimetype="text/csv", headers=headers)
+
+
+def _inert(value: str) -> str:
+    """Keep a spreadsheet from reading a file name as a formula (=, +, -, @ first: CSV injection)."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 @blp.post("/jobs/<job_id>/cancel")

@@ -6,6 +6,7 @@ services/units.py.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 import time
@@ -126,9 +127,17 @@ class Ingestion(UnitsOfWork):
         """Return a page of jobs (only loads of images, if ``loads_only``), newest first, and how many there are."""
         return self.store.recent(offset, limit, LOADS if loads_only else ())
 
-    def failures(self, job_id: str) -> list[Failure]:
-        """Return the files a job could not index, with their reasons."""
-        return self.store.failures(job_id)
+    def failures(self, job_id: str, limit: int = 1000, offset: int = 0) -> list[Failure]:
+        """Return the files a job could not index, with their reasons (the first 1000 by default)."""
+        return self.store.failures(job_id, limit, offset)
+
+    def all_failures(self, job_id: str, page: int = 5000) -> Iterator[Failure]:
+        """Yield every file a job could not index, a page of the database at a time."""
+        for offset in itertools.count(0, page):
+            failures = self.store.failures(job_id, page, offset)
+            yield from failures
+            if len(failures) < page:
+                return
 
     @contextmanager
     def _spooling(self, job_id: str) -> Iterator[Path]:

@@ -25,13 +25,14 @@ class JobItems:
                 conn.execute(job_items.insert(), rows[start : start + 5000])
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(total=len(names)))
 
-    def failures(self, job_id: str, limit: int = 1000) -> list[Failure]:
-        """Return the files a job could not index, with their reasons."""
+    def failures(self, job_id: str, limit: int = 1000, offset: int = 0) -> list[Failure]:
+        """Return the files a job could not index, with their reasons, in the job's order."""
         query = (
             select(job_items.c.name, job_items.c.reason)
             .where(job_items.c.job_id == job_id, job_items.c.state == "failed")
             .order_by(job_items.c.seq)
             .limit(limit)
+            .offset(offset)
         )
         with self.db.connect() as conn:
             return [Failure(name, reason or "") for name, reason in conn.execute(query)]

@@ -9,7 +9,7 @@ from flask import current_app, request
 from flask.views import MethodView
 
 from webapp.api.common import Blueprint
-from webapp.api.jobs.schemas import JobCreateSchema, JobDetailSchema, JobSchema
+from webapp.api.jobs.schemas import FailureSchema, JobCreateSchema, JobDetailSchema, JobSchema
 from webapp.auth import requires
 from webapp.extensions import rate_limited
 from webapp.runtime import runtime
@@ -103,6 +103,22 @@ class JobById(MethodView):
     def delete(self, job_id: str) -> JobDetail:
         """Cancel a job (what it already indexed stays)."""
         return detail(runtime().ingestion.cancel(job_id))
+
+
+@blp.route("/<string:job_id>/failures")
+class JobFailures(MethodView):
+    """Every file a job could not index (its detail shows the first 1000)."""
+
+    @blp.response(200, FailureSchema(many=True))
+    @blp.paginate()
+    @blp.alt_response(404, description="No job with that id.")
+    @requires(Role.VIEWER)
+    def get(self, job_id: str, pagination_parameters: Any) -> list[Failure]:
+        """List the files a job could not index, with their reasons, a page at a time in the job's order."""
+        p = pagination_parameters
+        ingestion = runtime().ingestion
+        p.item_count = ingestion.get(job_id).failed
+        return ingestion.failures(job_id, p.page_size, (p.page - 1) * p.page_size)
 
 
 @blp.route("/<string:job_id>/resume")
