@@ -3,9 +3,11 @@
 Writes ``--files`` distinct scans (2480 x 3508 pixels of text on white, 26 MB each as TIFF or BMP)
 to a temporary folder, loads them with one folder job through the app in this process (Milvus Lite,
 SQLite, the default model), and prints the job's time and the process's resident set before it and
-at its peak (VmRSS, sampled every 20 ms). The folder and the library are removed afterwards.
+at its peak (VmRSS, sampled every 20 ms), and how far one scan compresses as a zip entry. With
+``--photos``, the files are that many 640 px photos saved as PNG instead (bench/ingest.py's). The
+folder and the library are removed afterwards.
 
-    .venv/bin/python bench/large_files.py [--files 96] [--format TIFF]
+    .venv/bin/python bench/large_files.py [--files 96] [--format TIFF] [--photos]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -49,15 +52,33 @@ def write_scans(folder: Path, count: int, fmt: str) -> int:
     return sum(path.stat().st_size for path in folder.iterdir())
 
 
+def write_photos(folder: Path, count: int) -> int:
+    """Write ``count`` distinct 640 px photos as PNG; return their bytes in all."""
+    from bench.ingest import make_images
+
+    for i, data in enumerate(make_images(count)):
+        Image.open(io.BytesIO(data)).save(folder / f"photo{i:04d}.png", "PNG")
+    return sum(path.stat().st_size for path in folder.iterdir())
+
+
+def zip_ratio(path: Path) -> float:
+    """Return how far a file compresses as a zip entry (deflate, zipfile's default level)."""
+    data = path.read_bytes()
+    return len(data) / len(zlib.compress(data, 6))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=96)
     parser.add_argument("--format", choices=["TIFF", "BMP"], default="TIFF")
+    parser.add_argument("--photos", action="store_true", help="640 px photos as PNG instead of scans")
     args = parser.parse_args()
+    what = "PNG photos" if args.photos else f"{args.format} scans"
     with tempfile.TemporaryDirectory(prefix="large-files-") as tmp:
-        folder = Path(tmp) / "scans"
+        folder = Path(tmp) / "files"
         folder.mkdir()
-        size = write_scans(folder, args.files, args.format)
+        size = write_photos(folder, args.files) if args.photos else write_scans(folder, args.files, args.format)
+        ratio = zip_ratio(next(folder.iterdir()))
         data = Path(tmp) / "data"
         settings = {"DATA_DIR": str(data), "MODEL_DIR": str(ROOT / "var" / "models"), "SECRET_KEY": "bench"}
         app = create_app({**settings, "IMPORT_ROOTS": [tmp], "MILVUS_URI": str(data / "milvus.db")})
@@ -80,8 +101,9 @@ def main() -> None:
         done.set()
         app.extensions[EXTENSION].close()
     outcome = f"{state['status']}, {state['added']} added in {took:.1f} s"
-    print(f"{args.files} {args.format} scans, {size / 1e6:,.0f} MB: {outcome}")
+    print(f"{args.files} {what}, {size / 1e6:,.0f} MB: {outcome}")
     print(f"resident memory: {before:,.0f} MB before the job, {peak[0]:,.0f} MB at its peak")
+    print(f"one of them as a zip entry compresses {ratio:,.0f}:1")
 
 
 if __name__ == "__main__":
