@@ -26,7 +26,7 @@ def refusal(info: zipfile.ZipInfo, limit: int) -> WebappError | None:
         return Forbidden("refused: the entry is a symbolic link")
     if PurePosixPath(name).suffix.lower() in ARCHIVE_SUFFIXES:
         return InvalidInput("refused: archives inside the archive are not opened")
-    # No limit on how far an entry expands: a scanned page as TIFF or BMP compresses about 240:1
+    # No limit on how far an entry expands: a scanned page as TIFF or BMP compresses about 400:1
     # (bench/large_files.py), as a zip bomb does. An entry is read up to the file limit whatever it
     # declares, and a job reads at most units.BATCH_BYTES a step: a bomb costs what a file at the
     # limit costs.
