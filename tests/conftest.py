@@ -55,6 +55,9 @@ PHOTO_NAMES = [
     "text",
 ]
 LFW_FACES = [0, 50]  # two different people from the bundled Labeled Faces in the Wild subset
+# scikit-image's rocket.jpg as it ships: tagged with the Adobe RGB (1998) colour profile, as a wide-gamut
+# photo is (a camera's in Adobe RGB, a phone's in Display P3). The `photos` fixture's copies carry none.
+WIDE_GAMUT_PHOTO = Path(skdata.__file__).parent / "rocket.jpg"
 
 
 def files_under(root: Path, suffix: str = "") -> list[str]:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
-from tests.conftest import jpeg, png
+from tests.conftest import WIDE_GAMUT_PHOTO, heic, jpeg, png
 from webapp.errors import ImageTooLarge, InvalidImage
-from webapp.services.imaging import content_id, decode, thumbnail, to_input
+from webapp.services.imaging import MAX_PROFILE_BYTES, content_id, decode, thumbnail, to_input
 
 LIMIT = 10_000_000
 
@@ -107,6 +107,55 @@ def test_content_id_is_sha256_and_thumbnail_is_bounded() -> None:
     assert content_id(b"abc").startswith("ba7816bf")
     thumb = Image.open(io.BytesIO(thumbnail(Image.new("RGB", (1000, 500)), 320)))
     assert thumb.format == "JPEG" and thumb.size == (320, 160)
+
+
+def shown(data: bytes) -> np.ndarray:
+    """Return an image as a colour-managed viewer (a browser) shows it, in 20 px blocks: in sRGB."""
+    opened = Image.open(io.BytesIO(data))
+    img = opened.convert("RGB")
+    if profile := opened.info.get("icc_profile"):
+        own = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        converted = ImageCms.profileToProfile(img, own, ImageCms.createProfile("sRGB"))
+        assert converted is not None  # None only when converted in place
+        img = converted
+    return np.asarray(img.resize((32, 21), Image.Resampling.BOX), dtype=np.float64)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "PNG with alpha", "WEBP", "TIFF", "HEIC"])
+def test_a_thumbnail_shows_the_colours_of_a_wide_gamut_original(fmt: str) -> None:
+    original = WIDE_GAMUT_PHOTO.read_bytes()
+    img = Image.open(io.BytesIO(original))
+    profile = img.info["icc_profile"]
+    if fmt == "JPEG":
+        data = original
+    elif fmt == "HEIC":
+        data = heic(img, icc_profile=profile)
+    else:
+        out = io.BytesIO()
+        (img.convert("RGBA") if fmt == "PNG with alpha" else img).save(out, fmt.split()[0], icc_profile=profile)
+        data = out.getvalue()
+    thumb = thumbnail(decode(data, LIMIT, draft=320).image, 320)
+    assert Image.open(io.BytesIO(thumb)).info.get("icc_profile") == profile
+    # Without its profile a browser shows Adobe RGB's values as sRGB: 20 px blocks 19 levels off at p95.
+    off = np.abs(shown(thumb) - shown(original)).max(axis=2)
+    assert np.percentile(off, 95) < 8, np.percentile(off, 95)
+
+
+def test_a_thumbnail_carries_no_profile_that_changes_nothing_or_no_longer_fits() -> None:
+    adobe = Image.open(WIDE_GAMUT_PHOTO).info["icc_profile"]
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    cases = {
+        "sRGB": ("RGB", srgb),
+        "a print file's CMYK profile": ("CMYK", adobe[:16] + b"CMYK" + adobe[20:]),
+        "larger than a thumbnail should carry": ("RGB", adobe + bytes(MAX_PROFILE_BYTES)),
+        "not a profile": ("RGB", adobe[:20] + bytes(200)),
+    }
+    for case, (mode, profile) in cases.items():
+        out = io.BytesIO()
+        Image.new(mode, (40, 30), "teal").save(out, "JPEG", icc_profile=profile)
+        decoded = decode(out.getvalue(), LIMIT)
+        assert "icc_profile" not in decoded.image.info, case
+        assert "icc_profile" not in Image.open(io.BytesIO(thumbnail(decoded.image, 320))).info, case
 
 
 def test_only_the_readers_of_the_formats_taken_are_loaded() -> None:

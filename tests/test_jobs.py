@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.conftest import heic, mpo, noise_images, png, wait_for_job
+from tests.conftest import WIDE_GAMUT_PHOTO, heic, mpo, noise_images, png, wait_for_job
 from webapp.services import units
 from webapp.services.imaging import content_id
 from webapp.services.library import Library
@@ -262,6 +262,34 @@ def test_a_job_leaves_thumbnails_of_jpegs_to_their_first_view_and_a_single_add_m
     assert (thumbnails / added["id"][:2] / f"{added['id']}.jpg").is_file()  # one upload: made with it
     client.delete(f"/api/v1/images/{records['astronaut.jpg']['id']}")
     assert client.get(records["astronaut.jpg"]["thumbnail_url"]).status_code == 404
+
+
+def test_each_jpeg_made_of_a_wide_gamut_photo_carries_its_colour_profile(app: Flask, client: FlaskClient) -> None:
+    # Browsers show an image without a profile as sRGB: an Adobe RGB or Display P3 photo's
+    # thumbnail looked washed out beside its original (tests/test_imaging.py measures it).
+    original = WIDE_GAMUT_PHOTO.read_bytes()
+    img = Image.open(io.BytesIO(original))
+    profile = img.info["icc_profile"]
+    folder = import_folder(app, "wide-gamut")
+    (folder / "rocket.jpg").write_bytes(original)
+    (folder / "rocket.heic").write_bytes(heic(img, icc_profile=profile))
+    assert wait_for_job(client, start(client, json={"folder": str(folder)})["url"])["added"] == 2
+    records = {r["filename"]: r for r in client.get("/api/v1/images").json}
+    out = io.BytesIO()
+    img.save(out, "PNG", icc_profile=profile)
+    single = client.post(
+        "/api/v1/images", data={"image": (io.BytesIO(out.getvalue()), "rocket.png")}, content_type="multipart/form-data"
+    ).json
+    made = {
+        "a JPEG's thumbnail, at its first view": records["rocket.jpg"]["thumbnail_url"],
+        "a HEIC's thumbnail, with the load": records["rocket.heic"]["thumbnail_url"],
+        "a HEIC's preview": f"/api/v1/images/{records['rocket.heic']['id']}/preview",
+        "a single upload's thumbnail": single["thumbnail_url"],
+    }
+    for what, url in made.items():
+        response = client.get(url)
+        assert response.mimetype == "image/jpeg", what
+        assert Image.open(io.BytesIO(response.data)).info.get("icc_profile") == profile, what
 
 
 def test_a_thumbnail_that_cannot_be_stored_is_a_503_with_the_reason(

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from tests.conftest import heic, near_duplicate
+from tests.conftest import WIDE_GAMUT_PHOTO, heic, near_duplicate
 from tests.e2e.conftest import Console, add_images, check_accessibility, file_payload, photo_files, transfer
 from tests.test_gunicorn import Server
 
@@ -106,6 +108,34 @@ def test_search_with_a_phone_photo_in_heic(page: Page, server: Server, photos: d
     assert query.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0  # a JPEG the server made
     expect(page.locator(".results .grid .card").first.locator(".filename")).to_have_text("chelsea.jpg")
     assert asked == []
+
+
+def test_a_wide_gamut_photo_shows_in_its_own_colours_beside_its_results(page: Page, server: Server) -> None:
+    # The results page shows the query as the server's JPEG of it. Without the photo's colour
+    # profile Chromium showed Adobe RGB's values as sRGB: 16 px blocks 19 levels off at p95.
+    original = WIDE_GAMUT_PHOTO.read_bytes()
+    page.goto("/")
+    page.get_by_label("Drop a photo here or choose a file").set_input_files(file_payload("rocket.jpg", original))
+    page.get_by_role("button", name="Search").click()
+    query = page.get_by_role("img", name="Your photo: rocket.jpg")
+    expect(query).to_be_visible()
+    width, height = query.evaluate("img => img.decode().then(() => [img.naturalWidth, img.naturalHeight])")
+    draw = """async ([src, width, height]) => {
+        const img = new Image();
+        img.src = src;
+        await img.decode();
+        const context = Object.assign(document.createElement("canvas"), {width, height}).getContext("2d");
+        context.drawImage(img, 0, 0, width, height);
+        return Array.from(context.getImageData(0, 0, width, height).data);
+    }"""
+    original_url = "data:image/jpeg;base64," + base64.b64encode(original).decode()
+    blocks = []
+    for src in (query.get_attribute("src"), original_url):  # each as Chromium shows it, at the same size
+        pixels = np.array(page.evaluate(draw, [src, width, height]), dtype=np.float64).reshape(height, width, 4)
+        rows, cols = height // 16, width // 16
+        blocks.append(pixels[: rows * 16, : cols * 16, :3].reshape(rows, 16, cols, 16, 3).mean(axis=(1, 3)))
+    off = np.abs(blocks[0] - blocks[1]).max(axis=2)
+    assert np.percentile(off, 95) < 8, np.percentile(off, 95)
 
 
 def test_drop_a_photo_on_the_search_box(page: Page, server: Server, photos: dict[str, bytes]) -> None:
