@@ -17,8 +17,10 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from tests.conftest import WIDE_GAMUT_PHOTO, heic, mpo, noise_images, png, wait_for_job
+from webapp.runtime import EXTENSION
 from webapp.services import units
 from webapp.services.imaging import content_id
+from webapp.services.jobs import ItemResult
 from webapp.services.library import Library
 
 
@@ -355,3 +357,16 @@ def test_every_failed_file_of_a_big_load_can_be_listed_and_downloaded(app: Flask
     assert ["'=HYPERLINK(1).jpg", rows[1][1]] in rows  # never read as a formula
     assert all("not an image" in reason for _, reason in rows[1:])
     assert client.get("/jobs/0123456789abcdef0123456789abcdef/failures.csv").status_code == 404
+
+
+def test_the_list_of_a_running_jobs_failures_gives_each_once(app: Flask) -> None:
+    # Chunks run side by side, so files fail out of order: one failing before the place a download
+    # has reached must not shift the pages it reads next (read by offset, one was listed twice).
+    rt = app.extensions[EXTENSION]
+    job = rt.jobs.create("folder", "/x", "queue", [f"{i}.jpg" for i in range(6)])
+    rt.jobs.record(job.id, [ItemResult(i, "failed", "broken") for i in (2, 3, 4, 5)])
+    reading = rt.ingestion.all_failures(job.id, page=2)
+    names = [next(reading).name, next(reading).name]
+    rt.jobs.record(job.id, [ItemResult(0, "failed", "broken")])  # an earlier chunk's file, meanwhile
+    names += [failure.name for failure in reading]
+    assert names == ["2.jpg", "3.jpg", "4.jpg", "5.jpg"]

@@ -6,7 +6,6 @@ services/units.py.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import shutil
 import time
@@ -132,12 +131,17 @@ class Ingestion(UnitsOfWork):
         return self.store.failures(job_id, limit, offset)
 
     def all_failures(self, job_id: str, page: int = 5000) -> Iterator[Failure]:
-        """Yield every file a job could not index, a page of the database at a time."""
-        for offset in itertools.count(0, page):
-            failures = self.store.failures(job_id, page, offset)
+        """Yield every file a job could not index, a page of the database at a time, each once.
+
+        Each page starts past the last file of the one before, not at an offset: while the job runs,
+        a file before that place may fail meanwhile and would have shifted the pages (it is left out).
+        """
+        after = -1
+        while failures := self.store.failures(job_id, page, after=after):
             yield from failures
             if len(failures) < page:
                 return
+            after = failures[-1].seq
 
     @contextmanager
     def _spooling(self, job_id: str) -> Iterator[Path]:

@@ -25,17 +25,21 @@ class JobItems:
                 conn.execute(job_items.insert(), rows[start : start + 5000])
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(total=len(names)))
 
-    def failures(self, job_id: str, limit: int = 1000, offset: int = 0) -> list[Failure]:
-        """Return the files a job could not index, with their reasons, in the job's order."""
+    def failures(self, job_id: str, limit: int = 1000, offset: int = 0, after: int = -1) -> list[Failure]:
+        """Return the files a job could not index, with their reasons, in the job's order.
+
+        ``after`` starts past that place in the job: a running job's files fail out of order (chunks
+        run side by side), so a list read by offset meanwhile could repeat or skip one.
+        """
         query = (
-            select(job_items.c.name, job_items.c.reason)
-            .where(job_items.c.job_id == job_id, job_items.c.state == "failed")
+            select(job_items.c.seq, job_items.c.name, job_items.c.reason)
+            .where(job_items.c.job_id == job_id, job_items.c.state == "failed", job_items.c.seq > after)
             .order_by(job_items.c.seq)
             .limit(limit)
             .offset(offset)
         )
         with self.db.connect() as conn:
-            return [Failure(name, reason or "") for name, reason in conn.execute(query)]
+            return [Failure(name, reason or "", seq) for seq, name, reason in conn.execute(query)]
 
     def names(self, job_id: str) -> list[str]:
         """Return the names of a job's items, in order."""

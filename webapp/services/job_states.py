@@ -89,10 +89,11 @@ class Job:
 
 @dataclass(frozen=True)
 class Failure:
-    """A file a job could not index, and why."""
+    """A file a job could not index, and why; ``seq`` is its place in the job."""
 
     name: str
     reason: str
+    seq: int = -1
 
 
 @dataclass(frozen=True)
