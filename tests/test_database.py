@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Connection, create_engine, delete, inspect, select
+from sqlalchemy.exc import DBAPIError
 
 from tests.servers import PostgresServer
 from webapp import create_app
@@ -21,6 +22,7 @@ from webapp.errors import Conflict, ModelMismatch, StoreUnavailable
 from webapp.migrations import current
 from webapp.models import ModelIdentity
 from webapp.runtime import EXTENSION
+from webapp.services import database as database_module
 from webapp.services.accounts import Accounts
 from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
@@ -30,6 +32,7 @@ from webapp.services.database import (
     collections,
     duplicate_groups,
     duplicate_members,
+    jobs,
     sqlite_url,
     users,
 )
@@ -359,3 +362,41 @@ def test_no_free_connection_in_the_pool_is_503(postgres: PostgresServer) -> None
                     pass
     finally:
         db.dispose()
+
+
+def test_a_lock_held_too_long_is_503_and_a_stuck_transaction_is_ended(
+    postgres: PostgresServer, tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker cut off in the middle of a transaction holds its job's row: a request waiting for it
+    gets 503 after LOCK_TIMEOUT, and the server ends the stuck session after IDLE_IN_TRANSACTION_TIMEOUT."""
+    monkeypatch.setattr(database_module, "LOCK_TIMEOUT", 1.0)
+    monkeypatch.setattr(database_module, "IDLE_IN_TRANSACTION_TIMEOUT", 3.0)
+    url = postgres.create_database("locks")
+    settings = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir)}
+    app = create_app({**settings, "DATABASE_URL": url})
+    client = app.test_client()
+    job = app.extensions[EXTENSION].jobs.create("folder", "/x", "queue")
+    worker = Database(url)  # the stuck worker's sessions are the app's kind
+    stuck = worker.engine.connect()
+    answers: list[tuple[int, str]] = []
+
+    def cancel() -> None:
+        response = client.delete(f"/api/v1/jobs/{job.id}")
+        answers.append((response.status_code, response.json["message" if response.status_code >= 400 else "status"]))
+
+    try:
+        stuck.begin()
+        stuck.execute(select(jobs.c.id).where(jobs.c.id == job.id).with_for_update())
+        waiting = threading.Thread(target=cancel, daemon=True)
+        waiting.start()
+        waiting.join(20)
+        assert not waiting.is_alive(), "still waiting for a row lock that is never released"
+        assert answers == [(503, "the database is busy: what this needs stayed locked for 1 s; try again")]
+        time.sleep(4)  # the stuck worker stays silent: the server ends its session, and its lock goes
+        assert client.delete(f"/api/v1/jobs/{job.id}").json["status"] == "cancelled"
+        with pytest.raises(DBAPIError):  # the stuck worker, back, finds its session ended
+            stuck.execute(select(jobs.c.id))
+    finally:
+        stuck.close()
+        worker.dispose()
+        app.extensions[EXTENSION].close()

@@ -39,6 +39,16 @@ log = logging.getLogger(__name__)
 # libpq's default is to wait forever: a database host that accepted the connection but never
 # answered (a hung server, a stuck proxy) held each request that needed a new connection.
 CONNECT_TIMEOUT = 5
+# Seconds a PostgreSQL statement may wait for a lock another session holds (lock_timeout), then 503.
+# PostgreSQL's default is to wait forever: a request behind a row lock that a stuck worker held
+# (a job's row, which every chunk's progress updates) waited with it.
+LOCK_TIMEOUT = 10.0
+# Seconds a session may sit idle inside a transaction before the server ends it and frees its locks
+# (idle_in_transaction_session_timeout). A worker machine cut off or paused in the middle of a
+# transaction otherwise holds its locks until the server notices, up to the OS's two-hour keepalive.
+# No transaction of the app waits on anything but the database.
+IDLE_IN_TRANSACTION_TIMEOUT = 60.0
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE past lock_timeout
 metadata = MetaData()
 
 # The tables as the latest migration leaves them (webapp/migrations/versions): queries use these.
@@ -186,6 +196,7 @@ class Database:
                 pool_timeout=10,
                 connect_args={"connect_timeout": CONNECT_TIMEOUT},
             )
+            event.listen(self.engine, "connect", _bound_waits)
         self._upgraded = False
 
     @contextmanager
@@ -203,7 +214,11 @@ class Database:
 
         with self._unavailable_as_503(), self.engine.begin() as conn:
             if self.dialect == "postgresql":  # several web and worker processes may start at once
+                # Wait for another process's migration however long it takes; the migration's own
+                # statements then wait for locks no longer than any other statement.
+                conn.execute(text("SET LOCAL lock_timeout = 0"))
                 conn.execute(text("SELECT pg_advisory_xact_lock(724311)"))
+                conn.execute(text(f"SET LOCAL lock_timeout = {round(LOCK_TIMEOUT * 1000)}"))
             upgrade(conn)
         self._upgraded = True
 
@@ -221,6 +236,10 @@ class Database:
         try:
             yield
         except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:  # waited LOCK_TIMEOUT
+                raise StoreUnavailable(
+                    f"the database is busy: what this needs stayed locked for {LOCK_TIMEOUT:g} s; try again"
+                ) from exc
             raise StoreUnavailable(f"the database cannot be reached ({_first_line(exc)}); try again") from exc
         except PoolTimeout as exc:  # every pooled connection is in use, for pool_timeout seconds
             raise StoreUnavailable("the database is busy: no connection was free in time; try again") from exc
@@ -228,6 +247,17 @@ class Database:
             if exc.connection_invalidated:
                 raise StoreUnavailable(f"the database connection was lost ({_first_line(exc)}); try again") from exc
             raise
+
+
+def _bound_waits(dbapi_connection: Any, _record: Any) -> None:
+    """Set a new PostgreSQL session's LOCK_TIMEOUT and IDLE_IN_TRANSACTION_TIMEOUT.
+
+    With SET, not libpq's ``options``: a PgBouncer refuses a connection that sends options.
+    """
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = {round(LOCK_TIMEOUT * 1000)}")
+        cursor.execute(f"SET idle_in_transaction_session_timeout = {round(IDLE_IN_TRANSACTION_TIMEOUT * 1000)}")
+    dbapi_connection.commit()  # a SET in a transaction rolled back would be undone
 
 
 def _first_line(exc: DBAPIError) -> str:
