@@ -54,6 +54,9 @@ def cluster(
         "WEBAPP_STORAGE_DIR": str(tmp_path / "shared"),
         "WEBAPP_JOB_CHUNK_SIZE": str(CHUNK),
         "WEBAPP_TASK_VISIBILITY_TIMEOUT": "8",
+        # Every process looks for a reindex's switch each second, not 5: a reindex waits twice that
+        # for all of them to follow before it drops the old collection.
+        "WEBAPP_LIBRARY_FOLLOW_SECONDS": "1",
         "WEBAPP_SECRET_KEY": "scale-out-test",
     }
     web: list[Server] = []
@@ -199,6 +202,9 @@ def test_a_reindex_started_on_one_machine_switches_every_machine_and_worker(clus
     job_url = second.url + started.json()["url"]  # followed on the other machine
     while (job := requests.get(job_url, timeout=10).json())["status"] in ("queued", "running"):
         answers.append(search(second.url, images[len(answers) % 20]))  # searches keep answering meanwhile
+        # A search every 0.2 s, not back to back: the reindex runs at idle priority, and searches
+        # without a pause on this 2-core machine starved it (36 s instead of 5 for this library).
+        time.sleep(0.2)
     assert job["status"] == "done" and job["processed"] == count, job
     assert answers and all(a["score"] > 0.99 for a in answers)
 
