@@ -153,7 +153,7 @@ def flask(data_dir: Path, model_dir: Path, *args: str, **extra: str) -> subproce
 def test_a_job_cut_off_by_a_killed_worker_resumes_without_duplicates(tmp_path: Path, model_dir: Path) -> None:
     folder = tmp_path / "import" / "crash"
     folder.mkdir(parents=True)
-    for i, data in enumerate(noise_images(600, seed=7)):
+    for i, data in enumerate(noise_images(300, seed=7)):
         (folder / f"{i:04d}.jpg").write_bytes(data)
     data_dir = tmp_path / "data"
     roots = {"WEBAPP_IMPORT_ROOTS": str(tmp_path / "import")}
@@ -167,7 +167,7 @@ def test_a_job_cut_off_by_a_killed_worker_resumes_without_duplicates(tmp_path: P
         wait_until(lambda: server.workers() not in ([], [worker]))  # Gunicorn starts a new worker
         state = requests.get(url).json()
         assert state["status"] == "interrupted"
-        assert 100 <= state["processed"] < 600
+        assert 100 <= state["processed"] < 300
     finally:
         server.stop()
 
@@ -185,17 +185,17 @@ def test_a_job_cut_off_by_a_killed_worker_resumes_without_duplicates(tmp_path: P
         assert requests.post(f"{url}/resume").status_code == 202
         wait_until(lambda: requests.get(url).json()["status"] == "done")
         final = requests.get(url).json()
-        assert final["processed"] == final["total"] == 600
-        assert final["added"] + final["duplicates"] == 600 and final["failed"] == 0
-        assert requests.get(f"{server.url}/api/v1/stats").json()["count"] == 600
+        assert final["processed"] == final["total"] == 300
+        assert final["added"] + final["duplicates"] == 300 and final["failed"] == 0
+        assert requests.get(f"{server.url}/api/v1/stats").json()["count"] == 300
     finally:
         server.stop()
     after = flask(data_dir, model_dir, "check")
-    assert after.returncode == 0 and "600 image files, 600 vectors" in after.stdout, after.stdout
+    assert after.returncode == 0 and "300 image files, 300 vectors" in after.stdout, after.stdout
     images = data_dir / "images"
-    assert len(list((images / "originals").rglob("*.jpg"))) == 600
+    assert len(list((images / "originals").rglob("*.jpg"))) == 300
     # A job leaves JPEGs' thumbnails to their first view; the repair above made those of what it re-embedded.
-    assert len(list((images / "thumbnails").rglob("*.jpg"))) < 600
+    assert len(list((images / "thumbnails").rglob("*.jpg"))) < 300
 
 
 def test_stalled_request_bodies_cannot_hold_every_thread(tmp_path: Path, model_dir: Path) -> None:
