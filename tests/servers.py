@@ -44,13 +44,15 @@ def free_port() -> int:
     raise RuntimeError(f"no free port found between {ABOVE_MILVUS} and {low}")
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+def _wait_for_port(
+    port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60, address: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited at start; see {log}:\n{log.read_text()[-2000:]}")
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+            if sock.connect_ex((address, port)) == 0:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"the server did not listen on {port} in {timeout} s; see {log}")
@@ -66,14 +68,71 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout: fl
             proc.wait()
 
 
+class CutOffHost:
+    """A second host on this machine that can be cut off from the network.
+
+    A network namespace joined to this one by a veth pair (``ip netns``, root only). A server
+    started in it with ``exec_prefix`` listens on ``address``. ``cut`` takes the link down: what is
+    sent to the host is then dropped unanswered, as when a machine is powered off or partitioned
+    away; a stopped process would not do, as its kernel still acknowledges what it is sent.
+    """
+
+    def __init__(self) -> None:
+        pid = os.getpid()  # each of pytest's workers has its own names and subnet
+        self.name = f"webapp-{pid}"
+        self.link, self.peer = f"wa{pid}h"[:15], f"wa{pid}n"[:15]
+        subnet = f"10.231.{pid % 250}"
+        self.gateway, self.address = f"{subnet}.1", f"{subnet}.2"  # this machine's side, the host's side
+
+    @staticmethod
+    def available() -> bool:
+        """Whether this process may make network namespaces (root, with iproute2)."""
+        return os.geteuid() == 0 and shutil.which("ip") is not None
+
+    def start(self) -> None:
+        self.remove()  # a namespace left by a killed run of the same pid
+        for argv in (
+            ["ip", "netns", "add", self.name],
+            ["ip", "link", "add", self.link, "type", "veth", "peer", "name", self.peer],
+            ["ip", "link", "set", self.peer, "netns", self.name],
+            ["ip", "addr", "add", f"{self.gateway}/30", "dev", self.link],
+            ["ip", "link", "set", self.link, "up"],
+            [*self.exec_prefix, "ip", "addr", "add", f"{self.address}/30", "dev", self.peer],
+            [*self.exec_prefix, "ip", "link", "set", self.peer, "up"],
+            [*self.exec_prefix, "ip", "link", "set", "lo", "up"],
+        ):
+            subprocess.run(argv, check=True, capture_output=True)
+
+    @property
+    def exec_prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.name]
+
+    def cut(self) -> None:
+        """Take the host's end of the link down: this machine keeps its route, and nothing answers.
+
+        (Taking this machine's end down would drop the route, and the sandbox's default route
+        leads to a proxy that answers anything.)
+        """
+        subprocess.run([*self.exec_prefix, "ip", "link", "set", self.peer, "down"], check=True)
+
+    def mend(self) -> None:
+        subprocess.run([*self.exec_prefix, "ip", "link", "set", self.peer, "up"], check=True)
+
+    def remove(self) -> None:
+        """Delete the namespace (which deletes its end of the pair, and so both)."""
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.link], capture_output=True)
+
+
 class PostgresServer:
     """One PostgreSQL cluster in a temporary folder, trust authentication on loopback only.
 
     The folder is made by mkdtemp under the system's temporary folder, not under pytest's
-    (which is private to root), so that the ``postgres`` user can reach it.
+    (which is private to root), so that the ``postgres`` user can reach it. On a ``CutOffHost``,
+    the server runs in that host's namespace and trusts connections from this machine's side.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, host: CutOffHost | None = None) -> None:
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
         if not bins:
             raise RuntimeError("PostgreSQL is not installed: run `make install-servers`")
@@ -84,9 +143,12 @@ class PostgresServer:
         self.log = self.folder / "postgres.log"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.host = host
+        self.address = host.address if host else "127.0.0.1"
 
     def _as_postgres(self, argv: list[str]) -> list[str]:
-        return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+        argv = ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+        return [*self.host.exec_prefix, *argv] if self.host else argv
 
     def start(self) -> None:
         """Create the cluster and start the server."""
@@ -96,21 +158,24 @@ class PostgresServer:
             shutil.chown(self.sockets, "postgres")
         initdb = [str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"]
         subprocess.run(self._as_postgres(initdb), check=True, capture_output=True)
+        if self.host:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.host.gateway}/32 trust\n")
         self._run()
 
     def _run(self) -> None:
         """Start the server on this cluster and wait until it accepts connections."""
         argv = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.sockets)]
-        argv += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]
+        argv += ["-c", f"listen_addresses={self.address}", "-c", "fsync=off", "-c", "max_connections=200"]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self._as_postgres(argv), stdout=out, stderr=subprocess.STDOUT)
-        _wait_for_port(self.port, self.proc, self.log)
+        _wait_for_port(self.port, self.proc, self.log, address=self.address)
         self._wait_ready()
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            ready = [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+            ready = [str(self.bin / "pg_isready"), "-h", self.address, "-p", str(self.port), "-U", "postgres"]
             if subprocess.run(ready, capture_output=True).returncode == 0:
                 return
             time.sleep(0.1)
@@ -118,13 +183,13 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         """Create a database and return its SQLAlchemy URL."""
-        createdb = [str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name]
+        createdb = [str(self.bin / "createdb"), "-h", self.address, "-p", str(self.port), "-U", "postgres", name]
         subprocess.run(createdb, check=True, capture_output=True)
         return self.url(name)
 
     def url(self, name: str) -> str:
         """Return the SQLAlchemy URL of a database on this server."""
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql+psycopg://postgres@{self.address}:{self.port}/{name}"
 
     def pid(self) -> int | None:
         """Return the postmaster's pid (runuser, its parent, does not pass signals on)."""

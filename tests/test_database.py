@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import Connection, create_engine, delete, inspect, select
+from sqlalchemy import Connection, create_engine, delete, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-from tests.servers import PostgresServer
+from tests.servers import CutOffHost, PostgresServer
 from webapp import create_app
 from webapp.errors import Conflict, ModelMismatch, StoreUnavailable
 from webapp.migrations import current
@@ -349,6 +349,72 @@ def test_a_database_that_never_answers_is_503_within_the_connect_timeout() -> No
         silent.close()
         for conn in accepted:
             conn.close()
+
+
+def within(seconds: float, call: Callable[[], object]) -> object:
+    """Return what ``call`` returns or raises, run in a thread; fail if it is still running after ``seconds``."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # noqa: BLE001 - the caller looks at what it was
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s"
+    return outcome[0]
+
+
+@pytest.mark.skipif(not CutOffHost.available(), reason="needs root and iproute2 for a network namespace")
+def test_a_database_host_gone_from_the_network_is_503_within_the_network_timeout(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine powered off or partitioned away acknowledges nothing: a request pinging a pooled
+    connection, and a statement in flight, give up after NETWORK_TIMEOUT, not the OS's ~15 minutes."""
+    monkeypatch.setattr(database_module, "NETWORK_TIMEOUT", 2.0)
+    host = CutOffHost()
+    host.start()
+    server = PostgresServer(host)
+    app = None
+    try:
+        server.start()
+        url = server.create_database("gone")
+        settings = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir)}
+        app = create_app({**settings, "DATABASE_URL": url})
+        client = app.test_client()
+        assert client.get("/api/v1/jobs").status_code == 200  # a pooled connection, pinged at the next request
+        statement = Database(url)
+
+        def sleep_on_the_server() -> None:
+            with statement.connect() as conn:
+                conn.execute(text("SELECT pg_sleep(60)"))
+
+        in_flight = threading.Thread(target=lambda: failures.append(within(20, sleep_on_the_server)), daemon=True)
+        failures: list[object] = []
+        in_flight.start()
+        time.sleep(1)  # the statement has reached the server
+        host.cut()
+        started = time.monotonic()
+        down = within(20, lambda: client.get("/api/v1/jobs"))
+        assert down.status_code == 503 and "database" in down.json["message"], down.json  # type: ignore[attr-defined]
+        assert time.monotonic() - started >= 2 * 0.8
+        in_flight.join(25)
+        [failure] = failures
+        assert isinstance(failure, StoreUnavailable) and "database cannot be reached" in failure.message
+        host.mend()
+        deadline = time.monotonic() + 15
+        while (status := client.get("/api/v1/jobs").status_code) != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == 200
+        statement.dispose()
+    finally:
+        if app is not None:
+            app.extensions[EXTENSION].close()
+        server.remove()
+        host.remove()
 
 
 def test_no_free_connection_in_the_pool_is_503(postgres: PostgresServer) -> None:

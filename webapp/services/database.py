@@ -49,6 +49,13 @@ LOCK_TIMEOUT = 10.0
 # No transaction of the app waits on anything but the database.
 IDLE_IN_TRANSACTION_TIMEOUT = 60.0
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE past lock_timeout
+# Seconds the database's host may leave what was sent to it unacknowledged (libpq's
+# tcp_user_timeout), or leave a statement in flight without answering TCP keepalives, before the
+# connection is dropped and the request answers 503. A host gone from the network (a partition, a
+# machine powered off) otherwise held each request that was using or pinging a connection for the
+# OS's retransmissions, about 15 minutes. A live server's kernel answers keepalives however long
+# a statement runs. Linux only: elsewhere libpq ignores tcp_user_timeout.
+NETWORK_TIMEOUT = 10.0
 metadata = MetaData()
 
 # The tables as the latest migration leaves them (webapp/migrations/versions): queries use these.
@@ -194,7 +201,7 @@ class Database:
                 pool_size=5,
                 max_overflow=10,
                 pool_timeout=10,
-                connect_args={"connect_timeout": CONNECT_TIMEOUT},
+                connect_args=_connect_args(),
             )
             event.listen(self.engine, "connect", _bound_waits)
         self._upgraded = False
@@ -247,6 +254,19 @@ class Database:
             if exc.connection_invalidated:
                 raise StoreUnavailable(f"the database connection was lost ({_first_line(exc)}); try again") from exc
             raise
+
+
+def _connect_args() -> dict[str, int]:
+    """libpq's socket settings: client-side only, so a PgBouncer in between accepts them."""
+    return {
+        "connect_timeout": CONNECT_TIMEOUT,
+        "tcp_user_timeout": round(NETWORK_TIMEOUT * 1000),
+        "keepalives": 1,
+        # First probe after half the bound idle; the user timeout ends the connection, not the count.
+        "keepalives_idle": max(1, round(NETWORK_TIMEOUT / 2)),
+        "keepalives_interval": max(1, round(NETWORK_TIMEOUT / 4)),
+        "keepalives_count": 3,
+    }
 
 
 def _bound_waits(dbapi_connection: Any, _record: Any) -> None:
