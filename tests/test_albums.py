@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from typing import Any
 
 import pytest
@@ -97,6 +98,47 @@ def test_an_upload_and_a_job_may_name_the_album(client: FlaskClient) -> None:
     wait_for_job(client, job.json["url"])
     assert ids_in(client, "trips") == {"photo.jpg", "a.jpg", "b.jpg"}
     assert ids_in(client, "trips/day1") == {"a.jpg"}
+
+
+class LegacyName(zipfile.ZipInfo):
+    """An entry whose name is written as the bytes given, with bit 11 (UTF-8) clear."""
+
+    def __init__(self, raw: bytes, extra: bytes = b"") -> None:
+        super().__init__(raw.decode("cp437"))  # how a reader that follows the format sees it
+        self.raw = raw
+        self.extra = extra
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # zipfile's own hook for the name's bytes
+        return self.raw, self.flag_bits & ~0x800
+
+
+def unicode_path(name: str, stands_for: bytes) -> bytes:
+    """Info-ZIP's Unicode Path extra field (0x7075): version 1, the CRC-32 of the name it stands for, the name."""
+    field = b"\x01" + zlib.crc32(stands_for).to_bytes(4, "little") + name.encode()
+    return (0x7075).to_bytes(2, "little") + len(field).to_bytes(2, "little") + field
+
+
+def test_a_zip_whose_names_are_utf8_without_saying_so_names_its_albums_as_its_maker_did(client: FlaskClient) -> None:
+    """macOS's Archive Utility and Info-ZIP's zip on Linux write UTF-8 names without setting bit 11,
+    which by the format means code page 437: "Öland" was read as "├ûland", and so named its album."""
+    images = noise_images(5, seed=58)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(LegacyName("Urlaub Öland/strand.jpg".encode()), images[0])  # macOS, Info-ZIP on Linux
+        zf.writestr(LegacyName("MÜNCHEN/kirche.jpg".encode("cp437")), images[1])  # code page 437, as the format says
+        legacy = b"_r_/ferry.jpg"  # a name in a legacy code page, with the real one beside it
+        zf.writestr(LegacyName(legacy, unicode_path("Ærø/ferry.jpg", legacy)), images[2])
+        zf.writestr(LegacyName(b"kept/old.jpg", unicode_path("renamed/old.jpg", b"other.jpg")), images[3])  # stale
+        zf.writestr("Café/flagged.jpg", images[4])  # bit 11 set, as Python and Windows 11 write
+    archive.seek(0)
+    job = client.post("/api/v1/jobs", data={"archive": (archive, "t.zip")}, content_type="multipart/form-data")
+    assert job.status_code == 202, job.json
+    assert wait_for_job(client, job.json["url"])["added"] == 5
+    assert ids_in(client, "Urlaub Öland") == {"strand.jpg"}
+    assert ids_in(client, "MÜNCHEN") == {"kirche.jpg"}
+    assert ids_in(client, "Ærø") == {"ferry.jpg"}
+    assert ids_in(client, "kept") == {"old.jpg"}
+    assert ids_in(client, "Café") == {"flagged.jpg"}
 
 
 @BOTH_STORES

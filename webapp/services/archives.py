@@ -9,11 +9,61 @@ import os
 import stat
 import struct
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from webapp.errors import Forbidden, InvalidInput, WebappError
 
 ARCHIVE_SUFFIXES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst"}
+
+
+UTF8_NAME = 0x800  # general purpose bit 11: the entry's name is in UTF-8
+UNICODE_PATH = 0x7075  # Info-ZIP's Unicode Path extra field: the name in UTF-8, beside a legacy one
+
+
+def entry_name(info: zipfile.ZipInfo) -> str:
+    """Return an entry's name as the archive's maker meant it.
+
+    Without bit 11 the format says a name is in code page 437, and zipfile decodes it so. But
+    macOS's Archive Utility, Info-ZIP's ``zip`` on Linux and many Windows tools write UTF-8 without
+    setting the bit: a folder "Öland" read as "├ûland", and so named its album. Such a name is taken
+    from Info-ZIP's Unicode Path field when one matches it, else as UTF-8 when its bytes are valid
+    UTF-8 (a code page 437 name with letters past ASCII almost never is: each would have to be a
+    box-drawing character followed by an accented one), else as code page 437.
+    """
+    if info.flag_bits & UTF8_NAME:
+        return info.filename
+    try:
+        raw = info.orig_filename.encode("cp437")  # the name's bytes, as zipfile decoded them
+    except UnicodeEncodeError:
+        return info.filename
+    name = _unicode_path(info.extra, raw)
+    if name is None:
+        if raw.isascii():
+            return info.filename
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return info.filename
+    return name.split("\x00", 1)[0]  # as zipfile cuts a name at a NUL
+
+
+def _unicode_path(extra: bytes, raw: bytes) -> str | None:
+    """Return the UTF-8 name of Info-ZIP's Unicode Path field, if there is one written for ``raw``."""
+    at = 0
+    while at + 4 <= len(extra):
+        kind, size = struct.unpack("<HH", extra[at : at + 4])
+        field = extra[at + 4 : at + 4 + size]
+        at += 4 + size
+        # Version 1, then the CRC-32 of the name it stands for (a tool that renamed the entry
+        # without updating the field leaves it stale), then the name.
+        if kind == UNICODE_PATH and len(field) >= 5 and field[0] == 1:
+            if struct.unpack("<I", field[1:5])[0] == zlib.crc32(raw):
+                try:
+                    return field[5:].decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+    return None
 
 
 def refusal(info: zipfile.ZipInfo, limit: int) -> WebappError | None:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from webapp.errors import Forbidden, InvalidInput, WebappError
 from webapp.services.adding import Entry
-from webapp.services.archives import damage, refusal
+from webapp.services.archives import damage, entry_name, refusal
 
 # Files named as images are loaded, whatever their content turns out to be. JPEGs go by two more
 # names: .jfif (as Windows saved them from browsers) and .mpo (a 3D camera's two pictures in one file).
@@ -68,6 +68,7 @@ class ZipArchive:
     def __init__(self, path: Path, limit: int) -> None:
         self.limit = limit
         self._listed: list[zipfile.ZipInfo] | None = None
+        self._by_name: dict[str, zipfile.ZipInfo] = {}
         try:
             self.zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as exc:
@@ -75,11 +76,15 @@ class ZipArchive:
 
     def _entries(self) -> list[zipfile.ZipInfo]:
         if self._listed is None:
+            for info in self.zip.infolist():
+                # zipfile opens an entry by its orig_filename, which stays as it was read.
+                info.filename = entry_name(info)
             self._listed = [
                 info
                 for info in self.zip.infolist()
                 if not info.is_dir() and (is_candidate(info.filename) or refusal(info, self.limit) is not None)
             ]
+            self._by_name = {info.filename: info for info in self._listed}  # the last of a name, as getinfo()
         return self._listed
 
     def names(self) -> list[str]:
@@ -90,7 +95,7 @@ class ZipArchive:
         try:
             # By position: two entries may have the same name, and getinfo() finds only the last.
             entries = self._entries()
-            info = entries[seq] if seq < len(entries) and entries[seq].filename == name else self.zip.getinfo(name)
+            info = entries[seq] if seq < len(entries) and entries[seq].filename == name else self._by_name[name]
             refused = refusal(info, self.limit)
             if refused is not None:
                 return Entry.at(name, refused)
