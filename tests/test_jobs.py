@@ -69,6 +69,38 @@ def test_folder_job_with_good_duplicate_and_broken_files(
     assert client.get("/api/v1/stats").json["count"] == 2
 
 
+def test_files_named_in_bytes_that_are_not_utf8_are_loaded_with_those_bytes_shown(
+    app: Flask, client: FlaskClient
+) -> None:
+    """A Latin-1 name from an old NAS, or what unzip made of an old Windows zip: one such file
+    crashed the listing of its whole job, which then stayed queued forever."""
+    folder = os.fsencode(import_folder(app, "legacy"))
+    os.mkdir(folder + b"/\xd6land")
+    for name, image in zip(
+        [b"/\xd6land/Stra\xdfe.jpg", b"/caf\xe9.jpg", b"/plain.jpg"], noise_images(3, seed=91), strict=True
+    ):
+        Path(os.fsdecode(folder + name)).write_bytes(image)
+    job = wait_for_job(client, start(client, json={"folder": os.fsdecode(folder)})["url"])
+    assert_counts_add_up(job)
+    assert (job["added"], job["failed"]) == (3, 0)
+    listed = {(image["album"], image["filename"]) for image in client.get("/api/v1/images").json}
+    assert listed == {("\\xd6land", "Stra\\xdfe.jpg"), ("", "caf\\xe9.jpg"), ("", "plain.jpg")}
+    assert client.get("/library", query_string={"album": "\\xd6land"}).status_code == 200
+
+
+def test_a_job_whose_listing_fails_unexpectedly_is_failed_not_left_queued(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = import_folder(app, "unlistable")
+
+    def crash(_self: Any) -> list[str]:
+        raise RuntimeError("something the code did not expect")
+
+    monkeypatch.setattr("webapp.services.sources.Folder.names", crash)
+    job = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
+    assert (job["status"], job["error"]) == ("failed", "an unexpected error stopped the job (its worker logged it)")
+
+
 def test_a_job_reads_its_files_in_batches_of_bounded_bytes(
     app: Flask, client: FlaskClient, photos: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:

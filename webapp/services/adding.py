@@ -25,14 +25,17 @@ class Entry:
     album: str = ""
 
     @classmethod
-    def at(cls, path: str, data: bytes | WebappError) -> Entry:
-        """Return the entry of a file at ``path`` relative to a loaded root: its album is the folder."""
-        return cls(clean_filename(path), data, album_of_item(path))
+    def at(cls, path: str, data: bytes | WebappError, posix: bool = False) -> Entry:
+        """Return the entry of a file at ``path`` relative to a loaded root: its album is the folder.
+
+        ``posix``: the path is this machine's, where a backslash is part of a name, not a separator.
+        """
+        return cls(clean_filename(path, posix), data, album_of_item(path))
 
 
-def clean_filename(name: str | None) -> str:
+def clean_filename(name: str | None, posix: bool = False) -> str:
     """Keep only the last path component of a client's file name, without control characters."""
-    base = re.split(r"[\\/]", name or "")[-1]
+    base = re.split(r"/" if posix else r"[\\/]", name or "")[-1]
     return _UNSAFE.sub("", base).strip()[:255] or "unnamed"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import zipfile
 from collections.abc import Iterator
@@ -35,6 +36,29 @@ def is_candidate(name: str) -> bool:
     if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
         return False
     return PurePosixPath(parts[-1]).suffix.lower() in IMAGE_SUFFIXES
+
+
+# A file name that is not UTF-8 on disk (Latin-1 from an old NAS, what unzip made of an old Windows
+# zip) comes from os.walk with lone surrogates, which neither a database nor JSON can hold: one such
+# file crashed the listing of its whole job. It is listed with each byte that is not UTF-8 written as
+# \xNN, as Python prints it, and read back from those bytes.
+ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
+
+
+def _listed_name(name: str) -> str:
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _path_of(root: Path, name: str) -> Path:
+    """Return the file a listed name stands for (a literal \\xNN in a name on disk is found first)."""
+    path = root / name
+    if "\\x" in name and not os.path.lexists(path):
+        path = root / os.fsdecode(ESCAPED_BYTE.sub(lambda m: bytes([int(m[1], 16)]), name.encode()))
+    return path
 
 
 def _too_large(size: int, limit: int) -> WebappError | None:
@@ -132,21 +156,21 @@ class Folder:
                 path = Path(folder) / name
                 rel = path.relative_to(self.root).as_posix()
                 if is_candidate(rel) and self._inside(path):
-                    found.append(rel)
+                    found.append(_listed_name(rel))
         return found
 
     def read(self, seq: int, name: str) -> Entry:
-        path = self.root / name
+        path = _path_of(self.root, name)
         try:
             if not self._inside(path):
-                return Entry.at(name, Forbidden("the file links outside the folder"))
+                return Entry.at(name, Forbidden("the file links outside the folder"), posix=True)
             info = path.stat()
             if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
-                return Entry.at(name, InvalidInput("not a regular file"))
+                return Entry.at(name, InvalidInput("not a regular file"), posix=True)
             error = _too_large(info.st_size, self.limit)
-            return Entry.at(name, error or path.read_bytes())
+            return Entry.at(name, error or path.read_bytes(), posix=True)
         except (OSError, RuntimeError) as exc:
-            return Entry.at(name, InvalidInput(f"cannot read the file ({_reason(exc)})"))
+            return Entry.at(name, InvalidInput(f"cannot read the file ({_reason(exc)})"), posix=True)
 
 
 def allowed_folder(folder: str, roots: list[str]) -> Path:

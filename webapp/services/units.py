@@ -119,6 +119,10 @@ class UnitsOfWork:
         except WebappError as exc:
             self.store.move(job_id, JobStatus.FAILED, exc.message)
             return []
+        except Exception:  # failed, not left queued forever (a redelivery would only crash again)
+            log.exception("job %s could not list its files", job_id)
+            self.store.move(job_id, JobStatus.FAILED, "an unexpected error stopped the job (its worker logged it)")
+            return []
         self.store.move(job_id, JobStatus.RUNNING)
         return self.store.pending_chunks(job_id)
 
