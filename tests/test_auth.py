@@ -14,8 +14,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.conftest import csrf_token, noise_images
+from tests.conftest import csrf_token, noise_images, wait_for_job
 from webapp import create_app
+from webapp.errors import InvalidInput
 from webapp.runtime import EXTENSION, runtime
 from webapp.services.accounts import Accounts
 from webapp.services.database import tokens as token_table
@@ -226,6 +227,42 @@ def test_a_signed_in_person_works_through_the_pages_and_signs_out(secured: dict[
     assert client.get("/").status_code == 302  # the session ended
     viewer_home = signed_in(secured["app"], "viewer-person").get("/").get_data(as_text=True)
     assert "Add images" not in viewer_home  # no link to what the role may not do
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+def test_a_nul_in_a_name_is_told_apart_not_a_server_error(tmp_path: Path, model_dir: Path, database: str) -> None:
+    """PostgreSQL's text holds no NUL, which SQLite takes: names with one were 500s there."""
+    app = make_app(tmp_path, model_dir, DATABASE_URL=database)
+    accounts = people(app)
+    accounts.create_user("ada", Role.ADMIN, PASSWORD)
+    client = app.test_client()
+    token = csrf_token(client, "/login")
+    wrong = client.post("/login", data={"name": "ada\x00", "password": PASSWORD, "csrf_token": token})
+    assert wrong.status_code == 401 and "do not match" in wrong.get_data(as_text=True)
+    client = signed_in(app, "ada")
+    token = csrf_token(client, "/account")
+    shown = client.post("/account/tokens", data={"name": "back\x00up", "role": "viewer", "csrf_token": token})
+    assert shown.status_code == 200
+    assert [t.name for t in accounts.tokens("ada")] == ["backup"]
+    gone = client.post("/account/users/no%00body/delete", data={"csrf_token": token})
+    assert gone.status_code == 404
+    editor = accounts.create_token("ada", Role.EDITOR)[1]
+    files = [
+        (io.BytesIO(image), name)
+        for image, name in zip(noise_images(2, seed=94), ["x\x00y.jpg", "ok.jpg"], strict=True)
+    ]
+    job = client.post("/api/v1/jobs", data={"files": files}, headers=bearer(editor), content_type="multipart/form-data")
+    assert job.status_code == 202, job.json
+    finished = wait_for_job(client, job.json["url"])
+    assert (finished["added"], finished["failed"]) == (2, 0)
+    assert {i["filename"] for i in client.get("/api/v1/images").json} == {"xy.jpg", "ok.jpg"}
+    with app.app_context():
+        db = runtime().database
+    if db.dialect == "postgresql":  # SQLite takes a NUL; PostgreSQL refuses it, for any statement: 422
+        with pytest.raises(InvalidInput, match="NUL"), db.connect() as conn:
+            conn.execute(token_table.update().values(name="a\x00b"))
+    assert sorted(t.name for t in accounts.tokens("ada")) == ["backup", "token"]  # and nothing was stored
+    app.extensions[EXTENSION].close()
 
 
 def test_the_session_cookie_is_httponly_lax_and_secure_in_production(tmp_path: Path, model_dir: Path) -> None:

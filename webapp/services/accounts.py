@@ -20,6 +20,7 @@ from webapp.services.database import Database, login_failures, tokens, users
 from webapp.services.roles import Role
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # dropped from a token's name (PostgreSQL's text takes no NUL)
 MIN_PASSWORD, MAX_PASSWORD = 10, 1024  # OWASP: long passphrases allowed, no composition rules
 TOKEN_PREFIX = "ris_"
 FAILURE_WINDOW = 15 * 60  # seconds during which failed logins count
@@ -101,6 +102,8 @@ class Accounts:
 
     def user_named(self, name: str) -> User:
         """Return the account called ``name``."""
+        if not NAME.fullmatch(name):  # no account has such a name (nor could PostgreSQL compare a NUL)
+            raise NotFound(f"no account named {name!r}")
         with self.db.connect() as conn:
             row = conn.execute(select(users).where(users.c.name == name)).first()
         if row is None:
@@ -138,7 +141,10 @@ class Accounts:
 
     def authenticate(self, name: str, password: str, address: str) -> User | None:
         """Return the account if the password is right; count failures, and refuse after too many."""
-        keys = {f"user:{name[:100]}": MAX_FAILURES_PER_ACCOUNT, f"ip:{address[:100]}": MAX_FAILURES_PER_ADDRESS}
+        # A name no account can have shares one count (it may hold a NUL, which PostgreSQL refuses).
+        possible = NAME.fullmatch(name) is not None
+        user_key = f"user:{name}" if possible else "user:(not an account name)"
+        keys = {user_key: MAX_FAILURES_PER_ACCOUNT, f"ip:{address[:100]}": MAX_FAILURES_PER_ADDRESS}
         now = time.time()
         with self.db.connect() as conn:
             for key, limit in keys.items():
@@ -149,7 +155,7 @@ class Accounts:
                 if count >= limit:
                     wait = max(1, int(oldest + FAILURE_WINDOW - now) + 1)
                     raise TooManyAttempts(f"too many failed logins; try again in {wait} s", wait)
-            row = conn.execute(select(users).where(users.c.name == name)).first()
+            row = conn.execute(select(users).where(users.c.name == name)).first() if possible else None
         stored = row.password_hash if row is not None else self._dummy_hash
         try:
             self.hasher.verify(stored, password)
@@ -161,7 +167,7 @@ class Accounts:
                 conn.execute(delete(login_failures).where(login_failures.c.at < now - FAILURE_WINDOW))
                 conn.execute(insert(login_failures), [{"key": key, "at": now} for key in keys])
                 return None
-            conn.execute(delete(login_failures).where(login_failures.c.key == f"user:{name[:100]}"))
+            conn.execute(delete(login_failures).where(login_failures.c.key == user_key))
             if self.hasher.check_needs_rehash(stored):
                 conn.execute(update(users).where(users.c.id == row.id).values(password_hash=self.hasher.hash(password)))
         return User.from_row(row)
@@ -176,7 +182,7 @@ class Accounts:
         user = self.user_named(owner)
         if not user.role.allows(role):
             raise InvalidInput(f"a token of {owner} may have at most the role {user.role} (asked: {role})")
-        name = (name or "token").strip()[:64]
+        name = CONTROL.sub("", name or "").strip()[:64] or "token"
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_id = secrets.token_hex(4)
         with self.db.connect() as conn:

@@ -33,6 +33,11 @@ class Entry:
         return cls(clean_filename(path, posix), data, album_of_item(path))
 
 
+def clean_path(name: str | None, default: str = "unnamed") -> str:
+    """Return a client's file name, folders kept (they make albums), without control characters."""
+    return _UNSAFE.sub("", name or "").strip() or default
+
+
 def clean_filename(name: str | None, posix: bool = False) -> str:
     """Keep only the last path component of a client's file name, without control characters."""
     base = re.split(r"/" if posix else r"[\\/]", name or "")[-1]

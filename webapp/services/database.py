@@ -28,10 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from webapp.errors import StoreUnavailable
+from webapp.errors import InvalidInput, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +250,12 @@ class Database:
             raise StoreUnavailable(f"the database cannot be reached ({_first_line(exc)}); try again") from exc
         except PoolTimeout as exc:  # every pooled connection is in use, for pool_timeout seconds
             raise StoreUnavailable("the database is busy: no connection was free in time; try again") from exc
+        except DataError as exc:
+            # PostgreSQL's text holds no NUL, which SQLite takes: a client's name with one (a login,
+            # a token's name) was a 500 there. The transaction is rolled back: nothing is stored.
+            if "NUL" in str(exc.orig):
+                raise InvalidInput("text with a NUL character (\\0) cannot be stored; remove it") from exc
+            raise
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise StoreUnavailable(f"the database connection was lost ({_first_line(exc)}); try again") from exc

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WebappError
+from webapp.services.adding import clean_path
 from webapp.services.archives import check_archive
 from webapp.services.jobs import RESUMABLE, Failure, Job, JobStatus
 from webapp.services.sources import allowed_folder
@@ -70,7 +71,7 @@ class Ingestion(UnitsOfWork):
                 upload.save(folder / f"{seq:06d}")
         label = f"{len(uploads)} uploaded file{'s' if len(uploads) != 1 else ''}"
         job = self.store.create("files", label, queue.owner, job_id=job_id, album=album)
-        self.store.set_items(job_id, [u.filename or "unnamed" for u in uploads], self.chunk_size)
+        self.store.set_items(job_id, [clean_path(u.filename) for u in uploads], self.chunk_size)
         return self._submit(job)
 
     def start_archive(self, upload: Upload, album: str = "") -> Job:
@@ -81,7 +82,7 @@ class Ingestion(UnitsOfWork):
             upload.save(folder / "archive.zip")
             limits = self.limits
             check_archive(folder / "archive.zip", limits.max_archive_entries, limits.max_archive_expanded_bytes)
-        name = upload.filename or "archive.zip"
+        name = clean_path(upload.filename, "archive.zip")
         return self._submit(self.store.create("archive", name, queue.owner, None, job_id, album))
 
     def cancel(self, job_id: str) -> Job:
