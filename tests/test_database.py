@@ -4,6 +4,7 @@ and the job store's transitions and exact counting, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import functools
+import io
 import socket
 import sqlite3
 import threading
@@ -16,6 +17,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import Connection, create_engine, delete, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
+from tests.conftest import noise_images, wait_for_job
 from tests.servers import CutOffHost, PostgresServer
 from webapp import create_app
 from webapp.errors import Conflict, ModelMismatch, StoreUnavailable
@@ -34,6 +36,7 @@ from webapp.services.database import (
     duplicate_members,
     jobs,
     sqlite_url,
+    tokens,
     users,
 )
 from webapp.services.group_claims import Claim, put_back, take
@@ -466,3 +469,67 @@ def test_a_lock_held_too_long_is_503_and_a_stuck_transaction_is_ended(
         stuck.close()
         worker.dispose()
         app.extensions[EXTENSION].close()
+
+
+def test_a_library_moves_from_sqlite_to_postgresql_and_back_with_every_row(
+    tmp_path: Path, model_dir: Path, postgres: PostgresServer
+) -> None:
+    """`db copy`: accounts, tokens, jobs, albums and which collection holds the library with which
+    model all move; a new database would have bound the library afresh (after a reindex, to an
+    empty collection) and lost every account."""
+    password = "a long password"
+    settings = {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir), "AUTH": "on"}
+    laptop = create_app({**settings, "SECRET_KEY": "k"})
+    rt = laptop.extensions[EXTENSION]
+    rt.accounts.create_user("ada", Role.ADMIN, password)
+    secret = rt.accounts.create_token("ada", Role.EDITOR, "script")[1]
+    client = laptop.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+    one, two = noise_images(2, seed=95)
+    added = client.post("/api/v1/images", data={"image": (io.BytesIO(one), "a.jpg"), "album": "trips"})
+    assert added.status_code == 201, added.json
+    job = client.post("/api/v1/jobs", data={"files": [(io.BytesIO(two), "b.jpg")]})
+    assert job.status_code == 202, job.json
+    assert wait_for_job(client, job.json["url"])["added"] == 1
+    with rt.database.connect() as conn:  # a name stored with a NUL before SQLite's names were cleaned
+        conn.execute(tokens.update().where(tokens.c.name == "script").values(name="scr\x00ipt"))
+    before = _every_row(rt.database)
+    url = postgres.create_database("moved")
+
+    copied = laptop.test_cli_runner().invoke(args=["db", "copy", "--to", url])
+    assert copied.exit_code == 0, copied.output
+    assert "users: 1 rows" in copied.output and "1 values lost a NUL character" in copied.output
+    again = laptop.test_cli_runner().invoke(args=["db", "copy", "--to", url])
+    assert again.exit_code != 0 and "already holds rows" in again.output
+    rt.close()
+
+    moved = Database(url)
+    after = _every_row(moved)
+    before["tokens"] = [tuple(v.replace("\x00", "") if isinstance(v, str) else v for v in r) for r in before["tokens"]]
+    assert after == before and after["collections"] and after["images"] and after["job_items"]
+    moved.dispose()
+    server = create_app({**settings, "SECRET_KEY": "k", "DATABASE_URL": url})
+    client = server.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"  # the token still works
+    listed = client.get("/api/v1/images")
+    assert listed.status_code == 200 and {(i["filename"], i["album"]) for i in listed.json} == {
+        ("a.jpg", "trips"),
+        ("b.jpg", ""),
+    }
+    assert [j["id"] for j in client.get("/api/v1/jobs").json] == [job.json["id"]]
+    server.extensions[EXTENSION].accounts.create_user("bob", Role.VIEWER, password)  # numbering goes on
+    back = server.test_cli_runner().invoke(args=["db", "copy", "--to", sqlite_url(tmp_path / "back.sqlite")])
+    assert back.exit_code == 0, back.output
+    server.extensions[EXTENSION].close()
+    returned = Database(sqlite_url(tmp_path / "back.sqlite"))
+    assert {name: len(rows) for name, rows in _every_row(returned).items()} == {
+        name: len(rows) + (name == "users") for name, rows in after.items()
+    }
+    returned.dispose()
+
+
+def _every_row(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    with db.connect() as conn:
+        return {
+            t.name: sorted(tuple(r) for r in conn.execute(select(t))) for t in database_module.metadata.sorted_tables
+        }

@@ -101,6 +101,29 @@ def upgrade_command() -> None:
     click.echo(f"{db.engine.url.render_as_string(hide_password=True)} is at revision {revision}")
 
 
+@db_group.command("copy")
+@click.option("--to", "url", required=True, help="The empty database to copy into (an SQLAlchemy URL).")
+@with_appcontext
+def copy_command(url: str) -> None:
+    """Copy every table of the configured database into another, empty one (SQLite to PostgreSQL, or back).
+
+    Stop the app and its workers first. Then set WEBAPP_DATABASE_URL to the copy.
+    """
+    from webapp.services.database import Database
+    from webapp.services.db_copy import copy_database
+
+    source = runtime().database
+    target = Database(url)
+    try:
+        copied = copy_database(source, target, click.echo)
+    except WebappError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        target.dispose()
+    shown = target.engine.url.render_as_string(hide_password=True)
+    click.echo(f"copied {sum(copied.values())} rows into {shown}; start the app with WEBAPP_DATABASE_URL set to it")
+
+
 def init_app(app: Flask) -> None:
     """Register the commands."""
     app.cli.add_command(worker_command)
