@@ -89,6 +89,34 @@ def test_files_named_in_bytes_that_are_not_utf8_are_loaded_with_those_bytes_show
     assert client.get("/library", query_string={"album": "\\xd6land"}).status_code == 200
 
 
+def test_a_folder_that_cannot_be_listed_is_a_failure_of_the_job_not_passed_over(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sub-folder of another user (no permission): os.walk passed over it without a word, and the
+    job ended done without its photos. Root reads every folder, so the refusal is made here."""
+    folder = import_folder(app, "shared")
+    for sub, image in zip(["open", "locked"], noise_images(2, seed=96), strict=True):
+        (folder / sub).mkdir()
+        (folder / sub / "photo.jpg").write_bytes(image)
+    root = import_folder(app, "closed")
+    scandir, refused = os.scandir, {str(folder / "locked"), str(root)}
+
+    def refusing(path: Any) -> Any:
+        if str(path) in refused:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    job = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
+    assert_counts_add_up(job)
+    assert (job["added"], job["failed"]) == (1, 1)
+    assert job["failures"] == [
+        {"name": "locked/", "reason": "the folder cannot be read (permission denied): its files were not loaded"}
+    ]
+    closed = wait_for_job(client, start(client, json={"folder": str(root)})["url"])
+    assert (closed["status"], closed["error"]) == ("failed", "the folder cannot be read (permission denied)")
+
+
 def test_a_job_whose_listing_fails_unexpectedly_is_failed_not_left_queued(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -149,8 +149,20 @@ class Folder:
             return True
 
     def names(self) -> list[str]:
+        """Image files, and folders that could not be listed (each reported as one failure).
+
+        os.walk passes over a folder it cannot list (no permission, as for a folder of another
+        user on a NAS): its photos were left out without a word, and the job ended done.
+        """
         found = []
-        for folder, dirs, files in os.walk(self.root):
+
+        def unreadable(exc: OSError) -> None:
+            path = Path(exc.filename) if exc.filename else self.root
+            if path == self.root:
+                raise InvalidInput(f"the folder cannot be read ({_reason(exc)})") from exc
+            found.append(_listed_name(path.relative_to(self.root).as_posix()) + "/")
+
+        for folder, dirs, files in os.walk(self.root, onerror=unreadable):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
                 path = Path(folder) / name
@@ -161,6 +173,8 @@ class Folder:
 
     def read(self, seq: int, name: str) -> Entry:
         path = _path_of(self.root, name)
+        if name.endswith("/"):
+            return Entry.at(name, _unlisted(path), posix=True)
         try:
             if not self._inside(path):
                 return Entry.at(name, Forbidden("the file links outside the folder"), posix=True)
@@ -171,6 +185,16 @@ class Folder:
             return Entry.at(name, error or path.read_bytes(), posix=True)
         except (OSError, RuntimeError) as exc:
             return Entry.at(name, InvalidInput(f"cannot read the file ({_reason(exc)})"), posix=True)
+
+
+def _unlisted(folder: Path) -> InvalidInput:
+    """Say why a folder the job's listing could not enter was left out."""
+    try:
+        with os.scandir(folder):
+            pass
+    except OSError as exc:
+        return InvalidInput(f"the folder cannot be read ({_reason(exc)}): its files were not loaded")
+    return InvalidInput("the folder could not be read when the job listed its files: load it again")
 
 
 def allowed_folder(folder: str, roots: list[str]) -> Path:
