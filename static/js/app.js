@@ -332,7 +332,33 @@
     });
   }
 
+  // The server writes times in UTC; each is shown in the reader's own zone, with UTC in its tooltip.
+  function pad(number) {
+    return (number < 10 ? "0" : "") + number;
+  }
+
+  function zoneLabel(date) {
+    var east = -date.getTimezoneOffset(); // minutes ahead of UTC, on that date (summer time counts)
+    if (east === 0) {
+      return "UTC";
+    }
+    var minutes = Math.abs(east) % 60;
+    return "UTC" + (east > 0 ? "+" : "-") + Math.floor(Math.abs(east) / 60) + (minutes ? ":" + pad(minutes) : "");
+  }
+
+  function showLocalTime(node) {
+    var date = new Date(node.getAttribute("datetime"));
+    if (isNaN(date.getTime())) {
+      return;
+    }
+    node.title = node.textContent.trim();
+    node.textContent =
+      date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " " +
+      pad(date.getHours()) + ":" + pad(date.getMinutes()) + " " + zoneLabel(date);
+  }
+
   function init() {
+    document.querySelectorAll("time[datetime]").forEach(showLocalTime);
     document.querySelectorAll("input[data-album-suggest]").forEach(setupAlbumSuggestions);
     document.querySelectorAll(".dropzone").forEach(setupDropzone);
     document.querySelectorAll("[data-job-url]").forEach(setupJobPage);

@@ -111,13 +111,22 @@ class Console:
 
 @contextmanager
 def browsing(
-    browser: Browser, server: Server, viewport: str = "desktop", console: Console | None = None
+    browser: Browser,
+    server: Server,
+    viewport: str = "desktop",
+    console: Console | None = None,
+    timezone_id: str | None = None,
 ) -> Iterator[Page]:
     """Open a fresh browser context on the app; fail if any page logs an error or throws."""
     console = console or Console()
     phone = viewport == "phone"
     context = browser.new_context(
-        base_url=server.url, viewport=VIEWPORTS[viewport], is_mobile=phone, has_touch=phone, device_scale_factor=1
+        base_url=server.url,
+        viewport=VIEWPORTS[viewport],
+        is_mobile=phone,
+        has_touch=phone,
+        device_scale_factor=1,
+        timezone_id=timezone_id,
     )
     context.set_default_timeout(30_000)
     context.on("console", console.on_console)

@@ -5,13 +5,24 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import requests
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import noise_images
-from tests.e2e.conftest import Console, add_images, check_accessibility, file_payload, load_all_images, photo_files
+from tests.e2e.conftest import (
+    Console,
+    add_images,
+    browsing,
+    check_accessibility,
+    file_payload,
+    load_all_images,
+    photo_files,
+    run_job,
+)
 from tests.test_gunicorn import Server
 
 # Notes every value the job page's progress bar takes, from the server's rendering on.
@@ -182,3 +193,19 @@ def test_a_tiff_shows_on_its_page_as_a_jpeg_copy_and_downloads_as_it_came(
         page.get_by_role("link", name="Download the original").click()
     saved = download.value.path()
     assert download.value.suggested_filename == "scan.tiff" and saved.read_bytes() == scan.getvalue()
+
+
+def test_times_show_in_the_readers_time_zone_with_utc_in_the_tooltip(
+    browser: Browser, server: Server, photos: dict[str, bytes]
+) -> None:
+    """The server writes UTC ("2026-12-03 11:52 UTC"); a reader in India sees 17:22 there, UTC+5:30."""
+    ids = add_images(server, photo_files(photos, "rocket"))
+    run_job(server, photo_files(photos, "coffee"))
+    with browsing(browser, server, timezone_id="Asia/Kolkata") as page:
+        for path in (f"/images/{ids['rocket.jpg']}", "/jobs"):
+            page.goto(path)
+            shown = page.locator("time").first
+            moment = datetime.fromisoformat(str(shown.get_attribute("datetime")))
+            local = moment.astimezone(ZoneInfo("Asia/Kolkata")).strftime("%Y-%m-%d %H:%M")
+            expect(shown).to_have_text(f"{local} UTC+5:30")
+            assert shown.get_attribute("title") == moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"), path
