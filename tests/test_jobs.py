@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.conftest import WIDE_GAMUT_PHOTO, heic, mpo, noise_images, png, wait_for_job
+from tests.conftest import WIDE_GAMUT_PHOTO, csrf_token, heic, mpo, noise_images, png, wait_for_job
 from webapp.runtime import EXTENSION
 from webapp.services import units
 from webapp.services.imaging import content_id
@@ -284,6 +284,22 @@ def test_cancel_then_resume_adds_everything_once(app: Flask, client: FlaskClient
 def test_unknown_job_is_404(client: FlaskClient) -> None:
     for response in (client.get("/api/v1/jobs/nope"), client.delete("/api/v1/jobs/nope")):
         assert response.status_code == 404 and response.json["code"] == 404
+    # A NUL in the id reached the database, and PostgreSQL, whose text holds none, answered a 500.
+    for job in ("a%00b", "f" * 31 + "%00", "F" * 32, "f" * 32):
+        for method, path in [
+            ("GET", f"/api/v1/jobs/{job}"),
+            ("DELETE", f"/api/v1/jobs/{job}"),
+            ("GET", f"/api/v1/jobs/{job}/failures"),
+            ("POST", f"/api/v1/jobs/{job}/resume"),
+            ("GET", f"/jobs/{job}"),
+            ("GET", f"/jobs/{job}/failures.csv"),
+            ("POST", f"/jobs/{job}/cancel"),
+            ("POST", f"/jobs/{job}/resume"),
+        ]:
+            form = {"csrf_token": csrf_token(client)} if method == "POST" and path.startswith("/jobs") else None
+            response = client.open(path, method=method, data=form)
+            assert response.status_code == 404, (method, path, response.status_code)
+            assert response.is_json == path.startswith("/api/"), path
 
 
 def test_jobs_are_listed_newest_first_with_pagination(app: Flask, client: FlaskClient) -> None:

@@ -35,9 +35,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 def _register_extensions(app: Flask) -> None:
     from webapp import auth, extensions, logs, metrics, multipart, security
-    from webapp.converters import Sha256Converter
+    from webapp.converters import JobIdConverter, Sha256Converter
 
     app.url_map.converters["sha256"] = Sha256Converter
+    app.url_map.converters["job_id"] = JobIdConverter
     multipart.install()
     logs.init_app(app)
     rt = app.extensions["webapp"]
@@ -50,6 +51,7 @@ def _register_extensions(app: Flask) -> None:
     for name, scheme in auth.SECURITY_SCHEMES.items():
         extensions.api.spec.components.security_scheme(name, scheme)
     extensions.api.register_converter(Sha256Converter, Sha256Converter.openapi)
+    extensions.api.register_converter(JobIdConverter, JobIdConverter.openapi)
 
 
 def _register_blueprints(app: Flask) -> None:

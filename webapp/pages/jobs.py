@@ -76,7 +76,7 @@ def jobs_page() -> str | Response:
     return render_template("jobs.html", jobs=jobs, pager=pager)
 
 
-@blp.get("/jobs/<job_id>")
+@blp.get("/jobs/<job_id:job_id>")
 @requires(Role.VIEWER)
 def job_page(job_id: str) -> str:
     """Show a job's progress, counts, rate, ETA and failed files (updated live by app.js)."""
@@ -88,7 +88,7 @@ def job_page(job_id: str) -> str:
     )
 
 
-@blp.get("/jobs/<job_id>/failures.csv")
+@blp.get("/jobs/<job_id:job_id>/failures.csv")
 @requires(Role.VIEWER)
 def job_failures_csv(job_id: str) -> Response:
     """Send every file a job could not index, with its reason, as CSV (the page shows the first 1000)."""
@@ -116,7 +116,7 @@ def _inert(value: str) -> str:
     return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-@blp.post("/jobs/<job_id>/cancel")
+@blp.post("/jobs/<job_id:job_id>/cancel")
 @requires(Role.EDITOR)
 def cancel_job(job_id: str) -> Response:
     """Cancel a queued job, or ask a running one to stop after its current batch."""
@@ -128,7 +128,7 @@ def cancel_job(job_id: str) -> Response:
     return redirect(url_for("pages.job_page", job_id=job_id), 303)
 
 
-@blp.post("/jobs/<job_id>/resume")
+@blp.post("/jobs/<job_id:job_id>/resume")
 @requires(Role.EDITOR)
 def resume_job(job_id: str) -> Response:
     """Queue a stopped job again; it skips the files it already processed."""

@@ -85,7 +85,7 @@ class Jobs(MethodView):
         return jobs
 
 
-@blp.route("/<string:job_id>")
+@blp.route("/<job_id:job_id>")
 class JobById(MethodView):
     """One job."""
 
@@ -105,7 +105,7 @@ class JobById(MethodView):
         return detail(runtime().ingestion.cancel(job_id))
 
 
-@blp.route("/<string:job_id>/failures")
+@blp.route("/<job_id:job_id>/failures")
 class JobFailures(MethodView):
     """Every file a job could not index (its detail shows the first 1000)."""
 
@@ -121,7 +121,7 @@ class JobFailures(MethodView):
         return ingestion.failures(job_id, p.page_size, (p.page - 1) * p.page_size)
 
 
-@blp.route("/<string:job_id>/resume")
+@blp.route("/<job_id:job_id>/resume")
 class JobResume(MethodView):
     """Resuming a job."""
 
