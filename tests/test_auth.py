@@ -246,6 +246,7 @@ def test_a_nul_in_a_name_is_told_apart_not_a_server_error(tmp_path: Path, model_
     assert [t.name for t in accounts.tokens("ada")] == ["backup"]
     gone = client.post("/account/users/no%00body/delete", data={"csrf_token": token})
     assert gone.status_code == 404
+    assert client.post("/account/tokens/a%00b/revoke", data={"csrf_token": token}).status_code == 404
     editor = accounts.create_token("ada", Role.EDITOR)[1]
     files = [
         (io.BytesIO(image), name)

@@ -20,6 +20,7 @@ from webapp.services.database import Database, login_failures, tokens, users
 from webapp.services.roles import Role
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+TOKEN_ID = re.compile(r"[0-9a-f]{8}")  # secrets.token_hex(4)
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # dropped from a token's name (PostgreSQL's text takes no NUL)
 MIN_PASSWORD, MAX_PASSWORD = 10, 1024  # OWASP: long passphrases allowed, no composition rules
 TOKEN_PREFIX = "ris_"
@@ -208,6 +209,8 @@ class Accounts:
 
     def token(self, token_id: str) -> Token:
         """Return one token by id."""
+        if not TOKEN_ID.fullmatch(token_id):  # none has such an id (nor could PostgreSQL compare a NUL)
+            raise NotFound(f"no token {token_id!r}")
         with self.db.connect() as conn:
             row = conn.execute(self._token_query().where(tokens.c.id == token_id)).first()
         if row is None:
