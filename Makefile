@@ -167,12 +167,14 @@ AXE := tests/e2e/node_modules/axe-core/axe.min.js
 
 # Real PostgreSQL and Redis for the tests, from Debian's packages; the tests start and stop their
 # own instances on loopback (tests/servers.py), never the system's services. iproute2 gives one
-# test a database host that can be cut off from the network (ip netns).
+# test a database host that can be cut off from the network (ip netns); libgs-common, Ghostscript's
+# colour profiles alone (no Ghostscript), gives the colour tests a CMYK print profile.
 .PHONY: install-servers
 install-servers:
 	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! command -v redis-server >/dev/null \
-		|| ! command -v ip >/dev/null; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server iproute2; fi
+		|| ! command -v ip >/dev/null || [ ! -f /usr/share/color/icc/ghostscript/default_cmyk.icc ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server iproute2 \
+			libgs-common; fi
 
 install-e2e: $(AXE)
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)

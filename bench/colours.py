@@ -8,7 +8,10 @@ littleCMS does the viewer's part, on 20 px blocks (the thumbnail and the photo d
 - how far its thumbnail's colours are from the photo's, with the profile the app now gives it
   and without one (before 2026-12-03);
 - the cosine of the model's embedding of the photo to that of an sRGB copy of it, and to that of
-  the same values saved again, and what a conversion of the photo to sRGB costs.
+  the same values saved again, and what a conversion of the photo to sRGB costs;
+- a print file (CMYK, tagged with Ghostscript's SWOP profile from Debian's libgs-common): its
+  colours read through its profile and by Pillow's formula (before 2026-12-03), what each costs,
+  and the cosine of the photo's embedding to the print file's, read each way.
 
 The browser test ``tests/e2e/test_search.py`` checks the same thing in Chromium.
 
@@ -22,6 +25,7 @@ import io
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +37,11 @@ sys.path.insert(0, str(ROOT))
 
 from webapp.config import Defaults  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
-from webapp.services.imaging import decode, thumbnail  # noqa: E402
+from webapp.services.imaging import _to_rgb, decode, thumbnail  # noqa: E402
 
 PHOTO = Path(skdata.__file__).parent / "rocket.jpg"
+SWOP = Path("/usr/share/color/icc/ghostscript/default_cmyk.icc")  # Debian's libgs-common
+LIMIT = Defaults.MAX_IMAGE_PIXELS
 SRGB = ImageCms.createProfile("sRGB")
 
 
@@ -101,17 +107,71 @@ def main() -> None:
     median = statistics.median(timings) * 1000
     print(f"converting the photo to sRGB with littleCMS:           {median:.1f} ms (median of 20)")
 
+    cmyk_file = cmyk_part()
+
     embedder = Embedder(ROOT / "var" / "models", args.model)
     try:
         own = embedder.embed(original)[1]
         copy = embedder.embed(jpeg(in_srgb(img, profile)))[1]
         again = embedder.embed(jpeg(img))[1]
+        chelsea = embedder.embed(jpeg(Image.fromarray(skdata.chelsea())))[1]
+        through_profile = embedder.embed(cmyk_file)[1]
+        by_formula = embedder.embed(jpeg(Image.open(io.BytesIO(cmyk_file)).convert("RGB")))[1]
     finally:
         embedder.close()
     print(f"{args.model}: cosine of the photo's embedding to")
     print(f"  an sRGB copy of it (converted, saved at quality 95): {float(own @ copy):.4f}")
     print(f"  its values saved again at quality 95, no profile:    {float(own @ again):.4f}")
     print(f"  (near-duplicates from {Defaults.DUPLICATE_THRESHOLD})")
+    print(f"{args.model}: cosine of chelsea's embedding to its print copy's")
+    print(f"  read through its profile (the app's):                {float(chelsea @ through_profile):.4f}")
+    print(f"  by Pillow's formula (before 2026-12-03):             {float(chelsea @ by_formula):.4f}")
+
+
+def cmyk_part() -> bytes:
+    """Print what a CMYK print file's profile changes, and what it costs; return the print file."""
+    if not SWOP.exists():
+        sys.exit(f"no CMYK profile at {SWOP}: run `make install-servers` (Debian's libgs-common)")
+    photo = Image.fromarray(skdata.chelsea())
+    swop = ImageCms.getOpenProfile(str(SWOP))
+    cmyk = ImageCms.profileToProfile(photo, SRGB, swop, outputMode="CMYK")
+    assert cmyk is not None
+    out = io.BytesIO()
+    cmyk.save(out, "JPEG", quality=95, icc_profile=SWOP.read_bytes())
+    data = out.getvalue()
+    grid = (photo.width // 20, photo.height // 20)
+    wanted = np.asarray(photo.resize(grid, Image.Resampling.BOX), dtype=np.float64)
+    app = decode(data, Defaults.MAX_IMAGE_PIXELS).image
+    formula = Image.open(io.BytesIO(data)).convert("RGB")
+    print(f"chelsea as a print file (CMYK JPEG, {ImageCms.getProfileDescription(swop).strip()}), against the photo:")
+    print(f"  read through its profile (the app's):                {off(blocks_of(app, grid), wanted)}")
+    print(f"  by Pillow's formula (before 2026-12-03):             {off(blocks_of(formula, grid), wanted)}")
+    big = cmyk.resize((4000, 3000))
+    tagged, untagged = io.BytesIO(), io.BytesIO()
+    big.save(tagged, "JPEG", quality=90, icc_profile=SWOP.read_bytes())
+    big.save(untagged, "JPEG", quality=90)
+    decoded_big = Image.open(io.BytesIO(tagged.getvalue()))
+    decoded_big.load()
+    decode(tagged.getvalue(), Defaults.MAX_IMAGE_PIXELS)  # the transform is built once per profile
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("whole, through its profile", lambda: _to_rgb(decoded_big, SWOP.read_bytes())),
+        ("whole, by Pillow's formula", lambda: decoded_big.convert("RGB")),
+        ("decoded for the model (draft), through its profile", lambda: decode(tagged.getvalue(), LIMIT, draft=224)),
+        ("decoded for the model (draft), untagged: the formula", lambda: decode(untagged.getvalue(), LIMIT, draft=224)),
+    ]
+    print("a 12 MP CMYK JPEG to RGB (median of 5):")
+    for label, convert in cases:
+        timings = []
+        for _ in range(5):
+            started = time.perf_counter()
+            convert()
+            timings.append(time.perf_counter() - started)
+        print(f"  {label + ':':53}{statistics.median(timings) * 1000:5.0f} ms")
+    return data
+
+
+def blocks_of(img: Image.Image, grid: tuple[int, int]) -> np.ndarray:
+    return np.asarray(img.resize(grid, Image.Resampling.BOX), dtype=np.float64)
 
 
 if __name__ == "__main__":

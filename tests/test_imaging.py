@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
+from skimage import data as skdata
 
 from tests.conftest import WIDE_GAMUT_PHOTO, heic, jpeg, png
 from webapp.errors import ImageTooLarge, InvalidImage
@@ -139,6 +140,33 @@ def test_a_thumbnail_shows_the_colours_of_a_wide_gamut_original(fmt: str) -> Non
     # Without its profile a browser shows Adobe RGB's values as sRGB: 20 px blocks 19 levels off at p95.
     off = np.abs(shown(thumb) - shown(original)).max(axis=2)
     assert np.percentile(off, 95) < 8, np.percentile(off, 95)
+
+
+SWOP = Path("/usr/share/color/icc/ghostscript/default_cmyk.icc")  # Debian's libgs-common: make install-servers
+
+
+def blocks(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB").resize((32, 21), Image.Resampling.BOX), dtype=np.float64)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_a_cmyk_print_file_is_seen_in_its_colours_through_its_profile(fmt: str) -> None:
+    """Pillow's formula alone took a SWOP file's colours 45 levels off (20 px blocks, p95)."""
+    assert SWOP.exists(), "no CMYK profile here: run `make install-servers` (Debian's libgs-common)"
+    photo = Image.fromarray(skdata.chelsea())
+    srgb, swop = ImageCms.createProfile("sRGB"), ImageCms.getOpenProfile(str(SWOP))
+    cmyk = ImageCms.profileToProfile(photo, srgb, swop, outputMode="CMYK")
+    assert cmyk is not None
+    cmyk.info.pop("icc_profile", None)  # the TIFF writer would save what the conversion left there
+    tagged, untagged = io.BytesIO(), io.BytesIO()
+    cmyk.save(tagged, fmt, icc_profile=SWOP.read_bytes())
+    cmyk.save(untagged, fmt)
+    decoded = decode(tagged.getvalue(), LIMIT, draft=320 if fmt == "JPEG" else 0).image
+    assert decoded.mode == "RGB" and "icc_profile" not in decoded.info  # sRGB now: nothing to carry
+    off = np.abs(blocks(decoded.resize(photo.size)) - blocks(photo)).max(axis=2)
+    assert np.percentile(off, 95) < 20, np.percentile(off, 95)
+    plain = decode(untagged.getvalue(), LIMIT).image  # untagged CMYK: the formula, as browsers use
+    assert np.array_equal(np.asarray(plain), np.asarray(Image.open(untagged).convert("RGB")))
 
 
 def test_a_thumbnail_carries_no_profile_that_changes_nothing_or_no_longer_fits() -> None:
