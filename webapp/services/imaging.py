@@ -63,7 +63,8 @@ MAX_PROFILE_BYTES = 64 * 1024
 class Decoded:
     """An image read from bytes: RGB pixels (orientation applied) and what a record keeps.
 
-    The pixels are the file's own, in its colour space: ``image.info["icc_profile"]`` is the file's
+    The pixels are the file's own, in its colour space (a CMYK file's are converted to sRGB through
+    its profile, when it has one): ``image.info["icc_profile"]`` is the file's
     RGB colour profile when it has one other than sRGB (Adobe RGB, a phone's Display P3). The JPEGs
     made of the image carry it (``thumbnail``), so browsers show them in the original's colours.
     """
