@@ -302,7 +302,7 @@ def test_clear_the_library_only_with_the_right_number(
 
 @pytest.mark.parametrize(
     "url",
-    ["/add", "/jobs/abc/cancel", "/jobs/abc/resume", "/library/clear", f"/images/{'0' * 64}/delete"],
+    ["/add", f"/jobs/{'f' * 32}/cancel", f"/jobs/{'f' * 32}/resume", "/library/clear", f"/images/{'0' * 64}/delete"],
 )
 def test_posts_without_csrf_token_are_refused(client: FlaskClient, url: str) -> None:
     response = post_form(client, url, {"source": "folder", "folder": "/tmp", "confirm": "0"}, token=False)
