@@ -26,7 +26,9 @@ CHECKS = [
 @pytest.fixture(scope="module")
 def fuzzed_app(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[Flask]:
     data = tmp_path_factory.mktemp("fuzz")
-    app = create_app({"DATA_DIR": str(data), "MODEL_DIR": str(model_dir), "SECRET_KEY": "fuzz"})
+    # A reindex the fuzz starts switches at once: its wait for other processes to follow is short.
+    settings = {"DATA_DIR": str(data), "MODEL_DIR": str(model_dir), "SECRET_KEY": "fuzz", "LIBRARY_FOLLOW_SECONDS": 0.5}
+    app = create_app(settings)
     yield app
     app.extensions[EXTENSION].close()
 
