@@ -65,6 +65,7 @@ def test_reindex_switches_the_library_while_searches_keep_answering(tmp_path: Pa
         searcher = app.test_client()
         while not stop.is_set():
             answers.append(search(searcher, images[len(answers) % IMAGES]).status_code)
+            time.sleep(0.1)  # searches back to back would starve the reindex, which runs at idle priority
             if copying.is_set() and not uploaded:  # an upload while the reindex runs is caught up
                 late = {"image": (io.BytesIO(images[IMAGES]), "late.jpg")}
                 uploaded.append(searcher.post("/api/v1/images", data=late).status_code)
