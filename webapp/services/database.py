@@ -247,7 +247,7 @@ class Database:
                 raise StoreUnavailable(
                     f"the database is busy: what this needs stayed locked for {LOCK_TIMEOUT:g} s; try again"
                 ) from exc
-            raise StoreUnavailable(f"the database cannot be reached ({_first_line(exc)}); try again") from exc
+            raise StoreUnavailable(f"the database cannot be reached ({first_line(exc)}); try again") from exc
         except PoolTimeout as exc:  # every pooled connection is in use, for pool_timeout seconds
             raise StoreUnavailable("the database is busy: no connection was free in time; try again") from exc
         except DataError as exc:
@@ -258,7 +258,7 @@ class Database:
             raise
         except DBAPIError as exc:
             if exc.connection_invalidated:
-                raise StoreUnavailable(f"the database connection was lost ({_first_line(exc)}); try again") from exc
+                raise StoreUnavailable(f"the database connection was lost ({first_line(exc)}); try again") from exc
             raise
 
 
@@ -286,7 +286,8 @@ def _bound_waits(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.commit()  # a SET in a transaction rolled back would be undone
 
 
-def _first_line(exc: DBAPIError) -> str:
+def first_line(exc: DBAPIError) -> str:
+    """Return the first line of a driver's error, without SQLAlchemy's statement and link."""
     return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
 
 

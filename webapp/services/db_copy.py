@@ -17,7 +17,7 @@ from sqlalchemy import Integer, Table, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from webapp.errors import Conflict, InvalidInput
-from webapp.services.database import Database, metadata
+from webapp.services.database import Database, first_line, metadata
 
 BATCH = 5000  # rows read and written at a time
 
@@ -55,7 +55,7 @@ def copy_database(source: Database, target: Database, say: Callable[[str], None]
                 try:
                     writing.execute(insert(table), values)
                 except DBAPIError as exc:
-                    raise InvalidInput(f"a row of {table.name} does not fit the target: {_first_line(exc)}") from exc
+                    raise InvalidInput(f"a row of {table.name} does not fit the target: {first_line(exc)}") from exc
                 count += len(values)
             copied[table.name] = count
             say(f"{table.name}: {count} rows ({time.monotonic() - started:.1f} s)")
@@ -94,7 +94,3 @@ def _continue_numbering(conn: Any, table: Table) -> None:
         ),
         {"table": table.name, "column": column},
     )
-
-
-def _first_line(exc: DBAPIError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
