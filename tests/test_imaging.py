@@ -165,7 +165,7 @@ def test_a_cmyk_print_file_is_seen_in_its_colours_through_its_profile(fmt: str) 
     assert decoded.mode == "RGB" and "icc_profile" not in decoded.info  # sRGB now: nothing to carry
     off = np.abs(blocks(decoded.resize(photo.size)) - blocks(photo)).max(axis=2)
     assert np.percentile(off, 95) < 20, np.percentile(off, 95)
-    plain = decode(untagged.getvalue(), LIMIT).image  # untagged CMYK: the formula, as browsers use
+    plain = decode(untagged.getvalue(), LIMIT).image  # untagged CMYK: the formula, as before
     assert np.array_equal(np.asarray(plain), np.asarray(Image.open(untagged).convert("RGB")))
 
 
