@@ -137,18 +137,22 @@ def test_an_album_named_on_a_mac_moves_by_its_name_as_typed(client: FlaskClient)
 
 @BOTH_STORES
 def test_two_spellings_of_one_album_name_merge_into_the_one_typed(client: FlaskClient) -> None:
-    """A folder a Mac named (NFD) and one typed (NFC) are listed apart; moving one to the other's
-    spelling merges them, where any other move into the album itself is refused."""
+    """A folder a Mac named (NFD) and one typed (NFC) are listed as one album, as typed; moving one
+    to the other's spelling stores them alike, where any other move into the album itself is refused."""
     mac, typed = "Café", "Café"
     one, two, three = noise_images(3, seed=70)
     upload(client, "/api/v1/images", one, "one.jpg", album=f"{mac}/2024")
     upload(client, "/api/v1/images", two, "two.jpg", album=typed)
     upload(client, "/api/v1/images", three, "three.jpg", album=f"{typed}/2024")
-    assert albums(client) == {mac: 1, f"{mac}/2024": 1, typed: 2, f"{typed}/2024": 1}
+    assert albums(client) == {typed: 3, f"{typed}/2024": 2}
+    stored = {image["filename"]: image["album"] for image in client.get("/api/v1/images").json}
+    assert stored == {"one.jpg": f"{mac}/2024", "two.jpg": typed, "three.jpg": f"{typed}/2024"}
     refused = client.post("/api/v1/images/albums/move", json={"album": mac, "to": f"{typed}/old"})
     assert refused.status_code == 422 and "into itself" in refused.json["message"]
     assert move_album(client, mac, typed)["status"] == "done"
     assert albums(client) == {typed: 3, f"{typed}/2024": 2}
+    stored = {image["filename"]: image["album"] for image in client.get("/api/v1/images").json}
+    assert stored == {"one.jpg": f"{typed}/2024", "two.jpg": typed, "three.jpg": f"{typed}/2024"}
     assert searched(client, one, f"{typed}/2024") == {"one.jpg", "three.jpg"}
 
 

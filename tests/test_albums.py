@@ -160,6 +160,24 @@ def test_an_album_named_on_a_mac_is_found_by_its_name_as_typed(app: Flask, clien
     assert "2 images in the album" in client.get("/library", query_string={"album": typed}).get_data(as_text=True)
 
 
+def test_an_album_in_two_spellings_is_listed_once_as_typed(client: FlaskClient) -> None:
+    """Images loaded from a Mac's folder (NFD) and uploaded into the album typed on a keyboard (NFC)
+    are one album: listed once, as typed, counting both, and a page linked in either spelling
+    shows it chosen in its menu."""
+    mac, typed = "Cafe\u0301/Cre\u0300me", "Caf\u00e9/Cr\u00e8me"
+    first, second, third = noise_images(3, seed=56)
+    assert upload(client, "/api/v1/images", first, "mac.jpg", album=mac).status_code == 201
+    assert upload(client, "/api/v1/images", second, "typed.jpg", album=typed).status_code == 201
+    assert upload(client, "/api/v1/images", third, "top.jpg", album="Cafe\u0301").status_code == 201
+    listed = client.get("/api/v1/images/albums").json
+    assert [(album["name"], album["count"]) for album in listed] == [("Caf\u00e9", 3), (typed, 2)]
+    assert ids_in(client, listed[1]["name"]) == {"mac.jpg", "typed.jpg"}
+    for spelling in (mac, typed):
+        page = client.get("/library", query_string={"album": spelling}).get_data(as_text=True)
+        assert page.count(f"{typed} (2)") == 1 and f'value="{typed}" selected' in page, spelling
+        assert "2 images in the album" in page
+
+
 @pytest.mark.parametrize(
     ("value", "says"),
     [
@@ -218,8 +236,9 @@ def test_the_album_list_narrows_to_names_holding_some_text(app: Flask, client: F
     assert names(contains='"CHEESE" \\') == [ODD]
     assert names(contains="nowhere") == []
     assert upload(client, "/api/v1/images", noise_images(1, seed=53)[0], album="Cafe\u0301/2019").status_code == 201
-    assert names(contains="CAF\u00c9") == ["Cafe\u0301", "Cafe\u0301/2019"]  # typed NFC, stored as a Mac wrote it
-    assert names() == ["Cafe\u0301", "Cafe\u0301/2019", "animals", "animals/birds", "animalsx", ODD]
+    # Stored as a Mac wrote it (NFD), found as typed, and listed as typed (NFC)
+    assert names(contains="CAF\u00c9") == ["Caf\u00e9", "Caf\u00e9/2019"]
+    assert names() == ["Caf\u00e9", "Caf\u00e9/2019", "animals", "animals/birds", "animalsx", ODD]
     for bad in ({"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"contains": "a" * 501}):
         assert client.get("/api/v1/images/albums", query_string=bad).status_code == 422
 

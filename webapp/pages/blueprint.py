@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -39,8 +40,14 @@ JOB_KINDS = {
 
 
 def album_arg(source: Any = None) -> str:
-    """Return the ``album`` a page was asked to narrow to ("" for the whole library); 422 for a bad name."""
-    return parse_album((source if source is not None else request.args).get("album") or "")
+    """Return the ``album`` a page was asked for ("" for the whole library); 422 for a bad name.
+
+    Composed (NFC), as the album lists spell it (services/catalog.py, ``Catalog.albums``), so a
+    menu shows the album a link in a Mac's spelling asked for; a filter finds either spelling.
+    """
+    return unicodedata.normalize(
+        "NFC", parse_album((source if source is not None else request.args).get("album") or "")
+    )
 
 
 def _positive(name: str, default: int) -> int:
