@@ -25,10 +25,11 @@ from pymilvus import MilvusClient
 from skimage import data as skdata
 from xdist.scheduler import LoadScopeScheduling
 
-from tests.milvus_server import MilvusServer
+from tests.milvus_server import MilvusServer, PreparedCollections
 from tests.servers import PostgresServer, RedisServer
 from webapp import create_app
-from webapp.config import ROOT
+from webapp.config import ROOT, Defaults
+from webapp.models import DEFAULT, MODELS
 from webapp.runtime import EXTENSION
 
 MODEL = "efficientnet-lite0"
@@ -189,6 +190,28 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
                 shutil.rmtree(folder, ignore_errors=True)
 
 
+# The server's PreparedCollections, once a test of the server took a collection from it.
+PREPARED: list[PreparedCollections] = []
+
+
+@pytest.fixture(scope="session")
+def prepared_collections(milvus_server: MilvusServer) -> PreparedCollections:
+    """Make the server tests' collections ready while the tests before them run (tests/milvus_server.py)."""
+    PREPARED.append(
+        PreparedCollections(milvus_server, MODELS[DEFAULT].dim, Defaults.HNSW_M, Defaults.HNSW_EF_CONSTRUCTION)
+    )
+    return PREPARED[-1]
+
+
+@pytest.fixture(autouse=True)
+def _no_collection_in_the_making(request: pytest.FixtureRequest) -> None:
+    """A test that takes the server itself may stop, restart or pause it: first let the collection
+    being made for the next test get ready."""
+    if "milvus_server" in request.fixturenames:
+        for prepared in PREPARED:
+            prepared.settle()
+
+
 IN_USE = ".in-use"
 
 
@@ -317,7 +340,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
         yield str(tmp_path / "data" / "milvus.db"), "images"
         return
     server: MilvusServer = request.getfixturevalue("milvus_server")
-    collection = f"test_{uuid.uuid4().hex[:12]}"
+    collection = request.getfixturevalue("prepared_collections").take()
     yield server.uri, collection
     if server.healthy():
         client = MilvusClient(uri=server.uri, timeout=30)
