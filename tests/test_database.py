@@ -34,11 +34,13 @@ from webapp.services.database import (
     collections,
     duplicate_groups,
     duplicate_members,
+    images,
     jobs,
     sqlite_url,
     tokens,
     users,
 )
+from webapp.services.db_copy import copy_database
 from webapp.services.group_claims import Claim, put_back, take
 from webapp.services.jobs import ItemResult, JobStatus, JobStore, local_owner
 from webapp.services.roles import Role
@@ -526,6 +528,32 @@ def test_a_library_moves_from_sqlite_to_postgresql_and_back_with_every_row(
         name: len(rows) + (name == "users") for name, rows in after.items()
     }
     returned.dispose()
+
+
+def test_a_copy_of_postgresql_is_one_moment_of_it_while_others_write(tmp_path: Path, postgres: PostgresServer) -> None:
+    """A copy of a running library (a backup into a SQLite file) reads every table in one snapshot:
+    a row written once the copy began is in no table of the copy. PostgreSQL's default isolation
+    gives each statement a moment of its own, so tables read later held rows the earlier ones lacked."""
+    source = Database(postgres.create_database("snapshot"))
+    with source.connect() as conn:
+        conn.execute(images.insert().values(sha256="a" * 64, added_at=1, album=""))
+    target = Database(sqlite_url(tmp_path / "backup.sqlite"))
+    written: list[str] = []
+
+    def meanwhile(line: str) -> None:  # told after each table; the catalogue comes after the first
+        if not written:
+            with source.connect() as conn:
+                conn.execute(images.insert().values(sha256="b" * 64, added_at=2, album=""))
+            written.append(line)
+
+    try:
+        copied = copy_database(source, target, meanwhile)
+        assert written and copied["images"] == 1
+        with target.connect() as conn:
+            assert list(conn.scalars(select(images.c.sha256))) == ["a" * 64]
+    finally:
+        source.dispose()
+        target.dispose()
 
 
 def _every_row(db: Database) -> dict[str, list[tuple[object, ...]]]:

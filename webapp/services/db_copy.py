@@ -26,9 +26,11 @@ def copy_database(source: Database, target: Database, say: Callable[[str], None]
     """Copy every table of ``source`` into ``target`` in one transaction; return the rows per table.
 
     Both are migrated to the latest revision first. The target must hold no rows (a process that
-    merely opened it has not written any). Reads happen in one transaction of the source, so the
-    copy is one moment of it; stop the app and its workers anyway, or what they write after that
-    moment is not copied. PostgreSQL's text cannot hold NUL, which SQLite takes (names stored before
+    merely opened it has not written any). Reads happen in one snapshot of the source (SQLite's
+    read transaction, PostgreSQL's REPEATABLE READ), so the copy is one moment of it: a backup
+    taken while the app runs holds no job item without its job, no duplicate group without its
+    members. Stop the app and its workers to move a library, or what they write after that moment
+    is not copied. PostgreSQL's text cannot hold NUL, which SQLite takes (names stored before
     2026-12-03 may have one): it is dropped from the values copied there, and counted.
     """
     if source.engine.url == target.engine.url:
@@ -45,6 +47,8 @@ def copy_database(source: Database, target: Database, say: Callable[[str], None]
     copied: dict[str, int] = {}
     lost_nul = 0
     with source.connect() as reading, target.connect() as writing:
+        if source.dialect == "postgresql":  # its default gives each statement a moment of its own
+            reading.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
         for table in tables:
             started, count = time.monotonic(), 0
             query = select(table).order_by(*table.primary_key.columns)
