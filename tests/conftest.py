@@ -340,7 +340,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
         yield str(tmp_path / "data" / "milvus.db"), "images"
         return
     server: MilvusServer = request.getfixturevalue("milvus_server")
-    collection = request.getfixturevalue("prepared_collections").take()
+    prepared: PreparedCollections = request.getfixturevalue("prepared_collections")
+    collection = prepared.take()
+    if "milvus_server" in request.fixturenames:  # the test may stop, restart or pause the server
+        prepared.settle()
     yield server.uri, collection
     if server.healthy():
         client = MilvusClient(uri=server.uri, timeout=30)
