@@ -24,10 +24,8 @@ run: install model
 # Milvus server (fixed ports) on one of them.
 TEST_WORKERS ?= 2
 
-# The model's export runs beside the test tools' install and the checks (85 instead of 118 s from a
-# clean clone here with the checks alone beside it; the tools' 28 s joined them on 2026-12-03). The
-# apt-get installs stay one after the other: two would contend for dpkg's lock.
-test: install install-e2e install-servers
+# The model's export and the checks run side by side (85 instead of 118 s from a clean clone here).
+test: install-dev install-e2e install-servers
 	$(MAKE) --no-print-directory -j2 model lint
 	$(BIN)/pytest -n $(TEST_WORKERS)
 
