@@ -107,8 +107,9 @@ def upgrade_command() -> None:
 def copy_command(url: str) -> None:
     """Copy every table of the configured database into another, empty one (SQLite to PostgreSQL, or back).
 
-    The copy is one moment of the database (a backup may be taken while the app runs). To move a
-    library, stop the app and its workers first, then set WEBAPP_DATABASE_URL to the copy.
+    The copy is one moment of the database (a backup of PostgreSQL may be taken while the app
+    runs). To move a library, stop the app and its workers first, then set WEBAPP_DATABASE_URL to
+    the copy.
     """
     from webapp.services.database import Database
     from webapp.services.db_copy import copy_database

@@ -27,11 +27,14 @@ def copy_database(source: Database, target: Database, say: Callable[[str], None]
 
     Both are migrated to the latest revision first. The target must hold no rows (a process that
     merely opened it has not written any). Reads happen in one snapshot of the source (SQLite's
-    read transaction, PostgreSQL's REPEATABLE READ), so the copy is one moment of it: a backup
-    taken while the app runs holds no job item without its job, no duplicate group without its
-    members. Stop the app and its workers to move a library, or what they write after that moment
-    is not copied. PostgreSQL's text cannot hold NUL, which SQLite takes (names stored before
-    2026-12-03 may have one): it is dropped from the values copied there, and counted.
+    read transaction, PostgreSQL's REPEATABLE READ), so the copy is one moment of it: a backup of
+    PostgreSQL taken while the app runs holds no job item without its job, no duplicate group
+    without its members. (A SQLite source's transaction takes its write lock, so the app's writes
+    wait for the copy: stop the app first, as Milvus Lite asks anyway.) Stop the app and its
+    workers to move a library, or what they write after that moment is not copied.
+
+    PostgreSQL's text cannot hold NUL, which SQLite takes (names stored before 2026-12-03 may have
+    one): it is dropped from the values copied there, and counted.
     """
     if source.engine.url == target.engine.url:
         raise InvalidInput("the target is the database the app is configured with; name another one")
