@@ -78,11 +78,11 @@ def axe_source() -> str:
 def server(tmp_path: Path, model_dir: Path) -> Iterator[Server]:
     """Serve the app under Gunicorn on a free loopback port, on an empty data folder.
 
-    With one query helper, not the three of two cores: a page's searches come one at a time, and
-    each helper's start and stop cost every test about a second (tests/test_gunicorn.py runs the
-    default).
+    With no query helper, not the three of two cores: a page's searches come one at a time, and a
+    query alone is embedded in the web worker, so a helper would only be started and stopped, at
+    1.5-2 s of a core each time (tests/test_gunicorn.py and tests/test_query_helpers.py run them).
     """
-    served = Server(tmp_path / "data", model_dir, WEBAPP_SEARCH_PROCESSES="1")
+    served = Server(tmp_path / "data", model_dir, WEBAPP_SEARCH_PROCESSES="0")
     yield served
     if served.proc.poll() is None:
         served.stop()

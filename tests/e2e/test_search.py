@@ -27,7 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, photos: di
 
     Each server costs a test 5-10 s to start and stop on a busy machine (tests/e2e/conftest.py).
     """
-    served = Server(tmp_path_factory.mktemp("search") / "data", model_dir, WEBAPP_SEARCH_PROCESSES="1")
+    served = Server(tmp_path_factory.mktemp("search") / "data", model_dir, WEBAPP_SEARCH_PROCESSES="0")
     try:
         add_images(served, photo_files(photos, *LIBRARY))
         yield served
