@@ -47,7 +47,7 @@ def test_ingest_refuses_a_lite_file_in_use_and_can_send_the_work_to_the_server(
     from webapp import create_app
 
     folder = photo_folder(tmp_path, photos)
-    server = Server(tmp_path / "data", model_dir)
+    server = Server(tmp_path / "data", model_dir, WEBAPP_SEARCH_PROCESSES="0")  # no query to embed
     try:
         app = create_app({"DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir)})
         busy = app.test_cli_runner().invoke(args=["ingest", str(folder)])

@@ -113,7 +113,7 @@ def test_add_and_search_over_http_and_survive_a_restart(
     assert server.proc.returncode == 0, log
     assert not [pid for pid in helpers if Path(f"/proc/{pid}").exists()], "query helpers outlived the server"
 
-    again = Server(tmp_path, model_dir)
+    again = Server(tmp_path, model_dir, WEBAPP_SEARCH_PROCESSES="0")  # its helpers were checked above
     try:
         assert requests.get(f"{again.url}/api/v1/stats").json()["count"] == len(names)
     finally:
@@ -199,7 +199,7 @@ def test_a_job_cut_off_by_a_killed_worker_resumes_without_duplicates(tmp_path: P
 
 
 def test_stalled_request_bodies_cannot_hold_every_thread(tmp_path: Path, model_dir: Path) -> None:
-    server = Server(tmp_path, model_dir, WEBAPP_THREADS="2", WEBAPP_BODY_IDLE_SECONDS="2")
+    server = Server(tmp_path, model_dir, WEBAPP_THREADS="2", WEBAPP_BODY_IDLE_SECONDS="2", WEBAPP_SEARCH_PROCESSES="0")
     host = server.url.removeprefix("http://")
     stalled = []
     try:

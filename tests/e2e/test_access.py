@@ -30,7 +30,7 @@ def flask(server: Server, *args: str, stdin: str = "") -> str:
 @pytest.fixture()
 def secured(tmp_path: Path, model_dir: Path) -> Iterator[Server]:
     """Serve the app under Gunicorn with access control on."""
-    served = Server(tmp_path / "data", model_dir, WEBAPP_AUTH="on")
+    served = Server(tmp_path / "data", model_dir, WEBAPP_AUTH="on", WEBAPP_SEARCH_PROCESSES="0")
     yield served
     if served.proc.poll() is None:
         served.stop()
