@@ -200,9 +200,9 @@ PREPARED: list[PreparedCollections] = []
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Stop the Milvus server once this process has no test of it left to run.
 
-    Idle, it is not idle: with the short time tick and the collections made ahead for the next
-    tests, it kept half a core busy (50% measured with nine collections loaded, 17% with none),
-    for the rest of a session that runs hundreds of seconds after its last test of the server.
+    Idle, it is not idle: each loaded collection ticks, and the collections made ahead for the
+    next tests stay loaded (a quarter of a core with nine at its 50 ms tick, half at 20 ms; see
+    MilvusServer), for the rest of a session that runs minutes after its last test of the server.
     Under pytest-xdist the server's tests come to one worker as one block (MilvusServerScheduling),
     so the next item tells; in one process, the items left to run do.
     """
