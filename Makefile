@@ -24,10 +24,8 @@ run: install model
 # Milvus server (fixed ports) on one of them.
 TEST_WORKERS ?= 2
 
-# The installs run side by side (pip's into the two venvs, npm's, apt-get's one at a time: APT),
-# then the model's export and the checks (85 instead of 118 s from a clean clone here).
-test:
-	$(MAKE) --no-print-directory -j3 --output-sync=target install-dev install-e2e install-servers
+# The model's export and the checks run side by side (85 instead of 118 s from a clean clone here).
+test: install-dev install-e2e install-servers
 	$(MAKE) --no-print-directory -j2 model lint
 	$(BIN)/pytest -n $(TEST_WORKERS)
 
@@ -167,10 +165,6 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.run-installed
 # `playwright install`). axe-core comes from the npm registry, pinned by tests/e2e/package-lock.json.
 AXE := tests/e2e/node_modules/axe-core/axe.min.js
 
-# Debian's packages: make test installs them beside the pip installs, one apt-get at a time (dpkg
-# allows one), waiting on a lock rather than failing.
-APT = flock /tmp/webapp-apt.lock sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "$$@"' apt
-
 # Real PostgreSQL and Redis for the tests, from Debian's packages; the tests start and stop their
 # own instances on loopback (tests/servers.py), never the system's services. iproute2 gives one
 # test a database host that can be cut off from the network (ip netns); libgs-common, Ghostscript's
@@ -179,10 +173,11 @@ APT = flock /tmp/webapp-apt.lock sh -c 'apt-get update && DEBIAN_FRONTEND=nonint
 install-servers:
 	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! command -v redis-server >/dev/null \
 		|| ! command -v ip >/dev/null || [ ! -f /usr/share/color/icc/ghostscript/default_cmyk.icc ]; then \
-		$(APT) postgresql redis-server iproute2 libgs-common; fi
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server iproute2 \
+			libgs-common; fi
 
 install-e2e: $(AXE)
-	command -v chromium >/dev/null || $(APT) chromium
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 $(AXE): tests/e2e/package.json tests/e2e/package-lock.json
 	npm ci --prefix tests/e2e --no-audit --no-fund
