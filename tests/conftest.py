@@ -239,7 +239,7 @@ def prepared_collections(milvus_server: MilvusServer) -> PreparedCollections:
 def _no_collection_in_the_making(request: pytest.FixtureRequest) -> None:
     """A test that takes the server itself may stop, restart or pause it: first let the collection
     being made for the next test get ready."""
-    if "milvus_server" in request.fixturenames:
+    if "milvus_server" in request.node.fixturenames:
         running(request.getfixturevalue("milvus_server"))
         for prepared in PREPARED:
             prepared.settle()
@@ -375,7 +375,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
     server = running(request.getfixturevalue("milvus_server"))
     prepared: PreparedCollections = request.getfixturevalue("prepared_collections")
     collection = prepared.take()
-    if "milvus_server" in request.fixturenames:  # the test may stop, restart or pause the server
+    if "milvus_server" in request.node.fixturenames:  # the test takes it itself: it may stop, restart or pause it
         prepared.settle()
     yield server.uri, collection
     if server.healthy():
