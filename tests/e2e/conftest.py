@@ -185,6 +185,22 @@ def screenshot(page: Page, name: str) -> Path:
     return path
 
 
+@contextmanager
+def library_server(folder: Path, model_dir: Path, images: dict[str, bytes]) -> Iterator[Server]:
+    """Serve a library of ``images`` for a module's tests to share (no query helper, as ``server``).
+
+    For tests that only search: a search stores nothing, so each finds the library as it was, and
+    the module pays one server's start and stop (5-10 s on a busy machine), not one a test.
+    """
+    served = Server(folder / "data", model_dir, WEBAPP_SEARCH_PROCESSES="0")
+    try:
+        add_images(served, images)
+        yield served
+    finally:
+        if served.proc.poll() is None:
+            served.stop()
+
+
 def add_images(server: Server, images: dict[str, bytes]) -> dict[str, str]:
     """Add images through the API; return their ids by file name."""
     ids = {}

@@ -14,7 +14,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.conftest import heic
-from tests.e2e.conftest import Console, add_images, file_payload, photo_files
+from tests.e2e.conftest import Console, file_payload, library_server, photo_files
 from tests.test_gunicorn import Server
 from tests.test_region import side_by_side
 
@@ -23,15 +23,9 @@ LIBRARY = ("chelsea", "rocket", "coffee", "moon")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, photos: dict[str, bytes]) -> Iterator[Server]:
-    """Serve one library of LIBRARY to every test here: a search stores nothing, so each finds it as
-    it was (one server, not one a test: tests/e2e/test_search.py)."""
-    served = Server(tmp_path_factory.mktemp("regions") / "data", model_dir, WEBAPP_SEARCH_PROCESSES="0")
-    try:
-        add_images(served, photo_files(photos, *LIBRARY))
+    """Serve one library of LIBRARY to every test here."""
+    with library_server(tmp_path_factory.mktemp("regions"), model_dir, photo_files(photos, *LIBRARY)) as served:
         yield served
-    finally:
-        if served.proc.poll() is None:
-            served.stop()
 
 
 def result_names(page: Page) -> list[str]:

@@ -14,7 +14,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.conftest import WIDE_GAMUT_PHOTO, heic, near_duplicate
-from tests.e2e.conftest import Console, add_images, check_accessibility, file_payload, photo_files, transfer
+from tests.e2e.conftest import Console, check_accessibility, file_payload, library_server, photo_files, transfer
 from tests.test_gunicorn import Server
 
 LIBRARY = ("coffee", "chelsea", "rocket", "astronaut", "moon", "camera", "clock")
@@ -23,17 +23,9 @@ IMAGE_PAGE = re.compile(r"/images/[0-9a-f]{64}$")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, photos: dict[str, bytes]) -> Iterator[Server]:
-    """Serve one library of LIBRARY to every test here: a search stores nothing, so each finds it as it was.
-
-    Each server costs a test 5-10 s to start and stop on a busy machine (tests/e2e/conftest.py).
-    """
-    served = Server(tmp_path_factory.mktemp("search") / "data", model_dir, WEBAPP_SEARCH_PROCESSES="0")
-    try:
-        add_images(served, photo_files(photos, *LIBRARY))
+    """Serve one library of LIBRARY to every test here."""
+    with library_server(tmp_path_factory.mktemp("search"), model_dir, photo_files(photos, *LIBRARY)) as served:
         yield served
-    finally:
-        if served.proc.poll() is None:
-            served.stop()
 
 
 def scores(page: Page) -> list[float]:
