@@ -94,6 +94,11 @@ bench-clients: install-dev model
 bench-cpu: install-dev model
 	$(BIN)/python bench/cpu.py $(ARGS)
 
+# The test suite's Milvus server idle: the CPU it keeps busy by time tick, with its collections loaded.
+.PHONY: bench-milvus-idle
+bench-milvus-idle: install-dev
+	$(BIN)/python bench/milvus_idle.py $(ARGS)
+
 # Bulk ingestion scaled out (PostgreSQL + Redis + Milvus server, 1 and 2 workers) against the embedded default.
 .PHONY: bench-scaleout
 bench-scaleout: install-dev install-servers model

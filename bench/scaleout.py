@@ -3,7 +3,8 @@
 1. Embedded default: Gunicorn, Milvus Lite, SQLite, the job in a thread of the web worker.
 2. Scale-out, one worker: Gunicorn + one `flask --app wsgi worker`, PostgreSQL, Redis (Celery) and
    a Milvus server (the test suite's milvus==2.3.5 standalone, but with Milvus's default 200 ms
-   time tick, as users run it: the suite's 20 ms tick costs 0.2 of a core), a shared storage folder.
+   time tick, as users run it: the suite's 50 ms tick costs CPU, make bench-milvus-idle), a shared
+   storage folder.
 3. The same with two workers (on this one machine they share its cores).
 
 Each run loads the same folder into a fresh library after a one-image warm-up job, and the rate is

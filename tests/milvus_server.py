@@ -56,8 +56,9 @@ class MilvusServer:
     def __init__(self, data_dir: Path, time_tick_ms: int = 50) -> None:
         self.data_dir = data_dir
         # Milvus's default is 200. Each loaded collection ticks too: idle with nine loaded, the
-        # server kept 50% of a core busy at 20 ms, 24% at 50 ms and 9% at 200 ms. The server's 77
-        # tests took as long at 50 ms as at 20 (397 against 392 s) on 100 s less CPU (308 against 408).
+        # server kept 50% of a core busy at 20 ms, 24% at 50 ms and 9% at 200 ms (make
+        # bench-milvus-idle). The server's 77 tests took as long at 50 ms as at 20 (397 against
+        # 392 s) on 100 s less CPU (308 against 408).
         self.time_tick_ms = time_tick_ms
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "milvus.log"
