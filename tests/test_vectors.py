@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import os
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from logging.handlers import BufferingHandler
 from pathlib import Path
 from unittest.mock import patch
 
@@ -78,6 +80,23 @@ def test_only_a_server_is_pinged_while_no_call_is_in_flight(
     MilvusVectorStore(*backend, DIM).close()
     lite = not is_server_uri(backend[0])
     assert options == [{"grpc.keepalive_permit_without_calls": 0} if lite else {}]
+
+
+@BOTH_STORES
+def test_iterating_a_library_logs_no_warning(store: MilvusVectorStore) -> None:
+    """Milvus Lite and Milvus 2.3 send a query iterator no MVCC timestamp, and pymilvus warned of it each time."""
+    rng = np.random.default_rng(5)
+    store.upsert([_item(i, rng) for i in range(3)])
+    handler = BufferingHandler(capacity=100)
+    handler.setLevel(logging.WARNING)
+    pymilvus_log = logging.getLogger("pymilvus")
+    pymilvus_log.addHandler(handler)
+    try:
+        assert len(store.ids()) == 3
+        assert sum(len(batch) for batch in store.export()) == 3
+    finally:
+        pymilvus_log.removeHandler(handler)
+    assert [r.getMessage() for r in handler.buffer] == []
 
 
 @BOTH_STORES

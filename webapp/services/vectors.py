@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,21 @@ from webapp.services import milvus_schema as schema
 from webapp.services.albums import milvus_filter
 from webapp.services.coalesce import Coalescer
 from webapp.services.records import Hit, Record, pk_of
+
+
+class _NoIteratorTimestampWarning(logging.Filter):
+    """Drop pymilvus's warning that a query iterator got no MVCC timestamp from its Milvus.
+
+    Milvus Lite never sends one, nor a server before 2.4, so every pass over a library there (a
+    duplicate scan, a reindex, a consistency check, ``db copy``) printed "failed to get mvccTs from
+    milvus server, use client-side ts instead". The iterator then reads as of now, as the app wants.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("failed to get mvccTs")
+
+
+ITERATOR_LOG = logging.getLogger("pymilvus.client.iterator.query_iterator")
 
 
 class MilvusVectorStore:
@@ -70,6 +86,8 @@ class MilvusVectorStore:
         # threads write to one file at once: DESIGN.md).
         self._write_lock = threading.Lock()
         self._searches = Coalescer(self._search_many)
+        if not any(isinstance(f, _NoIteratorTimestampWarning) for f in ITERATOR_LOG.filters):
+            ITERATOR_LOG.addFilter(_NoIteratorTimestampWarning())
         with store_errors(f"cannot open the vector store at {uri}"):
             self._client = MilvusClient(uri=uri, token=token, timeout=timeout, **self.client_options)
             self.has_albums = schema.ensure(self._client, collection, dim, hnsw_m, ef_construction)
