@@ -501,6 +501,7 @@ def test_a_library_moves_from_sqlite_to_postgresql_and_back_with_every_row(
     copied = laptop.test_cli_runner().invoke(args=["db", "copy", "--to", url])
     assert copied.exit_code == 0, copied.output
     assert "users: 1 rows" in copied.output and "1 values lost a NUL character" in copied.output
+    assert "To move the library to it: stop the app and its workers" in copied.output
     again = laptop.test_cli_runner().invoke(args=["db", "copy", "--to", url])
     assert again.exit_code != 0 and "already holds rows" in again.output
     rt.close()

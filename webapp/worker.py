@@ -123,7 +123,12 @@ def copy_command(url: str) -> None:
     finally:
         target.dispose()
     shown = target.engine.url.render_as_string(hide_password=True)
-    click.echo(f"copied {sum(copied.values())} rows into {shown}; start the app with WEBAPP_DATABASE_URL set to it")
+    click.echo(f"copied {sum(copied.values())} rows into {shown}")
+    # The copy may be a backup as well as a move: say what each takes, not "start the app with it".
+    click.echo(
+        "To move the library to it: stop the app and its workers, then set WEBAPP_DATABASE_URL to it. "
+        "As a backup: keep it with the Milvus data and STORAGE_DIR of the same moment (README, Backup and restore)."
+    )
 
 
 def init_app(app: Flask) -> None:
