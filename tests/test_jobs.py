@@ -111,7 +111,11 @@ def test_a_folder_that_cannot_be_listed_is_a_failure_of_the_job_not_passed_over(
     assert_counts_add_up(job)
     assert (job["added"], job["failed"]) == (1, 1)
     assert job["failures"] == [
-        {"name": "locked/", "reason": "the folder cannot be read (permission denied): its files were not loaded"}
+        {
+            "name": "locked/",
+            "position": 0,
+            "reason": "the folder cannot be read (permission denied): its files were not loaded",
+        }
     ]
     closed = wait_for_job(client, start(client, json={"folder": str(root)})["url"])
     assert (closed["status"], closed["error"]) == ("failed", "the folder cannot be read (permission denied)")
@@ -190,7 +194,7 @@ def test_files_job(client: FlaskClient, photos: dict[str, bytes]) -> None:
     job = wait_for_job(client, start(client, data={"files": files}, content_type="multipart/form-data")["url"])
     assert_counts_add_up(job)
     assert (job["added"], job["duplicates"], job["failed"]) == (2, 1, 1)
-    assert job["failures"] == [{"name": "empty.jpg", "reason": "the file is empty"}]
+    assert job["failures"] == [{"name": "empty.jpg", "position": 2, "reason": "the file is empty"}]
 
 
 @pytest.mark.parametrize(
@@ -447,3 +451,25 @@ def test_the_list_of_a_running_jobs_failures_gives_each_once(app: Flask) -> None
     rt.jobs.record(job.id, [ItemResult(0, "failed", "broken")])  # an earlier chunk's file, meanwhile
     names += [failure.name for failure in reading]
     assert names == ["2.jpg", "3.jpg", "4.jpg", "5.jpg"]
+    assert [f.name for f in rt.ingestion.all_failures(job.id)] == ["0.jpg", "2.jpg", "3.jpg", "4.jpg", "5.jpg"]
+
+
+def test_the_api_lists_a_running_jobs_failures_past_a_position_each_once(app: Flask, client: FlaskClient) -> None:
+    rt = app.extensions[EXTENSION]
+    job = rt.jobs.create("folder", "/x", "queue", [f"{i}.jpg" for i in range(6)])
+    rt.jobs.record(job.id, [ItemResult(i, "failed", "broken") for i in (2, 3, 4, 5)])
+    url = f"/api/v1/jobs/{job.id}/failures"
+    first = client.get(url, query_string={"page_size": 2})
+    assert [(f["name"], f["position"]) for f in first.json] == [("2.jpg", 2), ("3.jpg", 3)]
+    rt.jobs.record(job.id, [ItemResult(0, "failed", "broken")])  # an earlier chunk's file, meanwhile
+    by_page = client.get(url, query_string={"page": 2, "page_size": 2})
+    assert [f["name"] for f in by_page.json] == ["3.jpg", "4.jpg"]  # shifted: what `after` is for
+    rest = client.get(url, query_string={"after": first.json[-1]["position"], "page_size": 2})
+    assert [f["name"] for f in rest.json] == ["4.jpg", "5.jpg"]
+    pages = json.loads(rest.headers["X-Pagination"])
+    assert (pages["total"], pages["total_pages"]) == (2, 1)  # counted past the position
+    assert client.get(url, query_string={"after": 5}).json == []
+    assert json.loads(client.get(url).headers["X-Pagination"])["total"] == 5
+    for bad in ("-1", "x", str(2**31)):
+        refused = client.get(url, query_string={"after": bad})
+        assert refused.status_code == 422 and "after" in refused.json["errors"]["query"], refused.json

@@ -127,9 +127,16 @@ class Ingestion(UnitsOfWork):
         """Return a page of jobs (only loads of images, if ``loads_only``), newest first, and how many there are."""
         return self.store.recent(offset, limit, LOADS if loads_only else ())
 
-    def failures(self, job_id: str, limit: int = 1000, offset: int = 0) -> list[Failure]:
-        """Return the files a job could not index, with their reasons (the first 1000 by default)."""
-        return self.store.failures(job_id, limit, offset)
+    def failures(self, job_id: str, limit: int = 1000, offset: int = 0, after: int = -1) -> list[Failure]:
+        """Return the files a job could not index, with their reasons (the first 1000 by default).
+
+        ``after`` starts past that place in the job (see ``all_failures``).
+        """
+        return self.store.failures(job_id, limit, offset, after)
+
+    def failure_count(self, job_id: str, after: int = -1) -> int:
+        """Return how many files past ``after`` in the job it could not index."""
+        return self.store.failure_count(job_id, after)
 
     def all_failures(self, job_id: str, page: int = 5000) -> Iterator[Failure]:
         """Yield every file a job could not index, a page of the database at a time, each once.

@@ -41,6 +41,14 @@ class JobItems:
         with self.db.connect() as conn:
             return [Failure(name, reason or "", seq) for seq, name, reason in conn.execute(query)]
 
+    def failure_count(self, job_id: str, after: int = -1) -> int:
+        """Return how many files past ``after`` in the job it could not index."""
+        query = select(func.count()).where(
+            job_items.c.job_id == job_id, job_items.c.state == "failed", job_items.c.seq > after
+        )
+        with self.db.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def names(self, job_id: str) -> list[str]:
         """Return the names of a job's items, in order."""
         query = select(job_items.c.name).where(job_items.c.job_id == job_id).order_by(job_items.c.seq)

@@ -9,7 +9,7 @@ from flask import current_app, request
 from flask.views import MethodView
 
 from webapp.api.common import Blueprint
-from webapp.api.jobs.schemas import FailureSchema, JobCreateSchema, JobDetailSchema, JobSchema
+from webapp.api.jobs.schemas import FailuresArgsSchema, FailureSchema, JobCreateSchema, JobDetailSchema, JobSchema
 from webapp.auth import requires
 from webapp.extensions import rate_limited
 from webapp.runtime import runtime
@@ -109,16 +109,19 @@ class JobById(MethodView):
 class JobFailures(MethodView):
     """Every file a job could not index (its detail shows the first 1000)."""
 
+    @blp.arguments(FailuresArgsSchema(), location="query")
     @blp.response(200, FailureSchema(many=True))
     @blp.paginate()
     @blp.alt_response(404, description="No job with that id.")
     @requires(Role.VIEWER)
-    def get(self, job_id: str, pagination_parameters: Any) -> list[Failure]:
+    def get(self, args: dict[str, Any], job_id: str, pagination_parameters: Any) -> list[Failure]:
         """List the files a job could not index, with their reasons, a page at a time in the job's order."""
         p = pagination_parameters
         ingestion = runtime().ingestion
-        p.item_count = ingestion.get(job_id).failed
-        return ingestion.failures(job_id, p.page_size, (p.page - 1) * p.page_size)
+        failed = ingestion.get(job_id).failed
+        after = args.get("after", -1)
+        p.item_count = failed if after < 0 else ingestion.failure_count(job_id, after)
+        return ingestion.failures(job_id, p.page_size, (p.page - 1) * p.page_size, after)
 
 
 @blp.route("/<job_id:job_id>/resume")

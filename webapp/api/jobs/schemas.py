@@ -31,6 +31,23 @@ class FailureSchema(ma.Schema):
 
     name = ma.fields.String(metadata={"description": "The file's name (or path inside the source)."})
     reason = ma.fields.String(metadata={"description": "Why it could not be indexed."})
+    position = ma.fields.Integer(
+        attribute="seq",
+        metadata={"description": "The file's place in the job, from 0: pass the last one you have as `after`."},
+    )
+
+
+class FailuresArgsSchema(ma.Schema):
+    """Where a list of a job's failures starts."""
+
+    after = ma.fields.Integer(
+        validate=ma.validate.Range(min=0, max=2**31 - 1, error="Must be between {min} and {max}."),
+        metadata={
+            "description": "Only the failures past this position in the job, the `position` of the last one you "
+            "have; pages then count from there. While a job runs its files fail out of order, so pages by "
+            "number alone may repeat or skip a failure."
+        },
+    )
 
 
 class JobSchema(ma.Schema):
