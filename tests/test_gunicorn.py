@@ -156,7 +156,8 @@ def test_a_job_cut_off_by_a_killed_worker_resumes_without_duplicates(tmp_path: P
     for i, data in enumerate(noise_images(300, seed=7)):
         (folder / f"{i:04d}.jpg").write_bytes(data)
     data_dir = tmp_path / "data"
-    roots = {"WEBAPP_IMPORT_ROOTS": str(tmp_path / "import")}
+    # No query helpers: nothing here searches, and each worker start (three) would start three.
+    roots = {"WEBAPP_IMPORT_ROOTS": str(tmp_path / "import"), "WEBAPP_SEARCH_PROCESSES": "0"}
     server = Server(data_dir, model_dir, **roots)
     job = requests.post(f"{server.url}/api/v1/jobs", json={"folder": str(folder)}).json()
     url = f"{server.url}{job['url']}"
@@ -172,10 +173,8 @@ def test_a_job_cut_off_by_a_killed_worker_resumes_without_duplicates(tmp_path: P
         server.stop()
 
     # With the server stopped (it holds the Lite file), the operator checks and repairs.
-    checked = flask(data_dir, model_dir, "check")
-    assert "image files" in checked.stdout, checked.stderr
-    repaired = flask(data_dir, model_dir, "check", "--repair")
-    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    repaired = flask(data_dir, model_dir, "check", "--repair")  # reports, then repairs
+    assert repaired.returncode == 0 and "image files" in repaired.stdout, repaired.stdout + repaired.stderr
     assert flask(data_dir, model_dir, "check").stdout.endswith("consistent\n")
 
     server = Server(data_dir, model_dir, **roots)
@@ -222,7 +221,7 @@ def test_stalled_request_bodies_cannot_hold_every_thread(tmp_path: Path, model_d
         server.stop()
 
 
-def test_a_chunked_json_body_is_read_only_up_to_its_bound(server: Server) -> None:
+def test_a_chunked_json_body_is_read_only_up_to_its_bound(tmp_path: Path, model_dir: Path) -> None:
     # A JSON body is parsed whole before it is validated: 30 MB of numbers took a worker 77 s and
     # 5 GB. A body with a length is refused by it; a chunked one is read up to the bound, then refused.
     def chunks(count: int) -> Iterator[bytes]:
@@ -232,8 +231,12 @@ def test_a_chunked_json_body_is_read_only_up_to_its_bound(server: Server) -> Non
         yield b"0]}"
 
     headers = {"Content-Type": "application/json"}
-    big = requests.post(f"{server.url}/api/v1/jobs", data=chunks(30), headers=headers, timeout=30)
-    assert big.status_code == 413 and "at most 1 MiB" in big.json()["message"], big.text
-    small = requests.post(f"{server.url}/api/v1/jobs", data=chunks(1), headers=headers, timeout=30)
-    assert small.status_code == 422 and small.json()["errors"]["json_or_multipart"]["z"] == ["Unknown field."]
-    assert requests.get(f"{server.url}/api/v1/health", timeout=10).status_code == 200
+    server = Server(tmp_path, model_dir, WEBAPP_SEARCH_PROCESSES="0")  # no query to embed
+    try:
+        big = requests.post(f"{server.url}/api/v1/jobs", data=chunks(30), headers=headers, timeout=30)
+        assert big.status_code == 413 and "at most 1 MiB" in big.json()["message"], big.text
+        small = requests.post(f"{server.url}/api/v1/jobs", data=chunks(1), headers=headers, timeout=30)
+        assert small.status_code == 422 and small.json()["errors"]["json_or_multipart"]["z"] == ["Unknown field."]
+        assert requests.get(f"{server.url}/api/v1/health", timeout=10).status_code == 200
+    finally:
+        server.stop()

@@ -64,7 +64,9 @@ def cluster(
     try:
         # The first machine runs two Gunicorn workers: /metrics must add them up.
         web.append(Server(tmp_path / "web1", model_dir, **shared, WEBAPP_WORKERS="2"))
-        web.append(Server(tmp_path / "web2", model_dir, **shared))
+        # One worker on a server would start three query helpers (about 3 s of a core, and each follows a
+        # reindex with a model of its own): test_gunicorn.py and test_query_helpers.py test them.
+        web.append(Server(tmp_path / "web2", model_dir, **shared, WEBAPP_SEARCH_PROCESSES="0"))
         for n in (1, 2):
             env = environment(tmp_path / f"worker{n}", model_dir, **shared, WEBAPP_WORKER_METRICS_PORT=str(free_port()))
             (tmp_path / f"worker{n}").mkdir()
