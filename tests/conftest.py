@@ -126,8 +126,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the developer's WEBAPP_* variables out of the tests.
 
     Apps made in the test process embed search queries in it: query helpers would start for each
-    such app (about 2 s). tests/test_query_helpers.py tests the helpers, and the Gunicorn servers
-    the tests start (test_gunicorn.py, the browser tests) run with the default, as `make run` does.
+    such app (about 2 s). tests/test_query_helpers.py tests the helpers, and so does the Gunicorn
+    server of test_gunicorn.py's add-and-search test, with the default, as `make run` does. The
+    other Gunicorn servers of the tests start none (WEBAPP_SEARCH_PROCESSES=0, or several workers).
     """
     for name in [n for n in os.environ if n.startswith("WEBAPP_")]:
         monkeypatch.delenv(name)
