@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from typing import Any
 
 import pytest
@@ -258,3 +259,30 @@ def test_emptying_the_library_as_a_scan_finishes_leaves_no_empty_groups(
     response = client.post("/api/v1/duplicates/scan")
     assert wait_for_job(client, response.json["url"])["status"] == "cancelled"
     assert client.get("/api/v1/duplicates").json == []  # before, two groups with no images left
+
+
+def test_a_resolution_begun_as_its_keeper_is_being_deleted_deletes_nothing(
+    app: Flask, client: FlaskClient, library: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, the resolution found the keeper still there and deleted the rest: neither was left.
+    scan(client)
+    group = next(g for g in client.get("/api/v1/duplicates").json if g["size"] == 2)
+    keep, other = library["rocket"], library["rocket-small"]
+    store = app.extensions[EXTENSION].library.vectors
+    real_delete, started, resolved = store.delete, threading.Event(), threading.Event()
+
+    def slow_delete(shas: list[str]) -> None:
+        if shas == [keep]:  # the keeper's deletion, stopped part way until the resolution is over
+            started.set()
+            resolved.wait(1)
+        real_delete(shas)
+
+    monkeypatch.setattr(store, "delete", slow_delete)
+    deleting = threading.Thread(target=app.extensions[EXTENSION].library.delete, args=(keep,))
+    deleting.start()
+    assert started.wait(10)
+    response = client.post(f"{group['url']}/resolve", json={"keep": keep})
+    resolved.set()
+    deleting.join(10)
+    assert response.status_code == 404 and keep in response.json["message"], response.json
+    assert client.get(f"/api/v1/images/{other}").status_code == 200

@@ -237,16 +237,8 @@ class Duplicates:
         if {row["sha256"] for row in claim.members} - {m.record.sha256 for m in group.members}:
             put_back(self.db, claim)
             raise Conflict(f"duplicate group {group_id} changed as it was resolved (a newer scan): review it again")
-        deleted: list[Record] = []
         try:
-            self.library.get(keep)  # deleted meanwhile by another route: keep the rest too
-            for record in others:
-                try:
-                    self.library.delete(record.sha256)
-                except NotFound:
-                    continue  # deleted meanwhile
-                deleted.append(record)
+            return self.library.delete_keeping(keep, others)
         except BaseException:
             put_back(self.db, claim)
             raise
-        return deleted

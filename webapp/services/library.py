@@ -248,6 +248,26 @@ class Library:
             self.catalog.remove([sha256])
             self.images.delete(sha256)
 
+    def delete_keeping(self, keep: str, others: list[Record]) -> list[Record]:
+        """Delete ``others`` only while ``keep`` is in the library; return those deleted.
+
+        A deletion of ``keep`` in this process waits, or is waited for: resolving a duplicate group
+        never deletes the rest of it after its keeper (before, a deletion of the keeper under way
+        as a resolution began left neither). Another process may still delete the keeper meanwhile.
+        """
+        with self._add_lock:
+            # Wait here for writes under way, not in delete(): waiting there lets go of the lock.
+            self._add_lock.wait_for(lambda: not self._writing)
+            self.get(keep)  # deleted meanwhile by another route: keep the rest too
+            deleted = []
+            for record in others:
+                try:
+                    self.delete(record.sha256)
+                except NotFound:
+                    continue  # deleted meanwhile
+                deleted.append(record)
+            return deleted
+
     def move(self, albums: dict[str, str]) -> list[Record]:
         """Put images in other albums (content id -> its new album); return the records of those in
         the library, in their new albums.
