@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from webapp import create_app
-from webapp.config import ROOT
+from webapp.config import ROOT, unknown_variables
 
 
 def test_defaults_work_with_no_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -79,3 +81,24 @@ def test_missing_model_is_explained_not_a_traceback(tmp_path: Path) -> None:
     page = client.get("/")
     assert page.status_code == 503
     assert "make model" in page.get_data(as_text=True)
+
+
+def test_a_variable_that_names_no_setting_is_logged_with_the_nearest_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("WEBAPP_DATABASE_URI", "postgresql+psycopg://pg/webapp")  # for DATABASE_URL
+    monkeypatch.setenv("WEBAPP_QUUX", "1")
+    monkeypatch.setenv("WEBAPP_API_SPEC_OPTIONS__info__title", "Ours")  # a key of a setting
+    monkeypatch.setenv("WEBAPP_WORKERS", "2")  # Gunicorn's, in gunicorn.conf.py
+    with caplog.at_level(logging.WARNING):
+        create_app({"DATA_DIR": str(tmp_path)})
+    assert [r.getMessage() for r in caplog.records if "is not a setting" in r.getMessage()] == [
+        "WEBAPP_DATABASE_URI is not a setting, so it changes nothing; did you mean WEBAPP_DATABASE_URL?",
+        "WEBAPP_QUUX is not a setting, so it changes nothing (README, Configuration)",
+    ]
+
+
+def test_every_setting_the_readme_names_is_known() -> None:
+    names = set(re.findall(r"WEBAPP_([A-Z][A-Z0-9_]*[A-Z0-9])", (ROOT / "README.md").read_text())) - {"X"}
+    assert len(names) > 50
+    assert unknown_variables({f"WEBAPP_{name}": "" for name in names}) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from webapp.config import ROOT
@@ -30,6 +31,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     _register_errorhandlers(app)
     _register_commands(app)
+    for line in _config.unknown_variables(os.environ):
+        app.logger.warning(line)
     return app
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,30 @@ def load(config: dict[str, Any] | None) -> dict[str, Any]:
     settings["PERMANENT_SESSION_LIFETIME"] = int(float(settings["SESSION_HOURS"]) * 3600)
     settings["SESSION_REFRESH_EACH_REQUEST"] = False  # sessions end SESSION_HOURS after signing in
     return dict(settings)
+
+
+# WEBAPP_* names read by gunicorn.conf.py or by CLI options, not by the app's settings.
+OUTSIDE_SETTINGS = {"BIND", "WORKERS", "THREADS", "TIMEOUT", "API_TOKEN"}
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Return a line for each WEBAPP_* variable that names no setting, with the nearest name if one is near.
+
+    Flask's prefixed environment takes any name, so a misspelt one was ignored without a word: a web
+    machine given WEBAPP_DATABASE_URI for WEBAPP_DATABASE_URL kept a SQLite file of its own.
+    """
+    from flask import Flask
+
+    known = {n for n in vars(Defaults) if n.isupper()} | set(Flask.default_config) | OUTSIDE_SETTINGS
+    lines = []
+    for variable in sorted(v for v in environ if v.startswith(f"{PREFIX}_")):
+        name = variable.removeprefix(f"{PREFIX}_").split("__", 1)[0]  # "A__b" sets key b of setting A
+        if name in known:
+            continue
+        near = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"; did you mean {PREFIX}_{near[0]}?" if near else " (README, Configuration)"
+        lines.append(f"{variable} is not a setting, so it changes nothing{hint}")
+    return lines
 
 
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "[::1]"]
