@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
 from tests.conftest import files_under
+from webapp.errors import StoreUnavailable
 from webapp.services import images as images_module
-from webapp.services.images import ImageStore
+from webapp.services.images import ImageStore, storage_state
 
 
 def item(n: int) -> tuple[str, str, bytes, bytes]:
@@ -111,3 +116,41 @@ def test_clearing_empties_the_store_at_once_and_removes_what_it_moved_aside_late
         time.sleep(0.02)
     assert files_under(tmp_path) == [] and not list(tmp_path.glob(".trash-*"))
     assert store.put(*item(0)) and store.original(item(0)[0]) is not None
+
+
+def test_storage_is_ready_while_it_holds_any_of_the_newest_originals_and_can_be_written(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "storage")
+    assert storage_state(store, []) == f"{store.root}: no images yet"
+    kept, lost = item(1), item(2)
+    store.put(*kept)
+    assert "holds 1 of the newest 2 images' originals" in storage_state(store, [lost[0], kept[0]])
+    with pytest.raises(StoreUnavailable, match="is the shared storage"):
+        storage_state(store, [lost[0]])
+    with patch.object(os, "access", return_value=False):  # a read-only mount (the tests run as root)
+        with pytest.raises(StoreUnavailable, match="cannot be written to"):
+            storage_state(store, [kept[0]])
+
+
+def test_readiness_fails_while_the_storage_is_an_empty_folder_not_the_librarys(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    assert (
+        client.post(
+            "/api/v1/images",
+            data={"image": (io.BytesIO(photos["coffee"]), "c.jpg")},
+            content_type="multipart/form-data",
+        ).status_code
+        == 201
+    )
+    ready = client.get("/api/v1/health/ready")
+    assert ready.status_code == 200 and ready.json["storage"]["ok"], ready.json
+    root = Path(app.config["STORAGE_DIR"])
+    root.rename(root.with_name("elsewhere"))  # as if the share were not mounted: its mount point, empty
+    root.mkdir()
+    unmounted = client.get("/api/v1/health/ready")
+    assert unmounted.status_code == 503 and not unmounted.json["storage"]["ok"]
+    assert "is the shared storage (STORAGE_DIR) mounted?" in unmounted.json["storage"]["message"]
+    assert unmounted.json["model"]["ok"] and unmounted.json["store"]["ok"] and unmounted.json["database"]["ok"]
+    root.rmdir()
+    root.with_name("elsewhere").rename(root)
+    assert client.get("/api/v1/health/ready").status_code == 200

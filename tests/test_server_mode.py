@@ -28,8 +28,9 @@ def test_liveness_and_readiness(client: FlaskClient) -> None:
     assert client.get("/api/v1/health").json == {"status": "ok"}
     ready = client.get("/api/v1/health/ready")
     assert ready.status_code == 200 and ready.json["status"] == "ready"
-    assert ready.json["model"]["ok"] and ready.json["store"]["ok"]
+    assert ready.json["model"]["ok"] and ready.json["store"]["ok"] and ready.json["storage"]["ok"]
     assert f"{DEFAULT} loaded from" in ready.json["model"]["message"]
+    assert ready.json["storage"]["message"].endswith(": no images yet")
 
 
 def test_readiness_reports_a_missing_model_apart_from_the_store(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from webapp.services.accounts import Accounts
 from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
 from webapp.services.database import Database
-from webapp.services.images import ImageStore
+from webapp.services.images import ImageStore, storage_state
 from webapp.services.ingestion import Ingestion
 from webapp.services.jobs import Job, JobStore
 from webapp.services.queues import CeleryQueue, LocalQueue
@@ -158,6 +158,10 @@ class Runtime:
             )
 
         return self._once("library", build)
+
+    def storage_state(self) -> str:
+        """Say whether STORAGE_DIR holds the library's newest originals and takes new files (or raise)."""
+        return storage_state(ImageStore(self.settings["STORAGE_DIR"]), Catalog(self.database).newest(0, 5))
 
     @property
     def jobs(self) -> JobStore:

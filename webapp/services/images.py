@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from webapp.errors import StoreUnavailable
+
 EXTENSIONS = {
     "image/jpeg": ".jpg",
     "image/png": ".png",
@@ -30,6 +32,26 @@ LEFTOVER_AGE = 600.0  # seconds: a temporary file this old belongs to no batch b
 # What is made from an original (JPEG), each when it is first asked for or with the upload:
 # thumbnails for grids, previews for an image's page when most browsers cannot show the original (TIFF, HEIC).
 MADE = ("thumbnails", "previews")
+
+
+def storage_state(store: ImageStore, newest: list[str]) -> str:
+    """Say whether ``store`` holds the originals of the ``newest`` images of the catalogue and takes new files.
+
+    Raise StoreUnavailable if it holds none of them: a network share that is not mounted leaves its
+    mount point, an empty folder of the machine's own, where this machine's uploads would go unseen
+    by the others. One lost file does not count against it.
+    """
+    if store.root.exists() and not os.access(store.root, os.W_OK | os.X_OK):
+        raise StoreUnavailable(f"the image storage {store.root} cannot be written to")
+    if not newest:
+        return f"{store.root}: no images yet"
+    found = sum(store.original(sha256) is not None for sha256 in newest)
+    if not found:
+        raise StoreUnavailable(
+            f"the image storage {store.root} holds none of the newest {len(newest)} images' originals: "
+            "is the shared storage (STORAGE_DIR) mounted?"
+        )
+    return f"{store.root} holds {found} of the newest {len(newest)} images' originals"
 
 
 class ImageStore:

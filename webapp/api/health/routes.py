@@ -46,12 +46,13 @@ class Readiness(MethodView):
     @blp.alt_response(503, schema=ReadinessSchema, description="A dependency is not usable now.")
     @public
     def get(self) -> tuple[dict[str, Any], int]:
-        """Check the model, the vector store, the database (and the broker, if any) separately."""
+        """Check the model, the vector store, the database, the image storage (and the broker) separately."""
         rt = runtime()
         checks = {
             "model": check(lambda: f"{rt.embedder.name} loaded from {rt.embedder.model_path}"),
             "store": check(lambda: f"{rt.vectors.kind} answers: {rt.vectors.count()} images"),
             "database": check(lambda: f"{rt.database.dialect} answers: {sum(rt.jobs.count_by_status().values())} jobs"),
+            "storage": check(rt.storage_state),
         }
         if rt.settings["BROKER_URL"]:
             checks["broker"] = check(lambda: _broker(rt.queue_depth()))

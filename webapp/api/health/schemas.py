@@ -24,4 +24,10 @@ class ReadinessSchema(ma.Schema):
     model = ma.fields.Nested(CheckSchema, metadata={"description": "The embedding model (ONNX file)."})
     store = ma.fields.Nested(CheckSchema, metadata={"description": "The Milvus vector store."})
     database = ma.fields.Nested(CheckSchema, metadata={"description": "The database of jobs and catalogue."})
+    storage = ma.fields.Nested(
+        CheckSchema,
+        metadata={
+            "description": "The image storage (STORAGE_DIR): it holds the newest images' originals and can be written."
+        },
+    )
     broker = ma.fields.Nested(CheckSchema, metadata={"description": "The task queue's broker (scale-out only)."})
