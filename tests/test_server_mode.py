@@ -30,7 +30,7 @@ def test_liveness_and_readiness(client: FlaskClient) -> None:
     assert ready.status_code == 200 and ready.json["status"] == "ready"
     assert ready.json["model"]["ok"] and ready.json["store"]["ok"] and ready.json["storage"]["ok"]
     assert f"{DEFAULT} loaded from" in ready.json["model"]["message"]
-    assert ready.json["storage"]["message"].endswith(": no images yet")
+    assert ready.json["storage"]["message"].endswith(": no image added over 120 s ago yet")
 
 
 def test_readiness_reports_a_missing_model_apart_from_the_store(tmp_path: Path) -> None:

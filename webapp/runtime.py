@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,11 +15,12 @@ from webapp import building
 from webapp.errors import ModelMismatch, WebappError
 from webapp.following import Following
 from webapp.reindexing import Reindexing
+from webapp.services import images
 from webapp.services.accounts import Accounts
 from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
 from webapp.services.database import Database
-from webapp.services.images import ImageStore, storage_state
+from webapp.services.images import ImageStore
 from webapp.services.ingestion import Ingestion
 from webapp.services.jobs import Job, JobStore
 from webapp.services.queues import CeleryQueue, LocalQueue
@@ -161,7 +163,8 @@ class Runtime:
 
     def storage_state(self) -> str:
         """Say whether STORAGE_DIR holds the library's newest originals and takes new files (or raise)."""
-        return storage_state(ImageStore(self.settings["STORAGE_DIR"]), Catalog(self.database).newest(0, 5))
+        settled = Catalog(self.database).newest_before(time.time() - images.SETTLED, 5)
+        return images.storage_state(ImageStore(self.settings["STORAGE_DIR"]), settled)
 
     @property
     def jobs(self) -> JobStore:

@@ -118,6 +118,17 @@ class Catalog:
         with self.db.connect() as conn:
             return list(conn.scalars(query))
 
+    def newest_before(self, seconds: float, limit: int) -> list[str]:
+        """Return the content ids of the ``limit`` newest images added before ``seconds`` (Unix time)."""
+        query = (
+            select(images.c.sha256)
+            .where(images.c.added_at < int(seconds * 1000))
+            .order_by(images.c.added_at.desc(), images.c.sha256.desc())
+            .limit(limit)
+        )
+        with self.db.connect() as conn:
+            return list(conn.scalars(query))
+
     def all(self) -> set[str]:
         """Return every content id the catalogue lists."""
         with self.db.connect() as conn:

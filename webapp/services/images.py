@@ -34,8 +34,15 @@ LEFTOVER_AGE = 600.0  # seconds: a temporary file this old belongs to no batch b
 MADE = ("thumbnails", "previews")
 
 
+# Seconds an image must have been in the library before the storage check looks for its original.
+# A network share may show a file another machine wrote only once its cache of the folder expires
+# (NFS's acdirmax: 60 s by default): during a bulk load the very newest would be missing here.
+SETTLED = 120.0
+
+
 def storage_state(store: ImageStore, newest: list[str]) -> str:
-    """Say whether ``store`` holds the originals of the ``newest`` images of the catalogue and takes new files.
+    """Say whether ``store`` holds the originals of ``newest``, the catalogue's newest settled images,
+    and takes new files.
 
     Raise StoreUnavailable if it holds none of them: a network share that is not mounted leaves its
     mount point, an empty folder of the machine's own, where this machine's uploads would go unseen
@@ -44,7 +51,7 @@ def storage_state(store: ImageStore, newest: list[str]) -> str:
     if store.root.exists() and not os.access(store.root, os.W_OK | os.X_OK):
         raise StoreUnavailable(f"the image storage {store.root} cannot be written to")
     if not newest:
-        return f"{store.root}: no images yet"
+        return f"{store.root}: no image added over {SETTLED:g} s ago yet"
     found = sum(store.original(sha256) is not None for sha256 in newest)
     if not found:
         raise StoreUnavailable(
