@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from webapp.config import PREFIX, ROOT, is_server_uri, milvus_uri
+from webapp.config import PREFIX, ROOT, is_server_uri, machine_key_warning, milvus_uri
 
 
 def _env(name: str, default: str) -> str:
@@ -85,6 +85,8 @@ def post_worker_init(worker: Any) -> None:
     """Open the model, its query helpers and the vector store after the fork, before the first request."""
     from webapp.runtime import EXTENSION
 
+    if warning := machine_key_warning(worker.wsgi.config):
+        worker.log.warning(warning)
     runtime = worker.wsgi.extensions[EXTENSION]
     try:
         runtime.library.embedder.query_helpers()  # started now, not by the first search

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from webapp import create_app
-from webapp.config import ROOT, unknown_variables
+from webapp.config import ROOT, load, machine_key_warning, unknown_variables
 
 
 def test_defaults_work_with_no_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -103,3 +103,12 @@ def test_every_setting_the_readme_names_is_known() -> None:
     names = set(re.findall(r"WEBAPP_([A-Z][A-Z0-9_]*[A-Z0-9])", readme)) - {"X", "DATABASE_URI"}  # examples
     assert len(names) > 50
     assert unknown_variables({f"WEBAPP_{name}": "" for name in names}) == []
+
+
+def test_a_web_machine_sharing_a_database_with_a_key_of_its_own_is_warned(tmp_path: Path) -> None:
+    shared = "postgresql+psycopg://webapp@pg/webapp"
+    own_key = load({"DATA_DIR": str(tmp_path), "DATABASE_URL": shared})
+    warning = machine_key_warning(own_key)
+    assert warning is not None and f"{tmp_path}/secret_key" in warning and "WEBAPP_SECRET_KEY" in warning
+    assert machine_key_warning(load({"DATA_DIR": str(tmp_path), "DATABASE_URL": shared, "SECRET_KEY": "k"})) is None
+    assert machine_key_warning(load({"DATA_DIR": str(tmp_path)})) is None  # SQLite: one machine

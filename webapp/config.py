@@ -146,6 +146,7 @@ def load(config: dict[str, Any] | None) -> dict[str, Any]:
     settings["RATELIMIT_ENABLED"] = bool(settings["RATE_LIMIT"])
     # Werkzeug counts every multipart part; a multi-file job has one per file.
     settings["MAX_FORM_PARTS"] = max(int(settings.get("MAX_FORM_PARTS") or 1000), settings["MAX_JOB_FILES"] + 10)
+    settings["SECRET_KEY_GENERATED"] = not settings["SECRET_KEY"]
     settings["SECRET_KEY"] = settings["SECRET_KEY"] or _local_secret(settings["ENV"], data_dir)
     settings["AUTH_ENABLED"] = auth_enabled(settings)
     settings["ANONYMOUS_SEARCH"] = _true(settings["ANONYMOUS_SEARCH"])
@@ -178,6 +179,22 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
         hint = f"; did you mean {PREFIX}_{near[0]}?" if near else " (README, Configuration)"
         lines.append(f"{variable} is not a setting, so it changes nothing{hint}")
     return lines
+
+
+def machine_key_warning(settings: Mapping[str, Any]) -> str | None:
+    """Return a warning if this web machine signs with a key of its own while sharing a database with others.
+
+    With WEBAPP_SECRET_KEY unset, each machine makes its own key in its DATA_DIR: behind a load
+    balancer, a session or form made on one machine is refused by the next.
+    """
+    url = str(settings.get("DATABASE_URL") or "")
+    if not settings.get("SECRET_KEY_GENERATED") or not url or url.startswith("sqlite"):
+        return None
+    return (
+        f"{PREFIX}_SECRET_KEY is unset, so this machine signs sessions and CSRF tokens with a key of its own "
+        f"({settings['DATA_DIR']}/secret_key); web machines that share this database need the same "
+        f"{PREFIX}_SECRET_KEY, or a person signed in on one is signed out by the next (README, Scale out)"
+    )
 
 
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "[::1]"]
