@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import functools
 import io
+import os
+import signal
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +27,7 @@ from webapp.errors import Conflict, ModelMismatch, StoreUnavailable
 from webapp.migrations import current
 from webapp.models import ModelIdentity
 from webapp.runtime import EXTENSION
+from webapp.services import bounded_waits
 from webapp.services import database as database_module
 from webapp.services.accounts import Accounts
 from webapp.services.binding import ModelBinding
@@ -319,6 +323,48 @@ def test_a_stopped_database_is_503_and_recovers(tmp_path: Path, model_dir: Path)
             time.sleep(0.2)
         assert status == 200
     finally:
+        app.extensions[EXTENSION].close()
+        server.remove()
+
+
+def test_a_connection_whose_server_stops_answering_is_given_up_within_the_answer_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's processes stopped (as by a stalled disk) while its machine still acknowledges
+    every packet: before, a statement waited for them as long as they were stopped."""
+    monkeypatch.setattr(bounded_waits, "ANSWER_TIMEOUT", 2.0)
+    server = PostgresServer()
+    server.start()
+    url = server.create_database("hung")
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": url})
+    client = app.test_client()
+    db = app.extensions[EXTENSION].database
+    postmaster = server.pid()
+    stopped: list[int] = []
+
+    def stop_its_processes() -> None:
+        # Every process of the server as it is now, backends included, but the postmaster: one
+        # stopped even for a moment no longer shuts down. New connections are still served.
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, check=True).stdout
+        for pid in map(int, children.split()):
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+
+    try:
+        assert client.get("/api/v1/jobs").status_code == 200
+        with pytest.raises(StoreUnavailable, match="the database did not answer within 2 s"):
+            with db.connect() as conn:  # a transaction under way as the server stops
+                conn.execute(text("SELECT 1"))
+                stop_its_processes()
+                started = time.monotonic()
+                conn.execute(text("SELECT 1"))
+        assert time.monotonic() - started < 6
+        started = time.monotonic()  # the pool's ping of a connection it holds gives up too, then a new one
+        assert client.get("/api/v1/jobs").status_code == 200
+        assert time.monotonic() - started < 8
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
         app.extensions[EXTENSION].close()
         server.remove()
 

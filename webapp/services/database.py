@@ -32,6 +32,8 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from webapp.errors import InvalidInput, StoreUnavailable
+from webapp.services import bounded_waits
+from webapp.services.bounded_waits import unbounded
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +205,7 @@ class Database:
                 pool_timeout=10,
                 connect_args=_connect_args(),
             )
+            event.listen(self.engine, "do_connect", bounded_waits.connect)
             event.listen(self.engine, "connect", _bound_waits)
         self._upgraded = False
 
@@ -219,7 +222,9 @@ class Database:
             return
         from webapp.migrations import upgrade
 
-        with self._unavailable_as_503(), self.engine.begin() as conn:
+        # A migration's statements (an index on a big table) and the wait for another process's
+        # migration may take longer than any answer is otherwise given (bounded_waits.py).
+        with self._unavailable_as_503(), self.engine.begin() as conn, unbounded(conn.connection.dbapi_connection):
             if self.dialect == "postgresql":  # several web and worker processes may start at once
                 # Wait for another process's migration however long it takes; the migration's own
                 # statements then wait for locks no longer than any other statement.
