@@ -30,6 +30,7 @@ from webapp import create_app
 from webapp.config import ROOT
 from webapp.models import DEFAULT
 from webapp.runtime import EXTENSION
+from webapp.services.catalog import Catalog
 
 IMAGES = 400
 CHUNK = 40
@@ -313,6 +314,15 @@ def test_a_worker_refuses_a_milvus_lite_file(tmp_path: Path, model_dir: Path) ->
     env = environment(tmp_path, model_dir, WEBAPP_BROKER_URL="redis://127.0.0.1:1/0")
     done = subprocess.run([FLASK, "--app", "wsgi", "worker"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode != 0 and "Milvus server" in done.stderr
+
+
+def test_a_worker_refuses_a_storage_that_holds_none_of_the_librarys_files(tmp_path: Path, model_dir: Path) -> None:
+    settings = {"DATA_DIR": str(tmp_path), "MODEL_DIR": str(model_dir), "BROKER_URL": "redis://127.0.0.1:1/0"}
+    app = create_app({**settings, "MILVUS_URI": "http://127.0.0.1:1", "STORAGE_DIR": str(tmp_path / "unmounted")})
+    a_while_ago = int((time.time() - 600) * 1000)
+    Catalog(app.extensions[EXTENSION].database).add([("ab" * 32, a_while_ago, "")])  # its file is on the share
+    refused = app.test_cli_runner().invoke(args=["worker"])
+    assert refused.exit_code != 0 and "is the shared storage (STORAGE_DIR) mounted?" in refused.output, refused.output
 
 
 def test_servers_are_real(postgres: PostgresServer, redis_server: RedisServer) -> None:

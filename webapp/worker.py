@@ -37,6 +37,9 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
         raise click.ClickException(f"a worker needs a Milvus server: set {PREFIX}_MILVUS_URI=http://host:19530")
     try:
         rt.database.upgrade()
+        # A share that is not mounted leaves an empty folder: the worker would store originals
+        # there that no web machine can show, hidden again once the share is mounted over them.
+        click.echo(f"image storage: {rt.storage_state()}")
     except WebappError as exc:
         raise click.ClickException(exc.message) from exc
     _sweep_stalled_jobs(rt.ingestion, float(settings["TASK_VISIBILITY_TIMEOUT"]))
