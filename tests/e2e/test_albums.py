@@ -88,6 +88,8 @@ def test_move_an_image_rename_its_album_following_the_job_then_move_images_selec
     check_accessibility(page, axe_source)
     page.get_by_role("link", name="See the library").click()
     expect(page.get_by_text("3 images in the album travel, newest first")).to_be_visible()
+    # The select submits itself once the page's deferred script is in: shown is not yet loaded.
+    page.wait_for_load_state()
     page.get_by_label("Album", exact=True).select_option("travel/2024/snacks")
     expect(page.locator(".grid .card .filename")).to_have_text(["coffee.jpg"])
     listed = requests.get(f"{server.url}/api/v1/images/albums", timeout=10).json()
