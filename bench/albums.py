@@ -41,14 +41,14 @@ EVERY_ALBUM = 10**9  # ALBUM_CHOICES that puts every album in a menu
 
 def fill(data_dir: Path, years: int, per_day: int) -> int:
     """Record ``per_day`` images for each day of ``years`` years (28 days a month); return how many."""
-    rows: list[tuple[str, int, str]] = []
+    rows: list[tuple[str, int, str, bytes | None]] = []
     for year in range(2026 - years, 2026):
         for month in range(1, 13):
             for day in range(1, 29):
                 album = f"photos/{year}/{month:02d}/{day:02d}"
                 for _ in range(per_day):
                     n = len(rows)
-                    rows.append((hashlib.sha256(str(n).encode()).hexdigest(), n, album))
+                    rows.append((hashlib.sha256(str(n).encode()).hexdigest(), n, album, None))
     catalog = Catalog(Database(sqlite_url(data_dir / "webapp.sqlite")))
     for start in range(0, len(rows), 5000):
         catalog.add(rows[start : start + 5000])

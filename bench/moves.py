@@ -56,7 +56,7 @@ def fill(library: object, images: int, dim: int) -> list[str]:
             shas.append(sha)
         lib.images.put_many((rec.sha256, rec.mime, b"\xff\xd8 not decoded", None) for rec, _ in batch)  # type: ignore[attr-defined]
         lib.vectors.upsert([(rec, vec / np.linalg.norm(vec)) for rec, vec in batch])  # type: ignore[attr-defined]
-        lib.catalog.add((rec.sha256, rec.added_at, rec.album) for rec, _ in batch)  # type: ignore[attr-defined]
+        lib.catalog.add((rec.sha256, rec.added_at, rec.album, None) for rec, _ in batch)  # type: ignore[attr-defined]
     lib.vectors.flush()  # type: ignore[attr-defined]
     engine = lib.vectors._engine()  # type: ignore[attr-defined]
     deadline = time.monotonic() + 600  # Milvus Lite indexes flushed segments in the background

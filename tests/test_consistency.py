@@ -26,7 +26,7 @@ def test_check_finds_and_repairs_every_kind_of_disagreement(
     library.catalog.remove([ids["coffee"]])
     library.images.original(ids["rocket"]).unlink()  # a file lost
     library.catalog.remove([ids["moon"]])  # a catalogue entry lost
-    library.catalog.add([("ab" * 32, 1, "")])  # and a stale one
+    library.catalog.add([("ab" * 32, 1, "", None)])  # and a stale one
 
     found = runner.invoke(args=["check"])
     assert found.exit_code == 1

@@ -86,7 +86,7 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_by_time ON images (added_at);
 """
-HEAD = "0005"
+HEAD = "0006"
 
 
 @pytest.fixture()
@@ -134,8 +134,8 @@ def test_a_library_of_the_sqlite_only_releases_keeps_every_row(tmp_path: Path) -
 
 def test_catalogue_ignores_known_images_and_lists_newest_first(db: Database) -> None:
     catalog = Catalog(db)
-    catalog.add([("a" * 64, 1, ""), ("b" * 64, 3, "")])
-    catalog.add([("a" * 64, 9, ""), ("c" * 64, 2, "")])  # "a" is known: left as it was
+    catalog.add([("a" * 64, 1, "", None), ("b" * 64, 3, "", None)])
+    catalog.add([("a" * 64, 9, "", None), ("c" * 64, 2, "", None)])  # "a" is known: left as it was
     assert catalog.newest(0, 10) == ["b" * 64, "c" * 64, "a" * 64]
     assert catalog.total() == 3 and catalog.all() == {"a" * 64, "b" * 64, "c" * 64}
     catalog.remove(["b" * 64])
@@ -178,7 +178,7 @@ def take_while_another_takes(db: Database, group_id: int, commit: bool) -> Claim
 
 def test_one_request_takes_a_duplicate_group_and_a_failed_one_puts_it_back(db: Database) -> None:
     catalog = Catalog(db)
-    catalog.add([(c * 64, 1, "") for c in "abc"])
+    catalog.add([(c * 64, 1, "", None) for c in "abc"])
     with db.connect() as conn:
         conn.execute(duplicate_groups.insert(), [{"id": 1, "job_id": "scan1", "size": 3, "best": 0.99}])
         rows = [("a", 1.0, True), ("b", 0.99, False), ("c", 0.97, False)]
@@ -238,23 +238,23 @@ def test_a_pages_album_list_is_kept_a_few_seconds_unless_this_process_changes_th
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mine, other = Catalog(db), Catalog(db)  # this process's, and another machine's
-    mine.add([("a" * 64, 1, "trips/day1")])
+    mine.add([("a" * 64, 1, "trips/day1", None)])
     assert mine.albums(kept=True) == [("trips", 1), ("trips/day1", 1)]
-    other.add([("b" * 64, 2, "cats")])
+    other.add([("b" * 64, 2, "cats", None)])
     assert mine.albums(kept=True) == [("trips", 1), ("trips/day1", 1)]  # kept: another's change shows later
     assert mine.albums() == [("cats", 1), ("trips", 1), ("trips/day1", 1)]  # the API's: never kept
-    other.add([("c" * 64, 3, "dogs")])
+    other.add([("c" * 64, 3, "dogs", None)])
     monkeypatch.setattr(Catalog, "ALBUMS_KEPT_SECONDS", 0.0)  # from now on, each list lapses at once
     mine.remove(["a" * 64])  # its own change: the next list is made afresh
     assert mine.albums(kept=True) == [("cats", 1), ("dogs", 1)]
-    other.add([("d" * 64, 4, "owls")])
+    other.add([("d" * 64, 4, "owls", None)])
     assert mine.albums(kept=True) == [("cats", 1), ("dogs", 1), ("owls", 1)]  # lapsed
 
 
 def test_the_catalogue_narrows_to_an_album_and_its_sub_albums(db: Database) -> None:
     catalog = Catalog(db)
     albums = ["a_b", "a_b/c", "axb", "a_b2", "100%", "1000", 'q"\\x', ""]
-    catalog.add([(f"{i:064x}", i, album) for i, album in enumerate(albums)])
+    catalog.add([(f"{i:064x}", i, album, None) for i, album in enumerate(albums)])
     assert catalog.newest(0, 10, "a_b") == [f"{1:064x}", f"{0:064x}"]  # _ is no wildcard
     assert catalog.total("100%") == 1 and catalog.total("a_b/c") == 1 and catalog.total() == 8
     assert catalog.newest(0, 10, 'q"\\x') == [f"{6:064x}"]

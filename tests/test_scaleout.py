@@ -320,7 +320,7 @@ def test_a_worker_refuses_a_storage_that_holds_none_of_the_librarys_files(tmp_pa
     settings = {"DATA_DIR": str(tmp_path), "MODEL_DIR": str(model_dir), "BROKER_URL": "redis://127.0.0.1:1/0"}
     app = create_app({**settings, "MILVUS_URI": "http://127.0.0.1:1", "STORAGE_DIR": str(tmp_path / "unmounted")})
     a_while_ago = int((time.time() - 600) * 1000)
-    Catalog(app.extensions[EXTENSION].database).add([("ab" * 32, a_while_ago, "")])  # its file is on the share
+    Catalog(app.extensions[EXTENSION].database).add([("ab" * 32, a_while_ago, "", None)])  # its file is on the share
     refused = app.test_cli_runner().invoke(args=["worker"])
     assert refused.exit_code != 0 and "is the shared storage (STORAGE_DIR) mounted?" in refused.output, refused.output
 

@@ -64,6 +64,7 @@ class Prepared:
     vector: np.ndarray
     data: bytes
     thumbnail: bytes | None
+    fingerprint: bytes  # services/fingerprints.py, as the catalogue keeps it
 
 
 @dataclass

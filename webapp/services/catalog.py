@@ -51,13 +51,37 @@ class Catalog:
         self._changes = 0  # this process's changes so far: a kept album list is of one of them
         self._albums: tuple[int, float, list[tuple[str, int]]] | None = None  # (changes, until, albums)
 
-    def add(self, rows: Iterable[tuple[str, int, str]]) -> None:
-        """Record images (sha256, added_at in ms, album); already known ones are left as they are."""
-        values = [{"sha256": sha, "added_at": added_at, "album": album} for sha, added_at, album in rows]
+    def add(self, rows: Iterable[tuple[str, int, str, bytes | None]]) -> None:
+        """Record images (sha256, added_at in ms, album, fingerprint or None); already known ones are
+        left as they are."""
+        values = [
+            {"sha256": sha, "added_at": added_at, "album": album, "fingerprint": print_}
+            for sha, added_at, album, print_ in rows
+        ]
         if values:
             with self.db.connect() as conn:
                 conn.execute(self.db.insert_ignoring_duplicates(images), values)
             self._changes += 1  # after the commit: a list made before it is not kept
+
+    def fingerprints(self, sha256s: Iterable[str]) -> dict[str, bytes | None]:
+        """Return the kept fingerprints of images (None for one not made yet); unknown images are left out."""
+        shas = list(sha256s)
+        found: dict[str, bytes | None] = {}
+        with self.db.connect() as conn:
+            for start in range(0, len(shas), 500):
+                query = select(images.c.sha256, images.c.fingerprint).where(
+                    images.c.sha256.in_(shas[start : start + 500])
+                )
+                found.update((sha, None if data is None else bytes(data)) for sha, data in conn.execute(query))
+        return found
+
+    def keep_fingerprints(self, prints: dict[str, bytes]) -> None:
+        """Keep the fingerprints made of images (content id -> its fingerprint); unknown images are skipped."""
+        change = update(images).where(images.c.sha256 == bindparam("key")).values(fingerprint=bindparam("print_"))
+        rows = [{"key": sha, "print_": data} for sha, data in prints.items()]
+        with self.db.connect() as conn:
+            for start in range(0, len(rows), 500):
+                conn.execute(change, rows[start : start + 500])
 
     def remove(self, sha256s: Iterable[str]) -> None:
         """Forget images, and take them out of their near-duplicate groups."""
