@@ -2,8 +2,10 @@
 
 Fills a Milvus Lite file with random unit vectors in the model's 1280 dimensions, a share of them
 with one to three planted near-duplicates (the vector plus noise, cosine 0.965-0.995 to it),
-then runs the app's scan (services/duplicates.py: every vector's top-k from Milvus, joined into
-groups, ranked, saved to SQLite) and prints its time and how many planted pairs it found.
+catalogues each with a fingerprint (random, a planted copy's within 4 bits of its base's), then
+runs the app's scan (services/duplicates.py: every vector's top-k from Milvus, the fingerprints of
+the pairs found read from the catalogue, joined into groups, ranked, saved to SQLite) and prints
+its time and how many planted pairs it found.
 
 Random vectors are far apart, unlike photos, so this measures the scan's cost, not its quality
 (`flask --app wsgi evaluate DIR --duplicates` measures that).
@@ -28,8 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.store import DIM, wait_for_index  # noqa: E402
+from webapp.services.catalog import Catalog  # noqa: E402
 from webapp.services.database import Database, sqlite_url  # noqa: E402
 from webapp.services.duplicates import KIND, Duplicates  # noqa: E402
+from webapp.services.fingerprints import to_bytes  # noqa: E402
+from webapp.services.images import ImageStore  # noqa: E402
 from webapp.services.jobs import JobStore  # noqa: E402
 from webapp.services.records import Record  # noqa: E402
 from webapp.services.vectors import MilvusVectorStore  # noqa: E402
@@ -65,6 +70,20 @@ def fill(store: MilvusVectorStore, vectors: np.ndarray) -> None:
         store.upsert(rows)
 
 
+def catalogue(catalog: Catalog, origin: np.ndarray, rng: np.random.Generator) -> None:
+    """Catalogue every vector with a fingerprint: its base's, with up to 4 bits flipped for a copy."""
+    bases = rng.integers(0, 2**63, size=int(origin.max()) + 1, dtype=np.int64)
+    rows = []
+    for i, base in enumerate(origin.tolist()):
+        print_ = int(bases[base])
+        if base != i:
+            for bit in rng.choice(63, size=int(rng.integers(0, 5)), replace=False).tolist():
+                print_ ^= 1 << bit
+        rows.append((sha(i), i, "", to_bytes((print_, print_))))
+    for first in range(0, len(rows), 5000):
+        catalog.add(rows[first : first + 5000])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vectors", type=int, default=100_000)
@@ -86,7 +105,10 @@ def main() -> None:
         db = Database(sqlite_url(Path(tmp) / "webapp.sqlite"))
         db.upgrade()
         jobs = JobStore(db)
-        library: Any = SimpleNamespace(vectors=store, original=lambda sha256: None)
+        catalog = Catalog(db)
+        catalogue(catalog, origin, rng)
+        files = ImageStore(Path(tmp) / "images")  # none: every fingerprint is in the catalogue
+        library: Any = SimpleNamespace(vectors=store, original=lambda sha256: None, catalog=catalog, images=files)
         finder = Duplicates(db, jobs, lambda: library, args.threshold, "bench")
         job = jobs.create(KIND, "bench", "bench")
         t0 = time.perf_counter()

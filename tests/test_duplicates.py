@@ -12,13 +12,17 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
+from skimage import data as skdata
+from sqlalchemy import update
 
 from tests.conftest import csrf_token, near_duplicate, wait_for_job
 from tests.test_api import upload
 from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
 from webapp.services import duplicates
+from webapp.services.database import images
 from webapp.services.duplicates import KIND, Duplicates
+from webapp.services.fingerprints import from_bytes
 from webapp.services.grouping import join
 from webapp.services.jobs import local_owner
 from webapp.services.library import Library
@@ -37,6 +41,12 @@ def reencoded(data: bytes) -> bytes:
     out = io.BytesIO()
     Image.open(io.BytesIO(data)).convert("RGB").save(out, "JPEG", quality=60)
     return out.getvalue()
+
+
+def bits(a: bytes | None, b: bytes | None) -> int:
+    """Return how many bits two kept fingerprints differ by."""
+    assert a is not None and b is not None
+    return (from_bytes(a)[0] ^ from_bytes(b)[0]).bit_count()
 
 
 def add(client: FlaskClient, name: str, data: bytes, album: str = "") -> str:
@@ -86,6 +96,67 @@ def test_a_scan_groups_copies_and_leaves_distinct_photos_alone(client: FlaskClie
         assert group["best"] == max(m["similarity"] for m in others)
         assert all(m["bytes"] > 0 and m["width"] > 0 for m in group["members"])
     assert client.get(groups[0]["url"]).json["members"] == groups[0]["members"]
+
+
+def test_copies_the_model_finds_less_alike_than_the_threshold_are_grouped_by_their_layout(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    """At the default threshold: the model puts both copies below it (rocket at JPEG quality 30: 0.91, halved: 0.94)."""
+    assert app.extensions[EXTENSION].duplicates.threshold == 0.96
+    rocket = Image.open(io.BytesIO(photos["rocket"])).convert("RGB")
+    poor = io.BytesIO()
+    rocket.save(poor, "JPEG", quality=30)
+    ids = {
+        "rocket": add(client, "rocket.jpg", photos["rocket"]),
+        "rocket-poor": add(client, "rocket-poor.jpg", poor.getvalue()),
+        "rocket-small": add(client, "rocket-small.jpg", halved(photos["rocket"])),
+    }
+    for name in ("coffee", "chelsea", "astronaut"):
+        ids[name] = add(client, f"{name}.jpg", photos[name])
+    scan(client)
+    groups = client.get("/api/v1/duplicates").json
+    assert [sorted(m["filename"] for m in g["members"]) for g in groups] == [
+        ["rocket-poor.jpg", "rocket-small.jpg", "rocket.jpg"]
+    ]
+    similarity = {m["filename"]: m["similarity"] for m in groups[0]["members"]}
+    assert similarity["rocket-poor.jpg"] < 0.94, similarity  # the model alone would have left it out
+
+
+def test_images_added_before_fingerprints_get_theirs_from_the_first_scan(
+    app: Flask, client: FlaskClient, library: dict[str, str]
+) -> None:
+    """Each added image's fingerprint is kept as it is added; a library of an earlier release has
+    none, and its first scan makes those it needs (of images with a look-alike) from the thumbnails
+    (or originals), and keeps them."""
+    catalog = app.extensions[EXTENSION].library.catalog
+    added = catalog.fingerprints(library.values())
+    assert len(added) == 8 and all(data is not None and len(data) == 16 for data in added.values())
+    with app.extensions[EXTENSION].database.connect() as conn:
+        conn.execute(update(images).values(fingerprint=None))
+    assert set(catalog.fingerprints(library.values()).values()) == {None}
+    scan(client)
+    assert [g["size"] for g in client.get("/api/v1/duplicates").json] == [3, 2]
+    made = catalog.fingerprints(library.values())
+    grouped = {name: sha for name, sha in library.items() if name.startswith(("chelsea", "rocket"))}
+    assert None not in {made[sha] for sha in grouped.values()}
+    apart = {name: bits(added[sha], made[sha]) for name, sha in grouped.items()}
+    assert max(apart.values()) <= 4, apart  # from the thumbnail or the original, as from the pixels added
+
+
+def test_close_ups_alike_to_the_model_but_laid_out_differently_are_not_grouped(app: Flask, client: FlaskClient) -> None:
+    """Two corners of one lawn: about 0.96 alike to the model, 30 bits apart."""
+    app.extensions[EXTENSION].duplicates.threshold = 0.90
+    lawn = Image.fromarray(skdata.grass()).convert("RGB")
+    side = round(lawn.width * 0.4)
+    corners = {}
+    for name, left in (("lawn-left.jpg", 0), ("lawn-right.jpg", lawn.width - side)):
+        out = io.BytesIO()
+        lawn.crop((left, lawn.height - side, left + side, lawn.height)).save(out, "JPEG", quality=92)
+        corners[name] = add(client, name, out.getvalue())
+    similar = client.get(f"/api/v1/images/{corners['lawn-left.jpg']}/similar", query_string={"top_k": 1}).json
+    assert similar["results"][0]["id"] == corners["lawn-right.jpg"] and similar["results"][0]["score"] > 0.93
+    scan(client)
+    assert client.get("/api/v1/duplicates").json == []
 
 
 def test_the_list_narrows_to_an_album_and_pages(client: FlaskClient, library: dict[str, str]) -> None:

@@ -3,8 +3,9 @@
 Class mode: in a folder of class sub-folders, every image is a query against all the others
 (leave-one-out). Near-duplicate mode: augmented copies of every image are queries against the
 library of originals. Duplicates mode: copies are mixed with the originals and grouped at each
-similarity threshold, as the duplicate scan groups them; precision and recall of those groups
-choose the threshold. Milvus is left out on purpose: this measures the model itself.
+similarity threshold by the duplicate scan's rule (the model's similarity, checked against the
+images' fingerprints); precision and recall of those groups choose the threshold. Milvus is left
+out on purpose: this measures the model itself.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from webapp.evaluation_scores import (
     rank_targets,
     suggest_threshold,
 )
+from webapp.services.fingerprints import FLOOR, SIDE, Fingerprint, fingerprint, same_picture
+from webapp.services.imaging import decode
 from webapp.services.sources import is_candidate
 
 if TYPE_CHECKING:  # the model's libraries load with the first embedder, not with the CLI
@@ -193,6 +196,44 @@ def evaluate_near_duplicates(
     return Report("near-duplicates", embedder.name, str(folder), counts, skipped, speed, scores)
 
 
+def fingerprinted(
+    chunks: Iterable[list[tuple[Any, bytes]]], max_pixels: int, prints: dict[Any, Fingerprint | None]
+) -> Iterator[list[tuple[Any, bytes]]]:
+    """Pass the chunks on, putting each image's fingerprint in ``prints`` (None if unreadable)."""
+    for chunk in chunks:
+        for key, data in chunk:
+            try:
+                prints[key] = fingerprint(decode(data, max_pixels, draft=4 * SIDE).image)
+            except WebappError:
+                prints[key] = None
+        yield chunk
+
+
+@dataclass
+class Candidates:
+    """The pairs of images at least a floor alike to the model, with their fingerprints."""
+
+    size: int
+    first: np.ndarray
+    second: np.ndarray
+    similarity: np.ndarray
+    prints: list[tuple[Fingerprint | None, Fingerprint | None]]
+
+    @classmethod
+    def of(cls, sims: np.ndarray, prints: list[Fingerprint | None], floor: float) -> Candidates:
+        first, second = np.nonzero(np.triu(sims >= floor, k=1))
+        pairs = [(prints[a], prints[b]) for a, b in zip(first.tolist(), second.tolist(), strict=True)]
+        return cls(len(sims), first, second, sims[first, second], pairs)
+
+    def linked(self, threshold: float) -> np.ndarray:
+        """Return 1 where the scan would call two images one picture at ``threshold``, else 0."""
+        pairs = zip(self.similarity.tolist(), self.prints, strict=True)
+        keep = [same_picture(float(s), a, b, threshold) for s, (a, b) in pairs]
+        matrix = np.eye(self.size, dtype=np.float32)
+        matrix[self.first[keep], self.second[keep]] = 1.0
+        return matrix
+
+
 def evaluate_duplicates(
     embedder: Embedder,
     folder: Path,
@@ -206,20 +247,25 @@ def evaluate_duplicates(
     five copies (DUPLICATE_COPIES). Smaller images (thumbnails, faces) stay as look-alikes.
     """
     skipped: list[tuple[str, str]] = []
-    originals = embed_all(embedder, file_chunks(folder, image_files(folder), skipped), progress)
+    prints: dict[Any, Fingerprint | None] = {}
+    files = fingerprinted(file_chunks(folder, image_files(folder), skipped), max_pixels, prints)
+    originals = embed_all(embedder, files, progress)
     if not originals.keys:
         raise no_images(f"under {folder}", skipped + originals.skipped)
     chunks = copy_chunks(folder, originals.keys, max_pixels, skipped, table=DUPLICATE_COPIES, min_side=MIN_COPY_SIDE)
-    copies = embed_all(embedder, chunks, progress)
+    copies = embed_all(embedder, fingerprinted(chunks, max_pixels, prints), progress)
     if not copies.keys:
         raise InvalidInput(f"no image under {folder} is {MIN_COPY_SIDE} pixels a side or more, to make copies of")
     vectors = np.concatenate([originals.vectors, copies.vectors])
     origins = np.concatenate([np.arange(len(originals.keys)), [index for index, _ in copies.keys]])
     sims = vectors @ vectors.T
-    scores = {f"t={t:.2f}": group_scores(sims, origins, t) for t in thresholds}
+    in_order = [prints.get(key) for key in originals.keys] + [prints.get(key) for key in copies.keys]
+    thresholds = tuple(thresholds)
+    candidates = Candidates.of(sims, in_order, min(FLOOR, *thresholds))
+    scores = {f"t={t:.2f}": group_scores(candidates.linked(t), origins, 0.5) for t in thresholds}
     # Per kind of copy: the share of copies grouped with their original at the suggested threshold.
     best = float(suggest_threshold(scores)[2:])
-    groups = components(sims, best)
+    groups = components(candidates.linked(best), 0.5)
     n = len(originals.keys)
     for aug in DUPLICATE_COPIES:
         rows = [n + i for i, (_, a) in enumerate(copies.keys) if a == aug]

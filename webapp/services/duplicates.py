@@ -21,13 +21,16 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, desc, exists, func, select
 
-from webapp.errors import Conflict, InvalidInput, NotFound
+from webapp.errors import Conflict, InvalidInput, NotFound, WebappError
 from webapp.services.catalog import in_album
 from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
+from webapp.services.fingerprints import FLOOR, SIDE, Fingerprint, fingerprint, from_bytes, same_picture, to_bytes
 from webapp.services.group_claims import put_back, take
 from webapp.services.grouping import join, parts_of, similar_pairs
+from webapp.services.imaging import decode
 from webapp.services.jobs import Job, JobStatus, JobStore
 from webapp.services.library import Library
+from webapp.services.priority import PRIORITY
 from webapp.services.records import Record, VectorStore
 
 KIND = "duplicates"
@@ -56,6 +59,53 @@ class Group:
     members: list[Member]
 
 
+class Verdicts:
+    """Which pairs of a library's images are one picture: the model's similarity, checked against
+    their fingerprints (services/fingerprints.py).
+
+    An image's fingerprint is made as it is added, and kept in the catalogue. One added by an
+    earlier release has none: the scan makes it from the image's thumbnail (or original) and keeps it.
+    An image whose files cannot be read has none: the model alone judges its pairs, by the threshold.
+    """
+
+    def __init__(self, library: Library, threshold: float) -> None:
+        self.library = library
+        self.threshold = threshold
+        self.prints: dict[str, Fingerprint | None] = {}  # of the images met so far in the scan
+
+    def __call__(self, candidates: dict[tuple[str, str], float]) -> list[tuple[str, str]]:
+        self._load({sha for pair in candidates for sha in pair})
+        p, threshold = self.prints, self.threshold
+        return [(a, b) for (a, b), similarity in candidates.items() if same_picture(similarity, p[a], p[b], threshold)]
+
+    def _load(self, shas: set[str]) -> None:
+        missing = shas - self.prints.keys()
+        if not missing:
+            return
+        kept = self.library.catalog.fingerprints(missing)
+        made = {}
+        for sha in missing:
+            if (data := kept.get(sha)) is not None:
+                self.prints[sha] = from_bytes(data)
+                continue
+            self.prints[sha] = print_ = self._make(sha)
+            if print_ is not None and sha in kept:  # catalogued without one: keep it for the next scan
+                made[sha] = to_bytes(print_)
+        if made:
+            self.library.catalog.keep_fingerprints(made)
+
+    def _make(self, sha256: str) -> Fingerprint | None:
+        store = self.library.images
+        path = store.thumbnail(sha256) or store.original(sha256)
+        if path is None:
+            return None
+        PRIORITY.step_aside()  # a scan is bulk work: searches go first
+        try:
+            return fingerprint(decode(path.read_bytes(), self.library.embedder.max_pixels, draft=4 * SIDE).image)
+        except (OSError, WebappError):
+            return None
+
+
 class Duplicates:
     """Finds near-duplicate groups in a library, lists them, and resolves them."""
 
@@ -77,7 +127,8 @@ class Duplicates:
         """Queue a scan (refused while one is queued or running); return its job."""
         if running := self.jobs.active_of(KIND):
             raise Conflict(f"a duplicate scan is {running.status} already (job {running.id})")
-        return self.jobs.submit(KIND, f"similarity at least {self.threshold:.2f}", self.owner, send)
+        what = f"similarity at least {self.threshold:.2f}, or {FLOOR:.2f} with the same layout"
+        return self.jobs.submit(KIND, what, self.owner, send)
 
     def last_scan(self) -> Job | None:
         """Return the newest scan, finished or not."""
@@ -100,7 +151,9 @@ class Duplicates:
         total = store.count()
         self.jobs.progress(job_id, 0, total)
         stop = lambda: should_stop() or not self.jobs.still_wanted(job_id)  # noqa: E731
-        found = similar_pairs(store, self.threshold, lambda n: self.jobs.progress(job_id, n, max(n, total)), stop)
+        same = Verdicts(self.library, self.threshold)
+        progress = lambda n: self.jobs.progress(job_id, n, max(n, total))  # noqa: E731
+        found = similar_pairs(store, min(FLOOR, self.threshold), same, progress, stop)
         if found is None:
             if should_stop() and self.jobs.still_wanted(job_id):
                 self.jobs.move(job_id, JobStatus.INTERRUPTED)

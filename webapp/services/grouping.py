@@ -1,4 +1,4 @@
-"""Pairs of images at least a threshold alike, found with the vector store, and the groups they join into.
+"""Pairs of images that are one picture, found with the vector store, and the groups they join into.
 
 services/duplicates.py scans a library with these and keeps the groups for review.
 """
@@ -36,22 +36,29 @@ def join(pairs: Iterable[tuple[str, str]]) -> list[set[str]]:
 
 def similar_pairs(
     store: VectorStore,
-    threshold: float,
+    floor: float,
+    same: Callable[[dict[tuple[str, str], float]], Iterable[tuple[str, str]]],
     progress: Callable[[int], None] = lambda n: None,
     should_stop: Callable[[], bool] = lambda: False,
     neighbours: int = NEIGHBOURS,
 ) -> set[tuple[str, str]] | None:
-    """Return every pair of images at least ``threshold`` alike (each once), or None if stopped."""
+    """Return every pair of images (each once) at least ``floor`` alike that ``same`` calls one
+    picture; None if stopped. ``same`` is given a batch's pairs (ids in order, and similarity) and
+    returns those it keeps.
+    """
     pairs: set[tuple[str, str]] = set()
     done = 0
     for batch in store.export(BATCH):
         if should_stop():
             return None
         found = store.neighbours([v for _, v in batch], neighbours)
+        candidates: dict[tuple[str, str], float] = {}
         for (record, _), hits in zip(batch, found, strict=True):
             for sha, score in hits:
-                if sha != record.sha256 and score >= threshold:
-                    pairs.add((min(sha, record.sha256), max(sha, record.sha256)))
+                pair = (min(sha, record.sha256), max(sha, record.sha256))
+                if sha != record.sha256 and score >= floor and pair not in pairs:
+                    candidates[pair] = score
+        pairs.update(same(candidates))
         done += len(batch)
         progress(done)
     return pairs
