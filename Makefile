@@ -68,6 +68,11 @@ bench-int8: install-dev model
 bench-duplicates: install-dev
 	$(BIN)/python bench/duplicates.py $(ARGS)
 
+# Fingerprints: bits between copies and distinct photos by band of similarity, and one's cost (README, Near-duplicates).
+.PHONY: bench-fingerprints
+bench-fingerprints: install-dev model
+	$(BIN)/python bench/fingerprints.py $(ARGS)
+
 # Milvus Lite search p50, its own code against the app's arrays, by rows waiting and library size.
 .PHONY: bench-lite
 bench-lite: install-dev

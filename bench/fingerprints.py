@@ -1,0 +1,144 @@
+"""Fingerprints (services/fingerprints.py): how far apart copies and distinct images are, and what one costs.
+
+On a folder as `flask evaluate --duplicates` takes it (its images, and five copies of each one at
+least 256 px a side), prints the bits between the fingerprints of copies of one photo and of
+distinct images, overall and in the two bands the duplicate scan's rule uses (the model's
+similarity at least the threshold, and from FLOOR to it), the mirror included where the rule takes
+it. Then times a fingerprint from the pixels an ingestion has decoded, and from each file a scan
+may read for an image of an earlier release (a thumbnail, a large JPEG original, a PNG).
+
+    .venv/bin/python bench/fingerprints.py [FOLDER] [--model efficientnet-lite0-int8]
+
+Without a folder, it runs on the set the README quotes: scikit-image's photos and crops of them
+(scripts/sample_images.py's photos/ and views/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from webapp.building import embedder  # noqa: E402
+from webapp.config import Defaults  # noqa: E402
+from webapp.evaluation import MIN_COPY_SIDE, embed_all, file_chunks, fingerprinted, image_files  # noqa: E402
+from webapp.evaluation_copies import DUPLICATE_COPIES, copy_chunks  # noqa: E402
+from webapp.services.fingerprints import CLOSE, FAR, FLOOR, Fingerprint, fingerprint  # noqa: E402
+from webapp.services.imaging import decode, thumbnail  # noqa: E402
+
+
+def spread(values: np.ndarray) -> str:
+    if not len(values):
+        return "none"
+    return f"{values.min()} to {values.max()}, median {np.median(values):.0f} ({len(values)} pairs)"
+
+
+def distances(folder: Path, model: str, threshold: float) -> None:
+    """Print the bits between copies and between distinct images, by band of the model's similarity."""
+    settings = {k: getattr(Defaults, k) for k in dir(Defaults) if k.isupper()}
+    settings.update(MODEL_DIR=str(ROOT / "var" / "models"), SEARCH_PROCESSES=0)
+    pipeline, max_pixels = embedder(settings, model), settings["MAX_IMAGE_PIXELS"]
+    skipped: list[tuple[str, str]] = []
+    prints: dict[Any, Fingerprint | None] = {}
+    files = fingerprinted(file_chunks(folder, image_files(folder), skipped), max_pixels, prints)
+    originals = embed_all(pipeline, files, None)
+    chunks = copy_chunks(folder, originals.keys, max_pixels, skipped, table=DUPLICATE_COPIES, min_side=MIN_COPY_SIDE)
+    copies = embed_all(pipeline, fingerprinted(chunks, max_pixels, prints), None)
+    keys = list(originals.keys) + list(copies.keys)
+    made = [prints[k] for k in keys]
+    if any(p is None for p in made):
+        raise SystemExit("an image could not be fingerprinted")
+    vectors = np.concatenate([originals.vectors, copies.vectors])
+    origins = np.concatenate([np.arange(len(originals.keys)), [index for index, _ in copies.keys]])
+    first, second = np.triu_indices(len(keys), 1)
+    similarity = np.einsum("ij,ij->i", vectors[first], vectors[second])
+    pairs = list(zip(first.tolist(), second.tolist(), strict=True))
+    direct = np.array([(made[a][0] ^ made[b][0]).bit_count() for a, b in pairs])  # type: ignore[index]
+    mirrored = np.array(
+        [min((made[a][0] ^ made[b][1]).bit_count(), (made[a][1] ^ made[b][0]).bit_count()) for a, b in pairs]  # type: ignore[index]
+    )
+    either = np.minimum(direct, mirrored)
+    copy = origins[first] == origins[second]
+    high, band = similarity >= threshold, (similarity >= FLOOR) & (similarity < threshold)
+    print(f"{model}: {len(originals.keys)} images, {len(copies.keys)} copies; bits apart:")
+    print(f"  all pairs:  copies {spread(direct[copy])}; distinct {spread(direct[~copy])}")
+    print(f"  at least {threshold} alike (FAR {FAR}, either mirrored):")
+    print(f"    copies {spread(either[copy & high])}, {np.sum(either[copy & high] > FAR)} beyond FAR")
+    print(f"    distinct {spread(either[~copy & high])}, {np.sum(either[~copy & high] <= FAR)} within FAR")
+    print(f"  {FLOOR} to {threshold} alike (CLOSE {CLOSE}, not mirrored):")
+    print(f"    copies {spread(direct[copy & band])}, {np.sum(direct[copy & band] <= CLOSE)} within CLOSE")
+    print(f"    distinct {spread(direct[~copy & band])}; mirrored {spread(either[~copy & band])}")
+
+
+def timed(function: Any, repeats: int) -> float:
+    """Return the median ms of ``repeats`` calls."""
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+def costs(repeats: int) -> None:
+    """Print what a fingerprint costs from decoded pixels, and from the files a scan may read."""
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut())
+
+    def encoded(img: Image.Image, fmt: str, **options: Any) -> bytes:
+        out = io.BytesIO()
+        img.save(out, fmt, **options)
+        return out.getvalue()
+
+    big = photo.resize((4000, 3000), Image.Resampling.BICUBIC)
+    large_jpeg = encoded(big, "JPEG", quality=90)
+    files = {
+        "a 320 px thumbnail": thumbnail(decode(large_jpeg, 64_000_000, draft=320).image, 320),
+        "a 12 MP JPEG original": large_jpeg,
+        "a 3 MP PNG original": encoded(big.resize((2000, 1500)), "PNG"),
+    }
+    decoded = decode(large_jpeg, 64_000_000, draft=224).image  # what ingestion has at hand
+    print(f"one fingerprint, median of {repeats}:")
+    print(f"  from the pixels decoded for the model ({decoded.width} x {decoded.height}): ", end="")
+    print(f"{timed(lambda: fingerprint(decoded), repeats):.2f} ms")
+    for name, payload in files.items():
+        ms = timed(lambda data=payload: fingerprint(decode(data, 64_000_000, draft=128).image), repeats)
+        print(f"  from {name} ({len(payload) // 1024} KiB, decoded and fingerprinted): {ms:.2f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, nargs="?", help="default: scikit-image's photos and crops of them")
+    parser.add_argument("--model", default="efficientnet-lite0-int8")
+    parser.add_argument("--threshold", type=float, default=Defaults.DUPLICATE_THRESHOLD)
+    parser.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.folder
+        if folder is None:
+            subprocess.run(
+                [sys.executable, str(ROOT / "scripts" / "sample_images.py"), str(Path(tmp) / "all")], check=True
+            )
+            folder = Path(tmp) / "set"
+            for part in ("photos", "views"):
+                shutil.copytree(Path(tmp) / "all" / part, folder / part)
+        distances(folder, args.model, args.threshold)
+    costs(args.repeats)
+
+
+if __name__ == "__main__":
+    main()
