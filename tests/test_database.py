@@ -45,6 +45,7 @@ from webapp.services.database import (
     users,
 )
 from webapp.services.db_copy import copy_database
+from webapp.services.fingerprints import from_bytes, to_bytes
 from webapp.services.group_claims import Claim, put_back, take
 from webapp.services.jobs import ItemResult, JobStatus, JobStore, local_owner
 from webapp.services.roles import Role
@@ -140,6 +141,17 @@ def test_catalogue_ignores_known_images_and_lists_newest_first(db: Database) -> 
     assert catalog.total() == 3 and catalog.all() == {"a" * 64, "b" * 64, "c" * 64}
     catalog.remove(["b" * 64])
     assert catalog.newest(1, 10) == ["a" * 64]
+
+
+def test_the_catalogue_keeps_fingerprints_as_added_and_as_made_later(db: Database) -> None:
+    catalog = Catalog(db)
+    added, made = to_bytes((2**62 + 5, 12345)), to_bytes((7, 2**63 - 1))
+    catalog.add([("a" * 64, 1, "", added), ("b" * 64, 2, "", None)])  # b: of an earlier release
+    shas = ["a" * 64, "b" * 64, "c" * 64]
+    assert catalog.fingerprints(shas) == {"a" * 64: added, "b" * 64: None}  # c is not catalogued
+    catalog.keep_fingerprints({"b" * 64: made, "c" * 64: made})
+    assert catalog.fingerprints(shas) == {"a" * 64: added, "b" * 64: made}
+    assert catalog.total() == 2 and from_bytes(made) == (7, 2**63 - 1)
 
 
 def beside_an_open_transaction(
