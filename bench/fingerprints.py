@@ -4,8 +4,9 @@ On a folder as `flask evaluate --duplicates` takes it (its images, and five copi
 least 256 px a side), prints the bits between the fingerprints of copies of one photo and of
 distinct images, overall and in the two bands the duplicate scan's rule uses (the model's
 similarity at least the threshold, and from FLOOR to it), the mirror included where the rule takes
-it. Then times a fingerprint from the pixels an ingestion has decoded, and from each file a scan
-may read for an image of an earlier release (a thumbnail, a large JPEG original, a PNG).
+it. Then times a fingerprint from the pixels an ingestion has at hand (a JPEG's draft, another
+format's thumbnail), and from each file a scan may read for an image of an earlier release (a
+thumbnail, a large JPEG original, a PNG).
 
     .venv/bin/python bench/fingerprints.py [FOLDER] [--model efficientnet-lite0-int8]
 
@@ -37,7 +38,7 @@ from webapp.config import Defaults  # noqa: E402
 from webapp.evaluation import MIN_COPY_SIDE, embed_all, file_chunks, fingerprinted, image_files  # noqa: E402
 from webapp.evaluation_copies import DUPLICATE_COPIES, copy_chunks  # noqa: E402
 from webapp.services.fingerprints import CLOSE, FAR, FLOOR, Fingerprint, fingerprint  # noqa: E402
-from webapp.services.imaging import decode, thumbnail  # noqa: E402
+from webapp.services.imaging import decode, shrunk, thumbnail  # noqa: E402
 
 
 def spread(values: np.ndarray) -> str:
@@ -112,9 +113,14 @@ def costs(repeats: int) -> None:
         "a 3 MP PNG original": encoded(big.resize((2000, 1500)), "PNG"),
     }
     decoded = decode(large_jpeg, 64_000_000, draft=224).image  # what ingestion has at hand
+    whole = decode(encoded(big, "PNG"), 64_000_000, draft=224).image  # another format decodes whole
+    small = shrunk(whole, 320)  # ...and its thumbnail is made at once
     print(f"one fingerprint, median of {repeats}:")
-    print(f"  from the pixels decoded for the model ({decoded.width} x {decoded.height}): ", end="")
+    print(f"  from a JPEG's draft decoded for the model ({decoded.width} x {decoded.height}): ", end="")
     print(f"{timed(lambda: fingerprint(decoded), repeats):.2f} ms")
+    print(f"  from a PNG's thumbnail pixels ({small.width} x {small.height}): ", end="")
+    print(f"{timed(lambda: fingerprint(small), repeats):.2f} ms; ", end="")
+    print(f"from the whole PNG ({whole.width} x {whole.height}): {timed(lambda: fingerprint(whole), 20):.2f} ms")
     for name, payload in files.items():
         ms = timed(lambda data=payload: fingerprint(decode(data, 64_000_000, draft=128).image), repeats)
         print(f"  from {name} ({len(payload) // 1024} KiB, decoded and fingerprinted): {ms:.2f} ms")

@@ -346,13 +346,22 @@ def to_input(img: Image.Image, size: int) -> np.ndarray:
 
 def thumbnail(img: Image.Image, size: int) -> bytes:
     """Return a JPEG thumbnail no larger than ``size`` on either side."""
+    return thumbnail_of(shrunk(img, size), img.info.get("icc_profile"))
+
+
+def shrunk(img: Image.Image, size: int) -> Image.Image:
+    """Return the image no larger than ``size`` on either side: a thumbnail's pixels."""
     scale = min(size / img.width, size / img.height, 1.0)
     target = (max(round(img.width * scale), 1), max(round(img.height * scale), 1))
     # Bicubic, as Pillow's own Image.thumbnail(), after a box reduction by the whole factor
     # (reducing_gap 1): 0.75 instead of 1.2 ms an image on the 640 px bench photos, whose drafts are
     # often just twice the thumbnail, at 48.8 instead of 49.8 dB median PSNR to a Lanczos resize.
-    thumb = img if target == img.size else img.resize(target, Image.Resampling.BICUBIC, reducing_gap=1.0)
+    return img if target == img.size else img.resize(target, Image.Resampling.BICUBIC, reducing_gap=1.0)
+
+
+def thumbnail_of(small: Image.Image, profile: bytes | None) -> bytes:
+    """Return the JPEG of a ``shrunk`` image, in the colour space of ``profile`` (None: sRGB)."""
     out = io.BytesIO()
     # optimize=True: 5% smaller for 33% more CPU on the bulk-load path
-    thumb.save(out, "JPEG", quality=85, icc_profile=img.info.get("icc_profile"))
+    small.save(out, "JPEG", quality=85, icc_profile=profile)
     return out.getvalue()

@@ -23,7 +23,9 @@ from webapp.services.imaging import (
     QueryImage,
     content_id,
     decode,
+    shrunk,
     thumbnail,
+    thumbnail_of,
 )
 from webapp.services.priority import PRIORITY
 from webapp.services.records import Description, Hit, Record, SearchResult, VectorStore
@@ -100,21 +102,23 @@ class Library:
                 first[shas[i]] = i
                 todo.append((i, entry.data))
         now, data_of = int(time.time() * 1000), dict(todo)
-        started, thumbnailing = time.perf_counter(), 0.0
+        started, besides = time.perf_counter(), 0.0  # thumbnails and fingerprints: not the model's time
         for i, decoded, vector in self.embedder.embed_many(todo):
             if isinstance(decoded, WebappError) or vector is None:
                 error = decoded if isinstance(decoded, WebappError) else WebappError("could not embed")
                 batch.outcomes[i] = Outcome("failed", reason=error.message, error=error)
                 continue
-            thumb = None
+            before = time.perf_counter()
+            thumb, small = None, decoded.image  # a JPEG's draft: a few hundred pixels a side
             if thumbnails or decoded.mime not in REDUCED_SCALE:
-                before = time.perf_counter()
-                thumb = thumbnail(decoded.image, self.thumbnail_size)
-                thumbnailing += time.perf_counter() - before
+                small = shrunk(decoded.image, self.thumbnail_size)
+                thumb = thumbnail_of(small, decoded.image.info.get("icc_profile"))
+            # From the thumbnail's pixels when made: 0.4 ms, where a whole 12 MP PNG took 15 ms.
+            print_ = to_bytes(fingerprint(small))
+            besides += time.perf_counter() - before
             record = self._record(entries[i], decoded, source, now + i)
-            print_ = to_bytes(fingerprint(decoded.image))  # 0.4 ms here; a scan would decode the file again
             batch.new.append(Prepared(i, record, vector, data_of[i], thumb, print_))
-        EMBED.observe(time.perf_counter() - started - thumbnailing)  # decoding and embedding only
+        EMBED.observe(time.perf_counter() - started - besides)  # decoding and embedding only
         return batch
 
     @staticmethod
