@@ -13,10 +13,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 from skimage import data as skdata
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from tests.conftest import csrf_token, near_duplicate, wait_for_job
 from tests.test_api import upload
+from tests.test_jobs import import_folder
 from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
 from webapp.services import duplicates
@@ -141,6 +142,32 @@ def test_images_added_before_fingerprints_get_theirs_from_the_first_scan(
     assert None not in {made[sha] for sha in grouped.values()}
     apart = {name: bits(added[sha], made[sha]) for name, sha in grouped.items()}
     assert max(apart.values()) <= 4, apart  # from the thumbnail or the original, as from the pixels added
+
+
+def test_a_bulk_load_fingerprints_a_jpeg_from_its_draft_and_a_png_from_its_thumbnail(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    """A folder job leaves a JPEG's thumbnail to its first view and makes another format's at once:
+    each fingerprint comes from the pixels at hand, and they agree."""
+    folder = import_folder(app, "bulk")
+    photo = Image.open(io.BytesIO(photos["chelsea"])).convert("RGB")
+    big = photo.resize((photo.width * 3, photo.height * 3))  # so the JPEG decodes as a reduced draft
+    big.save(folder / "chelsea.jpg", quality=90)
+    big.save(folder / "chelsea.png")
+    (folder / "coffee.jpg").write_bytes(photos["coffee"])
+    response = client.post("/api/v1/jobs", json={"folder": str(folder)})
+    assert response.status_code == 202, response.json
+    assert wait_for_job(client, response.json["url"])["added"] == 3
+    catalog = app.extensions[EXTENSION].library.catalog
+    with app.extensions[EXTENSION].database.connect() as conn:
+        ids = dict(conn.execute(select(images.c.sha256, images.c.fingerprint)).all())
+    assert len(ids) == 3 and None not in ids.values()
+    assert catalog.fingerprints(ids) == ids
+    scan(client)
+    groups = client.get("/api/v1/duplicates").json
+    assert [sorted(m["filename"] for m in g["members"]) for g in groups] == [["chelsea.jpg", "chelsea.png"]]
+    jpeg_id, png_id = (m["id"] for m in sorted(groups[0]["members"], key=lambda m: m["filename"]))
+    assert bits(ids[jpeg_id], ids[png_id]) <= 4
 
 
 def test_close_ups_alike_to_the_model_but_laid_out_differently_are_not_grouped(app: Flask, client: FlaskClient) -> None:
