@@ -24,7 +24,16 @@ from sqlalchemy import delete, desc, exists, func, select
 from webapp.errors import Conflict, InvalidInput, NotFound, WebappError
 from webapp.services.catalog import in_album
 from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
-from webapp.services.fingerprints import FLOOR, SIDE, Fingerprint, fingerprint, from_bytes, same_picture, to_bytes
+from webapp.services.fingerprints import (
+    FLOOR,
+    SIDE,
+    Fingerprint,
+    fingerprint,
+    from_bytes,
+    same_layout,
+    same_picture,
+    to_bytes,
+)
 from webapp.services.group_claims import put_back, take
 from webapp.services.grouping import join, parts_of, similar_pairs
 from webapp.services.imaging import decode
@@ -41,12 +50,14 @@ MAX_RESOLVED = 500  # members of a group one request may show whole or resolve: 
 
 @dataclass(frozen=True)
 class Member:
-    """An image of a group: its record, its file size, and its similarity to the suggested keeper."""
+    """An image of a group: its record, its file size, its similarity to the suggested keeper, and
+    whether it is laid out as the keeper is (None: no fingerprint to tell)."""
 
     record: Record
     similarity: float
     keeper: bool
     bytes: int | None
+    same_layout: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -252,16 +263,20 @@ class Duplicates:
             by_group.setdefault(row.group_id, []).append(row)
         shas = {row.sha256 for members in by_group.values() for row in (members if shown is None else members[:shown])}
         records = self.library.vectors.get(shas)
+        prints = {sha: from_bytes(data) for sha, data in self.library.catalog.fingerprints(shas).items() if data}
         groups = []
         for group_id in ids:
             if group_id not in heads:
                 continue
             members = []
-            for row in by_group.get(group_id, [])[:shown]:
+            rows = by_group.get(group_id, [])
+            keeper = prints.get(rows[0].sha256) if rows and rows[0].keeper else None
+            for row in rows[:shown]:
                 if (rec := records.get(row.sha256)) is not None:
                     path = self.library.original(row.sha256)
                     size = path.stat().st_size if path else None
-                    members.append(Member(rec, row.similarity, bool(row.keeper), size))
+                    layout = same_layout(prints.get(row.sha256), keeper)
+                    members.append(Member(rec, row.similarity, bool(row.keeper), size, layout))
             head = heads[group_id]
             groups.append(Group(group_id, head.size, head.best, members))
         return groups

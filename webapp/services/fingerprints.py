@@ -63,6 +63,14 @@ def from_bytes(data: bytes) -> Fingerprint:
     return int.from_bytes(data[:8], "big"), int.from_bytes(data[8:16], "big")
 
 
+def same_layout(a: Fingerprint | None, b: Fingerprint | None) -> bool | None:
+    """Return whether two pictures are laid out nearly the same (CLOSE bits apart at most, neither
+    mirrored), or None if either has no fingerprint."""
+    if a is None or b is None:
+        return None
+    return (a[0] ^ b[0]).bit_count() <= CLOSE
+
+
 def same_picture(similarity: float, a: Fingerprint | None, b: Fingerprint | None, threshold: float) -> bool:
     """Return whether two images are one picture, by the model's ``similarity`` and their fingerprints
     (None for an image that could not be read: the model alone decides, by ``threshold``).
@@ -74,8 +82,7 @@ def same_picture(similarity: float, a: Fingerprint | None, b: Fingerprint | None
     """
     if a is None or b is None:
         return similarity >= threshold
-    direct = (a[0] ^ b[0]).bit_count()
-    if similarity >= FLOOR and direct <= CLOSE:
+    if similarity >= FLOOR and same_layout(a, b):
         return True
-    mirrored = min((a[0] ^ b[1]).bit_count(), (a[1] ^ b[0]).bit_count())
-    return similarity >= threshold and min(direct, mirrored) <= FAR
+    apart = min((a[0] ^ b[0]).bit_count(), (a[0] ^ b[1]).bit_count(), (a[1] ^ b[0]).bit_count())
+    return similarity >= threshold and apart <= FAR

@@ -19,6 +19,13 @@ class MemberSchema(ImageEntrySchema):
     similarity = ma.fields.Float(metadata={"description": "Cosine similarity to the group's suggested keeper."})
     keeper = ma.fields.Boolean(metadata={"description": "True for the image the scan suggests keeping."})
     bytes = ma.fields.Integer(allow_none=True, metadata={"description": "Size of the original file in bytes."})
+    same_layout = ma.fields.Boolean(
+        allow_none=True,
+        metadata={
+            "description": "True if it is laid out as the keeper is (their fingerprints at most 12 bits apart): a copy "
+            "even where the similarity is below the threshold. Null if either has no fingerprint yet."
+        },
+    )
 
 
 class GroupSchema(ma.Schema):
