@@ -123,7 +123,7 @@ def test_copies_the_model_finds_less_alike_than_the_threshold_are_grouped_by_the
     assert similarity["rocket-poor.jpg"] < 0.94, similarity  # the model alone would have left it out
     assert all(m["same_layout"] for m in groups[0]["members"])  # why they are in the group all the same
     page = client.get("/duplicates").get_data(as_text=True)
-    assert page.count("alike · same layout") == 2, page  # both copies say so; the keeper is the keeper
+    assert page.count("alike · same&nbsp;layout") == 2, page  # both copies say so; the keeper is the keeper
 
 
 def test_images_added_before_fingerprints_get_theirs_from_the_first_scan(
