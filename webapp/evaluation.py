@@ -22,10 +22,10 @@ from webapp.errors import InvalidInput, WebappError
 from webapp.evaluation_copies import AUGMENTATIONS, DUPLICATE_COPIES, copy_chunks
 from webapp.evaluation_scores import (
     THRESHOLDS,
-    components,
-    group_scores,
+    joined,
     leave_one_out,
     rank_targets,
+    scores_of,
     suggest_threshold,
 )
 from webapp.services.fingerprints import FLOOR, SIDE, Fingerprint, fingerprint, same_picture
@@ -225,13 +225,11 @@ class Candidates:
         pairs = [(prints[a], prints[b]) for a, b in zip(first.tolist(), second.tolist(), strict=True)]
         return cls(len(sims), first, second, sims[first, second], pairs)
 
-    def linked(self, threshold: float) -> np.ndarray:
-        """Return 1 where the scan would call two images one picture at ``threshold``, else 0."""
+    def groups(self, threshold: float) -> np.ndarray:
+        """Return a group label per image, joined as the scan joins them at ``threshold``."""
         pairs = zip(self.similarity.tolist(), self.prints, strict=True)
-        keep = [same_picture(float(s), a, b, threshold) for s, (a, b) in pairs]
-        matrix = np.eye(self.size, dtype=np.float32)
-        matrix[self.first[keep], self.second[keep]] = 1.0
-        return matrix
+        keep = np.array([same_picture(float(s), a, b, threshold) for s, (a, b) in pairs], dtype=bool)
+        return joined(self.size, self.first[keep], self.second[keep])
 
 
 def evaluate_duplicates(
@@ -262,10 +260,10 @@ def evaluate_duplicates(
     in_order = [prints.get(key) for key in originals.keys] + [prints.get(key) for key in copies.keys]
     thresholds = tuple(thresholds)
     candidates = Candidates.of(sims, in_order, min(FLOOR, *thresholds))
-    scores = {f"t={t:.2f}": group_scores(candidates.linked(t), origins, 0.5) for t in thresholds}
+    scores = {f"t={t:.2f}": scores_of(candidates.groups(t), origins) for t in thresholds}
     # Per kind of copy: the share of copies grouped with their original at the suggested threshold.
     best = float(suggest_threshold(scores)[2:])
-    groups = components(candidates.linked(best), 0.5)
+    groups = candidates.groups(best)
     n = len(originals.keys)
     for aug in DUPLICATE_COPIES:
         rows = [n + i for i, (_, a) in enumerate(copies.keys) if a == aug]

@@ -68,7 +68,12 @@ def rank_targets(queries: np.ndarray, gallery: np.ndarray, targets: np.ndarray) 
 
 def components(sims: np.ndarray, threshold: float) -> np.ndarray:
     """Return a group label per image: images joined by any chain of pairs at least ``threshold`` alike."""
-    n = len(sims)
+    first, second = np.nonzero(np.triu(sims >= threshold, k=1))
+    return joined(len(sims), first, second)
+
+
+def joined(n: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Return a group label per image of ``n``: images joined by any chain of the pairs (first[i], second[i])."""
     parent = np.arange(n)
 
     def root(a: int) -> int:
@@ -77,7 +82,7 @@ def components(sims: np.ndarray, threshold: float) -> np.ndarray:
             a = int(parent[a])
         return a
 
-    for a, b in zip(*np.nonzero(np.triu(sims >= threshold, k=1)), strict=True):
+    for a, b in zip(first, second, strict=True):
         ra, rb = root(int(a)), root(int(b))
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
@@ -95,7 +100,11 @@ def group_scores(sims: np.ndarray, origins: np.ndarray, threshold: float) -> dic
     precision: of the pairs put in one group, the share that are copies of one photo; recall: of
     the pairs of copies of one photo, the share put in one group.
     """
-    groups = components(sims, threshold)
+    return scores_of(components(sims, threshold), origins)
+
+
+def scores_of(groups: np.ndarray, origins: np.ndarray) -> dict[str, float]:
+    """Score groups (a label per image) against the true ones (``origins``), over pairs of images."""
     predicted, true = _pairs(groups), _pairs(origins)
     both = _pairs(groups * (int(origins.max()) + 1) + origins)  # pairs sharing a group and an origin
     precision = both / predicted if predicted else 1.0
