@@ -33,7 +33,7 @@ from bench.store import DIM, wait_for_index  # noqa: E402
 from webapp.services.catalog import Catalog  # noqa: E402
 from webapp.services.database import Database, sqlite_url  # noqa: E402
 from webapp.services.duplicates import KIND, Duplicates  # noqa: E402
-from webapp.services.fingerprints import to_bytes  # noqa: E402
+from webapp.services.fingerprints import Fingerprint, to_bytes  # noqa: E402
 from webapp.services.images import ImageStore  # noqa: E402
 from webapp.services.jobs import JobStore  # noqa: E402
 from webapp.services.records import Record  # noqa: E402
@@ -79,7 +79,8 @@ def catalogue(catalog: Catalog, origin: np.ndarray, rng: np.random.Generator) ->
         if base != i:
             for bit in rng.choice(63, size=int(rng.integers(0, 5)), replace=False).tolist():
                 print_ ^= 1 << bit
-        rows.append((sha(i), i, "", to_bytes((print_, print_))))
+        # One shape for all (640 x 480): turned layouts are never compared.
+        rows.append((sha(i), i, "", to_bytes(Fingerprint(print_, print_, (print_, print_), (640, 480)))))
     for first in range(0, len(rows), 5000):
         catalog.add(rows[first : first + 5000])
 

@@ -1,10 +1,10 @@
 """Fingerprints (services/fingerprints.py): how far apart copies and distinct images are, and what one costs.
 
-On a folder as `flask evaluate --duplicates` takes it (its images, and five copies of each one at
-least 256 px a side), prints the bits between the fingerprints of copies of one photo and of
+On a folder as `flask evaluate --duplicates` takes it (its images, and five or six copies of each
+one at least 256 px a side), prints the bits between the fingerprints of copies of one photo and of
 distinct images, overall and in the two bands the duplicate scan's rule uses (the model's
-similarity at least the threshold, and from FLOOR to it), the mirror included where the rule takes
-it. Then times a fingerprint from the pixels an ingestion has at hand (a JPEG's draft, another
+similarity at least the threshold, and from FLOOR to it), the mirror and the quarter turns included
+where the rule takes them. Then times a fingerprint from the pixels an ingestion has at hand (a JPEG's draft, another
 format's thumbnail), and from each file a scan may read for an image of an earlier release (a
 thumbnail, a large JPEG original, a PNG).
 
@@ -37,7 +37,15 @@ from webapp.building import embedder  # noqa: E402
 from webapp.config import Defaults  # noqa: E402
 from webapp.evaluation import MIN_COPY_SIDE, embed_all, file_chunks, fingerprinted, image_files  # noqa: E402
 from webapp.evaluation_copies import DUPLICATE_COPIES, copy_chunks  # noqa: E402
-from webapp.services.fingerprints import CLOSE, FAR, FLOOR, Fingerprint, fingerprint  # noqa: E402
+from webapp.services.fingerprints import (  # noqa: E402
+    CLOSE,
+    FAR,
+    FLOOR,
+    Fingerprint,
+    fingerprint,
+    layout_apart,
+    turned_shapes,
+)
 from webapp.services.imaging import decode, shrunk, thumbnail  # noqa: E402
 
 
@@ -67,21 +75,32 @@ def distances(folder: Path, model: str, threshold: float) -> None:
     first, second = np.triu_indices(len(keys), 1)
     similarity = np.einsum("ij,ij->i", vectors[first], vectors[second])
     pairs = list(zip(first.tolist(), second.tolist(), strict=True))
-    direct = np.array([(made[a][0] ^ made[b][0]).bit_count() for a, b in pairs])  # type: ignore[index]
+    known = [p for p in made if p is not None]
+    direct = np.array([layout_apart(known[a], known[b]) for a, b in pairs])  # a quarter turn included
+    plain = np.array([(known[a].bits ^ known[b].bits).bit_count() for a, b in pairs])
     mirrored = np.array(
-        [min((made[a][0] ^ made[b][1]).bit_count(), (made[a][1] ^ made[b][0]).bit_count()) for a, b in pairs]  # type: ignore[index]
+        [
+            min((known[a].bits ^ known[b].mirrored).bit_count(), (known[a].mirrored ^ known[b].bits).bit_count())
+            for a, b in pairs
+        ]
     )
-    either = np.minimum(direct, mirrored)
+    # As the rule takes them at the threshold: a turned layout within CLOSE, or either mirrored within FAR.
+    either = np.where(direct <= CLOSE, direct, np.minimum(plain, mirrored))
+    turned = np.array([turned_shapes(known[a].shape, known[b].shape) for a, b in pairs])
     copy = origins[first] == origins[second]
     high, band = similarity >= threshold, (similarity >= FLOOR) & (similarity < threshold)
     print(f"{model}: {len(originals.keys)} images, {len(copies.keys)} copies; bits apart:")
     print(f"  all pairs:  copies {spread(direct[copy])}; distinct {spread(direct[~copy])}")
-    print(f"  at least {threshold} alike (FAR {FAR}, either mirrored):")
+    print(f"  at least {threshold} alike (FAR {FAR}, either mirrored; or turned, CLOSE):")
     print(f"    copies {spread(either[copy & high])}, {np.sum(either[copy & high] > FAR)} beyond FAR")
     print(f"    distinct {spread(either[~copy & high])}, {np.sum(either[~copy & high] <= FAR)} within FAR")
     print(f"  {FLOOR} to {threshold} alike (CLOSE {CLOSE}, not mirrored):")
     print(f"    copies {spread(direct[copy & band])}, {np.sum(direct[copy & band] <= CLOSE)} within CLOSE")
-    print(f"    distinct {spread(direct[~copy & band])}; mirrored {spread(either[~copy & band])}")
+    print(f"    distinct {spread(direct[~copy & band])}; mirrored {spread(np.minimum(direct, mirrored)[~copy & band])}")
+    print(f"  pairs of turned shapes, at least {FLOOR} alike (a turned layout included):")
+    alike = similarity >= FLOOR
+    print(f"    copies {spread(direct[copy & turned & alike])}; as they are {spread(plain[copy & turned & alike])}")
+    print(f"    distinct {spread(direct[~copy & turned & alike])}")
 
 
 def timed(function: Any, repeats: int) -> float:

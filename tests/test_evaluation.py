@@ -6,6 +6,7 @@ import io
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from PIL import Image
 from tests.conftest import MODEL
 from webapp import create_app
 from webapp.evaluation import Report, evaluate_near_duplicates, side_by_side
-from webapp.evaluation_copies import AUGMENTATIONS, augment
+from webapp.evaluation_copies import AUGMENTATIONS, DUPLICATE_COPIES, augment
 from webapp.evaluation_scores import (
     THRESHOLDS,
     average_precision,
@@ -82,13 +83,26 @@ def test_target_ranks_count_the_items_above_the_target() -> None:
     assert target_ranks(sims, np.array([0, 1, 1])).tolist() == [1, 0, 0]  # a tie does not count against
 
 
+def copy_of(img: Image.Image, name: str, rng: random.Random, table: Any = None) -> bytes:
+    data = augment(img, name, rng, table)
+    assert data is not None
+    return data
+
+
 def test_augmentations_make_the_copies_they_name() -> None:
     img = Image.new("RGB", (200, 100), (200, 40, 40))
-    sizes = {name: Image.open(io.BytesIO(augment(img, name, random.Random(0)))).size for name in AUGMENTATIONS}
+    sizes = {name: Image.open(io.BytesIO(copy_of(img, name, random.Random(0)))).size for name in AUGMENTATIONS}
     assert sizes["crop"] == (160, 80) and sizes["resize"] == (120, 60) and sizes["jpeg"] == (200, 100)
     assert sizes["rotate"][0] > 200 and sizes["rotate"][1] > 100  # expanded, corners filled
-    colour = Image.open(io.BytesIO(augment(img, "colour", random.Random(0)))).getpixel((100, 50))
+    colour = Image.open(io.BytesIO(copy_of(img, "colour", random.Random(0)))).getpixel((100, 50))
     assert colour != (200, 40, 40)
+
+
+def test_a_duplicate_turned_a_quarter_is_made_of_oblong_pictures_only() -> None:
+    oblong, square = Image.new("RGB", (300, 200), (200, 40, 40)), Image.new("RGB", (210, 200), (200, 40, 40))
+    turned = copy_of(oblong, "turn", random.Random(0), DUPLICATE_COPIES)
+    assert Image.open(io.BytesIO(turned)).size == (200, 300)
+    assert augment(square, "turn", random.Random(0), DUPLICATE_COPIES) is None  # it would keep its shape
 
 
 def class_folder(root: Path, photos: dict[str, bytes]) -> Path:
@@ -98,7 +112,7 @@ def class_folder(root: Path, photos: dict[str, bytes]) -> Path:
         (folder / name).mkdir(parents=True)
         img = Image.open(io.BytesIO(photos[name])).convert("RGB")
         for aug in ["crop", "rotate", "colour", "jpeg"]:
-            (folder / name / f"{aug}.jpg").write_bytes(augment(img, aug, random.Random(name)))
+            (folder / name / f"{aug}.jpg").write_bytes(copy_of(img, aug, random.Random(name)))
     (folder / "moon" / "broken.jpg").write_bytes(b"\xff\xd8\xff")
     (folder / "not-in-a-class.jpg").write_bytes(photos["coins"])
     return folder
@@ -214,12 +228,14 @@ def test_duplicates_mode_prints_precision_and_recall_per_threshold(
     out = tmp_path / "figures.json"
     result = app.test_cli_runner().invoke(args=["evaluate", str(folder), "--duplicates", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "4 distinct images, 4 with copies, 20 copies" in result.output
+    assert "4 distinct images, 4 with copies, 23 copies" in result.output  # astronaut, square, is not turned
     assert "best F1 at threshold" in result.output and "configured: DUPLICATE_THRESHOLD=0.96" in result.output
     figures = json.loads(out.read_text())
     assert figures["mode"] == "duplicates"
     rows = figures["scores"]
     assert rows["t=0.80"]["recall"] >= rows["t=0.99"]["recall"]
+    kinds = {key.split("@")[0] for key in rows if "@" in key}
+    assert kinds == {"crop", "resize", "reencode", "rotate", "colour", "turn"}
     assert all(0 <= rows[f"t={t:.2f}"]["precision"] <= 1 for t in THRESHOLDS)
     both = app.test_cli_runner().invoke(args=["evaluate", str(folder), "--duplicates", "--near-duplicates"])
     assert both.exit_code == 2 and "not both" in both.output

@@ -242,7 +242,8 @@ def evaluate_duplicates(
     """Mix near-duplicate copies with the distinct images of a folder and score the groups per threshold.
 
     Every image under the folder is a distinct photo; each one at least MIN_COPY_SIDE a side gets
-    five copies (DUPLICATE_COPIES). Smaller images (thumbnails, faces) stay as look-alikes.
+    five copies, and a sixth turned a quarter if it is not nearly square (DUPLICATE_COPIES). Smaller
+    images (thumbnails, faces) stay as look-alikes.
     """
     skipped: list[tuple[str, str]] = []
     prints: dict[Any, Fingerprint | None] = {}
@@ -267,6 +268,8 @@ def evaluate_duplicates(
     n = len(originals.keys)
     for aug in DUPLICATE_COPIES:
         rows = [n + i for i, (_, a) in enumerate(copies.keys) if a == aug]
+        if not rows:  # no picture of the folder has a copy of that kind (only squares: none turned)
+            continue
         found = [groups[r] == groups[int(origins[r])] for r in rows]
         scores[f"{aug}@{best:.2f}"] = {
             "precision": float("nan"),

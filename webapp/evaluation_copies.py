@@ -11,13 +11,14 @@ from typing import Any
 from PIL import Image, ImageEnhance
 
 from webapp.errors import WebappError
+from webapp.services.fingerprints import OBLONG
 from webapp.services.imaging import decode
 
 CHUNK = 256  # copies made and embedded at a time: bounds memory on large folders
 # Originals are decoded (JPEG draft) to about this size before augmenting: the model sees 224-260
 # px anyway, and full-size rotations of 20 MP photos would dominate the run.
 WORK_SIDE = 1024
-Transform = Callable[[Image.Image, random.Random], Image.Image]
+Transform = Callable[[Image.Image, random.Random], Image.Image | None]  # None: no such copy of this one
 
 
 def _crop(img: Image.Image, rng: random.Random) -> Image.Image:
@@ -66,6 +67,14 @@ def _trim(img: Image.Image, rng: random.Random) -> Image.Image:
     return img.crop((round(w * 0.05), round(h * 0.05), round(w * 0.95), round(h * 0.95)))
 
 
+def _quarter_turn(img: Image.Image, rng: random.Random) -> Image.Image | None:
+    # A nearly square picture turned keeps its shape, and the scan does not look for it turned
+    # (services/fingerprints.py): the corners of a round retina are each other's quarter turns.
+    if max(img.size) < OBLONG * min(img.size):
+        return None
+    return img.transpose(rng.choice((Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270)))
+
+
 # The copies a person calls duplicates of a photo (the duplicate scan's threshold is chosen on them).
 DUPLICATE_COPIES: dict[str, tuple[Transform, int]] = {
     "crop": (_trim, 90),  # 5% off each side
@@ -73,16 +82,20 @@ DUPLICATE_COPIES: dict[str, tuple[Transform, int]] = {
     "reencode": (_same, 40),  # JPEG quality 40
     "rotate": (_small_rotation, 90),  # by 3 degrees either way, corners white
     "colour": (_colour, 90),  # as AUGMENTATIONS
+    "turn": (_quarter_turn, 90),  # a quarter either way (saved sideways), if not nearly square
 }
 
 
 def augment(
     img: Image.Image, name: str, rng: random.Random, table: dict[str, tuple[Transform, int]] | None = None
-) -> bytes:
-    """Return the named augmented copy of an RGB image, as JPEG bytes."""
+) -> bytes | None:
+    """Return the named augmented copy of an RGB image, as JPEG bytes (None if it has none of that kind)."""
     transform, quality = (table or AUGMENTATIONS)[name]
+    copy = transform(img, rng)
+    if copy is None:
+        return None
     out = io.BytesIO()
-    transform(img, rng).save(out, "JPEG", quality=quality)
+    copy.save(out, "JPEG", quality=quality)
     return out.getvalue()
 
 
@@ -112,5 +125,6 @@ def copy_chunks(
             if min(img.size) < min_side:
                 continue
             rng = random.Random(f"{seed}:{name}")  # the same copies on every run
-            chunk += [((index, aug), augment(img, aug, rng, table)) for aug in table]
+            made = ((aug, augment(img, aug, rng, table)) for aug in table)
+            chunk += [((index, aug), data) for aug, data in made if data is not None]
         yield chunk

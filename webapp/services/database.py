@@ -104,7 +104,7 @@ images = Table(
     Column("sha256", String(64), primary_key=True),
     Column("added_at", BigInteger, nullable=False),
     Column("album", String(512), nullable=False, server_default=""),  # "" for none; see services/albums.py
-    Column("fingerprint", LargeBinary(16)),  # its layout (services/fingerprints.py); None until a scan makes it
+    Column("fingerprint", LargeBinary),  # its layout (services/fingerprints.py); None until a scan makes it
     Index("images_by_time", "added_at"),
     Index("images_by_album", "album"),
 )

@@ -75,7 +75,8 @@ class Verdicts:
     their fingerprints (services/fingerprints.py).
 
     An image's fingerprint is made as it is added, and kept in the catalogue. One added by an
-    earlier release has none: the scan makes it from the image's thumbnail (or original) and keeps it.
+    earlier release has none, or one of an earlier form: the scan makes it from the image's
+    thumbnail (or original) and keeps it.
     An image whose files cannot be read has none: the model alone judges its pairs, by the threshold.
     """
 
@@ -96,8 +97,8 @@ class Verdicts:
         kept = self.library.catalog.fingerprints(missing)
         made = {}
         for sha in missing:
-            if (data := kept.get(sha)) is not None:
-                self.prints[sha] = from_bytes(data)
+            if (data := kept.get(sha)) is not None and (known := from_bytes(data)) is not None:
+                self.prints[sha] = known
                 continue
             self.prints[sha] = print_ = self._make(sha)
             if print_ is not None and sha in kept:  # catalogued without one: keep it for the next scan
