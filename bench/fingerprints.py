@@ -44,6 +44,7 @@ from webapp.services.fingerprints import (  # noqa: E402
     Fingerprint,
     fingerprint,
     layout_apart,
+    turn_apart,
     turned_shapes,
 )
 from webapp.services.imaging import decode, shrunk, thumbnail  # noqa: E402
@@ -84,8 +85,9 @@ def distances(folder: Path, model: str, threshold: float) -> None:
             for a, b in pairs
         ]
     )
-    # As the rule takes them at the threshold: a turned layout within CLOSE, or either mirrored within FAR.
-    either = np.where(direct <= CLOSE, direct, np.minimum(plain, mirrored))
+    turns = np.minimum(direct, [turn_apart(known[a], known[b]) for a, b in pairs])
+    # As the rule takes them at the threshold: turned within CLOSE whatever the shapes, or either mirrored within FAR.
+    either = np.where(turns <= CLOSE, turns, np.minimum(plain, mirrored))
     turned = np.array([turned_shapes(known[a].shape, known[b].shape) for a, b in pairs])
     copy = origins[first] == origins[second]
     high, band = similarity >= threshold, (similarity >= FLOOR) & (similarity < threshold)

@@ -110,13 +110,16 @@ def turned_shapes(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return abs(proportion) >= math.log(OBLONG) and abs(proportion + math.log(wb / hb)) <= SAME_SHAPE
 
 
+def turn_apart(a: Fingerprint, b: Fingerprint) -> int:
+    """Return the bits between one picture's layout turned a quarter (either way) and the other's."""
+    return min(*(_apart(turn, b.bits) for turn in a.turned), *(_apart(a.bits, turn) for turn in b.turned))
+
+
 def layout_apart(a: Fingerprint, b: Fingerprint) -> int:
     """Return the bits between two pictures' layouts as they are, or with one turned a quarter if
     their shapes are (neither mirrored)."""
     apart = _apart(a.bits, b.bits)
-    if turned_shapes(a.shape, b.shape):
-        apart = min(apart, *(_apart(turn, b.bits) for turn in a.turned), *(_apart(a.bits, turn) for turn in b.turned))
-    return apart
+    return min(apart, turn_apart(a, b)) if turned_shapes(a.shape, b.shape) else apart
 
 
 def same_layout(a: Fingerprint | None, b: Fingerprint | None) -> bool | None:
@@ -131,15 +134,19 @@ def same_picture(similarity: float, a: Fingerprint | None, b: Fingerprint | None
     """Return whether two images are one picture, by the model's ``similarity`` and their fingerprints
     (None for an image that could not be read: the model alone decides, by ``threshold``).
 
-    At least FLOOR alike with nearly the same layout (CLOSE bits apart); or at least ``threshold``
-    alike, unless their layouts differ (FAR), either one mirrored. Only the model's verdict allows
-    a mirror image: in the FLOOR band, the corners of a symmetric picture (a retina, a facade) are
-    each other's mirror images, and would be called one. A turned layout counts only CLOSE, between
-    turned shapes (``same_layout``): allowed up to FAR, it let two close-ups of one texture through.
+    At least FLOOR alike with nearly the same layout (CLOSE bits apart; turned between turned
+    shapes, ``same_layout``); or at least ``threshold`` alike, unless their layouts differ (FAR),
+    either one mirrored, and neither is the other turned (CLOSE, whatever the shapes: a square photo
+    saved sideways). Only the model's verdict allows a mirror image, or a turn between pictures of
+    one shape: in the FLOOR band, the corners of a symmetric picture (a retina, a facade) are each
+    other's mirror images and quarter turns, and would be called one. A turned layout counts only
+    within CLOSE: up to FAR, it let more close-ups of one texture through.
     """
     if a is None or b is None:
         return similarity >= threshold
     if similarity >= FLOOR and same_layout(a, b):
         return True
+    if similarity < threshold:
+        return False
     apart = min(_apart(a.bits, b.bits), _apart(a.bits, b.mirrored), _apart(a.mirrored, b.bits))
-    return similarity >= threshold and apart <= FAR
+    return apart <= FAR or turn_apart(a, b) <= CLOSE
