@@ -79,8 +79,8 @@ def catalogue(catalog: Catalog, origin: np.ndarray, rng: np.random.Generator) ->
         if base != i:
             for bit in rng.choice(63, size=int(rng.integers(0, 5)), replace=False).tolist():
                 print_ ^= 1 << bit
-        # One shape for all (640 x 480): turned layouts are never compared.
-        rows.append((sha(i), i, "", to_bytes(Fingerprint(print_, print_, (print_, print_), (640, 480)))))
+        # One shape for all (640 x 480): turned layouts are never compared. The centre is the whole's.
+        rows.append((sha(i), i, "", to_bytes(Fingerprint(print_, print_, (print_, print_), print_, (640, 480)))))
     for first in range(0, len(rows), 5000):
         catalog.add(rows[first : first + 5000])
 

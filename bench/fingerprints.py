@@ -88,6 +88,7 @@ def distances(folder: Path, model: str, threshold: float) -> None:
     turns = np.minimum(direct, [turn_apart(known[a], known[b]) for a, b in pairs])
     # As the rule takes them at the threshold: turned within CLOSE whatever the shapes, or either mirrored within FAR.
     either = np.where(turns <= CLOSE, turns, np.minimum(plain, mirrored))
+    centres = np.array([(known[a].centre ^ known[b].centre).bit_count() for a, b in pairs])
     turned = np.array([turned_shapes(known[a].shape, known[b].shape) for a, b in pairs])
     copy = origins[first] == origins[second]
     high, band = similarity >= threshold, (similarity >= FLOOR) & (similarity < threshold)
@@ -96,9 +97,13 @@ def distances(folder: Path, model: str, threshold: float) -> None:
     print(f"  at least {threshold} alike (FAR {FAR}, either mirrored; or turned, CLOSE):")
     print(f"    copies {spread(either[copy & high])}, {np.sum(either[copy & high] > FAR)} beyond FAR")
     print(f"    distinct {spread(either[~copy & high])}, {np.sum(either[~copy & high] <= FAR)} within FAR")
-    print(f"  {FLOOR} to {threshold} alike (CLOSE {CLOSE}, not mirrored):")
+    print(f"  {FLOOR} to {threshold} alike (CLOSE {CLOSE}, not mirrored; as they are, turned or centres):")
     print(f"    copies {spread(direct[copy & band])}, {np.sum(direct[copy & band] <= CLOSE)} within CLOSE")
     print(f"    distinct {spread(direct[~copy & band])}; mirrored {spread(np.minimum(direct, mirrored)[~copy & band])}")
+    print(
+        f"    by the centres alone: copies {np.sum(centres[copy & band] <= CLOSE)} within CLOSE, as they are ", end=""
+    )
+    print(f"{np.sum(plain[copy & band] <= CLOSE)}; distinct {spread(centres[~copy & band])}")
     print(f"  pairs of turned shapes, at least {FLOOR} alike (a turned layout included):")
     alike = similarity >= FLOOR
     print(f"    copies {spread(direct[copy & turned & alike])}; as they are {spread(plain[copy & turned & alike])}")

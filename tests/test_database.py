@@ -145,14 +145,14 @@ def test_catalogue_ignores_known_images_and_lists_newest_first(db: Database) -> 
 
 def test_the_catalogue_keeps_fingerprints_as_added_and_as_made_later(db: Database) -> None:
     catalog = Catalog(db)
-    added = to_bytes(Fingerprint(2**62 + 5, 12345, (1, 2), (640, 480)))
-    made = to_bytes(Fingerprint(7, 2**63 - 1, (2**64 - 1, 0), (2**32 - 1, 1)))
+    added = to_bytes(Fingerprint(2**62 + 5, 12345, (1, 2), 3, (640, 480)))
+    made = to_bytes(Fingerprint(7, 2**63 - 1, (2**64 - 1, 0), 9, (2**32 - 1, 1)))
     catalog.add([("a" * 64, 1, "", added), ("b" * 64, 2, "", None)])  # b: of an earlier release
     shas = ["a" * 64, "b" * 64, "c" * 64]
     assert catalog.fingerprints(shas) == {"a" * 64: added, "b" * 64: None}  # c is not catalogued
     catalog.keep_fingerprints({"b" * 64: made, "c" * 64: made})
     assert catalog.fingerprints(shas) == {"a" * 64: added, "b" * 64: made}
-    assert catalog.total() == 2 and from_bytes(made) == Fingerprint(7, 2**63 - 1, (2**64 - 1, 0), (2**32 - 1, 1))
+    assert catalog.total() == 2 and from_bytes(made) == Fingerprint(7, 2**63 - 1, (2**64 - 1, 0), 9, (2**32 - 1, 1))
 
 
 def beside_an_open_transaction(

@@ -14,6 +14,11 @@ ways and the shape it was made from, and the rule looks for a turned layout only
 of turned shapes. Among pictures of one shape, a turned layout is too often another picture's: the
 corners of a round retina are each other's quarter turns.
 
+A copy rotated a few degrees (a print scanned twice, a photo straightened) changes the layout at
+its edges, where the rotation brings in new corners, more than at its centre: the fingerprint
+also keeps the layout of the picture's central 80% (CENTRE), and nearly the same centre is nearly
+the same layout.
+
 The duplicate scan asks the model for candidates (each image's nearest neighbours) and this for
 the verdict, by ``same_picture``. The thresholds were chosen on `flask evaluate --duplicates` of
 scikit-image's photos (README, Near-duplicates).
@@ -35,18 +40,20 @@ CLOSE = 12  # bits apart at most for a candidate to be the same picture whatever
 FAR = 26  # bits apart past which a pair is two pictures, however alike to the model (textures)
 OBLONG = 1.1  # a picture this much longer than wide (or wider than long) has a shape a turn changes
 SAME_SHAPE = 0.05  # two pictures' proportions differ by at most about 5% (a thumbnail's rounding)
+CENTRE = 40  # the grey copy the centre is cut from: its middle SIDE x SIDE is the central 80%
 
 
 class Fingerprint(NamedTuple):
-    """A picture's layout as it is, mirrored and turned a quarter each way, and its shape."""
+    """A picture's layout as it is, mirrored and turned a quarter each way, its centre's, and its shape."""
 
     bits: int
     mirrored: int  # left and right swapped
     turned: tuple[int, int]  # turned a quarter clockwise, and anticlockwise
+    centre: int  # the layout of its central 80%
     shape: tuple[int, int]  # the width and height of the pixels it was made from
 
 
-_STORED = struct.Struct(">4Q2I")  # as the catalogue keeps it: the four layouts, then the shape
+_STORED = struct.Struct(">5Q2I")  # as the catalogue keeps it: the five layouts, then the shape
 
 
 def _dct_rows(n: int, kept: int) -> np.ndarray:
@@ -71,20 +78,24 @@ def _bits(*layouts: np.ndarray) -> list[int]:
 
 def fingerprint(img: Image.Image) -> Fingerprint:
     """Return the picture's fingerprint: its layout as it is, mirrored (a flipped selfie is the same
-    picture) and turned, and its shape."""
-    grey = np.asarray(img.convert("L").resize((SIDE, SIDE), Image.Resampling.BOX), np.float64)
+    picture) and turned, its centre's, and its shape."""
+    luminance = img.convert("L")
+    grey = np.asarray(luminance.resize((SIDE, SIDE), Image.Resampling.BOX), np.float64)
+    margin = (CENTRE - SIDE) // 2
+    middle = np.asarray(luminance.resize((CENTRE, CENTRE), Image.Resampling.BOX), np.float64)
+    middle = middle[margin : margin + SIDE, margin : margin + SIDE]
     coefficients = _DCT @ grey @ _DCT.T  # [vertical, horizontal] frequencies
     mirrored = coefficients * _ODD[None, :]
     # A quarter turn is a flip and a transposition: clockwise, the picture upside down then
     # transposed; anticlockwise, mirrored then transposed.
     clockwise, anticlockwise = (coefficients * _ODD[:, None]).T, mirrored.T
-    bits, mirror, turned_clockwise, turned_anticlockwise = _bits(coefficients, mirrored, clockwise, anticlockwise)
-    return Fingerprint(bits, mirror, (turned_clockwise, turned_anticlockwise), img.size)
+    bits, mirror, *turned, centre = _bits(coefficients, mirrored, clockwise, anticlockwise, _DCT @ middle @ _DCT.T)
+    return Fingerprint(bits, mirror, (turned[0], turned[1]), centre, img.size)
 
 
 def to_bytes(print_: Fingerprint) -> bytes:
-    """Return a fingerprint as the catalogue keeps it: 40 bytes."""
-    return _STORED.pack(print_.bits, print_.mirrored, *print_.turned, *print_.shape)
+    """Return a fingerprint as the catalogue keeps it: 48 bytes."""
+    return _STORED.pack(print_.bits, print_.mirrored, *print_.turned, print_.centre, *print_.shape)
 
 
 def from_bytes(data: bytes) -> Fingerprint | None:
@@ -92,8 +103,8 @@ def from_bytes(data: bytes) -> Fingerprint | None:
     (the 16 bytes of the release before turned layouts: the next scan makes it again)."""
     if len(data) != _STORED.size:
         return None
-    bits, mirrored, clockwise, anticlockwise, width, height = _STORED.unpack(data)
-    return Fingerprint(bits, mirrored, (clockwise, anticlockwise), (width, height))
+    bits, mirrored, clockwise, anticlockwise, centre, width, height = _STORED.unpack(data)
+    return Fingerprint(bits, mirrored, (clockwise, anticlockwise), centre, (width, height))
 
 
 def _apart(a: int, b: int) -> int:
@@ -117,14 +128,15 @@ def turn_apart(a: Fingerprint, b: Fingerprint) -> int:
 
 def layout_apart(a: Fingerprint, b: Fingerprint) -> int:
     """Return the bits between two pictures' layouts as they are, or with one turned a quarter if
-    their shapes are (neither mirrored)."""
-    apart = _apart(a.bits, b.bits)
+    their shapes are, or between their centres: the least (neither mirrored)."""
+    apart = min(_apart(a.bits, b.bits), _apart(a.centre, b.centre))
     return min(apart, turn_apart(a, b)) if turned_shapes(a.shape, b.shape) else apart
 
 
 def same_layout(a: Fingerprint | None, b: Fingerprint | None) -> bool | None:
     """Return whether two pictures are laid out nearly the same (CLOSE bits apart at most, neither
-    mirrored), as they are or one turned a quarter, or None if either has no fingerprint."""
+    mirrored), as they are, one turned a quarter, or at their centres; None if either has no
+    fingerprint."""
     if a is None or b is None:
         return None
     return layout_apart(a, b) <= CLOSE
@@ -135,12 +147,13 @@ def same_picture(similarity: float, a: Fingerprint | None, b: Fingerprint | None
     (None for an image that could not be read: the model alone decides, by ``threshold``).
 
     At least FLOOR alike with nearly the same layout (CLOSE bits apart; turned between turned
-    shapes, ``same_layout``); or at least ``threshold`` alike, unless their layouts differ (FAR),
-    either one mirrored, and neither is the other turned (CLOSE, whatever the shapes: a square photo
-    saved sideways). Only the model's verdict allows a mirror image, or a turn between pictures of
-    one shape: in the FLOOR band, the corners of a symmetric picture (a retina, a facade) are each
-    other's mirror images and quarter turns, and would be called one. A turned layout counts only
-    within CLOSE: up to FAR, it let more close-ups of one texture through.
+    shapes, or at their centres: ``same_layout``); or at least ``threshold`` alike, unless their
+    layouts differ (FAR), either one mirrored, and neither is the other turned (CLOSE, whatever the
+    shapes: a square photo saved sideways) nor has its centre (CLOSE). Only the model's verdict
+    allows a mirror image, or a turn between pictures of one shape: in the FLOOR band, the corners
+    of a symmetric picture (a retina, a facade) are each other's mirror images and quarter turns,
+    and would be called one. A turned layout counts only within CLOSE: up to FAR, it let more
+    close-ups of one texture through.
     """
     if a is None or b is None:
         return similarity >= threshold
@@ -149,4 +162,4 @@ def same_picture(similarity: float, a: Fingerprint | None, b: Fingerprint | None
     if similarity < threshold:
         return False
     apart = min(_apart(a.bits, b.bits), _apart(a.bits, b.mirrored), _apart(a.mirrored, b.bits))
-    return apart <= FAR or turn_apart(a, b) <= CLOSE
+    return apart <= FAR or min(turn_apart(a, b), _apart(a.centre, b.centre)) <= CLOSE
