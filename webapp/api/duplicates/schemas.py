@@ -22,9 +22,9 @@ class MemberSchema(ImageEntrySchema):
     same_layout = ma.fields.Boolean(
         allow_none=True,
         metadata={
-            "description": "True if it is laid out as the keeper is, as it is or turned a quarter (their "
-            "fingerprints at most 12 bits apart): a copy even where the similarity is below the threshold. Null if "
-            "either has no fingerprint yet."
+            "description": "True if it is laid out as the keeper is: as it is, turned a quarter, or at its centre "
+            "(their fingerprints at most 12 bits apart). A copy even where the similarity is below the threshold. "
+            "Null if either has no fingerprint yet."
         },
     )
 
