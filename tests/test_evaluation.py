@@ -239,3 +239,17 @@ def test_duplicates_mode_prints_precision_and_recall_per_threshold(
     assert all(0 <= rows[f"t={t:.2f}"]["precision"] <= 1 for t in THRESHOLDS)
     both = app.test_cli_runner().invoke(args=["evaluate", str(folder), "--duplicates", "--near-duplicates"])
     assert both.exit_code == 2 and "not both" in both.output
+    some = app.test_cli_runner().invoke(args=["evaluate", str(folder), "--duplicates", "--copies", "crop,turn"])
+    assert some.exit_code == 0 and "4 distinct images, 4 with copies, 7 copies" in some.output, some.output
+    assert "turn@" in some.output and "resize@" not in some.output
+    for wrong, message in (
+        (["--duplicates", "--copies", "crop,tilt"], "unknown kind tilt"),
+        (["--copies", "crop"], "goes with"),
+    ):
+        refused = app.test_cli_runner().invoke(args=["evaluate", str(folder), *wrong])
+        assert refused.exit_code == 2 and message in refused.output, refused.output
+    square = tmp_path / "square"
+    square.mkdir()
+    (square / "astronaut.jpg").write_bytes(photos["astronaut"])
+    unturned = app.test_cli_runner().invoke(args=["evaluate", str(square), "--duplicates", "--copies", "turn"])
+    assert unturned.exit_code == 1 and "no copy could be made" in unturned.output, unturned.output

@@ -238,23 +238,28 @@ def evaluate_duplicates(
     max_pixels: int,
     thresholds: Iterable[float] = THRESHOLDS,
     progress: Progress | None = None,
+    kinds: Iterable[str] | None = None,
 ) -> Report:
     """Mix near-duplicate copies with the distinct images of a folder and score the groups per threshold.
 
     Every image under the folder is a distinct photo; each one at least MIN_COPY_SIDE a side gets
-    five copies, and a sixth turned a quarter if it is not nearly square (DUPLICATE_COPIES). Smaller
-    images (thumbnails, faces) stay as look-alikes.
+    a copy of each kind (DUPLICATE_COPIES, or those of ``kinds``): five, and a sixth turned a quarter
+    if it is not nearly square. Smaller images (thumbnails, faces) stay as look-alikes.
     """
+    table = {kind: DUPLICATE_COPIES[kind] for kind in (kinds or DUPLICATE_COPIES)}
     skipped: list[tuple[str, str]] = []
     prints: dict[Any, Fingerprint | None] = {}
     files = fingerprinted(file_chunks(folder, image_files(folder), skipped), max_pixels, prints)
     originals = embed_all(embedder, files, progress)
     if not originals.keys:
         raise no_images(f"under {folder}", skipped + originals.skipped)
-    chunks = copy_chunks(folder, originals.keys, max_pixels, skipped, table=DUPLICATE_COPIES, min_side=MIN_COPY_SIDE)
+    chunks = copy_chunks(folder, originals.keys, max_pixels, skipped, table=table, min_side=MIN_COPY_SIDE)
     copies = embed_all(embedder, fingerprinted(chunks, max_pixels, prints), progress)
     if not copies.keys:
-        raise InvalidInput(f"no image under {folder} is {MIN_COPY_SIDE} pixels a side or more, to make copies of")
+        raise InvalidInput(
+            f"no copy could be made of the images under {folder}: each needs {MIN_COPY_SIDE} pixels a side or more "
+            "(and to be turned, not to be nearly square)"
+        )
     vectors = np.concatenate([originals.vectors, copies.vectors])
     origins = np.concatenate([np.arange(len(originals.keys)), [index for index, _ in copies.keys]])
     sims = vectors @ vectors.T
@@ -266,7 +271,7 @@ def evaluate_duplicates(
     best = float(suggest_threshold(scores)[2:])
     groups = candidates.groups(best)
     n = len(originals.keys)
-    for aug in DUPLICATE_COPIES:
+    for aug in table:
         rows = [n + i for i, (_, a) in enumerate(copies.keys) if a == aug]
         if not rows:  # no picture of the folder has a copy of that kind (only squares: none turned)
             continue

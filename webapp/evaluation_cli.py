@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from webapp import evaluation
 from webapp.errors import ModelMissing, WebappError
+from webapp.evaluation_copies import DUPLICATE_COPIES
 from webapp.evaluation_scores import most_precise, suggest_threshold
 from webapp.models import MODELS
 from webapp.runtime import runtime
@@ -48,6 +49,15 @@ def parse_ks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     return tuple(ks)
 
 
+def parse_copies(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Read the kinds of copy, given as ``--copies crop,turn`` or ``--copies crop --copies turn``."""
+    kinds = tuple(dict.fromkeys(part.strip() for value in values for part in value.split(",") if part.strip()))
+    unknown = [kind for kind in kinds if kind not in DUPLICATE_COPIES]
+    if unknown:
+        raise click.BadParameter(f"unknown kind {', '.join(unknown)}: choose from {', '.join(DUPLICATE_COPIES)}")
+    return kinds
+
+
 @click.command("evaluate")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -63,6 +73,13 @@ def parse_ks(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     is_flag=True,
     help="Mix near-duplicate copies with the images and score the groups the duplicate scan would form, "
     "per similarity threshold (chooses DUPLICATE_THRESHOLD).",
+)
+@click.option(
+    "--copies",
+    multiple=True,
+    callback=parse_copies,
+    metavar="KIND[,KIND...]",
+    help=f"With --duplicates: the kinds of copy to make (default all: {','.join(DUPLICATE_COPIES)}).",
 )
 @click.option(
     "--k",
@@ -81,6 +98,7 @@ def evaluate_command(
     models: tuple[str, ...],
     near_duplicates: bool,
     duplicates: bool,
+    copies: tuple[str, ...],
     ks: tuple[int, ...],
     json_path: Path | None,
 ) -> None:
@@ -88,8 +106,10 @@ def evaluate_command(
     or --duplicates."""
     if near_duplicates and duplicates:
         raise click.UsageError("give --near-duplicates or --duplicates, not both")
+    if copies and not duplicates:
+        raise click.UsageError("--copies goes with --duplicates")
     mode = "duplicates" if duplicates else "near-duplicates" if near_duplicates else "classes"
-    reports = [_evaluate(folder, model, mode, ks) for model in models or (None,)]
+    reports = [_evaluate(folder, model, mode, ks, copies) for model in models or (None,)]
     for name, reason in reports[0].skipped:
         click.echo(f"  skipped: {name}: {reason}", err=True)
     click.echo(reports[0].table() if len(reports) == 1 else evaluation.side_by_side(reports))
@@ -110,13 +130,16 @@ def evaluate_command(
         json_path.write_text(json.dumps(figures[0] if len(figures) == 1 else figures, indent=2) + "\n")
 
 
-def _evaluate(folder: Path, model: str | None, mode: str, ks: tuple[int, ...]) -> evaluation.Report:
+def _evaluate(
+    folder: Path, model: str | None, mode: str, ks: tuple[int, ...], copies: tuple[str, ...]
+) -> evaluation.Report:
     embedder = evaluation_embedder(model)
     max_pixels = runtime().settings["MAX_IMAGE_PIXELS"]
     try:
         with tqdm(desc=f"embedding ({embedder.name})", unit="img", leave=False) as bar:
             if mode == "duplicates":
-                return evaluation.evaluate_duplicates(embedder, folder, max_pixels, progress=bar.update)
+                kinds = copies or tuple(DUPLICATE_COPIES)
+                return evaluation.evaluate_duplicates(embedder, folder, max_pixels, kinds=kinds, progress=bar.update)
             if mode == "near-duplicates":
                 return evaluation.evaluate_near_duplicates(embedder, folder, ks or (1, 5), max_pixels, bar.update)
             return evaluation.evaluate_classes(embedder, folder, ks or (1, 5, 10), bar.update)
