@@ -94,6 +94,9 @@ def distances(folder: Path, model: str, threshold: float) -> None:
     high, band = similarity >= threshold, (similarity >= FLOOR) & (similarity < threshold)
     print(f"{model}: {len(originals.keys)} images, {len(copies.keys)} copies; bits apart:")
     print(f"  all pairs:  copies {spread(direct[copy])}; distinct {spread(direct[~copy])}")
+    kept = either <= FAR  # were the model to find them as alike as the threshold
+    print(f"    the veto (FAR {FAR}) lets {np.mean(kept[~copy]):.1%} of the distinct pairs through, ", end="")
+    print(f"and {np.mean(kept[copy]):.1%} of the copies'")
     print(f"  at least {threshold} alike (FAR {FAR}, either mirrored; or turned, CLOSE):")
     print(f"    copies {spread(either[copy & high])}, {np.sum(either[copy & high] > FAR)} beyond FAR")
     print(f"    distinct {spread(either[~copy & high])}, {np.sum(either[~copy & high] <= FAR)} within FAR")

@@ -127,6 +127,20 @@ def test_other_photos_have_other_layouts(photos: dict[str, bytes]) -> None:
     assert centres > CLOSE + 4, centres
 
 
+def test_layouts_more_than_far_apart_are_two_pictures_however_alike_to_the_model(photos: dict[str, bytes]) -> None:
+    chelsea = printed(photos["chelsea"])
+
+    def flipped(count: int) -> Fingerprint:
+        mask = (1 << count) - 1  # the lowest bits of every layout
+        turned = (chelsea.turned[0] ^ mask, chelsea.turned[1] ^ mask)
+        return Fingerprint(chelsea.bits ^ mask, chelsea.mirrored ^ mask, turned, chelsea.centre ^ mask, chelsea.shape)
+
+    assert same_picture(0.99, chelsea, flipped(FAR), 0.96)
+    # Two close-ups of gravel, 0.964 alike and 26 bits apart mirrored, were one picture at FAR 26;
+    # 24 bits apart are two (README, Near-duplicates).
+    assert not same_picture(0.99, chelsea, flipped(24), 0.96)
+
+
 def test_the_rule_weighs_the_model_and_the_layout(photos: dict[str, bytes]) -> None:
     chelsea, rocket = printed(photos["chelsea"]), printed(photos["rocket"])
     img = Image.open(io.BytesIO(photos["chelsea"])).convert("RGB")
