@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -128,26 +129,37 @@ def test_copies_the_model_finds_less_alike_than_the_threshold_are_grouped_by_the
     assert page.count("alike · same&nbsp;layout") == 2, page  # both copies say so; the keeper is the keeper
 
 
+def grouped_with_their_copies(
+    client: FlaskClient,
+    photos: dict[str, bytes],
+    copies: dict[str, Any],
+    copy: Callable[[Image.Image, Any], Image.Image],
+    suffix: str,
+) -> list[list[dict[str, Any]]]:
+    """Add each photo named in ``copies`` and ``copy`` of it with the value given there
+    (``name-suffix.jpg``), and a distinct photo, scan, and return the groups: one per photo, with
+    its copy; the member that is not the keeper first."""
+    for name, how in copies.items():
+        add(client, f"{name}.jpg", photos[name])
+        out = io.BytesIO()
+        copy(Image.open(io.BytesIO(photos[name])).convert("RGB"), how).save(out, "JPEG", quality=90)
+        add(client, f"{name}-{suffix}.jpg", out.getvalue())
+    add(client, "coffee.jpg", photos["coffee"])
+    scan(client)
+    groups = client.get("/api/v1/duplicates").json
+    expected = [sorted([f"{name}-{suffix}.jpg", f"{name}.jpg"]) for name in sorted(copies)]
+    assert sorted(sorted(m["filename"] for m in g["members"]) for g in groups) == expected
+    return [sorted(g["members"], key=lambda m: m["keeper"]) for g in groups]
+
+
 def test_a_photo_saved_sideways_is_grouped_with_it(app: Flask, client: FlaskClient, photos: dict[str, bytes]) -> None:
     """At the default threshold: the model finds a photo turned a quarter 0.82 to 0.89 alike, and
     its layout is the photo's turned (services/fingerprints.py)."""
     assert app.extensions[EXTENSION].duplicates.threshold == 0.96
-    for name, turn in (("chelsea", Image.Transpose.ROTATE_270), ("coins", Image.Transpose.ROTATE_90)):
-        add(client, f"{name}.jpg", photos[name])
-        sideways = io.BytesIO()
-        Image.open(io.BytesIO(photos[name])).convert("RGB").transpose(turn).save(sideways, "JPEG", quality=90)
-        add(client, f"{name}-sideways.jpg", sideways.getvalue())
-    add(client, "coffee.jpg", photos["coffee"])
-    scan(client)
-    groups = client.get("/api/v1/duplicates").json
-    assert sorted(sorted(m["filename"] for m in g["members"]) for g in groups) == [
-        ["chelsea-sideways.jpg", "chelsea.jpg"],
-        ["coins-sideways.jpg", "coins.jpg"],
-    ]
-    for group in groups:
-        turned = next(m for m in group["members"] if not m["keeper"])
-        assert turned["height"] == group["members"][0]["width"] and turned["same_layout"], group
-        assert turned["similarity"] < 0.9, group  # the model alone would have left it out
+    turns = {"chelsea": Image.Transpose.ROTATE_270, "coins": Image.Transpose.ROTATE_90}
+    for other, keeper in grouped_with_their_copies(client, photos, turns, Image.Image.transpose, "sideways"):
+        assert other["height"] == keeper["width"] and other["same_layout"], (other, keeper)
+        assert other["similarity"] < 0.9, other  # the model alone would have left it out
 
 
 def test_a_photo_scanned_again_a_few_degrees_askew_is_grouped_with_it(
@@ -156,22 +168,13 @@ def test_a_photo_scanned_again_a_few_degrees_askew_is_grouped_with_it(
     """At the default threshold: rotated 3 degrees with white corners, the clock and the rocket are
     0.87 to 0.90 alike to the model and 14 to 16 bits apart, but their centres are laid out the same."""
     assert app.extensions[EXTENSION].duplicates.threshold == 0.96
-    for name, degrees in (("clock", 3), ("rocket", -3)):
-        add(client, f"{name}.jpg", photos[name])
-        askew = Image.open(io.BytesIO(photos[name])).convert("RGB")
-        out = io.BytesIO()
-        askew.rotate(degrees, Image.Resampling.BICUBIC, expand=True, fillcolor="white").save(out, "JPEG", quality=90)
-        add(client, f"{name}-askew.jpg", out.getvalue())
-    add(client, "coffee.jpg", photos["coffee"])
-    scan(client)
-    groups = client.get("/api/v1/duplicates").json
-    assert sorted(sorted(m["filename"] for m in g["members"]) for g in groups) == [
-        ["clock-askew.jpg", "clock.jpg"],
-        ["rocket-askew.jpg", "rocket.jpg"],
-    ]
-    for group in groups:
-        askew = next(m for m in group["members"] if not m["keeper"])
-        assert askew["same_layout"] and askew["similarity"] < 0.92, group
+    degrees = {"clock": 3, "rocket": -3}
+
+    def askew(img: Image.Image, angle: int) -> Image.Image:
+        return img.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor="white")
+
+    for other, _ in grouped_with_their_copies(client, photos, degrees, askew, "askew"):
+        assert other["same_layout"] and other["similarity"] < 0.92, other
 
 
 def test_images_added_before_fingerprints_get_theirs_from_the_first_scan(
