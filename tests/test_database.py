@@ -153,6 +153,11 @@ def test_the_catalogue_keeps_fingerprints_as_added_and_as_made_later(db: Databas
     catalog.keep_fingerprints({"b" * 64: made, "c" * 64: made})
     assert catalog.fingerprints(shas) == {"a" * 64: added, "b" * 64: made}
     assert catalog.total() == 2 and from_bytes(made) == Fingerprint(7, 2**63 - 1, (2**64 - 1, 0), 9, (2**32 - 1, 1))
+    catalog.add([(f"{i:x}" * 64, 3 + i, "", added if i % 2 else None) for i in range(3, 10)])
+    pages = list(catalog.every_fingerprint(size=2))  # as the duplicate scan reads them all
+    assert [len(page) for page in pages] == [2, 2, 2, 2, 1]
+    every = {sha: data for page in pages for sha, data in page.items()}
+    assert every == catalog.fingerprints(f"{i:x}" * 64 for i in range(16)) and len(every) == 9
 
 
 def beside_an_open_transaction(

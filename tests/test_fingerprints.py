@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import random
+from collections import Counter
 
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
@@ -15,6 +17,8 @@ from webapp.services.fingerprints import (
     CLOSE,
     FAR,
     FLOOR,
+    TURN_FLOOR,
+    TURNED,
     Fingerprint,
     fingerprint,
     from_bytes,
@@ -22,6 +26,8 @@ from webapp.services.fingerprints import (
     same_layout,
     same_picture,
     to_bytes,
+    turn_apart,
+    turned_copies,
     turned_shapes,
 )
 from webapp.services.imaging import decode
@@ -97,6 +103,53 @@ def test_a_turned_layout_counts_only_between_turned_shapes() -> None:
     assert turned_shapes((640, 480), (480, 640)) and turned_shapes((451, 300), (213, 320))  # a thumbnail's rounding
     assert not turned_shapes((512, 500), (500, 512))  # nearly square: a turn leaves its shape
     assert not turned_shapes((640, 480), (480, 720)) and not turned_shapes((640, 480), (640, 480))
+
+
+def test_a_photo_saved_sideways_is_the_same_picture_however_unlike_to_the_model(photos: dict[str, bytes]) -> None:
+    """The rocket turned anticlockwise is 0.54-0.58 alike to the model (README, Near-duplicates)."""
+    rocket = Image.open(io.BytesIO(photos["rocket"])).convert("RGB")
+    original, sideways = printed(photos["rocket"]), printed(saved(rocket.transpose(Image.Transpose.ROTATE_90), 40))
+    assert turned_shapes(original.shape, sideways.shape) and turn_apart(original, sideways) <= TURNED // 2
+    assert same_picture(0.55, original, sideways, 0.96) and same_picture(TURN_FLOOR, sideways, original, 0.96)
+    assert not same_picture(TURN_FLOOR - 0.01, original, sideways, 0.96)  # nothing at all alike to the model
+    chelsea = printed(photos["chelsea"])  # a landscape picture too: not one turn from the other
+    assert not same_picture(0.79, chelsea, Fingerprint(*sideways[:4], chelsea.shape[::-1]), 0.96)
+    nearly = Fingerprint(original.turned[1] ^ (1 << TURNED + 1) - 1, 0, (0, 0), 0, sideways.shape)  # 9 bits
+    assert turn_apart(original, nearly) > TURNED and not same_picture(0.79, original, nearly, 0.96)
+
+
+def test_turned_copies_finds_each_pair_a_comparison_of_every_two_would() -> None:
+    """Random layouts in shapes of photos, thumbnails and nearly squares, and a tenth of them
+    another's turned with up to 11 bits changed: more than a block of each shape, so the windows by
+    proportion and the blocks' edges are crossed."""
+    rng = random.Random(7)
+    shapes = [(640, 480), (480, 640), (500, 500), (1920, 1080), (1080, 1920), (451, 300), (213, 320), (528, 480)]
+    shapes += [(480, 505), (550, 500), (500, 550)]  # the last three only nearly square: 1.05 and 1.10
+
+    def noise(layout: int) -> int:
+        return layout ^ sum(1 << rng.randrange(63) for _ in range(rng.randrange(12)))
+
+    prints: list[Fingerprint] = []
+    for _ in range(1200):
+        if prints and rng.random() < 0.1:
+            other, way = rng.choice(prints), rng.randrange(2)
+            back = noise(other.bits)  # turned the other way, it is the other
+            turned = (rng.getrandbits(63), back) if way == 0 else (back, rng.getrandbits(63))
+            width, height = other.shape
+            prints.append(Fingerprint(noise(other.turned[way]), 0, turned, 0, (height, width)))
+        else:
+            layouts = [rng.getrandbits(63) for _ in range(3)]
+            prints.append(Fingerprint(layouts[0], 0, (layouts[1], layouts[2]), 0, rng.choice(shapes)))
+    expected = {
+        (a, b)
+        for a, b in itertools.combinations(range(len(prints)), 2)
+        if turned_shapes(prints[a].shape, prints[b].shape) and turn_apart(prints[a], prints[b]) <= TURNED
+    }
+    assert len(expected) > 50  # most of the turned copies of oblong pictures
+    assert {(min(a, b), max(a, b)) for a, b in turned_copies(prints)} == expected
+    blank = [Fingerprint(0, 0, (0, 0), 0, (640, 480) if i % 2 else (480, 640)) for i in range(100)]
+    found = turned_copies(blank, most=3)  # each blank frame is every other turned
+    assert 50 <= len(found) <= 150 and max(Counter(i for pair in found for i in pair).values()) <= 3
 
 
 def test_a_square_photo_saved_sideways_is_the_same_picture_only_as_alike_as_the_threshold(

@@ -44,7 +44,7 @@ def test_review_a_group_keep_one_and_delete_the_rest(
     groups = page.locator(".duplicate-group")
     expect(groups).to_have_count(2)
     expect(page.locator(".results-toolbar .muted")).to_contain_text(
-        re.compile(r"^2 groups of images at least\s+96% alike, or 80% with the same layout;")
+        re.compile(r"^2 groups of images at least\s+96% alike, or 80% with the same layout, or 50% saved sideways;")
     )
     first = groups.filter(has_text="chelsea.jpg")
     cards = first.locator(".card")

@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 from webapp.auth import requires
 from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library, runtime
-from webapp.services.fingerprints import FLOOR
+from webapp.services.fingerprints import FLOOR, TURN_FLOOR
 from webapp.services.roles import Role
 
 GROUPS_PER_PAGE = 10
@@ -35,6 +35,7 @@ def duplicates_page() -> str | Response:
         scan=finder.last_scan(),
         threshold=finder.threshold,
         floor=FLOOR,
+        turn_floor=TURN_FLOOR,
     )
 
 

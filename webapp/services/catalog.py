@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
@@ -74,6 +74,23 @@ class Catalog:
                 )
                 found.update((sha, None if data is None else bytes(data)) for sha, data in conn.execute(query))
         return found
+
+    def every_fingerprint(self, size: int = 5000) -> Iterator[dict[str, bytes | None]]:
+        """Yield the kept fingerprints of every image (None for one not made yet), ``size`` at a time."""
+        after = ""
+        while True:
+            query = (
+                select(images.c.sha256, images.c.fingerprint)
+                .where(images.c.sha256 > after)
+                .order_by(images.c.sha256)
+                .limit(size)
+            )
+            with self.db.connect() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            yield {sha: None if data is None else bytes(data) for sha, data in rows}
+            after = rows[-1][0]
 
     def keep_fingerprints(self, prints: dict[str, bytes]) -> None:
         """Keep the fingerprints made of images (content id -> its fingerprint); unknown images are skipped."""

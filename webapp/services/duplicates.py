@@ -4,8 +4,11 @@ and joins them into groups; a person then keeps one image of a group and deletes
 The scan reads every vector once and asks Milvus for each one's nearest neighbours, a batch of
 queries per call (top-k, kept when at least the threshold): it never holds the library's vectors
 at once, and its cost grows with the library's size times k (`bench/duplicates.py`: 100,000
-vectors). Images joined through a chain (A like B, B like C) form one group; each member's
-similarity to the group's suggested keeper shows how close it really is.
+vectors). Then it compares the fingerprints of every landscape picture with the portrait ones'
+turned, for the photos saved sideways the model puts too far to be neighbours
+(services/fingerprints.py: ``turned_copies``). Images joined through a chain (A like B, B like C)
+form one group; each member's similarity to the group's suggested keeper shows how close it
+really is.
 
 The groups of the last scan are kept in the database and listed a page at a time, so a large
 library never builds them in a request. Deleting an image removes it from its group (the
@@ -14,7 +17,7 @@ catalogue does it: ``Catalog.remove``); a group left with one image goes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +30,14 @@ from webapp.services.database import Database, duplicate_groups, duplicate_membe
 from webapp.services.fingerprints import (
     FLOOR,
     SIDE,
+    TURN_FLOOR,
     Fingerprint,
     fingerprint,
     from_bytes,
     same_layout,
     same_picture,
     to_bytes,
+    turned_copies,
 )
 from webapp.services.group_claims import put_back, take
 from webapp.services.grouping import join, parts_of, similar_pairs
@@ -90,21 +95,36 @@ class Verdicts:
         p, threshold = self.prints, self.threshold
         return [(a, b) for (a, b), similarity in candidates.items() if same_picture(similarity, p[a], p[b], threshold)]
 
+    def every_turnable(self, should_stop: Callable[[], bool]) -> dict[str, Fingerprint] | None:
+        """Return the fingerprints of every catalogued picture a quarter turn changes the shape of
+        (made where missing, as for a pair); None if stopped."""
+        found = {}
+        for kept in self.library.catalog.every_fingerprint():
+            if should_stop():
+                return None
+            for sha, print_ in self._read(kept.keys(), kept).items():
+                if print_ is not None and print_.shape[0] != print_.shape[1]:
+                    found[sha] = print_
+        return found
+
     def _load(self, shas: set[str]) -> None:
-        missing = shas - self.prints.keys()
-        if not missing:
-            return
-        kept = self.library.catalog.fingerprints(missing)
-        made = {}
-        for sha in missing:
+        if missing := shas - self.prints.keys():
+            self.prints.update(self._read(missing, self.library.catalog.fingerprints(missing)))
+
+    def _read(self, shas: Iterable[str], kept: dict[str, bytes | None]) -> dict[str, Fingerprint | None]:
+        """Return the fingerprints of images from what the catalogue kept, making (and keeping) the missing."""
+        prints: dict[str, Fingerprint | None] = {}
+        made: dict[str, bytes] = {}
+        for sha in shas:
             if (data := kept.get(sha)) is not None and (known := from_bytes(data)) is not None:
-                self.prints[sha] = known
+                prints[sha] = known
                 continue
-            self.prints[sha] = print_ = self._make(sha)
+            prints[sha] = print_ = self._make(sha)
             if print_ is not None and sha in kept:  # catalogued without one: keep it for the next scan
                 made[sha] = to_bytes(print_)
         if made:
             self.library.catalog.keep_fingerprints(made)
+        return prints
 
     def _make(self, sha256: str) -> Fingerprint | None:
         store = self.library.images
@@ -139,7 +159,9 @@ class Duplicates:
         """Queue a scan (refused while one is queued or running); return its job."""
         if running := self.jobs.active_of(KIND):
             raise Conflict(f"a duplicate scan is {running.status} already (job {running.id})")
-        what = f"similarity at least {self.threshold:.2f}, or {FLOOR:.2f} with the same layout"
+        what = (
+            f"similarity at least {self.threshold:.2f}, or {FLOOR:.2f} with the same layout, or {TURN_FLOOR:.2f} turned"
+        )
         return self.jobs.submit(KIND, what, self.owner, send)
 
     def last_scan(self) -> Job | None:
@@ -166,15 +188,35 @@ class Duplicates:
         same = Verdicts(self.library, self.threshold)
         progress = lambda n: self.jobs.progress(job_id, n, max(n, total))  # noqa: E731
         found = similar_pairs(store, min(FLOOR, self.threshold), same, progress, stop)
-        if found is None:
+        turned = None if found is None else self._turned(store, same, found, stop)
+        if found is None or turned is None:
             if should_stop() and self.jobs.still_wanted(job_id):
                 self.jobs.move(job_id, JobStatus.INTERRUPTED)
             return
-        ranked = self._rank(join(found), store)
+        ranked = self._rank(join(found | turned), store)
         if not self.jobs.still_wanted(job_id):
             return  # cancelled while ranking (emptying the library cancels it too): save nothing
         self._save(job_id, ranked)
         self.jobs.move(job_id, JobStatus.DONE)
+
+    def _turned(
+        self, store: VectorStore, same: Verdicts, found: set[tuple[str, str]], stop: Callable[[], bool]
+    ) -> set[tuple[str, str]] | None:
+        """Return the pairs of pictures saved sideways that ``similar_pairs`` missed; None if stopped."""
+        prints = same.every_turnable(stop)
+        if prints is None:
+            return None
+        shas = list(prints)
+        PRIORITY.step_aside()
+        pairs = {(min(shas[i], shas[j]), max(shas[i], shas[j])) for i, j in turned_copies(list(prints.values()))}
+        ordered, kept = sorted(pairs - found), set()
+        for start in range(0, len(ordered), RANK_BATCH // 2):
+            part = ordered[start : start + RANK_BATCH // 2]
+            vectors = store.vectors({sha for pair in part for sha in pair})
+            kept.update(
+                same({(a, b): float(np.dot(vectors[a], vectors[b])) for a, b in part if {a, b} <= vectors.keys()})
+            )
+        return kept
 
     def _rank(self, groups: list[set[str]], store: VectorStore) -> list[tuple[list[str], list[float]]]:
         """Order each group keeper first (see ``_quality``), then by similarity to the keeper.
