@@ -2,10 +2,11 @@
 
 Fills a Milvus Lite file with random unit vectors in the model's 1280 dimensions, a share of them
 with one to three planted near-duplicates (the vector plus noise, cosine 0.965-0.995 to it),
-catalogues each with a fingerprint (random, a planted copy's within 4 bits of its base's), then
-runs the app's scan (services/duplicates.py: every vector's top-k from Milvus, the fingerprints of
-the pairs found read from the catalogue, joined into groups, ranked, saved to SQLite) and prints
-its time and how many planted pairs it found.
+catalogues each with a fingerprint (random, a planted copy's within 4 bits of its base's; half of
+the bases landscape, half portrait), then runs the app's scan (services/duplicates.py: every
+vector's top-k from Milvus, the fingerprints of the pairs found read from the catalogue, every
+landscape's compared with every portrait's turned, joined into groups, ranked, saved to SQLite) and
+prints its time and how many planted pairs it found.
 
 Random vectors are far apart, unlike photos, so this measures the scan's cost, not its quality
 (`flask --app wsgi evaluate DIR --duplicates` measures that).
@@ -72,15 +73,16 @@ def fill(store: MilvusVectorStore, vectors: np.ndarray) -> None:
 
 def catalogue(catalog: Catalog, origin: np.ndarray, rng: np.random.Generator) -> None:
     """Catalogue every vector with a fingerprint: its base's, with up to 4 bits flipped for a copy."""
-    bases = rng.integers(0, 2**63, size=int(origin.max()) + 1, dtype=np.int64)
+    bases = rng.integers(0, 2**63, size=(int(origin.max()) + 1, 3), dtype=np.int64)
     rows = []
     for i, base in enumerate(origin.tolist()):
-        print_ = int(bases[base])
+        print_, clockwise, anticlockwise = (int(layout) for layout in bases[base])
         if base != i:
             for bit in rng.choice(63, size=int(rng.integers(0, 5)), replace=False).tolist():
                 print_ ^= 1 << bit
-        # One shape for all (640 x 480): turned layouts are never compared. The centre is the whole's.
-        rows.append((sha(i), i, "", to_bytes(Fingerprint(print_, print_, (print_, print_), print_, (640, 480)))))
+        shape = (640, 480) if base % 2 else (480, 640)  # a phone's library: both shapes, so the turned pass works
+        made = Fingerprint(print_, print_, (clockwise, anticlockwise), print_, shape)  # the centre is the whole's
+        rows.append((sha(i), i, "", to_bytes(made)))
     for first in range(0, len(rows), 5000):
         catalog.add(rows[first : first + 5000])
 

@@ -4,9 +4,10 @@ On a folder as `flask evaluate --duplicates` takes it (its images, and five or s
 one at least 256 px a side), prints the bits between the fingerprints of copies of one photo and of
 distinct images, overall and in the two bands the duplicate scan's rule uses (the model's
 similarity at least the threshold, and from FLOOR to it), the mirror and the quarter turns included
-where the rule takes them. Then times a fingerprint from the pixels an ingestion has at hand (a JPEG's draft, another
-format's thumbnail), and from each file a scan may read for an image of an earlier release (a
-thumbnail, a large JPEG original, a PNG).
+where the rule takes them, and the turned layouts of pictures of turned shapes below FLOOR. Then
+times a fingerprint from the pixels an ingestion has at hand (a JPEG's draft, another format's
+thumbnail), and from each file a scan may read for an image of an earlier release (a thumbnail, a
+large JPEG original, a PNG).
 
     .venv/bin/python bench/fingerprints.py [FOLDER] [--model efficientnet-lite0-int8]
 
@@ -41,6 +42,8 @@ from webapp.services.fingerprints import (  # noqa: E402
     CLOSE,
     FAR,
     FLOOR,
+    TURN_FLOOR,
+    TURNED,
     Fingerprint,
     fingerprint,
     layout_apart,
@@ -111,6 +114,10 @@ def distances(folder: Path, model: str, threshold: float) -> None:
     alike = similarity >= FLOOR
     print(f"    copies {spread(direct[copy & turned & alike])}; as they are {spread(plain[copy & turned & alike])}")
     print(f"    distinct {spread(direct[~copy & turned & alike])}")
+    below = (similarity >= TURN_FLOOR) & ~alike
+    print(f"  pairs of turned shapes, {TURN_FLOOR} to {FLOOR} alike, turned (TURNED {TURNED}; any similarity: all):")
+    print(f"    copies {spread(turns[copy & turned & below])}, {np.sum(turns[copy & turned & below] <= TURNED)} within")
+    print(f"    distinct {spread(turns[~copy & turned & below])}; all {spread(turns[~copy & turned])}")
 
 
 def timed(function: Any, repeats: int) -> float:
