@@ -197,8 +197,9 @@ def test_images_added_before_fingerprints_get_theirs_from_the_first_scan(
             earlier = data[:16] if i % 2 and data else None  # the bits and the mirrored bits, as they were kept
             conn.execute(update(images).where(images.c.sha256 == sha).values(fingerprint=earlier))
     assert {len(data) if data else 0 for data in catalog.fingerprints(library.values()).values()} == {0, 16}
-    scan(client)
+    job = scan(client)
     assert [g["size"] for g in client.get("/api/v1/duplicates").json] == [3, 2]
+    assert job["processed"] == job["total"] > 8, job  # the 8 vectors, then the fingerprints the pairs did not make
     made = catalog.fingerprints(library.values())
     assert {len(data) if data else 0 for data in made.values()} == {48}
     grouped = {name: sha for name, sha in library.items() if name.startswith(("chelsea", "rocket"))}

@@ -92,6 +92,12 @@ class Catalog:
             yield {sha: None if data is None else bytes(data) for sha, data in rows}
             after = rows[-1][0]
 
+    def without_fingerprint(self, size: int) -> int:
+        """Return how many images have no fingerprint of ``size`` bytes (none yet, or one of an earlier form)."""
+        other = or_(images.c.fingerprint.is_(None), func.length(images.c.fingerprint) != size)
+        with self.db.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(images).where(other)) or 0)
+
     def keep_fingerprints(self, prints: dict[str, bytes]) -> None:
         """Keep the fingerprints made of images (content id -> its fingerprint); unknown images are skipped."""
         change = update(images).where(images.c.sha256 == bindparam("key")).values(fingerprint=bindparam("print_"))

@@ -70,6 +70,7 @@ class Fingerprint(NamedTuple):
 
 
 _STORED = struct.Struct(">5Q2I")  # as the catalogue keeps it: the five layouts, then the shape
+STORED_BYTES = _STORED.size
 
 
 def _dct_rows(n: int, kept: int) -> np.ndarray:
