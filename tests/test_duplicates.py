@@ -7,12 +7,13 @@ import io
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from PIL import Image
+from PIL import ExifTags, Image
 from skimage import data as skdata
 from sqlalchemy import select, update
 
@@ -27,6 +28,7 @@ from webapp.services.duplicates import KIND, Duplicates
 from webapp.services.fingerprints import FLOOR, from_bytes
 from webapp.services.grouping import join
 from webapp.services.jobs import local_owner
+from webapp.services.keepers import camera_metadata
 from webapp.services.library import Library
 
 
@@ -100,6 +102,51 @@ def test_a_scan_groups_copies_and_leaves_distinct_photos_alone(client: FlaskClie
         assert group["best"] == max(m["similarity"] for m in others)
         assert all(m["bytes"] > 0 and m["width"] > 0 for m in group["members"])
     assert client.get(groups[0]["url"]).json["members"] == groups[0]["members"]
+
+
+def camera_exif(make: str = "Canon", taken: bool = True, position: bool = True) -> Image.Exif:
+    """Return the EXIF a camera writes: its maker and model, the date taken, and a GPS position."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make], exif[ExifTags.Base.Model] = make, "EOS R6"
+    if taken:
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "2024:06:01 12:00:00"
+    if position:
+        gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+        gps[ExifTags.GPS.GPSLatitudeRef], gps[ExifTags.GPS.GPSLatitude] = "N", (48.0, 51.0, 30.0)
+    return exif
+
+
+def test_the_suggested_keeper_has_the_most_pixels_then_what_its_camera_wrote(
+    client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    """A photo with its camera's EXIF, its pixels re-saved without it at a higher JPEG quality (a
+    larger file: the suggestion until 2026-12-04), and half of it with the EXIF: the photo is kept."""
+    img = Image.open(io.BytesIO(photos["chelsea"])).convert("RGB")
+    files = {}
+    for name, picture, quality, exif in [
+        ("camera.jpg", img, 80, camera_exif()),
+        ("resaved.jpg", img, 95, Image.Exif()),
+        ("half.jpg", img.resize((img.width // 2, img.height // 2)), 80, camera_exif()),
+    ]:
+        out = io.BytesIO()
+        picture.save(out, "JPEG", quality=quality, exif=exif)
+        files[name] = out.getvalue()
+        add(client, name, files[name])
+    assert len(files["resaved.jpg"]) > len(files["camera.jpg"])
+    scan(client)
+    groups = client.get("/api/v1/duplicates").json
+    assert [g["members"][0]["filename"] for g in groups] == ["camera.jpg"], groups  # one group, the photo first
+
+
+@pytest.mark.parametrize("kind", ["JPEG", "PNG", "WEBP"])
+def test_camera_metadata_counts_the_date_the_position_and_the_camera(tmp_path: Path, kind: str) -> None:
+    picture = Image.fromarray(skdata.chelsea())
+    for expected, exif in [(3, camera_exif()), (1, camera_exif(taken=False, position=False)), (0, Image.Exif())]:
+        path = tmp_path / f"{expected}.{kind.lower()}"
+        picture.save(path, kind, exif=exif)
+        assert camera_metadata(path) == expected, (kind, expected)
+    (tmp_path / "broken").write_bytes(b"\xff\xd8\xff\xe1 not an EXIF block")
+    assert camera_metadata(tmp_path / "broken") == 0 and camera_metadata(tmp_path / "gone.jpg") == 0
 
 
 def test_copies_the_model_finds_less_alike_than_the_threshold_are_grouped_by_their_layout(

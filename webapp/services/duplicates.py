@@ -44,6 +44,7 @@ from webapp.services.group_claims import put_back, take
 from webapp.services.grouping import join, parts_of, similar_pairs
 from webapp.services.imaging import decode
 from webapp.services.jobs import Job, JobStatus, JobStore
+from webapp.services.keepers import quality
 from webapp.services.library import Library
 from webapp.services.priority import PRIORITY
 from webapp.services.records import Record, VectorStore
@@ -238,7 +239,7 @@ class Duplicates:
         return kept
 
     def _rank(self, groups: list[set[str]], store: VectorStore) -> list[tuple[list[str], list[float]]]:
-        """Order each group keeper first (see ``_quality``), then by similarity to the keeper.
+        """Order each group keeper first (services/keepers.py), then by similarity to the keeper.
 
         Records and vectors are fetched a few thousand images at a time, never the whole library.
         """
@@ -250,17 +251,12 @@ class Duplicates:
                 present = [sha for sha in members if sha in records and sha in vectors]
                 if len(present) < 2:
                     continue  # deleted during the scan
-                keeper = max(present, key=lambda sha: self._quality(records[sha]))
+                keeper = max(present, key=lambda sha: quality(records[sha], self.library.original(sha)))
                 sims = {sha: float(np.dot(vectors[sha], vectors[keeper])) for sha in present}
                 sims[keeper] = 1.0
                 order = [keeper] + sorted((s for s in present if s != keeper), key=lambda s: -sims[s])
                 ranked.append((order, [sims[s] for s in order]))
         return ranked
-
-    def _quality(self, rec: Record) -> tuple[int, int, int]:
-        """Return how good a copy is to keep: most pixels, then largest file, then oldest."""
-        path = self.library.original(rec.sha256)
-        return (rec.width * rec.height, path.stat().st_size if path else 0, -rec.added_at)
 
     def _save(self, job_id: str, groups: list[tuple[list[str], list[float]]]) -> None:
         """Replace the stored groups in one transaction, biggest and closest first."""

@@ -30,7 +30,7 @@ class MemberSchema(ImageEntrySchema):
 
 
 class GroupSchema(ma.Schema):
-    """Images that look alike: the suggested keeper (most pixels, then largest file) first."""
+    """Images that look alike: the suggested keeper (most pixels, then camera metadata, then largest file) first."""
 
     id = ma.fields.Integer(metadata={"description": "The group's id (until the next scan)."})
     size = ma.fields.Integer(metadata={"description": "How many images the group holds."})
