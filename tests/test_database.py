@@ -87,7 +87,7 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_by_time ON images (added_at);
 """
-HEAD = "0006"
+HEAD = "0007"
 
 
 @pytest.fixture()

@@ -23,7 +23,7 @@ from tests.test_jobs import import_folder
 from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
 from webapp.services import duplicates
-from webapp.services.database import images
+from webapp.services.database import distinct_pairs, images
 from webapp.services.duplicates import KIND, Duplicates
 from webapp.services.fingerprints import FLOOR, from_bytes
 from webapp.services.grouping import join
@@ -321,6 +321,71 @@ def test_keeping_one_deletes_the_others_everywhere(app: Flask, client: FlaskClie
     assert [g["size"] for g in client.get("/api/v1/duplicates").json] == [2]  # the group went with them
     assert client.get(group["url"]).status_code == 404
     assert app.test_cli_runner().invoke(args=["check"]).output.endswith("consistent\n")
+
+
+def distinct_rows(app: Flask) -> list[tuple[str, str]]:
+    with app.extensions[EXTENSION].database.connect() as conn:
+        return [(row.first, row.second) for row in conn.execute(select(distinct_pairs))]
+
+
+def test_keeping_all_of_a_group_keeps_its_images_and_no_later_scan_groups_them(
+    app: Flask, client: FlaskClient, library: dict[str, str]
+) -> None:
+    scan(client)
+    cats = client.get("/api/v1/duplicates").json[0]
+    shown = [m["id"] for m in cats["members"]]
+    response = client.post(f"{cats['url']}/keep-all", json={"shown": shown})
+    assert response.status_code == 200, response.json
+    assert sorted(response.json["kept"]) == sorted(shown) == sorted(library[n] for n in library if "chelsea" in n)
+    assert [g["size"] for g in client.get("/api/v1/duplicates").json] == [2] and len(distinct_rows(app)) == 3
+    assert client.get("/api/v1/stats").json["count"] == 8
+    job = scan(client)  # the cat and its copies stay apart; the rocket's group comes back
+    assert [sorted(m["filename"] for m in g["members"]) for g in client.get("/api/v1/duplicates").json] == [
+        ["rocket-small.jpg", "rocket.jpg"]
+    ], job
+    assert client.delete(f"/api/v1/images/{library['chelsea-crop']}").status_code == 204
+    assert distinct_rows(app) == [tuple(sorted([library["chelsea"], library["chelsea-small"]]))]  # its pairs went
+    rockets = client.get("/api/v1/duplicates").json[0]
+    assert client.post(f"{rockets['url']}/keep-all").status_code == 200  # no body: as the group is
+    assert client.get("/api/v1/duplicates").json == [] and len(distinct_rows(app)) == 2
+    assert client.delete("/api/v1/images", query_string={"confirm": 7}).status_code == 200
+    assert distinct_rows(app) == []  # an emptied library forgets them
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"shown": ["0" * 64]}, 409, "changed since it was shown"),
+        ({"shown": ["xyz"]}, 422, "64 hex"),
+        ({"shown": "0" * 64}, 422, "Not a valid list"),
+        ({"also": 1}, 422, "Unknown field"),
+    ],
+)
+def test_bad_keep_alls_are_4xx_and_mark_nothing(
+    app: Flask, client: FlaskClient, library: dict[str, str], body: dict[str, Any], status: int, says: str
+) -> None:
+    scan(client)
+    group = client.get("/api/v1/duplicates").json[0]
+    response = client.post(f"{group['url']}/keep-all", json=body)
+    assert response.status_code == status, response.json
+    assert says in response.json["message"] + str(response.json.get("errors", "")), response.json
+    assert distinct_rows(app) == [] and [g["size"] for g in client.get("/api/v1/duplicates").json] == [3, 2]
+    assert client.post("/api/v1/duplicates/99/keep-all", json={}).status_code == 404
+
+
+def test_keeping_all_from_the_page(app: Flask, client: FlaskClient, library: dict[str, str]) -> None:
+    scan(client)
+    page = client.get("/duplicates").get_data(as_text=True)
+    assert page.count("Not copies: keep all") == 2
+    group = client.get("/api/v1/duplicates").json[1]  # the rocket's
+    form = {"csrf_token": csrf_token(client, "/duplicates"), "shown": [m["id"] for m in group["members"]]}
+    response = client.post(f"/duplicates/{group['id']}/keep-all", data=form)
+    assert response.status_code == 303 and response.headers["Location"].endswith("/duplicates")
+    page = client.get("/duplicates").get_data(as_text=True)
+    assert "Kept all 2 images of the group" in page and "rocket-small.jpg" not in page
+    assert len(distinct_rows(app)) == 1
+    again = client.post(f"/duplicates/{group['id']}/keep-all", data=form)
+    assert again.status_code == 404 and "no duplicate group" in again.get_data(as_text=True)
 
 
 def test_deleting_an_image_takes_it_out_of_its_group(client: FlaskClient, library: dict[str, str]) -> None:

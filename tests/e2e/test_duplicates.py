@@ -1,4 +1,5 @@
-"""Reviewing near-duplicates in the browser: scan, see each group side by side, keep one, delete the rest."""
+"""Reviewing near-duplicates in the browser: scan, see each group side by side, keep one and delete the
+rest, or keep them all."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def smaller(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def test_review_a_group_keep_one_and_delete_the_rest(
+def test_review_a_group_keep_one_and_delete_the_rest_then_keep_both_of_another(
     page: Page, server: Server, photos: dict[str, bytes], axe_source: str
 ) -> None:
     ids = add_images(
@@ -71,4 +72,15 @@ def test_review_a_group_keep_one_and_delete_the_rest(
     expect(page.locator(".duplicate-group")).to_contain_text("rocket.jpg")
     assert requests.get(f"{server.url}/api/v1/images/{ids['chelsea.jpg']}", timeout=10).status_code == 404
     assert requests.get(f"{server.url}/api/v1/images/{ids['chelsea-copy.jpg']}", timeout=10).status_code == 200
+    assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 4
+
+    # The rocket and its copy are kept both: the group goes, and the next scan leaves them apart.
+    page.get_by_role("button", name="Not copies: keep all 2").click()
+    expect(page).to_have_url(re.compile(r"/duplicates$"))
+    expect(page.get_by_text("Kept all 2 images of the group")).to_be_visible()
+    expect(page.locator(".duplicate-group")).to_have_count(0)
+    page.get_by_role("button", name="Scan the library").click()
+    expect(page.locator('[data-job-field="status"]').first).to_have_text("done", timeout=60_000)
+    page.get_by_role("link", name="Duplicates").click()
+    expect(page.get_by_text("No near-duplicates.")).to_be_visible()
     assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 4

@@ -83,3 +83,12 @@ def resolve_group(group_id: int) -> Response:
     n = len(deleted)
     flash(f"Kept one image and deleted {n} other{'' if n == 1 else 's'} of the group.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)
+
+
+@blp.post("/duplicates/<int:group_id>/keep-all")
+@requires(Role.EDITOR)
+def keep_all_of_group(group_id: int) -> Response:
+    """Keep every image of a group: they are not duplicates, and no later scan groups them again."""
+    kept = runtime().duplicates.keep_all(group_id, request.form.getlist("shown"))
+    flash(f"Kept all {len(kept)} images of the group: no later scan groups any two of them again.", "success")
+    return redirect(url_for("pages.duplicates_page"), 303)

@@ -11,7 +11,14 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 
 from webapp.services.albums import lineage, spellings
-from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
+from webapp.services.database import (
+    Database,
+    distinct_pairs,
+    duplicate_groups,
+    duplicate_members,
+    images,
+    page_bounds,
+)
 
 
 def in_album(album: str) -> Any:
@@ -107,7 +114,7 @@ class Catalog:
                 conn.execute(change, rows[start : start + 500])
 
     def remove(self, sha256s: Iterable[str]) -> None:
-        """Forget images, and take them out of their near-duplicate groups."""
+        """Forget images, take them out of their near-duplicate groups, and forget their distinct pairs."""
         shas = list(sha256s)
         with self.db.connect() as conn:
             for start in range(0, len(shas), 500):
@@ -118,6 +125,8 @@ class Catalog:
                 )
                 conn.execute(delete(duplicate_members).where(duplicate_members.c.sha256.in_(part)))
                 _shrink(conn, set(gone))
+                either = or_(distinct_pairs.c.first.in_(part), distinct_pairs.c.second.in_(part))
+                conn.execute(delete(distinct_pairs).where(either))
         self._changes += 1
 
     def relabel(self, albums: dict[str, str]) -> None:
@@ -144,8 +153,9 @@ class Catalog:
             return [(int(at), str(sha), str(name)) for at, sha, name in conn.execute(query)]
 
     def clear(self) -> None:
-        """Forget every image (and every near-duplicate group)."""
+        """Forget every image (and every near-duplicate group, and every distinct pair)."""
         with self.db.connect() as conn:
+            conn.execute(delete(distinct_pairs))
             conn.execute(delete(duplicate_members))
             conn.execute(delete(duplicate_groups))
             conn.execute(delete(images))

@@ -127,6 +127,15 @@ duplicate_members = Table(
     Column("keeper", Boolean, nullable=False, server_default=false()),  # the one the scan suggests keeping
     Index("duplicate_members_by_image", "sha256"),
 )
+# The pairs of images a person said are not duplicates (services/distinct_pairs.py), first < second.
+distinct_pairs = Table(
+    "distinct_pairs",
+    metadata,
+    Column("first", String(64), primary_key=True),
+    Column("second", String(64), primary_key=True),
+    Column("marked_at", BigInteger, nullable=False),  # milliseconds since the epoch
+    Index("distinct_pairs_by_second", "second"),
+)
 
 users = Table(
     "users",

@@ -17,37 +17,26 @@ catalogue does it: ``Catalog.remove``); a group left with one image goes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, desc, exists, func, select
 
-from webapp.errors import Conflict, InvalidInput, NotFound, WebappError
+from webapp.errors import Conflict, InvalidInput, NotFound
+from webapp.services import distinct_pairs
 from webapp.services.catalog import in_album
 from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
-from webapp.services.fingerprints import (
-    FLOOR,
-    SIDE,
-    STORED_BYTES,
-    TURN_FLOOR,
-    Fingerprint,
-    fingerprint,
-    from_bytes,
-    same_layout,
-    same_picture,
-    to_bytes,
-    turned_copies,
-)
-from webapp.services.group_claims import put_back, take
+from webapp.services.fingerprints import FLOOR, STORED_BYTES, TURN_FLOOR, from_bytes, same_layout, turned_copies
+from webapp.services.group_claims import Claim, put_back, take
 from webapp.services.grouping import join, parts_of, similar_pairs
-from webapp.services.imaging import decode
 from webapp.services.jobs import Job, JobStatus, JobStore
 from webapp.services.keepers import quality
 from webapp.services.library import Library
 from webapp.services.priority import PRIORITY
 from webapp.services.records import Record, VectorStore
+from webapp.services.verdicts import Verdicts
 
 KIND = "duplicates"
 RANK_BATCH = 2000  # images whose records and vectors are fetched at a time to rank their groups
@@ -75,75 +64,6 @@ class Group:
     size: int
     best: float  # the highest similarity of a member to the keeper
     members: list[Member]
-
-
-class Verdicts:
-    """Which pairs of a library's images are one picture: the model's similarity, checked against
-    their fingerprints (services/fingerprints.py).
-
-    An image's fingerprint is made as it is added, and kept in the catalogue. One added by an
-    earlier release has none, or one of an earlier form: the scan makes it from the image's
-    thumbnail (or original) and keeps it.
-    An image whose files cannot be read has none: the model alone judges its pairs, by the threshold.
-    """
-
-    def __init__(self, library: Library, threshold: float) -> None:
-        self.library = library
-        self.threshold = threshold
-        self.prints: dict[str, Fingerprint | None] = {}  # of the images met so far in the scan
-
-    def __call__(self, candidates: dict[tuple[str, str], float]) -> list[tuple[str, str]]:
-        self._load({sha for pair in candidates for sha in pair})
-        p, threshold = self.prints, self.threshold
-        return [(a, b) for (a, b), similarity in candidates.items() if same_picture(similarity, p[a], p[b], threshold)]
-
-    def every_turnable(
-        self, should_stop: Callable[[], bool], made: Callable[[int], None]
-    ) -> dict[str, Fingerprint] | None:
-        """Return the fingerprints of every catalogued picture a quarter turn changes the shape of
-        (made where missing, as for a pair, telling ``made`` how many so far); None if stopped."""
-        found, making = {}, 0
-        for kept in self.library.catalog.every_fingerprint(size=500):  # at most seconds between two reports
-            if should_stop():
-                return None
-            missing = sum(1 for data in kept.values() if data is None or from_bytes(data) is None)
-            for sha, print_ in self._read(kept.keys(), kept).items():
-                if print_ is not None and print_.shape[0] != print_.shape[1]:
-                    found[sha] = print_
-            if missing:
-                making += missing
-                made(making)
-        return found
-
-    def _load(self, shas: set[str]) -> None:
-        if missing := shas - self.prints.keys():
-            self.prints.update(self._read(missing, self.library.catalog.fingerprints(missing)))
-
-    def _read(self, shas: Iterable[str], kept: dict[str, bytes | None]) -> dict[str, Fingerprint | None]:
-        """Return the fingerprints of images from what the catalogue kept, making (and keeping) the missing."""
-        prints: dict[str, Fingerprint | None] = {}
-        made: dict[str, bytes] = {}
-        for sha in shas:
-            if (data := kept.get(sha)) is not None and (known := from_bytes(data)) is not None:
-                prints[sha] = known
-                continue
-            prints[sha] = print_ = self._make(sha)
-            if print_ is not None and sha in kept:  # catalogued without one: keep it for the next scan
-                made[sha] = to_bytes(print_)
-        if made:
-            self.library.catalog.keep_fingerprints(made)
-        return prints
-
-    def _make(self, sha256: str) -> Fingerprint | None:
-        store = self.library.images
-        path = store.thumbnail(sha256) or store.original(sha256)
-        if path is None:
-            return None
-        PRIORITY.step_aside()  # a scan is bulk work: searches go first
-        try:
-            return fingerprint(decode(path.read_bytes(), self.library.embedder.max_pixels, draft=4 * SIDE).image)
-        except (OSError, WebappError):
-            return None
 
 
 class Duplicates:
@@ -193,7 +113,7 @@ class Duplicates:
         total = store.count()
         self.jobs.progress(job_id, 0, total)
         stop = lambda: should_stop() or not self.jobs.still_wanted(job_id)  # noqa: E731
-        same = Verdicts(self.library, self.threshold)
+        same = Verdicts(self.library, self.threshold, self.db)
         progress = lambda n: self.jobs.progress(job_id, n, max(n, total))  # noqa: E731
         found = similar_pairs(store, min(FLOOR, self.threshold), same, progress, stop)
         more = lambda made, missing: self.jobs.progress(job_id, total + made, total + missing)  # noqa: E731
@@ -339,6 +259,46 @@ class Duplicates:
             groups.append(Group(group_id, head.size, head.best, members))
         return groups
 
+    def keep_all(self, group_id: int, shown: Collection[str] | None = None) -> list[Record]:
+        """Keep every image of a group: mark each pair of them as not duplicates, so that no later scan
+        groups them again, and take the group out of the list; return its images.
+
+        ``shown``, if given, are the images the person was shown: if the group holds others (a
+        newer scan reused its number), nothing is marked. One request at a time takes a group.
+        """
+        group = self._whole(group_id)
+        members = [m.record for m in group.members]
+        if shown is not None and {r.sha256 for r in members} - set(shown):
+            raise Conflict(f"duplicate group {group_id} changed since it was shown (a newer scan): review it again")
+        claim = self._take(group_id, {r.sha256 for r in members})
+        try:
+            distinct_pairs.mark(self.db, (row["sha256"] for row in claim.members))
+        except BaseException:
+            put_back(self.db, claim)
+            raise
+        return members
+
+    def _whole(self, group_id: int) -> Group:
+        """Return a group whole, or raise Conflict if it is too large to act on at once."""
+        group = self.group(group_id)
+        if group.size > MAX_RESOLVED:
+            raise Conflict(
+                f"this group has {group.size} images, more than {MAX_RESOLVED} resolved at once: it is most likely "
+                "a chain of look-alikes; delete its images one by one, or scan again with a higher threshold"
+            )
+        return group
+
+    def _take(self, group_id: int, members: set[str]) -> Claim:
+        """Take a group out of the list (group_claims), or raise Conflict if another request did, or
+        a newer scan put other images under its number."""
+        claim = take(self.db, group_id)
+        if claim is None:
+            raise Conflict(f"duplicate group {group_id} is being resolved by another request, or was just resolved")
+        if {row["sha256"] for row in claim.members} - members:
+            put_back(self.db, claim)
+            raise Conflict(f"duplicate group {group_id} changed as it was resolved (a newer scan): review it again")
+        return claim
+
     def resolve(self, group_id: int, keep: str, shown: Collection[str] | None = None) -> list[Record]:
         """Keep one image of a group and delete the others (files, thumbnails, vectors, catalogue).
 
@@ -346,23 +306,13 @@ class Duplicates:
         group holds another (a newer scan reused the group's number), nothing is deleted. One
         request at a time resolves a group (services/group_claims.py).
         """
-        group = self.group(group_id)
-        if group.size > MAX_RESOLVED:
-            raise Conflict(
-                f"this group has {group.size} images, more than {MAX_RESOLVED} resolved at once: it is most likely "
-                "a chain of look-alikes; delete its images one by one, or scan again with a higher threshold"
-            )
+        group = self._whole(group_id)
         if keep not in {m.record.sha256 for m in group.members}:
             raise InvalidInput(f"image {keep} is not in duplicate group {group_id}")
         others = [m.record for m in group.members if m.record.sha256 != keep]
         if shown is not None and any(r.sha256 not in shown for r in others):
             raise Conflict(f"duplicate group {group_id} changed since it was shown (a newer scan): review it again")
-        claim = take(self.db, group_id)
-        if claim is None:
-            raise Conflict(f"duplicate group {group_id} is being resolved by another request, or was just resolved")
-        if {row["sha256"] for row in claim.members} - {m.record.sha256 for m in group.members}:
-            put_back(self.db, claim)
-            raise Conflict(f"duplicate group {group_id} changed as it was resolved (a newer scan): review it again")
+        claim = self._take(group_id, {m.record.sha256 for m in group.members})
         try:
             return self.library.delete_keeping(keep, others)
         except BaseException:

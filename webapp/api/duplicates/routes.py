@@ -10,6 +10,8 @@ from webapp.api.common import Blueprint
 from webapp.api.duplicates.schemas import (
     DuplicateArgsSchema,
     GroupSchema,
+    KeepAllSchema,
+    KeptAllSchema,
     ResolvedSchema,
     ResolveSchema,
 )
@@ -81,3 +83,18 @@ class Resolve(MethodView):
         """Keep one image of the group and delete every other (files, thumbnails, vectors, catalogue)."""
         deleted = runtime().duplicates.resolve(group_id, args["keep"], args.get("delete"))
         return {"kept": args["keep"], "deleted": [r.sha256 for r in deleted]}
+
+
+@blp.route("/<int:group_id>/keep-all")
+class KeepAll(MethodView):
+    """Keeping every image of a group."""
+
+    @blp.arguments(KeepAllSchema())
+    @blp.response(200, KeptAllSchema)
+    @blp.alt_response(404, description="No such group.")
+    @blp.alt_response(409, description="Another request is resolving the group, or it holds an image not in `shown`.")
+    @requires(Role.EDITOR)
+    def post(self, args: dict[str, list[str]], group_id: int) -> dict[str, Any]:
+        """Keep every image of the group: they are not duplicates, and no later scan groups any two of them."""
+        kept = runtime().duplicates.keep_all(group_id, args.get("shown"))
+        return {"kept": [r.sha256 for r in kept]}

@@ -56,6 +56,28 @@ class ResolveSchema(ma.Schema):
     )
 
 
+class KeepAllSchema(ma.Schema):
+    """Keep every image of a group: they are not duplicates."""
+
+    shown = BoundedList(
+        ImageId(),
+        max_items=MAX_RESOLVED,
+        metadata={
+            "description": "Optional: the ids of the group's images as you saw them. If the group holds any other "
+            "(a newer scan reused its number), nothing is kept apart: 409."
+        },
+    )
+
+
+class KeptAllSchema(ma.Schema):
+    """What keeping every image of a group did."""
+
+    kept = ma.fields.List(
+        ma.fields.String(),
+        metadata={"description": "The ids of the group's images, all kept: no later scan groups any two of them."},
+    )
+
+
 class ResolvedSchema(ma.Schema):
     """What resolving a group did."""
 

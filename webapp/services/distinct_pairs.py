@@ -1,0 +1,46 @@
+"""The pairs of images a person said are not duplicates, so that no later scan groups them again.
+
+Keeping every image of a near-duplicate group (*Keep all*) marks each pair of its images: two
+people's portraits posed alike, a burst of shots, product photos on one backdrop. The duplicate
+scan leaves out the pairs marked (``Verdicts``, services/duplicates.py); an image joins a group
+again only through another image (A and B marked, A like C and C like B: one group). Deleting an
+image forgets its pairs (``Catalog.remove``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Collection, Iterable
+
+from sqlalchemy import select
+
+from webapp.services.database import Database, distinct_pairs
+
+CHUNK = 5000  # rows written, or images looked up, a statement
+
+
+def mark(db: Database, shas: Iterable[str]) -> int:
+    """Mark every pair of the images as not duplicates; return how many pairs were new."""
+    pairs = {(a, b) for a, b in itertools.combinations(sorted(set(shas)), 2)}
+    new = sorted(pairs - marked(db, pairs))
+    now = time.time_ns() // 1_000_000
+    with db.connect() as conn:
+        for start in range(0, len(new), CHUNK):
+            rows = [{"first": a, "second": b, "marked_at": now} for a, b in new[start : start + CHUNK]]
+            conn.execute(distinct_pairs.insert(), rows)
+    return len(new)
+
+
+def marked(db: Database, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Return those of the pairs (each in order: first < second) marked as not duplicates."""
+    wanted = set(pairs)
+    firsts = sorted({a for a, _ in wanted})
+    found: set[tuple[str, str]] = set()
+    with db.connect() as conn:
+        for start in range(0, len(firsts), CHUNK // 10):
+            query = select(distinct_pairs.c.first, distinct_pairs.c.second).where(
+                distinct_pairs.c.first.in_(firsts[start : start + CHUNK // 10])
+            )
+            found.update((a, b) for a, b in conn.execute(query) if (a, b) in wanted)
+    return found
