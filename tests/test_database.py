@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import os
 import signal
 import socket
@@ -27,7 +28,7 @@ from webapp.errors import Conflict, ModelMismatch, StoreUnavailable
 from webapp.migrations import current
 from webapp.models import ModelIdentity
 from webapp.runtime import EXTENSION
-from webapp.services import bounded_waits
+from webapp.services import bounded_waits, distinct_pairs
 from webapp.services import database as database_module
 from webapp.services.accounts import Accounts
 from webapp.services.binding import ModelBinding
@@ -160,6 +161,18 @@ def test_the_catalogue_keeps_fingerprints_as_added_and_as_made_later(db: Databas
     assert every == catalog.fingerprints(f"{i:x}" * 64 for i in range(16)) and len(every) == 9
     catalog.add([("f" * 64, 20, "", bytes(16))])  # as a release of 2026-12-03 kept it
     assert catalog.without_fingerprint(len(added)) == 4  # 4, 6, 8 and f
+
+
+def test_pairs_kept_apart_are_marked_once_and_forgotten_with_their_images(db: Database) -> None:
+    catalog = Catalog(db)
+    a, b, c, d = (letter * 64 for letter in "abcd")
+    catalog.add([(sha, i, "", None) for i, sha in enumerate((a, b, c, d))])
+    assert distinct_pairs.mark(db, [c, a, b]) == 3 and distinct_pairs.mark(db, [b, c, d]) == 2  # b-c was marked
+    assert distinct_pairs.marked(db, [(a, b), (a, d), (c, d), (b, a)]) == {(a, b), (c, d)}  # in order only
+    catalog.remove([c])
+    assert distinct_pairs.marked(db, list(itertools.combinations((a, b, c, d), 2))) == {(a, b), (b, d)}
+    catalog.clear()
+    assert distinct_pairs.marked(db, [(a, b), (b, d)]) == set()
 
 
 def beside_an_open_transaction(
