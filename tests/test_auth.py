@@ -101,6 +101,9 @@ API: list[tuple[str, str, dict[str, Any], Role]] = [
     ("POST", "/img/search", {"data": {}}, Role.VIEWER),
     ("POST", "/img/count", {}, Role.VIEWER),
     ("POST", "/img/drop?confirm=987654", {}, Role.ADMIN),
+    ("POST", "/api/v1/duplicates/99/resolve", {"json": {"keep": NO_IMAGE}}, Role.EDITOR),
+    ("POST", "/api/v1/duplicates/99/keep-all", {"json": {}}, Role.EDITOR),
+    ("DELETE", "/api/v1/duplicates/kept-apart", {}, Role.EDITOR),
 ]
 PAGES: list[tuple[str, str, dict[str, str], Role]] = [
     ("POST", "/images", {}, Role.EDITOR),
@@ -117,6 +120,9 @@ PAGES: list[tuple[str, str, dict[str, str], Role]] = [
     ("POST", "/account/tokens/nosuchid/revoke", {}, Role.VIEWER),
     ("POST", "/account/users", {"name": "x", "role": "no-such-role", "password": PASSWORD}, Role.ADMIN),
     ("POST", "/account/users/nobody/delete", {}, Role.ADMIN),
+    ("POST", "/duplicates/99/resolve", {"keep": NO_IMAGE}, Role.EDITOR),
+    ("POST", "/duplicates/99/keep-all", {}, Role.EDITOR),
+    ("POST", "/duplicates/kept-apart/forget", {}, Role.EDITOR),
 ]
 WHO = ["anonymous", "viewer", "editor", "admin", "revoked token", "cross-site cookie"]
 

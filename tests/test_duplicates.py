@@ -388,6 +388,25 @@ def test_keeping_all_from_the_page(app: Flask, client: FlaskClient, library: dic
     assert again.status_code == 404 and "no duplicate group" in again.get_data(as_text=True)
 
 
+def test_groups_kept_whole_are_grouped_again_once_forgotten(
+    app: Flask, client: FlaskClient, library: dict[str, str]
+) -> None:
+    scan(client)
+    for group in client.get("/api/v1/duplicates").json:
+        assert client.post(f"{group['url']}/keep-all").status_code == 200
+    assert client.get("/api/v1/duplicates/kept-apart").json == {"pairs": 4}  # the cats' 3, the rockets' 1
+    page = client.get("/duplicates").get_data(as_text=True)
+    assert "4 pairs of images kept apart" in page and "Group them again at the next scan" in page
+    scan(client)
+    assert client.get("/api/v1/duplicates").json == []
+    form = {"csrf_token": csrf_token(client, "/duplicates")}
+    assert client.post("/duplicates/kept-apart/forget", data=form).status_code == 303
+    assert "Forgot 4 pairs of images kept apart" in client.get("/duplicates").get_data(as_text=True)
+    assert client.delete("/api/v1/duplicates/kept-apart").json == {"pairs": 0} and distinct_rows(app) == []
+    scan(client)
+    assert [g["size"] for g in client.get("/api/v1/duplicates").json] == [3, 2]
+
+
 def test_deleting_an_image_takes_it_out_of_its_group(client: FlaskClient, library: dict[str, str]) -> None:
     scan(client)
     assert client.delete(f"/api/v1/images/{library['rocket-small']}").status_code == 204

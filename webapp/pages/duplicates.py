@@ -34,6 +34,7 @@ def duplicates_page() -> str | Response:
         albums=library().albums(kept=True),
         scan=finder.last_scan(),
         threshold=finder.threshold,
+        kept_apart=finder.kept_apart(),
         floor=FLOOR,
         turn_floor=TURN_FLOOR,
     )
@@ -91,4 +92,13 @@ def keep_all_of_group(group_id: int) -> Response:
     """Keep every image of a group: they are not duplicates, and no later scan groups them again."""
     kept = runtime().duplicates.keep_all(group_id, request.form.getlist("shown"))
     flash(f"Kept all {len(kept)} images of the group: no later scan groups any two of them again.", "success")
+    return redirect(url_for("pages.duplicates_page"), 303)
+
+
+@blp.post("/duplicates/kept-apart/forget")
+@requires(Role.EDITOR)
+def group_again() -> Response:
+    """Forget every pair of images kept apart: the next scan groups them again."""
+    n = runtime().duplicates.group_again()
+    flash(f"Forgot {n} pair{'' if n == 1 else 's'} of images kept apart: the next scan groups them again.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)

@@ -2,9 +2,9 @@
 
 Keeping every image of a near-duplicate group (*Keep all*) marks each pair of its images: two
 people's portraits posed alike, a burst of shots, product photos on one backdrop. The duplicate
-scan leaves out the pairs marked (``Verdicts``, services/duplicates.py); an image joins a group
+scan leaves out the pairs marked (``Verdicts``, services/verdicts.py); an image joins a group
 again only through another image (A and B marked, A like C and C like B: one group). Deleting an
-image forgets its pairs (``Catalog.remove``).
+image forgets its pairs (``Catalog.remove``); ``forget`` forgets them all, to undo.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import itertools
 import time
 from collections.abc import Collection, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
 from webapp.services.database import Database, distinct_pairs
 
@@ -44,3 +44,15 @@ def marked(db: Database, pairs: Collection[tuple[str, str]]) -> set[tuple[str, s
             )
             found.update((a, b) for a, b in conn.execute(query) if (a, b) in wanted)
     return found
+
+
+def count(db: Database) -> int:
+    """Return how many pairs are marked."""
+    with db.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(distinct_pairs)) or 0)
+
+
+def forget(db: Database) -> int:
+    """Forget every marked pair (the next scan groups them again); return how many there were."""
+    with db.connect() as conn:
+        return int(conn.execute(delete(distinct_pairs)).rowcount or 0)

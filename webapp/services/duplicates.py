@@ -259,6 +259,14 @@ class Duplicates:
             groups.append(Group(group_id, head.size, head.best, members))
         return groups
 
+    def kept_apart(self) -> int:
+        """Return how many pairs of images were kept apart (``keep_all``)."""
+        return distinct_pairs.count(self.db)
+
+    def group_again(self) -> int:
+        """Forget every pair kept apart, so that the next scan groups them again; return how many."""
+        return distinct_pairs.forget(self.db)
+
     def keep_all(self, group_id: int, shown: Collection[str] | None = None) -> list[Record]:
         """Keep every image of a group: mark each pair of them as not duplicates, so that no later scan
         groups them again, and take the group out of the list; return its images.

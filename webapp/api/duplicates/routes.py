@@ -12,6 +12,7 @@ from webapp.api.duplicates.schemas import (
     GroupSchema,
     KeepAllSchema,
     KeptAllSchema,
+    KeptApartSchema,
     ResolvedSchema,
     ResolveSchema,
 )
@@ -98,3 +99,20 @@ class KeepAll(MethodView):
         """Keep every image of the group: they are not duplicates, and no later scan groups any two of them."""
         kept = runtime().duplicates.keep_all(group_id, args.get("shown"))
         return {"kept": [r.sha256 for r in kept]}
+
+
+@blp.route("/kept-apart")
+class KeptApart(MethodView):
+    """The pairs of images kept apart (``keep-all``)."""
+
+    @blp.response(200, KeptApartSchema)
+    @requires(Role.VIEWER)
+    def get(self) -> dict[str, int]:
+        """Return how many pairs of images no scan groups together."""
+        return {"pairs": runtime().duplicates.kept_apart()}
+
+    @blp.response(200, KeptApartSchema, description="How many pairs were forgotten.")
+    @requires(Role.EDITOR)
+    def delete(self) -> dict[str, int]:
+        """Forget every pair kept apart: the next scan groups them again (the undo of every keep-all)."""
+        return {"pairs": runtime().duplicates.group_again()}

@@ -78,6 +78,12 @@ class KeptAllSchema(ma.Schema):
     )
 
 
+class KeptApartSchema(ma.Schema):
+    """The pairs of images kept apart by keeping groups whole."""
+
+    pairs = ma.fields.Integer(metadata={"description": "How many pairs of images no scan groups together."})
+
+
 class ResolvedSchema(ma.Schema):
     """What resolving a group did."""
 
