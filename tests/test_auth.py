@@ -104,6 +104,7 @@ API: list[tuple[str, str, dict[str, Any], Role]] = [
     ("POST", "/api/v1/duplicates/99/resolve", {"json": {"keep": NO_IMAGE}}, Role.EDITOR),
     ("POST", "/api/v1/duplicates/99/keep-all", {"json": {}}, Role.EDITOR),
     ("DELETE", "/api/v1/duplicates/kept-apart", {}, Role.EDITOR),
+    ("POST", "/api/v1/duplicates/99/take-out", {"json": {"image": NO_IMAGE}}, Role.EDITOR),
 ]
 PAGES: list[tuple[str, str, dict[str, str], Role]] = [
     ("POST", "/images", {}, Role.EDITOR),
@@ -123,6 +124,7 @@ PAGES: list[tuple[str, str, dict[str, str], Role]] = [
     ("POST", "/duplicates/99/resolve", {"keep": NO_IMAGE}, Role.EDITOR),
     ("POST", "/duplicates/99/keep-all", {}, Role.EDITOR),
     ("POST", "/duplicates/kept-apart/forget", {}, Role.EDITOR),
+    ("POST", "/duplicates/99/take-out", {"image": NO_IMAGE}, Role.EDITOR),
 ]
 WHO = ["anonymous", "viewer", "editor", "admin", "revoked token", "cross-site cookie"]
 

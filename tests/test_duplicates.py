@@ -388,6 +388,40 @@ def test_keeping_all_from_the_page(app: Flask, client: FlaskClient, library: dic
     assert again.status_code == 404 and "no duplicate group" in again.get_data(as_text=True)
 
 
+def test_an_image_taken_out_of_its_group_is_grouped_with_none_of_the_others_again(
+    app: Flask, client: FlaskClient, library: dict[str, str]
+) -> None:
+    scan(client)
+    cats = client.get("/api/v1/duplicates").json[0]
+    keeper, *others = [m["id"] for m in cats["members"]]
+    assert keeper == library["chelsea"]
+    response = client.post(f"{cats['url']}/take-out", json={"image": keeper, "shown": [keeper, *others]})
+    assert response.status_code == 200, response.json
+    left = response.json["group"]  # the keeper went: another is suggested, the similarities to it
+    assert response.json["taken_out"] == keeper and sorted(m["id"] for m in left["members"]) == sorted(others)
+    assert left["members"][0]["keeper"] and left["members"][0]["similarity"] == 1.0 and left["size"] == 2
+    assert left["best"] == left["members"][1]["similarity"] < 1.0
+    assert client.get(cats["url"]).json == left and len(distinct_rows(app)) == 2
+    scan(client)  # the two copies stay one group, without the photo
+    groups = {tuple(sorted(m["id"] for m in g["members"])): g for g in client.get("/api/v1/duplicates").json}
+    assert len(groups) == 2 and tuple(sorted(others)) in groups, groups
+    last = client.post(f"{groups[tuple(sorted(others))]['url']}/take-out", json={"image": others[0]})
+    assert last.status_code == 200 and last.json["group"] is None  # one image left: no group
+    assert [g["size"] for g in client.get("/api/v1/duplicates").json] == [2]  # the rockets'
+    rockets = client.get("/api/v1/duplicates").json[0]
+    stranger = client.post(f"{rockets['url']}/take-out", json={"image": keeper})
+    assert stranger.status_code == 422 and "not in duplicate group" in stranger.json["message"]
+    assert client.post(f"{rockets['url']}/take-out", json={}).status_code == 422
+    page = client.get("/duplicates").get_data(as_text=True)
+    form: dict[str, Any] = {"csrf_token": csrf_token(client, "/duplicates"), "back": "group"}
+    form.update(image=library["rocket-small"], shown=[library["rocket"], library["rocket-small"]])
+    assert page.count(">Not a copy</button>") == 2
+    answer = client.post(f"/duplicates/{rockets['id']}/take-out", data=form)
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/duplicates")  # no group left
+    assert "Took rocket-small.jpg out of the group" in client.get("/duplicates").get_data(as_text=True)
+    assert client.get("/api/v1/stats").json["count"] == 8  # nothing deleted
+
+
 def test_groups_kept_whole_are_grouped_again_once_forgotten(
     app: Flask, client: FlaskClient, library: dict[str, str]
 ) -> None:

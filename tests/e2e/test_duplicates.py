@@ -1,5 +1,5 @@
 """Reviewing near-duplicates in the browser: scan, see each group side by side, keep one and delete the
-rest, or keep them all."""
+rest, take one out (not a copy), or keep them all."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def smaller(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def test_review_a_group_keep_one_and_delete_the_rest_then_keep_both_of_another(
+def test_review_groups_keep_one_take_one_out_keep_all(
     page: Page, server: Server, photos: dict[str, bytes], axe_source: str
 ) -> None:
     ids = add_images(
@@ -33,6 +33,7 @@ def test_review_a_group_keep_one_and_delete_the_rest_then_keep_both_of_another(
             "rocket.jpg": photos["rocket"],
             "rocket-copy.jpg": smaller(photos["rocket"]),
             "coffee.jpg": photos["coffee"],
+            "coffee-copy.jpg": smaller(photos["coffee"]),
         },
     )
     page.goto("/duplicates")
@@ -43,9 +44,9 @@ def test_review_a_group_keep_one_and_delete_the_rest_then_keep_both_of_another(
 
     page.get_by_role("link", name="Duplicates").click()
     groups = page.locator(".duplicate-group")
-    expect(groups).to_have_count(2)
+    expect(groups).to_have_count(3)
     expect(page.locator(".results-toolbar .muted")).to_contain_text(
-        re.compile(r"^2 groups of images at least\s+96% alike, or 80% with the same layout, or 50% saved sideways;")
+        re.compile(r"^3 groups of images at least\s+96% alike, or 80% with the same layout, or 50% saved sideways;")
     )
     first = groups.filter(has_text="chelsea.jpg")
     cards = first.locator(".card")
@@ -68,11 +69,17 @@ def test_review_a_group_keep_one_and_delete_the_rest_then_keep_both_of_another(
 
     expect(page).to_have_url(re.compile(r"/duplicates$"))
     expect(page.get_by_text("Kept one image and deleted 1 other of the group.")).to_be_visible()
-    expect(page.locator(".duplicate-group")).to_have_count(1)
-    expect(page.locator(".duplicate-group")).to_contain_text("rocket.jpg")
+    expect(page.locator(".duplicate-group")).to_have_count(2)
+    expect(page.locator(".duplicate-group").filter(has_text="rocket.jpg")).to_have_count(1)
     assert requests.get(f"{server.url}/api/v1/images/{ids['chelsea.jpg']}", timeout=10).status_code == 404
     assert requests.get(f"{server.url}/api/v1/images/{ids['chelsea-copy.jpg']}", timeout=10).status_code == 200
-    assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 4
+    assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 5
+
+    # The coffee's copy is not one (say): taken out, it leaves its group with one image, so no group.
+    coffee = page.locator(".duplicate-group").filter(has_text="coffee.jpg")
+    coffee.get_by_role("button", name="Not a copy: take coffee-copy.jpg out of the group").click()
+    expect(page.get_by_text("Took coffee-copy.jpg out of the group")).to_be_visible()
+    expect(page.locator(".duplicate-group")).to_have_count(1)
 
     # The rocket and its copy are kept both: the group goes, and the next scan leaves them apart.
     page.get_by_role("button", name="Not copies: keep all 2").click()
@@ -83,4 +90,5 @@ def test_review_a_group_keep_one_and_delete_the_rest_then_keep_both_of_another(
     expect(page.locator('[data-job-field="status"]').first).to_have_text("done", timeout=60_000)
     page.get_by_role("link", name="Duplicates").click()
     expect(page.get_by_text("No near-duplicates.")).to_be_visible()
-    assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 4
+    expect(page.get_by_text("2 pairs of images kept apart (not copies)")).to_be_visible()
+    assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 5

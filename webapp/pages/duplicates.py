@@ -102,3 +102,18 @@ def group_again() -> Response:
     n = runtime().duplicates.group_again()
     flash(f"Forgot {n} pair{'' if n == 1 else 's'} of images kept apart: the next scan groups them again.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)
+
+
+@blp.post("/duplicates/<int:group_id>/take-out")
+@requires(Role.EDITOR)
+def take_out_of_group(group_id: int) -> Response:
+    """Take one image out of a group: it is not a copy of the others."""
+    finder, image = runtime().duplicates, (request.form.get("image") or "").strip()
+    named = next((m.record.filename for m in finder.group(group_id).members if m.record.sha256 == image), None)
+    if named is None:
+        raise BadRequest("That image is not in this group.")
+    left = finder.take_out(group_id, image, request.form.getlist("shown"))
+    flash(f"Took {named} out of the group: no later scan groups it with those images.", "success")
+    if left is not None and request.form.get("back") == "group":
+        return redirect(url_for("pages.duplicate_group_page", group_id=group_id), 303)
+    return redirect(url_for("pages.duplicates_page"), 303)

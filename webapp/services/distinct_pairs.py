@@ -1,7 +1,8 @@
 """The pairs of images a person said are not duplicates, so that no later scan groups them again.
 
 Keeping every image of a near-duplicate group (*Keep all*) marks each pair of its images: two
-people's portraits posed alike, a burst of shots, product photos on one backdrop. The duplicate
+people's portraits posed alike, a burst of shots, product photos on one backdrop. Taking one image
+out of a group (*Not a copy*) marks its pairs with each other image of the group. The duplicate
 scan leaves out the pairs marked (``Verdicts``, services/verdicts.py); an image joins a group
 again only through another image (A and B marked, A like C and C like B: one group). Deleting an
 image forgets its pairs (``Catalog.remove``); ``forget`` forgets them all, to undo.
@@ -20,10 +21,15 @@ from webapp.services.database import Database, distinct_pairs
 CHUNK = 5000  # rows written, or images looked up, a statement
 
 
-def mark(db: Database, shas: Iterable[str]) -> int:
-    """Mark every pair of the images as not duplicates; return how many pairs were new."""
-    pairs = {(a, b) for a, b in itertools.combinations(sorted(set(shas)), 2)}
-    new = sorted(pairs - marked(db, pairs))
+def every_pair(shas: Iterable[str]) -> set[tuple[str, str]]:
+    """Return every pair of the images, each in order (first < second)."""
+    return set(itertools.combinations(sorted(set(shas)), 2))
+
+
+def mark(db: Database, pairs: Iterable[tuple[str, str]]) -> int:
+    """Mark the pairs of images as not duplicates; return how many were new."""
+    ordered = {(min(a, b), max(a, b)) for a, b in pairs if a != b}
+    new = sorted(ordered - marked(db, ordered))
     now = time.time_ns() // 1_000_000
     with db.connect() as conn:
         for start in range(0, len(new), CHUNK):

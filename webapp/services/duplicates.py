@@ -280,11 +280,39 @@ class Duplicates:
             raise Conflict(f"duplicate group {group_id} changed since it was shown (a newer scan): review it again")
         claim = self._take(group_id, {r.sha256 for r in members})
         try:
-            distinct_pairs.mark(self.db, (row["sha256"] for row in claim.members))
+            distinct_pairs.mark(self.db, distinct_pairs.every_pair(row["sha256"] for row in claim.members))
         except BaseException:
             put_back(self.db, claim)
             raise
         return members
+
+    def take_out(self, group_id: int, image: str, shown: Collection[str] | None = None) -> Group | None:
+        """Take one image out of a group: it is not a copy of the others, and no later scan groups
+        it with any of them. Return the group left, re-ranked (a new keeper if the keeper went), or
+        None if one image is left. ``shown`` as for ``keep_all``.
+        """
+        group = self._whole(group_id)
+        members = {m.record.sha256 for m in group.members}
+        if image not in members:
+            raise InvalidInput(f"image {image} is not in duplicate group {group_id}")
+        if shown is not None and members - set(shown):
+            raise Conflict(f"duplicate group {group_id} changed since it was shown (a newer scan): review it again")
+        claim = self._take(group_id, members)
+        left = {row["sha256"] for row in claim.members} - {image}
+        try:
+            distinct_pairs.mark(self.db, ((image, other) for other in left))
+            ranked = self._rank([left], self.library.vectors) if len(left) > 1 else []
+        except BaseException:
+            put_back(self.db, claim)
+            raise
+        if not ranked:
+            return None
+        order, sims = ranked[0]
+        rows = [
+            {"group_id": group_id, "sha256": sha, "similarity": sim, "keeper": i == 0}
+            for i, (sha, sim) in enumerate(zip(order, sims, strict=True))
+        ]
+        return self.group(group_id) if put_back(self.db, claim, rows) else None
 
     def _whole(self, group_id: int) -> Group:
         """Return a group whole, or raise Conflict if it is too large to act on at once."""

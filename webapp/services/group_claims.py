@@ -37,8 +37,9 @@ def take(db: Database, group_id: int) -> Claim | None:
     return Claim(dict(head), rows) if head is not None and taken == 1 else None
 
 
-def put_back(db: Database, claim: Claim) -> bool:
-    """Return what is left of a group whose resolution failed to the list; tell whether it went back.
+def put_back(db: Database, claim: Claim, members: list[dict[str, Any]] | None = None) -> bool:
+    """Return what is left of a group whose resolution failed to the list, or the group ``members``
+    make now (one image taken out of it); tell whether it went back.
 
     Only its images still in the catalogue go back, and only while the groups are still those of
     the scan that found it, with its id free: a group of fewer than two images is no group.
@@ -48,9 +49,10 @@ def put_back(db: Database, claim: Claim) -> bool:
         newer = select(func.count()).where(duplicate_groups.c.job_id != group["job_id"])
         if conn.scalar(newer) or conn.scalar(select(func.count()).where(duplicate_groups.c.id == group["id"])):
             return False
-        shas = [row["sha256"] for row in claim.members]
+        rows = claim.members if members is None else members
+        shas = [row["sha256"] for row in rows]
         present = set(conn.scalars(select(images.c.sha256).where(images.c.sha256.in_(shas))))
-        left = [row for row in claim.members if row["sha256"] in present]
+        left = [row for row in rows if row["sha256"] in present]
         if len(left) < 2:
             return False
         best = max((row["similarity"] for row in left if not row["keeper"]), default=group["best"])

@@ -15,6 +15,8 @@ from webapp.api.duplicates.schemas import (
     KeptApartSchema,
     ResolvedSchema,
     ResolveSchema,
+    TakenOutSchema,
+    TakeOutSchema,
 )
 from webapp.api.jobs.schemas import JobSchema
 from webapp.auth import requires
@@ -116,3 +118,18 @@ class KeptApart(MethodView):
     def delete(self) -> dict[str, int]:
         """Forget every pair kept apart: the next scan groups them again (the undo of every keep-all)."""
         return {"pairs": runtime().duplicates.group_again()}
+
+
+@blp.route("/<int:group_id>/take-out")
+class TakeOut(MethodView):
+    """Taking one image out of a group."""
+
+    @blp.arguments(TakeOutSchema())
+    @blp.response(200, TakenOutSchema)
+    @blp.alt_response(404, description="No such group.")
+    @blp.alt_response(409, description="Another request is resolving the group, or it holds an image not in `shown`.")
+    @requires(Role.EDITOR)
+    def post(self, args: dict[str, Any], group_id: int) -> dict[str, Any]:
+        """Take one image out of the group: it is not a copy of the others, and no later scan groups it with them."""
+        left = runtime().duplicates.take_out(group_id, args["image"], args.get("shown"))
+        return {"taken_out": args["image"], "group": left}

@@ -78,6 +78,28 @@ class KeptAllSchema(ma.Schema):
     )
 
 
+class TakeOutSchema(ma.Schema):
+    """Take one image out of a group: it is not a copy of the others."""
+
+    image = ImageId(required=True, metadata={"description": "The id of the image to take out."})
+    shown = BoundedList(
+        ImageId(),
+        max_items=MAX_RESOLVED,
+        metadata={"description": "Optional: the ids of the group's images as you saw them (as for keep-all)."},
+    )
+
+
+class TakenOutSchema(ma.Schema):
+    """What taking an image out of a group did."""
+
+    taken_out = ma.fields.String(metadata={"description": "The id of the image taken out."})
+    group = ma.fields.Nested(
+        GroupSchema,
+        allow_none=True,
+        metadata={"description": "The group left (its keeper chosen again if the keeper went), or null."},
+    )
+
+
 class KeptApartSchema(ma.Schema):
     """The pairs of images kept apart by keeping groups whole."""
 
