@@ -105,7 +105,7 @@ class KeepAll(MethodView):
 
 @blp.route("/kept-apart")
 class KeptApart(MethodView):
-    """The pairs of images kept apart (``keep-all``)."""
+    """The pairs of images kept apart (``keep-all``, ``take-out``)."""
 
     @blp.response(200, KeptApartSchema)
     @requires(Role.VIEWER)
