@@ -260,7 +260,7 @@ class Duplicates:
         return groups
 
     def kept_apart(self) -> int:
-        """Return how many pairs of images were kept apart (``keep_all``)."""
+        """Return how many pairs of images were kept apart (``keep_all``, ``take_out``)."""
         return distinct_pairs.count(self.db)
 
     def group_again(self) -> int:
