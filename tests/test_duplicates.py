@@ -22,7 +22,7 @@ from tests.test_api import upload
 from tests.test_jobs import import_folder
 from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
-from webapp.services import duplicates
+from webapp.services import review
 from webapp.services.database import distinct_pairs, images
 from webapp.services.duplicates import KIND, Duplicates
 from webapp.services.fingerprints import FLOOR, from_bytes
@@ -506,16 +506,16 @@ def test_two_people_keeping_different_images_of_a_group_at_once_lose_neither(
     # Before, both requests answered 200: each deleted the image the other kept.
     scan(client)
     group = next(g for g in client.get("/api/v1/duplicates").json if g["size"] == 2)
-    finder, real_take = app.extensions[EXTENSION].duplicates, duplicates.take
+    reviewer, real_take = app.extensions[EXTENSION].review, review.take
     other: list[Any] = []
 
     def take_after_another(db: Any, group_id: int) -> Any:
         if not other:  # both read the group; the other person's request takes it first
             other.append(None)
-            other[0] = finder.resolve(group["id"], library["rocket"])
+            other[0] = reviewer.resolve(group["id"], library["rocket"])
         return real_take(db, group_id)
 
-    monkeypatch.setattr(duplicates, "take", take_after_another)
+    monkeypatch.setattr(review, "take", take_after_another)
     response = client.post(f"{group['url']}/resolve", json={"keep": library["rocket-small"]})
     assert response.status_code == 409 and "being resolved by another request" in response.json["message"]
     assert [r.sha256 for r in other[0]] == [library["rocket-small"]]
@@ -574,14 +574,14 @@ def test_a_resolution_that_fails_part_way_puts_the_rest_of_the_group_back(
 def test_emptying_the_library_as_a_scan_finishes_leaves_no_empty_groups(
     app: Flask, client: FlaskClient, library: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_rank = Duplicates._rank
+    real_rank = Duplicates.rank
 
     def rank_then_empty(self: Duplicates, groups: list[set[str]], store: Any) -> Any:
         ranked = real_rank(self, groups, store)
         assert ranked and app.extensions[EXTENSION].ingestion.empty_library() == 8  # it cancels the scan
         return ranked
 
-    monkeypatch.setattr(Duplicates, "_rank", rank_then_empty)
+    monkeypatch.setattr(Duplicates, "rank", rank_then_empty)
     response = client.post("/api/v1/duplicates/scan")
     assert wait_for_job(client, response.json["url"])["status"] == "cancelled"
     assert client.get("/api/v1/duplicates").json == []  # before, two groups with no images left

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # imported where they are built: a command that needs no mode
     from webapp.services.duplicates import Duplicates
     from webapp.services.embedding import Embedder
     from webapp.services.library import Library
+    from webapp.services.review import Review
     from webapp.services.vectors import MilvusVectorStore
 
 EXTENSION = "webapp"
@@ -230,6 +231,13 @@ class Runtime:
             "duplicates",
             lambda: Duplicates(self.database, self.jobs, lambda: self.library, threshold, self.queue.owner),
         )
+
+    @property
+    def review(self) -> Review:
+        """Return what a person decides about the near-duplicate groups (keep one, keep all, take out)."""
+        from webapp.services.review import Review
+
+        return self._once("review", lambda: Review(self.duplicates))
 
     @property
     def album_moves(self) -> AlbumMoves:

@@ -34,7 +34,7 @@ def duplicates_page() -> str | Response:
         albums=library().albums(kept=True),
         scan=finder.last_scan(),
         threshold=finder.threshold,
-        kept_apart=finder.kept_apart(),
+        kept_apart=runtime().review.kept_apart(),
         floor=FLOOR,
         turn_floor=TURN_FLOOR,
     )
@@ -80,7 +80,7 @@ def resolve_form(group_id: int) -> str:
 @requires(Role.EDITOR)
 def resolve_group(group_id: int) -> Response:
     """Keep the chosen image of a group and delete the others."""
-    deleted = runtime().duplicates.resolve(group_id, _keep(), request.form.getlist("delete"))
+    deleted = runtime().review.resolve(group_id, _keep(), request.form.getlist("delete"))
     n = len(deleted)
     flash(f"Kept one image and deleted {n} other{'' if n == 1 else 's'} of the group.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)
@@ -90,7 +90,7 @@ def resolve_group(group_id: int) -> Response:
 @requires(Role.EDITOR)
 def keep_all_of_group(group_id: int) -> Response:
     """Keep every image of a group: they are not duplicates, and no later scan groups them again."""
-    kept = runtime().duplicates.keep_all(group_id, request.form.getlist("shown"))
+    kept = runtime().review.keep_all(group_id, request.form.getlist("shown"))
     flash(f"Kept all {len(kept)} images of the group: no later scan groups any two of them again.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)
 
@@ -99,7 +99,7 @@ def keep_all_of_group(group_id: int) -> Response:
 @requires(Role.EDITOR)
 def group_again() -> Response:
     """Forget every pair of images kept apart: the next scan groups them again."""
-    n = runtime().duplicates.group_again()
+    n = runtime().review.group_again()
     flash(f"Forgot {n} pair{'' if n == 1 else 's'} of images kept apart: the next scan groups them again.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)
 
@@ -112,7 +112,7 @@ def take_out_of_group(group_id: int) -> Response:
     named = next((m.record.filename for m in finder.group(group_id).members if m.record.sha256 == image), None)
     if named is None:
         raise BadRequest("That image is not in this group.")
-    left = finder.take_out(group_id, image, request.form.getlist("shown"))
+    left = runtime().review.take_out(group_id, image, request.form.getlist("shown"))
     flash(f"Took {named} out of the group: no later scan groups it with those images.", "success")
     if left is not None and request.form.get("back") == "group":
         return redirect(url_for("pages.duplicate_group_page", group_id=group_id), 303)

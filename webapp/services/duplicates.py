@@ -11,25 +11,24 @@ form one group; each member's similarity to the group's suggested keeper shows h
 really is.
 
 The groups of the last scan are kept in the database and listed a page at a time, so a large
-library never builds them in a request. Deleting an image removes it from its group (the
-catalogue does it: ``Catalog.remove``); a group left with one image goes.
+library never builds them in a request; a person reviews them (services/review.py). Deleting an
+image removes it from its group (the catalogue does it: ``Catalog.remove``); a group left with one
+image goes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, desc, exists, func, select
 
-from webapp.errors import Conflict, InvalidInput, NotFound
-from webapp.services import distinct_pairs
+from webapp.errors import Conflict, NotFound
 from webapp.services.catalog import in_album
 from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
 from webapp.services.fingerprints import FLOOR, STORED_BYTES, TURN_FLOOR, from_bytes, same_layout, turned_copies
-from webapp.services.group_claims import Claim, put_back, take
 from webapp.services.grouping import join, parts_of, similar_pairs
 from webapp.services.jobs import Job, JobStatus, JobStore
 from webapp.services.keepers import quality
@@ -67,7 +66,7 @@ class Group:
 
 
 class Duplicates:
-    """Finds near-duplicate groups in a library, lists them, and resolves them."""
+    """Finds near-duplicate groups in a library and lists them."""
 
     def __init__(
         self, db: Database, jobs: JobStore, library: Callable[[], Library], threshold: float, owner: str
@@ -122,7 +121,7 @@ class Duplicates:
             if should_stop() and self.jobs.still_wanted(job_id):
                 self.jobs.move(job_id, JobStatus.INTERRUPTED)
             return
-        ranked = self._rank(join(found | turned), store)
+        ranked = self.rank(join(found | turned), store)
         if not self.jobs.still_wanted(job_id):
             return  # cancelled while ranking (emptying the library cancels it too): save nothing
         self._save(job_id, ranked)
@@ -158,7 +157,7 @@ class Duplicates:
             )
         return kept
 
-    def _rank(self, groups: list[set[str]], store: VectorStore) -> list[tuple[list[str], list[float]]]:
+    def rank(self, groups: list[set[str]], store: VectorStore) -> list[tuple[list[str], list[float]]]:
         """Order each group keeper first (services/keepers.py), then by similarity to the keeper.
 
         Records and vectors are fetched a few thousand images at a time, never the whole library.
@@ -259,62 +258,7 @@ class Duplicates:
             groups.append(Group(group_id, head.size, head.best, members))
         return groups
 
-    def kept_apart(self) -> int:
-        """Return how many pairs of images were kept apart (``keep_all``, ``take_out``)."""
-        return distinct_pairs.count(self.db)
-
-    def group_again(self) -> int:
-        """Forget every pair kept apart, so that the next scan groups them again; return how many."""
-        return distinct_pairs.forget(self.db)
-
-    def keep_all(self, group_id: int, shown: Collection[str] | None = None) -> list[Record]:
-        """Keep every image of a group: mark each pair of them as not duplicates, so that no later scan
-        groups them again, and take the group out of the list; return its images.
-
-        ``shown``, if given, are the images the person was shown: if the group holds others (a
-        newer scan reused its number), nothing is marked. One request at a time takes a group.
-        """
-        group = self._whole(group_id)
-        members = [m.record for m in group.members]
-        if shown is not None and {r.sha256 for r in members} - set(shown):
-            raise Conflict(f"duplicate group {group_id} changed since it was shown (a newer scan): review it again")
-        claim = self._take(group_id, {r.sha256 for r in members})
-        try:
-            distinct_pairs.mark(self.db, distinct_pairs.every_pair(row["sha256"] for row in claim.members))
-        except BaseException:
-            put_back(self.db, claim)
-            raise
-        return members
-
-    def take_out(self, group_id: int, image: str, shown: Collection[str] | None = None) -> Group | None:
-        """Take one image out of a group: it is not a copy of the others, and no later scan groups
-        it with any of them. Return the group left, re-ranked (a new keeper if the keeper went), or
-        None if one image is left. ``shown`` as for ``keep_all``.
-        """
-        group = self._whole(group_id)
-        members = {m.record.sha256 for m in group.members}
-        if image not in members:
-            raise InvalidInput(f"image {image} is not in duplicate group {group_id}")
-        if shown is not None and members - set(shown):
-            raise Conflict(f"duplicate group {group_id} changed since it was shown (a newer scan): review it again")
-        claim = self._take(group_id, members)
-        left = {row["sha256"] for row in claim.members} - {image}
-        try:
-            distinct_pairs.mark(self.db, ((image, other) for other in left))
-            ranked = self._rank([left], self.library.vectors) if len(left) > 1 else []
-        except BaseException:
-            put_back(self.db, claim)
-            raise
-        if not ranked:
-            return None
-        order, sims = ranked[0]
-        rows = [
-            {"group_id": group_id, "sha256": sha, "similarity": sim, "keeper": i == 0}
-            for i, (sha, sim) in enumerate(zip(order, sims, strict=True))
-        ]
-        return self.group(group_id) if put_back(self.db, claim, rows) else None
-
-    def _whole(self, group_id: int) -> Group:
+    def whole(self, group_id: int) -> Group:
         """Return a group whole, or raise Conflict if it is too large to act on at once."""
         group = self.group(group_id)
         if group.size > MAX_RESOLVED:
@@ -323,34 +267,3 @@ class Duplicates:
                 "a chain of look-alikes; delete its images one by one, or scan again with a higher threshold"
             )
         return group
-
-    def _take(self, group_id: int, members: set[str]) -> Claim:
-        """Take a group out of the list (group_claims), or raise Conflict if another request did, or
-        a newer scan put other images under its number."""
-        claim = take(self.db, group_id)
-        if claim is None:
-            raise Conflict(f"duplicate group {group_id} is being resolved by another request, or was just resolved")
-        if {row["sha256"] for row in claim.members} - members:
-            put_back(self.db, claim)
-            raise Conflict(f"duplicate group {group_id} changed as it was resolved (a newer scan): review it again")
-        return claim
-
-    def resolve(self, group_id: int, keep: str, shown: Collection[str] | None = None) -> list[Record]:
-        """Keep one image of a group and delete the others (files, thumbnails, vectors, catalogue).
-
-        ``shown``, if given, are the images the person was shown as the ones to delete: if the
-        group holds another (a newer scan reused the group's number), nothing is deleted. One
-        request at a time resolves a group (services/group_claims.py).
-        """
-        group = self._whole(group_id)
-        if keep not in {m.record.sha256 for m in group.members}:
-            raise InvalidInput(f"image {keep} is not in duplicate group {group_id}")
-        others = [m.record for m in group.members if m.record.sha256 != keep]
-        if shown is not None and any(r.sha256 not in shown for r in others):
-            raise Conflict(f"duplicate group {group_id} changed since it was shown (a newer scan): review it again")
-        claim = self._take(group_id, {m.record.sha256 for m in group.members})
-        try:
-            return self.library.delete_keeping(keep, others)
-        except BaseException:
-            put_back(self.db, claim)
-            raise

@@ -84,7 +84,7 @@ class Resolve(MethodView):
     @requires(Role.EDITOR)
     def post(self, args: dict[str, str], group_id: int) -> dict[str, Any]:
         """Keep one image of the group and delete every other (files, thumbnails, vectors, catalogue)."""
-        deleted = runtime().duplicates.resolve(group_id, args["keep"], args.get("delete"))
+        deleted = runtime().review.resolve(group_id, args["keep"], args.get("delete"))
         return {"kept": args["keep"], "deleted": [r.sha256 for r in deleted]}
 
 
@@ -99,7 +99,7 @@ class KeepAll(MethodView):
     @requires(Role.EDITOR)
     def post(self, args: dict[str, list[str]], group_id: int) -> dict[str, Any]:
         """Keep every image of the group: they are not duplicates, and no later scan groups any two of them."""
-        kept = runtime().duplicates.keep_all(group_id, args.get("shown"))
+        kept = runtime().review.keep_all(group_id, args.get("shown"))
         return {"kept": [r.sha256 for r in kept]}
 
 
@@ -111,13 +111,13 @@ class KeptApart(MethodView):
     @requires(Role.VIEWER)
     def get(self) -> dict[str, int]:
         """Return how many pairs of images no scan groups together."""
-        return {"pairs": runtime().duplicates.kept_apart()}
+        return {"pairs": runtime().review.kept_apart()}
 
     @blp.response(200, KeptApartSchema, description="How many pairs were forgotten.")
     @requires(Role.EDITOR)
     def delete(self) -> dict[str, int]:
         """Forget every pair kept apart: the next scan groups them again (the undo of every keep-all)."""
-        return {"pairs": runtime().duplicates.group_again()}
+        return {"pairs": runtime().review.group_again()}
 
 
 @blp.route("/<int:group_id>/take-out")
@@ -131,5 +131,5 @@ class TakeOut(MethodView):
     @requires(Role.EDITOR)
     def post(self, args: dict[str, Any], group_id: int) -> dict[str, Any]:
         """Take one image out of the group: it is not a copy of the others, and no later scan groups it with them."""
-        left = runtime().duplicates.take_out(group_id, args["image"], args.get("shown"))
+        left = runtime().review.take_out(group_id, args["image"], args.get("shown"))
         return {"taken_out": args["image"], "group": left}
