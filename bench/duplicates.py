@@ -4,9 +4,10 @@ Fills a Milvus Lite file with random unit vectors in the model's 1280 dimensions
 with one to three planted near-duplicates (the vector plus noise, cosine 0.965-0.995 to it),
 catalogues each with a fingerprint (random, a planted copy's within 4 bits of its base's; half of
 the bases landscape, half portrait), then runs the app's scan (services/duplicates.py: every
-vector's top-k from Milvus, the fingerprints of the pairs found read from the catalogue, every
-landscape's compared with every portrait's turned, joined into groups, ranked, saved to SQLite) and
-prints its time and how many planted pairs it found.
+vector's top-k from Milvus, the fingerprints of the pairs found read from the catalogue, then every
+fingerprint looked up among the others' by its bits, as it is, at its centre and turned, joined into
+groups, ranked, saved to SQLite) and prints its time, the lookup's, and how many planted pairs it
+found.
 
 Random vectors are far apart, unlike photos, so this measures the scan's cost, not its quality
 (`flask --app wsgi evaluate DIR --duplicates` measures that).
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.store import DIM, wait_for_index  # noqa: E402
+from webapp.services import duplicates  # noqa: E402
 from webapp.services.catalog import Catalog  # noqa: E402
 from webapp.services.database import Database, sqlite_url  # noqa: E402
 from webapp.services.duplicates import KIND, Duplicates  # noqa: E402
@@ -113,6 +115,16 @@ def main() -> None:
         files = ImageStore(Path(tmp) / "images")  # none: every fingerprint is in the catalogue
         library: Any = SimpleNamespace(vectors=store, original=lambda sha256: None, catalog=catalog, images=files)
         finder = Duplicates(db, jobs, lambda: library, args.threshold, "bench")
+        lookup, looked_up = duplicates.close_copies, []
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return lookup(*args, **kwargs)
+            finally:
+                looked_up.append(time.perf_counter() - start)
+
+        duplicates.close_copies = timed
         job = jobs.create(KIND, "bench", "bench")
         t0 = time.perf_counter()
         finder.run(job.id)
@@ -127,7 +139,8 @@ def main() -> None:
     pure = {next(iter(bases)) for bases in found if len(bases) == 1}
     print(
         f"scan: {seconds:.0f} s ({len(vectors) / seconds:.0f} vectors/s), job {done.status}, "
-        f"{total} groups at threshold {args.threshold}"
+        f"{total} groups at threshold {args.threshold}; of it, the lookup of very close layouts "
+        f"(services/fingerprints.py, close_copies): {sum(looked_up):.1f} s"
     )
     print(
         f"planted groups found whole or in part: {len(pure & planted)} of {len(planted)}; "

@@ -42,8 +42,8 @@ from webapp.services.fingerprints import (  # noqa: E402
     CLOSE,
     FAR,
     FLOOR,
-    TURN_FLOOR,
-    TURNED,
+    LOW_FLOOR,
+    VERY_CLOSE,
     Fingerprint,
     fingerprint,
     layout_apart,
@@ -114,10 +114,16 @@ def distances(folder: Path, model: str, threshold: float) -> None:
     alike = similarity >= FLOOR
     print(f"    copies {spread(direct[copy & turned & alike])}; as they are {spread(plain[copy & turned & alike])}")
     print(f"    distinct {spread(direct[~copy & turned & alike])}")
-    below = (similarity >= TURN_FLOOR) & ~alike
-    print(f"  pairs of turned shapes, {TURN_FLOOR} to {FLOOR} alike, turned (TURNED {TURNED}; any similarity: all):")
-    print(f"    copies {spread(turns[copy & turned & below])}, {np.sum(turns[copy & turned & below] <= TURNED)} within")
+    below = (similarity >= LOW_FLOOR) & ~alike
+    print(f"  pairs of turned shapes, {LOW_FLOOR} to {FLOOR} alike, turned (any similarity: all):")
+    within = np.sum(turns[copy & turned & below] <= VERY_CLOSE)
+    print(f"    copies {spread(turns[copy & turned & below])}, {within} within")
     print(f"    distinct {spread(turns[~copy & turned & below])}; all {spread(turns[~copy & turned])}")
+    close = np.minimum(np.minimum(plain, centres), np.where(turned, turns, 64))  # as very_close takes them
+    print(f"  all pairs, {LOW_FLOOR} to {FLOOR} alike: as they are, centres, or turned (VERY_CLOSE {VERY_CLOSE}; any")
+    print("  similarity: all):")
+    print(f"    copies {spread(close[copy & below])}, {np.sum(close[copy & below] <= VERY_CLOSE)} within")
+    print(f"    distinct {spread(close[~copy & below])}; all {spread(close[~copy])}")
 
 
 def timed(function: Any, repeats: int) -> float:

@@ -8,18 +8,21 @@ import itertools
 import random
 from collections import Counter
 
+import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 from skimage import data as skdata
 
 from tests.conftest import PHOTO_NAMES
+from webapp.services import hamming
 from webapp.services.fingerprints import (
     CLOSE,
     FAR,
     FLOOR,
-    TURN_FLOOR,
-    TURNED,
+    LOW_FLOOR,
+    VERY_CLOSE,
     Fingerprint,
+    close_copies,
     fingerprint,
     from_bytes,
     layout_apart,
@@ -27,8 +30,8 @@ from webapp.services.fingerprints import (
     same_picture,
     to_bytes,
     turn_apart,
-    turned_copies,
     turned_shapes,
+    very_close,
 )
 from webapp.services.imaging import decode
 
@@ -109,19 +112,40 @@ def test_a_photo_saved_sideways_is_the_same_picture_however_unlike_to_the_model(
     """The rocket turned anticlockwise is 0.54-0.58 alike to the model (README, Near-duplicates)."""
     rocket = Image.open(io.BytesIO(photos["rocket"])).convert("RGB")
     original, sideways = printed(photos["rocket"]), printed(saved(rocket.transpose(Image.Transpose.ROTATE_90), 40))
-    assert turned_shapes(original.shape, sideways.shape) and turn_apart(original, sideways) <= TURNED // 2
-    assert same_picture(0.55, original, sideways, 0.96) and same_picture(TURN_FLOOR, sideways, original, 0.96)
-    assert not same_picture(TURN_FLOOR - 0.01, original, sideways, 0.96)  # nothing at all alike to the model
+    assert turned_shapes(original.shape, sideways.shape) and turn_apart(original, sideways) <= VERY_CLOSE // 2
+    assert same_picture(0.55, original, sideways, 0.96) and same_picture(LOW_FLOOR, sideways, original, 0.96)
+    assert not same_picture(LOW_FLOOR - 0.01, original, sideways, 0.96)  # nothing at all alike to the model
     chelsea = printed(photos["chelsea"])  # a landscape picture too: not one turn from the other
     assert not same_picture(0.79, chelsea, Fingerprint(*sideways[:4], chelsea.shape[::-1]), 0.96)
-    nearly = Fingerprint(original.turned[1] ^ (1 << TURNED + 1) - 1, 0, (0, 0), 0, sideways.shape)  # 9 bits
-    assert turn_apart(original, nearly) > TURNED and not same_picture(0.79, original, nearly, 0.96)
+    nearly = Fingerprint(original.turned[1] ^ (1 << VERY_CLOSE + 1) - 1, 0, (0, 0), 0, sideways.shape)  # 9 bits
+    assert turn_apart(original, nearly) > VERY_CLOSE and not same_picture(0.79, original, nearly, 0.96)
 
 
-def test_turned_copies_finds_each_pair_a_comparison_of_every_two_would() -> None:
-    """Random layouts in shapes of photos, thumbnails and nearly squares, and a tenth of them
-    another's turned with up to 11 bits changed: more than a block of each shape, so the windows by
-    proportion and the blocks' edges are crossed."""
+def test_a_photo_rotated_a_few_degrees_is_the_same_picture_by_its_centre_however_unlike_to_the_model(
+    photos: dict[str, bytes],
+) -> None:
+    """The cells rotated 3 degrees with white corners are 0.65-0.69 alike to the model (README,
+    Near-duplicates): their whole layouts 12 to 14 bits apart, their centres 4 to 6."""
+    cell = Image.open(io.BytesIO(photos["cell"])).convert("RGB")
+    original = printed(photos["cell"])
+    for angle in (-3, 3):
+        askew = printed(saved(cell.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor="white")))
+        assert bits(original.bits, askew.bits) > VERY_CLOSE >= bits(original.centre, askew.centre), angle
+        assert very_close(original, askew) and same_picture(0.65, original, askew, 0.96)
+        assert not same_picture(LOW_FLOOR - 0.01, original, askew, 0.96)
+    other = printed(photos["coins"])  # another photo's centre, 9 bits from the cells'
+    nearly = Fingerprint(other.bits, other.mirrored, other.turned, original.centre ^ (1 << VERY_CLOSE + 1) - 1, (9, 9))
+    assert not very_close(original, nearly) and not same_picture(0.79, original, nearly, 0.96)
+
+
+@pytest.mark.parametrize("index", [False, True])
+def test_close_copies_finds_each_pair_a_comparison_of_every_two_would(
+    monkeypatch: pytest.MonkeyPatch, index: bool
+) -> None:
+    """Random layouts in shapes of photos, thumbnails and nearly squares, and a tenth of them another's,
+    as it is, at its centre or turned, with up to 11 bits changed; compared two by two in numpy
+    (few layouts) or looked up by their bits (services/hamming.py)."""
+    monkeypatch.setattr(hamming, "EVERY_TWO", 0 if index else 1 << 40)
     rng = random.Random(7)
     shapes = [(640, 480), (480, 640), (500, 500), (1920, 1080), (1080, 1920), (451, 300), (213, 320), (528, 480)]
     shapes += [(480, 505), (550, 500), (500, 550)]  # the last three only nearly square: 1.05 and 1.10
@@ -131,25 +155,52 @@ def test_turned_copies_finds_each_pair_a_comparison_of_every_two_would() -> None
 
     prints: list[Fingerprint] = []
     for _ in range(1200):
+        layouts = [rng.getrandbits(63) for _ in range(4)]
+        made = Fingerprint(layouts[0], 0, (layouts[1], layouts[2]), layouts[3], rng.choice(shapes))
         if prints and rng.random() < 0.1:
-            other, way = rng.choice(prints), rng.randrange(2)
-            back = noise(other.bits)  # turned the other way, it is the other
-            turned = (rng.getrandbits(63), back) if way == 0 else (back, rng.getrandbits(63))
-            width, height = other.shape
-            prints.append(Fingerprint(noise(other.turned[way]), 0, turned, 0, (height, width)))
-        else:
-            layouts = [rng.getrandbits(63) for _ in range(3)]
-            prints.append(Fingerprint(layouts[0], 0, (layouts[1], layouts[2]), 0, rng.choice(shapes)))
-    expected = {
-        (a, b)
-        for a, b in itertools.combinations(range(len(prints)), 2)
-        if turned_shapes(prints[a].shape, prints[b].shape) and turn_apart(prints[a], prints[b]) <= TURNED
-    }
-    assert len(expected) > 50  # most of the turned copies of oblong pictures
-    assert {(min(a, b), max(a, b)) for a, b in turned_copies(prints)} == expected
-    blank = [Fingerprint(0, 0, (0, 0), 0, (640, 480) if i % 2 else (480, 640)) for i in range(100)]
-    found = turned_copies(blank, most=3)  # each blank frame is every other turned
+            other, kind = rng.choice(prints), rng.randrange(4)
+            if kind == 0:  # as it is
+                made = made._replace(bits=noise(other.bits), shape=other.shape)
+            elif kind == 1:  # its centre
+                made = made._replace(centre=noise(other.centre))
+            else:  # turned one way, or the other way (turned back, it is the other)
+                way, back = kind - 2, noise(other.bits)
+                turned = (made.turned[0], back) if way == 0 else (back, made.turned[1])
+                made = Fingerprint(noise(other.turned[way]), 0, turned, made.centre, other.shape[::-1])
+        prints.append(made)
+    expected = {(a, b) for a, b in itertools.combinations(range(len(prints)), 2) if very_close(prints[a], prints[b])}
+    assert len(expected) > 70  # most of the copies
+    assert set(close_copies(prints)) == expected
+    blank = [Fingerprint(0, 0, (0, 0), 0, (640, 480) if i % 3 else (480, 640)) for i in range(100)]
+    found = close_copies(blank, most=3)  # each blank frame is every other, and every other turned
     assert 50 <= len(found) <= 150 and max(Counter(i for pair in found for i in pair).values()) <= 3
+
+
+def test_looking_codes_up_by_their_bits_finds_what_comparing_every_two_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Multi-index hashing (services/hamming.py) against numpy comparing every two: 3,000 random
+    codes, a tenth of them near copies of others (up to 11 bits changed), and a crowd of equal codes
+    larger than a bucket is looked through."""
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 2**63, size=3000, dtype=np.uint64)
+    flips = rng.integers(0, 63, size=(300, 11)).astype(np.uint64)
+    copies = codes[:300].copy()
+    for k in range(11):
+        chosen = rng.random(300) < 0.6
+        copies[chosen] ^= np.uint64(1) << flips[chosen, k]
+    crowd = np.full(hamming.CROWDED + 45, codes[-1])
+    every = np.concatenate([codes, copies, crowd])
+    queries = every[::7]
+    q, c = np.nonzero(np.bitwise_count(queries[:, None] ^ every[None, :]) <= 8)
+    truth = set(zip(q.tolist(), c.tolist(), strict=True))
+    monkeypatch.setattr(hamming, "EVERY_TWO", 0)
+    found = list(zip(*(a.tolist() for a in hamming.near(every, queries, 8)), strict=True))
+    assert len(found) == len(set(found))  # each pair once, however many runs found it
+    missed = truth - set(found)
+    assert not set(found) - truth and len(truth) > 400
+    crowded = {q for q, c in missed}  # only pairs of the crowd, each query's at most its bucket's share
+    assert len(crowded) > 10
+    assert all(every[c] == codes[-1] for _, c in missed) and all(queries[q] == codes[-1] for q in crowded)
+    assert all(sum(1 for q2, _ in found if q2 == q) >= hamming.CROWDED for q in crowded)
 
 
 def test_a_square_photo_saved_sideways_is_the_same_picture_only_as_alike_as_the_threshold(
@@ -199,7 +250,10 @@ def test_the_rule_weighs_the_model_and_the_layout(photos: dict[str, bytes]) -> N
     img = Image.open(io.BytesIO(photos["chelsea"])).convert("RGB")
     copy, mirrored = printed(saved(img, 30)), printed(saved(ImageOps.mirror(img)))
     assert same_picture(0.85, chelsea, copy, 0.96)  # the model finds a copy less alike than the threshold
-    assert not same_picture(FLOOR - 0.01, chelsea, copy, 0.96)  # too unlike to the model whatever the layout
+    assert same_picture(FLOOR - 0.01, chelsea, copy, 0.96)  # below FLOOR, with the layout to the bit
+    assert not same_picture(LOW_FLOOR - 0.01, chelsea, copy, 0.96)  # too unlike to the model whatever the layout
+    ten = Fingerprint(chelsea.bits ^ (1 << 10) - 1, 0, (0, 0), chelsea.centre ^ (1 << 20) - 1, chelsea.shape)
+    assert same_picture(FLOOR, chelsea, ten, 0.96) and not same_picture(FLOOR - 0.01, chelsea, ten, 0.96)  # 10 bits
     assert not same_picture(0.99, chelsea, rocket, 0.96)  # alike to the model, but other layouts (two textures)
     assert same_picture(0.97, chelsea, mirrored, 0.96)  # a mirror image, as alike as the threshold asks
     assert not same_picture(0.90, chelsea, mirrored, 0.96)  # ...but not below it: symmetric pictures' halves

@@ -28,7 +28,7 @@ from webapp.evaluation_scores import (
     scores_of,
     suggest_threshold,
 )
-from webapp.services.fingerprints import FLOOR, SIDE, TURN_FLOOR, Fingerprint, fingerprint, same_picture
+from webapp.services.fingerprints import FLOOR, LOW_FLOOR, SIDE, Fingerprint, fingerprint, same_picture
 from webapp.services.imaging import decode
 from webapp.services.sources import is_candidate
 
@@ -265,7 +265,7 @@ def evaluate_duplicates(
     sims = vectors @ vectors.T
     in_order = [prints.get(key) for key in originals.keys] + [prints.get(key) for key in copies.keys]
     thresholds = tuple(thresholds)
-    candidates = Candidates.of(sims, in_order, min(TURN_FLOOR, FLOOR, *thresholds))  # as many pairs as a scan judges
+    candidates = Candidates.of(sims, in_order, min(LOW_FLOOR, FLOOR, *thresholds))  # as many pairs as a scan judges
     scores = {f"t={t:.2f}": scores_of(candidates.groups(t), origins) for t in thresholds}
     # Per kind of copy: the share of copies grouped with their original at the suggested threshold.
     best = float(suggest_threshold(scores)[2:])

@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 from webapp.auth import requires
 from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library, runtime
-from webapp.services.fingerprints import FLOOR, TURN_FLOOR
+from webapp.services.fingerprints import FLOOR, LOW_FLOOR
 from webapp.services.roles import Role
 
 GROUPS_PER_PAGE = 10
@@ -36,7 +36,7 @@ def duplicates_page() -> str | Response:
         threshold=finder.threshold,
         kept_apart=runtime().review.kept_apart(),
         floor=FLOOR,
-        turn_floor=TURN_FLOOR,
+        low_floor=LOW_FLOOR,
     )
 
 

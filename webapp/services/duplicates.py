@@ -4,11 +4,11 @@ and joins them into groups; a person then keeps one image of a group and deletes
 The scan reads every vector once and asks Milvus for each one's nearest neighbours, a batch of
 queries per call (top-k, kept when at least the threshold): it never holds the library's vectors
 at once, and its cost grows with the library's size times k (`bench/duplicates.py`: 100,000
-vectors). Then it compares the fingerprints of every landscape picture with the portrait ones'
-turned, for the photos saved sideways the model puts too far to be neighbours
-(services/fingerprints.py: ``turned_copies``). Images joined through a chain (A like B, B like C)
-form one group; each member's similarity to the group's suggested keeper shows how close it
-really is.
+vectors). Then it looks up the pairs of pictures whose fingerprints are very close, as they are,
+at their centres or turned, for the copies the model puts too far to be neighbours (a photo saved
+sideways, or rotated a few degrees: services/fingerprints.py, ``close_copies``). Images joined
+through a chain (A like B, B like C) form one group; each member's similarity to the group's
+suggested keeper shows how close it really is.
 
 The groups of the last scan are kept in the database and listed a page at a time, so a large
 library never builds them in a request; a person reviews them (services/review.py). Deleting an
@@ -28,7 +28,7 @@ from sqlalchemy import delete, desc, exists, func, select
 from webapp.errors import Conflict, NotFound
 from webapp.services.catalog import in_album
 from webapp.services.database import Database, duplicate_groups, duplicate_members, images, page_bounds
-from webapp.services.fingerprints import FLOOR, STORED_BYTES, TURN_FLOOR, from_bytes, same_layout, turned_copies
+from webapp.services.fingerprints import FLOOR, LOW_FLOOR, STORED_BYTES, close_copies, from_bytes, same_layout
 from webapp.services.grouping import join, parts_of, similar_pairs
 from webapp.services.jobs import Job, JobStatus, JobStore
 from webapp.services.keepers import quality
@@ -87,7 +87,8 @@ class Duplicates:
         if running := self.jobs.active_of(KIND):
             raise Conflict(f"a duplicate scan is {running.status} already (job {running.id})")
         what = (
-            f"similarity at least {self.threshold:.2f}, or {FLOOR:.2f} with the same layout, or {TURN_FLOOR:.2f} turned"
+            f"similarity at least {self.threshold:.2f}, or {FLOOR:.2f} with the same layout, "
+            f"or {LOW_FLOOR:.2f} with very nearly the same layout"
         )
         return self.jobs.submit(KIND, what, self.owner, send)
 
@@ -116,18 +117,18 @@ class Duplicates:
         progress = lambda n: self.jobs.progress(job_id, n, max(n, total))  # noqa: E731
         found = similar_pairs(store, min(FLOOR, self.threshold), same, progress, stop)
         more = lambda made, missing: self.jobs.progress(job_id, total + made, total + missing)  # noqa: E731
-        turned = None if found is None else self._turned(store, same, found, stop, more)
-        if found is None or turned is None:
+        close = None if found is None else self._close(store, same, found, stop, more)
+        if found is None or close is None:
             if should_stop() and self.jobs.still_wanted(job_id):
                 self.jobs.move(job_id, JobStatus.INTERRUPTED)
             return
-        ranked = self.rank(join(found | turned), store)
+        ranked = self.rank(join(found | close), store)
         if not self.jobs.still_wanted(job_id):
             return  # cancelled while ranking (emptying the library cancels it too): save nothing
         self._save(job_id, ranked)
         self.jobs.move(job_id, JobStatus.DONE)
 
-    def _turned(
+    def _close(
         self,
         store: VectorStore,
         same: Verdicts,
@@ -135,19 +136,20 @@ class Duplicates:
         stop: Callable[[], bool],
         progress: Callable[[int, int], None],
     ) -> set[tuple[str, str]] | None:
-        """Return the pairs of pictures saved sideways that ``similar_pairs`` missed; None if stopped.
+        """Return the pairs of pictures very nearly laid out the same that ``similar_pairs`` missed
+        (less than FLOOR alike); None if stopped.
 
         The fingerprints an earlier release did not make (the first scan of its library makes them)
         add to the job's progress: a 12-megapixel JPEG without a thumbnail takes about 17 ms.
         """
         if missing := self.library.catalog.without_fingerprint(STORED_BYTES):
             progress(0, missing)
-        prints = same.every_turnable(stop, lambda made: progress(made, max(made, missing)))
+        prints = same.every_print(stop, lambda made: progress(made, max(made, missing)))
         if prints is None:
             return None
         shas = list(prints)
         PRIORITY.step_aside()
-        pairs = {(min(shas[i], shas[j]), max(shas[i], shas[j])) for i, j in turned_copies(list(prints.values()))}
+        pairs = {(min(shas[i], shas[j]), max(shas[i], shas[j])) for i, j in close_copies(list(prints.values()))}
         ordered, kept = sorted(pairs - found), set()
         for start in range(0, len(ordered), RANK_BATCH // 2):
             part = ordered[start : start + RANK_BATCH // 2]

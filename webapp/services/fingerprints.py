@@ -19,10 +19,11 @@ its edges, where the rotation brings in new corners, more than at its centre: th
 also keeps the layout of the picture's central 80% (CENTRE), and nearly the same centre is nearly
 the same layout.
 
-A photo saved sideways can be as little as 0.54 alike to the model (a rocket on a launch pad), far
-below the pairs it is asked for: the scan also compares every landscape picture's layout with every
-portrait one's of the same proportions, turned (``turned_copies``), and such a pair is one picture
-if its layouts are very close (TURNED) and the model finds it at least somewhat alike (TURN_FLOOR).
+A photo saved sideways can be as little as 0.54 alike to the model (a rocket on a launch pad), and
+one rotated 3 degrees 0.63 (cells under a microscope), far below the pairs it is asked for: the scan
+also looks for the pairs of pictures whose layouts are very close (VERY_CLOSE), as they are, at
+their centres, or turned between turned shapes (``close_copies``), and such a pair is one picture if
+the model finds it at least somewhat alike (LOW_FLOOR).
 
 The duplicate scan asks the model for candidates (each image's nearest neighbours) and this for
 the verdict, by ``same_picture``. The thresholds were chosen on `flask evaluate --duplicates` of
@@ -39,6 +40,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
+from webapp.services.hamming import near
+
 SIDE = 32  # the grey copy's side
 KEPT = 8  # frequencies kept on each axis: 64, less the mean
 FLOOR = 0.80  # candidates: pairs at least this alike to the model (below, photos rarely share a layout)
@@ -50,13 +53,13 @@ FAR = 22
 OBLONG = 1.1  # a picture this much longer than wide (or wider than long) has a shape a turn changes
 SAME_SHAPE = 0.05  # two pictures' proportions differ by at most about 5% (a thumbnail's rounding)
 CENTRE = 40  # the grey copy the centre is cut from: its middle SIDE x SIDE is the central 80%
-# A landscape and a portrait picture of the same proportions whose layouts are this close turned
-# are one picture if the model finds them at least TURN_FLOOR alike: in the evaluation, photos
-# saved sideways were 0.54-0.80 alike and 0 to 10 bits apart turned; pairs of distinct pictures of
-# turned shapes, 16 bits at the least.
-TURNED = 8
-TURN_FLOOR = 0.50
-_BLOCK = 256  # pictures of each shape compared at a time by ``turned_copies`` (faster than 512 or 1024)
+# Two pictures whose layouts are this close (as they are, at their centres, or turned between
+# turned shapes) are one picture if the model finds them at least LOW_FLOOR alike. In the
+# evaluation, no two distinct pictures came this close at any similarity (the closest turned, 16
+# bits), and 41 of the copies' 93 pairs below FLOOR did: photos saved sideways (0.54-0.80 alike, 0
+# to 10 bits turned) and rotated 3 degrees (centres 4 to 8 bits). Of 200 aligned faces, 2 pairs.
+VERY_CLOSE = 8
+LOW_FLOOR = 0.50
 
 
 class Fingerprint(NamedTuple):
@@ -143,40 +146,62 @@ def turn_apart(a: Fingerprint, b: Fingerprint) -> int:
     return min(*(_apart(turn, b.bits) for turn in a.turned), *(_apart(a.bits, turn) for turn in b.turned))
 
 
-def turned_copies(prints: Sequence[Fingerprint], most: int = 16) -> list[tuple[int, int]]:
-    """Return the pairs (indices into ``prints``) of pictures of turned shapes (``turned_shapes``)
-    whose layouts are at most TURNED bits apart with one turned a quarter (``turn_apart``), at most
-    ``most`` pairs a picture (a library of blank frames of both shapes would pair each with each).
+def very_close(a: Fingerprint, b: Fingerprint) -> bool:
+    """Return whether two pictures' layouts are at most VERY_CLOSE bits apart: as they are, at their
+    centres, or with one turned a quarter if their shapes are (``turned_shapes``)."""
+    if min(_apart(a.bits, b.bits), _apart(a.centre, b.centre)) <= VERY_CLOSE:
+        return True
+    return turned_shapes(a.shape, b.shape) and turn_apart(a, b) <= VERY_CLOSE
 
-    Each landscape picture is compared with the portrait ones of its proportions, a block of each at
-    a time in numpy: about 100 million pairs a second here, 4 s for 20,000 pictures of each shape
-    (every such pair of a library is compared: the model's neighbours miss them).
+
+def close_copies(prints: Sequence[Fingerprint], most: int = 16) -> list[tuple[int, int]]:
+    """Return the pairs (indices into ``prints``, the lower first) whose layouts are ``very_close``,
+    at most ``most`` pairs a picture, its closest (a library of blank frames would pair each with
+    each).
+
+    The layouts are looked up by their bits (services/hamming.py), not compared two by two: about
+    2 s for 110,000 layouts here, and a minute for 1.1 million (every such pair of a library is
+    looked for: the model's neighbours miss them).
     """
-    shapes = np.array([p.shape for p in prints], dtype=np.float64).reshape(-1, 2)
+    n = len(prints)
+    if n < 2:
+        return []
+    whole, centre = np.array([p.bits for p in prints], np.uint64), np.array([p.centre for p in prints], np.uint64)
+    turned = np.array([p.turned for p in prints], np.uint64).reshape(-1, 2)
+    shapes = np.array([p.shape for p in prints], np.float64).reshape(-1, 2)
     ratios = np.log(np.maximum(shapes[:, 0], 1) / np.maximum(shapes[:, 1], 1))
-    layouts = np.array([(p.bits, *p.turned) for p in prints], dtype=np.uint64).reshape(-1, 3)
+    firsts, seconds = [], []
+    for layouts in (whole, centre):
+        q, c = near(layouts, layouts, VERY_CLOSE)
+        firsts.append(q[q < c])
+        seconds.append(c[q < c])
+
+    def turnable(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # turned_shapes, of many pairs
+        oblong = np.maximum(np.abs(ratios[a]), np.abs(ratios[b])) >= math.log(OBLONG)
+        return oblong & (np.abs(ratios[a] + ratios[b]) <= SAME_SHAPE)
+
     wide, tall = np.flatnonzero(ratios > 0), np.flatnonzero(ratios < 0)
-    wide, tall = wide[np.argsort(ratios[wide])], tall[np.argsort(-ratios[tall])]  # a turn is -ratio
+    for one, other in ((wide, tall), (tall, wide)):
+        for way in (0, 1):  # one turned either way against the other as it is
+            i, j = near(whole[other], turned[one, way], VERY_CLOSE)
+            x, y = one[i], other[j]
+            firsts.append(np.minimum(x, y)[turnable(x, y)])
+            seconds.append(np.maximum(x, y)[turnable(x, y)])
+    pairs = np.unique(np.concatenate(firsts) * n + np.concatenate(seconds))
+    a, b = pairs // n, pairs % n
+    apart = np.minimum(np.bitwise_count(whole[a] ^ whole[b]), np.bitwise_count(centre[a] ^ centre[b]))
+    turns = [np.bitwise_count(turned[a, way] ^ whole[b]) for way in (0, 1)]
+    turns += [np.bitwise_count(whole[a] ^ turned[b, way]) for way in (0, 1)]
+    apart = np.minimum(apart, np.where(turnable(a, b), np.minimum.reduce(turns), 64))
     found: list[tuple[int, int]] = []
-    pairs_of = np.zeros(len(prints), dtype=np.int64)
-    for start in range(0, len(tall), _BLOCK):
-        rows = tall[start : start + _BLOCK]
-        lo = np.searchsorted(ratios[wide], -ratios[rows[0]] - SAME_SHAPE, "left")
-        hi = np.searchsorted(ratios[wide], -ratios[rows[-1]] + SAME_SHAPE, "right")
-        for first in range(lo, hi, _BLOCK):
-            cols = wide[first : min(hi, first + _BLOCK)]
-            a, b = layouts[rows][:, None, :], layouts[cols][None, :, :]
-            apart = np.minimum.reduce([np.bitwise_count(a[..., i] ^ b[..., j]) for i, j in _TURNS])
-            i, j = np.nonzero(apart <= TURNED)  # few: their shapes are checked one by one
-            for row, col in zip(rows[i].tolist(), cols[j].tolist(), strict=True):
-                if max(pairs_of[row], pairs_of[col]) < most and turned_shapes(prints[row].shape, prints[col].shape):
-                    found.append((row, col))
-                    pairs_of[row] += 1
-                    pairs_of[col] += 1
+    pairs_of = np.zeros(n, dtype=np.int64)
+    for k in np.argsort(apart, kind="stable").tolist():
+        first, second = int(a[k]), int(b[k])
+        if max(pairs_of[first], pairs_of[second]) < most:
+            found.append((first, second))
+            pairs_of[first] += 1
+            pairs_of[second] += 1
     return found
-
-
-_TURNS = ((1, 0), (2, 0), (0, 1), (0, 2))  # (layout of one, of the other): turned against as it is
 
 
 def layout_apart(a: Fingerprint, b: Fingerprint) -> int:
@@ -199,11 +224,12 @@ def same_picture(similarity: float, a: Fingerprint | None, b: Fingerprint | None
     """Return whether two images are one picture, by the model's ``similarity`` and their fingerprints
     (None for an image that could not be read: the model alone decides, by ``threshold``).
 
-    At least TURN_FLOOR alike, of turned shapes and very nearly the same layout turned (TURNED); or
-    at least FLOOR alike with nearly the same layout (CLOSE bits apart; turned between turned
-    shapes, or at their centres: ``same_layout``); or at least ``threshold`` alike, unless their
-    layouts differ (FAR), either one mirrored, and neither is the other turned (CLOSE, whatever the
-    shapes: a square photo saved sideways) nor has its centre (CLOSE). Only the model's verdict
+    At least LOW_FLOOR alike with very nearly the same layout (VERY_CLOSE: as they are, at their
+    centres, or turned between turned shapes: ``very_close``); or at least FLOOR alike with nearly
+    the same layout (CLOSE bits apart; turned between turned shapes, or at their centres:
+    ``same_layout``); or at least ``threshold`` alike, unless their layouts differ (FAR), either one
+    mirrored, and neither is the other turned (CLOSE, whatever the shapes: a square photo saved
+    sideways) nor has its centre (CLOSE). Only the model's verdict
     allows a mirror image, or a turn between pictures of one shape: in the FLOOR band, the corners
     of a symmetric picture (a retina, a facade) are each other's mirror images and quarter turns,
     and would be called one. A turned layout counts only within CLOSE: up to FAR, it let more
@@ -211,7 +237,7 @@ def same_picture(similarity: float, a: Fingerprint | None, b: Fingerprint | None
     """
     if a is None or b is None:
         return similarity >= threshold
-    if similarity >= TURN_FLOOR and turned_shapes(a.shape, b.shape) and turn_apart(a, b) <= TURNED:
+    if similarity >= LOW_FLOOR and very_close(a, b):
         return True
     if similarity >= FLOOR and same_layout(a, b):
         return True

@@ -41,18 +41,18 @@ class Verdicts:
         apart = distinct_pairs.marked(self.db, same) if same else set()
         return [pair for pair in same if pair not in apart]
 
-    def every_turnable(
+    def every_print(
         self, should_stop: Callable[[], bool], made: Callable[[int], None]
     ) -> dict[str, Fingerprint] | None:
-        """Return the fingerprints of every catalogued picture a quarter turn changes the shape of
-        (made where missing, as for a pair, telling ``made`` how many so far); None if stopped."""
+        """Return the fingerprints of every catalogued picture that has one (made where missing, as
+        for a pair, telling ``made`` how many so far); None if stopped."""
         found, making = {}, 0
         for kept in self.library.catalog.every_fingerprint(size=500):  # at most seconds between two reports
             if should_stop():
                 return None
             missing = sum(1 for data in kept.values() if data is None or from_bytes(data) is None)
             for sha, print_ in self._read(kept.keys(), kept).items():
-                if print_ is not None and print_.shape[0] != print_.shape[1]:
+                if print_ is not None:
                     found[sha] = print_
             if missing:
                 making += missing
