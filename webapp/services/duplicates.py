@@ -31,7 +31,7 @@ from webapp.services.database import Database, duplicate_groups, duplicate_membe
 from webapp.services.fingerprints import FLOOR, LOW_FLOOR, STORED_BYTES, close_copies, from_bytes, same_layout
 from webapp.services.grouping import join, parts_of, similar_pairs
 from webapp.services.jobs import Job, JobStatus, JobStore
-from webapp.services.keepers import quality
+from webapp.services.keepers import Copy, keeper
 from webapp.services.library import Library
 from webapp.services.priority import PRIORITY
 from webapp.services.records import Record, VectorStore
@@ -172,12 +172,17 @@ class Duplicates:
                 present = [sha for sha in members if sha in records and sha in vectors]
                 if len(present) < 2:
                     continue  # deleted during the scan
-                keeper = max(present, key=lambda sha: quality(records[sha], self.library.original(sha)))
-                sims = {sha: float(np.dot(vectors[sha], vectors[keeper])) for sha in present}
-                sims[keeper] = 1.0
-                order = [keeper] + sorted((s for s in present if s != keeper), key=lambda s: -sims[s])
+                best = keeper({sha: self._copy(records[sha]) for sha in present})
+                sims = {sha: float(np.dot(vectors[sha], vectors[best])) for sha in present}
+                sims[best] = 1.0
+                order = [best] + sorted((s for s in present if s != best), key=lambda s: -sims[s])
                 ranked.append((order, [sims[s] for s in order]))
         return ranked
+
+    def _copy(self, record: Record) -> Copy:
+        """Return what the keeper is chosen by: the record, the original, and its thumbnail (or original)."""
+        original = self.library.original(record.sha256)
+        return Copy(record, original, self.library.images.thumbnail(record.sha256) or original)
 
     def _save(self, job_id: str, groups: list[tuple[list[str], list[float]]]) -> None:
         """Replace the stored groups in one transaction, biggest and closest first."""
