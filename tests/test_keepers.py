@@ -88,3 +88,20 @@ def test_copies_on_one_backdrop_are_kept_by_the_rest_whatever_their_fill(tmp_pat
 def test_a_file_that_cannot_be_read_has_no_fill(tmp_path: Path) -> None:
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a JPEG")
     assert fill(tmp_path / "broken.jpg") == 0.0 and fill(tmp_path / "gone.jpg") == 0.0
+
+
+@pytest.mark.parametrize("corner", ["nw", "c"])
+def test_a_dark_sky_reaching_the_edges_is_not_fill(tmp_path: Path, corner: str) -> None:
+    """The black between the Hubble deep field's galaxies runs from its edges as a fill would, but
+    not in straight lines: while it counted, a crop of the evaluation's views of it (40% a side) was
+    suggested over the view (a one-off run of the evaluation's copies, 2026-12-04)."""
+    sky = Image.fromarray(skdata.hubble_deep_field()).convert("RGB")
+    width, height = round(sky.width * 0.4), round(sky.height * 0.4)
+    left, top = (0, 0) if corner == "nw" else ((sky.width - width) // 2, (sky.height - height) // 2)
+    view = saved(tmp_path, "view", sky.crop((left, top, left + width, top + height)), 92)
+    with Image.open(view) as img:
+        w, h = img.size
+        trimmed = img.crop((round(w * 0.05), round(h * 0.05), round(w * 0.95), round(h * 0.95)))
+    crop = saved(tmp_path, "crop", trimmed)
+    assert fill(view) == 0.0
+    assert keeper({"view": copy_of(view), "crop": copy_of(crop)}) == "view"

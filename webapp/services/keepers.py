@@ -89,7 +89,16 @@ def fill(path: Path) -> float:
     some = other.any(axis=1)
     lead = np.where(some, other.argmax(axis=1), grey.shape[1])
     trail = np.where(some, other[:, ::-1].argmax(axis=1), 0)
+    if not (_valley(lead) and _valley(np.where(some, trail, grey.shape[1]))):
+        return 0.0  # runs of a dark sky or a backdrop between things, not a fill's straight edges
     return float(np.minimum(lead + trail, grey.shape[1]).sum() / grey.size)
+
+
+def _valley(runs: np.ndarray, slack: int = 2) -> bool:
+    """Return whether runs from one edge shrink then grow, row after row (within ``slack`` pixels):
+    the corners a rotation brings in (triangles), or bars (as long on every row)."""
+    bottom = int(np.argmin(runs))
+    return bool(np.all(np.diff(runs[: bottom + 1]) <= slack) and np.all(np.diff(runs[bottom:]) >= -slack))
 
 
 def camera_metadata(path: Path) -> int:
