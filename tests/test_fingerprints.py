@@ -22,6 +22,7 @@ from webapp.services.fingerprints import (
     LOW_FLOOR,
     VERY_CLOSE,
     Fingerprint,
+    Layouts,
     close_copies,
     fingerprint,
     from_bytes,
@@ -170,9 +171,9 @@ def test_close_copies_finds_each_pair_a_comparison_of_every_two_would(
         prints.append(made)
     expected = {(a, b) for a, b in itertools.combinations(range(len(prints)), 2) if very_close(prints[a], prints[b])}
     assert len(expected) > 70  # most of the copies
-    assert set(close_copies(prints)) == expected
+    assert set(close_copies(Layouts.of(prints))) == expected
     blank = [Fingerprint(0, 0, (0, 0), 0, (640, 480) if i % 3 else (480, 640)) for i in range(100)]
-    found = close_copies(blank, most=3)  # each blank frame is every other, and every other turned
+    found = close_copies(Layouts.of(blank), most=3)  # each blank frame is every other, and every other turned
     assert 50 <= len(found) <= 150 and max(Counter(i for pair in found for i in pair).values()) <= 3
 
 

@@ -144,12 +144,12 @@ class Duplicates:
         """
         if missing := self.library.catalog.without_fingerprint(STORED_BYTES):
             progress(0, missing)
-        prints = same.every_print(stop, lambda made: progress(made, max(made, missing)))
-        if prints is None:
+        every = same.every_print(stop, lambda made: progress(made, max(made, missing)))
+        if every is None:
             return None
-        shas = list(prints)
+        shas, layouts = every
         PRIORITY.step_aside()
-        pairs = {(min(shas[i], shas[j]), max(shas[i], shas[j])) for i, j in close_copies(list(prints.values()))}
+        pairs = {(min(shas[i], shas[j]), max(shas[i], shas[j])) for i, j in close_copies(layouts)}
         ordered, kept = sorted(pairs - found), set()
         for start in range(0, len(ordered), RANK_BATCH // 2):
             part = ordered[start : start + RANK_BATCH // 2]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from webapp.errors import WebappError
 from webapp.services import distinct_pairs
 from webapp.services.database import Database
-from webapp.services.fingerprints import SIDE, Fingerprint, fingerprint, from_bytes, same_picture, to_bytes
+from webapp.services.fingerprints import SIDE, Fingerprint, Layouts, fingerprint, from_bytes, same_picture, to_bytes
 from webapp.services.imaging import decode
 from webapp.services.library import Library
 from webapp.services.priority import PRIORITY
@@ -43,21 +43,23 @@ class Verdicts:
 
     def every_print(
         self, should_stop: Callable[[], bool], made: Callable[[int], None]
-    ) -> dict[str, Fingerprint] | None:
-        """Return the fingerprints of every catalogued picture that has one (made where missing, as
-        for a pair, telling ``made`` how many so far); None if stopped."""
-        found, making = {}, 0
+    ) -> tuple[list[str], Layouts] | None:
+        """Return the ids and the layouts of every catalogued picture that has a fingerprint (made
+        where missing, as for a pair, telling ``made`` how many so far); None if stopped."""
+        shas: list[str] = []
+        parts: list[Layouts] = []
+        making = 0
         for kept in self.library.catalog.every_fingerprint(size=500):  # at most seconds between two reports
             if should_stop():
                 return None
             missing = sum(1 for data in kept.values() if data is None or from_bytes(data) is None)
-            for sha, print_ in self._read(kept.keys(), kept).items():
-                if print_ is not None:
-                    found[sha] = print_
+            found = {sha: print_ for sha, print_ in self._read(kept.keys(), kept).items() if print_ is not None}
+            shas += found
+            parts.append(Layouts.of(list(found.values())))
             if missing:
                 making += missing
                 made(making)
-        return found
+        return shas, Layouts.joined(parts)
 
     def _load(self, shas: set[str]) -> None:
         if missing := shas - self.prints.keys():
