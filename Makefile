@@ -73,6 +73,21 @@ bench-duplicates: install-dev
 bench-fingerprints: install-dev model
 	$(BIN)/python bench/fingerprints.py $(ARGS)
 
+# The suggested keeper per kind of copy, and what measuring a picture's fill costs (README, Near-duplicates).
+.PHONY: bench-keepers
+bench-keepers: install-dev
+	$(BIN)/python bench/keepers.py $(ARGS)
+
+# The scan's lookup of very close layouts alone, on a million random fingerprints: time and memory.
+.PHONY: bench-close-layouts
+bench-close-layouts: install-dev
+	$(BIN)/python bench/close_layouts.py $(ARGS)
+
+# Pages of text and screenshots of one program: grouped as copies? (README, Near-duplicates).
+.PHONY: bench-documents
+bench-documents: install-dev model
+	$(BIN)/python bench/documents.py $(ARGS)
+
 # Milvus Lite search p50, its own code against the app's arrays, by rows waiting and library size.
 .PHONY: bench-lite
 bench-lite: install-dev

@@ -168,6 +168,15 @@ def costs(repeats: int) -> None:
         print(f"  from {name} ({len(payload) // 1024} KiB, decoded and fingerprinted): {ms:.2f} ms")
 
 
+def evaluation_set(tmp: Path) -> Path:
+    """Return the set the README quotes, made under ``tmp``: scikit-image's photos and crops of them
+    (scripts/sample_images.py's photos/ and views/)."""
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "sample_images.py"), str(tmp / "all")], check=True)
+    for part in ("photos", "views"):
+        shutil.copytree(tmp / "all" / part, tmp / "set" / part)
+    return tmp / "set"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, nargs="?", help="default: scikit-image's photos and crops of them")
@@ -176,15 +185,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.folder
-        if folder is None:
-            subprocess.run(
-                [sys.executable, str(ROOT / "scripts" / "sample_images.py"), str(Path(tmp) / "all")], check=True
-            )
-            folder = Path(tmp) / "set"
-            for part in ("photos", "views"):
-                shutil.copytree(Path(tmp) / "all" / part, folder / part)
-        distances(folder, args.model, args.threshold)
+        distances(args.folder or evaluation_set(Path(tmp)), args.model, args.threshold)
     costs(args.repeats)
 
 
