@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import Connection, create_engine, delete, inspect, select, text
+from sqlalchemy import Connection, create_engine, delete, event, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import noise_images, wait_for_job
 from tests.servers import CutOffHost, PostgresServer
 from webapp import create_app
-from webapp.errors import Conflict, ModelMismatch, StoreUnavailable
+from webapp.errors import Conflict, ModelMismatch, NotFound, StoreUnavailable
 from webapp.migrations import current
 from webapp.models import ModelIdentity
 from webapp.runtime import EXTENSION
@@ -236,6 +236,52 @@ def test_one_request_takes_a_duplicate_group_and_a_failed_one_puts_it_back(db: D
     with db.connect() as conn:
         conn.execute(duplicate_groups.insert(), [{"id": 7, "job_id": "scan2", "size": 2, "best": 0.98}])
     assert not put_back(db, taken)  # a newer scan's groups replaced the list
+
+
+def test_a_resolution_and_a_deletion_of_its_keeper_take_turns_across_processes(db: Database) -> None:
+    # Before, a resolution checked its keeper as another process was deleting it, deleted the rest,
+    # and neither was left. The keeper's row decides now: whoever takes it first, the other waits.
+    catalog = Catalog(db)
+    keep, other = "a" * 64, "b" * 64
+    catalog.add([(keep, 1, "", None), (other, 2, "", None)])
+    deleting_keeper = delete(images).where(images.c.sha256 == keep)  # a deletion unlists first
+    resolving = functools.partial(catalog.unlist, [other], keeping=keep)
+    rolled_back = beside_an_open_transaction(db, lambda conn: conn.execute(deleting_keeper), resolving, commit=False)
+    assert isinstance(rolled_back, list) and [row["sha256"] for row in rolled_back] == [other]
+    catalog.relist(rolled_back)  # as a resolution that failed after it does
+    assert catalog.all() == {keep, other}
+    deleted = beside_an_open_transaction(db, lambda conn: conn.execute(deleting_keeper), resolving)
+    assert isinstance(deleted, NotFound) and keep in deleted.message, deleted
+    assert catalog.all() == {other}
+
+    catalog.add([(keep, 1, "", None)])
+    paused, go = threading.Event(), threading.Event()
+
+    def pause(*args: object) -> None:  # the resolution holds its keeper and is taking the others
+        if str(args[2]).startswith("DELETE FROM images") and not paused.is_set():
+            paused.set()
+            go.wait(10)
+
+    event.listen(db.engine, "before_cursor_execute", pause)
+    taken: list[object] = []
+    resolution = threading.Thread(target=lambda: taken.append(resolving()))
+    resolution.start()
+    assert paused.wait(10)
+
+    def delete_keeper() -> None:
+        with db.connect() as conn:
+            conn.execute(deleting_keeper)
+
+    deletion = threading.Thread(target=delete_keeper)
+    deletion.start()
+    time.sleep(0.5)
+    assert deletion.is_alive()  # it waits for the resolution
+    go.set()
+    resolution.join(10)
+    deletion.join(10)
+    event.remove(db.engine, "before_cursor_execute", pause)
+    assert len(taken) == 1 and [row["sha256"] for row in taken[0]] == [other]  # type: ignore[attr-defined]
+    assert catalog.all() == set()
 
 
 def test_a_taken_account_name_is_a_conflict_decided_by_the_database(db: Database) -> None:

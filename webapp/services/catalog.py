@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 
+from webapp.errors import NotFound
 from webapp.services.albums import lineage, spellings
 from webapp.services.database import (
     Database,
@@ -112,6 +113,33 @@ class Catalog:
         with self.db.connect() as conn:
             for start in range(0, len(rows), 500):
                 conn.execute(change, rows[start : start + 500])
+
+    def unlist(self, sha256s: Sequence[str], keeping: str | None = None) -> list[dict[str, Any]]:
+        """Take images out of the list, the first step of deleting them; return the rows taken, for
+        ``relist`` if the rest of the deletion fails. Already unlisted ones are skipped.
+
+        ``keeping``: only while that image is listed, else NotFound. Its row stays locked until the
+        others are taken (PostgreSQL's FOR SHARE; SQLite's transactions take turns), so a deletion
+        of it by any process, which unlists it first, either ends before (nothing is taken) or waits.
+        """
+        rows: list[dict[str, Any]] = []
+        with self.db.connect() as conn:
+            if keeping is not None:
+                listed = select(images.c.sha256).where(images.c.sha256 == keeping).with_for_update(read=True)
+                if conn.scalar(listed) is None:
+                    raise NotFound(f"no image with id {keeping} in the library")
+            for start in range(0, len(sha256s), 500):
+                taking = delete(images).where(images.c.sha256.in_(sha256s[start : start + 500]))
+                rows += [dict(row) for row in conn.execute(taking.returning(*images.c)).mappings()]
+        self._changes += 1
+        return rows
+
+    def relist(self, rows: list[dict[str, Any]]) -> None:
+        """Put back rows ``unlist`` took (a deletion that failed after it)."""
+        if rows:
+            with self.db.connect() as conn:
+                conn.execute(self.db.insert_ignoring_duplicates(images), rows)
+            self._changes += 1
 
     def remove(self, sha256s: Iterable[str]) -> None:
         """Forget images, take them out of their near-duplicate groups, and forget their distinct pairs."""

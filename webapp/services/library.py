@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from webapp.errors import NotFound, StoreUnavailable, WebappError
 from webapp.services.adding import Batch, Entry, Outcome, Prepared, clean_filename
@@ -246,33 +246,42 @@ class Library:
         return [records[sha] for sha in page if sha in records]
 
     def delete(self, sha256: str) -> None:
-        """Remove an image: its vector, its catalogue entry, its file and what was made from it."""
+        """Remove an image: its catalogue entry, its vector, its file and what was made from it."""
         self.get(sha256)
         with self._add_lock:
             self._add_lock.wait_for(lambda: not self._writing)
-            self.vectors.delete([sha256])
-            self.catalog.remove([sha256])
-            self.images.delete(sha256)
+            self._delete([sha256], self.catalog.unlist([sha256]))
 
     def delete_keeping(self, keep: str, others: list[Record]) -> list[Record]:
         """Delete ``others`` only while ``keep`` is in the library; return those deleted.
 
-        A deletion of ``keep`` in this process waits, or is waited for: resolving a duplicate group
-        never deletes the rest of it after its keeper (before, a deletion of the keeper under way
-        as a resolution began left neither). Another process may still delete the keeper meanwhile.
+        The catalogue decides (``Catalog.unlist``): a deletion of ``keep`` by any worker or machine
+        unlists it first, so a resolution either finds it gone and deletes nothing (NotFound), or
+        takes the others out of the list first and the keeper's deletion comes after. Before
+        2026-12-04 that held within one process only: across processes, a resolution that checked
+        the keeper as its deletion was under way deleted the rest, and neither was left.
         """
         with self._add_lock:
             # Wait here for writes under way, not in delete(): waiting there lets go of the lock.
             self._add_lock.wait_for(lambda: not self._writing)
             self.get(keep)  # deleted meanwhile by another route: keep the rest too
-            deleted = []
-            for record in others:
-                try:
-                    self.delete(record.sha256)
-                except NotFound:
-                    continue  # deleted meanwhile
-                deleted.append(record)
+            unlisted = self.catalog.unlist([r.sha256 for r in others], keeping=keep)
+            taken = {row["sha256"] for row in unlisted}
+            deleted = [record for record in others if record.sha256 in taken]  # the rest were deleted meanwhile
+            self._delete([r.sha256 for r in deleted], unlisted)
             return deleted
+
+    def _delete(self, sha256s: list[str], unlisted: list[dict[str, Any]]) -> None:
+        """Delete unlisted images' vectors, then their groups and pairs, then their files; if the
+        vectors cannot be deleted (503), list the images again, as they were."""
+        try:
+            self.vectors.delete(sha256s)
+        except BaseException:
+            self.catalog.relist(unlisted)
+            raise
+        self.catalog.remove(sha256s)
+        for sha in sha256s:
+            self.images.delete(sha)
 
     def move(self, albums: dict[str, str]) -> list[Record]:
         """Put images in other albums (content id -> its new album); return the records of those in
