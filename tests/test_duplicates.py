@@ -379,6 +379,53 @@ def test_bad_keep_alls_are_4xx_and_mark_nothing(
     assert client.post("/api/v1/duplicates/99/keep-all", json={}).status_code == 404
 
 
+def sides(html: str) -> list[tuple[str, str]]:
+    """Return the compare page's two sides, left then right: (label, file name)."""
+    side = r'<figure class="compare-side">\s*<figcaption>\s*<strong>([^<]+)</strong>\s*<span[^>]*>([^<]+)<'
+    return re.findall(side, html)
+
+
+def test_the_compare_page_shows_each_image_beside_the_keeper_one_after_another(
+    client: FlaskClient, library: dict[str, str]
+) -> None:
+    scan(client)
+    group = client.get("/api/v1/duplicates").json[0]  # the cat's three
+    keeper, first, second = group["members"]
+    url = f"/duplicates/{group['id']}/compare"
+    listed = client.get(f"/duplicates/{group['id']}").get_data(as_text=True)
+    assert f"{url}?image={first['id']}" in listed and f"{url}?image={second['id']}" in listed
+    assert f"{url}?image={keeper['id']}" not in listed  # the keeper is what the others are compared with
+
+    html = client.get(url, query_string={"image": first["id"]}).get_data(as_text=True)
+    assert sides(html) == [("Suggested keeper", "chelsea.jpg"), ("This image", first["filename"])]
+    assert f"{first['similarity'] * 100:.1f}%</strong> alike to the suggested keeper" in html
+    assert "Image 1 of the 2 beside chelsea.jpg" in html and "Previous image" not in html
+    following = re.search(r'href="([^"]+)">Next image', html)
+    assert (
+        following is not None and f"image={second['id']}" in following[1] and f"beside={keeper['id']}" in following[1]
+    )
+    html = client.get(following[1].replace("&amp;", "&")).get_data(as_text=True)
+    assert "2 of 2" in html and "Next image" not in html and f"image={first['id']}" in html
+    assert html.count('name="shown" value=') == 3  # take-out: refused if the group changed since
+
+    html = client.get(url, query_string={"image": second["id"], "beside": first["id"]}).get_data(as_text=True)
+    assert sides(html) == [("Beside", first["filename"]), ("This image", second["filename"])]
+    html = client.get(url, query_string={"image": keeper["id"], "beside": keeper["id"]}).get_data(as_text=True)
+    assert sides(html) == [("Beside", first["filename"]), ("Suggested keeper", "chelsea.jpg")]
+
+    # Keeping another than the suggested keeper: the keeper's line says how alike it is to the one kept.
+    html = client.get(f"/duplicates/{group['id']}/resolve", query_string={"keep": first["id"]}).get_data(as_text=True)
+    assert f"chelsea.jpg · 451 × 300 px · the suggested keeper, {first['similarity'] * 100:.1f}% alike" in html
+    assert f"· {second['similarity'] * 100:.1f}% alike to the suggested keeper" in html
+    assert "100.0%" not in html
+
+    for query in ({"image": library["rocket"]}, {}, {"image": "x" * 5000}):
+        response = client.get(url, query_string=query)
+        assert response.status_code == 404 and "not in this group" in response.get_data(as_text=True)
+        assert response.mimetype == "text/html"
+    assert client.get("/duplicates/99/compare", query_string={"image": first["id"]}).status_code == 404
+
+
 def test_keeping_all_from_the_page(app: Flask, client: FlaskClient, library: dict[str, str]) -> None:
     scan(client)
     page = client.get("/duplicates").get_data(as_text=True)

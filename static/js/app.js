@@ -357,12 +357,30 @@
       pad(date.getHours()) + ":" + pad(date.getMinutes()) + " " + zoneLabel(date);
   }
 
+  // The compare page's two images in one frame: each click shows the other, so what differs moves.
+  function setupBlink(section) {
+    var button = section.querySelector("[data-blink-button]");
+    var images = section.querySelectorAll(".blink-frame img");
+    if (!button || images.length !== 2) {
+      return;
+    }
+    section.hidden = false;
+    button.addEventListener("click", function () {
+      var first = !images[0].hidden;
+      images[0].hidden = first;
+      images[1].hidden = !first;
+      button.textContent = "Flip to " + images[first ? 0 : 1].getAttribute("data-name");
+      button.setAttribute("aria-pressed", first ? "true" : "false");
+    });
+  }
+
   function init() {
     document.querySelectorAll("time[datetime]").forEach(showLocalTime);
     document.querySelectorAll("input[data-album-suggest]").forEach(setupAlbumSuggestions);
     document.querySelectorAll(".dropzone").forEach(setupDropzone);
     document.querySelectorAll("[data-job-url]").forEach(setupJobPage);
     document.querySelectorAll("form").forEach(setupBusyForm);
+    document.querySelectorAll("[data-blink]").forEach(setupBlink);
     setupPaste();
     window.addEventListener("pageshow", function (event) {
       if (event.persisted) {

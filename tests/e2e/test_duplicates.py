@@ -60,6 +60,27 @@ def test_review_groups_keep_one_take_one_out_keep_all(
     expect(first.get_by_label("Keep this one").first).to_be_checked()
     check_accessibility(page, axe_source)
 
+    # The copy beside the keeper, large, then both in one frame: each flip shows the other.
+    first.get_by_role("link", name="Compare with the keeper: chelsea-copy.jpg").click()
+    expect(page.get_by_role("heading", name="Compare near-duplicates")).to_be_visible()
+    captions = page.locator(".compare-side figcaption")
+    expect(captions).to_have_text([re.compile(r"Suggested keeper\s*chelsea\.jpg"), re.compile(r"This image\s*chel")])
+    frame = page.locator(".blink-frame img")
+    expect(frame.first).to_be_visible()
+    expect(frame.nth(1)).to_be_hidden()
+    page.get_by_role("button", name="Flip to chelsea-copy.jpg").click()
+    expect(frame.first).to_be_hidden()
+    expect(frame.nth(1)).to_be_visible()
+    expect(page.get_by_role("button", name="Flip to chelsea.jpg")).to_have_attribute("aria-pressed", "true")
+    check_accessibility(page, axe_source)
+    page.set_viewport_size({"width": 390, "height": 844})
+    width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"the compare page is wider than a phone's screen: {width}"
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.get_by_role("link", name="The whole group").click()
+    expect(page.get_by_role("heading", name="2 near-duplicates")).to_be_visible()
+    page.goto("/duplicates")
+
     first.get_by_label("Keep this one").nth(1).check()  # keep the copy instead
     first.get_by_role("button", name=re.compile("Keep the selected image")).click()
     expect(page.get_by_role("heading", name="Keep chelsea-copy.jpg and delete 1 other image?")).to_be_visible()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Response
 
 from webapp.auth import requires
@@ -55,6 +55,32 @@ def scan_duplicates() -> Response:
 def duplicate_group_page(group_id: int) -> str:
     """Show one group with every image in it."""
     return render_template("duplicate_group.html", group=runtime().duplicates.group(group_id))
+
+
+@blp.get("/duplicates/<int:group_id>/compare")
+@requires(Role.VIEWER)
+def compare_page(group_id: int) -> str:
+    """Show an image of a group beside the suggested keeper (or the image ``beside``), large, to tell them apart."""
+    group = runtime().duplicates.group(group_id)
+    members = {m.record.sha256: m for m in group.members}
+    image = members.get(request.args.get("image", ""))
+    if image is None:
+        raise NotFound("That image is not in this group (or the group is too large to show whole).")
+    keeper = next((m for m in group.members if m.keeper), group.members[0])
+    beside = members.get(request.args.get("beside", ""), keeper)
+    if beside is image:
+        beside = next(m for m in group.members if m is not image)
+    others = [m for m in group.members if m is not beside]
+    at = others.index(image)
+    return render_template(
+        "duplicate_compare.html",
+        group=group,
+        left=beside,
+        right=image,
+        position=(at + 1, len(others)),
+        previous=others[at - 1] if at > 0 else None,
+        following=others[at + 1] if at + 1 < len(others) else None,
+    )
 
 
 def _keep() -> str:
