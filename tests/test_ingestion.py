@@ -3,6 +3,8 @@ delivered again after its worker died counts every file once, and as what it was
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,34 @@ def test_a_chunk_whose_worker_died_before_the_catalogue_is_completed(app: Flask)
         listed = library.catalog.all()
     assert (final.status, final.added, final.duplicates) == (JobStatus.DONE, 4, 0)
     assert {r.sha256 for r in records} <= listed and len(listed) == 4
+
+
+def test_a_batch_is_written_before_the_library_is_emptied_or_not_at_all(app: Flask) -> None:
+    # Before, a chunk asked whether its job was still wanted, then took the library's lock to write
+    # its batch: the library emptied in between (/img/drop) kept the batch (64 images, once in CI).
+    images = noise_images(6, seed=35)
+    with app.app_context():
+        library = runtime().library
+        batch = library.prepare([Entry(f"{i}.jpg", data) for i, data in enumerate(images[:4])], "job:test")
+        asked, cleared = threading.Event(), []
+
+        def wanted() -> bool:  # still wanted as it is asked; the library is emptied meanwhile
+            asked.set()
+            time.sleep(0.5)
+            return True
+
+        def empty() -> None:
+            assert asked.wait(10)
+            cleared.append(library.clear())
+
+        emptying = threading.Thread(target=empty)
+        emptying.start()
+        outcomes = library.commit(batch, wanted)
+        emptying.join(30)
+        assert outcomes is not None and [o.status for o in outcomes] == ["added"] * 4
+        assert cleared == [4] and library.count() == 0  # the emptying waited for the batch
+        batch = library.prepare([Entry(f"{i}.jpg", data) for i, data in enumerate(images[4:])], "job:test")
+        assert library.commit(batch, lambda: False) is None and library.count() == 0
 
 
 def test_a_cancelled_job_takes_no_more_chunks(app: Flask) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,7 +72,9 @@ class Library:
 
     def add_many(self, entries: Sequence[Entry], source: str) -> list[Outcome]:
         """Index a batch of files in one model call per window; one bad file never stops the rest."""
-        return self.commit(self.prepare(entries, source))
+        outcomes = self.commit(self.prepare(entries, source))
+        assert outcomes is not None  # always wanted
+        return outcomes
 
     def prepare(
         self, entries: Sequence[Entry], source: str, in_flight: Collection[str] = (), thumbnails: bool = True
@@ -131,10 +133,17 @@ class Library:
             decoded.sha256, entry.filename, decoded.width, decoded.height, source, decoded.mime, added_at, entry.album
         )
 
-    def commit(self, batch: Batch) -> list[Outcome]:
-        """Store a prepared batch (files, then vectors, then catalogue); return each file's outcome."""
+    def commit(self, batch: Batch, wanted: Callable[[], bool] | None = None) -> list[Outcome] | None:
+        """Store a prepared batch (files, then vectors, then catalogue); return each file's outcome.
+
+        ``wanted``: asked once no deletion or emptying of the library can run in this process; if
+        false, nothing is written and None is returned. Asked before, a job's batch could be written
+        just after the library was emptied (``clear`` waits for writes under way, not for this one).
+        """
         mine = []
         with self._add_lock:
+            if wanted is not None and not wanted():
+                return None
             # Another request may have indexed (or be writing) the same bytes since prepare(): count it once.
             known = self.vectors.get(batch.new_shas)
             for item in batch.new:

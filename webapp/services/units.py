@@ -254,7 +254,7 @@ class UnitsOfWork:
         Its JPEGs' thumbnails are made when first asked for (Library.thumbnail), the others' were
         made as they were embedded (Library.prepare).
         """
-        return self.library.commit(batch) if self.store.still_wanted(job_id) else None
+        return self.library.commit(batch, wanted=lambda: self.store.still_wanted(job_id))
 
     def _record(self, job_id: str, tag: str, items: list[tuple[int, str]], outcomes: list[Outcome]) -> None:
         """Record outcomes; an image this job wrote before its worker died still counts as added."""
