@@ -115,6 +115,16 @@ def camera_exif(make: str = "Canon", taken: bool = True, position: bool = True) 
     return exif
 
 
+def compare_url(group: dict[str, Any]) -> str:
+    """Return the page comparing a group's images with its keeper (the image's id to add)."""
+    return f"/duplicates/{group['id']}/compare"
+
+
+def shown_facts(html: str) -> list[tuple[str, str]]:
+    """Return the compare page's camera data and fill of each side, left then right."""
+    return re.findall(r"<dt>Camera data</dt><dd>([^<]*)</dd>\s*<dt>Fill</dt><dd>([^<]*)</dd>", html)
+
+
 def test_the_suggested_keeper_has_the_most_pixels_then_what_its_camera_wrote(
     client: FlaskClient, photos: dict[str, bytes]
 ) -> None:
@@ -135,6 +145,9 @@ def test_the_suggested_keeper_has_the_most_pixels_then_what_its_camera_wrote(
     scan(client)
     groups = client.get("/api/v1/duplicates").json
     assert [g["members"][0]["filename"] for g in groups] == ["camera.jpg"], groups  # one group, the photo first
+    resaved = next(m for m in groups[0]["members"] if m["filename"] == "resaved.jpg")
+    html = client.get(f"{compare_url(groups[0])}?image={resaved['id']}").get_data(as_text=True)
+    assert shown_facts(html) == [("date taken, position, camera", "none"), ("none", "none")]
 
 
 @pytest.mark.parametrize("kind", ["JPEG", "PNG", "WEBP"])
@@ -233,6 +246,11 @@ def test_a_photo_scanned_again_a_few_degrees_askew_is_grouped_with_it(
         assert other["filename"].endswith("-askew.jpg") and other["width"] > keeper["width"], (other, keeper)
     cell = next(other for other, _ in groups if other["filename"].startswith("cell"))
     assert cell["similarity"] < FLOOR, cell  # found by looking the fingerprints up alone
+    group = next(g for g in client.get("/api/v1/duplicates").json if cell in g["members"])
+    html = client.get(f"{compare_url(group)}?image={cell['id']}").get_data(as_text=True)
+    keeper_facts, copy_facts = shown_facts(html)
+    assert keeper_facts == ("none", "none") and copy_facts[0] == "none", (keeper_facts, copy_facts)
+    assert re.fullmatch(r"\d+% of the pixels: corners or bars of one colour", copy_facts[1]), copy_facts
 
 
 def test_images_added_before_fingerprints_get_theirs_from_the_first_scan(

@@ -10,6 +10,7 @@ from webapp.auth import requires
 from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library, runtime
 from webapp.services.fingerprints import FLOOR, LOW_FLOOR
+from webapp.services.keepers import facts
 from webapp.services.roles import Role
 
 GROUPS_PER_PAGE = 10
@@ -61,7 +62,8 @@ def duplicate_group_page(group_id: int) -> str:
 @requires(Role.VIEWER)
 def compare_page(group_id: int) -> str:
     """Show an image of a group beside the suggested keeper (or the image ``beside``), large, to tell them apart."""
-    group = runtime().duplicates.group(group_id)
+    finder = runtime().duplicates
+    group = finder.group(group_id)
     members = {m.record.sha256: m for m in group.members}
     image = members.get(request.args.get("image", ""))
     if image is None:
@@ -77,6 +79,7 @@ def compare_page(group_id: int) -> str:
         group=group,
         left=beside,
         right=image,
+        facts={m.record.sha256: facts(finder.copy(m.record)) for m in (beside, image)},
         position=(at + 1, len(others)),
         previous=others[at - 1] if at > 0 else None,
         following=others[at + 1] if at + 1 < len(others) else None,

@@ -172,14 +172,14 @@ class Duplicates:
                 present = [sha for sha in members if sha in records and sha in vectors]
                 if len(present) < 2:
                     continue  # deleted during the scan
-                best = keeper({sha: self._copy(records[sha]) for sha in present})
+                best = keeper({sha: self.copy(records[sha]) for sha in present})
                 sims = {sha: float(np.dot(vectors[sha], vectors[best])) for sha in present}
                 sims[best] = 1.0
                 order = [best] + sorted((s for s in present if s != best), key=lambda s: -sims[s])
                 ranked.append((order, [sims[s] for s in order]))
         return ranked
 
-    def _copy(self, record: Record) -> Copy:
+    def copy(self, record: Record) -> Copy:
         """Return what the keeper is chosen by: the record, the original, and its thumbnail (or original)."""
         original = self.library.original(record.sha256)
         return Copy(record, original, self.library.images.thumbnail(record.sha256) or original)

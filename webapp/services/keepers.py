@@ -39,6 +39,23 @@ class Copy:
     seen: Path | None
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What the keeper is chosen by, of one copy, as a person is shown it: the share of its pixels
+    that is fill, and what its camera's metadata names."""
+
+    fill: float
+    camera: list[str]
+
+
+def facts(copy: Copy) -> Facts:
+    """Return a copy's fill and camera metadata (``Facts``)."""
+    return Facts(
+        fill(copy.seen) if copy.seen is not None else 0.0,
+        camera_fields(copy.original) if copy.original is not None else [],
+    )
+
+
 def keeper(copies: dict[str, Copy]) -> str:
     """Return the id of the copy to keep (this module's docstring says which)."""
     measured = {sha: _measure(copy) for sha, copy in copies.items()}
@@ -102,7 +119,12 @@ def _valley(runs: np.ndarray, slack: int = 2) -> bool:
 
 
 def camera_metadata(path: Path) -> int:
-    """Return how many of the date taken, the position and the camera a file's EXIF names (0 to 3).
+    """Return how many of the date taken, the position and the camera a file's EXIF names (0 to 3)."""
+    return len(camera_fields(path))
+
+
+def camera_fields(path: Path) -> list[str]:
+    """Return which of "date taken", "position" and "camera" a file's EXIF names.
 
     Only the file's header is read: Pillow keeps the EXIF it meets before the pixels (a JPEG's APP1,
     a WebP's or HEIF's Exif box, a PNG's eXIf chunk if it comes first).
@@ -113,12 +135,15 @@ def camera_metadata(path: Path) -> int:
             with Image.open(path, formats=tuple(MIME_BY_FORMAT)) as img:
                 raw = img.info.get("exif")
         if not raw:
-            return 0
+            return []
         exif = Image.Exif()
         exif.load(raw)
         details, position = exif.get_ifd(ExifTags.IFD.Exif), exif.get_ifd(ExifTags.IFD.GPSInfo)
     except Exception:  # a file or an EXIF block Pillow cannot read names nothing
-        return 0
-    taken = ExifTags.Base.DateTimeOriginal in details or ExifTags.Base.DateTime in exif
-    camera = ExifTags.Base.Make in exif or ExifTags.Base.Model in exif
-    return int(taken) + int(bool(position)) + int(camera)
+        return []
+    named = {
+        "date taken": ExifTags.Base.DateTimeOriginal in details or ExifTags.Base.DateTime in exif,
+        "position": bool(position),
+        "camera": ExifTags.Base.Make in exif or ExifTags.Base.Model in exif,
+    }
+    return [name for name, found in named.items() if found]
