@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -87,6 +88,31 @@ def test_a_batch_is_written_before_the_library_is_emptied_or_not_at_all(app: Fla
         assert cleared == [4] and library.count() == 0  # the emptying waited for the batch
         batch = library.prepare([Entry(f"{i}.jpg", data) for i, data in enumerate(images[4:])], "job:test")
         assert library.commit(batch, lambda: False) is None and library.count() == 0
+
+
+def test_a_batch_written_as_another_process_empties_the_library_takes_itself_back(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process's emptying cannot wait for this one's writes: it cancels the job as emptied,
+    # deletes what is there, and the batch being written deletes what it added once it sees that.
+    folder = folder_of(app, noise_images(4, seed=36))
+    with app.app_context():
+        ingestion = runtime().ingestion
+        library = ingestion.library
+        job = ingestion.store.create("folder", str(folder), local_owner())
+        ingestion._prepare(job.id)
+        real_upsert = library.vectors.upsert
+
+        def emptied_meanwhile(rows: list[Any]) -> None:
+            ingestion.store.request_cancel(job.id, emptied=True)  # and the other process empties it
+            real_upsert(rows)
+
+        monkeypatch.setattr(library.vectors, "upsert", emptied_meanwhile)
+        ingestion.run_chunk(job.id, 0)
+        final = ingestion.get(job.id)
+        assert final.status == JobStatus.CANCELLED and final.emptied, final
+        assert library.count() == 0 and library.catalog.all() == set()
+        assert not list(library.images.ids())
 
 
 def test_a_cancelled_job_takes_no_more_chunks(app: Flask) -> None:

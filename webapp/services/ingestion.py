@@ -93,11 +93,12 @@ class Ingestion(UnitsOfWork):
         """Cancel every queued and running job, then remove every image; return how many there were.
 
         Cancelled first, so no job refills the library: a chunk checks before each batch that its
-        job is still wanted, and again before it writes the batch it embedded meanwhile.
+        job is still wanted, and again before it writes the batch it embedded meanwhile; a batch
+        that was being written by another process takes itself back (services/units.py).
         """
         for job_id in self.store.active_ids():
             try:
-                self.store.request_cancel(job_id)
+                self.store.request_cancel(job_id, emptied=True)
             except Conflict:
                 pass  # it ended meanwhile
         return self.library.clear()

@@ -23,6 +23,7 @@ class JobStatus(StrEnum):
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 WHOLE_JOBS = ("duplicates", "move")  # kinds of job that are one unit of work, whose task is named as the kind
 RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.CANCELLED)
+EMPTIED = 2  # cancel_requested of a job cancelled because the library was emptied (1: cancelled)
 # Every move a job can make; the store refuses (or skips) any other.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.INTERRUPTED}),
@@ -67,6 +68,11 @@ class Job:
     def active(self) -> bool:
         """Tell whether the job is queued or running."""
         return self.status in ACTIVE
+
+    @property
+    def emptied(self) -> bool:
+        """Tell whether the job was cancelled because the library was emptied: what it wrote since goes too."""
+        return self.cancel_requested == EMPTIED
 
     @property
     def rate(self) -> float | None:

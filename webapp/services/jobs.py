@@ -17,6 +17,7 @@ from webapp.services.database import job_items, jobs, page_bounds
 from webapp.services.job_items import JobItems
 from webapp.services.job_states import (
     ACTIVE,
+    EMPTIED,
     RESUMABLE,
     TRANSITIONS,
     Failure,
@@ -57,7 +58,7 @@ class JobRepository(Protocol):
     def move(self, job_id: str, target: JobStatus, error: str | None = None) -> bool: ...
     def still_wanted(self, job_id: str) -> bool: ...
     def active_ids(self) -> list[str]: ...
-    def request_cancel(self, job_id: str) -> Job: ...
+    def request_cancel(self, job_id: str, emptied: bool = False) -> Job: ...
     def requeue(self, job_id: str, owner: str) -> Job: ...
     def claim_stalled(self, idle_since: float) -> list[Job]: ...
 
@@ -181,13 +182,14 @@ class JobStore(JobItems):
         with self.db.connect() as conn:
             return list(conn.scalars(select(jobs.c.id).where(jobs.c.status.in_([str(s) for s in ACTIVE]))))
 
-    def request_cancel(self, job_id: str) -> Job:
-        """Cancel a job: it stops taking new items at once; what it indexed stays."""
+    def request_cancel(self, job_id: str, emptied: bool = False) -> Job:
+        """Cancel a job: it stops taking new items at once; what it indexed stays, unless the library
+        is being ``emptied``: then a batch it was writing meanwhile is taken back (Job.emptied)."""
         job = self.get(job_id)
         if JobStatus.CANCELLED not in TRANSITIONS[job.status]:
             raise Conflict(f"job {job_id} is already {job.status}")
         with self.db.connect() as conn:
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=1))
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=EMPTIED if emptied else 1))
         self.move(job_id, JobStatus.CANCELLED)
         return self.get(job_id)
 

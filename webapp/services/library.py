@@ -280,6 +280,12 @@ class Library:
             self._delete([r.sha256 for r in deleted], unlisted)
             return deleted
 
+    def take_back(self, sha256s: list[str]) -> None:
+        """Delete images a job's batch just added, as the library was emptied (services/units.py)."""
+        with self._add_lock:
+            self._add_lock.wait_for(lambda: not self._writing)
+            self._delete(sha256s, self.catalog.unlist(sha256s))
+
     def _delete(self, sha256s: list[str], unlisted: list[dict[str, Any]]) -> None:
         """Delete unlisted images' vectors, then their groups and pairs, then their files; if the
         vectors cannot be deleted (503), list the images again, as they were."""

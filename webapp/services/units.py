@@ -251,10 +251,16 @@ class UnitsOfWork:
     def _commit(self, job_id: str, batch: Batch) -> list[Outcome] | None:
         """Write a batch unless its job was cancelled (the library emptied) while it was embedded.
 
+        If the library was emptied while it was written, through another process (which cannot wait
+        for this one's writes), the images it added are deleted again, and it counts as not written.
         Its JPEGs' thumbnails are made when first asked for (Library.thumbnail), the others' were
         made as they were embedded (Library.prepare).
         """
-        return self.library.commit(batch, wanted=lambda: self.store.still_wanted(job_id))
+        outcomes = self.library.commit(batch, wanted=lambda: self.store.still_wanted(job_id))
+        if outcomes is not None and self.store.get(job_id).emptied:
+            self.library.take_back([o.record.sha256 for o in outcomes if o.status == "added" and o.record])
+            return None
+        return outcomes
 
     def _record(self, job_id: str, tag: str, items: list[tuple[int, str]], outcomes: list[Outcome]) -> None:
         """Record outcomes; an image this job wrote before its worker died still counts as added."""
