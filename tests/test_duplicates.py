@@ -443,6 +443,23 @@ def test_the_compare_page_shows_each_image_beside_the_keeper_one_after_another(
         assert response.mimetype == "text/html"
     assert client.get("/duplicates/99/compare", query_string={"image": first["id"]}).status_code == 404
 
+    # Not a copy, from the compare page: on to the next image beside the keeper, then, with none
+    # left to compare, to the list.
+    page = f"{url}?image={first['id']}"
+    form = dict(re.findall(r'<input type="hidden" name="(back|beside|next)" value="([^"]*)">', client.get(page).text))
+    assert form == {"back": "compare", "beside": keeper["id"], "next": second["id"]}
+    form |= {"csrf_token": csrf_token(client, page), "image": first["id"], "shown": [m["id"] for m in group["members"]]}
+    response = client.post(f"/duplicates/{group['id']}/take-out", data=form)
+    assert response.status_code == 303, response.text
+    assert response.headers["Location"].endswith(f"{url}?image={second['id']}&beside={keeper['id']}")
+    page = response.headers["Location"]
+    html = client.get(page).text
+    assert "1 of 1" in html and 'name="next"' not in html
+    form = {"csrf_token": csrf_token(client, page), "image": second["id"], "back": "compare", "beside": keeper["id"]}
+    form["shown"] = [keeper["id"], second["id"]]
+    response = client.post(f"/duplicates/{group['id']}/take-out", data=form)
+    assert response.status_code == 303 and response.headers["Location"].endswith("/duplicates")  # no group left
+
 
 def test_keeping_all_from_the_page(app: Flask, client: FlaskClient, library: dict[str, str]) -> None:
     scan(client)

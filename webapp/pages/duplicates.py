@@ -143,6 +143,12 @@ def take_out_of_group(group_id: int) -> Response:
         raise BadRequest("That image is not in this group.")
     left = runtime().review.take_out(group_id, image, request.form.getlist("shown"))
     flash(f"Took {named} out of the group: no later scan groups it with those images.", "success")
-    if left is not None and request.form.get("back") == "group":
+    back = request.form.get("back")
+    if left is not None and back == "compare":  # on to the next image beside the same one
+        ids = {m.record.sha256 for m in left.members}
+        following, beside = request.form.get("next", ""), request.form.get("beside", "")
+        if following in ids and beside in ids and following != beside:
+            return redirect(url_for("pages.compare_page", group_id=group_id, image=following, beside=beside), 303)
+    if left is not None and back in ("group", "compare"):
         return redirect(url_for("pages.duplicate_group_page", group_id=group_id), 303)
     return redirect(url_for("pages.duplicates_page"), 303)
