@@ -372,6 +372,23 @@
       button.textContent = "Flip to " + images[first ? 0 : 1].getAttribute("data-name");
       button.setAttribute("aria-pressed", first ? "true" : "false");
     });
+    // F flips, the arrow keys follow the previous and next links (data-key), unless typing.
+    document.addEventListener("keydown", function (event) {
+      var target = event.target;
+      if (event.altKey || event.ctrlKey || event.metaKey || (target && target.closest && target.closest("input, textarea, select"))) {
+        return;
+      }
+      if (event.key === "f" || event.key === "F") {
+        event.preventDefault();
+        button.click();
+        return;
+      }
+      var link = document.querySelector('a[data-key="' + event.key + '"]');
+      if (link) {
+        event.preventDefault();
+        link.click();
+      }
+    });
   }
 
   function init() {

@@ -72,6 +72,9 @@ def test_review_groups_keep_one_take_one_out_keep_all(
     expect(frame.first).to_be_hidden()
     expect(frame.nth(1)).to_be_visible()
     expect(page.get_by_role("button", name="Flip to chelsea.jpg")).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("f")  # and back, by its key
+    expect(frame.first).to_be_visible()
+    expect(frame.nth(1)).to_be_hidden()
     check_accessibility(page, axe_source)
     page.set_viewport_size({"width": 390, "height": 844})
     width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
