@@ -11,7 +11,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import add_images, check_accessibility
-from tests.test_gunicorn import Server
+from tests.test_gunicorn import Server, wait_until
 
 
 def smaller(data: bytes) -> bytes:
@@ -116,3 +116,38 @@ def test_review_groups_keep_one_take_one_out_keep_all(
     expect(page.get_by_text("No near-duplicates.")).to_be_visible()
     expect(page.get_by_text("2 pairs of images kept apart (not copies)")).to_be_visible()
     assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 5
+
+
+def test_compare_each_image_with_the_keeper_by_keys_and_take_the_ones_that_are_not_copies_out(
+    page: Page, server: Server, photos: dict[str, bytes]
+) -> None:
+    ids = add_images(
+        server,
+        {
+            "chelsea.jpg": photos["chelsea"],
+            "chelsea-copy.jpg": smaller(photos["chelsea"]),
+            "chelsea-copy-2.jpg": smaller(smaller(photos["chelsea"])),
+        },
+    )
+    job = requests.post(f"{server.url}/api/v1/duplicates/scan", timeout=10).json()
+    wait_until(lambda: requests.get(f"{server.url}{job['url']}", timeout=10).json()["status"] == "done")
+    (group,) = requests.get(f"{server.url}/api/v1/duplicates", timeout=10).json()
+    keeper, first, second = (m["id"] for m in group["members"])
+    assert keeper == ids["chelsea.jpg"]
+
+    page.goto(f"/duplicates/{group['id']}/compare?image={first}")
+    expect(page.locator(".pagination-status")).to_have_text("1 of 2")
+    page.keyboard.press("ArrowRight")
+    expect(page).to_have_url(re.compile(f"image={second}&beside={keeper}$"))
+    expect(page.locator(".pagination-status")).to_have_text("2 of 2")
+    page.keyboard.press("ArrowLeft")
+    expect(page).to_have_url(re.compile(f"image={first}&beside={keeper}$"))
+
+    # Not a copy: out of the group, and on to the next image beside the keeper.
+    page.get_by_role("button", name=re.compile("^Not a copy: take chelsea-copy")).click()
+    expect(page).to_have_url(re.compile(f"image={second}&beside={keeper}$"))
+    expect(page.get_by_text(re.compile(r"Took chelsea-copy(-2)?\.jpg out of the group"))).to_be_visible()
+    expect(page.locator(".pagination-status")).to_have_text("1 of 1")
+    page.get_by_role("button", name=re.compile("^Not a copy: take chelsea-copy")).click()
+    expect(page).to_have_url(re.compile(r"/duplicates$"))  # no group left
+    expect(page.get_by_text("No near-duplicates.")).to_be_visible()
