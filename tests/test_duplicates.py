@@ -418,6 +418,8 @@ def test_the_compare_page_shows_each_image_beside_the_keeper_one_after_another(
     assert sides(html) == [("Suggested keeper", "chelsea.jpg"), ("This image", first["filename"])]
     assert f"{first['similarity'] * 100:.1f}%</strong> alike to the suggested keeper" in html
     assert "Image 1 of the 2 beside chelsea.jpg" in html and "Previous image" not in html
+    keeps = re.findall(r'href="/duplicates/\d+/resolve\?keep=([0-9a-f]+)"', html)  # the confirmation first
+    assert keeps == [keeper["id"], first["id"]] and f"Keep {first['filename']}, delete the other 2…" in html
     following = re.search(r'href="([^"]+)"[^>]*>Next image', html)
     assert (
         following is not None and f"image={second['id']}" in following[1] and f"beside={keeper['id']}" in following[1]
