@@ -88,6 +88,11 @@ bench-close-layouts: install-dev
 bench-documents: install-dev model
 	$(BIN)/python bench/documents.py $(ARGS)
 
+# Aligned tiles: could aligning two pictures part pages and screenshots from their copies? (tried, not taken)
+.PHONY: bench-aligned
+bench-aligned: install-dev
+	$(BIN)/python bench/aligned.py $(ARGS)
+
 # Milvus Lite search p50, its own code against the app's arrays, by rows waiting and library size.
 .PHONY: bench-lite
 bench-lite: install-dev
