@@ -135,11 +135,15 @@ def test_compare_each_image_with_the_keeper_by_keys_and_take_the_ones_that_are_n
     keeper, first, second = (m["id"] for m in group["members"])
     assert keeper == ids["chelsea.jpg"]
 
+    # The keys work once app.js has run: it shows the Flip button. A key pressed before is lost.
+    flip = page.get_by_role("button", name=re.compile("^Flip to "))
     page.goto(f"/duplicates/{group['id']}/compare?image={first}")
     expect(page.locator(".pagination-status")).to_have_text("1 of 2")
+    expect(flip).to_be_visible()
     page.keyboard.press("ArrowRight")
     expect(page).to_have_url(re.compile(f"image={second}&beside={keeper}$"))
     expect(page.locator(".pagination-status")).to_have_text("2 of 2")
+    expect(flip).to_be_visible()
     page.keyboard.press("ArrowLeft")
     expect(page).to_have_url(re.compile(f"image={first}&beside={keeper}$"))
 
