@@ -37,7 +37,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_extensions(app: Flask) -> None:
-    from webapp import auth, extensions, logs, metrics, multipart, security
+    from webapp import audit, auth, extensions, logs, metrics, multipart, security
     from webapp.converters import JobIdConverter, Sha256Converter
 
     app.url_map.converters["sha256"] = Sha256Converter
@@ -48,6 +48,7 @@ def _register_extensions(app: Flask) -> None:
     metrics.init_app(app, lambda: metrics.JobsCollector(rt.jobs.count_by_status, rt.queue_depth))
     security.init_app(app)
     auth.init_app(app)
+    audit.init_app(app)
     extensions.csrf.init_app(app)
     extensions.limiter.init_app(app)
     extensions.api.init_app(app)

@@ -137,11 +137,16 @@ def required_role(endpoint: str | None, method: str) -> Role | str:
     """Return the role an endpoint's method needs (viewer when the view does not say)."""
     if endpoint is None or method == "OPTIONS" or _is_asset(endpoint) or endpoint in OPEN_ENDPOINTS:
         return PUBLIC  # unknown paths get their 404; preflights, stylesheets and scripts are open
+    return getattr(view_of(endpoint, method), "_required_role", Role.VIEWER)
+
+
+def view_of(endpoint: str, method: str) -> Callable[..., Any] | None:
+    """Return the function that answers ``method`` at ``endpoint`` (a MethodView's method)."""
     view = current_app.view_functions.get(endpoint)
     cls = getattr(view, "view_class", None)
     if cls is not None:
         view = getattr(cls, method.lower(), None) or (getattr(cls, "get", None) if method == "HEAD" else None)
-    return getattr(view, "_required_role", Role.VIEWER)
+    return view
 
 
 def _is_asset(endpoint: str) -> bool:

@@ -101,6 +101,8 @@ class Defaults:
     # How many proxies in front of the app set X-Forwarded-For and X-Forwarded-Proto (0: none, so
     # those headers are ignored): the client address that failed logins count against, and HTTPS.
     PROXIES = 0
+    # Days the activity log keeps who changed what (services/activity.py); 0: every entry, for ever.
+    ACTIVITY_DAYS = 365.0
 
     API_TITLE = "Reverse image search"
     API_VERSION = "v1"

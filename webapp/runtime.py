@@ -17,6 +17,7 @@ from webapp.following import Following
 from webapp.reindexing import Reindexing
 from webapp.services import images
 from webapp.services.accounts import Accounts
+from webapp.services.activity import Activity
 from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
 from webapp.services.database import Database
@@ -70,6 +71,11 @@ class Runtime:
     def accounts(self) -> Accounts:
         """Return the accounts and API tokens (in the database)."""
         return self._once("accounts", lambda: Accounts(self.database))
+
+    @property
+    def activity(self) -> Activity:
+        """Return the activity log (in the database)."""
+        return self._once("activity", lambda: Activity(self.database, float(self.settings["ACTIVITY_DAYS"])))
 
     @property
     def model(self) -> str:

@@ -71,6 +71,9 @@ def test_every_page(viewport: str, browser: Browser, server: Server, photos: dic
         check(page, "library", axe_source)
         page.get_by_role("link", name="Delete all images…").click()
         check(page, "library-clear", axe_source)
+        page.get_by_role("link", name="Activity").click()  # the uploads and the job above
+        expect(page.get_by_role("cell", name="POST /api/v1/jobs 202").first).to_be_visible()
+        check(page, "activity", axe_source)
         page.goto("/jobs/no-such-job")
         expect(page.get_by_role("heading", level=1)).to_contain_text("404")
         check(page, "error", axe_source)

@@ -3,6 +3,7 @@
 from flask import Blueprint as FlaskBlueprint
 from swagger_ui_bundle import swagger_ui_path
 
+from webapp.api.activity.routes import blp as activity
 from webapp.api.compat.routes import blp as bootcamp
 from webapp.api.duplicates.routes import blp as duplicates
 from webapp.api.health.routes import blp as health
@@ -12,7 +13,7 @@ from webapp.api.library.routes import blp as library
 from webapp.api.search.routes import blp as search
 from webapp.api.stats.routes import blp as stats
 
-blueprints = [search, images, duplicates, jobs, stats, library, health]  # under /api/v1
+blueprints = [search, images, duplicates, jobs, stats, library, activity, health]  # under /api/v1
 root_blueprints = [bootcamp]  # at the paths their existing clients call (/img/..., /progress, /data)
 
 docs_assets = FlaskBlueprint(

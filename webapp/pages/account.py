@@ -6,6 +6,7 @@ from flask import current_app, flash, g, make_response, redirect, render_templat
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
+from webapp import audit
 from webapp.auth import FIRST_ADMIN, accounts, public, requires, sign_in, sign_out
 from webapp.errors import WebappError
 from webapp.pages.blueprint import blp
@@ -47,8 +48,13 @@ def login_submit() -> tuple[str, int] | str | Response:
     name = _field("name", 200)
     user = accounts().authenticate(name, _field("password"), request.remote_addr or "")
     if user is None:
+        audit.always()
+        audit.acting_as(name[:64], "anonymous")
+        audit.note("sign-in refused: the name and password do not match an account")
         return _login_page(target, "That name and password do not match an account.", 401, name[:64])
     sign_in(user)
+    audit.acting_as(user.name, "session")
+    audit.note("signed in")
     return redirect(target, 303)
 
 
@@ -56,6 +62,7 @@ def login_submit() -> tuple[str, int] | str | Response:
 @public
 def logout() -> Response:
     """End this browser's session."""
+    audit.note("signed out")
     sign_out()
     flash("You are signed out.", "info")
     return redirect(url_for("pages.login") if current_app.config["AUTH_ENABLED"] else url_for("pages.index"), 303)
@@ -93,10 +100,12 @@ def create_token() -> Response:
     if principal.via != "session":
         return redirect(url_for("pages.index"), 303)
     try:
-        _token, secret = accounts().create_token(principal.name, role_named(_field("role", 16)), _field("name", 64))
+        token, secret = accounts().create_token(principal.name, role_named(_field("role", 16)), _field("name", 64))
     except WebappError as exc:
+        audit.refused(exc.message)
         flash(exc.message, "error")
         return redirect(url_for("pages.account_page"), 303)
+    audit.note(f"token {token.id} ({token.name}, {token.role}) created")
     response = make_response(_account_page(new_secret=secret))
     response.headers["Cache-Control"] = "no-store"  # the secret must not stay in a cache
     return response
@@ -109,6 +118,7 @@ def revoke_token(token_id: str) -> Response:
     principal = g.principal
     owner = None if principal.role == Role.ADMIN else principal.name
     token = accounts().revoke_token(token_id[:16], owner)
+    audit.note(f"token {token.id} ({token.name}) of {token.owner} revoked")
     flash(f"Token {token.id} ({token.name}) is revoked.", "success")
     return redirect(url_for("pages.account_page"), 303)
 
@@ -120,8 +130,10 @@ def create_user() -> Response:
     try:
         user = accounts().create_user(_field("name", 64), role_named(_field("role", 16)), _field("password"))
     except WebappError as exc:
+        audit.refused(exc.message)
         flash(exc.message, "error")
     else:
+        audit.note(f"account {user.name} ({user.role}) created")
         flash(f"Account {user.name} ({user.role}) is created.", "success")
     return redirect(url_for("pages.account_page"), 303)
 
@@ -131,8 +143,10 @@ def create_user() -> Response:
 def delete_user(name: str) -> Response:
     """Delete an account and its tokens (admins only; not your own)."""
     if name == g.principal.name:
+        audit.refused("one's own account")
         flash("You cannot delete your own account here; use `flask --app wsgi users delete`.", "error")
     else:
         accounts().delete_user(name[:64])
+        audit.note(f"account {name[:64]} and its tokens deleted")
         flash(f"Account {name} and its tokens are deleted.", "success")
     return redirect(url_for("pages.account_page"), 303)

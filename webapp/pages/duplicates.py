@@ -6,6 +6,7 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest, NotFound
 from werkzeug.wrappers import Response
 
+from webapp import audit
 from webapp.auth import requires
 from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library, runtime
@@ -47,6 +48,7 @@ def scan_duplicates() -> Response:
     """Start a scan of the whole library and follow it on its job page."""
     rt = runtime()
     job = rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id))
+    audit.note(f"job {job.id}")
     flash("The scan has started: its groups replace the last ones when it is done.", "success")
     return redirect(url_for("pages.job_page", job_id=job.id), 303)
 
@@ -110,6 +112,7 @@ def resolve_form(group_id: int) -> str:
 def resolve_group(group_id: int) -> Response:
     """Keep the chosen image of a group and delete the others."""
     deleted = runtime().review.resolve(group_id, _keep(), request.form.getlist("delete"))
+    audit.note(audit.resolution(_keep(), deleted))
     n = len(deleted)
     flash(f"Kept one image and deleted {n} other{'' if n == 1 else 's'} of the group.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)
@@ -120,6 +123,7 @@ def resolve_group(group_id: int) -> Response:
 def keep_all_of_group(group_id: int) -> Response:
     """Keep every image of a group: they are not duplicates, and no later scan groups them again."""
     kept = runtime().review.keep_all(group_id, request.form.getlist("shown"))
+    audit.note("kept " + ", ".join(r.sha256 for r in kept))
     flash(f"Kept all {len(kept)} images of the group: no later scan groups any two of them again.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)
 
@@ -129,6 +133,7 @@ def keep_all_of_group(group_id: int) -> Response:
 def group_again() -> Response:
     """Forget every pair of images kept apart: the next scan groups them again."""
     n = runtime().review.group_again()
+    audit.note(f"{n} pairs forgotten")
     flash(f"Forgot {n} pair{'' if n == 1 else 's'} of images kept apart: the next scan groups them again.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)
 
@@ -142,6 +147,7 @@ def take_out_of_group(group_id: int) -> Response:
     if named is None:
         raise BadRequest("That image is not in this group.")
     left = runtime().review.take_out(group_id, image, request.form.getlist("shown"))
+    audit.note(f"took out {named} ({image})")
     flash(f"Took {named} out of the group: no later scan groups it with those images.", "success")
     back = request.form.get("back")
     if left is not None and back == "compare":  # on to the next image beside the same one

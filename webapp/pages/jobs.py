@@ -10,6 +10,7 @@ from flask import current_app, flash, redirect, render_template, request, stream
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
+from webapp import audit
 from webapp.auth import requires
 from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, album_arg, blp
@@ -60,6 +61,7 @@ def start_job() -> Response:
     request.max_content_length = current_app.config["MAX_JOB_UPLOAD_BYTES"]
     csrf.protect()
     job = _start_job(runtime().ingestion, request.form.get("source", ""))
+    audit.note(audit.started(job))
     flash("The job has started: this page follows its progress.", "success")
     return redirect(url_for("pages.job_page", job_id=job.id), 303)
 

@@ -12,6 +12,7 @@ from werkzeug.datastructures import CombinedMultiDict, FileStorage
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
+from webapp import audit
 from webapp.api.search.schemas import SearchArgsSchema
 from webapp.auth import public, requires
 from webapp.extensions import rate_limited
@@ -161,6 +162,7 @@ def add_image() -> Response:
     """Add the uploaded image to the library and show its page."""
     upload = _upload()
     record, created = library().add(upload.read(), upload.filename, album=album_arg(request.form))
+    audit.note(audit.added(record, created))
     if created:
         flash(f"Added {record.filename} to the library.", "success")
     else:

@@ -181,6 +181,25 @@ login_failures = Table(
     Column("at", Float, nullable=False),
     Index("login_failures_by_key", "key", "at"),
 )
+# Who changed what, and when: one row per request that changed the library or the accounts
+# (services/activity.py), kept ACTIVITY_DAYS.
+activity = Table(
+    "activity",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(64), nullable=False, server_default=""),  # "" with access control off
+    Column("via", String(16), nullable=False),  # session, token, open or anonymous (a sign-in refused)
+    Column("address", String(64), nullable=False, server_default=""),  # the client's, after PROXIES
+    Column("method", String(8), nullable=False),
+    Column("path", Text, nullable=False),  # with its query string
+    Column("endpoint", String(128), nullable=False, server_default=""),
+    Column("status", Integer, nullable=False),
+    Column("request_id", String(64), nullable=False, server_default=""),
+    Column("note", Text, nullable=False, server_default=""),  # what the request did, in words
+    Index("activity_by_time", "at"),
+    Index("activity_by_actor", "actor", "at"),
+)
 
 # OFFSET past this is past any real list, and past what SQLite and PostgreSQL take as an integer:
 # a client's ?page=99999999999999999999 becomes an empty page, not an overflow.

@@ -13,6 +13,7 @@ from flask import Response, current_app, jsonify, send_file, url_for
 from flask.views import MethodView
 from werkzeug.datastructures import FileStorage
 
+from webapp import audit
 from webapp.api.common import Blueprint
 from webapp.api.compat import origins
 from webapp.api.compat.schemas import (
@@ -94,6 +95,7 @@ class Load(MethodView):
         """Start loading every image under a server folder, in the background; answer at once."""
         check_table(query.get("table_name"), body.get("table"))
         job = runtime().ingestion.start_folder(body["file"])
+        audit.note(audit.started(job))
         response = jsonify(LOADED)
         response.headers["Location"] = url_for("jobs.JobById", job_id=job.id)
         return response
@@ -134,6 +136,7 @@ class Upload(MethodView):
         check_table(query.get("table_name"))
         upload = form["image"]
         record, created = library().add(upload.read(), upload.filename)
+        audit.note(audit.added(record, created))
         return jsonify(f"{'Successfully loaded data' if created else 'Image already loaded'}: {record.sha256}")
 
 
@@ -197,7 +200,8 @@ class Drop(MethodView):
         count = lib.count()
         if "confirm" in query and query["confirm"] != count:
             raise Conflict(f"to delete all {count} images, pass confirm={count}")
-        runtime().ingestion.empty_library()
+        deleted = runtime().ingestion.empty_library()
+        audit.note(f"the library emptied: {deleted} images deleted")
         return jsonify("ok")
 
 

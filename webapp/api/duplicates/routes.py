@@ -6,6 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 
+from webapp import audit
 from webapp.api.common import Blueprint
 from webapp.api.duplicates.schemas import (
     DuplicateArgsSchema,
@@ -58,7 +59,9 @@ class Scan(MethodView):
     def post(self) -> tuple[Job, int]:
         """Find the near-duplicate groups of the whole library, in the background."""
         rt = runtime()
-        return rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id)), 202
+        job = rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id))
+        audit.note(f"job {job.id}")
+        return job, 202
 
 
 @blp.route("/<int:group_id>")
@@ -85,6 +88,7 @@ class Resolve(MethodView):
     def post(self, args: dict[str, str], group_id: int) -> dict[str, Any]:
         """Keep one image of the group and delete every other (files, thumbnails, vectors, catalogue)."""
         deleted = runtime().review.resolve(group_id, args["keep"], args.get("delete"))
+        audit.note(audit.resolution(args["keep"], deleted))
         return {"kept": args["keep"], "deleted": [r.sha256 for r in deleted]}
 
 
@@ -100,6 +104,7 @@ class KeepAll(MethodView):
     def post(self, args: dict[str, list[str]], group_id: int) -> dict[str, Any]:
         """Keep every image of the group: they are not duplicates, and no later scan groups any two of them."""
         kept = runtime().review.keep_all(group_id, args.get("shown"))
+        audit.note("kept " + ", ".join(r.sha256 for r in kept))
         return {"kept": [r.sha256 for r in kept]}
 
 
@@ -117,7 +122,9 @@ class KeptApart(MethodView):
     @requires(Role.EDITOR)
     def delete(self) -> dict[str, int]:
         """Forget every pair kept apart: the next scan groups them again (the undo of every keep-all)."""
-        return {"pairs": runtime().review.group_again()}
+        pairs = runtime().review.group_again()
+        audit.note(f"{pairs} pairs forgotten")
+        return {"pairs": pairs}
 
 
 @blp.route("/<int:group_id>/take-out")
@@ -132,4 +139,5 @@ class TakeOut(MethodView):
     def post(self, args: dict[str, Any], group_id: int) -> dict[str, Any]:
         """Take one image out of the group: it is not a copy of the others, and no later scan groups it with them."""
         left = runtime().review.take_out(group_id, args["image"], args.get("shown"))
+        audit.note(f"took out {args['image']}")
         return {"taken_out": args["image"], "group": left}

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from flask import Response, send_file, url_for
 from flask.views import MethodView
 
+from webapp import audit
 from webapp.api.common import AlbumArgsSchema, Blueprint
 from webapp.api.images.schemas import (
     AddedImageSchema,
@@ -56,6 +57,7 @@ class Images(MethodView):
         """Add one image to the library (idempotent: the same bytes are never indexed twice)."""
         upload = args["image"]
         record, created = library().add(upload.read(), upload.filename, album=args["album"])
+        audit.note(audit.added(record, created))
         return Added(record, duplicate=not created), 201 if created else 200
 
     @blp.arguments(AlbumArgsSchema(), location="query")
@@ -79,7 +81,9 @@ class Images(MethodView):
         count = lib.count()
         if args["confirm"] != count:
             raise Conflict(f"to delete all {count} images, pass confirm={count}")
-        return {"deleted": runtime().ingestion.empty_library()}
+        deleted = runtime().ingestion.empty_library()
+        audit.note(f"the library emptied: {deleted} images deleted")
+        return {"deleted": deleted}
 
 
 @blp.route("/albums")
@@ -119,6 +123,7 @@ class ImagesMove(MethodView):
         ids = list(dict.fromkeys(args["ids"]))
         moved = runtime().album_moves.move_images(ids, args["album"])
         found = {rec.sha256 for rec in moved}
+        audit.note(f"{len(found)} images moved to album {args['album']!r}")
         return {"images": moved, "missing": [sha for sha in ids if sha not in found]}
 
 
@@ -135,7 +140,9 @@ class AlbumMove(MethodView):
         """Move an album and its sub-albums under a new name (a/b to c puts a/b/x in c/x), in the
         background: searches' filters, the pages and the counts follow each image as it moves."""
         rt = runtime()
-        return rt.album_moves.start(args["album"], args["to"], rt.queue.send)
+        job = rt.album_moves.start(args["album"], args["to"], rt.queue.send)
+        audit.note(f"job {job.id}: album {args['album']!r} to {args['to']!r}")
+        return job
 
 
 @blp.route("/<sha256:image_id>")
@@ -156,6 +163,7 @@ class Image(MethodView):
     @requires(Role.EDITOR)
     def patch(self, args: dict[str, str], image_id: str) -> Record:
         """Put an image in another album (its vector stays; searches' filters follow at once)."""
+        audit.note(f"to album {args['album']!r}")
         return runtime().album_moves.move_image(image_id, args["album"])
 
     @blp.response(204)
@@ -163,7 +171,10 @@ class Image(MethodView):
     @requires(Role.EDITOR)
     def delete(self, image_id: str) -> None:
         """Delete an image: its vector, file and thumbnail."""
-        library().delete(image_id)
+        lib = library()
+        record = lib.get(image_id)
+        lib.delete(image_id)
+        audit.note(f"{record.filename} deleted")
 
 
 @blp.route("/<sha256:image_id>/similar")

@@ -8,6 +8,7 @@ from typing import Any
 from flask import current_app, request
 from flask.views import MethodView
 
+from webapp import audit
 from webapp.api.common import Blueprint
 from webapp.api.jobs.schemas import FailuresArgsSchema, FailureSchema, JobCreateSchema, JobDetailSchema, JobSchema
 from webapp.auth import requires
@@ -72,6 +73,7 @@ class Jobs(MethodView):
             job = ingestion.start_archive(args["archive"], album=args["album"])
         else:
             job = ingestion.start_files(args["files"], album=args["album"])
+        audit.note(audit.started(job))
         return job, 202
 
     @blp.response(200, JobSchema(many=True))

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 
+from webapp import audit
 from webapp.api.common import Blueprint
 from webapp.api.jobs.schemas import JobSchema
 from webapp.api.library.schemas import ReindexSchema
@@ -27,4 +28,6 @@ class Reindex(MethodView):
     @requires(Role.ADMIN)
     def post(self, args: dict[str, Any]) -> tuple[Job, int]:
         """Re-embed every image with another model into a new collection, then switch the library over."""
-        return runtime().reindex(args["model"], background=True), 202
+        job = runtime().reindex(args["model"], background=True)
+        audit.note(audit.started(job))
+        return job, 202

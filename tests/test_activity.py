@@ -1,0 +1,197 @@
+"""The activity log: who changed what, when and from where; what it leaves out; who may read it."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import csrf_token, near_duplicate, noise_images, wait_for_job
+from tests.test_auth import PASSWORD, bearer, make_app, people, signed_in
+from webapp.errors import StoreUnavailable
+from webapp.runtime import EXTENSION
+from webapp.services.activity import Activity, Entry
+from webapp.services.database import Database, sqlite_url
+from webapp.services.roles import Role
+
+
+@pytest.fixture()
+def team(tmp_path: Path, model_dir: Path, database: str) -> Iterator[dict[str, Any]]:
+    """An app with access control on, an account of each role and a token of each."""
+    app = make_app(tmp_path, model_dir, DATABASE_URL=database)
+    accounts = people(app)
+    found: dict[str, Any] = {"app": app, "tokens": {}}
+    for role in Role:
+        accounts.create_user(f"{role}-person", role, PASSWORD)
+        found["tokens"][str(role)] = bearer(accounts.create_token(f"{role}-person", role, "script")[1])
+    yield found
+    app.extensions[EXTENSION].close()
+
+
+def entries(app: Flask, **query: str) -> list[dict[str, Any]]:
+    """Return the activity log through the API, as an admin reads it (anyone, with access control off)."""
+    with app.test_client() as admin:
+        signed = app.config["AUTH_ENABLED"]
+        admin_token = bearer(people(app).create_token("admin-person", Role.ADMIN, "reader")[1]) if signed else {}
+        answer = admin.get("/api/v1/activity", query_string=query, headers=admin_token)
+    assert answer.status_code == 200, answer.json
+    return list(answer.json or [])
+
+
+def add(client: FlaskClient, data: bytes, name: str, headers: dict[str, str] | None = None) -> Any:
+    return client.post("/api/v1/images", data={"image": (io.BytesIO(data), name)}, headers=headers or {})
+
+
+def test_changes_are_recorded_with_who_how_and_what_and_reads_and_refusals_are_not(team: dict[str, Any]) -> None:
+    app, tokens = team["app"], team["tokens"]
+    client = app.test_client()
+    first, second = noise_images(2, seed=41)
+    added = add(client, first, "harbour.jpg", tokens["editor"])
+    assert added.status_code == 201
+    sha = added.json["id"]
+    assert add(client, second, "refused.jpg", tokens["viewer"]).status_code == 403  # refused: not recorded
+    searched = client.post("/api/v1/search", data={"image": (io.BytesIO(second), "q.jpg")}, headers=tokens["viewer"])
+    assert searched.status_code == 200  # a search changes nothing: not recorded
+    assert client.delete("/api/v1/images/" + "0" * 64, headers=tokens["editor"]).status_code == 404  # failed
+    deleted = client.delete(f"/api/v1/images/{sha}", headers={**tokens["editor"], "X-Request-ID": "cleanup-7"})
+    assert deleted.status_code == 204
+
+    log = entries(app)
+    assert [(e["method"], e["path"], e["status"]) for e in log] == [
+        ("DELETE", f"/api/v1/images/{sha}", 204),
+        ("POST", "/api/v1/images", 201),
+    ]
+    removal, upload = log
+    assert (removal["actor"], removal["via"], removal["address"]) == ("editor-person", "token", "127.0.0.1")
+    assert removal["note"] == "harbour.jpg deleted" and removal["request_id"] == "cleanup-7"
+    assert removal["action"] == "Delete an image: its vector, file and thumbnail"
+    assert upload["note"] == f"harbour.jpg ({sha}) added" and upload["at"] <= removal["at"]
+    assert upload["id"] < removal["id"]
+
+
+def test_sign_ins_refused_sign_ins_tokens_and_sign_outs_are_recorded_and_no_secret_is(team: dict[str, Any]) -> None:
+    app = team["app"]
+    stranger = app.test_client()
+    token = csrf_token(stranger, "/login")
+    refused = stranger.post("/login", data={"name": "admin-person", "password": "wrong" * 3, "csrf_token": token})
+    assert refused.status_code == 401
+    person = signed_in(app, "viewer-person")
+    token = csrf_token(person, "/account")
+    shown = person.post("/account/tokens", data={"name": "backup", "role": "viewer", "csrf_token": token})
+    secret = re.search(r'id="new-token"[^>]*>([^<]+)<', shown.get_data(as_text=True)).group(1)
+    too_high = person.post("/account/tokens", data={"name": "x", "role": "admin", "csrf_token": token})
+    assert too_high.status_code == 303  # the page says why; nothing was created, so nothing is recorded
+    assert person.post("/logout", data={"csrf_token": token}).status_code == 303
+
+    log = entries(app)
+    backup = next(t for t in people(app).tokens("viewer-person") if t.name == "backup")
+    assert [(e["actor"], e["via"], e["note"]) for e in log] == [
+        ("viewer-person", "session", "signed out"),
+        ("viewer-person", "session", f"token {backup.id} (backup, viewer) created"),
+        ("viewer-person", "session", "signed in"),
+        ("admin-person", "anonymous", "sign-in refused: the name and password do not match an account"),
+    ]
+    assert log[-1]["status"] == 401
+    assert all(secret not in str(e) and "wrong" not in str(e) for e in log)
+    assert [e["note"] for e in entries(app, actor="admin-person")] == [log[-1]["note"]]
+
+
+def test_only_admins_read_the_log_and_its_page(team: dict[str, Any]) -> None:
+    app, tokens = team["app"], team["tokens"]
+    client = app.test_client()
+    assert add(client, noise_images(1, seed=42)[0], "a.jpg", tokens["editor"]).status_code == 201
+    for role in ("viewer", "editor"):
+        assert client.get("/api/v1/activity", headers=tokens[role]).status_code == 403
+    editor = signed_in(app, "editor-person")
+    assert editor.get("/activity").status_code == 403
+    assert "Activity</a>" not in editor.get("/").get_data(as_text=True)
+
+    admin = signed_in(app, "admin-person")
+    assert 'href="/activity"' in admin.get("/").get_data(as_text=True)
+    page = admin.get("/activity").get_data(as_text=True)
+    assert "Add one image to the library" in page and "a.jpg (" in page and "POST /api/v1/images" in page
+    assert "signed in" in page  # the admin's own sign-in
+    only = admin.get("/activity", query_string={"actor": "editor-person"}).get_data(as_text=True)
+    assert "2 changes by editor-person" in " ".join(only.split())  # the upload, and the sign-in above
+    assert "a.jpg (" in only and "actor=admin-person" not in only
+    assert admin.get("/activity", query_string={"actor": "x" * 65}).status_code == 400
+    assert admin.get("/activity", query_string={"page": "9"}).status_code == 302  # past the end: the last page
+
+
+def test_a_resolution_names_what_it_deleted_and_emptying_says_how_many(
+    tmp_path: Path, model_dir: Path, photos: dict[str, bytes]
+) -> None:
+    app = make_app(tmp_path, model_dir, AUTH="off")
+    client = app.test_client()
+    try:
+        keep = add(client, photos["chelsea"], "chelsea.jpg").json["id"]
+        copy = add(client, near_duplicate(photos["chelsea"]), "chelsea copy.jpg").json["id"]
+        app.extensions[EXTENSION].duplicates.threshold = 0.80
+        wait_for_job(client, client.post("/api/v1/duplicates/scan").json["url"])
+        group = client.get("/api/v1/duplicates").json[0]
+        assert client.post(f"/api/v1/duplicates/{group['id']}/resolve", json={"keep": keep}).status_code == 200
+        add(client, photos["rocket"], "rocket.jpg")
+        assert client.delete("/api/v1/images", query_string={"confirm": 2}).status_code == 200
+
+        log = entries(app)
+        assert [e["path"] for e in log] == [
+            "/api/v1/images?confirm=2",
+            "/api/v1/images",
+            f"/api/v1/duplicates/{group['id']}/resolve",
+            "/api/v1/duplicates/scan",
+            "/api/v1/images",
+            "/api/v1/images",
+        ]
+        assert log[0]["note"] == "the library emptied: 2 images deleted"
+        assert log[2]["note"] == f"kept {keep}; deleted 1: chelsea copy.jpg ({copy})"
+        assert re.fullmatch(r"job [0-9a-f]{32}", log[3]["note"])
+        assert {(e["actor"], e["via"]) for e in log} == {("", "open")}  # access control off: no name to give
+    finally:
+        app.extensions[EXTENSION].close()
+
+
+def test_a_log_that_cannot_be_written_leaves_the_change_standing_and_says_so(
+    team: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, tokens = team["app"], team["tokens"]
+
+    def unavailable(self: Activity, entry: Entry) -> None:
+        raise StoreUnavailable("the database cannot be reached (test); try again")
+
+    monkeypatch.setattr(Activity, "record", unavailable)
+    caplog.set_level(logging.WARNING, logger="webapp")
+    client = app.test_client()
+    added = add(client, noise_images(1, seed=43)[0], "kept.jpg", tokens["editor"])
+    assert added.status_code == 201
+    assert client.get(f"/api/v1/images/{added.json['id']}", headers=tokens["viewer"]).status_code == 200
+    assert "the activity log could not record POST /api/v1/images" in caplog.text
+    monkeypatch.undo()
+    assert entries(app) == []
+
+
+def test_entries_past_the_retention_are_removed_as_new_ones_are_written(database: str, tmp_path: Path) -> None:
+    db = Database(database or sqlite_url(tmp_path / "webapp.sqlite"))
+    now = time.time()
+
+    def entry(at: float, actor: str = "ann", path: str = "/api/v1/images") -> Entry:
+        return Entry(
+            at=at, actor=actor, via="token", address="10.0.0.1", method="POST", path=path, endpoint="e", status=201
+        )
+
+    kept_forever = Activity(db, keep_days=0)
+    kept_forever.record(entry(now - 400 * 86400))
+    assert kept_forever.entries()[1] == 1
+    log = Activity(db, keep_days=365)
+    log.record(entry(now - 366 * 86400, "bob"))  # the first write of a process removes what is past 365 days
+    log.record(entry(now, "ann\x00", "/x?" + "y" * 5000))  # text cut to its column, a NUL taken out
+    found, total = log.entries()
+    assert total == 1 and found[0].actor == "ann" and len(found[0].path) == 2048
+    assert log.entries(actor="bob") == ([], 0)

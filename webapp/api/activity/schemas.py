@@ -1,0 +1,37 @@
+"""What the activity log's entries look like in the API."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from webapp.api.common import Timestamp
+
+
+class ActivityArgsSchema(ma.Schema):
+    """Which entries to list."""
+
+    actor = ma.fields.String(
+        validate=ma.validate.Length(max=64),
+        metadata={"description": "Only this account's entries (an empty string: those made with access control off)."},
+    )
+
+
+class EntrySchema(ma.Schema):
+    """One request that changed the library or its accounts."""
+
+    id = ma.fields.Integer(metadata={"description": "The entry's number; later entries have higher ones."})
+    at = Timestamp(metadata={"description": "When the request was answered (UTC)."})
+    actor = ma.fields.String(metadata={"description": "The account it acted for; empty with access control off."})
+    via = ma.fields.String(
+        metadata={
+            "description": "session (a browser), token (an API token), open (access control off) "
+            "or anonymous (a sign-in that was refused)."
+        }
+    )
+    address = ma.fields.String(metadata={"description": "The client's address (after WEBAPP_PROXIES)."})
+    method = ma.fields.String(metadata={"description": "The HTTP method."})
+    path = ma.fields.String(metadata={"description": "The path, with its query string."})
+    action = ma.fields.String(metadata={"description": "What the endpoint does, in words."})
+    note = ma.fields.String(metadata={"description": "What this request did, when its view says more than its path."})
+    status = ma.fields.Integer(metadata={"description": "The HTTP status it was answered with."})
+    request_id = ma.fields.String(metadata={"description": "Its X-Request-ID, as in the server's log lines."})

@@ -1,0 +1,122 @@
+"""Which requests the activity log records (services/activity.py), and what views add to an entry.
+
+A request is recorded when it changed something: a POST, PUT, PATCH or DELETE that needs the
+editor or admin role (``@requires``) and succeeded, whoever sent it; and, for people's
+credentials, a token created or revoked, a sign-in (refused ones too) and a sign-out. Searches,
+which are POSTs a viewer may send, are not. A view says in words what its request did with
+``note`` (the images a resolution deleted, a job's id), and a page that answers a refusal with a
+redirect and a message says so with ``refused``. The entry is written after the view: if the
+database cannot take it, the change stands and the log says so in a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, g, request
+from werkzeug.wrappers import Response
+
+from webapp.auth import ANONYMOUS, SAFE_METHODS, required_role, view_of
+from webapp.errors import WebappError
+from webapp.logs import request_id
+from webapp.services.activity import Entry
+from webapp.services.jobs import Job
+from webapp.services.records import Record
+from webapp.services.roles import Role
+
+log = logging.getLogger(__name__)
+
+# Views open to viewers (or to anyone) whose successful POSTs change credentials or sessions.
+CREDENTIALS = {"pages.create_token", "pages.revoke_token", "pages.login_submit", "pages.logout"}
+
+
+def note(text: str) -> None:
+    """Say, in words, what this request did; the activity log's entry keeps it."""
+    g.activity_note = text
+
+
+def refused(text: str) -> None:
+    """Say that this request changed nothing, though its answer is a redirect (a page's message)."""
+    g.activity_refused = text
+
+
+def acting_as(name: str, via: str) -> None:
+    """Record this request as ``name``'s (a sign-in: the session opens during the request)."""
+    g.activity_actor = (name, via)
+
+
+def always() -> None:
+    """Record this request even though it failed (a sign-in refused)."""
+    g.activity_always = True
+
+
+def added(record: Record, created: bool) -> str:
+    """Return the note of an upload."""
+    return f"{record.filename} ({record.sha256}) {'added' if created else 'was in the library already'}"
+
+
+def resolution(kept: str, deleted: list[Record]) -> str:
+    """Return the note of a duplicate group resolved: what was deleted, by name and id."""
+    return f"kept {kept}; deleted {len(deleted)}: " + ", ".join(f"{r.filename} ({r.sha256})" for r in deleted)
+
+
+def started(job: Job) -> str:
+    """Return the note of a request that started a job."""
+    return f"job {job.id} ({job.kind}: {job.source})"
+
+
+def action(endpoint: str, method: str) -> str:
+    """Return what an endpoint's method does, in words: the first line of its view's docstring."""
+    view = view_of(endpoint, method) if endpoint else None
+    lines = (getattr(view, "__doc__", None) or "").strip().splitlines()
+    return lines[0].rstrip(".") if lines else ""
+
+
+def recorded(response: Response) -> bool:
+    """Tell whether the activity log keeps this request."""
+    if request.method in SAFE_METHODS or request.endpoint is None:
+        return False
+    if g.get("activity_always"):
+        return True
+    if response.status_code >= 400 or g.get("activity_refused"):
+        return False
+    if request.endpoint in CREDENTIALS:
+        return request.endpoint != "pages.logout" or (g.get("principal") or ANONYMOUS).signed_in
+    return required_role(request.endpoint, request.method) in (Role.EDITOR, Role.ADMIN)
+
+
+def entry(response: Response) -> Entry:
+    """Return the activity log's entry of this request."""
+    principal = g.get("principal") or ANONYMOUS
+    actor, via = g.get("activity_actor") or (principal.name, principal.via)
+    return Entry(
+        at=time.time(),
+        actor=actor,
+        via=via,
+        address=request.remote_addr or "",
+        method=request.method,
+        path=request.full_path.removesuffix("?"),
+        endpoint=request.endpoint or "",
+        status=response.status_code,
+        request_id=request_id(),
+        note=g.get("activity_note", ""),
+    )
+
+
+def record(response: Response) -> Response:
+    """Write this request to the activity log if it changed something (an ``after_request`` hook)."""
+    if not recorded(response):
+        return response
+    from webapp.runtime import runtime
+
+    try:
+        runtime().activity.record(entry(response))
+    except WebappError as exc:  # the database went away after the change: the change stands
+        log.warning("the activity log could not record %s %s: %s", request.method, request.path, exc.message)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Record every request that changed something."""
+    app.after_request(record)

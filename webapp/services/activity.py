@@ -1,0 +1,94 @@
+"""The activity log: who changed what in the library or its accounts, when, and from where.
+
+One entry a request that changed something (webapp/activity.py decides which), written after the
+request succeeded, in the database every web process shares: a team's admins can tell who deleted
+an image or emptied the library, and from which address, whichever machine served it. Entries
+older than the retention are removed as new ones are written.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from webapp.services.database import Database, activity, page_bounds
+
+PRUNE_EVERY = 3600.0  # seconds between two removals of old entries by one process
+LIMITS = {
+    "actor": 64,
+    "via": 16,
+    "address": 64,
+    "method": 8,
+    "path": 2048,
+    "endpoint": 128,
+    "request_id": 64,
+    "note": 2000,
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One request that changed something."""
+
+    at: float  # seconds since the epoch
+    actor: str  # the account's name; "" with access control off
+    via: str  # session, token, open (access control off) or anonymous (a sign-in refused)
+    address: str
+    method: str
+    path: str
+    endpoint: str
+    status: int
+    request_id: str = ""
+    note: str = ""
+    id: int = 0  # given by the database
+
+    @classmethod
+    def from_row(cls, row: Any) -> Entry:
+        """Return the entry of a row of ``activity``."""
+        return cls(**row._mapping)
+
+
+def _bounded(entry: Entry) -> dict[str, Any]:
+    """Return the entry's columns, each text cut to its column's size."""
+    values = {name: getattr(entry, name) for name in ("at", "status", *LIMITS)}
+    for name, limit in LIMITS.items():
+        values[name] = values[name].replace("\x00", "")[:limit]
+    return values
+
+
+class Activity:
+    """The log, in the shared database."""
+
+    def __init__(self, db: Database, keep_days: float) -> None:
+        self.db = db
+        self.keep_days = keep_days  # 0: keep every entry
+        self._pruned_at = 0.0
+        self._lock = threading.Lock()
+
+    def record(self, entry: Entry) -> None:
+        """Write an entry (and, once an hour, remove those past the retention)."""
+        with self.db.connect() as conn:
+            conn.execute(activity.insert(), [_bounded(entry)])
+        if self.keep_days > 0 and time.monotonic() - self._pruned_at > PRUNE_EVERY:
+            with self._lock:
+                self._pruned_at = time.monotonic()
+            self.prune(time.time() - self.keep_days * 86400)
+
+    def prune(self, before: float) -> int:
+        """Remove the entries written before ``before`` (seconds since the epoch); return how many."""
+        with self.db.connect() as conn:
+            return conn.execute(delete(activity).where(activity.c.at < before)).rowcount or 0
+
+    def entries(self, offset: int = 0, limit: int = 50, actor: str | None = None) -> tuple[list[Entry], int]:
+        """Return a page of entries, newest first, and how many there are (of ``actor`` only, if given)."""
+        offset, limit = page_bounds(offset, limit)
+        where = [] if actor is None else [activity.c.actor == actor]
+        query = select(activity).where(*where).order_by(activity.c.at.desc(), activity.c.id.desc())
+        with self.db.connect() as conn:
+            rows = conn.execute(query.offset(offset).limit(limit)).all()
+            total = conn.scalar(select(func.count()).select_from(activity).where(*where))
+        return [Entry.from_row(row) for row in rows], int(total or 0)
