@@ -191,7 +191,21 @@ def test_entries_past_the_retention_are_removed_as_new_ones_are_written(database
     assert kept_forever.entries()[1] == 1
     log = Activity(db, keep_days=365)
     log.record(entry(now - 366 * 86400, "bob"))  # the first write of a process removes what is past 365 days
-    log.record(entry(now, "ann\x00", "/x?" + "y" * 5000))  # text cut to its column, a NUL taken out
+    log.record(entry(now, "a\u202enn\x00", "/x?" + "y" * 5000))  # cut to its column, without controls
     found, total = log.entries()
     assert total == 1 and found[0].actor == "ann" and len(found[0].path) == 2048
     assert log.entries(actor="bob") == ([], 0)
+
+
+def test_the_activity_command_prints_the_log_newest_first(team: dict[str, Any]) -> None:
+    app, tokens = team["app"], team["tokens"]
+    client = app.test_client()
+    for i, data in enumerate(noise_images(2, seed=44)):
+        assert add(client, data, f"n{i}.jpg", tokens["editor"]).status_code == 201
+    printed = app.test_cli_runner().invoke(args=["activity", "--user", "editor-person", "--limit", "1"])
+    assert printed.exit_code == 0, printed.output
+    (line,) = printed.output.splitlines()
+    when, who, via, address, request, note = line.split("\t")
+    assert (who, via, address, request) == ("editor-person", "token", "127.0.0.1", "POST /api/v1/images 201")
+    assert note.startswith("n1.jpg (") and when.endswith("UTC")
+    assert app.test_cli_runner().invoke(args=["activity", "--user", "nobody"]).output == ""

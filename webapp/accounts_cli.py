@@ -1,4 +1,4 @@
-"""Commands that manage access: ``flask --app wsgi users ...`` and ``flask --app wsgi tokens ...``."""
+"""Commands that manage access, ``flask --app wsgi users ...`` and ``tokens ...``, and read ``activity``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from webapp.errors import WebappError
 from webapp.pages.blueprint import timestamp
@@ -116,7 +116,25 @@ def revoke_token(token_id: str) -> None:
     click.echo(f"revoked {token.id} ({token.owner}, {token.name})")
 
 
+@click.command("activity")
+@with_appcontext
+@click.option(
+    "--user", "actor", default=None, help="Only this account's entries ('' for those with access control off)."
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many, newest first.")
+def list_activity(actor: str | None, limit: int) -> None:
+    """Print the activity log, newest first: when, who, how, from where, the request and what it did."""
+    try:
+        entries, _total = runtime().activity.entries(0, limit, actor)
+    except WebappError as exc:
+        raise _fail(exc) from exc
+    for e in entries:
+        who = e.actor or "-"
+        click.echo(f"{timestamp(e.at)}\t{who}\t{e.via}\t{e.address}\t{e.method} {e.path} {e.status}\t{e.note}")
+
+
 def init_app(app: Flask) -> None:
-    """Register the command groups."""
+    """Register the command groups and the activity log's command."""
     app.cli.add_command(users)
     app.cli.add_command(tokens)
+    app.cli.add_command(list_activity)

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
+from webapp.services.adding import without_controls
 from webapp.services.database import Database, activity, page_bounds
 
 PRUNE_EVERY = 3600.0  # seconds between two removals of old entries by one process
@@ -53,10 +54,14 @@ class Entry:
 
 
 def _bounded(entry: Entry) -> dict[str, Any]:
-    """Return the entry's columns, each text cut to its column's size."""
+    """Return the entry's columns, each text cut to its column's size, without control characters.
+
+    A name tried at sign-in is anyone's text: bidirectional controls in it could make the log read
+    another name, and a NUL is text PostgreSQL cannot store.
+    """
     values = {name: getattr(entry, name) for name in ("at", "status", *LIMITS)}
     for name, limit in LIMITS.items():
-        values[name] = values[name].replace("\x00", "")[:limit]
+        values[name] = without_controls(values[name])[:limit]
     return values
 
 

@@ -33,6 +33,11 @@ class Entry:
         return cls(clean_filename(path, posix), data, album_of_item(path))
 
 
+def without_controls(text: str) -> str:
+    """Return ``text`` without control characters or bidirectional controls."""
+    return _UNSAFE.sub("", text)
+
+
 def clean_path(name: str | None, default: str = "unnamed") -> str:
     """Return a client's file name, folders kept (they make albums), without control characters."""
     return _UNSAFE.sub("", name or "").strip() or default

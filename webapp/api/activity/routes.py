@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from flask.views import MethodView
 
 from webapp.api.activity.schemas import ActivityArgsSchema, EntrySchema
 from webapp.api.common import Blueprint
-from webapp.audit import action
 from webapp.auth import requires
 from webapp.runtime import runtime
+from webapp.services.activity import Entry
 from webapp.services.roles import Role
 
 blp = Blueprint("activity", __name__, url_prefix="/activity", description="Who changed what, and when.")
@@ -25,8 +24,8 @@ class ActivityLog(MethodView):
     @blp.response(200, EntrySchema(many=True))
     @blp.paginate()
     @requires(Role.ADMIN)
-    def get(self, args: dict[str, Any], pagination_parameters: Any) -> list[dict[str, Any]]:
+    def get(self, args: dict[str, Any], pagination_parameters: Any) -> list[Entry]:
         """List the requests that changed the library or its accounts, newest first."""
         p = pagination_parameters
         entries, p.item_count = runtime().activity.entries((p.page - 1) * p.page_size, p.page_size, args.get("actor"))
-        return [{**asdict(e), "action": action(e.endpoint, e.method)} for e in entries]
+        return entries

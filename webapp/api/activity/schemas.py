@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from webapp.api.common import Timestamp
+from webapp.audit import action
 
 
 class ActivityArgsSchema(ma.Schema):
@@ -31,7 +32,10 @@ class EntrySchema(ma.Schema):
     address = ma.fields.String(metadata={"description": "The client's address (after WEBAPP_PROXIES)."})
     method = ma.fields.String(metadata={"description": "The HTTP method."})
     path = ma.fields.String(metadata={"description": "The path, with its query string."})
-    action = ma.fields.String(metadata={"description": "What the endpoint does, in words."})
+    action = ma.fields.Function(
+        lambda entry: action(entry.endpoint, entry.method),
+        metadata={"type": "string", "description": "What the endpoint does, in words."},
+    )
     note = ma.fields.String(metadata={"description": "What this request did, when its view says more than its path."})
     status = ma.fields.Integer(metadata={"description": "The HTTP status it was answered with."})
     request_id = ma.fields.String(metadata={"description": "Its X-Request-ID, as in the server's log lines."})
