@@ -139,6 +139,9 @@ def test_a_resolution_names_what_it_deleted_and_emptying_says_how_many(
         group = client.get("/api/v1/duplicates").json[0]
         assert client.post(f"/api/v1/duplicates/{group['id']}/resolve", json={"keep": keep}).status_code == 200
         add(client, photos["rocket"], "rocket.jpg")
+        token = csrf_token(client, "/")  # with no accounts to sign in and out of, neither is recorded
+        assert client.post("/login", data={"name": "x", "password": "y", "csrf_token": token}).status_code == 303
+        assert client.post("/logout", data={"csrf_token": token}).status_code == 303
         assert client.delete("/api/v1/images", query_string={"confirm": 2}).status_code == 200
 
         log = entries(app)

@@ -81,8 +81,9 @@ def recorded(response: Response) -> bool:
         return True
     if response.status_code >= 400 or g.get("activity_refused"):
         return False
-    if request.endpoint in CREDENTIALS:
-        return request.endpoint != "pages.logout" or (g.get("principal") or ANONYMOUS).signed_in
+    if request.endpoint in CREDENTIALS:  # when the view says what it did: with access control off, nothing
+        signed_in = (g.get("principal") or ANONYMOUS).signed_in
+        return bool(g.get("activity_note")) and (request.endpoint != "pages.logout" or signed_in)
     return required_role(request.endpoint, request.method) in (Role.EDITOR, Role.ADMIN)
 
 
