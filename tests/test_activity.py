@@ -122,6 +122,7 @@ def test_only_admins_read_the_log_and_its_page(team: dict[str, Any]) -> None:
     only = admin.get("/activity", query_string={"actor": "editor-person"}).get_data(as_text=True)
     assert "2 changes by editor-person" in " ".join(only.split())  # the upload, and the sign-in above
     assert "a.jpg (" in only and "actor=admin-person" not in only
+    assert 'href="/activity?actor=editor-person"' in admin.get("/account").get_data(as_text=True)
     assert admin.get("/activity", query_string={"actor": "x" * 65}).status_code == 400
     assert admin.get("/activity", query_string={"page": "9"}).status_code == 302  # past the end: the last page
 
