@@ -41,7 +41,7 @@ def _login_page(target: str, error: str = "", status: int = 200, name: str = "")
 @blp.post("/login")
 @public
 def login_submit() -> tuple[str, int] | str | Response:
-    """Check the name and password (failures are counted), then open a session."""
+    """Sign in: check the name and password (failures are counted), then open a session."""
     if not current_app.config["AUTH_ENABLED"]:
         return redirect(url_for("pages.index"), 303)
     target = local_path(request.form.get("next"))
@@ -61,7 +61,7 @@ def login_submit() -> tuple[str, int] | str | Response:
 @blp.post("/logout")
 @public
 def logout() -> Response:
-    """End this browser's session."""
+    """Sign out: end this browser's session."""
     audit.note("signed out")
     sign_out()
     flash("You are signed out.", "info")
