@@ -119,6 +119,7 @@ def test_only_admins_read_the_log_and_its_page(team: dict[str, Any]) -> None:
     page = admin.get("/activity").get_data(as_text=True)
     assert "Add one image to the library" in page and "a.jpg (" in page and "POST /api/v1/images" in page
     assert "signed in" in page  # the admin's own sign-in
+    assert re.search(r"data-seconds>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</time>", page)  # to the second
     only = admin.get("/activity", query_string={"actor": "editor-person"}).get_data(as_text=True)
     assert "2 entries by editor-person" in " ".join(only.split())  # the upload, and the sign-in above
     assert "a.jpg (" in only and "actor=admin-person" not in only

@@ -332,7 +332,8 @@
     });
   }
 
-  // The server writes times in UTC; each is shown in the reader's own zone, with UTC in its tooltip.
+  // The server writes times in UTC; each is shown in the reader's own zone, with UTC in its tooltip
+  // (to the second where the page asks, data-seconds: the activity log).
   function pad(number) {
     return (number < 10 ? "0" : "") + number;
   }
@@ -354,7 +355,8 @@
     node.title = node.textContent.trim();
     node.textContent =
       date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " " +
-      pad(date.getHours()) + ":" + pad(date.getMinutes()) + " " + zoneLabel(date);
+      pad(date.getHours()) + ":" + pad(date.getMinutes()) +
+      (node.hasAttribute("data-seconds") ? ":" + pad(date.getSeconds()) : "") + " " + zoneLabel(date);
   }
 
   // The compare page's two images in one frame: each click shows the other, so what differs moves.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -73,6 +75,7 @@ def test_every_page(viewport: str, browser: Browser, server: Server, photos: dic
         check(page, "library-clear", axe_source)
         page.get_by_role("link", name="Activity").click()  # the uploads and the job above
         expect(page.get_by_role("cell", name="POST /api/v1/jobs 202").first).to_be_visible()
+        expect(page.locator("td time").first).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"))
         check(page, "activity", axe_source)
         page.goto("/jobs/no-such-job")
         expect(page.get_by_role("heading", level=1)).to_contain_text("404")

@@ -140,11 +140,13 @@ def job_source(job: Any) -> str:
 
 
 @blp.app_template_filter("timestamp")
-def timestamp(seconds: float | None) -> str:
-    """Format a Unix time as "2026-11-30 14:05 UTC"; an em dash when unknown."""
+def timestamp(seconds: float | None, precise: bool = False) -> str:
+    """Format a Unix time as "2026-11-30 14:05 UTC" ("14:05:09" if ``precise``); an em dash when unknown."""
     if seconds is None:
         return "—"
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime(
+        "%Y-%m-%d %H:%M:%S UTC" if precise else "%Y-%m-%d %H:%M UTC"
+    )
 
 
 @blp.app_template_filter("isotime")
