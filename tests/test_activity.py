@@ -157,7 +157,7 @@ def test_a_resolution_names_what_it_deleted_and_emptying_says_how_many(
         ]
         assert log[0]["note"] == "the library emptied: 2 images deleted"
         assert log[2]["note"] == f"kept {keep}; deleted 1: chelsea copy.jpg ({copy})"
-        assert re.fullmatch(r"job [0-9a-f]{32}", log[3]["note"])
+        assert re.fullmatch(r"job [0-9a-f]{32} \(duplicates: .*\)", log[3]["note"]), log[3]["note"]
         assert {(e["actor"], e["via"]) for e in log} == {("", "open")}  # access control off: no name to give
     finally:
         app.extensions[EXTENSION].close()

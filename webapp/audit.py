@@ -66,6 +66,36 @@ def started(job: Job) -> str:
     return f"job {job.id} ({job.kind}: {job.source})"
 
 
+def moving(job: Job, album: str, to: str) -> str:
+    """Return the note of an album's move, a job."""
+    return f"job {job.id}: album {album!r} to {to!r}"
+
+
+def moved(count: int, album: str) -> str:
+    """Return the note of images put in an album."""
+    return f"{count} images moved to album {album!r}"
+
+
+def deleted(record: Record) -> str:
+    """Return the note of one image deleted."""
+    return f"{record.filename} deleted"
+
+
+def emptied(count: int) -> str:
+    """Return the note of the library emptied."""
+    return f"the library emptied: {count} images deleted"
+
+
+def kept(records: list[Record]) -> str:
+    """Return the note of a group kept whole."""
+    return "kept " + ", ".join(f"{r.filename} ({r.sha256})" for r in records)
+
+
+def forgotten(pairs: int) -> str:
+    """Return the note of the pairs kept apart forgotten."""
+    return f"{pairs} pairs forgotten"
+
+
 def action(endpoint: str, method: str) -> str:
     """Return what an endpoint's method does, in words: the first line of its view's docstring."""
     view = view_of(endpoint, method) if endpoint else None

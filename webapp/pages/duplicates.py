@@ -48,7 +48,7 @@ def scan_duplicates() -> Response:
     """Start a scan of the whole library and follow it on its job page."""
     rt = runtime()
     job = rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id))
-    audit.note(f"job {job.id}")
+    audit.note(audit.started(job))
     flash("The scan has started: its groups replace the last ones when it is done.", "success")
     return redirect(url_for("pages.job_page", job_id=job.id), 303)
 
@@ -123,7 +123,7 @@ def resolve_group(group_id: int) -> Response:
 def keep_all_of_group(group_id: int) -> Response:
     """Keep every image of a group: they are not duplicates, and no later scan groups them again."""
     kept = runtime().review.keep_all(group_id, request.form.getlist("shown"))
-    audit.note("kept " + ", ".join(r.sha256 for r in kept))
+    audit.note(audit.kept(kept))
     flash(f"Kept all {len(kept)} images of the group: no later scan groups any two of them again.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)
 
@@ -133,7 +133,7 @@ def keep_all_of_group(group_id: int) -> Response:
 def group_again() -> Response:
     """Forget every pair of images kept apart: the next scan groups them again."""
     n = runtime().review.group_again()
-    audit.note(f"{n} pairs forgotten")
+    audit.note(audit.forgotten(n))
     flash(f"Forgot {n} pair{'' if n == 1 else 's'} of images kept apart: the next scan groups them again.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)
 

@@ -42,7 +42,7 @@ def move_album() -> Response:
     album, to = album_arg(request.form), parse_album(request.form.get("to") or "")
     rt = runtime()
     job = rt.album_moves.start(album, to, rt.queue.send)
-    audit.note(f"job {job.id}: album {album!r} to {to!r}")
+    audit.note(audit.moving(job, album, to))
     return redirect(url_for("pages.job_page", job_id=job.id), 303)
 
 
@@ -57,7 +57,7 @@ def move_images() -> Response:
         raise BadRequest("The selection holds something that is not an image id. Nothing was moved.")
     album = album_arg(request.form)
     moved = runtime().album_moves.move_images(ids, album)
-    audit.note(f"{len(moved)} images moved to album {album!r}")
+    audit.note(audit.moved(len(moved), album))
     where = f"the album {album}" if album else "no album"
     flash(f"Moved {len(moved)} image{'' if len(moved) == 1 else 's'} to {where}.", "success")
     back = local_path(request.form.get("back"))  # the page the selection was made on, on this site
@@ -83,7 +83,7 @@ def clear_library() -> Response:
     if int(typed) != count:
         raise Conflict(f"You typed {int(typed)}, but the library has {count} images. Nothing was deleted.")
     deleted = runtime().ingestion.empty_library()
-    audit.note(f"the library emptied: {deleted} images deleted")
+    audit.note(audit.emptied(deleted))
     flash(f"Deleted all {deleted} image{'' if deleted == 1 else 's'} from the library.", "success")
     return redirect(url_for("pages.library_page"), 303)
 
@@ -124,6 +124,6 @@ def delete_image(image_id: str) -> Response:
     lib = library()
     record = lib.get(image_id)
     lib.delete(image_id)
-    audit.note(f"{record.filename} deleted")
+    audit.note(audit.deleted(record))
     flash(f"Deleted {record.filename} from the library.", "success")
     return redirect(url_for("pages.library_page"), 303)

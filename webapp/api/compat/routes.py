@@ -201,7 +201,7 @@ class Drop(MethodView):
         if "confirm" in query and query["confirm"] != count:
             raise Conflict(f"to delete all {count} images, pass confirm={count}")
         deleted = runtime().ingestion.empty_library()
-        audit.note(f"the library emptied: {deleted} images deleted")
+        audit.note(audit.emptied(deleted))
         return jsonify("ok")
 
 

@@ -60,7 +60,7 @@ class Scan(MethodView):
         """Find the near-duplicate groups of the whole library, in the background."""
         rt = runtime()
         job = rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id))
-        audit.note(f"job {job.id}")
+        audit.note(audit.started(job))
         return job, 202
 
 
@@ -104,7 +104,7 @@ class KeepAll(MethodView):
     def post(self, args: dict[str, list[str]], group_id: int) -> dict[str, Any]:
         """Keep every image of the group: they are not duplicates, and no later scan groups any two of them."""
         kept = runtime().review.keep_all(group_id, args.get("shown"))
-        audit.note("kept " + ", ".join(r.sha256 for r in kept))
+        audit.note(audit.kept(kept))
         return {"kept": [r.sha256 for r in kept]}
 
 
@@ -123,7 +123,7 @@ class KeptApart(MethodView):
     def delete(self) -> dict[str, int]:
         """Forget every pair kept apart: the next scan groups them again (the undo of every keep-all)."""
         pairs = runtime().review.group_again()
-        audit.note(f"{pairs} pairs forgotten")
+        audit.note(audit.forgotten(pairs))
         return {"pairs": pairs}
 
 

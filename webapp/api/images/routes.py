@@ -82,7 +82,7 @@ class Images(MethodView):
         if args["confirm"] != count:
             raise Conflict(f"to delete all {count} images, pass confirm={count}")
         deleted = runtime().ingestion.empty_library()
-        audit.note(f"the library emptied: {deleted} images deleted")
+        audit.note(audit.emptied(deleted))
         return {"deleted": deleted}
 
 
@@ -123,7 +123,7 @@ class ImagesMove(MethodView):
         ids = list(dict.fromkeys(args["ids"]))
         moved = runtime().album_moves.move_images(ids, args["album"])
         found = {rec.sha256 for rec in moved}
-        audit.note(f"{len(found)} images moved to album {args['album']!r}")
+        audit.note(audit.moved(len(found), args["album"]))
         return {"images": moved, "missing": [sha for sha in ids if sha not in found]}
 
 
@@ -141,7 +141,7 @@ class AlbumMove(MethodView):
         background: searches' filters, the pages and the counts follow each image as it moves."""
         rt = runtime()
         job = rt.album_moves.start(args["album"], args["to"], rt.queue.send)
-        audit.note(f"job {job.id}: album {args['album']!r} to {args['to']!r}")
+        audit.note(audit.moving(job, args["album"], args["to"]))
         return job
 
 
@@ -174,7 +174,7 @@ class Image(MethodView):
         lib = library()
         record = lib.get(image_id)
         lib.delete(image_id)
-        audit.note(f"{record.filename} deleted")
+        audit.note(audit.deleted(record))
 
 
 @blp.route("/<sha256:image_id>/similar")
