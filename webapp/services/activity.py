@@ -71,14 +71,15 @@ class Activity:
     def __init__(self, db: Database, keep_days: float) -> None:
         self.db = db
         self.keep_days = keep_days  # 0: keep every entry
-        self._pruned_at = 0.0
+        self._pruned_at: float | None = None  # time.monotonic() of the last removal (None: none yet)
         self._lock = threading.Lock()
 
     def record(self, entry: Entry) -> None:
         """Write an entry (and, once an hour, remove those past the retention)."""
         with self.db.connect() as conn:
             conn.execute(activity.insert(), [_bounded(entry)])
-        if self.keep_days > 0 and time.monotonic() - self._pruned_at > PRUNE_EVERY:
+        due = self._pruned_at is None or time.monotonic() - self._pruned_at > PRUNE_EVERY
+        if self.keep_days > 0 and due:
             with self._lock:
                 self._pruned_at = time.monotonic()
             self.prune(time.time() - self.keep_days * 86400)
