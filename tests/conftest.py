@@ -270,7 +270,14 @@ def sweep_server_folders(memory: Path) -> None:
 # These modules run every test that uses the app against SQLite and against PostgreSQL.
 # PostgreSQL is paired with Milvus Lite only: the server's own tests run on SQLite, and the
 # scale-out tests (tests/test_scaleout.py) run PostgreSQL with the server.
-BOTH_DATABASES = {"test_jobs.py", "test_api.py", "test_library_api.py", "test_database.py", "test_activity.py"}
+BOTH_DATABASES = {
+    "test_jobs.py",
+    "test_api.py",
+    "test_library_api.py",
+    "test_database.py",
+    "test_activity.py",
+    "test_trash.py",
+}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -71,8 +71,8 @@ def test_changes_are_recorded_with_who_how_and_what_and_reads_and_refusals_are_n
     ]
     removal, upload = log
     assert (removal["actor"], removal["via"], removal["address"]) == ("editor-person", "token", "127.0.0.1")
-    assert removal["note"] == "harbour.jpg deleted" and removal["request_id"] == "cleanup-7"
-    assert removal["action"] == "Delete an image: its vector, file and thumbnail"
+    assert removal["note"] == f"harbour.jpg ({sha}) deleted" and removal["request_id"] == "cleanup-7"
+    assert removal["action"] == "Delete an image: out of the library and its searches, into the trash for TRASH_DAYS"
     assert upload["note"] == f"harbour.jpg ({sha}) added" and upload["at"] <= removal["at"]
     assert upload["id"] < removal["id"]
 

@@ -273,7 +273,7 @@ def test_delete_an_image_through_its_confirmation_page(
     response = post_form(client, f"/images/{image_id}/delete", {})
     assert response.status_code == 303 and response.location == "/library"
     html = client.get("/library").get_data(as_text=True)
-    assert "Deleted coffee.jpg from the library." in html and image_names(html) == ["rocket.jpg"]
+    assert "Moved coffee.jpg to the trash, where it stays 30 days." in html and image_names(html) == ["rocket.jpg"]
     for url in (f"/api/v1/images/{image_id}", record["url"], record["thumbnail_url"]):
         assert client.get(url).status_code == 404
     assert client.get(f"/images/{image_id}").status_code == 404

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 CREDENTIALS = {"pages.create_token", "pages.revoke_token", "pages.login_submit", "pages.logout"}
 
 
+def actor() -> str:
+    """Return the name of the account this request acts for ("" with access control off)."""
+    return (g.get("principal") or ANONYMOUS).name
+
+
 def note(text: str) -> None:
     """Say, in words, what this request did; the activity log's entry keeps it."""
     g.activity_note = text
@@ -78,7 +83,17 @@ def moved(count: int, album: str) -> str:
 
 def deleted(record: Record) -> str:
     """Return the note of one image deleted."""
-    return f"{record.filename} deleted"
+    return f"{record.filename} ({record.sha256}) deleted"
+
+
+def restored(record: Record, created: bool) -> str:
+    """Return the note of an image restored from the trash."""
+    return f"{record.filename} ({record.sha256}) {'restored' if created else 'was in the library again already'}"
+
+
+def removed(records: list[Record]) -> str:
+    """Return the note of images removed from the trash for good."""
+    return f"{len(records)} removed for good: " + ", ".join(f"{r.filename} ({r.sha256})" for r in records[:100])
 
 
 def emptied(count: int) -> str:

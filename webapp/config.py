@@ -103,6 +103,9 @@ class Defaults:
     PROXIES = 0
     # Days the activity log keeps who changed what (services/activity.py); 0: every entry, for ever.
     ACTIVITY_DAYS = 365.0
+    # Days a deleted image stays in the trash, restorable, before it goes for good (services/trash.py);
+    # 0: no trash, deletions are final.
+    TRASH_DAYS = 30.0
 
     API_TITLE = "Reverse image search"
     API_VERSION = "v1"
@@ -155,6 +158,7 @@ def load(config: dict[str, Any] | None) -> dict[str, Any]:
     if settings["SESSION_COOKIE_SECURE"] is None:
         settings["SESSION_COOKIE_SECURE"] = settings["ENV"] == "production"
     settings["PERMANENT_SESSION_LIFETIME"] = int(float(settings["SESSION_HOURS"]) * 3600)
+    settings["TRASH_DAYS"] = max(float(settings["TRASH_DAYS"]), 0.0)
     settings["SESSION_REFRESH_EACH_REQUEST"] = False  # sessions end SESSION_HOURS after signing in
     return dict(settings)
 

@@ -26,6 +26,7 @@ from webapp.services.ingestion import Ingestion
 from webapp.services.jobs import Job, JobStore
 from webapp.services.queues import CeleryQueue, LocalQueue
 from webapp.services.retiring import Retirement
+from webapp.services.trash import Trash
 from webapp.services.units import WorkQueue
 
 if TYPE_CHECKING:  # imported where they are built: a command that needs no model or Milvus starts without them
@@ -76,6 +77,16 @@ class Runtime:
     def activity(self) -> Activity:
         """Return the activity log (in the database)."""
         return self._once("activity", lambda: Activity(self.database, float(self.settings["ACTIVITY_DAYS"])))
+
+    @property
+    def trash(self) -> Trash | None:
+        """Return the trash of deleted images (rows in the database, files in STORAGE_DIR/trash), or
+        None if TRASH_DAYS is 0: deletions are final."""
+        days = self.settings["TRASH_DAYS"]
+        if not days:
+            return None
+        files = ImageStore(Path(self.settings["STORAGE_DIR"]) / "trash")
+        return self._once("trash", lambda: Trash(self.database, files, days))
 
     @property
     def model(self) -> str:
@@ -162,9 +173,8 @@ class Runtime:
             from webapp.services.library import Library
 
             s = self.settings
-            return Library(
-                self.embedder, self.vectors, ImageStore(s["STORAGE_DIR"]), Catalog(self.database), s["THUMBNAIL_SIZE"]
-            )
+            store = ImageStore(s["STORAGE_DIR"])
+            return Library(self.embedder, self.vectors, store, Catalog(self.database), s["THUMBNAIL_SIZE"], self.trash)
 
         return self._once("library", build)
 

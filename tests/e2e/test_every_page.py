@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import noise_images
@@ -77,6 +78,16 @@ def test_every_page(viewport: str, browser: Browser, server: Server, photos: dic
         expect(page.get_by_role("cell", name="POST /api/v1/jobs 202").first).to_be_visible()
         expect(page.locator("td time").first).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"))
         check(page, "activity", axe_source)
+        page.goto("/trash")
+        check(page, "trash-empty", axe_source)
+        first = requests.get(f"{server.url}/api/v1/images", timeout=10).json()[0]
+        assert requests.delete(f"{server.url}/api/v1/images/{first['id']}", timeout=10).status_code == 204
+        page.goto("/library")
+        page.get_by_role("link", name="Trash", exact=True).click()
+        expect(page.get_by_role("button", name=f"Restore {first['filename']}")).to_be_visible()
+        check(page, "trash", axe_source)
+        page.get_by_role("link", name="Empty the trash…").click()
+        check(page, "trash-empty-confirm", axe_source)
         page.goto("/jobs/no-such-job")
         expect(page.get_by_role("heading", level=1)).to_contain_text("404")
         check(page, "error", axe_source)

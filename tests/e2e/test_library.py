@@ -138,10 +138,24 @@ def test_delete_an_image_only_after_confirming(
     page.get_by_role("link", name="Delete…").click()
     page.get_by_role("button", name="Delete image").click()
     expect(page).to_have_url(re.compile(r"/library$"))
-    expect(page.get_by_text("Deleted coffee.jpg from the library.")).to_be_visible()
+    expect(page.get_by_text("Moved coffee.jpg to the trash, where it stays 30 days.")).to_be_visible()
     expect(page.get_by_text("2 images, newest first")).to_be_visible()
     assert sorted(page.locator(".grid .filename").all_inner_texts()) == ["chelsea.jpg", "rocket.jpg"]
     assert requests.get(f"{server.url}/images/{ids['coffee.jpg']}", timeout=10).status_code == 404
+
+    # Changed one's mind: the trash has it, with its thumbnail, and brings it back.
+    page.get_by_role("link", name="Trash", exact=True).click()
+    expect(page.get_by_text("1 deleted image, the latest deleted first.")).to_be_visible()
+    thumb = page.get_by_role("img", name="coffee.jpg")
+    expect(thumb).to_be_visible()
+    assert thumb.evaluate("img => img.naturalWidth") > 0
+    check_accessibility(page, axe_source)
+    page.get_by_role("button", name="Restore coffee.jpg").click()
+    expect(page.get_by_text("Restored coffee.jpg to the library.")).to_be_visible()
+    expect(page.get_by_text("The trash is empty.")).to_be_visible()
+    page.get_by_role("link", name="Library", exact=True).first.click()
+    expect(page.get_by_text("3 images, newest first")).to_be_visible()
+    assert requests.get(f"{server.url}/images/{ids['coffee.jpg']}", timeout=10).status_code == 200
 
 
 def test_empty_the_library_after_typing_its_size_then_see_what_to_do(

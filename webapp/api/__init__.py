@@ -12,8 +12,9 @@ from webapp.api.jobs.routes import blp as jobs
 from webapp.api.library.routes import blp as library
 from webapp.api.search.routes import blp as search
 from webapp.api.stats.routes import blp as stats
+from webapp.api.trash.routes import blp as trash
 
-blueprints = [search, images, duplicates, jobs, stats, library, activity, health]  # under /api/v1
+blueprints = [search, images, duplicates, jobs, stats, library, trash, activity, health]  # under /api/v1
 root_blueprints = [bootcamp]  # at the paths their existing clients call (/img/..., /progress, /data)
 
 docs_assets = FlaskBlueprint(

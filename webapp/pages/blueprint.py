@@ -50,6 +50,18 @@ def album_arg(source: Any = None) -> str:
     )
 
 
+def typed_count(what: str, nothing: str) -> int:
+    """Return the number typed in a confirmation form's ``confirm`` field, or answer 400.
+
+    ASCII digits only, and no longer than any count: ``isdigit`` also takes "²" and other
+    digits ``int`` refuses, and ``int`` refuses more than 4,300 digits (each was a 500).
+    """
+    typed = request.form.get("confirm", "").strip()
+    if not (typed.isascii() and typed.isdigit() and len(typed) <= 18):
+        raise BadRequest(f"Type the number of images in {what} to confirm. Nothing was {nothing}.")
+    return int(typed)
+
+
 def _positive(name: str, default: int) -> int:
     value = request.args.get(name, str(default)).strip()
     if not value.isdigit() or int(value) < 1:

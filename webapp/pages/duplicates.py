@@ -104,14 +104,15 @@ def resolve_form(group_id: int) -> str:
     if kept is None:
         raise BadRequest("That image is not in this group.")
     doomed = [m for m in group.members if m is not kept]
-    return render_template("duplicate_resolve.html", group=group, kept=kept, doomed=doomed)
+    trash = runtime().trash
+    return render_template("duplicate_resolve.html", group=group, kept=kept, doomed=doomed, trash=trash)
 
 
 @blp.post("/duplicates/<int:group_id>/resolve")
 @requires(Role.EDITOR)
 def resolve_group(group_id: int) -> Response:
     """Keep the chosen image of a group and delete the others."""
-    deleted = runtime().review.resolve(group_id, _keep(), request.form.getlist("delete"))
+    deleted = runtime().review.resolve(group_id, _keep(), request.form.getlist("delete"), audit.actor())
     audit.note(audit.resolution(_keep(), deleted))
     n = len(deleted)
     flash(f"Kept one image and deleted {n} other{'' if n == 1 else 's'} of the group.", "success")

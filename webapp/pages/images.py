@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 from webapp import audit
 from webapp.auth import requires
 from webapp.errors import Conflict
-from webapp.pages.blueprint import Pager, album_arg, blp
+from webapp.pages.blueprint import Pager, album_arg, blp, typed_count
 from webapp.runtime import library, runtime
 from webapp.security import local_path
 from webapp.services.albums import parse_album
@@ -32,7 +32,10 @@ def library_page() -> str | Response:
     if pager.beyond_end:
         return redirect(pager.url(pager.pages))
     images = lib.newest(pager.offset, pager.per_page, album)
-    return render_template("library.html", images=images, pager=pager, album=album, albums=lib.albums(kept=True))
+    albums = lib.albums(kept=True)
+    return render_template(
+        "library.html", images=images, pager=pager, album=album, albums=albums, trash_on=lib.trash is not None
+    )
 
 
 @blp.post("/library/move")
@@ -68,20 +71,19 @@ def move_images() -> Response:
 @requires(Role.ADMIN)
 def clear_library_form() -> str:
     """Explain what emptying the library does and ask for the number of images to confirm."""
-    return render_template("library_clear.html", count=library().count())
+    lib = library()
+    return render_template("library_clear.html", count=lib.count(), trash_on=lib.trash is not None)
 
 
 @blp.post("/library/clear")
 @requires(Role.ADMIN)
 def clear_library() -> Response:
     """Delete every image, if the number typed matches the library's size."""
-    typed = request.form.get("confirm", "").strip()
-    if not typed.isdigit():
-        raise BadRequest("Type the number of images in the library to confirm. Nothing was deleted.")
+    typed = typed_count("the library", "deleted")
     lib = library()
     count = lib.count()
-    if int(typed) != count:
-        raise Conflict(f"You typed {int(typed)}, but the library has {count} images. Nothing was deleted.")
+    if typed != count:
+        raise Conflict(f"You typed {typed}, but the library has {count} images. Nothing was deleted.")
     deleted = runtime().ingestion.empty_library()
     audit.note(audit.emptied(deleted))
     flash(f"Deleted all {deleted} image{'' if deleted == 1 else 's'} from the library.", "success")
@@ -114,16 +116,19 @@ def move_image(image_id: str) -> Response:
 @requires(Role.EDITOR)
 def delete_image_form(image_id: str) -> str:
     """Ask for confirmation before deleting an image."""
-    return render_template("image_delete.html", image=library().get(image_id))
+    lib = library()
+    return render_template("image_delete.html", image=lib.get(image_id), trash=lib.trash)
 
 
 @blp.post("/images/<sha256:image_id>/delete")
 @requires(Role.EDITOR)
 def delete_image(image_id: str) -> Response:
-    """Delete an image (file, thumbnail and vector) and go back to the library."""
+    """Delete an image (into the trash, if there is one) and go back to the library."""
     lib = library()
-    record = lib.get(image_id)
-    lib.delete(image_id)
+    record = lib.delete(image_id, audit.actor())
     audit.note(audit.deleted(record))
-    flash(f"Deleted {record.filename} from the library.", "success")
+    if lib.trash is None:
+        flash(f"Deleted {record.filename} from the library.", "success")
+    else:
+        flash(f"Moved {record.filename} to the trash, where it stays {lib.trash.kept_for}.", "success")
     return redirect(url_for("pages.library_page"), 303)

@@ -23,6 +23,7 @@ class Entry:
     filename: str
     data: bytes | WebappError
     album: str = ""
+    added_at: int | None = None  # milliseconds since the epoch; None: now (an image restored keeps its own)
 
     @classmethod
     def at(cls, path: str, data: bytes | WebappError, posix: bool = False) -> Entry:

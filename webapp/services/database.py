@@ -200,6 +200,23 @@ activity = Table(
     Index("activity_by_time", "at"),
     Index("activity_by_actor", "actor", "at"),
 )
+# Deleted images kept TRASH_DAYS, restorable (services/trash.py): what their record said, and who
+# deleted them when. Their files are under STORAGE_DIR/trash.
+trash = Table(
+    "trash",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("filename", Text, nullable=False),
+    Column("album", String(512), nullable=False, server_default=""),
+    Column("source", Text, nullable=False, server_default=""),
+    Column("mime", String(64), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("added_at", BigInteger, nullable=False),  # milliseconds since the epoch, as the record's
+    Column("deleted_at", Float, nullable=False),  # seconds since the epoch
+    Column("deleted_by", String(64), nullable=False, server_default=""),  # "" with access control off
+    Index("trash_by_time", "deleted_at"),
+)
 
 # OFFSET past this is past any real list, and past what SQLite and PostgreSQL take as an integer:
 # a client's ?page=99999999999999999999 becomes an empty page, not an overflow.

@@ -25,7 +25,7 @@ EXTENSIONS = {
     "image/heif": ".heif",
 }
 
-TRASH = ".trash-"  # what clearing moved aside, being removed
+ASIDE = ".trash-"  # what clearing moved aside, being removed (the name older versions gave it too)
 LEFTOVER_AGE = 600.0  # seconds: a temporary file this old belongs to no batch being written
 
 
@@ -149,6 +149,16 @@ class ImageStore:
             if path is not None:
                 path.unlink(missing_ok=True)
 
+    def move(self, sha256: str, other: ImageStore) -> None:
+        """Move an image's original and what was made from it into ``other`` (the trash, and back),
+        replacing what ``other`` held of the same bytes. A rename: the trash is under the same root."""
+        for kind in ("originals", *MADE):
+            folder = self._dir(kind, sha256)
+            for path in folder.glob(f"{sha256}.*") if folder.is_dir() else ():
+                target = other._dir(kind, sha256)
+                target.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target / path.name)
+
     def ids(self) -> Iterator[tuple[str, Path]]:
         """Yield (sha256, path) of every stored original."""
         folder = self.root / "originals"
@@ -183,13 +193,13 @@ class ImageStore:
         for kind in ("originals", *MADE):
             folder = self.root / kind
             if folder.is_dir():
-                folder.rename(self.root / f"{TRASH}{kind}-{os.getpid()}-{time.monotonic_ns()}")
-        threading.Thread(target=self.empty_trash, name="empty-trash", daemon=True).start()
+                folder.rename(self.root / f"{ASIDE}{kind}-{os.getpid()}-{time.monotonic_ns()}")
+        threading.Thread(target=self.remove_aside, name="remove-aside", daemon=True).start()
 
-    def empty_trash(self) -> None:
+    def remove_aside(self) -> None:
         """Remove the files that clearing moved aside."""
-        for trash in self.root.glob(f"{TRASH}*"):
-            shutil.rmtree(trash, ignore_errors=True)
+        for aside in self.root.glob(f"{ASIDE}*"):
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def mime_of(path: Path) -> str:

@@ -33,6 +33,7 @@ from webapp.services.telemetry import EMBED, INGESTED, SEARCH
 
 if TYPE_CHECKING:  # built by the runtime, with the model's libraries
     from webapp.services.embedding import Embedder
+    from webapp.services.trash import Trash
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,14 @@ class Library:
         images: ImageStore,
         catalog: Catalog,
         thumbnail_size: int,
+        trash: Trash | None = None,
     ) -> None:
         self.embedder = embedder
         self.vectors = vectors
         self.images = images
         self.catalog = catalog
         self.thumbnail_size = thumbnail_size
+        self.trash = trash  # None: deletions are final (TRASH_DAYS=0)
         # The final "already indexed?" check and the claim of what is new happen one batch at a
         # time per process, so two uploads of the same bytes cannot both count as new; the writes
         # themselves (files, vectors) run outside the lock, each batch claiming its own images.
@@ -129,6 +132,7 @@ class Library:
 
         A batch's files are one millisecond apart: "newest first" lists a batch in its own order.
         """
+        added_at = added_at if entry.added_at is None else entry.added_at
         return Record(
             decoded.sha256, entry.filename, decoded.width, decoded.height, source, decoded.mime, added_at, entry.album
         )
@@ -254,14 +258,16 @@ class Library:
         records = self.vectors.get(page)
         return [records[sha] for sha in page if sha in records]
 
-    def delete(self, sha256: str) -> None:
-        """Remove an image: its catalogue entry, its vector, its file and what was made from it."""
-        self.get(sha256)
+    def delete(self, sha256: str, by: str = "") -> Record:
+        """Remove an image: its catalogue entry and its vector; its files go to the trash (deleted
+        ``by`` an account), or with it if there is none. Return its record."""
+        record = self.get(sha256)
         with self._add_lock:
             self._add_lock.wait_for(lambda: not self._writing)
-            self._delete([sha256], self.catalog.unlist([sha256]))
+            self._delete([sha256], self.catalog.unlist([sha256]), [record], by)
+        return record
 
-    def delete_keeping(self, keep: str, others: list[Record]) -> list[Record]:
+    def delete_keeping(self, keep: str, others: list[Record], by: str = "") -> list[Record]:
         """Delete ``others`` only while ``keep`` is in the library; return those deleted.
 
         The catalogue decides (``Catalog.unlist``): a deletion of ``keep`` by any worker or machine
@@ -277,7 +283,7 @@ class Library:
             unlisted = self.catalog.unlist([r.sha256 for r in others], keeping=keep)
             taken = {row["sha256"] for row in unlisted}
             deleted = [record for record in others if record.sha256 in taken]  # the rest were deleted meanwhile
-            self._delete([r.sha256 for r in deleted], unlisted)
+            self._delete([r.sha256 for r in deleted], unlisted, deleted, by)
             return deleted
 
     def take_back(self, sha256s: list[str]) -> None:
@@ -286,17 +292,48 @@ class Library:
             self._add_lock.wait_for(lambda: not self._writing)
             self._delete(sha256s, self.catalog.unlist(sha256s))
 
-    def _delete(self, sha256s: list[str], unlisted: list[dict[str, Any]]) -> None:
-        """Delete unlisted images' vectors, then their groups and pairs, then their files; if the
-        vectors cannot be deleted (503), list the images again, as they were."""
+    def _delete(
+        self, sha256s: list[str], unlisted: list[dict[str, Any]], trashed: Sequence[Record] = (), by: str = ""
+    ) -> None:
+        """Delete unlisted images' vectors, then their groups and pairs, then their files, or put
+        the ``trashed`` in the trash; if the vectors cannot be deleted (503), list the images again,
+        as they were."""
         try:
             self.vectors.delete(sha256s)
         except BaseException:
             self.catalog.relist(unlisted)
             raise
         self.catalog.remove(sha256s)
+        if self.trash is not None and trashed:
+            try:
+                self.trash.keep(list(trashed), by, self.images)
+            except (OSError, StoreUnavailable) as exc:  # deleted all the same, as the person asked
+                log.warning("could not put %d deleted images in the trash, deleted for good: %s", len(trashed), exc)
         for sha in sha256s:
             self.images.delete(sha)
+
+    def restore(self, sha256: str) -> tuple[Record, bool]:
+        """Add an image in the trash to the library again, in its album and at its place in time,
+        embedded by the library's model; return its record and whether it was added (False: its
+        bytes were added again meanwhile). NotFound if it is not in the trash."""
+        if self.trash is None:
+            raise NotFound("deletions are final here: the trash is off (TRASH_DAYS is 0)")
+        item = self.trash.get(sha256)
+        original = self.trash.files.original(sha256)
+        if original is None:
+            raise NotFound(f"the original of {sha256} is no longer in the trash (STORAGE_DIR/trash)")
+        data, rec = original.read_bytes(), item.record
+        item = self.trash.take(sha256)  # another request restoring or removing it meanwhile: NotFound
+        try:
+            outcome = self.add_many([Entry(rec.filename, data, rec.album, rec.added_at)], rec.source)[0]
+            if outcome.error is not None:
+                raise outcome.error
+        except BaseException:
+            self.trash.put_back(item)
+            raise
+        self.trash.files.delete(sha256)
+        assert outcome.record is not None
+        return outcome.record, outcome.status == "added"
 
     def move(self, albums: dict[str, str]) -> list[Record]:
         """Put images in other albums (content id -> its new album); return the records of those in
@@ -335,6 +372,8 @@ class Library:
             self.vectors.clear()
             self.catalog.clear()
             self.images.clear()
+            if self.trash is not None:
+                self.trash.empty()
         return count
 
     def count(self) -> int:
@@ -366,6 +405,11 @@ class Library:
         """
         return self._made("previews", sha256, PREVIEW_SIZE)
 
+    def trashed_thumbnail(self, sha256: str) -> Path | None:
+        """Return the path of the thumbnail of an image in the trash (made from its original if not
+        yet made), or None."""
+        return None if self.trash is None else self._made("thumbnails", sha256, self.thumbnail_size, self.trash.files)
+
     def picture(self, data: bytes) -> tuple[bytes, int, int]:
         """Return a JPEG of an image that need not be in the library, at most PREVIEW_SIZE a side,
         and the image's upright width and height: what a page shows of a photo its browser cannot
@@ -374,9 +418,10 @@ class Library:
             decoded = decode(data, self.embedder.max_pixels, draft=PREVIEW_SIZE)
             return thumbnail(decoded.image, PREVIEW_SIZE), decoded.width, decoded.height
 
-    def _made(self, kind: str, sha256: str, size: int) -> Path | None:
-        path = self.images.made(kind, sha256)
-        original = None if path is not None else self.images.original(sha256)
+    def _made(self, kind: str, sha256: str, size: int, store: ImageStore | None = None) -> Path | None:
+        store = store or self.images
+        path = store.made(kind, sha256)
+        original = None if path is not None else store.original(sha256)
         if original is None:
             return path
         what = kind.removesuffix("s")
@@ -387,7 +432,7 @@ class Library:
                 message = exc.message if isinstance(exc, WebappError) else str(exc)
                 raise NotFound(f"the {what} of {sha256} cannot be made from its original: {message}") from exc
             try:
-                return self.images.put_made(kind, sha256, thumbnail(decoded.image, size))
+                return store.put_made(kind, sha256, thumbnail(decoded.image, size))
             except OSError as exc:  # a full disk, a read-only mount: say so, with 503
                 raise StoreUnavailable(f"the {what} of {sha256} could not be stored: {exc}") from exc
 

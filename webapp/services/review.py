@@ -33,8 +33,8 @@ class Review:
         """Forget every pair kept apart, so that the next scan groups them again; return how many."""
         return distinct_pairs.forget(self.db)
 
-    def resolve(self, group_id: int, keep: str, shown: Collection[str] | None = None) -> list[Record]:
-        """Keep one image of a group and delete the others (files, thumbnails, vectors, catalogue).
+    def resolve(self, group_id: int, keep: str, shown: Collection[str] | None = None, by: str = "") -> list[Record]:
+        """Keep one image of a group and delete the others (into the trash, deleted ``by`` an account).
 
         ``shown``, if given, are the images the person was shown as the ones to delete: if the
         group holds another (a newer scan reused the group's number), nothing is deleted.
@@ -47,7 +47,7 @@ class Review:
             raise _changed(group_id)
         claim = self._take(group_id, {m.record.sha256 for m in group.members})
         try:
-            return self.finder.library.delete_keeping(keep, others)
+            return self.finder.library.delete_keeping(keep, others, by)
         except BaseException:
             put_back(self.db, claim)
             raise

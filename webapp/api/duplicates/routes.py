@@ -87,7 +87,7 @@ class Resolve(MethodView):
     @requires(Role.EDITOR)
     def post(self, args: dict[str, str], group_id: int) -> dict[str, Any]:
         """Keep one image of the group and delete every other (files, thumbnails, vectors, catalogue)."""
-        deleted = runtime().review.resolve(group_id, args["keep"], args.get("delete"))
+        deleted = runtime().review.resolve(group_id, args["keep"], args.get("delete"), audit.actor())
         audit.note(audit.resolution(args["keep"], deleted))
         return {"kept": args["keep"], "deleted": [r.sha256 for r in deleted]}
 

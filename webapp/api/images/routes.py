@@ -170,11 +170,8 @@ class Image(MethodView):
     @blp.alt_response(404, description="No image with that id.")
     @requires(Role.EDITOR)
     def delete(self, image_id: str) -> None:
-        """Delete an image: its vector, file and thumbnail."""
-        lib = library()
-        record = lib.get(image_id)
-        lib.delete(image_id)
-        audit.note(audit.deleted(record))
+        """Delete an image: out of the library and its searches, into the trash for TRASH_DAYS."""
+        audit.note(audit.deleted(library().delete(image_id, audit.actor())))
 
 
 @blp.route("/<sha256:image_id>/similar")
@@ -205,7 +202,7 @@ class ImageFile(MethodView):
     @requires(Role.VIEWER)
     def get(self, image_id: str) -> Response:
         """Return the original file, exactly as uploaded."""
-        return _send(library().original(image_id), image_id)
+        return send_stored(library().original(image_id), image_id)
 
 
 @blp.route("/<sha256:image_id>/thumbnail")
@@ -217,7 +214,7 @@ class ImageThumbnail(MethodView):
     @requires(Role.VIEWER)
     def get(self, image_id: str) -> Response:
         """Return the JPEG thumbnail."""
-        return _send(library().thumbnail(image_id), image_id)
+        return send_stored(library().thumbnail(image_id), image_id)
 
 
 @blp.route("/<sha256:image_id>/preview")
@@ -230,14 +227,14 @@ class ImagePreview(MethodView):
     def get(self, image_id: str) -> Response:
         """Return a JPEG of the image for a browser, made at its first request: what an image's page
         shows when most browsers cannot show its original, such as TIFF or HEIC."""
-        return _send(library().preview(image_id), image_id)
+        return send_stored(library().preview(image_id), image_id)
 
 
-def _send(path: Path | None, image_id: str) -> Response:
-    """Send a stored file with its content type; content-addressed, so cacheable for a year."""
+def send_stored(path: Path | None, image_id: str, where: str = "the library", max_age: int = 31536000) -> Response:
+    """Send a stored file with its content type; content-addressed, so cacheable for a year (``max_age``)."""
     if path is None:
-        raise NotFound(f"no image with id {image_id} in the library")
-    response = send_file(path, mimetype=mime_of(path), max_age=31536000)
+        raise NotFound(f"no image with id {image_id} in {where}")
+    response = send_file(path, mimetype=mime_of(path), max_age=max_age)
     # Its name on disk is the id: without the header, a page's download link names it as uploaded.
     del response.headers["Content-Disposition"]
     return response

@@ -1,0 +1,283 @@
+"""The trash: a deleted image waits TRASH_DAYS, restorable by editors, removable for good by admins."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from PIL import Image
+from sqlalchemy import update
+
+from tests.conftest import csrf_token, files_under, near_duplicate, wait_for_job
+from tests.test_activity import add, entries
+from tests.test_auth import PASSWORD, bearer, make_app, people
+from webapp.errors import StoreUnavailable
+from webapp.runtime import EXTENSION
+from webapp.services.database import trash
+from webapp.services.roles import Role
+from webapp.services.vectors import MilvusVectorStore
+
+
+@pytest.fixture()
+def team(tmp_path: Path, model_dir: Path, database: str) -> Iterator[dict[str, Any]]:
+    """An app with access control on and a token of each role."""
+    app = make_app(tmp_path, model_dir, DATABASE_URL=database)
+    accounts = people(app)
+    tokens = {}
+    for role in Role:
+        accounts.create_user(f"{role}-person", role, PASSWORD)
+        tokens[str(role)] = bearer(accounts.create_token(f"{role}-person", role, "script")[1])
+    yield {"app": app, "tokens": tokens, "storage": Path(app.config["STORAGE_DIR"])}
+    app.extensions[EXTENSION].close()
+
+
+def search(client: FlaskClient, data: bytes, headers: dict[str, str]) -> list[str]:
+    answer = client.post("/api/v1/search", data={"image": (io.BytesIO(data), "q.jpg")}, headers=headers)
+    assert answer.status_code == 200, answer.json
+    return [hit["id"] for hit in answer.json["results"] if hit["score"] > 0.99]
+
+
+def test_a_deleted_image_waits_in_the_trash_and_comes_back_whole(
+    team: dict[str, Any], photos: dict[str, bytes]
+) -> None:
+    app, tokens, storage = team["app"], team["tokens"], team["storage"]
+    editor, viewer = tokens["editor"], tokens["viewer"]
+    client = app.test_client()
+    upload = client.post(
+        "/api/v1/images",
+        data={"image": (io.BytesIO(photos["chelsea"]), "chelsea.jpg"), "album": "cats/2024"},
+        headers=editor,
+    )
+    assert upload.status_code == 201
+    before = upload.json
+    sha = before["id"]
+    assert add(client, photos["rocket"], "rocket.jpg", editor).status_code == 201
+
+    assert client.delete(f"/api/v1/images/{sha}", headers=editor).status_code == 204
+    assert client.get(f"/api/v1/images/{sha}", headers=viewer).status_code == 404
+    assert search(client, photos["chelsea"], viewer) == []
+    assert [i["id"] for i in client.get("/api/v1/images", headers=viewer).json] != [sha]
+    assert not any(sha in path for path in files_under(storage / "originals"))
+    assert [Path(path).stem for path in files_under(storage / "trash" / "originals")] == [sha]
+
+    listed = client.get("/api/v1/trash", headers=editor)
+    assert listed.status_code == 200 and listed.headers["X-Pagination"]
+    [item] = listed.json
+    assert (item["id"], item["filename"], item["album"], item["deleted_by"]) == (
+        sha,
+        "chelsea.jpg",
+        "cats/2024",
+        "editor-person",
+    )
+    assert item["added_at"] == before["added_at"]
+    deleted_at, expires_at = (datetime.fromisoformat(item[key]) for key in ("deleted_at", "expires_at"))
+    assert expires_at - deleted_at == timedelta(days=30) and abs(time.time() - deleted_at.timestamp()) < 60
+    thumb = client.get(item["trash_thumbnail_url"], headers=editor)
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
+    assert Image.open(io.BytesIO(thumb.data)).size[0] <= app.config["THUMBNAIL_SIZE"]
+    assert client.get(item["trash_url"], headers=editor).json["id"] == sha
+    assert client.get("/api/v1/trash", headers=viewer).status_code == 403  # deleted images: for editors
+
+    restored = client.post(f"/api/v1/trash/{sha}/restore", headers=editor)
+    assert restored.status_code == 201, restored.json
+    assert restored.json["duplicate"] is False
+    again = client.get(f"/api/v1/images/{sha}", headers=viewer).json
+    assert again == {k: v for k, v in before.items() if k != "duplicate"}  # its name, album and place in time
+    assert search(client, photos["chelsea"], viewer) == [sha]
+    assert client.get(f"/api/v1/images/{sha}/file", headers=viewer).data == photos["chelsea"]
+    assert client.get("/api/v1/trash", headers=editor).json == []
+    assert files_under(storage / "trash" / "originals") == []
+    missing = client.post(f"/api/v1/trash/{sha}/restore", headers=editor)
+    assert missing.status_code == 404 and "trash" in missing.json["message"]
+
+    log = entries(app)
+    assert [(e["method"], e["path"], e["actor"]) for e in log[:2]] == [
+        ("POST", f"/api/v1/trash/{sha}/restore", "editor-person"),
+        ("DELETE", f"/api/v1/images/{sha}", "editor-person"),
+    ]
+    assert log[0]["note"] == f"chelsea.jpg ({sha}) restored"
+
+
+def test_only_admins_remove_images_for_good_or_empty_the_trash(team: dict[str, Any], photos: dict[str, bytes]) -> None:
+    app, tokens, storage = team["app"], team["tokens"], team["storage"]
+    editor, admin = tokens["editor"], tokens["admin"]
+    client = app.test_client()
+    shas = [add(client, photos[name], f"{name}.jpg", editor).json["id"] for name in ("chelsea", "rocket", "coffee")]
+    for sha in shas:
+        assert client.delete(f"/api/v1/images/{sha}", headers=editor).status_code == 204
+    assert len(client.get("/api/v1/trash", headers=editor).json) == 3
+
+    assert client.delete(f"/api/v1/trash/{shas[0]}", headers=editor).status_code == 403
+    assert client.delete(f"/api/v1/trash/{shas[0]}", headers=admin).status_code == 204
+    assert client.delete(f"/api/v1/trash/{shas[0]}", headers=admin).status_code == 404
+    assert client.post(f"/api/v1/trash/{shas[0]}/restore", headers=editor).status_code == 404
+    assert len(files_under(storage / "trash" / "originals")) == 2
+
+    assert client.delete("/api/v1/trash", query_string={"confirm": 2}, headers=editor).status_code == 403
+    wrong = client.delete("/api/v1/trash", query_string={"confirm": 3}, headers=admin)
+    assert wrong.status_code == 409 and "confirm=2" in wrong.json["message"]
+    assert client.delete("/api/v1/trash", headers=admin).status_code == 422  # no confirmation
+    emptied = client.delete("/api/v1/trash", query_string={"confirm": 2}, headers=admin)
+    assert emptied.status_code == 200 and emptied.json == {"removed": 2}
+    assert client.get("/api/v1/trash", headers=editor).json == []
+    assert client.post(f"/api/v1/trash/{shas[1]}/restore", headers=editor).status_code == 404
+    deadline = time.monotonic() + 10  # the files are moved aside at once, removed in the background
+    while files_under(storage / "trash") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert files_under(storage / "trash") == []
+    notes = [e["note"] for e in entries(app)[:2]]
+    assert notes == ["the trash emptied: 2 images removed for good", f"1 removed for good: chelsea.jpg ({shas[0]})"]
+
+
+def test_images_leave_the_trash_for_good_after_trash_days(team: dict[str, Any], photos: dict[str, bytes]) -> None:
+    app, tokens, storage = team["app"], team["tokens"], team["storage"]
+    client = app.test_client()
+    old, recent = (add(client, photos[n], f"{n}.jpg", tokens["editor"]).json["id"] for n in ("chelsea", "rocket"))
+    assert client.delete(f"/api/v1/images/{old}", headers=tokens["editor"]).status_code == 204
+    with app.app_context():
+        rt = app.extensions[EXTENSION]
+        with rt.database.connect() as conn:
+            month_ago = time.time() - 31 * 86400
+            conn.execute(update(trash).values(deleted_at=month_ago))
+        assert client.get("/api/v1/trash", headers=tokens["editor"]).json == []  # expired: not shown
+        assert client.post(f"/api/v1/trash/{old}/restore", headers=tokens["editor"]).status_code == 404
+        assert files_under(storage / "trash" / "originals")  # until the next removal of expired images
+
+        rt.trash._purged_at -= 3601  # as if the last removal was over an hour ago: the next deletion removes them
+        assert client.delete(f"/api/v1/images/{recent}", headers=tokens["editor"]).status_code == 204
+    [item] = client.get("/api/v1/trash", headers=tokens["editor"]).json
+    assert item["id"] == recent
+    assert [Path(p).stem for p in files_under(storage / "trash" / "originals")] == [recent]
+
+
+def test_with_trash_days_0_deletions_are_final(tmp_path: Path, model_dir: Path, photos: dict[str, bytes]) -> None:
+    app = make_app(tmp_path, model_dir, AUTH="off", TRASH_DAYS=0)
+    client = app.test_client()
+    try:
+        sha = add(client, photos["chelsea"], "chelsea.jpg").json["id"]
+        assert client.delete(f"/api/v1/images/{sha}").status_code == 204
+        assert files_under(Path(app.config["STORAGE_DIR"])) == []
+        off = client.get("/api/v1/trash")
+        assert off.status_code == 404 and "WEBAPP_TRASH_DAYS is 0" in off.json["message"]
+        assert client.post(f"/api/v1/trash/{sha}/restore").status_code == 404
+        page = client.get("/trash")
+        assert page.status_code == 200 and "Deletions are final here" in page.get_data(as_text=True)
+        assert 'href="/trash"' not in client.get("/library").get_data(as_text=True)
+    finally:
+        app.extensions[EXTENSION].close()
+
+
+def test_a_resolution_puts_the_copies_in_the_trash_and_emptying_the_library_empties_it(
+    team: dict[str, Any], photos: dict[str, bytes]
+) -> None:
+    app, tokens, storage = team["app"], team["tokens"], team["storage"]
+    editor, admin = tokens["editor"], tokens["admin"]
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = editor["Authorization"]  # wait_for_job's polls too
+    keep = add(client, photos["chelsea"], "chelsea.jpg", editor).json["id"]
+    copy = add(client, near_duplicate(photos["chelsea"]), "chelsea copy.jpg", editor).json["id"]
+    app.extensions[EXTENSION].duplicates.threshold = 0.80
+    wait_for_job(client, client.post("/api/v1/duplicates/scan", headers=editor).json["url"])
+    group = client.get("/api/v1/duplicates", headers=editor).json[0]
+    resolved = client.post(f"/api/v1/duplicates/{group['id']}/resolve", json={"keep": keep}, headers=editor)
+    assert resolved.status_code == 200 and resolved.json["deleted"] == [copy]
+    [item] = client.get("/api/v1/trash", headers=editor).json
+    assert (item["id"], item["filename"], item["deleted_by"]) == (copy, "chelsea copy.jpg", "editor-person")
+
+    deleted = client.delete("/api/v1/images", query_string={"confirm": 1}, headers=admin)
+    assert deleted.status_code == 200 and deleted.json == {"deleted": 1}
+    assert client.get("/api/v1/trash", headers=editor).json == []  # emptying the library is final, trash too
+    deadline = time.monotonic() + 10
+    while files_under(storage) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert files_under(storage) == []
+
+
+def test_restoring_bytes_added_again_meanwhile_empties_their_place_in_the_trash(
+    team: dict[str, Any], photos: dict[str, bytes]
+) -> None:
+    app, editor = team["app"], team["tokens"]["editor"]
+    client = app.test_client()
+    sha = add(client, photos["chelsea"], "chelsea.jpg", editor).json["id"]
+    assert client.delete(f"/api/v1/images/{sha}", headers=editor).status_code == 204
+    assert add(client, photos["chelsea"], "again.jpg", editor).status_code == 201
+    restored = client.post(f"/api/v1/trash/{sha}/restore", headers=editor)
+    assert restored.status_code == 200 and restored.json["duplicate"] is True
+    assert restored.json["filename"] == "again.jpg"
+    assert client.get("/api/v1/trash", headers=editor).json == []
+    assert entries(app)[0]["note"] == f"again.jpg ({sha}) was in the library again already"
+
+
+def test_a_restore_that_cannot_be_written_leaves_the_image_in_the_trash(
+    team: dict[str, Any], photos: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, editor = team["app"], team["tokens"]["editor"]
+    client = app.test_client()
+    sha = add(client, photos["chelsea"], "chelsea.jpg", editor).json["id"]
+    assert client.delete(f"/api/v1/images/{sha}", headers=editor).status_code == 204
+
+    def unavailable(self: MilvusVectorStore, rows: Any) -> None:
+        raise StoreUnavailable("Milvus cannot be reached (test); try again")
+
+    monkeypatch.setattr(MilvusVectorStore, "upsert", unavailable)
+    failed = client.post(f"/api/v1/trash/{sha}/restore", headers=editor)
+    assert failed.status_code == 503 and "Milvus" in failed.json["message"]
+    assert [i["id"] for i in client.get("/api/v1/trash", headers=editor).json] == [sha]
+    monkeypatch.undo()
+    assert client.post(f"/api/v1/trash/{sha}/restore", headers=editor).status_code == 201
+
+
+def test_the_trash_page_restores_and_removes_for_good_and_empties(
+    team: dict[str, Any], photos: dict[str, bytes]
+) -> None:
+    app, tokens = team["app"], team["tokens"]
+    api = app.test_client()
+    shas = {n: add(api, photos[n], f"{n}.jpg", tokens["editor"]).json["id"] for n in ("chelsea", "rocket", "coffee")}
+    for name in ("rocket", "coffee"):
+        assert api.delete(f"/api/v1/images/{shas[name]}", headers=tokens["editor"]).status_code == 204
+
+    def signed(name: str) -> FlaskClient:
+        client = app.test_client()
+        token = csrf_token(client, "/login")
+        login = {"name": name, "password": PASSWORD, "csrf_token": token}
+        assert client.post("/login", data=login).status_code == 303
+        return client
+
+    editor = signed("editor-person")
+    token = csrf_token(editor, "/library")
+    assert 'href="/trash"' in editor.get("/library").get_data(as_text=True)
+    deleting = editor.get(f"/images/{shas['chelsea']}/delete").get_data(as_text=True)
+    assert "waits in the" in deleting and "30 days" in deleting
+    moved = editor.post(f"/images/{shas['chelsea']}/delete", data={"csrf_token": token}, follow_redirects=True)
+    assert "Moved chelsea.jpg to the trash, where it stays 30 days." in moved.get_data(as_text=True)
+    page = editor.get("/trash").get_data(as_text=True)
+    assert "3 deleted images" in page and "by editor-person" in page
+    assert page.index("chelsea.jpg") < page.index("coffee.jpg")  # the latest deleted first
+    assert "Delete for good" not in page and "Empty the trash" not in page  # admins only
+
+    restored = editor.post(
+        f"/trash/{shas['rocket']}/restore", data={"csrf_token": token, "back": "/trash?page=1"}, follow_redirects=True
+    )
+    assert "Restored rocket.jpg to the library." in restored.get_data(as_text=True)
+    assert api.get(f"/api/v1/images/{shas['rocket']}", headers=tokens["viewer"]).status_code == 200
+    assert editor.post(f"/trash/{shas['coffee']}/remove", data={"csrf_token": token}).status_code == 403
+
+    admin = signed("admin-person")
+    token = csrf_token(admin, "/trash")
+    assert "Delete for good" in admin.get("/trash").get_data(as_text=True)
+    removed = admin.post(f"/trash/{shas['coffee']}/remove", data={"csrf_token": token}, follow_redirects=True)
+    assert "Removed coffee.jpg for good." in removed.get_data(as_text=True)
+    assert "type the number of images in the trash: <strong>1</strong>" in admin.get("/trash/empty").get_data(
+        as_text=True
+    )
+    assert admin.post("/trash/empty", data={"csrf_token": token, "confirm": "7"}).status_code == 409
+    assert admin.post("/trash/empty", data={"csrf_token": token, "confirm": "x"}).status_code == 400
+    emptied = admin.post("/trash/empty", data={"csrf_token": token, "confirm": "1"}, follow_redirects=True)
+    assert "Removed all 1 image in the trash for good." in emptied.get_data(as_text=True)
+    assert "The trash is empty." in emptied.get_data(as_text=True)

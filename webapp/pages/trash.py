@@ -1,0 +1,94 @@
+"""The trash's page: deleted images, restorable until they expire (editors); removable for good (admins)."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from webapp import audit
+from webapp.auth import requires
+from webapp.errors import Conflict, NotFound
+from webapp.pages.blueprint import Pager, blp, typed_count
+from webapp.runtime import library, runtime
+from webapp.security import local_path
+from webapp.services.roles import Role
+from webapp.services.trash import Trash
+
+TRASH_PER_PAGE = 48
+
+
+def _trash() -> Trash:
+    found = runtime().trash
+    if found is None:
+        raise NotFound("Deletions are final here: the trash is off (WEBAPP_TRASH_DAYS is 0).")
+    return found
+
+
+def _back() -> Response:
+    """Go back to the trash's page the form was sent from (on this site), or its first."""
+    back = local_path(request.form.get("back"))
+    return redirect(url_for("pages.trash_page") if back == "/" else back, 303)
+
+
+@blp.get("/trash")
+@requires(Role.EDITOR)
+def trash_page() -> str | Response:
+    """Show the deleted images in the trash, the latest deleted first, each with who deleted it and when."""
+    trash = runtime().trash
+    if trash is None:
+        return render_template("trash.html", items=[], pager=None, trash=None)
+    pager = Pager.from_request(TRASH_PER_PAGE)
+    items, total = trash.items(pager.offset, pager.per_page)
+    pager = pager.counted(total)
+    if pager.beyond_end:
+        return redirect(pager.url(pager.pages))
+    return render_template("trash.html", items=items, pager=pager, trash=trash)
+
+
+@blp.post("/trash/<sha256:image_id>/restore")
+@requires(Role.EDITOR)
+def restore_image(image_id: str) -> Response:
+    """Put a deleted image back in the library and show the trash again."""
+    _trash()
+    record, created = library().restore(image_id)
+    audit.note(audit.restored(record, created))
+    if created:
+        where = f" (album {record.album})" if record.album else ""
+        flash(f"Restored {record.filename} to the library{where}.", "success")
+    else:
+        flash(f"{record.filename} was in the library again already; it left the trash.", "success")
+    return _back()
+
+
+@blp.post("/trash/<sha256:image_id>/remove")
+@requires(Role.ADMIN)
+def remove_image(image_id: str) -> Response:
+    """Remove a deleted image from the trash for good and show the trash again."""
+    gone = _trash().remove([image_id])
+    if not gone:
+        raise NotFound(f"No image with id {image_id} in the trash: restored or removed meanwhile.")
+    audit.note(audit.removed([item.record for item in gone]))
+    flash(f"Removed {gone[0].record.filename} for good.", "success")
+    return _back()
+
+
+@blp.get("/trash/empty")
+@requires(Role.ADMIN)
+def empty_trash_form() -> str:
+    """Explain what emptying the trash does and ask for the number of images to confirm."""
+    return render_template("trash_empty.html", count=_trash().count())
+
+
+@blp.post("/trash/empty")
+@requires(Role.ADMIN)
+def empty_trash() -> Response:
+    """Remove every image in the trash for good, if the number typed matches its count."""
+    typed = typed_count("the trash", "removed")
+    trash = _trash()
+    count = trash.count()
+    if typed != count:
+        raise Conflict(f"You typed {typed}, but the trash holds {count} images. Nothing was removed.")
+    removed = trash.empty()
+    audit.note(f"the trash emptied: {removed} images removed for good")
+    flash(f"Removed all {removed} image{'' if removed == 1 else 's'} in the trash for good.", "success")
+    return redirect(url_for("pages.trash_page"), 303)

@@ -1,0 +1,174 @@
+"""The trash: deleted images kept TRASH_DAYS, then removed; until then, one click brings each back.
+
+A deletion (an image's, or a duplicate group's resolution) takes the image out of the library as
+before, vector and catalogue entry, and moves its files under ``STORAGE_DIR/trash`` with a row in
+the database saying what its record said and who deleted it when: every machine of the library
+sees the same trash. Restoring adds the original again (services/library.py), embedded by the
+library's model of the day, in its album and at its place in time. Emptying the library empties
+the trash too; a job's batch taken back as the library was emptied never reaches it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from webapp.errors import NotFound
+from webapp.services.adding import without_controls
+from webapp.services.database import Database, page_bounds, trash
+from webapp.services.images import ImageStore
+from webapp.services.records import Record
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY = 3600.0  # seconds between two removals of expired images by one process
+RECORD_COLUMNS = ("sha256", "filename", "width", "height", "source", "mime", "added_at", "album")
+
+
+@dataclass(frozen=True)
+class Trashed:
+    """A deleted image in the trash: its record as it was, and who deleted it when."""
+
+    record: Record
+    deleted_at: float  # seconds since the epoch
+    deleted_by: str  # the account's name; "" with access control off
+    expires_at: float  # when it goes for good
+
+    @property
+    def sha256(self) -> str:
+        """Return the image's content id."""
+        return self.record.sha256
+
+    @property
+    def deleted(self) -> datetime:
+        """Return when the image was deleted, in UTC."""
+        return datetime.fromtimestamp(self.deleted_at, tz=UTC)
+
+    @property
+    def expires(self) -> datetime:
+        """Return when the image leaves the trash for good, in UTC."""
+        return datetime.fromtimestamp(self.expires_at, tz=UTC)
+
+
+class Trash:
+    """Deleted images' rows in the shared database, and their files in ``files``."""
+
+    def __init__(self, db: Database, files: ImageStore, keep_days: float) -> None:
+        self.db = db
+        self.files = files
+        self.keep_seconds = keep_days * 86400
+        self._purged_at: float | None = None  # time.monotonic() of the last removal (None: none yet)
+        self._lock = threading.Lock()
+
+    def keep(self, records: list[Record], deleted_by: str, store: ImageStore) -> None:
+        """Put deleted images in the trash: a row each (replacing one of the same bytes deleted
+        before), then their files, moved from ``store``. Once an hour, remove the expired ones."""
+        if not records:
+            return
+        now, by = time.time(), without_controls(deleted_by)[:64]
+        rows = [_row(rec, now, by) for rec in records]
+        with self.db.connect() as conn:
+            for start in range(0, len(rows), 500):
+                part = rows[start : start + 500]
+                conn.execute(delete(trash).where(trash.c.sha256.in_([row["sha256"] for row in part])))
+                conn.execute(trash.insert(), part)
+        for rec in records:
+            store.move(rec.sha256, self.files)
+        if self._purged_at is None or time.monotonic() - self._purged_at > PURGE_EVERY:
+            with self._lock:
+                self._purged_at = time.monotonic()
+            self.purge()
+
+    def items(self, offset: int = 0, limit: int = 50) -> tuple[list[Trashed], int]:
+        """Return a page of the trash, the latest deleted first, and how many images it holds."""
+        offset, limit = page_bounds(offset, limit)
+        kept = trash.c.deleted_at >= time.time() - self.keep_seconds
+        query = select(trash).where(kept).order_by(trash.c.deleted_at.desc(), trash.c.sha256)
+        with self.db.connect() as conn:
+            rows = conn.execute(query.offset(offset).limit(limit)).all()
+            total = conn.scalar(select(func.count()).select_from(trash).where(kept))
+        return [self._trashed(row) for row in rows], int(total or 0)
+
+    def count(self) -> int:
+        """Return how many deleted images the trash holds."""
+        kept = trash.c.deleted_at >= time.time() - self.keep_seconds
+        with self.db.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(trash).where(kept)) or 0)
+
+    def get(self, sha256: str) -> Trashed:
+        """Return a deleted image that is still in the trash, or raise NotFound."""
+        with self.db.connect() as conn:
+            row = conn.execute(select(trash).where(trash.c.sha256 == sha256)).first()
+        if row is None or row.deleted_at < time.time() - self.keep_seconds:
+            raise NotFound(f"no image with id {sha256} in the trash")
+        return self._trashed(row)
+
+    def take(self, sha256: str) -> Trashed:
+        """Take an image's row out of the trash, the first step of restoring it (NotFound if another
+        request restored or removed it meanwhile); ``put_back`` if the rest fails."""
+        with self.db.connect() as conn:
+            row = conn.execute(delete(trash).where(trash.c.sha256 == sha256).returning(*trash.c)).first()
+        if row is None:
+            raise NotFound(f"no image with id {sha256} in the trash")
+        return self._trashed(row)
+
+    def put_back(self, item: Trashed) -> None:
+        """Put back a row ``take`` took (a restore that failed after it)."""
+        with self.db.connect() as conn:
+            row = _row(item.record, item.deleted_at, item.deleted_by)
+            conn.execute(self.db.insert_ignoring_duplicates(trash), [row])
+
+    def remove(self, sha256s: list[str]) -> list[Trashed]:
+        """Remove images from the trash for good (rows, then files); return those that were in it."""
+        gone: list[Trashed] = []
+        for start in range(0, len(sha256s), 500):
+            gone += self._remove(trash.c.sha256.in_(sha256s[start : start + 500]))
+        return gone
+
+    def purge(self) -> int:
+        """Remove the images deleted over TRASH_DAYS ago for good; return how many."""
+        gone = self._remove(trash.c.deleted_at < time.time() - self.keep_seconds)
+        if gone:
+            log.info("removed %d images from the trash, deleted over %g days ago", len(gone), self.keep_days)
+        return len(gone)
+
+    def _remove(self, where: Any) -> list[Trashed]:
+        with self.db.connect() as conn:
+            gone = [self._trashed(row) for row in conn.execute(delete(trash).where(where).returning(*trash.c))]
+        for item in gone:
+            self.files.delete(item.sha256)
+        return gone
+
+    def empty(self) -> int:
+        """Remove every image from the trash for good; return how many there were."""
+        with self.db.connect() as conn:
+            count = conn.execute(delete(trash)).rowcount or 0
+        self.files.clear()
+        return count
+
+    @property
+    def keep_days(self) -> float:
+        """Return how many days a deleted image stays in the trash."""
+        return self.keep_seconds / 86400
+
+    @property
+    def kept_for(self) -> str:
+        """Say how long a deleted image stays in the trash: "30 days"."""
+        days = self.keep_days
+        return f"{days:g} day{'' if days == 1 else 's'}" if days >= 1 else f"{days * 24:g} hours"
+
+    def _trashed(self, row: Any) -> Trashed:
+        m = row._mapping
+        record = Record(**{name: m[name] for name in RECORD_COLUMNS})
+        return Trashed(record, m["deleted_at"], m["deleted_by"], m["deleted_at"] + self.keep_seconds)
+
+
+def _row(record: Record, deleted_at: float, deleted_by: str) -> dict[str, Any]:
+    columns = {name: getattr(record, name) for name in RECORD_COLUMNS}
+    return columns | {"deleted_at": deleted_at, "deleted_by": deleted_by}
