@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 from werkzeug.datastructures import FileStorage
 
-from tests.conftest import noise_images, wait_for_job
+from tests.conftest import csrf_token, noise_images, wait_for_job
 from tests.test_api import BOTH_STORES
 from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
@@ -100,10 +100,24 @@ def test_only_the_readers_of_the_formats_the_app_takes_ever_see_a_file(
         assert response.status_code == 422 and words in response.json["message"], (name, response.json)
 
 
-@pytest.mark.parametrize("path", ["/api/v1/images", "/api/v1/jobs", "/jobs", "/library"])
+PAGED = ["/api/v1/images", "/api/v1/jobs", "/api/v1/trash", "/jobs", "/library", "/trash", "/activity", "/duplicates"]
+
+
+@pytest.mark.parametrize("path", PAGED)
 def test_an_absurd_page_number_is_not_a_500(client: FlaskClient, path: str) -> None:
-    response = client.get(f"{path}?page=99999999999999999999")
-    assert response.status_code in (200, 302, 400, 422), response.get_data(as_text=True)[:300]
+    # 4,301 digits and more: int() refuses them; "²" passes str.isdigit() and not int() (each was a 500)
+    for value in ("99999999999999999999", "9" * 5000, "²", "٣"):
+        for name in ("page", "per_page", "page_size"):
+            response = client.get(path, query_string={name: value})
+            assert response.status_code in (200, 302, 400, 422), (name, value[:20], response.status_code)
+
+
+@pytest.mark.parametrize("path", ["/library/clear", "/trash/empty"])
+def test_a_confirmation_that_is_no_count_is_400(client: FlaskClient, path: str) -> None:
+    token = csrf_token(client, "/add")  # an empty library's confirmation page has no form
+    for typed in ("", "x", "-1", "²", "٣", "9" * 5000):
+        response = client.post(path, data={"csrf_token": token, "confirm": typed})
+        assert response.status_code == 400 and "to confirm" in response.get_data(as_text=True), typed[:20]
 
 
 def test_a_folder_name_too_long_or_a_link_loop_is_422(app: Flask, client: FlaskClient) -> None:
