@@ -256,6 +256,12 @@ def test_the_trash_page_restores_and_removes_for_good_and_empties(
     assert "waits in the" in deleting and "30 days" in deleting
     moved = editor.post(f"/images/{shas['chelsea']}/delete", data={"csrf_token": token}, follow_redirects=True)
     assert "Moved chelsea.jpg to the trash, where it stays 30 days." in moved.get_data(as_text=True)
+    gone = editor.get(f"/images/{shas['chelsea']}")  # an old link: where did it go?
+    assert gone.status_code == 404 and "chelsea.jpg was deleted 20" in gone.get_data(as_text=True)
+    assert "by editor-person. It is in the trash until" in gone.get_data(as_text=True)
+    viewer = app.test_client()
+    viewer.environ_base["HTTP_AUTHORIZATION"] = tokens["viewer"]["Authorization"]
+    assert "in the trash" not in viewer.get(f"/images/{shas['chelsea']}").get_data(as_text=True)  # editors only
     page = editor.get("/trash").get_data(as_text=True)
     assert "3 deleted images" in page and "by editor-person" in page
     assert page.index("chelsea.jpg") < page.index("coffee.jpg")  # the latest deleted first

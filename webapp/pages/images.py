@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import re
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from webapp import audit
-from webapp.auth import requires
-from webapp.errors import Conflict
-from webapp.pages.blueprint import Pager, album_arg, blp, typed_count
+from webapp.auth import ANONYMOUS, requires
+from webapp.errors import Conflict, NotFound
+from webapp.pages.blueprint import Pager, album_arg, blp, timestamp, typed_count
 from webapp.runtime import library, runtime
 from webapp.security import local_path
 from webapp.services.albums import parse_album
@@ -95,8 +95,28 @@ def clear_library() -> Response:
 def image_page(image_id: str) -> str:
     """Show one indexed image, its details and the images most like it."""
     lib, album = library(), album_arg()
-    image, similar = lib.get(image_id), lib.similar(image_id, SIMILAR_COUNT, album)
+    try:
+        image = lib.get(image_id)
+    except NotFound as exc:
+        raise (_where_it_went(image_id) or exc) from None
+    similar = lib.similar(image_id, SIMILAR_COUNT, album)
     return render_template("image.html", image=image, similar=similar, album=album, albums=lib.albums(kept=True))
+
+
+def _where_it_went(image_id: str) -> NotFound | None:
+    """Return the 404 of an image in the trash that says so, to someone who may restore it; else None."""
+    trash, role = runtime().trash, (g.get("principal") or ANONYMOUS).role
+    if trash is None or role is None or not role.allows(Role.EDITOR):
+        return None
+    try:
+        item = trash.get(image_id)
+    except NotFound:
+        return None
+    by = f" by {item.deleted_by}" if item.deleted_by else ""
+    return NotFound(
+        f"{item.record.filename} was deleted {timestamp(item.deleted_at)}{by}. It is in the trash until "
+        f"{timestamp(item.expires_at)}: restore it there (Library, then Trash)."
+    )
 
 
 @blp.post("/images/<sha256:image_id>/album")
