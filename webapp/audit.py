@@ -91,6 +91,11 @@ def restored(record: Record, created: bool) -> str:
     return f"{record.filename} ({record.sha256}) {'restored' if created else 'was in the library again already'}"
 
 
+def trash_emptied(count: int) -> str:
+    """Return the note of the trash emptied."""
+    return f"the trash emptied: {count} images removed for good"
+
+
 def removed(records: list[Record]) -> str:
     """Return the note of images removed from the trash for good."""
     return f"{len(records)} removed for good: " + ", ".join(f"{r.filename} ({r.sha256})" for r in records[:100])

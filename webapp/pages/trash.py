@@ -89,6 +89,6 @@ def empty_trash() -> Response:
     if typed != count:
         raise Conflict(f"You typed {typed}, but the trash holds {count} images. Nothing was removed.")
     removed = trash.empty()
-    audit.note(f"the trash emptied: {removed} images removed for good")
+    audit.note(audit.trash_emptied(removed))
     flash(f"Removed all {removed} image{'' if removed == 1 else 's'} in the trash for good.", "success")
     return redirect(url_for("pages.trash_page"), 303)

@@ -150,8 +150,8 @@ class ImageStore:
                 path.unlink(missing_ok=True)
 
     def move(self, sha256: str, other: ImageStore) -> None:
-        """Move an image's original and what was made from it into ``other`` (the trash, and back),
-        replacing what ``other`` held of the same bytes. A rename: the trash is under the same root."""
+        """Move an image's original and what was made from it into ``other`` (the trash), replacing
+        what ``other`` held of the same bytes. A rename: the trash is under the same root."""
         for kind in ("originals", *MADE):
             folder = self._dir(kind, sha256)
             for path in folder.glob(f"{sha256}.*") if folder.is_dir() else ():

@@ -86,7 +86,7 @@ class Resolve(MethodView):
     @blp.alt_response(409, description="Another request is resolving the group, or it holds an image not in `delete`.")
     @requires(Role.EDITOR)
     def post(self, args: dict[str, str], group_id: int) -> dict[str, Any]:
-        """Keep one image of the group and delete every other (files, thumbnails, vectors, catalogue)."""
+        """Keep one image of the group and delete every other (out of the library, into the trash)."""
         deleted = runtime().review.resolve(group_id, args["keep"], args.get("delete"), audit.actor())
         audit.note(audit.resolution(args["keep"], deleted))
         return {"kept": args["keep"], "deleted": [r.sha256 for r in deleted]}

@@ -60,7 +60,7 @@ class TrashList(MethodView):
         if args["confirm"] != count:
             raise Conflict(f"to remove all {count} images in the trash for good, pass confirm={count}")
         removed = bin_.empty()
-        audit.note(f"the trash emptied: {removed} images removed for good")
+        audit.note(audit.trash_emptied(removed))
         return {"removed": removed}
 
 
@@ -93,7 +93,6 @@ class Restore(MethodView):
     @blp.response(201, AddedImageSchema, description="The image is in the library again.")
     @blp.alt_response(200, schema=AddedImageSchema, description="Its bytes were added again meanwhile.")
     @blp.alt_response(404, description="No image with that id in the trash.")
-    @blp.alt_response(409, description="A reindex is under way.")
     @requires(Role.EDITOR)
     def post(self, image_id: str) -> tuple[Added, int]:
         """Put a deleted image back in the library, in its album and at its place in time."""
