@@ -101,7 +101,7 @@ def test_a_deleted_image_waits_in_the_trash_and_comes_back_whole(
         ("POST", f"/api/v1/trash/{sha}/restore", "editor-person"),
         ("DELETE", f"/api/v1/images/{sha}", "editor-person"),
     ]
-    assert log[0]["note"] == f"chelsea.jpg ({sha}) restored"
+    assert log[0]["note"] == f"1 restored: chelsea.jpg ({sha})"
 
 
 def test_only_admins_remove_images_for_good_or_empty_the_trash(team: dict[str, Any], photos: dict[str, bytes]) -> None:
@@ -133,6 +133,28 @@ def test_only_admins_remove_images_for_good_or_empty_the_trash(team: dict[str, A
     assert files_under(storage / "trash") == []
     notes = [e["note"] for e in entries(app)[:2]]
     assert notes == ["the trash emptied: 2 images removed for good", f"1 removed for good: chelsea.jpg ({shas[0]})"]
+
+
+def test_a_resolution_is_undone_by_restoring_its_images_at_once(team: dict[str, Any], photos: dict[str, bytes]) -> None:
+    app, editor = team["app"], team["tokens"]["editor"]
+    client = app.test_client()
+    shas = [add(client, photos[name], f"{name}.jpg", editor).json["id"] for name in ("chelsea", "rocket", "coffee")]
+    for sha in shas:
+        assert client.delete(f"/api/v1/images/{sha}", headers=editor).status_code == 204
+    absent = "0" * 64
+    restored = client.post("/api/v1/trash/restore", json={"ids": [shas[0], shas[1], absent, shas[0]]}, headers=editor)
+    assert restored.status_code == 200, restored.json
+    assert sorted(image["id"] for image in restored.json["images"]) == sorted(shas[:2])
+    assert (restored.json["missing"], restored.json["failed"]) == ([absent], [])
+    assert client.get("/api/v1/stats", headers=editor).json["count"] == 2
+    assert [item["id"] for item in client.get("/api/v1/trash", headers=editor).json] == [shas[2]]
+    assert client.post("/api/v1/trash/restore", json={"ids": []}, headers=editor).status_code == 422
+    assert client.post("/api/v1/trash/restore", json={"ids": [absent] * 101}, headers=editor).status_code == 422
+    assert (
+        client.post("/api/v1/trash/restore", json={"ids": [shas[2]]}, headers=team["tokens"]["viewer"]).status_code
+        == 403
+    )
+    assert entries(app)[0]["note"].startswith("2 restored: chelsea.jpg (")
 
 
 def test_images_leave_the_trash_for_good_after_trash_days(team: dict[str, Any], photos: dict[str, bytes]) -> None:
@@ -211,7 +233,7 @@ def test_restoring_bytes_added_again_meanwhile_empties_their_place_in_the_trash(
     assert restored.status_code == 200 and restored.json["duplicate"] is True
     assert restored.json["filename"] == "again.jpg"
     assert client.get("/api/v1/trash", headers=editor).json == []
-    assert entries(app)[0]["note"] == f"again.jpg ({sha}) was in the library again already"
+    assert entries(app)[0]["note"] == f"1 restored: again.jpg ({sha})"
 
 
 def test_a_restore_that_cannot_be_written_leaves_the_image_in_the_trash(
@@ -272,6 +294,13 @@ def test_the_trash_page_restores_and_removes_for_good_and_empties(
     )
     assert "Restored rocket.jpg to the library." in restored.get_data(as_text=True)
     assert api.get(f"/api/v1/images/{shas['rocket']}", headers=tokens["viewer"]).status_code == 200
+    assert api.delete(f"/api/v1/images/{shas['rocket']}", headers=tokens["editor"]).status_code == 204
+    both = {"csrf_token": token, "ids": [shas["rocket"], shas["chelsea"]]}
+    selected = editor.post("/trash/restore", data=both, follow_redirects=True)
+    assert "Restored 2 images to the library." in selected.get_data(as_text=True)
+    assert editor.post("/trash/restore", data={"csrf_token": token}).status_code == 400  # none selected
+    assert editor.post("/trash/restore", data={"csrf_token": token, "ids": "../x"}).status_code == 400
+    assert api.delete(f"/api/v1/images/{shas['chelsea']}", headers=tokens["editor"]).status_code == 204
     assert editor.post(f"/trash/{shas['coffee']}/remove", data={"csrf_token": token}).status_code == 403
 
     admin = signed("admin-person")

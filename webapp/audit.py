@@ -86,9 +86,9 @@ def deleted(record: Record) -> str:
     return f"{record.filename} ({record.sha256}) deleted"
 
 
-def restored(record: Record, created: bool) -> str:
-    """Return the note of an image restored from the trash."""
-    return f"{record.filename} ({record.sha256}) {'restored' if created else 'was in the library again already'}"
+def restored(records: list[Record]) -> str:
+    """Return the note of images restored from the trash."""
+    return f"{len(records)} restored: " + ", ".join(f"{r.filename} ({r.sha256})" for r in records[:100])
 
 
 def trash_emptied(count: int) -> str:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from webapp import audit
 from webapp.auth import requires
 from webapp.errors import Conflict, NotFound
 from webapp.pages.blueprint import Pager, blp, typed_count
+from webapp.pages.images import SHA256
 from webapp.runtime import library, runtime
 from webapp.security import local_path
 from webapp.services.roles import Role
-from webapp.services.trash import Trash
+from webapp.services.trash import MAX_RESTORED, Trash
 
 TRASH_PER_PAGE = 48
 
@@ -49,14 +51,33 @@ def trash_page() -> str | Response:
 @requires(Role.EDITOR)
 def restore_image(image_id: str) -> Response:
     """Put a deleted image back in the library and show the trash again."""
-    _trash()
-    record, created = library().restore(image_id)
-    audit.note(audit.restored(record, created))
-    if created:
+    outcome = _trash().restore_one(library(), image_id)
+    record = outcome.record
+    assert record is not None
+    audit.note(audit.restored([record]))
+    if outcome.status == "added":
         where = f" (album {record.album})" if record.album else ""
         flash(f"Restored {record.filename} to the library{where}.", "success")
     else:
         flash(f"{record.filename} was in the library again already; it left the trash.", "success")
+    return _back()
+
+
+@blp.post("/trash/restore")
+@requires(Role.EDITOR)
+def restore_images() -> Response:
+    """Put the images selected on a trash page back in the library and show the trash again."""
+    ids = list(dict.fromkeys(request.form.getlist("ids")))
+    if not ids:
+        raise BadRequest("Select at least one image to restore. Nothing was restored.")
+    if len(ids) > MAX_RESTORED or not all(SHA256.fullmatch(sha) for sha in ids):
+        raise BadRequest(f"Select up to {MAX_RESTORED} images of the trash. Nothing was restored.")
+    results = _trash().restore(library(), ids)
+    records = [outcome.record for _, outcome in results if outcome.record is not None]
+    audit.note(audit.restored(records))
+    flash(f"Restored {len(records)} image{'' if len(records) == 1 else 's'} to the library.", "success")
+    if stayed := [item.record.filename for item, outcome in results if outcome.record is None]:
+        flash(f"These stay in the trash, as they could not be added: {', '.join(stayed)}.", "error")
     return _back()
 
 

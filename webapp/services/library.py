@@ -312,29 +312,6 @@ class Library:
         for sha in sha256s:
             self.images.delete(sha)
 
-    def restore(self, sha256: str) -> tuple[Record, bool]:
-        """Add an image in the trash to the library again, in its album and at its place in time,
-        embedded by the library's model; return its record and whether it was added (False: its
-        bytes were added again meanwhile). NotFound if it is not in the trash."""
-        if self.trash is None:
-            raise NotFound("deletions are final here: the trash is off (TRASH_DAYS is 0)")
-        item = self.trash.get(sha256)
-        original = self.trash.files.original(sha256)
-        if original is None:
-            raise NotFound(f"the original of {sha256} is no longer in the trash (STORAGE_DIR/trash)")
-        data, rec = original.read_bytes(), item.record
-        item = self.trash.take(sha256)  # another request restoring or removing it meanwhile: NotFound
-        try:
-            outcome = self.add_many([Entry(rec.filename, data, rec.album, rec.added_at)], rec.source)[0]
-            if outcome.error is not None:
-                raise outcome.error
-        except BaseException:
-            self.trash.put_back(item)
-            raise
-        self.trash.files.delete(sha256)
-        assert outcome.record is not None
-        return outcome.record, outcome.status == "added"
-
     def move(self, albums: dict[str, str]) -> list[Record]:
         """Put images in other albums (content id -> its new album); return the records of those in
         the library, in their new albums.

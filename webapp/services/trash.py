@@ -13,21 +13,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 
 from webapp.errors import NotFound
-from webapp.services.adding import without_controls
+from webapp.services.adding import Entry, Outcome, without_controls
 from webapp.services.database import Database, page_bounds, trash
 from webapp.services.images import ImageStore
 from webapp.services.records import Record
 
+if TYPE_CHECKING:
+    from webapp.services.library import Library
+
 log = logging.getLogger(__name__)
 
 PURGE_EVERY = 3600.0  # seconds between two removals of expired images by one process
+MAX_RESTORED = 100  # images one request may restore: each is embedded again, 5-10 ms on a core
 RECORD_COLUMNS = ("sha256", "filename", "width", "height", "source", "mime", "added_at", "album")
 
 
@@ -109,20 +114,63 @@ class Trash:
             raise NotFound(f"no image with id {sha256} in the trash")
         return self._trashed(row)
 
-    def take(self, sha256: str) -> Trashed:
-        """Take an image's row out of the trash, the first step of restoring it (NotFound if another
-        request restored or removed it meanwhile); ``put_back`` if the rest fails."""
-        with self.db.connect() as conn:
-            row = conn.execute(delete(trash).where(trash.c.sha256 == sha256).returning(*trash.c)).first()
-        if row is None:
-            raise NotFound(f"no image with id {sha256} in the trash")
-        return self._trashed(row)
+    def restore(self, library: Library, sha256s: Sequence[str]) -> list[tuple[Trashed, Outcome]]:
+        """Add images in the trash to ``library`` again, in their albums, with their names and their
+        places in time, embedded by its model; return each one found in the trash with its outcome:
+        added, a duplicate (its bytes were added again meanwhile: it leaves the trash too) or failed
+        (it stays in the trash). Those not in the trash (restored, removed or expired meanwhile) are
+        left out. If the library cannot be written (503), every one stays in the trash.
 
-    def put_back(self, item: Trashed) -> None:
-        """Put back a row ``take`` took (a restore that failed after it)."""
+        Each row is taken out of the trash before its image is added, so two requests cannot both
+        restore one image; one model call per window of images, as an upload of many files.
+        """
+        taken: list[tuple[Trashed, bytes]] = []
+        for sha in dict.fromkeys(sha256s):
+            original = self.files.original(sha)
+            item = None if original is None else self._take(sha)
+            if item is not None:
+                try:
+                    taken.append((item, original.read_bytes()))  # type: ignore[union-attr]
+                except OSError as exc:  # unreadable since: it stays where it was
+                    log.warning("could not read %s in the trash: %s", original, exc)
+                    self._put_back([item])
+        results: list[tuple[Trashed, Outcome]] = []
+        try:
+            for source in dict.fromkeys(item.record.source for item, _ in taken):  # a batch has one source
+                batch = [(item, data) for item, data in taken if item.record.source == source]
+                entries = [Entry(i.record.filename, data, i.record.album, i.record.added_at) for i, data in batch]
+                results += zip((i for i, _ in batch), library.add_many(entries, source), strict=True)
+        finally:  # what was not restored goes back in the trash (a batch that raised: all of it)
+            restored = {item.sha256 for item, outcome in results if outcome.status != "failed"}
+            self._put_back([item for item, _ in taken if item.sha256 not in restored])
+            for sha in restored:
+                self.files.delete(sha)
+        return results
+
+    def restore_one(self, library: Library, sha256: str) -> Outcome:
+        """Restore one image (``restore``): NotFound if it is not in the trash, its error if it failed."""
+        results = self.restore(library, [sha256])
+        if not results:
+            raise NotFound(f"no image with id {sha256} in the trash (restored, removed or expired)")
+        outcome = results[0][1]
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome
+
+    def _take(self, sha256: str) -> Trashed | None:
+        """Take an image's row out of the trash, unless it expired or another request took it."""
+        kept = trash.c.deleted_at >= time.time() - self.keep_seconds
         with self.db.connect() as conn:
-            row = _row(item.record, item.deleted_at, item.deleted_by)
-            conn.execute(self.db.insert_ignoring_duplicates(trash), [row])
+            taking = delete(trash).where(trash.c.sha256 == sha256, kept).returning(*trash.c)
+            row = conn.execute(taking).first()
+        return None if row is None else self._trashed(row)
+
+    def _put_back(self, items: list[Trashed]) -> None:
+        """Put back rows ``_take`` took (a restore that failed after it)."""
+        if items:
+            rows = [_row(item.record, item.deleted_at, item.deleted_by) for item in items]
+            with self.db.connect() as conn:
+                conn.execute(self.db.insert_ignoring_duplicates(trash), rows)
 
     def remove(self, sha256s: list[str]) -> list[Trashed]:
         """Remove images from the trash for good (rows, then files); return those that were in it."""

@@ -11,7 +11,7 @@ from webapp import audit
 from webapp.api.common import Blueprint
 from webapp.api.images.routes import send_stored
 from webapp.api.images.schemas import AddedImageSchema
-from webapp.api.trash.schemas import EmptiedSchema, EmptyArgsSchema, TrashedSchema
+from webapp.api.trash.schemas import EmptiedSchema, EmptyArgsSchema, RestoredSchema, RestoreSchema, TrashedSchema
 from webapp.auth import requires
 from webapp.errors import Conflict, NotFound
 from webapp.runtime import library, runtime
@@ -96,9 +96,30 @@ class Restore(MethodView):
     @requires(Role.EDITOR)
     def post(self, image_id: str) -> tuple[Added, int]:
         """Put a deleted image back in the library, in its album and at its place in time."""
-        record, created = library().restore(image_id)
-        audit.note(audit.restored(record, created))
-        return Added(record, duplicate=not created), 201 if created else 200
+        outcome = trash().restore_one(library(), image_id)
+        assert outcome.record is not None
+        created = outcome.status == "added"
+        audit.note(audit.restored([outcome.record]))
+        return Added(outcome.record, duplicate=not created), 201 if created else 200
+
+
+@blp.route("/restore")
+class RestoreMany(MethodView):
+    """Restoring several deleted images at once."""
+
+    @blp.arguments(RestoreSchema())
+    @blp.response(200, RestoredSchema)
+    @requires(Role.EDITOR)
+    def post(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Put deleted images back in the library at once (a resolution undone, say). Ids not in the
+        trash are listed in ``missing``; an image that could not be added stays in the trash, in ``failed``."""
+        ids = list(dict.fromkeys(args["ids"]))
+        results = trash().restore(library(), ids)
+        images = [outcome.record for _, outcome in results if outcome.record is not None]
+        failed = [{"id": item.sha256, "reason": outcome.reason} for item, outcome in results if outcome.record is None]
+        found = {item.sha256 for item, _ in results}
+        audit.note(audit.restored(images))
+        return {"images": images, "missing": [sha for sha in ids if sha not in found], "failed": failed}
 
 
 @blp.route("/<sha256:image_id>/thumbnail")

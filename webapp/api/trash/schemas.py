@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from webapp.api.common import Timestamp, UrlFor
-from webapp.api.images.schemas import ImageEntrySchema
+from webapp.api.common import BoundedList, ImageId, Timestamp, UrlFor
+from webapp.api.images.schemas import ImageEntrySchema, ImageSchema
+from webapp.services.trash import MAX_RESTORED
 
 
 class TrashedSchema(ImageEntrySchema):
@@ -23,6 +24,38 @@ class TrashedSchema(ImageEntrySchema):
     trash_thumbnail_url = UrlFor(
         "trash.TrashedThumbnail", "image_id", "sha256", metadata={"description": "Its JPEG thumbnail in the trash."}
     )
+
+
+class RestoreSchema(ma.Schema):
+    """Deleted images to put back in the library."""
+
+    ids = BoundedList(
+        ImageId(),
+        max_items=MAX_RESTORED,
+        min_items=1,
+        required=True,
+        metadata={"description": f"The ids of the images to restore (1-{MAX_RESTORED})."},
+    )
+
+
+class FailedSchema(ma.Schema):
+    """An image that could not be restored, and why."""
+
+    id = ma.fields.String(metadata={"description": "Its id."})
+    reason = ma.fields.String(metadata={"description": "Why it could not be added; it stays in the trash."})
+
+
+class RestoredSchema(ma.Schema):
+    """What restoring images did."""
+
+    images = ma.fields.List(
+        ma.fields.Nested(ImageSchema),
+        metadata={"description": "The images in the library again (or added again meanwhile)."},
+    )
+    missing = ma.fields.List(
+        ma.fields.String(), metadata={"description": "Ids not in the trash (restored, removed or expired)."}
+    )
+    failed = ma.fields.List(ma.fields.Nested(FailedSchema), metadata={"description": "Images that stay in the trash."})
 
 
 class EmptyArgsSchema(ma.Schema):
