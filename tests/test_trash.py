@@ -316,3 +316,23 @@ def test_the_trash_page_restores_and_removes_for_good_and_empties(
     emptied = admin.post("/trash/empty", data={"csrf_token": token, "confirm": "1"}, follow_redirects=True)
     assert "Removed all 1 image in the trash for good." in emptied.get_data(as_text=True)
     assert "The trash is empty." in emptied.get_data(as_text=True)
+
+
+def test_the_trash_command_lists_the_trash_and_restores_from_it(team: dict[str, Any], photos: dict[str, bytes]) -> None:
+    app, editor = team["app"], team["tokens"]["editor"]
+    client = app.test_client()
+    sha = add(client, photos["chelsea"], "chelsea.jpg", editor).json["id"]
+    assert client.delete(f"/api/v1/images/{sha}", headers=editor).status_code == 204
+    listed = app.test_cli_runner().invoke(args=["trash"])
+    assert listed.exit_code == 0, listed.output
+    (line,) = listed.output.splitlines()
+    deleted, by, image_id, name, album, expires = line.split("\t")
+    assert (by, image_id, name, album) == ("editor-person", sha, "chelsea.jpg", "")
+    assert deleted.endswith("UTC") and expires > deleted
+
+    absent = "0" * 64
+    restored = app.test_cli_runner().invoke(args=["trash", "--restore", sha, "--restore", absent])
+    assert restored.exit_code == 1  # one was not in the trash
+    assert f"restored\t{sha}\tchelsea.jpg" in restored.output and f"not in the trash: {absent}" in restored.output
+    assert client.get(f"/api/v1/images/{sha}", headers=editor).status_code == 200
+    assert app.test_cli_runner().invoke(args=["trash"]).output == ""

@@ -1,4 +1,5 @@
-"""Command line: ``flask --app wsgi ingest``, ``migrate``, ``check`` and ``reindex`` (the library and its store)."""
+"""Command line: ``flask --app wsgi ingest``, ``migrate``, ``check``, ``reindex`` and ``trash`` (the library and its
+store)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from webapp import accounts_cli, evaluation_cli, worker
 from webapp.errors import ModelMismatch, ModelMissing, StoreUnavailable, WebappError
 from webapp.models import MODELS
+from webapp.pages.blueprint import timestamp
 from webapp.runtime import runtime
 from webapp.services import consistency
 from webapp.services.binding import ModelBinding
@@ -237,12 +239,51 @@ def reindex_command(model: str, server: str | None, token: str) -> None:
     )
 
 
+@click.command("trash")
+@click.option("--restore", "ids", multiple=True, metavar="ID", help="Restore this image (repeat for more).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many to list.")
+@with_appcontext
+def trash_command(ids: tuple[str, ...], limit: int) -> None:
+    """Print the trash, the latest deleted first (when, by whom, id, name, album, when it goes for
+    good), or restore images from it with --restore."""
+    rt = runtime()
+    trash = rt.trash
+    if trash is None:
+        raise click.ClickException("deletions are final here: the trash is off (WEBAPP_TRASH_DAYS is 0)")
+    if not ids:
+        for item in trash.items(0, limit)[0]:
+            rec = item.record
+            line = (
+                timestamp(item.deleted_at),
+                item.deleted_by or "-",
+                rec.sha256,
+                rec.filename,
+                rec.album,
+                timestamp(item.expires_at),
+            )
+            click.echo("\t".join(line))
+        return
+    open_library("trash ...: or restore through the API (POST /api/v1/trash/restore)")
+    results = trash.restore(rt.library, ids)
+    for item, outcome in results:
+        click.echo(f"{'restored' if outcome.record else 'stays in the trash'}\t{item.sha256}\t{item.record.filename}")
+        if outcome.record is None:
+            click.echo(f"  {item.record.filename}: {outcome.reason}", err=True)
+    found = {item.sha256 for item, _ in results}
+    for sha in dict.fromkeys(ids):
+        if sha not in found:
+            click.echo(f"not in the trash: {sha}", err=True)
+    if len(found) < len(set(ids)) or any(outcome.record is None for _, outcome in results):
+        raise SystemExit(1)
+
+
 def init_app(app: Flask) -> None:
     """Register the commands."""
     app.cli.add_command(ingest_command)
     app.cli.add_command(migrate_command)
     app.cli.add_command(check_command)
     app.cli.add_command(reindex_command)
+    app.cli.add_command(trash_command)
     worker.init_app(app)
     accounts_cli.init_app(app)
     evaluation_cli.init_app(app)
