@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import marshmallow as ma
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from webapp import audit
+from webapp.api.trash.schemas import RestoreSchema
 from webapp.auth import requires
 from webapp.errors import Conflict, NotFound
 from webapp.pages.blueprint import Pager, blp, typed_count
-from webapp.pages.images import SHA256
 from webapp.runtime import library, runtime
 from webapp.security import local_path
 from webapp.services.roles import Role
 from webapp.services.trash import MAX_RESTORED, Trash
 
 TRASH_PER_PAGE = 48
+RESTORE_ARGS = RestoreSchema()
 
 
 def _trash() -> Trash:
@@ -67,11 +69,10 @@ def restore_image(image_id: str) -> Response:
 @requires(Role.EDITOR)
 def restore_images() -> Response:
     """Put the images selected on a trash page back in the library and show the trash again."""
-    ids = list(dict.fromkeys(request.form.getlist("ids")))
-    if not ids:
-        raise BadRequest("Select at least one image to restore. Nothing was restored.")
-    if len(ids) > MAX_RESTORED or not all(SHA256.fullmatch(sha) for sha in ids):
-        raise BadRequest(f"Select up to {MAX_RESTORED} images of the trash. Nothing was restored.")
+    try:  # through the API's schema: 1 to MAX_RESTORED ids
+        ids = list(dict.fromkeys(RESTORE_ARGS.load({"ids": request.form.getlist("ids")})["ids"]))
+    except ma.ValidationError as exc:
+        raise BadRequest(f"Select 1 to {MAX_RESTORED} images of the trash. Nothing was restored.") from exc
     results = _trash().restore(library(), ids)
     records = [outcome.record for _, outcome in results if outcome.record is not None]
     audit.note(audit.restored(records))
