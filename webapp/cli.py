@@ -263,8 +263,14 @@ def trash_command(ids: tuple[str, ...], limit: int) -> None:
             )
             click.echo("\t".join(line))
         return
-    open_library("trash ...: or restore through the API (POST /api/v1/trash/restore)")
-    results = trash.restore(rt.library, ids)
+    try:
+        library = rt.library
+    except WebappError as exc:
+        raise click.ClickException(
+            f"{exc.message}.\nStop the server first, or restore through it: the Trash page, or "
+            "POST /api/v1/trash/restore with the ids"
+        ) from exc
+    results = trash.restore(library, ids)
     for item, outcome in results:
         click.echo(f"{'restored' if outcome.record else 'stays in the trash'}\t{item.sha256}\t{item.record.filename}")
         if outcome.record is None:
