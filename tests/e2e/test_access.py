@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect
+import requests
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import Console, browsing, check_accessibility
 from tests.servers import FLASK
@@ -91,3 +93,49 @@ def test_swagger_ui_authorize_with_a_token(browser: Browser, secured: Server) ->
         expect(status).to_have_text("200")
         assert "ops" in flask(secured, "tokens", "list")  # and its last use is recorded
         assert "last used never" not in flask(secured, "tokens", "list")
+
+
+def test_an_editor_deletes_into_the_trash_and_only_an_admin_deletes_for_good(
+    browser: Browser, secured: Server, photos: dict[str, bytes], axe_source: str
+) -> None:
+    flask(secured, "users", "create", "root", "--role", "admin", "--password-stdin", stdin=PASSWORD)
+    flask(secured, "users", "create", "ada", "--role", "editor", "--password-stdin", stdin=PASSWORD)
+    token = flask(secured, "tokens", "create", "ada", "--role", "editor").strip()
+    added = requests.post(
+        f"{secured.url}/api/v1/images",
+        files={"image": ("coffee.jpg", photos["coffee"])},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert added.status_code == 201, added.text
+
+    def sign_in(page: Page, name: str) -> None:
+        page.goto("/login")
+        page.get_by_label("Name").fill(name)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("link", name=re.compile(f"^{name} "))).to_be_visible()
+
+    with browsing(browser, secured) as page:
+        sign_in(page, "ada")
+        page.goto(f"/images/{added.json()['id']}")
+        page.get_by_role("link", name="Delete…").click()
+        expect(page.get_by_text("waits in the trash 30 days")).to_be_visible()
+        page.get_by_role("button", name="Delete image").click()
+        expect(page.get_by_text("Moved coffee.jpg to the trash, where it stays 30 days.")).to_be_visible()
+        page.get_by_role("link", name="Trash", exact=True).click()
+        expect(page.get_by_text("by ada")).to_be_visible()
+        expect(page.get_by_role("button", name="Restore coffee.jpg")).to_be_visible()
+        expect(page.get_by_role("button", name="Delete for good coffee.jpg")).to_have_count(0)  # an editor's trash
+        page.get_by_role("button", name="Sign out").first.click()
+
+        sign_in(page, "root")
+        page.goto("/trash")
+        check_accessibility(page, axe_source)
+        page.get_by_role("button", name="Delete for good coffee.jpg").click()
+        expect(page.get_by_text("Removed coffee.jpg for good.")).to_be_visible()
+        expect(page.get_by_text("The trash is empty.")).to_be_visible()
+        page.get_by_role("link", name="Activity").click()
+        rows = page.get_by_role("row")
+        expect(rows.filter(has_text=re.compile(r"coffee\.jpg \(\w+\) deleted")).filter(has_text="ada")).to_have_count(1)
+        expect(rows.filter(has_text="1 removed for good: coffee.jpg").filter(has_text="root")).to_have_count(1)
