@@ -92,7 +92,8 @@ def test_review_groups_keep_one_take_one_out_keep_all(
     page.get_by_role("button", name="Delete 1 image").click()
 
     expect(page).to_have_url(re.compile(r"/duplicates$"))
-    expect(page.get_by_text("Kept one image and deleted 1 other of the group.")).to_be_visible()
+    resolved = "Kept one image and deleted 1 other of the group; it waits in the trash 30 days."
+    expect(page.get_by_text(resolved)).to_be_visible()
     expect(page.locator(".duplicate-group")).to_have_count(2)
     expect(page.locator(".duplicate-group").filter(has_text="rocket.jpg")).to_have_count(1)
     assert requests.get(f"{server.url}/api/v1/images/{ids['chelsea.jpg']}", timeout=10).status_code == 404

@@ -115,7 +115,9 @@ def resolve_group(group_id: int) -> Response:
     deleted = runtime().review.resolve(group_id, _keep(), request.form.getlist("delete"), audit.actor())
     audit.note(audit.resolution(_keep(), deleted))
     n = len(deleted)
-    flash(f"Kept one image and deleted {n} other{'' if n == 1 else 's'} of the group.", "success")
+    trash = runtime().trash
+    where = f"; {'it waits' if n == 1 else 'they wait'} in the trash {trash.kept_for}" if trash and n else ""
+    flash(f"Kept one image and deleted {n} other{'' if n == 1 else 's'} of the group{where}.", "success")
     return redirect(url_for("pages.duplicates_page"), 303)
 
 
