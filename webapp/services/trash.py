@@ -93,24 +93,21 @@ class Trash:
     def items(self, offset: int = 0, limit: int = 50) -> tuple[list[Trashed], int]:
         """Return a page of the trash, the latest deleted first, and how many images it holds."""
         offset, limit = page_bounds(offset, limit)
-        kept = trash.c.deleted_at >= time.time() - self.keep_seconds
-        query = select(trash).where(kept).order_by(trash.c.deleted_at.desc(), trash.c.sha256)
+        query = select(trash).where(self._kept()).order_by(trash.c.deleted_at.desc(), trash.c.sha256)
         with self.db.connect() as conn:
             rows = conn.execute(query.offset(offset).limit(limit)).all()
-            total = conn.scalar(select(func.count()).select_from(trash).where(kept))
-        return [self._trashed(row) for row in rows], int(total or 0)
+        return [self._trashed(row) for row in rows], self.count()
 
     def count(self) -> int:
         """Return how many deleted images the trash holds."""
-        kept = trash.c.deleted_at >= time.time() - self.keep_seconds
         with self.db.connect() as conn:
-            return int(conn.scalar(select(func.count()).select_from(trash).where(kept)) or 0)
+            return int(conn.scalar(select(func.count()).select_from(trash).where(self._kept())) or 0)
 
     def get(self, sha256: str) -> Trashed:
         """Return a deleted image that is still in the trash, or raise NotFound."""
         with self.db.connect() as conn:
-            row = conn.execute(select(trash).where(trash.c.sha256 == sha256)).first()
-        if row is None or row.deleted_at < time.time() - self.keep_seconds:
+            row = conn.execute(select(trash).where(trash.c.sha256 == sha256, self._kept())).first()
+        if row is None:
             raise NotFound(f"no image with id {sha256} in the trash")
         return self._trashed(row)
 
@@ -127,13 +124,14 @@ class Trash:
         taken: list[tuple[Trashed, bytes]] = []
         for sha in dict.fromkeys(sha256s):
             original = self.files.original(sha)
-            item = None if original is None else self._take(sha)
-            if item is not None:
-                try:
-                    taken.append((item, original.read_bytes()))  # type: ignore[union-attr]
-                except OSError as exc:  # unreadable since: it stays where it was
-                    log.warning("could not read %s in the trash: %s", original, exc)
-                    self._put_back([item])
+            item = self._take(sha) if original is not None else None
+            if original is None or item is None:
+                continue
+            try:
+                taken.append((item, original.read_bytes()))
+            except OSError as exc:  # unreadable since: it stays where it was
+                log.warning("could not read %s in the trash: %s", original, exc)
+                self._put_back([item])
         results: list[tuple[Trashed, Outcome]] = []
         try:
             for source in dict.fromkeys(item.record.source for item, _ in taken):  # a batch has one source
@@ -159,9 +157,8 @@ class Trash:
 
     def _take(self, sha256: str) -> Trashed | None:
         """Take an image's row out of the trash, unless it expired or another request took it."""
-        kept = trash.c.deleted_at >= time.time() - self.keep_seconds
         with self.db.connect() as conn:
-            taking = delete(trash).where(trash.c.sha256 == sha256, kept).returning(*trash.c)
+            taking = delete(trash).where(trash.c.sha256 == sha256, self._kept()).returning(*trash.c)
             row = conn.execute(taking).first()
         return None if row is None else self._trashed(row)
 
@@ -181,7 +178,7 @@ class Trash:
 
     def purge(self) -> int:
         """Remove the images deleted over TRASH_DAYS ago for good; return how many."""
-        gone = self._remove(trash.c.deleted_at < time.time() - self.keep_seconds)
+        gone = self._remove(~self._kept())
         if gone:
             log.info("removed %d images from the trash, deleted over %g days ago", len(gone), self.keep_days)
         return len(gone)
@@ -210,6 +207,10 @@ class Trash:
         """Say how long a deleted image stays in the trash: "30 days"."""
         days = self.keep_days
         return f"{days:g} day{'' if days == 1 else 's'}" if days >= 1 else f"{days * 24:g} hours"
+
+    def _kept(self) -> Any:
+        """Return the SQL condition of the images not yet expired."""
+        return trash.c.deleted_at >= time.time() - self.keep_seconds
 
     def _trashed(self, row: Any) -> Trashed:
         m = row._mapping
