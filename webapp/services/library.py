@@ -67,20 +67,26 @@ class Library:
 
     def add(self, data: bytes, filename: str | None, source: str = "upload", album: str = "") -> tuple[Record, bool]:
         """Index one image (into ``album``); return its record and whether it was new (False for a duplicate)."""
-        outcome = self.add_many([Entry(clean_filename(filename), data, album)], source)[0]
+        outcome = self.add_many([Entry(clean_filename(filename), data, album)], source, fresh=True)[0]
         if outcome.error is not None:
             raise outcome.error
         assert outcome.record is not None
         return outcome.record, outcome.status == "added"
 
-    def add_many(self, entries: Sequence[Entry], source: str) -> list[Outcome]:
-        """Index a batch of files in one model call per window; one bad file never stops the rest."""
-        outcomes = self.commit(self.prepare(entries, source))
+    def add_many(self, entries: Sequence[Entry], source: str, fresh: bool = False) -> list[Outcome]:
+        """Index a batch of files in one model call per window; one bad file never stops the rest
+        (``fresh``: see ``prepare``)."""
+        outcomes = self.commit(self.prepare(entries, source, fresh=fresh))
         assert outcomes is not None  # always wanted
         return outcomes
 
     def prepare(
-        self, entries: Sequence[Entry], source: str, in_flight: Collection[str] = (), thumbnails: bool = True
+        self,
+        entries: Sequence[Entry],
+        source: str,
+        in_flight: Collection[str] = (),
+        thumbnails: bool = True,
+        fresh: bool = False,
     ) -> Batch:
         """Hash the files, skip those indexed (or ``in_flight``), embed the rest and make their
         thumbnails: no writes yet.
@@ -89,12 +95,19 @@ class Library:
         asked for, from the original decoded at a reduced scale; other formats decode whole, 10 to 300
         ms each, so theirs are made now, from the pixels at hand. Each image's pixels are let go as
         soon as its thumbnail is made.
+
+        Files the store already holds are skipped as duplicates on a hint that may miss the last
+        moments' writes and deletions (on a Milvus server, it does not wait for the next time tick).
+        With ``fresh``, those the hint finds are asked about again, up to date: an upload or a
+        restore right after the image's deletion was taken for a duplicate, and the image lost.
         """
         batch = Batch(len(entries))
         todo: list[tuple[int, bytes]] = []
         shas = {i: content_id(e.data) for i, e in enumerate(entries) if isinstance(e.data, bytes)}
         # A hint (commit checks again, up to date): on a server it need not wait for a time tick.
         known = self.vectors.get(set(shas.values()), fresh=False)
+        if fresh and known:  # deleted in the last moments? Only when some are known: new files wait for nothing
+            known = self.vectors.get(set(known), fresh=True)
         first: dict[str, int] = {}
         for i, entry in enumerate(entries):
             if isinstance(entry.data, WebappError):
