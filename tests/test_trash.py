@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -276,6 +277,14 @@ def test_the_trash_page_restores_and_removes_for_good_and_empties(
     assert 'href="/trash"' in editor.get("/library").get_data(as_text=True)
     deleting = editor.get(f"/images/{shas['chelsea']}/delete").get_data(as_text=True)
     assert "waits in the" in deleting and "30 days" in deleting
+    undone = editor.post(f"/images/{shas['chelsea']}/delete", data={"csrf_token": token}, follow_redirects=True)
+    offered = r'<form class="flash[^>]*action="/trash/restore">(.*?)</form>'
+    undo = re.search(offered, undone.get_data(as_text=True), re.S)
+    assert undo and f'name="ids" value="{shas["chelsea"]}"' in undo.group(1) and "Undo: restore it" in undo.group(1)
+    back = editor.post("/trash/restore", data={"csrf_token": token, "ids": shas["chelsea"], "back": "/library"})
+    assert back.status_code == 303 and back.location == "/library"
+    assert api.get(f"/api/v1/images/{shas['chelsea']}", headers=tokens["viewer"]).status_code == 200
+    assert "Undo" not in editor.get("/library").get_data(as_text=True)  # offered once
     moved = editor.post(f"/images/{shas['chelsea']}/delete", data={"csrf_token": token}, follow_redirects=True)
     assert "Moved chelsea.jpg to the trash, where it stays 30 days." in moved.get_data(as_text=True)
     gone = editor.get(f"/images/{shas['chelsea']}")  # an old link: where did it go?

@@ -99,6 +99,14 @@ def test_review_groups_keep_one_take_one_out_keep_all(
     assert requests.get(f"{server.url}/api/v1/images/{ids['chelsea.jpg']}", timeout=10).status_code == 404
     assert requests.get(f"{server.url}/api/v1/images/{ids['chelsea-copy.jpg']}", timeout=10).status_code == 200
     assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 5
+    check_accessibility(page, axe_source)  # the message with its Undo button
+    page.get_by_role("button", name="Undo: restore it").click()  # changed one's mind: back in the library
+    expect(page.get_by_text("Restored 1 image to the library.")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/duplicates$"))
+    assert requests.get(f"{server.url}/api/v1/images/{ids['chelsea.jpg']}", timeout=10).status_code == 200
+    assert requests.delete(f"{server.url}/api/v1/images/{ids['chelsea.jpg']}", timeout=10).status_code == 204
+    page.reload()
+    expect(page.locator(".duplicate-group")).to_have_count(2)
 
     # The coffee's copy is not one (say): taken out, it leaves its group with one image, so no group.
     coffee = page.locator(".duplicate-group").filter(has_text="coffee.jpg")

@@ -139,6 +139,7 @@ def test_delete_an_image_only_after_confirming(
     page.get_by_role("button", name="Delete image").click()
     expect(page).to_have_url(re.compile(r"/library$"))
     expect(page.get_by_text("Moved coffee.jpg to the trash, where it stays 30 days.")).to_be_visible()
+    expect(page.get_by_role("button", name="Undo: restore it")).to_be_visible()  # or, later, from the trash:
     expect(page.get_by_text("2 images, newest first")).to_be_visible()
     assert sorted(page.locator(".grid .filename").all_inner_texts()) == ["chelsea.jpg", "rocket.jpg"]
     assert requests.get(f"{server.url}/images/{ids['coffee.jpg']}", timeout=10).status_code == 404

@@ -9,6 +9,7 @@ from werkzeug.wrappers import Response
 from webapp import audit
 from webapp.auth import requires
 from webapp.pages.blueprint import Pager, album_arg, blp
+from webapp.pages.trash import offer_undo
 from webapp.runtime import library, runtime
 from webapp.services.fingerprints import FLOOR, LOW_FLOOR
 from webapp.services.keepers import facts
@@ -118,6 +119,7 @@ def resolve_group(group_id: int) -> Response:
     trash = runtime().trash
     where = f"; {'it waits' if n == 1 else 'they wait'} in the trash {trash.kept_for}" if trash and n else ""
     flash(f"Kept one image and deleted {n} other{'' if n == 1 else 's'} of the group{where}.", "success")
+    offer_undo(deleted)
     return redirect(url_for("pages.duplicates_page"), 303)
 
 

@@ -13,6 +13,7 @@ from webapp import audit
 from webapp.auth import ANONYMOUS, requires
 from webapp.errors import Conflict, NotFound
 from webapp.pages.blueprint import Pager, album_arg, blp, timestamp, typed_count
+from webapp.pages.trash import offer_undo
 from webapp.runtime import library, runtime
 from webapp.security import local_path
 from webapp.services.albums import parse_album
@@ -151,4 +152,5 @@ def delete_image(image_id: str) -> Response:
         flash(f"Deleted {record.filename} from the library.", "success")
     else:
         flash(f"Moved {record.filename} to the trash, where it stays {lib.trash.kept_for}.", "success")
+        offer_undo([record])
     return redirect(url_for("pages.library_page"), 303)

@@ -14,11 +14,13 @@ from webapp.errors import Conflict, NotFound
 from webapp.pages.blueprint import Pager, blp, typed_count
 from webapp.runtime import library, runtime
 from webapp.security import local_path
+from webapp.services.records import Record
 from webapp.services.roles import Role
 from webapp.services.trash import MAX_RESTORED, Trash
 
 TRASH_PER_PAGE = 48
 RESTORE_ARGS = RestoreSchema()
+UNDO_AT_MOST = 30  # ids in the session cookie's flashed messages: 65 bytes each of about 4 KB
 
 
 def _trash() -> Trash:
@@ -26,6 +28,16 @@ def _trash() -> Trash:
     if found is None:
         raise NotFound("Deletions are final here: the trash is off (WEBAPP_TRASH_DAYS is 0).")
     return found
+
+
+def offer_undo(records: list[Record]) -> None:
+    """Show, with the next page's messages, a button that restores the images just deleted.
+
+    The ids travel in the session's flashed messages, a cookie: up to UNDO_AT_MOST of them; more
+    are restored from the trash's page.
+    """
+    if runtime().trash is not None and 0 < len(records) <= UNDO_AT_MOST:
+        flash(",".join(r.sha256 for r in records), "undo")
 
 
 def _back() -> Response:
