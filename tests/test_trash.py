@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 from sqlalchemy import update
@@ -20,6 +21,7 @@ from tests.test_activity import add, entries
 from tests.test_auth import PASSWORD, bearer, make_app, people
 from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
+from webapp.services.adding import Entry
 from webapp.services.database import trash
 from webapp.services.roles import Role
 from webapp.services.vectors import MilvusVectorStore
@@ -348,9 +350,12 @@ def test_the_trash_command_lists_the_trash_and_restores_from_it(team: dict[str, 
 
 
 @pytest.mark.parametrize("backend", ["server"], indirect=True)
-def test_on_a_milvus_server_an_image_restored_or_added_right_after_its_deletion_is_back(client: FlaskClient) -> None:
+def test_on_a_milvus_server_an_image_restored_added_or_loaded_right_after_its_deletion_is_back(
+    app: Flask, client: FlaskClient
+) -> None:
     # The store's quick "already indexed?" hint may not see a deletion of the last moments: taken
-    # for a duplicate, the image would have left the trash (or the upload) without coming back.
+    # for a duplicate, the image would have left the trash (or the upload, or the job) without coming back.
+    library = app.extensions[EXTENSION].library
     for data in noise_images(6, seed=52, size=96):
         sha = add(client, data, "n.jpg").json["id"]
         assert client.delete(f"/api/v1/images/{sha}").status_code == 204
@@ -361,3 +366,7 @@ def test_on_a_milvus_server_an_image_restored_or_added_right_after_its_deletion_
         again = add(client, data, "again.jpg")
         assert (again.status_code, again.json["duplicate"]) == (201, False), again.json
         assert client.get(f"/api/v1/images/{sha}").json["filename"] == "again.jpg"
+        assert client.delete(f"/api/v1/images/{sha}").status_code == 204
+        (loaded,) = library.add_many([Entry("loaded.jpg", data)], "folder")  # as a job's batch does
+        assert loaded.status == "added", loaded
+        assert client.get(f"/api/v1/images/{sha}").json["filename"] == "loaded.jpg"

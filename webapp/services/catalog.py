@@ -83,6 +83,16 @@ class Catalog:
                 found.update((sha, None if data is None else bytes(data)) for sha, data in conn.execute(query))
         return found
 
+    def which_listed(self, sha256s: Iterable[str]) -> set[str]:
+        """Return those of ``sha256s`` in the list: an image is unlisted first when it is deleted."""
+        shas, found = list(sha256s), set[str]()
+        with self.db.connect() as conn:
+            for start in range(0, len(shas), 500):
+                found.update(
+                    conn.scalars(select(images.c.sha256).where(images.c.sha256.in_(shas[start : start + 500])))
+                )
+        return found
+
     def every_fingerprint(self, size: int = 5000) -> Iterator[dict[str, bytes | None]]:
         """Yield the kept fingerprints of every image (None for one not made yet), ``size`` at a time."""
         after = ""

@@ -67,16 +67,15 @@ class Library:
 
     def add(self, data: bytes, filename: str | None, source: str = "upload", album: str = "") -> tuple[Record, bool]:
         """Index one image (into ``album``); return its record and whether it was new (False for a duplicate)."""
-        outcome = self.add_many([Entry(clean_filename(filename), data, album)], source, fresh=True)[0]
+        outcome = self.add_many([Entry(clean_filename(filename), data, album)], source)[0]
         if outcome.error is not None:
             raise outcome.error
         assert outcome.record is not None
         return outcome.record, outcome.status == "added"
 
-    def add_many(self, entries: Sequence[Entry], source: str, fresh: bool = False) -> list[Outcome]:
-        """Index a batch of files in one model call per window; one bad file never stops the rest
-        (``fresh``: see ``prepare``)."""
-        outcomes = self.commit(self.prepare(entries, source, fresh=fresh))
+    def add_many(self, entries: Sequence[Entry], source: str) -> list[Outcome]:
+        """Index a batch of files in one model call per window; one bad file never stops the rest."""
+        outcomes = self.commit(self.prepare(entries, source))
         assert outcomes is not None  # always wanted
         return outcomes
 
@@ -86,7 +85,6 @@ class Library:
         source: str,
         in_flight: Collection[str] = (),
         thumbnails: bool = True,
-        fresh: bool = False,
     ) -> Batch:
         """Hash the files, skip those indexed (or ``in_flight``), embed the rest and make their
         thumbnails: no writes yet.
@@ -98,16 +96,18 @@ class Library:
 
         Files the store already holds are skipped as duplicates on a hint that may miss the last
         moments' writes and deletions (on a Milvus server, it does not wait for the next time tick).
-        With ``fresh``, those the hint finds are asked about again, up to date: an upload or a
-        restore right after the image's deletion was taken for a duplicate, and the image lost.
+        Those it finds are checked against the catalogue, which a deletion changes first, and any
+        not listed there are asked about again, up to date. Until 2026-12-04 an upload, a restore or
+        a job's file right after the image's deletion was taken for a duplicate, and not stored.
         """
         batch = Batch(len(entries))
         todo: list[tuple[int, bytes]] = []
         shas = {i: content_id(e.data) for i, e in enumerate(entries) if isinstance(e.data, bytes)}
         # A hint (commit checks again, up to date): on a server it need not wait for a time tick.
         known = self.vectors.get(set(shas.values()), fresh=False)
-        if fresh and known:  # deleted in the last moments? Only when some are known: new files wait for nothing
-            known = self.vectors.get(set(known), fresh=True)
+        if known and (doubtful := set(known) - self.catalog.which_listed(known)):  # deleted in the last moments?
+            again = self.vectors.get(doubtful)  # or being written: up to date, only for these
+            known = {sha: rec for sha, rec in known.items() if sha not in doubtful or sha in again}
         first: dict[str, int] = {}
         for i, entry in enumerate(entries):
             if isinstance(entry.data, WebappError):

@@ -137,7 +137,7 @@ class Trash:
             for source in dict.fromkeys(item.record.source for item, _ in taken):  # a batch has one source
                 batch = [(item, data) for item, data in taken if item.record.source == source]
                 entries = [Entry(i.record.filename, data, i.record.album, i.record.added_at) for i, data in batch]
-                results += zip((i for i, _ in batch), library.add_many(entries, source, fresh=True), strict=True)
+                results += zip((i for i, _ in batch), library.add_many(entries, source), strict=True)
         finally:  # what was not restored goes back in the trash (a batch that raised: all of it)
             restored = {item.sha256 for item, outcome in results if outcome.status != "failed"}
             self._put_back([item for item, _ in taken if item.sha256 not in restored])
