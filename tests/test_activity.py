@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import getpass
 import io
 import logging
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,3 +216,45 @@ def test_the_activity_command_prints_the_log_newest_first(team: dict[str, Any]) 
     assert (who, via, address, request) == ("editor-person", "token", "127.0.0.1", "POST /api/v1/images 201")
     assert note.startswith("n1.jpg (") and when.endswith("UTC")
     assert app.test_cli_runner().invoke(args=["activity", "--user", "nobody"]).output == ""
+
+
+def test_commands_that_change_accounts_or_the_library_are_recorded_as_the_login_that_ran_them(
+    team: dict[str, Any],
+) -> None:
+    app, editor = team["app"], team["tokens"]["editor"]
+    cli, client = app.test_cli_runner(), app.test_client()
+    ran = [
+        cli.invoke(args=["users", "create", "ada", "--role", "editor", "--password-stdin"], input=PASSWORD + "\n"),
+        cli.invoke(args=["users", "create", "eve", "--role", "viewer", "--password-stdin"], input="short\n"),
+        cli.invoke(args=["tokens", "create", "ada", "--role", "editor", "--label", "backup"]),
+        cli.invoke(args=["users", "list"]),
+    ]
+    assert [r.exit_code for r in ran] == [0, 1, 0, 0], [r.output for r in ran]
+    secret = ran[2].stdout.strip()
+    token_id = cli.invoke(args=["tokens", "list", "--user", "ada"]).output.split("\t")[0]
+    assert cli.invoke(args=["tokens", "revoke", token_id]).exit_code == 0
+    assert cli.invoke(args=["users", "password", "ada", "--password-stdin"], input=PASSWORD + "!\n").exit_code == 0
+    sha = add(client, noise_images(1, seed=45)[0], "dock.jpg", editor).json["id"]
+    assert client.delete(f"/api/v1/images/{sha}", headers=editor).status_code == 204
+    assert cli.invoke(args=["trash", "--restore", sha]).exit_code == 0
+    assert cli.invoke(args=["users", "delete", "ada"]).exit_code == 0
+
+    commands = [e for e in entries(app) if e["via"] == "command"][::-1]  # oldest first
+    assert [(e["path"], e["note"]) for e in commands] == [
+        ("flask users create ada", "account ada (editor) created"),  # eve's refusal changed nothing
+        ("flask tokens create ada", f"token {token_id} (backup, editor) of ada created"),
+        (f"flask tokens revoke {token_id}", f"token {token_id} (backup) of ada revoked"),
+        ("flask users password ada", "the password of ada changed"),
+        ("flask trash", f"1 restored: dock.jpg ({sha})"),
+        ("flask users delete ada", "account ada and its tokens deleted"),
+    ]
+    login, host = getpass.getuser(), socket.gethostname()
+    assert {(e["actor"], e["address"], e["method"], e["status"]) for e in commands} == {(login, host, "CLI", 0)}
+    assert commands[0]["action"] == "Create the account NAME (the password is asked for; there is no default password)"
+    assert commands[4]["action"].startswith("Print the trash")
+    assert all(secret not in str(e) and PASSWORD not in str(e) for e in entries(app))
+
+    printed = cli.invoke(args=["activity", "--user", login, "--limit", "1"]).output
+    assert printed.split("\t")[1:5] == [login, "command", host, "CLI flask users delete ada 0"]
+    page = signed_in(app, "admin-person").get("/activity").get_data(as_text=True)
+    assert "Create the account NAME" in page and "flask users create ada" in page

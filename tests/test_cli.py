@@ -6,6 +6,7 @@ from pathlib import Path
 
 from flask import Flask
 
+from tests.test_activity import entries
 from tests.test_database import HEAD
 from tests.test_gunicorn import Server
 
@@ -29,6 +30,11 @@ def test_ingest_prints_a_summary_and_counts_duplicates(app: Flask, tmp_path: Pat
     assert "failed: 2024/broken.jpg:" in first.output
     second = runner.invoke(args=["ingest", str(folder)])
     assert second.exit_code == 0 and "4 files: 0 added, 3 duplicates, 1 failed" in second.output
+    logged = [(e["via"], e["path"], e["note"].split(") ")[-1]) for e in entries(app)]  # newest first
+    assert logged == [
+        ("command", f"flask ingest {folder}", "done: 0 added, 3 duplicates, 1 failed"),
+        ("command", f"flask ingest {folder}", "done: 2 added, 1 duplicates, 1 failed"),
+    ]
 
 
 def test_ingest_fails_when_nothing_could_be_indexed(app: Flask, tmp_path: Path) -> None:

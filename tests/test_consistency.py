@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.test_activity import entries
 from tests.test_api import add_all
 from webapp.runtime import EXTENSION
 
@@ -41,6 +42,8 @@ def test_check_finds_and_repairs_every_kind_of_disagreement(
     repaired = runner.invoke(args=["check", "--repair"])
     assert repaired.exit_code == 0 and "repaired: 1 files embedded again, 1 vectors removed" in repaired.output
     assert runner.invoke(args=["check"]).output.endswith("consistent\n")
+    (logged,) = [e for e in entries(app) if e["via"] == "command"]  # the checks that changed nothing are not
+    assert (logged["path"], logged["note"]) == ("flask check", repaired.output.splitlines()[-1])
     assert client.get("/api/v1/stats").json["count"] == 4
     assert client.get(f"/api/v1/images/{ids['rocket']}").status_code == 404
     coffee = client.get(f"/api/v1/images/{ids['coffee']}").json

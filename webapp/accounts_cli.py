@@ -8,6 +8,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
+from webapp import audit
 from webapp.errors import WebappError
 from webapp.pages.blueprint import timestamp
 from webapp.runtime import runtime
@@ -43,6 +44,7 @@ def create_user(name: str, role: str, password_stdin: bool) -> None:
         user = _accounts().create_user(name, Role(role), _read_password(password_stdin))
     except WebappError as exc:
         raise _fail(exc) from exc
+    audit.command(f"account {user.name} ({user.role}) created")
     click.echo(f"created {user.name} ({user.role})")
 
 
@@ -61,6 +63,7 @@ def delete_user(name: str) -> None:
         _accounts().delete_user(name)
     except WebappError as exc:
         raise _fail(exc) from exc
+    audit.command(f"account {name} and its tokens deleted")
     click.echo(f"deleted {name}")
 
 
@@ -74,6 +77,7 @@ def set_password(name: str, password_stdin: bool) -> None:
         _accounts().set_password(name, _read_password(password_stdin))
     except WebappError as exc:
         raise _fail(exc) from exc
+    audit.command(f"the password of {name} changed")
     click.echo(f"changed the password of {name}")
 
 
@@ -87,6 +91,7 @@ def create_token(name: str, role: str, label: str) -> None:
         token, secret = _accounts().create_token(name, Role(role), label or "cli")
     except WebappError as exc:
         raise _fail(exc) from exc
+    audit.command(f"token {token.id} ({token.name}, {token.role}) of {token.owner} created")
     click.echo(f"token {token.id} for {token.owner} ({token.role}); it is shown this once:", err=True)
     click.echo(secret)
 
@@ -113,6 +118,7 @@ def revoke_token(token_id: str) -> None:
         token = _accounts().revoke_token(token_id)
     except WebappError as exc:
         raise _fail(exc) from exc
+    audit.command(f"token {token.id} ({token.name}) of {token.owner} revoked")
     click.echo(f"revoked {token.id} ({token.owner}, {token.name})")
 
 

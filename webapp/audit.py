@@ -6,15 +6,21 @@ credentials, a token created or revoked, a sign-in (refused ones too) and a sign
 which are POSTs a viewer may send, are not. A view says in words what its request did with
 ``note`` (the images a resolution deleted, a job's id), and a page that answers a refusal with a
 redirect and a message says so with ``refused``. The entry is written after the view: if the
-database cannot take it, the change stands and the log says so in a warning.
+database cannot take it, the change stands and the log says so in a warning. A ``flask`` command
+that changed something records itself with ``command``.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
+import os
+import shlex
+import socket
 import time
 
-from flask import Flask, g, request
+import click
+from flask import Flask, current_app, g, request
 from werkzeug.wrappers import Response
 
 from webapp.auth import ANONYMOUS, SAFE_METHODS, required_role, view_of
@@ -29,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # Views open to viewers (or to anyone) whose successful POSTs change credentials or sessions.
 CREDENTIALS = {"pages.create_token", "pages.revoke_token", "pages.login_submit", "pages.logout"}
+COMMAND = "CLI"  # the method of an entry a command wrote; its endpoint is the command's name ("users create")
 
 
 def actor() -> str:
@@ -117,7 +124,13 @@ def forgotten(pairs: int) -> str:
 
 
 def action(endpoint: str, method: str) -> str:
-    """Return what an endpoint's method does, in words: the first line of its view's docstring."""
+    """Return what an endpoint's method does, in words: the first line of its view's docstring
+    (of a command: its short help)."""
+    if method == COMMAND:
+        found: object = current_app.cli
+        for word in endpoint.split():
+            found = getattr(found, "commands", {}).get(word)
+        return found.get_short_help_str(limit=200).rstrip(".") if isinstance(found, click.Command) else ""
     view = view_of(endpoint, method) if endpoint else None
     lines = (getattr(view, "__doc__", None) or "").strip().splitlines()
     return lines[0].rstrip(".") if lines else ""
@@ -166,6 +179,49 @@ def record(response: Response) -> Response:
     except WebappError as exc:  # the database went away after the change: the change stands
         log.warning("the activity log could not record %s %s: %s", request.method, request.path, exc.message)
     return response
+
+
+def command(what: str, status: int = 0) -> None:
+    """Write the running ``flask`` command to the activity log: ``what`` it changed, in words, and
+    its exit ``status``.
+
+    A command acts for no account: its entry names the login that ran it (``via`` is ``command``)
+    and, as its address, the machine. Its path is the command line without options, so a token
+    given with ``--token`` is never written. If the database cannot take the entry, the change
+    stands and a warning says so, as for a request.
+    """
+    ctx, words = click.get_current_context(), list[str]()
+    arguments = [p.name for p in ctx.command.params if isinstance(p, click.Argument) and p.name]
+    values = [ctx.params[name] for name in arguments if ctx.params.get(name) is not None]
+    while ctx.parent is not None:  # the program's own name (flask, python -m flask) left out
+        words.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    shown = [shlex.quote(str(v)) for value in values for v in (value if isinstance(value, tuple) else [value])]
+    entry = Entry(
+        at=time.time(),
+        actor=_login(),
+        via="command",
+        address=socket.gethostname(),
+        method=COMMAND,
+        path=" ".join(["flask", *words, *shown]),
+        endpoint=" ".join(words),
+        status=status,
+        note=what,
+    )
+    from webapp.runtime import runtime
+
+    try:
+        runtime().activity.record(entry)
+    except WebappError as exc:
+        log.warning("the activity log could not record %s: %s", entry.path, exc.message)
+
+
+def _login() -> str:
+    """Return the name of the login running this process."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # a container's user without a name
+        return f"uid {os.getuid()}"
 
 
 def init_app(app: Flask) -> None:

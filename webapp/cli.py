@@ -17,7 +17,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 from tqdm import tqdm
 
-from webapp import accounts_cli, evaluation_cli, worker
+from webapp import accounts_cli, audit, evaluation_cli, worker
 from webapp.errors import ModelMismatch, ModelMissing, StoreUnavailable, WebappError
 from webapp.models import MODELS
 from webapp.pages.blueprint import timestamp
@@ -76,9 +76,11 @@ def ingest_locally(path: Path) -> None:
     open_library(f"ingest {path} --server http://127.0.0.1:8000")
     with job_bar("indexing") as progress:
         final = rt.ingestion.run_here(path, local_owner(), progress)
+    counts = Counter(added=final.added, duplicates=final.duplicates, failed=final.failed)
+    done = ", ".join(f"{n} {what}" for what, n in counts.items())
+    audit.command(f"{audit.started(final)} {final.status}: {done}", 0 if final.status == "done" else 1)
     if final.status == "failed":
         raise click.ClickException(f"the job failed: {final.error}")
-    counts = Counter(added=final.added, duplicates=final.duplicates, failed=final.failed)
     summarise(final.total or 0, counts, [(f.name, f.reason) for f in rt.ingestion.failures(final.id)])
 
 
@@ -194,11 +196,13 @@ def check_command(repair: bool) -> None:
     if report.consistent:
         click.echo("consistent")
     elif repair:
-        click.echo(
+        repaired = (
             f"repaired: {report.reindexed} files embedded again, {len(report.vector_without_file)} vectors removed, "
             f"{len(report.album_differs)} albums set as stored with the vectors, "
             f"{len(report.leftover_files)} temporary files removed"
         )
+        audit.command(repaired)
+        click.echo(repaired)
         for sha in report.unreadable:
             click.echo(f"  unreadable file left in place: {sha}", err=True)
     else:
@@ -232,6 +236,8 @@ def reindex_command(model: str, server: str | None, token: str) -> None:
             raise click.ClickException(exc.message) from exc
     if job["status"] != "done":
         raise click.ClickException(f"the reindex ended {job['status']}: {job.get('error') or ''}")
+    if not server:  # through a server, the server's log has the request
+        audit.command(f"job {job['id']}: {job['processed']} images re-embedded with {model}; the library switched over")
     click.echo(f"{job['processed']} images re-embedded with {model}; the library searches them now.")
     click.echo(
         f"Processes with WEBAPP_MODEL unset follow the library; where it is set, set WEBAPP_MODEL={model} "
@@ -279,7 +285,10 @@ def trash_command(ids: tuple[str, ...], limit: int) -> None:
     for sha in dict.fromkeys(ids):
         if sha not in found:
             click.echo(f"not in the trash: {sha}", err=True)
-    if len(found) < len(set(ids)) or any(outcome.record is None for _, outcome in results):
+    failed = len(found) < len(set(ids)) or any(outcome.record is None for _, outcome in results)
+    if back := [outcome.record for _, outcome in results if outcome.record is not None]:
+        audit.command(audit.restored(back), int(failed))
+    if failed:
         raise SystemExit(1)
 
 

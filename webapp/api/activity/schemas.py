@@ -22,20 +22,31 @@ class EntrySchema(ma.Schema):
 
     id = ma.fields.Integer(metadata={"description": "The entry's number; later entries have higher ones."})
     at = Timestamp(metadata={"description": "When the request was answered (UTC)."})
-    actor = ma.fields.String(metadata={"description": "The account it acted for; empty with access control off."})
-    via = ma.fields.String(
+    actor = ma.fields.String(
         metadata={
-            "description": "session (a browser), token (an API token), open (access control off) "
-            "or anonymous (a sign-in that was refused)."
+            "description": "The account it acted for; empty with access control off. "
+            "Of a command: the login that ran it on the machine."
         }
     )
-    address = ma.fields.String(metadata={"description": "The client's address (after WEBAPP_PROXIES)."})
-    method = ma.fields.String(metadata={"description": "The HTTP method."})
-    path = ma.fields.String(metadata={"description": "The path, with its query string."})
+    via = ma.fields.String(
+        metadata={
+            "description": "session (a browser), token (an API token), open (access control off), "
+            "anonymous (a sign-in that was refused) or command (a flask command run on a machine of the library)."
+        }
+    )
+    address = ma.fields.String(
+        metadata={"description": "The client's address (after WEBAPP_PROXIES); of a command, the machine's name."}
+    )
+    method = ma.fields.String(metadata={"description": "The HTTP method; CLI for a command."})
+    path = ma.fields.String(
+        metadata={"description": "The path, with its query string; of a command, its command line without options."}
+    )
     action = ma.fields.Function(
         lambda entry: action(entry.endpoint, entry.method),
         metadata={"type": "string", "description": "What the endpoint does, in words."},
     )
     note = ma.fields.String(metadata={"description": "What this request did, when its view says more than its path."})
-    status = ma.fields.Integer(metadata={"description": "The HTTP status it was answered with."})
+    status = ma.fields.Integer(
+        metadata={"description": "The HTTP status it was answered with; of a command, its exit status (0: success)."}
+    )
     request_id = ma.fields.String(metadata={"description": "Its X-Request-ID, as in the server's log lines."})
