@@ -228,6 +228,29 @@ def test_an_image_deleted_meanwhile_is_not_brought_back(app: Flask, client: Flas
     ]
 
 
+def test_an_image_another_process_is_deleting_as_it_moves_is_not_brought_back(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its vector deleted after the move read it, its files not yet in the trash: the catalogue
+    tells (a deletion unlists first), and the vector the move wrote again goes again."""
+    data = noise_images(2, seed=69)
+    shas = [upload(client, "/api/v1/images", d, f"{i}.jpg", album="a").json["id"] for i, d in enumerate(data)]
+    lib = app.extensions[EXTENSION].library
+    upsert = lib.vectors.upsert
+
+    def deleted_meanwhile(items: Any) -> None:  # another process's deletion, up to its files
+        lib.catalog.unlist([shas[0]])
+        lib.vectors.delete([shas[0]])
+        upsert(items)
+
+    monkeypatch.setattr(lib.vectors, "upsert", deleted_meanwhile)
+    moved = lib.move(dict.fromkeys(shas, "b"))
+    monkeypatch.undo()
+    assert [r.sha256 for r in moved] == [shas[1]] and lib.images.original(shas[0]) is not None
+    assert set(lib.vectors.get(shas)) == {shas[1]}
+    assert searched(client, data[0], "") == {"1.jpg"}
+
+
 def test_a_move_cut_short_is_finished_by_the_next_try(app: Flask, client: FlaskClient) -> None:
     """The vectors are written first: where the catalogue still names the old album, a resumed move
     finds the image again and writes both."""

@@ -331,10 +331,14 @@ class Library:
 
         The vectors first (each written again with its new album), then the catalogue: a move cut
         short leaves the catalogue naming the old album, so the next try finds the image again, and
-        writes both. A deletion in this process waits; an image another process deleted meanwhile
-        (its file gone once the catalogue is written) is not brought back: its vector goes again.
+        writes both. A deletion in this process waits. An image another process deleted meanwhile is
+        not brought back: its vector, written again, goes again if the catalogue listed it before the
+        move and no longer does (a deletion unlists first), or if its file is gone. Until 2026-12-04
+        only the file told, and a deletion whose files were still moving to the trash left a vector
+        behind: a search hit without its image.
         """
         with self._add_lock:
+            listed = self.catalog.which_listed(albums)  # before the vectors are read
             entries = self.vectors.entries(albums)
             changed = [
                 (dataclasses.replace(rec, album=albums[sha]), vector)
@@ -349,7 +353,9 @@ class Library:
             except Exception:
                 self.vectors.upsert([entries[rec.sha256] for rec, _ in changed])  # as they were
                 raise
-            if gone := {rec.sha256 for rec, _ in changed if self.images.original(rec.sha256) is None}:
+            were = {rec.sha256 for rec, _ in changed} & listed
+            unlisted = were - self.catalog.which_listed(were) if were else set()
+            if gone := unlisted | {rec.sha256 for rec, _ in changed if self.images.original(rec.sha256) is None}:
                 self.vectors.delete(sorted(gone))
         records = {sha: rec for sha, (rec, _) in entries.items()} | {rec.sha256: rec for rec, _ in changed}
         return [rec for sha, rec in records.items() if sha not in gone]
