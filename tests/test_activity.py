@@ -258,3 +258,39 @@ def test_commands_that_change_accounts_or_the_library_are_recorded_as_the_login_
     assert printed.split("\t")[1:5] == [login, "command", host, "CLI flask users delete ada 0"]
     page = signed_in(app, "admin-person").get("/activity").get_data(as_text=True)
     assert "Create the account NAME" in page and "flask users create ada" in page
+
+
+def test_an_image_says_who_added_it_and_a_job_who_started_it(team: dict[str, Any], tmp_path: Path) -> None:
+    app, tokens = team["app"], team["tokens"]
+    client = app.test_client()
+    api_upload, compat_upload, page_upload, *loaded = noise_images(5, seed=46)
+    by_api = add(client, api_upload, "api.jpg", tokens["editor"]).json["id"]
+    compat = {"image": (io.BytesIO(compat_upload), "compat.jpg")}
+    assert client.post("/img/upload", data=compat, headers=tokens["editor"]).status_code == 200
+    editor = signed_in(app, "editor-person")
+    form = {"image": (io.BytesIO(page_upload), "page.jpg"), "csrf_token": csrf_token(editor)}
+    assert editor.post("/images", data=form, content_type="multipart/form-data").status_code == 302
+    files = {"files": [(io.BytesIO(data), f"job{i}.jpg") for i, data in enumerate(loaded)]}
+    started = client.post("/api/v1/jobs", data=files, headers=tokens["admin"], content_type="multipart/form-data")
+    assert started.status_code == 202 and started.json["started_by"] == "admin-person"
+    admin = signed_in(app, "admin-person")
+    assert wait_for_job(admin, started.json["url"])["added"] == 2
+
+    listed = client.get("/api/v1/images", query_string={"page_size": 10}, headers=tokens["viewer"]).json
+    ids = {image["filename"]: image["id"] for image in listed}
+    adders = {
+        name: client.get(f"/api/v1/images/{sha}", headers=tokens["viewer"]).json["added_by"]
+        for name, sha in ids.items()
+    }
+    assert adders == {
+        "api.jpg": "editor-person",
+        "compat.jpg": "editor-person",
+        "page.jpg": "editor-person",
+        "job0.jpg": "admin-person",
+        "job1.jpg": "admin-person",
+    }
+    viewer = signed_in(app, "viewer-person")
+    assert "by editor-person" in viewer.get(f"/images/{by_api}").get_data(as_text=True)
+    admin_page = admin.get(f"/images/{by_api}").get_data(as_text=True)
+    assert 'href="/activity?actor=editor-person">editor-person</a>' in admin_page
+    assert "by admin-person" in admin.get("/jobs").get_data(as_text=True)

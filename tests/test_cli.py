@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 
 from flask import Flask
@@ -30,6 +31,10 @@ def test_ingest_prints_a_summary_and_counts_duplicates(app: Flask, tmp_path: Pat
     assert "failed: 2024/broken.jpg:" in first.output
     second = runner.invoke(args=["ingest", str(folder)])
     assert second.exit_code == 0 and "4 files: 0 added, 3 duplicates, 1 failed" in second.output
+    client = app.test_client()
+    jobs = client.get("/api/v1/jobs").json
+    added = [client.get(image["url"].removesuffix("/file")).json for image in client.get("/api/v1/images").json]
+    assert {job["started_by"] for job in jobs} | {image["added_by"] for image in added} == {getpass.getuser()}
     logged = [(e["via"], e["path"], e["note"].split(") ")[-1]) for e in entries(app)]  # newest first
     assert logged == [
         ("command", f"flask ingest {folder}", "done: 0 added, 3 duplicates, 1 failed"),

@@ -199,7 +199,7 @@ def command(what: str, status: int = 0) -> None:
     shown = [shlex.quote(str(v)) for value in values for v in (value if isinstance(value, tuple) else [value])]
     entry = Entry(
         at=time.time(),
-        actor=_login(),
+        actor=login(),
         via="command",
         address=socket.gethostname(),
         method=COMMAND,
@@ -216,7 +216,7 @@ def command(what: str, status: int = 0) -> None:
         log.warning("the activity log could not record %s: %s", entry.path, exc.message)
 
 
-def _login() -> str:
+def login() -> str:
     """Return the name of the login running this process."""
     try:
         return getpass.getuser()

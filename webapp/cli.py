@@ -75,7 +75,7 @@ def ingest_locally(path: Path) -> None:
     rt = runtime()
     open_library(f"ingest {path} --server http://127.0.0.1:8000")
     with job_bar("indexing") as progress:
-        final = rt.ingestion.run_here(path, local_owner(), progress)
+        final = rt.ingestion.run_here(path, local_owner(), progress, by=audit.login())
     counts = Counter(added=final.added, duplicates=final.duplicates, failed=final.failed)
     done = ", ".join(f"{n} {what}" for what, n in counts.items())
     audit.command(f"{audit.started(final)} {final.status}: {done}", 0 if final.status == "done" else 1)

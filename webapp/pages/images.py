@@ -101,7 +101,8 @@ def image_page(image_id: str) -> str:
     except NotFound as exc:
         raise (_where_it_went(image_id) or exc) from None
     similar = lib.similar(image_id, SIMILAR_COUNT, album)
-    return render_template("image.html", image=image, similar=similar, album=album, albums=lib.albums(kept=True))
+    albums, added_by = lib.albums(kept=True), lib.added_by(image_id)
+    return render_template("image.html", image=image, similar=similar, album=album, albums=albums, added_by=added_by)
 
 
 def _where_it_went(image_id: str) -> NotFound | None:

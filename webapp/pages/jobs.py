@@ -30,17 +30,17 @@ def _start_job(ingestion: Ingestion, source: str) -> Job:
         folder = request.form.get("folder", "").strip()
         if not folder:
             raise BadRequest("Type the path of a folder on the server first.")
-        return ingestion.start_folder(folder, album=album)
+        return ingestion.start_folder(folder, album=album, by=audit.actor())
     if source == "archive":
         archive = request.files.get("archive")
         if archive is None or not archive.filename:
             raise BadRequest("Choose a .zip archive first.")
-        return ingestion.start_archive(archive, album=album)
+        return ingestion.start_archive(archive, album=album, by=audit.actor())
     if source == "files":
         uploads: list[Upload] = [f for f in request.files.getlist("files") if f.filename]
         if not uploads:
             raise BadRequest("Choose one or more image files first.")
-        return ingestion.start_files(uploads, album=album)
+        return ingestion.start_files(uploads, album=album, by=audit.actor())
     raise BadRequest("Send one of the forms of the Add images page.")
 
 

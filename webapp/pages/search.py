@@ -161,7 +161,7 @@ def search_form() -> Response:
 def add_image() -> Response:
     """Add the uploaded image to the library and show its page."""
     upload = _upload()
-    record, created = library().add(upload.read(), upload.filename, album=album_arg(request.form))
+    record, created = library().add(upload.read(), upload.filename, album=album_arg(request.form), by=audit.actor())
     audit.note(audit.added(record, created))
     if created:
         flash(f"Added {record.filename} to the library.", "success")

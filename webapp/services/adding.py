@@ -24,6 +24,7 @@ class Entry:
     data: bytes | WebappError
     album: str = ""
     added_at: int | None = None  # milliseconds since the epoch; None: now (an image restored keeps its own)
+    added_by: str = ""  # the account adding it ("" with access control off); a restored image keeps its own
 
     @classmethod
     def at(cls, path: str, data: bytes | WebappError, posix: bool = False) -> Entry:
@@ -71,6 +72,7 @@ class Prepared:
     data: bytes
     thumbnail: bytes | None
     fingerprint: bytes  # services/fingerprints.py, as the catalogue keeps it
+    added_by: str = ""
 
 
 @dataclass

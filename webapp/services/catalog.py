@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
@@ -59,11 +59,20 @@ class Catalog:
         self._changes = 0  # this process's changes so far: a kept album list is of one of them
         self._albums: tuple[int, float, list[tuple[str, int]]] | None = None  # (changes, until, albums)
 
-    def add(self, rows: Iterable[tuple[str, int, str, bytes | None]]) -> None:
-        """Record images (sha256, added_at in ms, album, fingerprint or None); already known ones are
-        left as they are."""
+    def add(
+        self, rows: Iterable[tuple[str, int, str, bytes | None]], added_by: Mapping[str, str] | None = None
+    ) -> None:
+        """Record images (sha256, added_at in ms, album, fingerprint or None), added by the accounts
+        ``added_by`` names (by sha256; none: ""); already known ones are left as they are."""
+        by = added_by or {}
         values = [
-            {"sha256": sha, "added_at": added_at, "album": album, "fingerprint": print_}
+            {
+                "sha256": sha,
+                "added_at": added_at,
+                "album": album,
+                "fingerprint": print_,
+                "added_by": by.get(sha, "")[:64],
+            }
             for sha, added_at, album, print_ in rows
         ]
         if values:
@@ -81,6 +90,17 @@ class Catalog:
                     images.c.sha256.in_(shas[start : start + 500])
                 )
                 found.update((sha, None if data is None else bytes(data)) for sha, data in conn.execute(query))
+        return found
+
+    def adders(self, sha256s: Iterable[str]) -> dict[str, str]:
+        """Return the account that added each listed image of ``sha256s`` ("" for none known)."""
+        shas, found = list(sha256s), dict[str, str]()
+        with self.db.connect() as conn:
+            for start in range(0, len(shas), 500):
+                part = images.c.sha256.in_(shas[start : start + 500])
+                found.update(
+                    (sha, by) for sha, by in conn.execute(select(images.c.sha256, images.c.added_by).where(part))
+                )
         return found
 
     def which_listed(self, sha256s: Iterable[str]) -> set[str]:

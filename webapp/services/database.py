@@ -84,6 +84,7 @@ jobs = Table(
     Column("cancel_requested", Integer, nullable=False, server_default="0"),
     Column("error", Text),
     Column("album", String(512), nullable=False, server_default=""),
+    Column("started_by", String(64), nullable=False, server_default=""),  # the account; "" with access control off
     Index("jobs_by_time", "created_at"),
 )
 job_items = Table(
@@ -105,6 +106,7 @@ images = Table(
     Column("added_at", BigInteger, nullable=False),
     Column("album", String(512), nullable=False, server_default=""),  # "" for none; see services/albums.py
     Column("fingerprint", LargeBinary),  # its layout (services/fingerprints.py); None until a scan makes it
+    Column("added_by", String(64), nullable=False, server_default=""),  # the account; "" with access control off
     Index("images_by_time", "added_at"),
     Index("images_by_album", "album"),
 )
@@ -215,6 +217,7 @@ trash = Table(
     Column("added_at", BigInteger, nullable=False),  # milliseconds since the epoch, as the record's
     Column("deleted_at", Float, nullable=False),  # seconds since the epoch
     Column("deleted_by", String(64), nullable=False, server_default=""),  # "" with access control off
+    Column("added_by", String(64), nullable=False, server_default=""),  # as the catalogue said
     Index("trash_by_time", "deleted_at"),
 )
 

@@ -49,17 +49,17 @@ LOADS = ("folder", "cli", *UPLOADED)  # the kinds of job that load images (not r
 class Ingestion(UnitsOfWork):
     """Starts jobs and follows them; runs their units of work (UnitsOfWork)."""
 
-    def start_folder(self, folder: str, trusted: bool = False, album: str = "") -> Job:
-        """Start loading a folder on the server (under an import root unless ``trusted``).
+    def start_folder(self, folder: str, trusted: bool = False, album: str = "", by: str = "") -> Job:
+        """Start loading a folder on the server (under an import root unless ``trusted``), for the account ``by``.
 
         Each file's album is its folder relative to ``folder``, below ``album`` if one is given.
         """
         path = Path(folder).resolve() if trusted else allowed_folder(folder, self.limits.import_roots)
         kind = "cli" if trusted else "folder"
-        return self._submit(self.store.create(kind, str(path), self.queue.owner, album=album))
+        return self._submit(self.store.create(kind, str(path), self.queue.owner, album=album, started_by=by))
 
-    def start_files(self, uploads: list[Upload], album: str = "") -> Job:
-        """Start loading uploaded files (saved to shared storage first) into ``album``."""
+    def start_files(self, uploads: list[Upload], album: str = "", by: str = "") -> Job:
+        """Start loading uploaded files (saved to shared storage first) into ``album``, for the account ``by``."""
         if not uploads:
             raise InvalidInput("send at least one file")
         if len(uploads) > self.limits.max_job_files:
@@ -70,12 +70,13 @@ class Ingestion(UnitsOfWork):
             for seq, upload in enumerate(uploads):
                 upload.save(folder / f"{seq:06d}")
         label = f"{len(uploads)} uploaded file{'s' if len(uploads) != 1 else ''}"
-        job = self.store.create("files", label, queue.owner, job_id=job_id, album=album)
+        job = self.store.create("files", label, queue.owner, job_id=job_id, album=album, started_by=by)
         self.store.set_items(job_id, [clean_path(u.filename) for u in uploads], self.chunk_size)
         return self._submit(job)
 
-    def start_archive(self, upload: Upload, album: str = "") -> Job:
-        """Start loading an uploaded zip archive (refusing anything else, or a bomb); its folders are albums."""
+    def start_archive(self, upload: Upload, album: str = "", by: str = "") -> Job:
+        """Start loading an uploaded zip archive (refusing anything else, or a bomb), for the account
+        ``by``; its folders are albums."""
         queue = self.queue
         job_id = uuid.uuid4().hex
         with self._spooling(job_id) as folder:
@@ -83,7 +84,7 @@ class Ingestion(UnitsOfWork):
             limits = self.limits
             check_archive(folder / "archive.zip", limits.max_archive_entries, limits.max_archive_expanded_bytes)
         name = clean_path(upload.filename, "archive.zip")
-        return self._submit(self.store.create("archive", name, queue.owner, None, job_id, album))
+        return self._submit(self.store.create("archive", name, queue.owner, None, job_id, album, by))
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job; chunks in flight stop after their current batch, what they indexed stays."""

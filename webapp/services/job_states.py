@@ -63,6 +63,7 @@ class Job:
     cancel_requested: int
     error: str | None
     album: str = ""  # the album its files go into (their own folders below it)
+    started_by: str = ""  # the account that started it ("" with access control off); its images' adder
 
     @property
     def active(self) -> bool:

@@ -41,7 +41,14 @@ class JobRepository(Protocol):
     """Job persistence as the ingestion service uses it (JobStore: SQLAlchemy; a fake in unit tests)."""
 
     def create(
-        self, kind: str, source: str, owner: str, names: list[str] | None = None, job_id: str = "", album: str = ""
+        self,
+        kind: str,
+        source: str,
+        owner: str,
+        names: list[str] | None = None,
+        job_id: str = "",
+        album: str = "",
+        started_by: str = "",
     ) -> Job: ...
     def set_items(self, job_id: str, names: list[str], chunk_size: int = 256) -> None: ...
     def get(self, job_id: str) -> Job: ...
@@ -67,9 +74,17 @@ class JobStore(JobItems):
     """Jobs and their items in the database, shared by every process of one library."""
 
     def create(
-        self, kind: str, source: str, owner: str, names: list[str] | None = None, job_id: str = "", album: str = ""
+        self,
+        kind: str,
+        source: str,
+        owner: str,
+        names: list[str] | None = None,
+        job_id: str = "",
+        album: str = "",
+        started_by: str = "",
     ) -> Job:
-        """Create a queued job; ``names`` lists its items (in chunks of 256) when they are known already."""
+        """Create a queued job (started by the account ``started_by``); ``names`` lists its items (in
+        chunks of 256) when they are known already."""
         job_id = job_id or uuid.uuid4().hex
         now = time.time()
         with self.db.connect() as conn:
@@ -84,6 +99,7 @@ class JobStore(JobItems):
                     heartbeat=now,
                     owner=owner,
                     album=album,
+                    started_by=started_by[:64],
                 )
             )
         if names is not None:

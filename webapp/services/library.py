@@ -65,9 +65,12 @@ class Library:
         self._add_lock = threading.Condition()
         self._writing: dict[str, Record] = {}
 
-    def add(self, data: bytes, filename: str | None, source: str = "upload", album: str = "") -> tuple[Record, bool]:
-        """Index one image (into ``album``); return its record and whether it was new (False for a duplicate)."""
-        outcome = self.add_many([Entry(clean_filename(filename), data, album)], source)[0]
+    def add(
+        self, data: bytes, filename: str | None, source: str = "upload", album: str = "", by: str = ""
+    ) -> tuple[Record, bool]:
+        """Index one image (into ``album``, added by the account ``by``); return its record and
+        whether it was new (False for a duplicate)."""
+        outcome = self.add_many([Entry(clean_filename(filename), data, album, added_by=by)], source)[0]
         if outcome.error is not None:
             raise outcome.error
         assert outcome.record is not None
@@ -135,7 +138,7 @@ class Library:
             print_ = to_bytes(fingerprint(small))
             besides += time.perf_counter() - before
             record = self._record(entries[i], decoded, source, now + i)
-            batch.new.append(Prepared(i, record, vector, data_of[i], thumb, print_))
+            batch.new.append(Prepared(i, record, vector, data_of[i], thumb, print_, entries[i].added_by))
         EMBED.observe(time.perf_counter() - started - besides)  # decoding and embedding only
         return batch
 
@@ -205,7 +208,8 @@ class Library:
                 self.images.delete(sha)
             raise
         try:
-            self.catalog.add((p.record.sha256, p.record.added_at, p.record.album, p.fingerprint) for p in new)
+            rows = ((p.record.sha256, p.record.added_at, p.record.album, p.fingerprint) for p in new)
+            self.catalog.add(rows, {p.record.sha256: p.added_by for p in new})
         except Exception:  # the database full or gone: a 503 must leave nothing searchable behind
             self._take_back_vectors([p.record.sha256 for p in new])
             for sha in created:
@@ -265,6 +269,10 @@ class Library:
             raise NotFound(f"no image with id {sha256} in the library")
         return record
 
+    def added_by(self, sha256: str) -> str:
+        """Return the account that added an image ("" with access control off, or before 2026-12-04)."""
+        return self.catalog.adders([sha256]).get(sha256, "")
+
     def newest(self, offset: int, limit: int, album: str = "") -> list[Record]:
         """Return a page of records, newest first (in ``album`` and below, if given)."""
         page = self.catalog.newest(offset, limit, album)
@@ -319,7 +327,8 @@ class Library:
         self.catalog.remove(sha256s)
         if self.trash is not None and trashed:
             try:
-                self.trash.keep(list(trashed), by, self.images)
+                adders = {row["sha256"]: row["added_by"] for row in unlisted}
+                self.trash.keep(list(trashed), by, self.images, adders)
             except (OSError, StoreUnavailable) as exc:  # deleted all the same, as the person asked
                 log.warning("could not put %d deleted images in the trash, deleted for good: %s", len(trashed), exc)
         for sha in sha256s:

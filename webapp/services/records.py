@@ -48,6 +48,14 @@ class Added:
 
 
 @dataclass(frozen=True)
+class Detailed:
+    """An image's record, and the account that added it ("" with access control off, or unknown)."""
+
+    record: Record
+    added_by: str
+
+
+@dataclass(frozen=True)
 class Hit:
     """One search result: a record and its cosine similarity to the query."""
 

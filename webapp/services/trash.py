@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,7 @@ class Trashed:
     deleted_at: float  # seconds since the epoch
     deleted_by: str  # the account's name; "" with access control off
     expires_at: float  # when it goes for good
+    added_by: str = ""  # who had added it, as the catalogue said: a restore keeps it
 
     @property
     def sha256(self) -> str:
@@ -71,13 +72,16 @@ class Trash:
         self._purged_at: float | None = None  # time.monotonic() of the last removal (None: none yet)
         self._lock = threading.Lock()
 
-    def keep(self, records: list[Record], deleted_by: str, store: ImageStore) -> None:
+    def keep(
+        self, records: list[Record], deleted_by: str, store: ImageStore, added_by: Mapping[str, str] | None = None
+    ) -> None:
         """Put deleted images in the trash: a row each (replacing one of the same bytes deleted
-        before), then their files, moved from ``store``. Once an hour, remove the expired ones."""
+        before) with who had added each (``added_by``, by sha256), then their files, moved from
+        ``store``. Once an hour, remove the expired ones."""
         if not records:
             return
-        now, by = time.time(), without_controls(deleted_by)[:64]
-        rows = [_row(rec, now, by) for rec in records]
+        now, by, adders = time.time(), without_controls(deleted_by)[:64], added_by or {}
+        rows = [_row(rec, now, by, adders.get(rec.sha256, "")) for rec in records]
         with self.db.connect() as conn:
             for start in range(0, len(rows), 500):
                 part = rows[start : start + 500]
@@ -136,7 +140,7 @@ class Trash:
         try:
             for source in dict.fromkeys(item.record.source for item, _ in taken):  # a batch has one source
                 batch = [(item, data) for item, data in taken if item.record.source == source]
-                entries = [Entry(i.record.filename, data, i.record.album, i.record.added_at) for i, data in batch]
+                entries = [Entry(i.record.filename, d, i.record.album, i.record.added_at, i.added_by) for i, d in batch]
                 results += zip((i for i, _ in batch), library.add_many(entries, source), strict=True)
         finally:  # what was not restored goes back in the trash (a batch that raised: all of it)
             restored = {item.sha256 for item, outcome in results if outcome.status != "failed"}
@@ -165,7 +169,7 @@ class Trash:
     def _put_back(self, items: list[Trashed]) -> None:
         """Put back rows ``_take`` took (a restore that failed after it)."""
         if items:
-            rows = [_row(item.record, item.deleted_at, item.deleted_by) for item in items]
+            rows = [_row(item.record, item.deleted_at, item.deleted_by, item.added_by) for item in items]
             with self.db.connect() as conn:
                 conn.execute(self.db.insert_ignoring_duplicates(trash), rows)
 
@@ -215,9 +219,9 @@ class Trash:
     def _trashed(self, row: Any) -> Trashed:
         m = row._mapping
         record = Record(**{name: m[name] for name in RECORD_COLUMNS})
-        return Trashed(record, m["deleted_at"], m["deleted_by"], m["deleted_at"] + self.keep_seconds)
+        return Trashed(record, m["deleted_at"], m["deleted_by"], m["deleted_at"] + self.keep_seconds, m["added_by"])
 
 
-def _row(record: Record, deleted_at: float, deleted_by: str) -> dict[str, Any]:
+def _row(record: Record, deleted_at: float, deleted_by: str, added_by: str) -> dict[str, Any]:
     columns = {name: getattr(record, name) for name in RECORD_COLUMNS}
-    return columns | {"deleted_at": deleted_at, "deleted_by": deleted_by}
+    return columns | {"deleted_at": deleted_at, "deleted_by": deleted_by, "added_by": added_by}

@@ -176,9 +176,10 @@ class UnitsOfWork:
             resent.append(job.id)
         return resent
 
-    def run_here(self, folder: Path, owner: str, progress: Progress | None = None) -> Job:
-        """Load a folder in the calling thread (the ``ingest`` command); return the job's final state."""
-        job_id = self.store.create("cli", str(folder.resolve()), owner).id
+    def run_here(self, folder: Path, owner: str, progress: Progress | None = None, by: str = "") -> Job:
+        """Load a folder in the calling thread (the ``ingest`` command, run by the login ``by``);
+        return the job's final state."""
+        job_id = self.store.create("cli", str(folder.resolve()), owner, started_by=by).id
         for chunk in self._prepare(job_id):
             self.run_chunk(job_id, chunk)
             if progress is not None:
@@ -234,8 +235,10 @@ class UnitsOfWork:
                     start += len(batch_items)
                 prepared = None
                 if batch_items:
-                    if job.album:
-                        entries = [replace(e, album=within(job.album, e.album)) for e in entries]
+                    entries = [
+                        replace(e, album=within(job.album, e.album) if job.album else e.album, added_by=job.started_by)
+                        for e in entries
+                    ]
                     batch = library.prepare(entries, tag, in_flight, thumbnails=False)
                     in_flight |= batch.new_shas
                     prepared = (batch_items, writer.submit(self._commit, job_id, batch))

@@ -94,7 +94,7 @@ class Load(MethodView):
     def post(self, query: dict[str, str], body: dict[str, Any]) -> Response:
         """Start loading every image under a server folder, in the background; answer at once."""
         check_table(query.get("table_name"), body.get("table"))
-        job = runtime().ingestion.start_folder(body["file"])
+        job = runtime().ingestion.start_folder(body["file"], by=audit.actor())
         audit.note(audit.started(job))
         response = jsonify(LOADED)
         response.headers["Location"] = url_for("jobs.JobById", job_id=job.id)
@@ -135,7 +135,7 @@ class Upload(MethodView):
         """Add one image; the same bytes are never indexed twice."""
         check_table(query.get("table_name"))
         upload = form["image"]
-        record, created = library().add(upload.read(), upload.filename)
+        record, created = library().add(upload.read(), upload.filename, by=audit.actor())
         audit.note(audit.added(record, created))
         return jsonify(f"{'Successfully loaded data' if created else 'Image already loaded'}: {record.sha256}")
 

@@ -20,6 +20,7 @@ from webapp.api.images.schemas import (
     ClearArgsSchema,
     ClearedSchema,
     ImageChangeSchema,
+    ImageDetailSchema,
     ImageSchema,
     ImagesMovedSchema,
     ImagesMoveSchema,
@@ -36,7 +37,7 @@ from webapp.services.albums import named
 from webapp.services.images import mime_of
 from webapp.services.imaging import PREVIEW_SIZE
 from webapp.services.jobs import Job
-from webapp.services.records import Added, Record
+from webapp.services.records import Added, Detailed, Record
 from webapp.services.roles import Role
 
 blp = Blueprint("images", __name__, url_prefix="/images", description="Add and read indexed images.")
@@ -56,7 +57,7 @@ class Images(MethodView):
     def post(self, args: dict[str, Any]) -> tuple[Added, int]:
         """Add one image to the library (idempotent: the same bytes are never indexed twice)."""
         upload = args["image"]
-        record, created = library().add(upload.read(), upload.filename, album=args["album"])
+        record, created = library().add(upload.read(), upload.filename, album=args["album"], by=audit.actor())
         audit.note(audit.added(record, created))
         return Added(record, duplicate=not created), 201 if created else 200
 
@@ -149,12 +150,13 @@ class AlbumMove(MethodView):
 class Image(MethodView):
     """One indexed image."""
 
-    @blp.response(200, ImageSchema)
+    @blp.response(200, ImageDetailSchema)
     @blp.alt_response(404, description="No image with that id.")
     @requires(Role.VIEWER)
-    def get(self, image_id: str) -> Record:
-        """Return an image's record."""
-        return library().get(image_id)
+    def get(self, image_id: str) -> Detailed:
+        """Return an image's record, with who added it."""
+        lib = library()
+        return Detailed(lib.get(image_id), lib.added_by(image_id))
 
     @blp.arguments(ImageChangeSchema())
     @blp.response(200, ImageSchema)

@@ -64,6 +64,17 @@ class AddedImageSchema(ImageEntrySchema):
     )
 
 
+class ImageDetailSchema(ImageEntrySchema):
+    """An image, with who added it."""
+
+    added_by = ma.fields.String(
+        metadata={
+            "description": "The account that added it; for a job's images, the account that started the job. "
+            "Empty when access control was off, and for images added before 2026-12-04."
+        }
+    )
+
+
 class SimilarArgsSchema(ma.Schema):
     """How many similar images to return, and from which album."""
 

@@ -66,13 +66,13 @@ class Jobs(MethodView):
     @requires(Role.EDITOR)
     def post(self, args: dict[str, Any]) -> tuple[Job, int]:
         """Start loading several files, a zip archive or a server folder, in the background."""
-        ingestion = runtime().ingestion
+        ingestion, by = runtime().ingestion, audit.actor()
         if args.get("folder"):
-            job = ingestion.start_folder(args["folder"], album=args["album"])
+            job = ingestion.start_folder(args["folder"], album=args["album"], by=by)
         elif args.get("archive"):
-            job = ingestion.start_archive(args["archive"], album=args["album"])
+            job = ingestion.start_archive(args["archive"], album=args["album"], by=by)
         else:
-            job = ingestion.start_files(args["files"], album=args["album"])
+            job = ingestion.start_files(args["files"], album=args["album"], by=by)
         audit.note(audit.started(job))
         return job, 202
 

@@ -83,6 +83,12 @@ class JobSchema(ma.Schema):
     started_at = Timestamp(allow_none=True, metadata={"description": "When it first started."})
     finished_at = Timestamp(allow_none=True, metadata={"description": "When it ended."})
     error = ma.fields.String(allow_none=True, metadata={"description": "Why the job failed, if it did."})
+    started_by = ma.fields.String(
+        metadata={
+            "description": "The account that started a load, whose images it adds as theirs; the login that ran "
+            "`flask ingest` for a cli job. Empty with access control off, for other kinds, and before 2026-12-04."
+        }
+    )
     url = UrlFor("jobs.JobById", "job_id", metadata={"description": "Path of this job in the API."})
     page_url = UrlFor("pages.job_page", "job_id", metadata={"description": "Path of the job's HTML page."})
 
