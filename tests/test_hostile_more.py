@@ -120,6 +120,22 @@ def test_a_confirmation_that_is_no_count_is_400(client: FlaskClient, path: str) 
         assert response.status_code == 400 and "to confirm" in response.get_data(as_text=True), typed[:20]
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/images/move", {"album": "x"}),
+        ("/api/v1/trash/restore", {}),
+        ("/api/v1/duplicates/1/keep-all", {}),
+    ],
+)
+def test_an_id_with_a_final_newline_is_422(client: FlaskClient, path: str, body: dict[str, str]) -> None:
+    # A regular expression's "$" matches before a final newline: the ids passed as well formed.
+    key = "shown" if "keep-all" in path else "ids"
+    answer = client.post(path, json={**body, key: ["a" * 64 + "\n"]})
+    assert answer.status_code == 422 and "image id" in str(answer.json["errors"]), answer.json
+    assert client.get("/api/v1/activity", query_string={"image": "a" * 64 + "\n"}).status_code == 422
+
+
 def test_a_folder_name_too_long_or_a_link_loop_is_422(app: Flask, client: FlaskClient) -> None:
     root = Path(app.config["IMPORT_ROOTS"][0])
     root.mkdir(parents=True)

@@ -119,7 +119,12 @@ class ImageId(ma.fields.String):
     """An image's id in a body: 64 lowercase hex characters."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(validate=ma.validate.Regexp(r"^[0-9a-f]{64}$", error=ImageIdError), **kwargs)
+        # The length too: "$" also matches before a final newline, which the pattern alone let through.
+        shape = [
+            ma.validate.Regexp(r"^[0-9a-f]{64}$", error=ImageIdError),
+            ma.validate.Length(equal=64, error=ImageIdError),
+        ]
+        super().__init__(validate=shape, **kwargs)
 
 
 class BoundedList(ma.fields.List):
