@@ -294,3 +294,32 @@ def test_an_image_says_who_added_it_and_a_job_who_started_it(team: dict[str, Any
     admin_page = admin.get(f"/images/{by_api}").get_data(as_text=True)
     assert 'href="/activity?actor=editor-person">editor-person</a>' in admin_page
     assert "by admin-person" in admin.get("/jobs").get_data(as_text=True)
+
+
+def test_an_images_history_is_the_entries_naming_it(team: dict[str, Any]) -> None:
+    app, editor = team["app"], team["tokens"]["editor"]
+    client = app.test_client()
+    mine, other = noise_images(2, seed=47)
+    sha = add(client, mine, "mine.jpg", editor).json["id"]
+    add(client, other, "other.jpg", editor)
+    assert client.patch(f"/api/v1/images/{sha}", json={"album": "kept"}, headers=editor).status_code == 200
+    assert client.delete(f"/api/v1/images/{sha}", headers=editor).status_code == 204
+    assert client.post(f"/api/v1/trash/{sha}/restore", headers=editor).status_code == 201
+
+    history = entries(app, image=sha)
+    assert [(e["method"], e["path"].replace(sha, "ID")) for e in history] == [
+        ("POST", "/api/v1/trash/ID/restore"),
+        ("DELETE", "/api/v1/images/ID"),
+        ("PATCH", "/api/v1/images/ID"),
+        ("POST", "/api/v1/images"),  # its id is in the note
+    ]
+    admin = signed_in(app, "admin-person")
+    assert admin.get("/api/v1/activity?image=" + sha.upper()).status_code == 422
+    page = admin.get(f"/activity?image={sha}").get_data(as_text=True)
+    assert "4 entries" in page and "other.jpg" not in page and "mine.jpg" in page
+    assert admin.get("/activity?image=../x").status_code == 400
+    assert f'href="/activity?image={sha}">History</a>' in admin.get(f"/images/{sha}").get_data(as_text=True)
+    assert "History</a>" not in signed_in(app, "editor-person").get(f"/images/{sha}").get_data(as_text=True)
+    printed = app.test_cli_runner().invoke(args=["activity", "--image", sha]).output.splitlines()
+    assert len(printed) == 4 and "mine.jpg" in printed[-1]
+    assert app.test_cli_runner().invoke(args=["activity", "--image", "x"]).exit_code == 2

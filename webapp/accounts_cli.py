@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
@@ -127,11 +128,14 @@ def revoke_token(token_id: str) -> None:
 @click.option(
     "--user", "actor", default=None, help="Only this account's entries ('' for those with access control off)."
 )
+@click.option("--image", "image", default=None, metavar="ID", help="Only the entries naming this image.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many, newest first.")
-def list_activity(actor: str | None, limit: int) -> None:
+def list_activity(actor: str | None, image: str | None, limit: int) -> None:
     """Print the activity log, newest first: when, who, how, from where, the request and what it did."""
+    if image is not None and not re.fullmatch("[0-9a-f]{64}", image):
+        raise click.BadParameter("an image's id is 64 lowercase hexadecimal characters", param_hint="--image")
     try:
-        entries, _total = runtime().activity.entries(0, limit, actor)
+        entries, _total = runtime().activity.entries(0, limit, actor, image)
     except WebappError as exc:
         raise _fail(exc) from exc
     for e in entries:

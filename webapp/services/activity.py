@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 
 from webapp.services.adding import without_controls
 from webapp.services.database import Database, activity, page_bounds
@@ -89,10 +89,17 @@ class Activity:
         with self.db.connect() as conn:
             return conn.execute(delete(activity).where(activity.c.at < before)).rowcount or 0
 
-    def entries(self, offset: int = 0, limit: int = 50, actor: str | None = None) -> tuple[list[Entry], int]:
-        """Return a page of entries, newest first, and how many there are (of ``actor`` only, if given)."""
+    def entries(
+        self, offset: int = 0, limit: int = 50, actor: str | None = None, image: str | None = None
+    ) -> tuple[list[Entry], int]:
+        """Return a page of entries, newest first, and how many there are (of ``actor`` only, and
+        naming the image ``image`` in their path or note only, if given)."""
         offset, limit = page_bounds(offset, limit)
         where = [] if actor is None else [activity.c.actor == actor]
+        if image:  # an id: its added, moved, deleted, restored, resolved... (a scan of the log)
+            where.append(
+                or_(activity.c.path.contains(image, autoescape=True), activity.c.note.contains(image, autoescape=True))
+            )
         query = select(activity).where(*where).order_by(activity.c.at.desc(), activity.c.id.desc())
         with self.db.connect() as conn:
             rows = conn.execute(query.offset(offset).limit(limit)).all()

@@ -27,5 +27,6 @@ class ActivityLog(MethodView):
     def get(self, args: dict[str, Any], pagination_parameters: Any) -> list[Entry]:
         """List the requests that changed the library or its accounts, newest first."""
         p = pagination_parameters
-        entries, p.item_count = runtime().activity.entries((p.page - 1) * p.page_size, p.page_size, args.get("actor"))
+        offset, log = (p.page - 1) * p.page_size, runtime().activity
+        entries, p.item_count = log.entries(offset, p.page_size, args.get("actor"), args.get("image"))
         return entries

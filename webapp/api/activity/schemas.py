@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from webapp.api.common import Timestamp
+from webapp.api.common import ImageId, Timestamp
 from webapp.audit import action
 
 
@@ -14,6 +14,12 @@ class ActivityArgsSchema(ma.Schema):
     actor = ma.fields.String(
         validate=ma.validate.Length(max=64),
         metadata={"description": "Only this account's entries (an empty string: those made with access control off)."},
+    )
+    image = ImageId(
+        metadata={
+            "description": "Only the entries naming this image (its id in their path or note): when it was added, "
+            "moved, deleted, restored."
+        }
     )
 
 
