@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import io
+import json
 import logging
 import re
 import socket
@@ -290,10 +291,24 @@ def test_an_image_says_who_added_it_and_a_job_who_started_it(team: dict[str, Any
         "job1.jpg": "admin-person",
     }
     viewer = signed_in(app, "viewer-person")
-    assert "by editor-person" in viewer.get(f"/images/{by_api}").get_data(as_text=True)
-    admin_page = admin.get(f"/images/{by_api}").get_data(as_text=True)
-    assert 'href="/activity?actor=editor-person">editor-person</a>' in admin_page
+    image_page = viewer.get(f"/images/{by_api}").get_data(as_text=True)
+    assert 'by <a href="/library?added_by=editor-person">editor-person</a>' in image_page
     assert "by admin-person" in admin.get("/jobs").get_data(as_text=True)
+
+    def added_by(name: str) -> list[str]:
+        answer = client.get("/api/v1/images", query_string={"added_by": name}, headers=tokens["viewer"])
+        assert answer.status_code == 200, answer.json
+        assert json.loads(answer.headers["X-Pagination"])["total"] == len(answer.json)
+        return sorted(image["filename"] for image in answer.json)
+
+    assert added_by("admin-person") == ["job0.jpg", "job1.jpg"]
+    assert added_by("editor-person") == ["api.jpg", "compat.jpg", "page.jpg"]
+    assert added_by("") == [] and added_by("nobody") == []
+    too_long = client.get("/api/v1/images", query_string={"added_by": "x" * 65}, headers=tokens["viewer"])
+    assert too_long.status_code == 422
+    listed_page = viewer.get("/library?added_by=admin-person").get_data(as_text=True)
+    assert "2 images added by admin-person" in " ".join(listed_page.split()) and "job1.jpg" in listed_page
+    assert "api.jpg" not in listed_page and viewer.get("/library?added_by=" + "x" * 65).status_code == 400
 
 
 def test_an_images_history_is_the_entries_naming_it(team: dict[str, Any]) -> None:

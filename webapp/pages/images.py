@@ -28,14 +28,23 @@ SIMILAR_COUNT = 12
 @requires(Role.VIEWER)
 def library_page() -> str | Response:
     """Show the indexed images as a grid of thumbnails, newest first, a page at a time."""
-    lib, album = library(), album_arg()
-    pager = Pager.from_request(LIBRARY_PER_PAGE).keeping(album=album).counted(lib.listed(album))
+    lib, album, by = library(), album_arg(), request.args.get("added_by") or None
+    if by is not None and len(by) > 64:
+        raise BadRequest("No account name is longer than 64 characters.")
+    pager = Pager.from_request(LIBRARY_PER_PAGE).keeping(album=album, added_by=by or "")
+    pager = pager.counted(lib.listed(album, by))
     if pager.beyond_end:
         return redirect(pager.url(pager.pages))
-    images = lib.newest(pager.offset, pager.per_page, album)
+    images = lib.newest(pager.offset, pager.per_page, album, by)
     albums = lib.albums(kept=True)
     return render_template(
-        "library.html", images=images, pager=pager, album=album, albums=albums, trash_on=lib.trash is not None
+        "library.html",
+        images=images,
+        pager=pager,
+        album=album,
+        added_by=by,
+        albums=albums,
+        trash_on=lib.trash is not None,
     )
 
 

@@ -34,6 +34,11 @@ def in_album(album: str) -> Any:
     )
 
 
+def _narrowed(album: str, added_by: str | None) -> list[Any]:
+    """Return the conditions of the images in ``album`` and below and added by ``added_by`` (if given)."""
+    return ([in_album(album)] if album else []) + ([] if added_by is None else [images.c.added_by == added_by])
+
+
 def _shrink(conn: Any, group_ids: set[int]) -> None:
     """Recount groups that lost images; drop those left with fewer than two."""
     if not group_ids:
@@ -219,17 +224,17 @@ class Catalog:
             conn.execute(delete(images))
         self._changes += 1
 
-    def newest(self, offset: int, limit: int, album: str = "") -> list[str]:
-        """Return a page of content ids, newest first (each image of a batch has its own millisecond)."""
+    def newest(self, offset: int, limit: int, album: str = "", added_by: str | None = None) -> list[str]:
+        """Return a page of content ids, newest first (each image of a batch has its own millisecond),
+        in ``album`` and below and added by the account ``added_by``, if given."""
         offset, limit = page_bounds(offset, limit)
         query = (
             select(images.c.sha256)
+            .where(*_narrowed(album, added_by))
             .order_by(images.c.added_at.desc(), images.c.sha256.desc())
             .limit(limit)
             .offset(offset)
         )
-        if album:
-            query = query.where(in_album(album))
         with self.db.connect() as conn:
             return list(conn.scalars(query))
 
@@ -254,11 +259,9 @@ class Catalog:
         with self.db.connect() as conn:
             return {str(sha): str(album) for sha, album in conn.execute(select(images.c.sha256, images.c.album))}
 
-    def total(self, album: str = "") -> int:
-        """Return how many images the catalogue lists (in ``album`` and below, if given)."""
-        query = select(func.count()).select_from(images)
-        if album:
-            query = query.where(in_album(album))
+    def total(self, album: str = "", added_by: str | None = None) -> int:
+        """Return how many images the catalogue lists (in ``album`` and below, added by ``added_by``, if given)."""
+        query = select(func.count()).select_from(images).where(*_narrowed(album, added_by))
         with self.db.connect() as conn:
             return int(conn.scalar(query) or 0)
 

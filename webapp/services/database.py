@@ -109,6 +109,7 @@ images = Table(
     Column("added_by", String(64), nullable=False, server_default=""),  # the account; "" with access control off
     Index("images_by_time", "added_at"),
     Index("images_by_album", "album"),
+    Index("images_by_adder", "added_by", "added_at"),
 )
 # The near-duplicate groups the last scan found (services/duplicates.py).
 duplicate_groups = Table(

@@ -273,9 +273,9 @@ class Library:
         """Return the account that added an image ("" with access control off, or before 2026-12-04)."""
         return self.catalog.adders([sha256]).get(sha256, "")
 
-    def newest(self, offset: int, limit: int, album: str = "") -> list[Record]:
-        """Return a page of records, newest first (in ``album`` and below, if given)."""
-        page = self.catalog.newest(offset, limit, album)
+    def newest(self, offset: int, limit: int, album: str = "", added_by: str | None = None) -> list[Record]:
+        """Return a page of records, newest first (in ``album`` and below, added by ``added_by``, if given)."""
+        page = self.catalog.newest(offset, limit, album, added_by)
         records = self.vectors.get(page)
         return [records[sha] for sha in page if sha in records]
 
@@ -441,9 +441,10 @@ class Library:
             except OSError as exc:  # a full disk, a read-only mount: say so, with 503
                 raise StoreUnavailable(f"the {what} of {sha256} could not be stored: {exc}") from exc
 
-    def listed(self, album: str = "") -> int:
-        """Return the number of images the catalogue lists, in ``album`` if given (cheap: for paging)."""
-        return self.catalog.total(album)
+    def listed(self, album: str = "", added_by: str | None = None) -> int:
+        """Return the number of images the catalogue lists, in ``album`` and added by ``added_by`` if
+        given (cheap: for paging)."""
+        return self.catalog.total(album, added_by)
 
     def albums(self, kept: bool = False) -> list[tuple[str, int]]:
         """Return every album with how many images it holds (sub-albums included), by name

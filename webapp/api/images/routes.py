@@ -11,7 +11,7 @@ from flask import Response, send_file, url_for
 from flask.views import MethodView
 
 from webapp import audit
-from webapp.api.common import AlbumArgsSchema, Blueprint
+from webapp.api.common import Blueprint
 from webapp.api.images.schemas import (
     AddedImageSchema,
     AlbumMoveSchema,
@@ -21,6 +21,7 @@ from webapp.api.images.schemas import (
     ClearedSchema,
     ImageChangeSchema,
     ImageDetailSchema,
+    ImagesArgsSchema,
     ImageSchema,
     ImagesMovedSchema,
     ImagesMoveSchema,
@@ -61,16 +62,16 @@ class Images(MethodView):
         audit.note(audit.added(record, created))
         return Added(record, duplicate=not created), 201 if created else 200
 
-    @blp.arguments(AlbumArgsSchema(), location="query")
+    @blp.arguments(ImagesArgsSchema(), location="query")
     @blp.response(200, ImageSchema(many=True))
     @blp.paginate()
     @requires(Role.VIEWER)
     def get(self, args: dict[str, str], pagination_parameters: Any) -> list[Record]:
-        """List indexed images, newest first (in one album and its sub-albums, if ``album`` is given)."""
-        p = pagination_parameters
-        lib = library()
-        p.item_count = lib.listed(args["album"])
-        return lib.newest((p.page - 1) * p.page_size, p.page_size, args["album"])
+        """List indexed images, newest first (in one album and its sub-albums, if ``album`` is given,
+        and added by one account, if ``added_by`` is)."""
+        p, lib, by = pagination_parameters, library(), args.get("added_by")
+        p.item_count = lib.listed(args["album"], by)
+        return lib.newest((p.page - 1) * p.page_size, p.page_size, args["album"], by)
 
     @blp.arguments(ClearArgsSchema(), location="query")
     @blp.response(200, ClearedSchema)

@@ -4,7 +4,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from webapp.api.common import Album, BoundedList, ImageId, ImageUpload, ImageUrl, TopK
+from webapp.api.common import Album, AlbumArgsSchema, BoundedList, ImageId, ImageUpload, ImageUrl, TopK
 from webapp.services.albums import MAX_LENGTH, MAX_MOVED
 
 MAX_ALBUMS_LISTED = 1000  # albums one call may ask for with limit (a field's suggestions need a few)
@@ -61,6 +61,15 @@ class AddedImageSchema(ImageEntrySchema):
 
     duplicate = ma.fields.Boolean(
         metadata={"description": "True when these bytes were already in the library (nothing added)."}
+    )
+
+
+class ImagesArgsSchema(AlbumArgsSchema):
+    """Narrow the list of images to an album, and to the images an account added."""
+
+    added_by = ma.fields.String(
+        validate=ma.validate.Length(max=64),
+        metadata={"description": "Only the images this account added (an empty string: those that name nobody)."},
     )
 
 

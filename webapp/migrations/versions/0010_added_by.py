@@ -18,14 +18,16 @@ TABLES = {"images": "added_by", "trash": "added_by", "jobs": "started_by"}
 
 
 def upgrade() -> None:
-    """Images and jobs of earlier releases name nobody."""
+    """Images and jobs of earlier releases name nobody. The library lists an account's images."""
     for table, column in TABLES.items():
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column(column, sa.String(64), nullable=False, server_default=""))
+    op.create_index("images_by_adder", "images", ["added_by", "added_at"])
 
 
 def downgrade() -> None:
     """Forget who added and started what."""
+    op.drop_index("images_by_adder", "images")
     for table, column in TABLES.items():
         with op.batch_alter_table(table) as batch:
             batch.drop_column(column)
