@@ -271,7 +271,7 @@ def test_an_image_says_who_added_it_and_a_job_who_started_it(team: dict[str, Any
     editor = signed_in(app, "editor-person")
     form = {"image": (io.BytesIO(page_upload), "page.jpg"), "csrf_token": csrf_token(editor)}
     assert editor.post("/images", data=form, content_type="multipart/form-data").status_code == 302
-    files = {"files": [(io.BytesIO(data), f"job{i}.jpg") for i, data in enumerate(loaded)]}
+    files = {"files": [(io.BytesIO(data), f"job{i}.jpg") for i, data in enumerate(loaded)], "album": "trip"}
     started = client.post("/api/v1/jobs", data=files, headers=tokens["admin"], content_type="multipart/form-data")
     assert started.status_code == 202 and started.json["started_by"] == "admin-person"
     admin = signed_in(app, "admin-person")
@@ -294,6 +294,12 @@ def test_an_image_says_who_added_it_and_a_job_who_started_it(team: dict[str, Any
     image_page = viewer.get(f"/images/{by_api}").get_data(as_text=True)
     assert 'by <a href="/library?added_by=editor-person">editor-person</a>' in image_page
     assert "by admin-person" in admin.get("/jobs").get_data(as_text=True)
+    scan = client.post("/api/v1/duplicates/scan", headers=tokens["editor"])
+    assert scan.status_code == 202 and scan.json["started_by"] == "editor-person", scan.json
+    wait_for_job(admin, scan.json["url"])
+    move = client.post("/api/v1/images/albums/move", json={"album": "trip", "to": "x"}, headers=tokens["editor"])
+    assert move.status_code == 202 and move.json["started_by"] == "editor-person", move.json
+    wait_for_job(admin, move.json["url"])
 
     def added_by(name: str) -> list[str]:
         answer = client.get("/api/v1/images", query_string={"added_by": name}, headers=tokens["viewer"])

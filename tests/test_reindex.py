@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import io
 import os
 import shutil
@@ -176,6 +177,10 @@ def test_the_reindex_command_reports_and_says_what_to_set_and_the_next_start_fol
     unset = make(tmp_path, model_dir, "")  # the next start, with WEBAPP_MODEL unset: the library's new model
     stats = unset.test_client().get("/api/v1/stats").json
     assert stats["model"] == INT8 and stats["count"] == 6
+    (job,) = [j for j in unset.test_client().get("/api/v1/jobs").json if j["kind"] == "reindex"]
+    assert job["started_by"] == getpass.getuser()  # the login that ran it
+    (logged,) = [e for e in unset.test_client().get("/api/v1/activity").json if e["via"] == "command"]
+    assert logged["path"] == "flask reindex" and logged["note"].startswith(f"job {job['id']}: 6 images re-embedded")
     unset.extensions[EXTENSION].close()
 
 

@@ -231,7 +231,7 @@ def reindex_command(model: str, server: str | None, token: str) -> None:
         open_library(f"reindex --model {model} --server http://127.0.0.1:8000 --token ...", reindexing=True)
         try:
             with job_bar(f"re-embedding with {model}") as progress:
-                job = asdict(runtime().reindex(model, progress))
+                job = asdict(runtime().reindex(model, progress, by=audit.login()))
         except WebappError as exc:
             raise click.ClickException(exc.message) from exc
     if job["status"] != "done":

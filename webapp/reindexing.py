@@ -45,12 +45,13 @@ class Reindexing:
         if thread is not None:
             thread.join(timeout)
 
-    def start(self, model: str, progress: Callable[[Job], None] | None, background: bool) -> Job:
-        """Re-embed the library with ``model`` and switch over; return the job (at once in the background)."""
+    def start(self, model: str, progress: Callable[[Job], None] | None, background: bool, by: str = "") -> Job:
+        """Re-embed the library with ``model`` and switch over, for the account ``by``; return the job
+        (at once in the background)."""
         if not self._running.acquire(blocking=False):
             raise Conflict("a reindex is running in this process already")
         try:
-            run = self._begin(model, progress)
+            run = self._begin(model, progress, by)
         except BaseException:
             self._running.release()
             raise
@@ -59,7 +60,7 @@ class Reindexing:
         self._in_background(run)
         return run.job
 
-    def _begin(self, model: str, progress: Callable[[Job], None] | None) -> _Run:
+    def _begin(self, model: str, progress: Callable[[Job], None] | None, by: str) -> _Run:
         """Open the new model and the library's collection, and create the reindex's job."""
         from webapp.services.reindex import Reindexer  # with the model's and Milvus's libraries: not at import
 
@@ -77,7 +78,7 @@ class Reindexing:
                 lambda name, dim: rt.store_at(s["MILVUS_URI"], name, s["MILVUS_TOKEN"], dim),
                 settle_seconds=2 * float(s["LIBRARY_FOLLOW_SECONDS"]),
             )
-            run.job = run.reindexer.begin(current, target, run.owner, list(active.ids()))
+            run.job = run.reindexer.begin(current, target, run.owner, list(active.ids()), by)
         except BaseException:
             run.close_source()  # start() lets the next reindex start
             raise

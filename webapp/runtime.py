@@ -153,12 +153,13 @@ class Runtime:
             )
             self._retired.retire(old, old_embedder)  # the searches still under way finish with them
 
-    def reindex(self, model: str, progress: Callable[[Job], None] | None = None, background: bool = False) -> Job:
-        """Re-embed the library with ``model`` and switch over (webapp/reindexing.py); return the job.
-
-        In the background, the job is returned as soon as it is created.
+    def reindex(
+        self, model: str, progress: Callable[[Job], None] | None = None, background: bool = False, by: str = ""
+    ) -> Job:
+        """Re-embed the library with ``model`` and switch over (webapp/reindexing.py), for the account
+        ``by``; return the job. In the background, the job is returned as soon as it is created.
         """
-        return self._reindexing.start(model, progress, background)
+        return self._reindexing.start(model, progress, background, by)
 
     def store_at(self, uri: str, collection: str, token: str = "", dim: int | None = None) -> MilvusVectorStore:
         """Open a vector store with this app's index, search and consistency settings."""

@@ -48,7 +48,7 @@ def duplicates_page() -> str | Response:
 def scan_duplicates() -> Response:
     """Start a scan of the whole library and follow it on its job page."""
     rt = runtime()
-    job = rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id))
+    job = rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id), audit.actor())
     audit.note(audit.started(job))
     flash("The scan has started: its groups replace the last ones when it is done.", "success")
     return redirect(url_for("pages.job_page", job_id=job.id), 303)

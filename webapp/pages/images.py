@@ -54,7 +54,7 @@ def move_album() -> Response:
     """Move or rename an album with its sub-albums (a job), and show its progress."""
     album, to = album_arg(request.form), parse_album(request.form.get("to") or "")
     rt = runtime()
-    job = rt.album_moves.start(album, to, rt.queue.send)
+    job = rt.album_moves.start(album, to, rt.queue.send, audit.actor())
     audit.note(audit.moving(job, album, to))
     return redirect(url_for("pages.job_page", job_id=job.id), 303)
 

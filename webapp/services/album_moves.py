@@ -52,8 +52,9 @@ class AlbumMoves:
         self._refuse_during_reindex()
         return self.library.move(dict.fromkeys(sha256s, album))
 
-    def start(self, album: str, to: str, send: Callable[[str, str], None]) -> Job:
-        """Queue moving ``album`` and its sub-albums to ``to`` ("" for the top level); return its job."""
+    def start(self, album: str, to: str, send: Callable[[str, str], None], by: str = "") -> Job:
+        """Queue moving ``album`` and its sub-albums to ``to`` ("" for the top level), for the account
+        ``by``; return its job."""
         if not album:
             raise InvalidInput("name the album to move")
         if to == album:
@@ -68,7 +69,7 @@ class AlbumMoves:
         if not self.library.listed(album):
             raise NotFound(f"the album {album} has no images")
         self.library.vectors.album_filter(album)  # 409 on a library made before albums
-        return self.jobs.submit(KIND, album, self.owner, lambda job_id: send(KIND, job_id), album=to)
+        return self.jobs.submit(KIND, album, self.owner, lambda job_id: send(KIND, job_id), album=to, started_by=by)
 
     def run(self, job_id: str, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Move every image of the job's album, oldest first, a batch at a time."""

@@ -82,15 +82,15 @@ class Duplicates:
         """Return the library scanned."""
         return self._library()
 
-    def start(self, send: Callable[[str], None]) -> Job:
-        """Queue a scan (refused while one is queued or running); return its job."""
+    def start(self, send: Callable[[str], None], by: str = "") -> Job:
+        """Queue a scan for the account ``by`` (refused while one is queued or running); return its job."""
         if running := self.jobs.active_of(KIND):
             raise Conflict(f"a duplicate scan is {running.status} already (job {running.id})")
         what = (
             f"similarity at least {self.threshold:.2f}, or {FLOOR:.2f} with the same layout, "
             f"or {LOW_FLOOR:.2f} with very nearly the same layout"
         )
-        return self.jobs.submit(KIND, what, self.owner, send)
+        return self.jobs.submit(KIND, what, self.owner, send, started_by=by)
 
     def last_scan(self) -> Job | None:
         """Return the newest scan, finished or not."""

@@ -132,10 +132,12 @@ class JobStore(JobItems):
         """Return a queued or running job of ``kind``, if there is one."""
         return next((job for job in map(self.get, self.active_ids()) if job.kind == kind), None)
 
-    def submit(self, kind: str, source: str, owner: str, send: Callable[[str], None], album: str = "") -> Job:
+    def submit(
+        self, kind: str, source: str, owner: str, send: Callable[[str], None], album: str = "", started_by: str = ""
+    ) -> Job:
         """Create a job that is one unit of work (a scan, a move) and send it; if it cannot be sent,
         it is left failed (resumable) and the error raised."""
-        job = self.create(kind, source, owner, album=album)
+        job = self.create(kind, source, owner, album=album, started_by=started_by)
         try:
             send(job.id)
         except WebappError as exc:

@@ -59,8 +59,9 @@ class Reindexer:
         self._open_store = open_store  # (collection, dim) -> an open store
         self.settle_seconds = settle_seconds  # how long other processes take to follow a switch
 
-    def begin(self, current: ModelIdentity, target_model: Embedder, owner: str, listed: list[str]) -> Job:
-        """Create the new model's collection (or take up a stopped reindex's) and the job that shows progress.
+    def begin(self, current: ModelIdentity, target_model: Embedder, owner: str, listed: list[str], by: str = "") -> Job:
+        """Create the new model's collection (or take up a stopped reindex's) and the job that shows
+        progress, started by the account ``by``.
 
         ``current`` is the model of the library's vectors; the target may be the same model with
         another file (rebuilt): only the identities must differ.
@@ -73,7 +74,7 @@ class Reindexer:
         self.binding.start_building(self.library, target)
         same_name = current.name == target.name  # a rebuilt file: say which files
         label = f"{current.short} to {target.short}" if same_name else f"{current.name} to {target.name}"
-        job = self.jobs.create("reindex", label, owner, sorted(listed))
+        job = self.jobs.create("reindex", label, owner, sorted(listed), started_by=by)
         self.jobs.move(job.id, JobStatus.RUNNING)
         return job
 

@@ -59,7 +59,7 @@ class Scan(MethodView):
     def post(self) -> tuple[Job, int]:
         """Find the near-duplicate groups of the whole library, in the background."""
         rt = runtime()
-        job = rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id))
+        job = rt.duplicates.start(lambda job_id: rt.queue.send("duplicates", job_id), audit.actor())
         audit.note(audit.started(job))
         return job, 202
 

@@ -142,7 +142,7 @@ class AlbumMove(MethodView):
         """Move an album and its sub-albums under a new name (a/b to c puts a/b/x in c/x), in the
         background: searches' filters, the pages and the counts follow each image as it moves."""
         rt = runtime()
-        job = rt.album_moves.start(args["album"], args["to"], rt.queue.send)
+        job = rt.album_moves.start(args["album"], args["to"], rt.queue.send, audit.actor())
         audit.note(audit.moving(job, args["album"], args["to"]))
         return job
 

@@ -85,8 +85,9 @@ class JobSchema(ma.Schema):
     error = ma.fields.String(allow_none=True, metadata={"description": "Why the job failed, if it did."})
     started_by = ma.fields.String(
         metadata={
-            "description": "The account that started a load, whose images it adds as theirs; the login that ran "
-            "`flask ingest` for a cli job. Empty with access control off, for other kinds, and before 2026-12-04."
+            "description": "The account that started it (a load's images count as added by it); the login that "
+            "ran the command for `flask ingest` and `flask reindex` run in place. Empty with access control off, "
+            "and for jobs started before 2026-12-04."
         }
     )
     url = UrlFor("jobs.JobById", "job_id", metadata={"description": "Path of this job in the API."})

@@ -28,6 +28,6 @@ class Reindex(MethodView):
     @requires(Role.ADMIN)
     def post(self, args: dict[str, Any]) -> tuple[Job, int]:
         """Re-embed every image with another model into a new collection, then switch the library over."""
-        job = runtime().reindex(args["model"], background=True)
+        job = runtime().reindex(args["model"], background=True, by=audit.actor())
         audit.note(audit.started(job))
         return job, 202
