@@ -121,6 +121,9 @@ PAGES: list[tuple[str, str, dict[str, str], Role]] = [
     ("POST", "/account/tokens/nosuchid/revoke", {}, Role.VIEWER),
     ("POST", "/account/users", {"name": "x", "role": "no-such-role", "password": PASSWORD}, Role.ADMIN),
     ("POST", "/account/users/nobody/delete", {}, Role.ADMIN),
+    ("POST", "/account/password", {"current": "wrong", "password": "short", "confirm": "short"}, Role.VIEWER),
+    ("POST", "/account/users/nobody/role", {"role": "viewer"}, Role.ADMIN),
+    ("POST", "/account/users/nobody/password", {"password": PASSWORD}, Role.ADMIN),
     ("POST", "/duplicates/99/resolve", {"keep": NO_IMAGE}, Role.EDITOR),
     ("POST", "/duplicates/99/keep-all", {}, Role.EDITOR),
     ("POST", "/duplicates/kept-apart/forget", {}, Role.EDITOR),
@@ -297,6 +300,54 @@ def test_sessions_end_after_their_hours_and_when_the_password_changes(tmp_path: 
     client = signed_in(app, "ada")
     accounts.set_password("ada", "another long passphrase")
     assert client.get("/").status_code == 302
+    app.extensions[EXTENSION].close()
+
+
+def test_people_change_their_password_and_admins_set_roles_and_passwords(tmp_path: Path, model_dir: Path) -> None:
+    app = make_app(tmp_path, model_dir)
+    accounts = people(app)
+    accounts.create_user("boss", Role.ADMIN, PASSWORD)
+    accounts.create_user("ada", Role.VIEWER, PASSWORD)
+    ada, elsewhere = signed_in(app, "ada"), signed_in(app, "ada")
+
+    def change(client: FlaskClient, path: str, **form: str) -> str:
+        answer = client.post(path, data={**form, "csrf_token": csrf_token(client, "/account")})
+        assert answer.status_code == 303, answer.get_data(as_text=True)[:300]
+        return " ".join(client.get("/account").get_data(as_text=True).split())
+
+    new = "a new passphrase for ada"
+    said = change(ada, "/account/password", current="not it", password=new, confirm=new)
+    assert "The current password is not right; the password is unchanged." in said
+    said = change(ada, "/account/password", current=PASSWORD, password=new, confirm=new + "!")
+    assert "The new password and its confirmation differ" in said
+    assert accounts.authenticate("ada", PASSWORD, "10.0.0.9") is not None  # unchanged so far
+    said = change(ada, "/account/password", current=PASSWORD, password=new, confirm=new)
+    assert "Your password is changed. Your other sessions are signed out." in said  # this one goes on
+    assert elsewhere.get("/account").status_code == 302
+    assert accounts.authenticate("ada", new, "10.0.0.9") is not None
+
+    boss = signed_in(app, "boss")
+    assert "ada is editor now." in change(boss, "/account/users/ada/role", role="editor")
+    assert '<h1>ada <span class="muted">(editor)</span></h1>' in change(ada, "/account/tokens", name="t", role="x")
+    assert "You cannot change your own role here" in change(boss, "/account/users/boss/role", role="viewer")
+    assert "The password of ada is set" in change(boss, "/account/users/ada/password", password="set by the boss")
+    assert ada.get("/account").status_code == 302  # the reset ended ada's sessions
+    assert accounts.authenticate("ada", "set by the boss", "10.0.0.9") is not None
+    assert "10 to 1024 characters" in change(boss, "/account/users/ada/password", password="short")
+
+    cli = app.test_cli_runner()
+    assert cli.invoke(args=["users", "role", "ada", "--role", "admin"]).exit_code == 0
+    assert cli.invoke(args=["users", "role", "boss", "--role", "viewer"]).exit_code == 0  # ada is an admin
+    last = cli.invoke(args=["users", "role", "ada", "--role", "editor"])
+    assert last.exit_code == 1 and "ada is the last admin" in last.output
+    log = app.test_client().get("/api/v1/activity", headers=bearer(accounts.create_token("ada", Role.ADMIN)[1]))
+    notes = [e["note"] for e in log.json]
+    assert notes[:3] == [
+        "account boss is viewer now",
+        "account ada is admin now",
+        "the password of ada set; its sessions ended",
+    ]
+    assert "account ada is editor now" in notes and "password changed; the other sessions ended" in notes
     app.extensions[EXTENSION].close()
 
 

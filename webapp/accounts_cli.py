@@ -68,6 +68,19 @@ def delete_user(name: str) -> None:
     click.echo(f"deleted {name}")
 
 
+@users.command("role")
+@click.argument("name")
+@click.option("--role", type=ROLE, required=True, help="viewer, editor or admin.")
+def set_role(name: str, role: str) -> None:
+    """Give the account NAME another role, at once for its sessions and tokens."""
+    try:
+        user = _accounts().set_role(name, Role(role))
+    except WebappError as exc:
+        raise _fail(exc) from exc
+    audit.command(f"account {user.name} is {user.role} now")
+    click.echo(f"{user.name} is {user.role} now")
+
+
 @users.command("password")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")

@@ -34,7 +34,13 @@ from webapp.services.roles import Role
 log = logging.getLogger(__name__)
 
 # Views open to viewers (or to anyone) whose successful POSTs change credentials or sessions.
-CREDENTIALS = {"pages.create_token", "pages.revoke_token", "pages.login_submit", "pages.logout"}
+CREDENTIALS = {
+    "pages.create_token",
+    "pages.revoke_token",
+    "pages.login_submit",
+    "pages.logout",
+    "pages.change_password",
+}
 COMMAND = "CLI"  # the method of an entry a command wrote; its endpoint is the command's name ("users create")
 
 

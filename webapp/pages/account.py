@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 
 from webapp import audit
 from webapp.auth import FIRST_ADMIN, accounts, public, requires, sign_in, sign_out
-from webapp.errors import WebappError
+from webapp.errors import InvalidInput, WebappError
 from webapp.pages.blueprint import blp
 from webapp.security import local_path
 from webapp.services.roles import Role, role_named
@@ -123,6 +123,28 @@ def revoke_token(token_id: str) -> Response:
     return redirect(url_for("pages.account_page"), 303)
 
 
+@blp.post("/account/password")
+@requires(Role.VIEWER)
+def change_password() -> Response:
+    """Change your password, given the current one: your other sessions end, this one goes on."""
+    principal = g.principal
+    if principal.via != "session":
+        return redirect(url_for("pages.index"), 303)
+    new = _field("password")
+    try:
+        if new != _field("confirm"):
+            raise InvalidInput("the new password and its confirmation differ; the password is unchanged")
+        user = accounts().change_password(principal.name, _field("current"), new, request.remote_addr or "")
+    except InvalidInput as exc:
+        audit.refused(exc.message)
+        flash(exc.message[0].upper() + exc.message[1:] + ".", "error")
+        return redirect(url_for("pages.account_page"), 303)
+    sign_in(user)
+    audit.note("password changed; the other sessions ended")
+    flash("Your password is changed. Your other sessions are signed out.", "success")
+    return redirect(url_for("pages.account_page"), 303)
+
+
 @blp.post("/account/users")
 @requires(Role.ADMIN)
 def create_user() -> Response:
@@ -135,6 +157,44 @@ def create_user() -> Response:
     else:
         audit.note(f"account {user.name} ({user.role}) created")
         flash(f"Account {user.name} ({user.role}) is created.", "success")
+    return redirect(url_for("pages.account_page"), 303)
+
+
+@blp.post("/account/users/<name>/role")
+@requires(Role.ADMIN)
+def set_role(name: str) -> Response:
+    """Give an account another role, at once for its sessions and tokens (admins only; not your own)."""
+    if name == g.principal.name:
+        audit.refused("one's own role")
+        flash("You cannot change your own role here; another admin can, or `flask --app wsgi users role`.", "error")
+        return redirect(url_for("pages.account_page"), 303)
+    try:
+        user = accounts().set_role(name[:64], role_named(_field("role", 16)))
+    except WebappError as exc:
+        audit.refused(exc.message)
+        flash(exc.message, "error")
+    else:
+        audit.note(f"account {user.name} is {user.role} now")
+        flash(f"{user.name} is {user.role} now.", "success")
+    return redirect(url_for("pages.account_page"), 303)
+
+
+@blp.post("/account/users/<name>/password")
+@requires(Role.ADMIN)
+def reset_password(name: str) -> Response:
+    """Set another account's password: its sessions end (admins only; yours: Change your password)."""
+    if name == g.principal.name:
+        audit.refused("one's own password")
+        flash("Change your own password with the form that asks for the current one.", "error")
+        return redirect(url_for("pages.account_page"), 303)
+    try:
+        accounts().set_password(name[:64], _field("password"))
+    except WebappError as exc:
+        audit.refused(exc.message)
+        flash(exc.message, "error")
+    else:
+        audit.note(f"the password of {name[:64]} set; its sessions ended")
+        flash(f"The password of {name} is set; its sessions are signed out.", "success")
     return redirect(url_for("pages.account_page"), 303)
 
 

@@ -135,6 +135,29 @@ class Accounts:
                 .values(password_hash=self.hasher.hash(password), session_epoch=users.c.session_epoch + 1)
             )
 
+    def change_password(self, name: str, current: str, new: str, address: str) -> User:
+        """Change one's own password, given the current one (a wrong one counts as a failed sign-in,
+        and too many are refused: TooManyAttempts); the sessions opened with the old one end.
+        Return the account, for the session that changed it to go on."""
+        check_password(new)
+        if self.authenticate(name, current, address) is None:
+            raise InvalidInput("the current password is not right; the password is unchanged")
+        self.set_password(name, new)
+        return self.user_named(name)
+
+    def set_role(self, name: str, role: Role) -> User:
+        """Give an account another role, at once for its sessions and its tokens (a token grants at
+        most its owner's role). The last admin stays one (Conflict)."""
+        user = self.user_named(name)
+        with self.db.connect() as conn:
+            if user.role == Role.ADMIN and role != Role.ADMIN:
+                # The admins' rows locked (PostgreSQL): two admins demoting each other take turns.
+                admins = select(users.c.id).where(users.c.role == Role.ADMIN).with_for_update()
+                if not [i for i in conn.scalars(admins) if i != user.id]:
+                    raise Conflict(f"{name} is the last admin: make another account an admin first")
+            conn.execute(update(users).where(users.c.id == user.id).values(role=role))
+        return self.user_named(name)
+
     def has_admin(self) -> bool:
         """Tell whether any admin account exists."""
         with self.db.connect() as conn:
