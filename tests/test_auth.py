@@ -327,10 +327,11 @@ def test_people_change_their_password_and_admins_set_roles_and_passwords(tmp_pat
     assert accounts.authenticate("ada", new, "10.0.0.9") is not None
 
     boss = signed_in(app, "boss")
-    assert "ada is editor now." in change(boss, "/account/users/ada/role", role="editor")
+    assert "Account ada is editor now." in change(boss, "/account/users/ada/role", role="editor")
     assert '<h1>ada <span class="muted">(editor)</span></h1>' in change(ada, "/account/tokens", name="t", role="x")
     assert "You cannot change your own role here" in change(boss, "/account/users/boss/role", role="viewer")
-    assert "The password of ada is set" in change(boss, "/account/users/ada/password", password="set by the boss")
+    assert "You cannot set your own password here" in change(boss, "/account/users/boss/password", password=PASSWORD)
+    assert "The password of ada set" in change(boss, "/account/users/ada/password", password="set by the boss")
     assert ada.get("/account").status_code == 302  # the reset ended ada's sessions
     assert accounts.authenticate("ada", "set by the boss", "10.0.0.9") is not None
     assert "10 to 1024 characters" in change(boss, "/account/users/ada/password", password="short")

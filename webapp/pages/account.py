@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import current_app, flash, g, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from webapp import audit
 from webapp.auth import FIRST_ADMIN, accounts, public, requires, sign_in, sign_out
-from webapp.errors import InvalidInput, WebappError
+from webapp.errors import Conflict, InvalidInput, WebappError
 from webapp.pages.blueprint import blp
 from webapp.security import local_path
 from webapp.services.roles import Role, role_named
@@ -164,49 +166,51 @@ def create_user() -> Response:
 @requires(Role.ADMIN)
 def set_role(name: str) -> Response:
     """Give an account another role, at once for its sessions and tokens (admins only; not your own)."""
-    if name == g.principal.name:
-        audit.refused("one's own role")
-        flash("You cannot change your own role here; another admin can, or `flask --app wsgi users role`.", "error")
-        return redirect(url_for("pages.account_page"), 303)
-    try:
-        user = accounts().set_role(name[:64], role_named(_field("role", 16)))
-    except WebappError as exc:
-        audit.refused(exc.message)
-        flash(exc.message, "error")
-    else:
-        audit.note(f"account {user.name} is {user.role} now")
-        flash(f"{user.name} is {user.role} now.", "success")
-    return redirect(url_for("pages.account_page"), 303)
+
+    def change(account: str) -> str:
+        user = accounts().set_role(account, role_named(_field("role", 16)))
+        return f"account {user.name} is {user.role} now"
+
+    return _change_account(name, "change your own role here; another admin can, or `flask users role`", change)
 
 
 @blp.post("/account/users/<name>/password")
 @requires(Role.ADMIN)
 def reset_password(name: str) -> Response:
     """Set another account's password: its sessions end (admins only; yours: Change your password)."""
-    if name == g.principal.name:
-        audit.refused("one's own password")
-        flash("Change your own password with the form that asks for the current one.", "error")
-        return redirect(url_for("pages.account_page"), 303)
-    try:
-        accounts().set_password(name[:64], _field("password"))
-    except WebappError as exc:
-        audit.refused(exc.message)
-        flash(exc.message, "error")
-    else:
-        audit.note(f"the password of {name[:64]} set; its sessions ended")
-        flash(f"The password of {name} is set; its sessions are signed out.", "success")
-    return redirect(url_for("pages.account_page"), 303)
+
+    def change(account: str) -> str:
+        accounts().set_password(account, _field("password"))
+        return f"the password of {account} set; its sessions ended"
+
+    return _change_account(name, "set your own password here; change it with the form that asks for it", change)
 
 
 @blp.post("/account/users/<name>/delete")
 @requires(Role.ADMIN)
 def delete_user(name: str) -> Response:
     """Delete an account and its tokens (admins only; not your own)."""
+
+    def change(account: str) -> str:
+        accounts().delete_user(account)
+        return f"account {account} and its tokens deleted"
+
+    return _change_account(name, "delete your own account here; use `flask --app wsgi users delete`", change)
+
+
+def _change_account(name: str, not_yours: str, change: Callable[[str], str]) -> Response:
+    """Carry out an admin's change of another account: ``change`` makes it and says what it did (the
+    message shown and the activity log's note). Not of one's own account: "You cannot ``not_yours``"."""
     if name == g.principal.name:
         audit.refused("one's own account")
-        flash("You cannot delete your own account here; use `flask --app wsgi users delete`.", "error")
+        flash(f"You cannot {not_yours}.", "error")
     else:
-        accounts().delete_user(name[:64])
-        audit.note(f"account {name[:64]} and its tokens deleted")
-        flash(f"Account {name} and its tokens are deleted.", "success")
+        try:
+            done = change(name[:64])
+        except (InvalidInput, Conflict) as exc:  # an account that is not there: 404
+            audit.refused(exc.message)
+            flash(exc.message, "error")
+        else:
+            audit.note(done)
+            flash(f"{done[0].upper()}{done[1:]}.", "success")
     return redirect(url_for("pages.account_page"), 303)
