@@ -388,6 +388,38 @@ def test_tokens_are_stored_hashed_capped_by_their_owner_and_record_their_last_us
         accounts.create_token("viewer-person", Role.ADMIN)
 
 
+def test_a_token_may_expire_and_then_opens_nothing(tmp_path: Path, model_dir: Path) -> None:
+    app = make_app(tmp_path, model_dir)
+    accounts = people(app)
+    accounts.create_user("ada", Role.EDITOR, PASSWORD)
+    for wrong in (0, -1, 3651):
+        with pytest.raises(InvalidInput, match="expires after"):
+            accounts.create_token("ada", Role.VIEWER, "x", wrong)
+    cli, client = app.test_cli_runner(), app.test_client()
+    made = cli.invoke(args=["tokens", "create", "ada", "--role", "viewer", "--expires-days", str(2 / 86400)])
+    assert made.exit_code == 0, made.output
+    secret = made.stdout.strip()
+    assert client.get("/api/v1/stats", headers=bearer(secret)).status_code == 200
+    assert "\tactive, expires " in cli.invoke(args=["tokens", "list"]).output
+    time.sleep(2.1)
+    assert client.get("/api/v1/stats", headers=bearer(secret)).status_code == 401
+    assert "\texpired " in cli.invoke(args=["tokens", "list"]).output
+    assert cli.invoke(args=["tokens", "create", "ada", "--role", "viewer", "--expires-days", "0"]).exit_code == 2
+
+    ada = signed_in(app, "ada")
+    expiries: list[tuple[str, int | None]] = [("90 days", 90), ("never", None), ("", 90)]  # 90 days unless chosen
+    for expiry, days in expiries:
+        form = {"name": f"t-{expiry}", "role": "viewer", "expires": expiry, "csrf_token": csrf_token(ada, "/account")}
+        assert ada.post("/account/tokens", data=form).status_code == 200
+        (token,) = [t for t in accounts.tokens("ada") if t.name == f"t-{expiry}"]
+        lasts = None if token.expires_at is None else round((token.expires_at - token.created_at) / 86400)
+        assert lasts == days, expiry
+    form = {"name": "odd", "role": "viewer", "expires": "a week", "csrf_token": csrf_token(ada, "/account")}
+    assert ada.post("/account/tokens", data=form).status_code == 303
+    assert "a token expires after 30 days, 90 days, a year, never" in ada.get("/account").get_data(as_text=True)
+    app.extensions[EXTENSION].close()
+
+
 def test_anonymous_search_lets_the_demo_client_search_but_never_write(
     tmp_path: Path, model_dir: Path, photos: dict[str, bytes]
 ) -> None:

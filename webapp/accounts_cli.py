@@ -99,10 +99,16 @@ def set_password(name: str, password_stdin: bool) -> None:
 @click.argument("name")
 @click.option("--role", type=ROLE, required=True, help="No higher than the account's own role.")
 @click.option("--label", default="", help="What the token is for (shown in lists).")
-def create_token(name: str, role: str, label: str) -> None:
+@click.option(
+    "--expires-days",
+    type=click.FloatRange(0, 3650, min_open=True),
+    default=None,
+    help="It stops working after this many days (default: never, until revoked).",
+)
+def create_token(name: str, role: str, label: str, expires_days: float | None) -> None:
     """Create an API token acting for the account NAME and print it (it is shown this once)."""
     try:
-        token, secret = _accounts().create_token(name, Role(role), label or "cli")
+        token, secret = _accounts().create_token(name, Role(role), label or "cli", expires_days)
     except WebappError as exc:
         raise _fail(exc) from exc
     audit.command(f"token {token.id} ({token.name}, {token.role}) of {token.owner} created")
@@ -119,7 +125,12 @@ def list_tokens(owner: str | None) -> None:
     except WebappError as exc:
         raise _fail(exc) from exc
     for t in found:
-        state = "active" if t.active else f"revoked {timestamp(t.revoked_at)}"
+        if t.revoked_at is not None:
+            state = f"revoked {timestamp(t.revoked_at)}"
+        elif t.expires_at is not None:
+            state = f"{'expired' if t.expired else 'active, expires'} {timestamp(t.expires_at)}"
+        else:
+            state = "active"
         used = timestamp(t.last_used_at) if t.last_used_at else "never"
         click.echo(f"{t.id}\t{t.owner}\t{t.role}\t{t.name}\tlast used {used}\t{state}")
 

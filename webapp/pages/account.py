@@ -15,6 +15,9 @@ from webapp.pages.blueprint import blp
 from webapp.security import local_path
 from webapp.services.roles import Role, role_named
 
+# The page's choices of when a new token stops working, in days (0: never); 90 days unless chosen.
+TOKEN_EXPIRIES = {"30 days": 30, "90 days": 90, "a year": 365, "never": 0}
+
 
 def _field(name: str, limit: int = 1024) -> str:
     value = request.form.get(name, "")
@@ -89,6 +92,7 @@ def _account_page(new_secret: str = "", status: int = 200) -> str | tuple[str, i
         users=people.users() if admin else [],
         roles=[r for r in Role if principal.role.allows(r)],
         all_roles=list(Role),
+        expiries=list(TOKEN_EXPIRIES),
         new_secret=new_secret,
     )
     return (page, status) if status != 200 else page
@@ -102,7 +106,11 @@ def create_token() -> Response:
     if principal.via != "session":
         return redirect(url_for("pages.index"), 303)
     try:
-        token, secret = accounts().create_token(principal.name, role_named(_field("role", 16)), _field("name", 64))
+        days = TOKEN_EXPIRIES.get(_field("expires", 16) or "90 days")
+        if days is None:
+            raise InvalidInput(f"a token expires after {', '.join(TOKEN_EXPIRIES)}")
+        role = role_named(_field("role", 16))
+        token, secret = accounts().create_token(principal.name, role, _field("name", 64), days or None)
     except WebappError as exc:
         audit.refused(exc.message)
         flash(exc.message, "error")

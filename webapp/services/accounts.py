@@ -24,6 +24,7 @@ TOKEN_ID = re.compile(r"[0-9a-f]{8}")  # secrets.token_hex(4)
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # dropped from a token's name (PostgreSQL's text takes no NUL)
 MIN_PASSWORD, MAX_PASSWORD = 10, 1024  # OWASP: long passphrases allowed, no composition rules
 TOKEN_PREFIX = "ris_"
+MAX_TOKEN_DAYS = 3650  # a token may be made to expire after up to ten years (or never)
 FAILURE_WINDOW = 15 * 60  # seconds during which failed logins count
 MAX_FAILURES_PER_ACCOUNT = 10
 MAX_FAILURES_PER_ADDRESS = 50
@@ -56,11 +57,17 @@ class Token:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    expires_at: float | None = None  # None: never
 
     @property
     def active(self) -> bool:
-        """Tell whether the token still opens anything."""
-        return self.revoked_at is None
+        """Tell whether the token still opens anything (neither revoked nor expired)."""
+        return self.revoked_at is None and not self.expired
+
+    @property
+    def expired(self) -> bool:
+        """Tell whether the token's time is up."""
+        return self.expires_at is not None and time.time() >= self.expires_at
 
 
 def _digest(secret: str) -> str:
@@ -198,14 +205,20 @@ class Accounts:
 
     # Tokens.
 
-    def create_token(self, owner: str, role: Role, name: str = "") -> tuple[Token, str]:
-        """Create a token acting for ``owner`` with ``role`` (no higher than the owner's).
+    def create_token(
+        self, owner: str, role: Role, name: str = "", expires_in_days: float | None = None
+    ) -> tuple[Token, str]:
+        """Create a token acting for ``owner`` with ``role`` (no higher than the owner's), working
+        for ``expires_in_days`` (None: until it is revoked).
 
         Returns the token and its secret, which is shown this once and never stored.
         """
         user = self.user_named(owner)
         if not user.role.allows(role):
             raise InvalidInput(f"a token of {owner} may have at most the role {user.role} (asked: {role})")
+        if expires_in_days is not None and not 0 < expires_in_days <= MAX_TOKEN_DAYS:
+            raise InvalidInput(f"a token expires after more than 0 and up to {MAX_TOKEN_DAYS} days, or never")
+        now = time.time()
         name = CONTROL.sub("", name or "").strip()[:64] or "token"
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_id = secrets.token_hex(4)
@@ -217,7 +230,8 @@ class Accounts:
                     name=name,
                     role=role,
                     secret_hash=_digest(secret),
-                    created_at=time.time(),
+                    created_at=now,
+                    expires_at=None if expires_in_days is None else now + expires_in_days * 86400,
                 )
             )
         return self.token(token_id), secret
@@ -265,7 +279,7 @@ class Accounts:
                 .join(users, users.c.id == tokens.c.user_id)
                 .where(tokens.c.secret_hash == _digest(secret))
             ).first()
-            if row is None or row.revoked_at is not None:
+            if row is None or row.revoked_at is not None or (row.expires_at is not None and now >= row.expires_at):
                 return None
             if row.last_used_at is None or row.last_used_at < now - LAST_USE_PRECISION:
                 conn.execute(update(tokens).where(tokens.c.id == row.id).values(last_used_at=now))
@@ -278,7 +292,16 @@ class Accounts:
 
     @staticmethod
     def _token(row: Any) -> Token:
-        return Token(row.id, row.owner, row.name, Role(row.role), row.created_at, row.last_used_at, row.revoked_at)
+        return Token(
+            row.id,
+            row.owner,
+            row.name,
+            Role(row.role),
+            row.created_at,
+            row.last_used_at,
+            row.revoked_at,
+            row.expires_at,
+        )
 
 
 def check_password(password: str) -> None:

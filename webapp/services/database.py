@@ -162,6 +162,7 @@ tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
     Column("revoked_at", Float),
+    Column("expires_at", Float),  # None: never
 )
 collections = Table(
     "collections",
