@@ -74,11 +74,11 @@ def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-def signed_in(app: Flask, name: str) -> FlaskClient:
+def signed_in(app: Flask, name: str, password: str = PASSWORD) -> FlaskClient:
     """Return a client with a session of ``name`` (signed in through the login form)."""
     client = app.test_client()
     token = csrf_token(client, "/login")
-    answer = client.post("/login", data={"name": name, "password": PASSWORD, "csrf_token": token, "next": "/"})
+    answer = client.post("/login", data={"name": name, "password": password, "csrf_token": token, "next": "/"})
     assert answer.status_code == 303, answer.get_data(as_text=True)
     return client
 
@@ -122,6 +122,7 @@ PAGES: list[tuple[str, str, dict[str, str], Role]] = [
     ("POST", "/account/users", {"name": "x", "role": "no-such-role", "password": PASSWORD}, Role.ADMIN),
     ("POST", "/account/users/nobody/delete", {}, Role.ADMIN),
     ("POST", "/account/password", {"current": "wrong", "password": "short", "confirm": "short"}, Role.VIEWER),
+    ("POST", "/account/sessions/end", {}, Role.VIEWER),
     ("POST", "/account/users/nobody/role", {"role": "viewer"}, Role.ADMIN),
     ("POST", "/account/users/nobody/password", {"password": PASSWORD}, Role.ADMIN),
     ("POST", "/duplicates/99/resolve", {"keep": NO_IMAGE}, Role.EDITOR),
@@ -325,6 +326,9 @@ def test_people_change_their_password_and_admins_set_roles_and_passwords(tmp_pat
     assert "Your password is changed. Your other sessions are signed out." in said  # this one goes on
     assert elsewhere.get("/account").status_code == 302
     assert accounts.authenticate("ada", new, "10.0.0.9") is not None
+    elsewhere = signed_in(app, "ada", new)
+    assert "Your other sessions are signed out." in change(ada, "/account/sessions/end")
+    assert elsewhere.get("/account").status_code == 302 and ada.get("/account").status_code == 200
 
     boss = signed_in(app, "boss")
     assert "Account ada is editor now." in change(boss, "/account/users/ada/role", role="editor")
@@ -349,6 +353,7 @@ def test_people_change_their_password_and_admins_set_roles_and_passwords(tmp_pat
         "the password of ada set; its sessions ended",
     ]
     assert "account ada is editor now" in notes and "password changed; the other sessions ended" in notes
+    assert "the other sessions ended" in notes
     app.extensions[EXTENSION].close()
 
 

@@ -40,6 +40,7 @@ CREDENTIALS = {
     "pages.login_submit",
     "pages.logout",
     "pages.change_password",
+    "pages.end_other_sessions",
 }
 COMMAND = "CLI"  # the method of an entry a command wrote; its endpoint is the command's name ("users create")
 

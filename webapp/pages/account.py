@@ -155,6 +155,19 @@ def change_password() -> Response:
     return redirect(url_for("pages.account_page"), 303)
 
 
+@blp.post("/account/sessions/end")
+@requires(Role.VIEWER)
+def end_other_sessions() -> Response:
+    """Sign out your other sessions (another browser, a lost phone); this one goes on."""
+    principal = g.principal
+    if principal.via != "session":
+        return redirect(url_for("pages.index"), 303)
+    sign_in(accounts().end_sessions(principal.name))
+    audit.note("the other sessions ended")
+    flash("Your other sessions are signed out.", "success")
+    return redirect(url_for("pages.account_page"), 303)
+
+
 @blp.post("/account/users")
 @requires(Role.ADMIN)
 def create_user() -> Response:

@@ -142,6 +142,14 @@ class Accounts:
                 .values(password_hash=self.hasher.hash(password), session_epoch=users.c.session_epoch + 1)
             )
 
+    def end_sessions(self, name: str) -> User:
+        """End every session of an account (its tokens keep working); return it, for the session
+        that asked to go on."""
+        user = self.user_named(name)
+        with self.db.connect() as conn:
+            conn.execute(update(users).where(users.c.id == user.id).values(session_epoch=users.c.session_epoch + 1))
+        return self.user_named(name)
+
     def change_password(self, name: str, current: str, new: str, address: str) -> User:
         """Change one's own password, given the current one (a wrong one counts as a failed sign-in,
         and too many are refused: TooManyAttempts); the sessions opened with the old one end.
