@@ -421,7 +421,9 @@ def test_a_token_may_expire_and_then_opens_nothing(tmp_path: Path, model_dir: Pa
         assert lasts == days, expiry
     form = {"name": "odd", "role": "viewer", "expires": "a week", "csrf_token": csrf_token(ada, "/account")}
     assert ada.post("/account/tokens", data=form).status_code == 303
-    assert "a token expires after 30 days, 90 days, a year, never" in ada.get("/account").get_data(as_text=True)
+    page = " ".join(ada.get("/account").get_data(as_text=True).split())
+    assert "a token expires after 30 days, 90 days, a year, never" in page
+    assert "<td> expired </td>" in page and "revoked —" not in page  # the token of the command, expired
     app.extensions[EXTENSION].close()
 
 

@@ -13,7 +13,7 @@ from webapp import audit
 from webapp.errors import WebappError
 from webapp.pages.blueprint import timestamp
 from webapp.runtime import runtime
-from webapp.services.accounts import Accounts
+from webapp.services.accounts import MAX_TOKEN_DAYS, Accounts
 from webapp.services.roles import Role
 
 users = AppGroup("users", help="Accounts: who may sign in, and with which role.")
@@ -101,7 +101,7 @@ def set_password(name: str, password_stdin: bool) -> None:
 @click.option("--label", default="", help="What the token is for (shown in lists).")
 @click.option(
     "--expires-days",
-    type=click.FloatRange(0, 3650, min_open=True),
+    type=click.FloatRange(0, MAX_TOKEN_DAYS, min_open=True),
     default=None,
     help="It stops working after this many days (default: never, until revoked).",
 )

@@ -192,7 +192,9 @@ def set_role(name: str) -> Response:
         user = accounts().set_role(account, role_named(_field("role", 16)))
         return f"account {user.name} is {user.role} now"
 
-    return _change_account(name, "change your own role here; another admin can, or `flask users role`", change)
+    return _change_account(
+        name, "change your own role here; another admin can, or `flask --app wsgi users role`", change
+    )
 
 
 @blp.post("/account/users/<name>/password")
