@@ -314,6 +314,7 @@ def test_an_image_says_who_added_it_and_a_job_who_started_it(team: dict[str, Any
     assert too_long.status_code == 422
     listed_page = viewer.get("/library?added_by=admin-person").get_data(as_text=True)
     assert "2 images added by admin-person" in " ".join(listed_page.split()) and "job1.jpg" in listed_page
+    assert '<input type="hidden" name="added_by" value="admin-person">' in listed_page  # kept by the album filter
     assert "api.jpg" not in listed_page and viewer.get("/library?added_by=" + "x" * 65).status_code == 400
 
 

@@ -353,6 +353,7 @@ def test_people_change_their_password_and_admins_set_roles_and_passwords(tmp_pat
         "the password of ada set; its sessions ended",
     ]
     assert "account ada is editor now" in notes and "password changed; the other sessions ended" in notes
+    assert notes.count("password change refused: the current password given was not right") == 1  # not the typo
     assert "the other sessions ended" in notes
     app.extensions[EXTENSION].close()
 

@@ -13,6 +13,7 @@ from webapp.auth import FIRST_ADMIN, accounts, public, requires, sign_in, sign_o
 from webapp.errors import Conflict, InvalidInput, WebappError
 from webapp.pages.blueprint import blp
 from webapp.security import local_path
+from webapp.services.accounts import WrongPassword
 from webapp.services.roles import Role, role_named
 
 # The page's choices of when a new token stops working, in days (0: never); 90 days unless chosen.
@@ -147,6 +148,9 @@ def change_password() -> Response:
         user = accounts().change_password(principal.name, _field("current"), new, request.remote_addr or "")
     except InvalidInput as exc:
         audit.refused(exc.message)
+        if isinstance(exc, WrongPassword):  # as a refused sign-in: someone at an open session?
+            audit.always()
+            audit.note("password change refused: the current password given was not right")
         flash(exc.message[0].upper() + exc.message[1:] + ".", "error")
         return redirect(url_for("pages.account_page"), 303)
     sign_in(user)

@@ -70,6 +70,10 @@ class Token:
         return self.expires_at is not None and time.time() >= self.expires_at
 
 
+class WrongPassword(InvalidInput):
+    """A password change refused: the current password given is not the account's."""
+
+
 def _digest(secret: str) -> str:
     # A token is 256 random bits, so a fast hash is enough (no dictionary to try against it).
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
@@ -156,7 +160,7 @@ class Accounts:
         Return the account, for the session that changed it to go on."""
         check_password(new)
         if self.authenticate(name, current, address) is None:
-            raise InvalidInput("the current password is not right; the password is unchanged")
+            raise WrongPassword("the current password is not right; the password is unchanged")
         self.set_password(name, new)
         return self.user_named(name)
 
