@@ -283,6 +283,7 @@ def test_an_image_says_who_added_it_and_a_job_who_started_it(team: dict[str, Any
         name: client.get(f"/api/v1/images/{sha}", headers=tokens["viewer"]).json["added_by"]
         for name, sha in ids.items()
     }
+    assert {image["filename"]: image["added_by"] for image in listed} == adders
     assert adders == {
         "api.jpg": "editor-person",
         "compat.jpg": "editor-person",
@@ -305,6 +306,7 @@ def test_an_image_says_who_added_it_and_a_job_who_started_it(team: dict[str, Any
         answer = client.get("/api/v1/images", query_string={"added_by": name}, headers=tokens["viewer"])
         assert answer.status_code == 200, answer.json
         assert json.loads(answer.headers["X-Pagination"])["total"] == len(answer.json)
+        assert {image["added_by"] for image in answer.json} <= {name}  # the list says who, too
         return sorted(image["filename"] for image in answer.json)
 
     assert added_by("admin-person") == ["job0.jpg", "job1.jpg"]

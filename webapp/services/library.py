@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -271,7 +271,11 @@ class Library:
 
     def added_by(self, sha256: str) -> str:
         """Return the account that added an image ("" with access control off, or before 2026-12-04)."""
-        return self.catalog.adders([sha256]).get(sha256, "")
+        return self.adders([sha256]).get(sha256, "")
+
+    def adders(self, sha256s: Iterable[str]) -> dict[str, str]:
+        """Return the account that added each listed image of ``sha256s``, by content id."""
+        return self.catalog.adders(sha256s)
 
     def newest(self, offset: int, limit: int, album: str = "", added_by: str | None = None) -> list[Record]:
         """Return a page of records, newest first (in ``album`` and below, added by ``added_by``, if given)."""

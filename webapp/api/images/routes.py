@@ -63,15 +63,17 @@ class Images(MethodView):
         return Added(record, duplicate=not created), 201 if created else 200
 
     @blp.arguments(ImagesArgsSchema(), location="query")
-    @blp.response(200, ImageSchema(many=True))
+    @blp.response(200, ImageDetailSchema(many=True))
     @blp.paginate()
     @requires(Role.VIEWER)
-    def get(self, args: dict[str, str], pagination_parameters: Any) -> list[Record]:
+    def get(self, args: dict[str, str], pagination_parameters: Any) -> list[Detailed]:
         """List indexed images, newest first (in one album and its sub-albums, if ``album`` is given,
         and added by one account, if ``added_by`` is)."""
         p, lib, by = pagination_parameters, library(), args.get("added_by")
         p.item_count = lib.listed(args["album"], by)
-        return lib.newest((p.page - 1) * p.page_size, p.page_size, args["album"], by)
+        records = lib.newest((p.page - 1) * p.page_size, p.page_size, args["album"], by)
+        adders = lib.adders(r.sha256 for r in records)
+        return [Detailed(r, adders.get(r.sha256, "")) for r in records]
 
     @blp.arguments(ClearArgsSchema(), location="query")
     @blp.response(200, ClearedSchema)
