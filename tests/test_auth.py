@@ -341,6 +341,7 @@ def test_people_change_their_password_and_admins_set_roles_and_passwords(tmp_pat
     assert "10 to 1024 characters" in change(boss, "/account/users/ada/password", password="short")
 
     cli = app.test_cli_runner()
+    boss_token = accounts.create_token("boss", Role.ADMIN, "made while an admin")[1]
     assert cli.invoke(args=["users", "role", "ada", "--role", "admin"]).exit_code == 0
     assert cli.invoke(args=["users", "role", "boss", "--role", "viewer"]).exit_code == 0  # ada is an admin
     last = cli.invoke(args=["users", "role", "ada", "--role", "editor"])
@@ -355,6 +356,12 @@ def test_people_change_their_password_and_admins_set_roles_and_passwords(tmp_pat
     assert "account ada is editor now" in notes and "password changed; the other sessions ended" in notes
     assert notes.count("password change refused: the current password given was not right") == 1  # not the typo
     assert "the other sessions ended" in notes
+
+    # boss's token was lowered with boss, and stays lowered once boss is an admin again.
+    assert cli.invoke(args=["users", "role", "boss", "--role", "admin"]).exit_code == 0
+    assert [t.role for t in accounts.tokens("boss")] == [Role.VIEWER]
+    assert app.test_client().get("/api/v1/activity", headers=bearer(boss_token)).status_code == 403
+    assert app.test_client().get("/api/v1/stats", headers=bearer(boss_token)).status_code == 200
     app.extensions[EXTENSION].close()
 
 

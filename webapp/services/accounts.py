@@ -165,8 +165,12 @@ class Accounts:
         return self.user_named(name)
 
     def set_role(self, name: str, role: Role) -> User:
-        """Give an account another role, at once for its sessions and its tokens (a token grants at
-        most its owner's role). The last admin stays one (Conflict)."""
+        """Give an account another role, at once for its sessions and its tokens. The last admin
+        stays one (Conflict).
+
+        A lower role lowers the account's tokens above it for good: promoting the account again
+        gives its old tokens nothing back (a new token is made for that).
+        """
         user = self.user_named(name)
         with self.db.connect() as conn:
             if user.role == Role.ADMIN and role != Role.ADMIN:
@@ -175,6 +179,8 @@ class Accounts:
                 if not [i for i in conn.scalars(admins) if i != user.id]:
                     raise Conflict(f"{name} is the last admin: make another account an admin first")
             conn.execute(update(users).where(users.c.id == user.id).values(role=role))
+            above = [r for r in Role if r.rank > role.rank]
+            conn.execute(update(tokens).where(tokens.c.user_id == user.id, tokens.c.role.in_(above)).values(role=role))
         return self.user_named(name)
 
     def has_admin(self) -> bool:
