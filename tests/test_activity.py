@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import io
 import json
 import logging
@@ -347,3 +348,20 @@ def test_an_images_history_is_the_entries_naming_it(team: dict[str, Any]) -> Non
     printed = app.test_cli_runner().invoke(args=["activity", "--image", sha]).output.splitlines()
     assert len(printed) == 4 and "mine.jpg" in printed[-1]
     assert app.test_cli_runner().invoke(args=["activity", "--image", "x"]).exit_code == 2
+
+    # An image a job added: its history has the request that started the job.
+    (loaded,) = noise_images(1, seed=48)
+    files = {"files": [(io.BytesIO(loaded), "loaded.jpg")]}
+    started = client.post("/api/v1/jobs", data=files, headers=editor, content_type="multipart/form-data")
+    job = wait_for_job(admin, started.json["url"])
+    loaded_id = hashlib.sha256(loaded).hexdigest()
+    link = f'<a href="/jobs/{job["id"]}">job:{job["id"][:8]}</a>'  # its page's source leads to the job
+    assert link in admin.get(f"/images/{loaded_id}").get_data(as_text=True)
+    assert 'href="/jobs/' not in admin.get(f"/images/{sha}").get_data(as_text=True)
+    assert client.delete(f"/api/v1/images/{loaded_id}", headers=editor).status_code == 204
+    history = entries(app, image=loaded_id)
+    assert [(e["method"], e["path"].replace(job["id"], "JOB")) for e in history] == [
+        ("DELETE", f"/api/v1/images/{loaded_id}"),
+        ("POST", "/api/v1/jobs"),  # the job's id is in the note
+    ]
+    assert len(entries(app, image=sha)) == 4  # no other image's job

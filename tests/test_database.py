@@ -88,7 +88,7 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_by_time ON images (added_at);
 """
-HEAD = "0011"
+HEAD = "0012"
 
 
 @pytest.fixture()

@@ -111,7 +111,10 @@ def image_page(image_id: str) -> str:
         raise (_where_it_went(image_id) or exc) from None
     similar = lib.similar(image_id, SIMILAR_COUNT, album)
     albums, added_by = lib.albums(kept=True), lib.added_by(image_id)
-    return render_template("image.html", image=image, similar=similar, album=album, albums=albums, added_by=added_by)
+    job = runtime().ingestion.job_that_added(image)
+    return render_template(
+        "image.html", image=image, similar=similar, album=album, albums=albums, added_by=added_by, job=job
+    )
 
 
 def _where_it_went(image_id: str) -> NotFound | None:

@@ -17,8 +17,10 @@ from sqlalchemy import delete, func, or_, select
 
 from webapp.services.adding import without_controls
 from webapp.services.database import Database, activity, page_bounds
+from webapp.services.job_items import loads_of
 
 PRUNE_EVERY = 3600.0  # seconds between two removals of old entries by one process
+MAX_LOADS = 20  # jobs that added one image (it was deleted for good and loaded again) named in its history
 LIMITS = {
     "actor": 64,
     "via": 16,
@@ -93,15 +95,21 @@ class Activity:
         self, offset: int = 0, limit: int = 50, actor: str | None = None, image: str | None = None
     ) -> tuple[list[Entry], int]:
         """Return a page of entries, newest first, and how many there are (of ``actor`` only, and
-        naming the image ``image`` in their path or note only, if given)."""
+        only the history of the image ``image``, if given: the entries naming it in their path or
+        note, and those naming a job that added it)."""
         offset, limit = page_bounds(offset, limit)
         where = [] if actor is None else [activity.c.actor == actor]
-        if image:  # an id: its added, moved, deleted, restored, resolved... (a scan of the log)
-            where.append(
-                or_(activity.c.path.contains(image, autoescape=True), activity.c.note.contains(image, autoescape=True))
-            )
-        query = select(activity).where(*where).order_by(activity.c.at.desc(), activity.c.id.desc())
         with self.db.connect() as conn:
+            if image:  # its added, moved, deleted, restored, resolved... (a scan of the log)
+                jobs = conn.scalars(loads_of(image).limit(MAX_LOADS))  # their starts name them in the note
+                where.append(
+                    or_(
+                        activity.c.path.contains(image, autoescape=True),
+                        activity.c.note.contains(image, autoescape=True),
+                        *(activity.c.note.contains(f"job {job_id}") for job_id in jobs),
+                    )
+                )
+            query = select(activity).where(*where).order_by(activity.c.at.desc(), activity.c.id.desc())
             rows = conn.execute(query.offset(offset).limit(limit)).all()
             total = conn.scalar(select(func.count()).select_from(activity).where(*where))
         return [Entry.from_row(row) for row in rows], int(total or 0)

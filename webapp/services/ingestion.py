@@ -18,7 +18,9 @@ from typing import Any, Protocol
 from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WebappError
 from webapp.services.adding import clean_path
 from webapp.services.archives import check_archive
+from webapp.services.job_states import job_tag
 from webapp.services.jobs import RESUMABLE, Failure, Job, JobStatus
+from webapp.services.records import Record
 from webapp.services.sources import allowed_folder
 from webapp.services.units import UnitsOfWork
 
@@ -124,6 +126,10 @@ class Ingestion(UnitsOfWork):
     def get(self, job_id: str) -> Job:
         """Return a job's state."""
         return self.store.get(job_id)
+
+    def job_that_added(self, image: Record) -> str | None:
+        """Return the id of the job that added an image as the library holds it, if a job did."""
+        return next((job_id for job_id in self.store.loads_of(image.sha256) if job_tag(job_id) == image.source), None)
 
     def recent(self, offset: int, limit: int, loads_only: bool = False) -> tuple[list[Job], int]:
         """Return a page of jobs (only loads of images, if ``loads_only``), newest first, and how many there are."""

@@ -5,10 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 
 from webapp.services.database import Database, job_items, jobs
 from webapp.services.job_states import Failure, ItemResult
+
+
+def loads_of(sha256: str) -> Select[tuple[str]]:
+    """Select the ids of the jobs that added an image (several if it was deleted and loaded again)."""
+    return select(job_items.c.job_id).where(job_items.c.sha256 == sha256, job_items.c.state == "added")
 
 
 class JobItems:
@@ -81,6 +86,11 @@ class JobItems:
         with self.db.connect() as conn:
             first = conn.execute(select(job_items.c.seq).where(job_items.c.job_id == job_id).limit(1)).first()
         return first is not None
+
+    def loads_of(self, sha256: str) -> list[str]:
+        """Return the ids of the jobs that added an image."""
+        with self.db.connect() as conn:
+            return list(conn.scalars(loads_of(sha256)))
 
     def added_by(self, job_id: str, sha256s: Iterable[str]) -> set[str]:
         """Return which of ``sha256s`` an item of this job is recorded as having added."""

@@ -113,6 +113,11 @@ class ItemResult:
     sha256: str | None = None
 
 
+def job_tag(job_id: str) -> str:
+    """Return the source an image a job loaded is recorded with (the job's id, shortened)."""
+    return f"job:{job_id[:8]}"
+
+
 def local_owner() -> str:
     """Return this process's owner tag (host:pid) for jobs run in its own threads."""
     return f"{socket.gethostname()}:{os.getpid()}"

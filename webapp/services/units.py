@@ -23,7 +23,7 @@ from typing import Protocol
 from webapp.errors import WebappError
 from webapp.services.adding import Batch, Entry, Outcome
 from webapp.services.albums import within
-from webapp.services.job_states import WHOLE_JOBS
+from webapp.services.job_states import WHOLE_JOBS, job_tag
 from webapp.services.jobs import ItemResult, Job, JobRepository, JobStatus
 from webapp.services.library import Library
 from webapp.services.priority import background_thread
@@ -219,7 +219,7 @@ class UnitsOfWork:
     def _process(self, job: Job, chunk: int, source: Source, should_stop: ShouldStop) -> bool:
         """Embed batch N+1 while batch N is written; tell whether the job was stopped midway."""
         library, job_id = self.library, job.id
-        tag = f"job:{job_id[:8]}"
+        tag = job_tag(job_id)
         items = self.store.pending(job_id, chunk)
         writing: tuple[list[tuple[int, str]], Future[list[Outcome] | None]] | None = None
         in_flight: set[str] = set()
