@@ -18,7 +18,7 @@ from sqlalchemy import update
 
 from tests.conftest import csrf_token, files_under, near_duplicate, noise_images, wait_for_job
 from tests.test_activity import add, entries
-from tests.test_auth import PASSWORD, bearer, make_app, people
+from tests.test_auth import PASSWORD, bearer, make_app, people, signed_in
 from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
 from webapp.services.adding import Entry
@@ -257,6 +257,41 @@ def test_a_restore_that_cannot_be_written_leaves_the_image_in_the_trash(
     assert [i["id"] for i in client.get("/api/v1/trash", headers=editor).json] == [sha]
     monkeypatch.undo()
     assert client.post(f"/api/v1/trash/{sha}/restore", headers=editor).status_code == 201
+
+
+def test_an_image_whose_original_the_trash_lost_says_so_and_check_repair_removes_it(
+    team: dict[str, Any], photos: dict[str, bytes]
+) -> None:
+    app, editor, storage = team["app"], team["tokens"]["editor"], team["storage"]
+    client = app.test_client()
+    lost, kept = (add(client, photos[n], f"{n}.jpg", editor).json["id"] for n in ("chelsea", "rocket"))
+    for sha in (lost, kept):
+        assert client.delete(f"/api/v1/images/{sha}", headers=editor).status_code == 204
+    (original,) = (storage / "trash" / "originals").glob(f"*/{lost}.*")
+    original.unlink()  # a disk, or a backup restored without it, lost it
+
+    listed = {i["id"]: i["restorable"] for i in client.get("/api/v1/trash", headers=editor).json}
+    assert listed == {lost: False, kept: True}
+    refused = client.post(f"/api/v1/trash/{lost}/restore", headers=editor)
+    assert refused.status_code == 409 and "chelsea.jpg: its original is gone" in refused.json["message"]
+    both = client.post("/api/v1/trash/restore", json={"ids": [lost, kept]}, headers=editor).json
+    assert [i["id"] for i in both["images"]] == [kept] and both["missing"] == []
+    assert [f["id"] for f in both["failed"]] == [lost] and "cannot be restored" in both["failed"][0]["reason"]
+    page = signed_in(app, "editor-person").get("/trash").get_data(as_text=True)
+    assert "it cannot be restored" in page and f'value="{lost}"' not in page and f'"/trash/{lost}/' not in page
+    admin_page = signed_in(app, "admin-person").get("/trash").get_data(as_text=True)
+    assert f'<form method="post" action="/trash/{lost}/remove"' in admin_page  # only removed for good
+
+    cli = app.test_cli_runner()
+    assert "images in the trash without their original: 0" in cli.invoke(args=["check"]).output  # just deleted
+    with app.app_context(), app.extensions[EXTENSION].database.connect() as conn:
+        conn.execute(update(trash).values(deleted_at=time.time() - 120))
+    found = cli.invoke(args=["check"])
+    assert found.exit_code == 1 and f"images in the trash without their original: 1 ({lost[:12]}" in found.output
+    repaired = cli.invoke(args=["check", "--repair"])
+    assert "1 images without their original removed from the trash" in repaired.output, repaired.output
+    assert client.get("/api/v1/trash", headers=editor).json == []
+    assert "consistent" in cli.invoke(args=["check"]).output
 
 
 def test_the_trash_page_restores_and_removes_for_good_and_empties(

@@ -190,6 +190,7 @@ def check_command(repair: bool) -> None:
         "stale in the catalogue": report.stale_in_catalogue,
         "albums the catalogue names otherwise": report.album_differs,
         "temporary files left by a crash": [path.name for path in report.leftover_files],
+        "images in the trash without their original": report.lost_from_trash,
     }
     for label, ids in problems.items():
         click.echo(f"{label}: {len(ids)}" + (f" ({', '.join(i[:12] for i in ids[:5])}...)" if ids else ""))
@@ -199,7 +200,8 @@ def check_command(repair: bool) -> None:
         repaired = (
             f"repaired: {report.reindexed} files embedded again, {len(report.vector_without_file)} vectors removed, "
             f"{len(report.album_differs)} albums set as stored with the vectors, "
-            f"{len(report.leftover_files)} temporary files removed"
+            f"{len(report.leftover_files)} temporary files removed, "
+            f"{len(report.lost_from_trash)} images without their original removed from the trash"
         )
         audit.command(repaired)
         click.echo(repaired)

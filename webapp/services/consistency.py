@@ -21,6 +21,7 @@ class Report:
     stale_in_catalogue: list[str] = field(default_factory=list)
     album_differs: list[str] = field(default_factory=list)  # the catalogue names another album than the vector
     leftover_files: list[Path] = field(default_factory=list)  # temporary files a crash left
+    lost_from_trash: list[str] = field(default_factory=list)  # in the trash, without their original
     reindexed: int = 0
     unreadable: list[str] = field(default_factory=list)
 
@@ -34,6 +35,7 @@ class Report:
             or self.stale_in_catalogue
             or self.album_differs
             or self.leftover_files
+            or self.lost_from_trash
         )
 
 
@@ -43,7 +45,8 @@ def check(library: Library, repair: bool = False) -> Report:
     The files are the source of truth: a file without its vector is embedded again (its
     original name is lost, so it is named after its id); a vector whose file is gone is deleted,
     since nothing could be shown for it. Where the catalogue names another album than the one
-    stored with the vector (an album move cut short), the vector's is kept.
+    stored with the vector (an album move cut short), the vector's is kept. An image in the trash
+    whose original is gone cannot be restored: its row is removed.
     """
     on_disk = dict(library.images.ids())
     indexed = library.vectors.ids()
@@ -56,10 +59,13 @@ def check(library: Library, repair: bool = False) -> Report:
     stored, shown = library.vectors.albums(), library.catalog.albums_of()
     report.album_differs = sorted(sha for sha, album in shown.items() if sha in stored and stored[sha] != album)
     report.leftover_files = library.images.leftovers()
+    report.lost_from_trash = [] if library.trash is None else library.trash.lost()
     if not repair:
         return report
     for path in report.leftover_files:
         path.unlink(missing_ok=True)
+    if library.trash is not None:
+        library.trash.remove(report.lost_from_trash)
     library.vectors.delete(report.vector_without_file)
     library.catalog.remove(report.stale_in_catalogue)
     # A move cut short writes the vectors first: the album it was moving the image to.

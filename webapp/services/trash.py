@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 
-from webapp.errors import NotFound
+from webapp.errors import Conflict, NotFound
 from webapp.services.adding import Entry, Outcome, without_controls
 from webapp.services.database import Database, page_bounds, trash
 from webapp.services.images import ImageStore
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 PURGE_EVERY = 3600.0  # seconds between two removals of expired images by one process
 MAX_RESTORED = 100  # images one request may restore: each is embedded again, 5-10 ms on a core
+LOST_AFTER = 60.0  # seconds after its deletion an image's original should be in the trash (its row comes first)
+LOST = "its original is gone from the trash's storage (STORAGE_DIR/trash): it cannot be restored, only removed"
 RECORD_COLUMNS = ("sha256", "filename", "width", "height", "source", "mime", "added_at", "album")
 
 
@@ -45,6 +47,7 @@ class Trashed:
     deleted_by: str  # the account's name; "" with access control off
     expires_at: float  # when it goes for good
     added_by: str = ""  # who had added it, as the catalogue said: a restore keeps it
+    lost: bool = False  # its original is gone from the trash's storage (a disk or a backup lost it)
 
     @property
     def sha256(self) -> str:
@@ -100,7 +103,7 @@ class Trash:
         query = select(trash).where(self._kept()).order_by(trash.c.deleted_at.desc(), trash.c.sha256)
         with self.db.connect() as conn:
             rows = conn.execute(query.offset(offset).limit(limit)).all()
-        return [self._trashed(row) for row in rows], self.count()
+        return [self._trashed(row, look=True) for row in rows], self.count()
 
     def count(self) -> int:
         """Return how many deleted images the trash holds."""
@@ -113,30 +116,43 @@ class Trash:
             row = conn.execute(select(trash).where(trash.c.sha256 == sha256, self._kept())).first()
         if row is None:
             raise NotFound(f"no image with id {sha256} in the trash")
-        return self._trashed(row)
+        return self._trashed(row, look=True)
+
+    def lost(self) -> list[str]:
+        """Return the images in the trash whose original is gone from its storage (deleted over
+        LOST_AFTER seconds ago: a deletion writes the row before it moves the files)."""
+        deleted = select(trash.c.sha256).where(self._kept(), trash.c.deleted_at < time.time() - LOST_AFTER)
+        with self.db.connect() as conn:
+            rows = set(conn.scalars(deleted))
+        return sorted(rows - {sha for sha, _ in self.files.ids()})
 
     def restore(self, library: Library, sha256s: Sequence[str]) -> list[tuple[Trashed, Outcome]]:
         """Add images in the trash to ``library`` again, in their albums, with their names and their
         places in time, embedded by its model; return each one found in the trash with its outcome:
         added, a duplicate (its bytes were added again meanwhile: it leaves the trash too) or failed
         (it stays in the trash). Those not in the trash (restored, removed or expired meanwhile) are
-        left out. If the library cannot be written (503), every one stays in the trash.
+        left out. One whose original is gone from the trash's storage fails (Conflict) and stays.
+        If the library cannot be written (503), every one stays in the trash.
 
         Each row is taken out of the trash before its image is added, so two requests cannot both
         restore one image; one model call per window of images, as an upload of many files.
         """
         taken: list[tuple[Trashed, bytes]] = []
+        results: list[tuple[Trashed, Outcome]] = []
         for sha in dict.fromkeys(sha256s):
             original = self.files.original(sha)
-            item = self._take(sha) if original is not None else None
-            if original is None or item is None:
+            item = self._take(sha) if original is not None else self._lost(sha)
+            if item is None:
+                continue
+            if original is None:
+                error = Conflict(f"{item.record.filename}: {LOST}")
+                results.append((item, Outcome("failed", None, LOST, error)))
                 continue
             try:
                 taken.append((item, original.read_bytes()))
             except OSError as exc:  # unreadable since: it stays where it was
                 log.warning("could not read %s in the trash: %s", original, exc)
                 self._put_back([item])
-        results: list[tuple[Trashed, Outcome]] = []
         try:
             for source in dict.fromkeys(item.record.source for item, _ in taken):  # a batch has one source
                 batch = [(item, data) for item, data in taken if item.record.source == source]
@@ -158,6 +174,12 @@ class Trash:
         if outcome.error is not None:
             raise outcome.error
         return outcome
+
+    def _lost(self, sha256: str) -> Trashed | None:
+        """Return an image still in the trash whose original is not in its storage, if it is one."""
+        with self.db.connect() as conn:
+            row = conn.execute(select(trash).where(trash.c.sha256 == sha256, self._kept())).first()
+        return None if row is None else self._trashed(row, look=True)
 
     def _take(self, sha256: str) -> Trashed | None:
         """Take an image's row out of the trash, unless it expired or another request took it."""
@@ -216,10 +238,13 @@ class Trash:
         """Return the SQL condition of the images not yet expired."""
         return trash.c.deleted_at >= time.time() - self.keep_seconds
 
-    def _trashed(self, row: Any) -> Trashed:
+    def _trashed(self, row: Any, look: bool = False) -> Trashed:
+        """Return a row as a Trashed; with ``look``, also whether its original is gone."""
         m = row._mapping
         record = Record(**{name: m[name] for name in RECORD_COLUMNS})
-        return Trashed(record, m["deleted_at"], m["deleted_by"], m["deleted_at"] + self.keep_seconds, m["added_by"])
+        lost = look and self.files.original(record.sha256) is None
+        expires = m["deleted_at"] + self.keep_seconds
+        return Trashed(record, m["deleted_at"], m["deleted_by"], expires, m["added_by"], lost)
 
 
 def _row(record: Record, deleted_at: float, deleted_by: str, added_by: str) -> dict[str, Any]:

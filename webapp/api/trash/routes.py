@@ -93,6 +93,7 @@ class Restore(MethodView):
     @blp.response(201, AddedImageSchema, description="The image is in the library again.")
     @blp.alt_response(200, schema=AddedImageSchema, description="Its bytes were added again meanwhile.")
     @blp.alt_response(404, description="No image with that id in the trash.")
+    @blp.alt_response(409, description="Its original is gone from the trash's storage: it cannot be restored.")
     @requires(Role.EDITOR)
     def post(self, image_id: str) -> tuple[Added, int]:
         """Put a deleted image back in the library, in its album and at its place in time."""

@@ -20,6 +20,13 @@ class TrashedSchema(ImageEntrySchema):
         metadata={"description": "The account that deleted it; empty with access control off."}
     )
     expires_at = Timestamp(metadata={"description": "When it leaves the trash for good (UTC), unless restored first."})
+    restorable = ma.fields.Function(
+        lambda item: not item.lost,
+        metadata={
+            "description": "False if its original is gone from the trash's storage (a disk or a backup lost it): "
+            "it can only be removed (`flask check --repair` removes such images)."
+        },
+    )
     trash_url = UrlFor("trash.TrashedImage", "image_id", "sha256", metadata={"description": "Its path in the trash."})
     trash_thumbnail_url = UrlFor(
         "trash.TrashedThumbnail", "image_id", "sha256", metadata={"description": "Its JPEG thumbnail in the trash."}
