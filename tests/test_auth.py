@@ -6,6 +6,7 @@ import io
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -409,13 +410,20 @@ def test_a_token_may_expire_and_then_opens_nothing(tmp_path: Path, model_dir: Pa
         with pytest.raises(InvalidInput, match="expires after"):
             accounts.create_token("ada", Role.VIEWER, "x", wrong)
     cli, client = app.test_cli_runner(), app.test_client()
+    never = accounts.create_token("ada", Role.VIEWER, "never")[1]
     made = cli.invoke(args=["tokens", "create", "ada", "--role", "viewer", "--expires-days", str(2 / 86400)])
     assert made.exit_code == 0, made.output
     secret = made.stdout.strip()
-    assert client.get("/api/v1/stats", headers=bearer(secret)).status_code == 200
+    working = client.get("/api/v1/stats", headers=bearer(secret))
+    (token,) = [t for t in accounts.tokens("ada") if t.expires_at is not None]
+    assert token.expires_at is not None and working.status_code == 200
+    expiry = datetime.fromtimestamp(token.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert working.headers["X-Token-Expires"] == expiry  # every answer tells the script when
+    assert "X-Token-Expires" not in client.get("/api/v1/stats", headers=bearer(never)).headers
     assert "\tactive, expires " in cli.invoke(args=["tokens", "list"]).output
     time.sleep(2.1)
-    assert client.get("/api/v1/stats", headers=bearer(secret)).status_code == 401
+    expired = client.get("/api/v1/stats", headers=bearer(secret))
+    assert expired.status_code == 401 and expired.json["message"].startswith("the token expired 20")
     assert "\texpired " in cli.invoke(args=["tokens", "list"]).output
     assert cli.invoke(args=["tokens", "create", "ada", "--role", "viewer", "--expires-days", "0"]).exit_code == 2
 
@@ -553,7 +561,9 @@ def test_commands_manage_accounts_and_tokens(tmp_path: Path, model_dir: Path) ->
     token_id = cli.invoke(args=["tokens", "list"]).output.split("\t")[0]
     assert "last used" in cli.invoke(args=["tokens", "list", "--user", "ada"]).output
     assert cli.invoke(args=["tokens", "revoke", token_id]).exit_code == 0
-    assert client.get("/api/v1/stats", headers=bearer(secret)).status_code == 401
+    revoked = client.get("/api/v1/stats", headers=bearer(secret))
+    assert revoked.status_code == 401 and revoked.json["message"].startswith("the token was revoked 20")
+    assert client.get("/api/v1/stats", headers=bearer("ris_" + "x" * 43)).json["message"] == "the token is unknown"
 
     another = app.test_cli_runner().invoke(args=["tokens", "create", "bob", "--role", "viewer"])
     assert cli.invoke(args=["users", "delete", "bob"]).exit_code == 0

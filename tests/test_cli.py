@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import getpass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Flask
 
 from tests.test_activity import entries
+from tests.test_auth import PASSWORD
 from tests.test_database import HEAD
 from tests.test_gunicorn import Server
+from webapp.cli import expiry_warning
+from webapp.runtime import EXTENSION
+from webapp.services.roles import Role
 
 
 def photo_folder(root: Path, photos: dict[str, bytes]) -> Path:
@@ -58,15 +63,19 @@ def test_ingest_refuses_a_lite_file_in_use_and_can_send_the_work_to_the_server(
     from webapp import create_app
 
     folder = photo_folder(tmp_path, photos)
-    server = Server(tmp_path / "data", model_dir, WEBAPP_SEARCH_PROCESSES="0")  # no query to embed
+    server = Server(tmp_path / "data", model_dir, WEBAPP_SEARCH_PROCESSES="0", WEBAPP_AUTH="on")  # no query to embed
     try:
         app = create_app({"DATA_DIR": str(tmp_path / "data"), "MODEL_DIR": str(model_dir)})
         busy = app.test_cli_runner().invoke(args=["ingest", str(folder)])
         assert busy.exit_code == 1
         assert "in use by another process" in busy.output and "--server" in busy.output
 
-        sent = app.test_cli_runner().invoke(args=["ingest", str(folder), "--server", server.url])
+        accounts = app.extensions[EXTENSION].accounts
+        accounts.create_user("ada", Role.EDITOR, PASSWORD)
+        token = accounts.create_token("ada", Role.EDITOR, "script", expires_in_days=3.5)[1]
+        sent = app.test_cli_runner().invoke(args=["ingest", str(folder), "--server", server.url, "--token", token])
         assert sent.exit_code == 0, sent.output
+        assert sent.output.count("warning: this token expires in 3 days (") == 1  # once, not every request
         assert "4 files: 2 added, 1 duplicates, 1 failed" in sent.output
         assert "failed: 2024/broken.jpg:" in sent.output
     finally:
@@ -86,3 +95,12 @@ def test_db_upgrade_brings_the_schema_to_the_latest_revision(app: Flask) -> None
 def test_worker_needs_a_broker(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["worker"])
     assert result.exit_code != 0 and "WEBAPP_BROKER_URL" in result.output
+
+
+def test_a_token_that_expires_soon_gets_a_warning_from_the_commands_that_use_it() -> None:
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    assert expiry_warning("2026-12-30T12:00:00Z", now) is None  # 26 days left
+    soon = expiry_warning("2026-12-14T13:00:00Z", now)
+    assert soon is not None and soon.startswith("warning: this token expires in 10 days (2026-12-14T13:00:00Z)")
+    assert "within a day" in (expiry_warning("2026-12-04T18:00:00Z", now) or "")
+    assert expiry_warning("next tuesday", now) is None

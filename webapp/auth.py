@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, redirect, request, session, url_for
@@ -51,7 +52,7 @@ def requires(role: Role) -> Callable[[F], F]:
         func = SmorestBlueprint.doc(
             security=SECURED,
             responses={
-                "401": {"description": "No credentials, or a token that is unknown or revoked."},
+                "401": {"description": "No credentials, or a token that is unknown, revoked or expired."},
                 "403": {"description": f"The credentials' role is lower than {role}."},
             },
             **{"x-required-role": str(role)},
@@ -77,6 +78,7 @@ class Principal:
     role: Role | None  # None: anonymous
     via: str  # "session", "token", "anonymous", or "open" (access control off)
     user_id: int | None = None
+    expires_at: float | None = None  # a token's expiry (None: never, or not a token)
 
     @property
     def signed_in(self) -> bool:
@@ -167,9 +169,9 @@ def identify() -> Principal:
     if secret is not None:
         resolved = accounts().resolve(secret)
         if resolved is None:
-            raise Unauthenticated("the token is unknown or was revoked")
-        user, role = resolved
-        return Principal(user.name, role, "token", user.id)
+            raise Unauthenticated("the token is unknown")
+        user, role, expires_at = resolved
+        return Principal(user.name, role, "token", user.id, expires_at)
     from flask_login import current_user
 
     if current_user.is_authenticated:
@@ -223,13 +225,24 @@ def announce_missing_admin() -> None:
         log.warning("could not check for an admin account: %s", exc.message)
 
 
+EXPIRY_HEADER = "X-Token-Expires"
 FIRST_ADMIN = "create one with `flask --app wsgi users create NAME --role admin` on a machine of this library"
+
+
+def _say_when_the_token_expires(response: Response) -> Response:
+    """Tell a script whose token will expire when (X-Token-Expires, ISO 8601 in UTC), on every answer."""
+    principal = g.get("principal")
+    if principal is not None and principal.expires_at is not None:
+        expires = datetime.fromtimestamp(principal.expires_at, UTC)
+        response.headers[EXPIRY_HEADER] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return response
 
 
 def init_app(app: Flask) -> None:
     """Install sessions, the role check before every request, and the template globals."""
     login_manager.init_app(app)
     app.before_request(authorize)
+    app.after_request(_say_when_the_token_expires)
     app.context_processor(_template_globals)
     if app.config["AUTH_ENABLED"]:
         app.before_request(announce_missing_admin)

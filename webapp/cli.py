@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from flask.cli import with_appcontext
 from tqdm import tqdm
 
 from webapp import accounts_cli, audit, evaluation_cli, worker
+from webapp.auth import EXPIRY_HEADER
 from webapp.errors import ModelMismatch, ModelMissing, StoreUnavailable, WebappError
 from webapp.models import MODELS
 from webapp.pages.blueprint import timestamp
@@ -28,6 +30,8 @@ from webapp.services.jobs import Job, local_owner
 from webapp.services.sources import Folder
 
 UPLOAD_CHUNK = 64  # files per job when sending the work to a server
+EXPIRY_WARNING = timedelta(days=14)  # a token expiring sooner is worth a line on the terminal
+_warned: set[str] = set()
 
 
 def summarise(total: int, counts: Counter[str], failures: list[tuple[str, str]]) -> None:
@@ -124,7 +128,24 @@ def _call(method: str, url: str, token: str = "", **kwargs: Any) -> Any:
     if response.status_code >= 400:
         message = response.json().get("message") if response.headers.get("content-type") == "application/json" else ""
         raise click.ClickException(f"{url} answered {response.status_code}: {message or response.reason}")
+    expiry = response.headers.get(EXPIRY_HEADER)
+    if expiry and expiry not in _warned and (warning := expiry_warning(expiry, datetime.now(UTC))):
+        _warned.add(expiry)
+        click.echo(warning, err=True)
     return response.json()
+
+
+def expiry_warning(header: str, now: datetime) -> str | None:
+    """Say that the token expires soon, from the server's X-Token-Expires; None if not soon (or unreadable)."""
+    try:
+        expires = datetime.strptime(header, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    left = expires - now
+    if left > EXPIRY_WARNING:
+        return None
+    days = f"in {left.days} days" if left.days >= 1 else "within a day"
+    return f"warning: this token expires {days} ({header}): make a new one (Account page, or flask tokens create)"
 
 
 @click.command("ingest")

@@ -7,6 +7,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -15,7 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from webapp.errors import Conflict, InvalidInput, NotFound, TooManyAttempts
+from webapp.errors import Conflict, InvalidInput, NotFound, TooManyAttempts, Unauthenticated
 from webapp.services.database import Database, login_failures, tokens, users
 from webapp.services.roles import Role
 
@@ -282,8 +283,10 @@ class Accounts:
             conn.execute(update(tokens).where(*live).values(revoked_at=time.time()))
         return self.token(token_id)
 
-    def resolve(self, secret: str) -> tuple[User, Role] | None:
-        """Return the account a token acts for and the role it grants now; None if unknown or revoked.
+    def resolve(self, secret: str) -> tuple[User, Role, float | None] | None:
+        """Return the account a token acts for, the role it grants now and when it expires (None:
+        never); None if no token has this secret, Unauthenticated saying when if it was revoked or
+        expired.
 
         The role is the lower of the token's and its owner's current role.
         """
@@ -297,13 +300,17 @@ class Accounts:
                 .join(users, users.c.id == tokens.c.user_id)
                 .where(tokens.c.secret_hash == _digest(secret))
             ).first()
-            if row is None or row.revoked_at is not None or (row.expires_at is not None and now >= row.expires_at):
+            if row is None:
                 return None
+            if row.revoked_at is not None:
+                raise Unauthenticated(f"the token was revoked {_utc(row.revoked_at)}")
+            if row.expires_at is not None and now >= row.expires_at:
+                raise Unauthenticated(f"the token expired {_utc(row.expires_at)}: make a new one")
             if row.last_used_at is None or row.last_used_at < now - LAST_USE_PRECISION:
                 conn.execute(update(tokens).where(tokens.c.id == row.id).values(last_used_at=now))
         owner = User(row.user_id, row.owner, Role(row.owner_role), row.owner_created, row.session_epoch)
         granted = min(Role(row.role), owner.role, key=lambda r: r.rank)
-        return owner, granted
+        return owner, granted, row.expires_at
 
     def _token_query(self) -> Any:
         return select(tokens, users.c.name.label("owner")).join(users, users.c.id == tokens.c.user_id)
@@ -320,6 +327,10 @@ class Accounts:
             row.revoked_at,
             row.expires_at,
         )
+
+
+def _utc(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def check_password(password: str) -> None:
