@@ -365,3 +365,47 @@ def test_an_images_history_is_the_entries_naming_it(team: dict[str, Any]) -> Non
         ("POST", "/api/v1/jobs"),  # the job's id is in the note
     ]
     assert len(entries(app, image=sha)) == 4  # no other image's job
+
+
+def test_an_account_renamed_keeps_its_images_jobs_trash_tokens_and_sessions(team: dict[str, Any]) -> None:
+    app, tokens = team["app"], team["tokens"]
+    client, editor = app.test_client(), tokens["editor"]
+    kept, deleted, loaded = noise_images(3, seed=49)
+    sha = add(client, kept, "kept.jpg", editor).json["id"]
+    gone = add(client, deleted, "deleted.jpg", editor).json["id"]
+    assert client.delete(f"/api/v1/images/{gone}", headers=editor).status_code == 204
+    files = {"files": [(io.BytesIO(loaded), "loaded.jpg")]}
+    started = client.post("/api/v1/jobs", data=files, headers=editor, content_type="multipart/form-data")
+    admin, session = signed_in(app, "admin-person"), signed_in(app, "editor-person")
+    wait_for_job(admin, started.json["url"])
+
+    def rename(name: str, new: str) -> str:
+        form = {"name": new, "csrf_token": csrf_token(admin, "/account")}
+        assert admin.post(f"/account/users/{name}/rename", data=form).status_code == 303
+        return " ".join(admin.get("/account").get_data(as_text=True).split())
+
+    assert "an account named &#39;admin-person&#39; exists already" in rename("editor-person", "admin-person")
+    assert "a name is 1 to 64 letters" in rename("editor-person", "ed itor")
+    assert "You cannot rename your own account here" in rename("admin-person", "boss")
+    assert "Account editor-person renamed ed." in rename("editor-person", "ed")
+
+    viewer = tokens["viewer"]
+    assert client.get(f"/api/v1/images/{sha}", headers=editor).json["added_by"] == "ed"  # the token goes on
+    listed = client.get("/api/v1/images", query_string={"added_by": "ed"}, headers=viewer).json
+    assert sorted(i["filename"] for i in listed) == ["kept.jpg", "loaded.jpg"]
+    assert client.get("/api/v1/images", query_string={"added_by": "editor-person"}, headers=viewer).json == []
+    assert client.get(started.json["url"], headers=viewer).json["started_by"] == "ed"
+    assert client.get(f"/api/v1/trash/{gone}", headers=editor).json["deleted_by"] == "ed"
+    assert client.post(f"/api/v1/trash/{gone}/restore", headers=editor).status_code == 201
+    assert client.get(f"/api/v1/images/{gone}", headers=viewer).json["added_by"] == "ed"  # as the trash kept it
+    assert "<h1>ed " in session.get("/account").get_data(as_text=True)  # the session goes on
+    log = entries(app)
+    assert log[1]["note"] == "account editor-person renamed ed" and log[1]["actor"] == "admin-person"
+    assert {e["actor"] for e in log if e["path"] == "/api/v1/images"} == {"editor-person"}  # as they were
+
+    cli = app.test_cli_runner()
+    back = cli.invoke(args=["users", "rename", "ed", "editor-person"])
+    assert back.exit_code == 0 and "ed is editor-person now" in back.output
+    assert client.get(f"/api/v1/images/{sha}", headers=viewer).json["added_by"] == "editor-person"
+    assert (entries(app)[0]["via"], entries(app)[0]["note"]) == ("command", "account ed renamed editor-person")
+    assert cli.invoke(args=["users", "rename", "nobody", "x"]).exit_code == 1

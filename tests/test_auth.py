@@ -126,6 +126,7 @@ PAGES: list[tuple[str, str, dict[str, str], Role]] = [
     ("POST", "/account/sessions/end", {}, Role.VIEWER),
     ("POST", "/account/users/nobody/role", {"role": "viewer"}, Role.ADMIN),
     ("POST", "/account/users/nobody/password", {"password": PASSWORD}, Role.ADMIN),
+    ("POST", "/account/users/nobody/rename", {"name": "somebody"}, Role.ADMIN),
     ("POST", "/duplicates/99/resolve", {"keep": NO_IMAGE}, Role.EDITOR),
     ("POST", "/duplicates/99/keep-all", {}, Role.EDITOR),
     ("POST", "/duplicates/kept-apart/forget", {}, Role.EDITOR),

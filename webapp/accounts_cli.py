@@ -81,6 +81,19 @@ def set_role(name: str, role: str) -> None:
     click.echo(f"{user.name} is {user.role} now")
 
 
+@users.command("rename")
+@click.argument("name")
+@click.argument("new")
+def rename_user(name: str, new: str) -> None:
+    """Rename the account NAME to NEW, and the images, jobs and trashed images naming it."""
+    try:
+        user = _accounts().rename(name, new)
+    except WebappError as exc:
+        raise _fail(exc) from exc
+    audit.command(f"account {name} renamed {user.name}")
+    click.echo(f"{name} is {user.name} now")
+
+
 @users.command("password")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")

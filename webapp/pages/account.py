@@ -201,6 +201,20 @@ def set_role(name: str) -> Response:
     )
 
 
+@blp.post("/account/users/<name>/rename")
+@requires(Role.ADMIN)
+def rename_user(name: str) -> Response:
+    """Rename an account, and the images and jobs naming it (admins only; not your own)."""
+
+    def change(account: str) -> str:
+        user = accounts().rename(account, _field("name", 64))
+        return f"account {account} renamed {user.name}"
+
+    return _change_account(
+        name, "rename your own account here; another admin can, or `flask --app wsgi users rename`", change
+    )
+
+
 @blp.post("/account/users/<name>/password")
 @requires(Role.ADMIN)
 def reset_password(name: str) -> Response:

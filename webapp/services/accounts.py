@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp.errors import Conflict, InvalidInput, NotFound, TooManyAttempts, Unauthenticated
-from webapp.services.database import Database, login_failures, tokens, users
+from webapp.services.database import ACCOUNT_NAMES, Database, login_failures, tokens, users
 from webapp.services.roles import Role
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -96,8 +96,7 @@ class Accounts:
 
     def create_user(self, name: str, role: Role, password: str) -> User:
         """Create an account; refuse a taken name, an odd name or a short password."""
-        if not NAME.fullmatch(name):
-            raise InvalidInput("a name is 1 to 64 letters, digits or . _ @ -, starting with a letter or digit")
+        check_name(name)
         check_password(password)
         password_hash = self.hasher.hash(password)  # (about 0.1 s: not while holding the database's lock)
         try:
@@ -128,6 +127,22 @@ class Accounts:
         with self.db.connect() as conn:
             row = conn.execute(select(users).where(users.c.id == user_id)).first()
         return None if row is None else User.from_row(row)
+
+    def rename(self, name: str, new: str) -> User:
+        """Rename an account, and the images, jobs and trashed images naming it, in one transaction
+        (the activity log keeps the names as they were); refuse a taken or odd name."""
+        check_name(new)
+        user = self.user_named(name)
+        if new == name:
+            raise InvalidInput(f"the account is called {name} already")
+        try:
+            with self.db.connect() as conn:
+                conn.execute(update(users).where(users.c.id == user.id).values(name=new))
+                for column in ACCOUNT_NAMES:
+                    conn.execute(update(column.table).where(column == name).values({column.name: new}))
+        except IntegrityError as exc:  # the name's unique index decides
+            raise Conflict(f"an account named {new!r} exists already") from exc
+        return self.user_named(new)
 
     def delete_user(self, name: str) -> None:
         """Delete an account; its tokens and sessions stop working at once."""
@@ -331,6 +346,12 @@ class Accounts:
 
 def _utc(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def check_name(name: str) -> None:
+    """Refuse a name an account cannot have."""
+    if not NAME.fullmatch(name):
+        raise InvalidInput("a name is 1 to 64 letters, digits or . _ @ -, starting with a letter or digit")
 
 
 def check_password(password: str) -> None:

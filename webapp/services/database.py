@@ -223,6 +223,8 @@ trash = Table(
     Column("added_by", String(64), nullable=False, server_default=""),  # as the catalogue said
     Index("trash_by_time", "deleted_at"),
 )
+# The columns that name an account, which a rename changes (the activity log keeps names as they were).
+ACCOUNT_NAMES = (images.c.added_by, trash.c.added_by, trash.c.deleted_by, jobs.c.started_by)
 
 # OFFSET past this is past any real list, and past what SQLite and PostgreSQL take as an integer:
 # a client's ?page=99999999999999999999 becomes an empty page, not an overflow.
