@@ -1,7 +1,8 @@
 """How long an image's history takes to read from a large activity log, on SQLite and PostgreSQL.
 
 An image's history (`/activity?image=ID`) is every entry naming the image's id in its path or its
-note, or naming a job that added it: a scan of the log with ``LIKE``. Fills each database with
+note, or naming a job that added it: since migration 0013 an index read of what each entry names
+(``activity_subjects``); before, a scan of the log with ``LIKE``. Fills each database with
 ``--entries`` entries (uploads, moves and deletions over a quarter as many images; a tenth of the
 images loaded by jobs, one job for every 10,000 entries, its start an entry of its own) and prints
 the median time of ``Activity.entries`` for a few images. The PostgreSQL is a real one
@@ -27,8 +28,8 @@ from sqlalchemy import insert
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.servers import PostgresServer  # noqa: E402
-from webapp.services.activity import Activity  # noqa: E402
-from webapp.services.database import Database, activity, job_items, jobs, sqlite_url  # noqa: E402
+from webapp.services.activity import Activity, subjects  # noqa: E402
+from webapp.services.database import Database, activity, activity_subjects, job_items, jobs, sqlite_url  # noqa: E402
 
 IMAGES_READ = 9
 
@@ -60,6 +61,7 @@ def fill(db: Database, count: int) -> list[str]:
                 ],
             )
         rows: list[dict[str, Any]] = []
+        named: list[dict[str, Any]] = []  # what each entry names, as Activity.record writes it
         for i in range(count):
             sha, kind = rng.choice(shas), rng.random()
             if kind < 0.5:
@@ -71,14 +73,17 @@ def fill(db: Database, count: int) -> list[str]:
             if i % (count // len(loads)) == 0 and i // (count // len(loads)) < len(loads):  # each job's start
                 path, note = "/api/v1/jobs", f"job {loads[i // (count // len(loads))]} (folder: /photos)"
             rows.append(
-                {"at": now + i, "actor": "ada", "via": "token", "address": "10.0.0.1", "method": "POST"}
+                {"id": i + 1, "at": now + i, "actor": "ada", "via": "token", "address": "10.0.0.1", "method": "POST"}
                 | {"path": path, "endpoint": "x", "status": 201, "request_id": "r", "note": note}
             )
+            named += [{"subject": subject, "entry_id": i + 1} for subject in subjects(path, note)]
             if len(rows) == 20_000:
                 conn.execute(insert(activity), rows)
-                rows = []
+                conn.execute(insert(activity_subjects), named)
+                rows, named = [], []
         if rows:
             conn.execute(insert(activity), rows)
+            conn.execute(insert(activity_subjects), named)
     return shas
 
 

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from tests.conftest import csrf_token, near_duplicate, noise_images, wait_for_job
 from tests.test_auth import PASSWORD, bearer, make_app, people, signed_in
 from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
-from webapp.services.activity import Activity, Entry
-from webapp.services.database import Database, sqlite_url
+from webapp.services.activity import Activity, Entry, subjects
+from webapp.services.database import Database, activity_subjects, sqlite_url
 from webapp.services.roles import Role
 
 
@@ -204,6 +205,21 @@ def test_entries_past_the_retention_are_removed_as_new_ones_are_written(database
     found, total = log.entries()
     assert total == 1 and found[0].actor == "ann" and len(found[0].path) == 2048
     assert log.entries(actor="bob") == ([], 0)
+    image = f"{5:064x}"
+    log.record(entry(now, path=f"/api/v1/images/{image}"))
+    log.prune(now + 1)  # what an entry named goes with it
+    assert log.entries(image=image) == ([], 0)
+    with db.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(activity_subjects)) == 0
+
+
+def test_an_entry_names_the_images_and_jobs_in_its_path_and_note() -> None:
+    image, other, job = "a" * 64, "b" * 64, "c" * 32
+    assert subjects(f"/api/v1/trash/{image}/restore", "") == {image}
+    assert subjects("/duplicates/3/resolve", f"deleted x.jpg ({image}), y.jpg ({other})") == {image, other}
+    assert subjects("/api/v1/jobs", f"job {job} (folder: /photos)") == {job}
+    assert subjects(f"/jobs/{job}/cancel", "") == {job}
+    assert subjects(f"/api/v1/images/{image}0", f"job {job}0 ({'d' * 63})") == set()  # longer or shorter: no id
 
 
 def test_the_activity_command_prints_the_log_newest_first(team: dict[str, Any]) -> None:

@@ -25,12 +25,13 @@ from tests.conftest import noise_images, wait_for_job
 from tests.servers import CutOffHost, PostgresServer
 from webapp import create_app
 from webapp.errors import Conflict, ModelMismatch, NotFound, StoreUnavailable
-from webapp.migrations import current
+from webapp.migrations import current, upgrade
 from webapp.models import ModelIdentity
 from webapp.runtime import EXTENSION
 from webapp.services import bounded_waits, distinct_pairs
 from webapp.services import database as database_module
 from webapp.services.accounts import Accounts
+from webapp.services.activity import Activity
 from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
 from webapp.services.database import (
@@ -88,7 +89,7 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_by_time ON images (added_at);
 """
-HEAD = "0012"
+HEAD = "0013"
 
 
 @pytest.fixture()
@@ -132,6 +133,29 @@ def test_a_library_of_the_sqlite_only_releases_keeps_every_row(tmp_path: Path) -
     assert [seq for seq, _ in store.pending("a", 1)] == list(range(300, 512))
     with db.connect() as conn:
         assert current(conn) == HEAD
+
+
+def test_the_entries_of_an_older_log_are_read_into_what_they_name_on_upgrade(db: Database) -> None:
+    image, job = f"{7:064x}", f"{9:032x}"
+    with db.engine.begin() as conn:
+        upgrade(conn, "0012")
+        rows = [
+            ("/api/v1/images", f"added {image} (a.jpg)"),  # its upload
+            (f"/api/v1/images/{image}", "deleted a.jpg"),
+            ("/api/v1/jobs", f"job {job} (folder: /photos)"),  # the job that loaded it, below
+            (f"/api/v1/images/{8:064x}", ""),  # another image's
+        ]
+        for at, (path, note) in enumerate(rows):
+            values = {"at": at, "via": "token", "method": "POST", "path": path, "status": 201, "note": note}
+            conn.execute(text(_insert("activity", values)), values)
+        item = {"job_id": job, "seq": 0, "name": "a.jpg", "state": "added", "sha256": image}
+        conn.execute(text(_insert("job_items", item)), item)
+    found, total = Activity(db, 0).entries(image=image)  # upgrades to the head first
+    assert total == 3 and [e.path for e in found] == ["/api/v1/jobs", f"/api/v1/images/{image}", "/api/v1/images"]
+
+
+def _insert(table: str, values: dict[str, object]) -> str:
+    return f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)})"
 
 
 def test_catalogue_ignores_known_images_and_lists_newest_first(db: Database) -> None:

@@ -8,18 +8,22 @@ older than the retention are removed as new ones are written.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 
 from webapp.services.adding import without_controls
-from webapp.services.database import Database, activity, page_bounds
+from webapp.services.database import Database, activity, activity_subjects, page_bounds
 from webapp.services.job_items import loads_of
 
 PRUNE_EVERY = 3600.0  # seconds between two removals of old entries by one process
+IMAGE_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+JOB_IN_NOTE = re.compile(r"\bjob ([0-9a-f]{32})\b")  # "job <id> (folder: ...)": a job started
+JOB_IN_PATH = re.compile(r"/jobs/([0-9a-f]{32})(?![0-9a-f])")  # a job cancelled or resumed
 MAX_LOADS = 20  # jobs that added one image (it was deleted for good and loaded again) named in its history
 LIMITS = {
     "actor": 64,
@@ -55,6 +59,11 @@ class Entry:
         return cls(**row._mapping)
 
 
+def subjects(path: str, note: str) -> set[str]:
+    """Return the ids of the images and jobs an entry's path and note name."""
+    return {*IMAGE_ID.findall(path), *IMAGE_ID.findall(note), *JOB_IN_NOTE.findall(note), *JOB_IN_PATH.findall(path)}
+
+
 def _bounded(entry: Entry) -> dict[str, Any]:
     """Return the entry's columns, each text cut to its column's size, without control characters.
 
@@ -77,9 +86,12 @@ class Activity:
         self._lock = threading.Lock()
 
     def record(self, entry: Entry) -> None:
-        """Write an entry (and, once an hour, remove those past the retention)."""
+        """Write an entry, with what it names (and, once an hour, remove those past the retention)."""
+        values = _bounded(entry)
         with self.db.connect() as conn:
-            conn.execute(activity.insert(), [_bounded(entry)])
+            entry_id = conn.scalar(activity.insert().values(**values).returning(activity.c.id))
+            if named := subjects(values["path"], values["note"]):
+                conn.execute(activity_subjects.insert(), [{"subject": s, "entry_id": entry_id} for s in named])
         due = self._pruned_at is None or time.monotonic() - self._pruned_at > PRUNE_EVERY
         if self.keep_days > 0 and due:
             with self._lock:
@@ -88,7 +100,9 @@ class Activity:
 
     def prune(self, before: float) -> int:
         """Remove the entries written before ``before`` (seconds since the epoch); return how many."""
+        old = select(activity.c.id).where(activity.c.at < before)
         with self.db.connect() as conn:
+            conn.execute(delete(activity_subjects).where(activity_subjects.c.entry_id.in_(old)))
             return conn.execute(delete(activity).where(activity.c.at < before)).rowcount or 0
 
     def entries(
@@ -100,15 +114,10 @@ class Activity:
         offset, limit = page_bounds(offset, limit)
         where = [] if actor is None else [activity.c.actor == actor]
         with self.db.connect() as conn:
-            if image:  # its added, moved, deleted, restored, resolved... (a scan of the log)
-                jobs = conn.scalars(loads_of(image).limit(MAX_LOADS))  # their starts name them in the note
-                where.append(
-                    or_(
-                        activity.c.path.contains(image, autoescape=True),
-                        activity.c.note.contains(image, autoescape=True),
-                        *(activity.c.note.contains(f"job {job_id}") for job_id in jobs),
-                    )
-                )
+            if image:  # its added, moved, deleted, restored, resolved...; its jobs' starts, cancels, resumes
+                named = [image, *conn.scalars(loads_of(image).limit(MAX_LOADS))]
+                naming = select(activity_subjects.c.entry_id).where(activity_subjects.c.subject.in_(named))
+                where.append(activity.c.id.in_(naming))
             query = select(activity).where(*where).order_by(activity.c.at.desc(), activity.c.id.desc())
             rows = conn.execute(query.offset(offset).limit(limit)).all()
             total = conn.scalar(select(func.count()).select_from(activity).where(*where))

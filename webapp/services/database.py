@@ -205,6 +205,14 @@ activity = Table(
     Index("activity_by_time", "at"),
     Index("activity_by_actor", "actor", "at"),
 )
+# What each entry names: an image's id, or a job's (services/activity.py), for an image's history.
+activity_subjects = Table(
+    "activity_subjects",
+    metadata,
+    Column("subject", String(64), primary_key=True),
+    Column("entry_id", Integer, primary_key=True),
+    Index("activity_subjects_by_entry", "entry_id"),
+)
 # Deleted images kept TRASH_DAYS, restorable (services/trash.py): what their record said, and who
 # deleted them when. Their files are under STORAGE_DIR/trash.
 trash = Table(
