@@ -77,6 +77,19 @@ def test_sign_in_see_your_role_and_sign_out(browser: Browser, secured: Server, a
         expect(page.get_by_role("link", name="ada (editor)")).to_be_visible()
         page.get_by_role("button", name="Sign out").first.click()
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+        page.get_by_label("Name").fill("root")  # an admin renames ada
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("link", name="root (admin)").click()
+        page.get_by_text("Change…").click()
+        page.get_by_label("New name").fill("ada.l")
+        page.get_by_role("button", name="Rename").click()
+        expect(page.get_by_role("status")).to_contain_text("Account ada renamed ada.l.")
+        expect(page.get_by_role("link", name="ada.l", exact=True)).to_be_visible()
+        check_accessibility(page, axe_source)
+        page.get_by_role("button", name="Sign out").first.click()
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         page.goto("/jobs")
         expect(page).to_have_url(f"{secured.url}/login?next=/jobs")
 
