@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import getpass
 import hashlib
 import io
@@ -11,6 +12,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -425,3 +427,48 @@ def test_an_account_renamed_keeps_its_images_jobs_trash_tokens_and_sessions(team
     assert client.get(f"/api/v1/images/{sha}", headers=viewer).json["added_by"] == "editor-person"
     assert (entries(app)[0]["via"], entries(app)[0]["note"]) == ("command", "account ed renamed editor-person")
     assert cli.invoke(args=["users", "rename", "nobody", "x"]).exit_code == 1
+
+
+def test_the_log_narrows_to_dates_and_downloads_as_csv(team: dict[str, Any]) -> None:
+    app = team["app"]
+    day = datetime(2026, 11, 3, tzinfo=UTC).timestamp()
+    with app.app_context():
+        log = app.extensions[EXTENSION].activity
+        for at, actor, path in [
+            (day - 1, "ann", "/api/v1/images/before"),  # 2 November, 23:59:59
+            (day, '=HYPERLINK("http://evil")', "/login"),  # a name tried at sign-in: anyone's text
+            (day + 86399, "ann", "/api/v1/images/last"),  # 3 November, 23:59:59
+            (day + 86400, "bob", "/api/v1/images/after"),  # 4 November
+        ]:
+            log.record(
+                Entry(at=at, actor=actor, via="token", address="", method="POST", path=path, endpoint="", status=201)
+            )
+    paths = [e["path"] for e in entries(app, since="2026-11-03", until="2026-11-03")]
+    assert paths == ["/api/v1/images/last", "/login"]  # a date alone takes in the whole day
+    paths = [e["path"] for e in entries(app, since="2026-11-02T23:59:59Z", until="2026-11-03T00:00:00+00:00")]
+    assert paths == ["/api/v1/images/before"]  # a time is an instant; until is before it
+    assert [e["path"] for e in entries(app, actor="ann", since="2026-11-03")] == ["/api/v1/images/last"]
+
+    admin = signed_in(app, "admin-person")
+    assert admin.get("/api/v1/activity?since=yesterday").status_code == 422
+    page = admin.get("/activity?since=2026-11-03&until=2026-11-03&actor=").get_data(as_text=True)
+    assert "2 entries" in page and "from 2026-11-03 until 2026-11-03" in page  # an empty account: anyone
+    assert 'value="2026-11-03"' in page and 'href="/activity.csv?since=2026-11-03&amp;until=2026-11-03"' in page
+    wrong = admin.get("/activity?until=9999-12-31")
+    assert wrong.status_code == 400 and "until: Not a date this log could hold." in wrong.get_data(as_text=True)
+
+    download = admin.get("/activity.csv?since=2026-11-03&until=2026-11-03")
+    assert download.status_code == 200 and download.mimetype == "text/csv"
+    assert download.headers["Content-Disposition"].startswith('attachment; filename="activity-')
+    rows = list(csv.reader(io.StringIO(download.get_data(as_text=True))))
+    assert rows[0] == ["id", "at", "actor", "via", "address", "method", "path", "status", "request_id", "what", "note"]
+    assert [(r[1], r[2], r[6]) for r in rows[1:]] == [
+        ("2026-11-03T23:59:59+00:00", "ann", "/api/v1/images/last"),
+        ("2026-11-03T00:00:00+00:00", '\'=HYPERLINK("http://evil")', "/login"),  # read as text, not a formula
+    ]
+    assert signed_in(app, "editor-person").get("/activity.csv").status_code == 403
+
+    cli = app.test_cli_runner()
+    printed = cli.invoke(args=["activity", "--since", "2026-11-04"]).output
+    assert "/api/v1/images/after" in printed and "/api/v1/images/last" not in printed
+    assert cli.invoke(args=["activity", "--until", "soon"]).exit_code == 2

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import re
 import sys
 
 import click
+import marshmallow as ma
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from webapp import audit
+from webapp.api.activity.schemas import ActivityArgsSchema
 from webapp.errors import WebappError
 from webapp.pages.blueprint import timestamp
 from webapp.runtime import runtime
@@ -166,13 +167,19 @@ def revoke_token(token_id: str) -> None:
     "--user", "actor", default=None, help="Only this account's entries ('' for those with access control off)."
 )
 @click.option("--image", "image", default=None, metavar="ID", help="Only the entries naming this image.")
+@click.option("--since", default=None, metavar="WHEN", help="Only those from this date (2026-11-01) or time (UTC).")
+@click.option("--until", default=None, metavar="WHEN", help="Only those before this time, or through this date.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many, newest first.")
-def list_activity(actor: str | None, image: str | None, limit: int) -> None:
+def list_activity(actor: str | None, image: str | None, since: str | None, until: str | None, limit: int) -> None:
     """Print the activity log, newest first: when, who, how, from where, the request and what it did."""
-    if image is not None and not re.fullmatch("[0-9a-f]{64}", image):
-        raise click.BadParameter("an image's id is 64 lowercase hexadecimal characters", param_hint="--image")
+    given = {"image": image, "since": since, "until": until}
+    try:  # through the API's schema, as the page's filters
+        narrowing = ActivityArgsSchema().load({name: value for name, value in given.items() if value is not None})
+    except ma.ValidationError as exc:
+        name, messages = next(iter(exc.normalized_messages().items()))
+        raise click.BadParameter(" ".join(map(str, messages)), param_hint=f"--{name}") from exc
     try:
-        entries, _total = runtime().activity.entries(0, limit, actor, image)
+        entries, _total = runtime().activity.entries(0, limit, actor, **narrowing)
     except WebappError as exc:
         raise _fail(exc) from exc
     for e in entries:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import marshmallow as ma
@@ -146,6 +147,29 @@ class Timestamp(ma.fields.DateTime):
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | float | None:
         moment = None if value is None else datetime.fromtimestamp(value, tz=UTC)
         return super()._serialize(moment, attr, obj, **kwargs)
+
+
+class Moment(ma.fields.DateTime):
+    """An ISO 8601 date, or date and time (in UTC unless it says otherwise), loaded as Unix seconds.
+
+    With ``through_day``, a date alone means the end of that day (``until=2026-12-04`` takes in the
+    whole 4th), so a range of dates includes both ends.
+    """
+
+    def __init__(self, through_day: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.through_day = through_day
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:  # type: ignore[override]
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        try:
+            if self.through_day and re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value).strip()):
+                moment += timedelta(days=1)
+            return moment.timestamp()
+        except (OverflowError, ValueError) as exc:
+            raise ma.ValidationError("Not a date this log could hold.") from exc
 
 
 class ImageUrl(ma.fields.String):

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, func, select
 
 from webapp.services.adding import without_controls
 from webapp.services.database import Database, activity, activity_subjects, page_bounds
@@ -24,6 +25,7 @@ PRUNE_EVERY = 3600.0  # seconds between two removals of old entries by one proce
 IMAGE_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 JOB_IN_NOTE = re.compile(r"\bjob ([0-9a-f]{32})\b")  # "job <id> (folder: ...)": a job started
 JOB_IN_PATH = re.compile(r"/jobs/([0-9a-f]{32})(?![0-9a-f])")  # a job cancelled or resumed
+EXPORT_BATCH = 1000  # entries read at a time by an export
 MAX_LOADS = 20  # jobs that added one image (it was deleted for good and loaded again) named in its history
 LIMITS = {
     "actor": 64,
@@ -106,19 +108,63 @@ class Activity:
             return conn.execute(delete(activity).where(activity.c.at < before)).rowcount or 0
 
     def entries(
-        self, offset: int = 0, limit: int = 50, actor: str | None = None, image: str | None = None
+        self,
+        offset: int = 0,
+        limit: int = 50,
+        actor: str | None = None,
+        image: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> tuple[list[Entry], int]:
-        """Return a page of entries, newest first, and how many there are (of ``actor`` only, and
-        only the history of the image ``image``, if given: the entries naming it in their path or
-        note, and those naming a job that added it)."""
+        """Return a page of entries, newest first, and how many there are: of ``actor`` only, only
+        the history of the image ``image`` (the entries naming it in their path or note, and those
+        naming a job that added it), and only those written from ``since`` until before ``until``
+        (seconds since the epoch), as far as each is given."""
         offset, limit = page_bounds(offset, limit)
-        where = [] if actor is None else [activity.c.actor == actor]
         with self.db.connect() as conn:
-            if image:  # its added, moved, deleted, restored, resolved...; its jobs' starts, cancels, resumes
-                named = [image, *conn.scalars(loads_of(image).limit(MAX_LOADS))]
-                naming = select(activity_subjects.c.entry_id).where(activity_subjects.c.subject.in_(named))
-                where.append(activity.c.id.in_(naming))
+            where = _narrowed(conn, actor, image, since, until)
             query = select(activity).where(*where).order_by(activity.c.at.desc(), activity.c.id.desc())
             rows = conn.execute(query.offset(offset).limit(limit)).all()
             total = conn.scalar(select(func.count()).select_from(activity).where(*where))
         return [Entry.from_row(row) for row in rows], int(total or 0)
+
+    def export(
+        self,
+        limit: int,
+        actor: str | None = None,
+        image: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> Iterator[Entry]:
+        """Yield up to ``limit`` entries, newest first (by number), narrowed as ``entries`` narrows
+        them, reading a batch at a time (one short transaction each) for a download."""
+        before, left = None, limit
+        while left > 0:
+            with self.db.connect() as conn:
+                where = _narrowed(conn, actor, image, since, until)
+                if before is not None:
+                    where.append(activity.c.id < before)
+                query = select(activity).where(*where).order_by(activity.c.id.desc()).limit(min(EXPORT_BATCH, left))
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            for row in rows:
+                yield Entry.from_row(row)
+            before, left = rows[-1].id, left - len(rows)
+
+
+def _narrowed(
+    conn: Connection, actor: str | None, image: str | None, since: float | None, until: float | None
+) -> list[Any]:
+    """Return the conditions of the entries of ``actor``, naming ``image``, written from ``since``
+    until before ``until`` (each if given)."""
+    where = [] if actor is None else [activity.c.actor == actor]
+    if image:  # its added, moved, deleted, restored, resolved...; its jobs' starts, cancels, resumes
+        named = [image, *conn.scalars(loads_of(image).limit(MAX_LOADS))]
+        naming = select(activity_subjects.c.entry_id).where(activity_subjects.c.subject.in_(named))
+        where.append(activity.c.id.in_(naming))
+    if since is not None:
+        where.append(activity.c.at >= since)
+    if until is not None:
+        where.append(activity.c.at < until)
+    return where

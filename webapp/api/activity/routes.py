@@ -6,7 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 
-from webapp.api.activity.schemas import ActivityArgsSchema, EntrySchema
+from webapp.api.activity.schemas import NARROWING, ActivityArgsSchema, EntrySchema
 from webapp.api.common import Blueprint
 from webapp.auth import requires
 from webapp.runtime import runtime
@@ -28,5 +28,6 @@ class ActivityLog(MethodView):
         """List the requests that changed the library or its accounts, newest first."""
         p = pagination_parameters
         offset, log = (p.page - 1) * p.page_size, runtime().activity
-        entries, p.item_count = log.entries(offset, p.page_size, args.get("actor"), args.get("image"))
+        narrowing = {name: args.get(name) for name in NARROWING}
+        entries, p.item_count = log.entries(offset, p.page_size, **narrowing)
         return entries

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from webapp.api.common import ImageId, Timestamp
+from webapp.api.common import ImageId, Moment, Timestamp
 from webapp.audit import action
+
+NARROWING = ("actor", "image", "since", "until")  # Activity.entries's keywords, as a query names them
 
 
 class ActivityArgsSchema(ma.Schema):
@@ -20,6 +22,15 @@ class ActivityArgsSchema(ma.Schema):
             "description": "Only the entries naming this image (its id in their path or note): when it was added, "
             "moved, deleted, restored."
         }
+    )
+    since = Moment(
+        metadata={"description": "Only the entries written at or after this date, or date and time (UTC unless given)."}
+    )
+    until = Moment(
+        through_day=True,
+        metadata={
+            "description": "Only the entries written before this date and time; a date alone takes in the whole day."
+        },
     )
 
 
