@@ -472,3 +472,21 @@ def test_the_log_narrows_to_dates_and_downloads_as_csv(team: dict[str, Any]) -> 
     printed = cli.invoke(args=["activity", "--since", "2026-11-04"]).output
     assert "/api/v1/images/after" in printed and "/api/v1/images/last" not in printed
     assert cli.invoke(args=["activity", "--until", "soon"]).exit_code == 2
+
+
+def test_admins_see_when_each_account_was_last_seen(team: dict[str, Any]) -> None:
+    app, tokens = team["app"], team["tokens"]
+    client = app.test_client()
+    assert client.get("/api/v1/stats", headers=tokens["editor"]).status_code == 200  # a token's use
+    refused = {"name": "viewer-person", "password": "not it", "csrf_token": csrf_token(client, "/login")}
+    assert client.post("/login", data=refused).status_code == 401  # anyone may try a name: not seen
+    admin = signed_in(app, "admin-person")  # a sign-in
+
+    page = " ".join(admin.get("/account").get_data(as_text=True).split())
+    rows = dict(re.findall(r'title="What ([\w-]+) changed">.*?</td> <td>\w+</td> ?<td>[^<]*</td> <td>(.*?)</td>', page))
+    assert rows["viewer-person"] == '<span class="muted">never</span>'
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert rows["editor-person"].startswith(today) and rows["admin-person"].startswith(today)
+    listed = app.test_cli_runner().invoke(args=["users", "list"]).output
+    assert re.search(r"viewer-person\tviewer\tcreated [^\t]+\tnever seen", listed)
+    assert re.search(rf"editor-person\teditor\tcreated [^\t]+\tlast seen {today}", listed)

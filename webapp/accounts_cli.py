@@ -52,9 +52,13 @@ def create_user(name: str, role: str, password_stdin: bool) -> None:
 
 @users.command("list")
 def list_users() -> None:
-    """List the accounts with their roles."""
-    for user in _accounts().users():
-        click.echo(f"{user.name}\t{user.role}\tcreated {timestamp(user.created_at)}")
+    """List the accounts with their roles, when each was created and last seen."""
+    people = _accounts()
+    users = people.users()
+    seen = people.last_seen(runtime().activity.last_seen(u.name for u in users))
+    for user in users:
+        last = f"last seen {timestamp(seen[user.name])}" if user.name in seen else "never seen"
+        click.echo(f"{user.name}\t{user.role}\tcreated {timestamp(user.created_at)}\t{last}")
 
 
 @users.command("delete")

@@ -12,6 +12,7 @@ from webapp import audit
 from webapp.auth import FIRST_ADMIN, accounts, public, requires, sign_in, sign_out
 from webapp.errors import Conflict, InvalidInput, WebappError
 from webapp.pages.blueprint import blp
+from webapp.runtime import runtime
 from webapp.security import local_path
 from webapp.services.accounts import WrongPassword
 from webapp.services.roles import Role, role_named
@@ -87,10 +88,13 @@ def _account_page(new_secret: str = "", status: int = 200) -> str | tuple[str, i
     principal = g.principal
     people = accounts()
     admin = principal.role == Role.ADMIN
+    users = people.users() if admin else []
+    seen = people.last_seen(runtime().activity.last_seen(u.name for u in users)) if admin else {}
     page = render_template(
         "account.html",
         tokens=people.tokens(None if admin else principal.name),
-        users=people.users() if admin else [],
+        users=users,
+        seen=seen,
         roles=[r for r in Role if principal.role.allows(r)],
         all_roles=list(Role),
         expiries=list(TOKEN_EXPIRIES),

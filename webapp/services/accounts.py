@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -143,6 +144,25 @@ class Accounts:
         except IntegrityError as exc:  # the name's unique index decides
             raise Conflict(f"an account named {new!r} exists already") from exc
         return self.user_named(new)
+
+    def token_use(self) -> dict[str, float]:
+        """Return when each account's tokens were last used (to LAST_USE_PRECISION), of those used."""
+        query = (
+            select(users.c.name, func.max(tokens.c.last_used_at))
+            .join(tokens, tokens.c.user_id == users.c.id)
+            .where(tokens.c.last_used_at.is_not(None))
+            .group_by(users.c.name)
+        )
+        with self.db.connect() as conn:
+            return {name: at for name, at in conn.execute(query)}
+
+    def last_seen(self, activity: Mapping[str, float]) -> dict[str, float]:
+        """Return when each account was last seen: the later of its ``activity`` (Activity.last_seen)
+        and its tokens' last use."""
+        seen = dict(activity)
+        for name, at in self.token_use().items():
+            seen[name] = max(at, seen.get(name, at))
+        return seen
 
     def delete_user(self, name: str) -> None:
         """Delete an account; its tokens and sessions stop working at once."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +127,17 @@ class Activity:
             rows = conn.execute(query.offset(offset).limit(limit)).all()
             total = conn.scalar(select(func.count()).select_from(activity).where(*where))
         return [Entry.from_row(row) for row in rows], int(total or 0)
+
+    def last_seen(self, names: Iterable[str]) -> dict[str, float]:
+        """Return when each of these accounts last signed in or changed something, by session or
+        token (a refused sign-in with its name is anyone's; a command's actor is a login)."""
+        query = (
+            select(activity.c.actor, func.max(activity.c.at))
+            .where(activity.c.actor.in_(list(names)), activity.c.via.in_(("session", "token")))
+            .group_by(activity.c.actor)
+        )
+        with self.db.connect() as conn:
+            return {actor: at for actor, at in conn.execute(query)}
 
     def export(
         self,
