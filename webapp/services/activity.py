@@ -131,13 +131,13 @@ class Activity:
     def last_seen(self, names: Iterable[str]) -> dict[str, float]:
         """Return when each of these accounts last signed in or changed something, by session or
         token (a refused sign-in with its name is anyone's; a command's actor is a login)."""
-        query = (
-            select(activity.c.actor, func.max(activity.c.at))
-            .where(activity.c.actor.in_(list(names)), activity.c.via.in_(("session", "token")))
-            .group_by(activity.c.actor)
-        )
+        seen = {}
         with self.db.connect() as conn:
-            return {actor: at for actor, at in conn.execute(query)}
+            for name in names:  # each an index walk back from the latest of its entries (by actor, at)
+                latest = select(activity.c.at).where(activity.c.actor == name, activity.c.via.in_(("session", "token")))
+                if (at := conn.scalar(latest.order_by(activity.c.at.desc()).limit(1))) is not None:
+                    seen[name] = at
+        return seen
 
     def export(
         self,
