@@ -441,6 +441,10 @@ def test_a_token_may_expire_and_then_opens_nothing(tmp_path: Path, model_dir: Pa
     page = " ".join(ada.get("/account").get_data(as_text=True).split())
     assert "a token expires after 30 days, 90 days, a year, never" in page
     assert "<td> expired </td>" in page and "revoked —" not in page  # the token of the command, expired
+    assert ": soon</strong>" not in page
+    accounts.create_token("ada", Role.VIEWER, "short", 3)
+    page = " ".join(ada.get("/account").get_data(as_text=True).split())
+    assert page.count(": soon</strong>") == 1  # the 3-day token; not the 90-day ones, nor the expired one
     app.extensions[EXTENSION].close()
 
 

@@ -25,12 +25,13 @@ from webapp.models import MODELS
 from webapp.pages.blueprint import timestamp
 from webapp.runtime import runtime
 from webapp.services import consistency
+from webapp.services.accounts import EXPIRES_SOON
 from webapp.services.binding import ModelBinding
 from webapp.services.jobs import Job, local_owner
 from webapp.services.sources import Folder
 
 UPLOAD_CHUNK = 64  # files per job when sending the work to a server
-EXPIRY_WARNING = timedelta(days=14)  # a token expiring sooner is worth a line on the terminal
+EXPIRY_WARNING = timedelta(seconds=EXPIRES_SOON)  # a token expiring sooner is worth a line on the terminal
 _warned: set[str] = set()
 
 

@@ -21,6 +21,7 @@ from webapp.errors import Conflict, InvalidInput, NotFound, TooManyAttempts, Una
 from webapp.services.database import ACCOUNT_NAMES, Database, login_failures, tokens, users
 from webapp.services.roles import Role
 
+EXPIRES_SOON = 14 * 86400  # a token this close to its expiry is pointed out (the Account page, commands)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 TOKEN_ID = re.compile(r"[0-9a-f]{8}")  # secrets.token_hex(4)
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # dropped from a token's name (PostgreSQL's text takes no NUL)
@@ -70,6 +71,11 @@ class Token:
     def expired(self) -> bool:
         """Tell whether the token's time is up."""
         return self.expires_at is not None and time.time() >= self.expires_at
+
+    @property
+    def expires_soon(self) -> bool:
+        """Tell whether the token works, but not for more than EXPIRES_SOON seconds."""
+        return self.active and self.expires_at is not None and self.expires_at - time.time() <= EXPIRES_SOON
 
 
 class WrongPassword(InvalidInput):
