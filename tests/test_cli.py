@@ -103,4 +103,5 @@ def test_a_token_that_expires_soon_gets_a_warning_from_the_commands_that_use_it(
     soon = expiry_warning("2026-12-14T13:00:00Z", now)
     assert soon is not None and soon.startswith("warning: this token expires in 10 days (2026-12-14T13:00:00Z)")
     assert "within a day" in (expiry_warning("2026-12-04T18:00:00Z", now) or "")
+    assert "expires in 1 day (" in (expiry_warning("2026-12-05T13:00:00Z", now) or "")
     assert expiry_warning("next tuesday", now) is None

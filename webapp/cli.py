@@ -145,7 +145,7 @@ def expiry_warning(header: str, now: datetime) -> str | None:
     left = expires - now
     if left > EXPIRY_WARNING:
         return None
-    days = f"in {left.days} days" if left.days >= 1 else "within a day"
+    days = f"in {left.days} day{'' if left.days == 1 else 's'}" if left.days >= 1 else "within a day"
     return f"warning: this token expires {days} ({header}): make a new one (Account page, or flask tokens create)"
 
 
