@@ -467,6 +467,15 @@ def test_the_log_narrows_to_dates_and_downloads_as_csv(team: dict[str, Any]) -> 
         ("2026-11-03T00:00:00+00:00", '\'=HYPERLINK("http://evil")', "/login"),  # read as text, not a formula
     ]
     assert signed_in(app, "editor-person").get("/activity.csv").status_code == 403
+    assert admin.get("/activity.csv?actor=a%00b").status_code == 400  # PostgreSQL could not compare it
+
+    def unavailable(*args: Any, **kwargs: Any) -> Iterator[Entry]:
+        raise StoreUnavailable("the database cannot be reached (test)")
+        yield
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Activity, "export", unavailable)
+        assert admin.get("/activity.csv").status_code == 503  # before the first row, not a download cut short
 
     cli = app.test_cli_runner()
     printed = cli.invoke(args=["activity", "--since", "2026-11-04"]).output

@@ -14,7 +14,7 @@ class ActivityArgsSchema(ma.Schema):
     """Which entries to list."""
 
     actor = ma.fields.String(
-        validate=ma.validate.Length(max=64),
+        validate=[ma.validate.Length(max=64), ma.validate.Regexp(r"[^\x00]*\Z", error="No name holds a NUL.")],
         metadata={"description": "Only this account's entries (an empty string: those made with access control off)."},
     )
     image = ImageId(
