@@ -96,7 +96,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=100_000)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="bench-db-copy-"))
+    scratch = tempfile.TemporaryDirectory(prefix="bench-db-copy-")
+    folder = Path(scratch.name)
     source = Database(sqlite_url(folder / "webapp.sqlite"))
     server = PostgresServer()
     try:
@@ -114,6 +115,7 @@ def main() -> None:
     finally:
         source.dispose()
         server.remove()
+        scratch.cleanup()
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def read_histories(db: Database, shas: list[str]) -> tuple[float, int]:
     return statistics.median(took) * 1000, total
 
 
-def time_the_rest(db: Database, url: str) -> str:
+def time_the_rest(db: Database, url: str, folder: Path) -> str:
     """Return, as a line, the time of last seen for 50 accounts and of the CSV download."""
     from webapp import create_app
     from webapp.pages.activity import MAX_DOWNLOAD, _csv
@@ -108,8 +108,7 @@ def time_the_rest(db: Database, url: str) -> str:
     started = time.perf_counter()
     Activity(db, 0).last_seen(["ada", *(f"someone{i}" for i in range(49))])
     seen = time.perf_counter() - started
-    folder = tempfile.mkdtemp(prefix="bench-history-app-")
-    app = create_app({"TESTING": True, "DATA_DIR": folder, "DATABASE_URL": url, "SECRET_KEY": "bench"})
+    app = create_app({"TESTING": True, "DATA_DIR": str(folder / "app"), "DATABASE_URL": url, "SECRET_KEY": "bench"})
     with app.test_request_context("/activity.csv"):
         started = time.perf_counter()
         parts = list(_csv(Activity(db, 0).export(MAX_DOWNLOAD)))
@@ -140,11 +139,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
     args = parser.parse_args()
-    server = PostgresServer()
+    server, scratch = PostgresServer(), tempfile.TemporaryDirectory(prefix="bench-history-")
+    folder = Path(scratch.name)  # the SQLite files (about 750 MB at a million entries) and the app's folder
     try:
         server.start()
         targets = {
-            "SQLite": lambda n: sqlite_url(Path(tempfile.mkdtemp(prefix="bench-history-")) / f"{n}.sqlite"),
+            "SQLite": lambda n: sqlite_url(folder / f"{n}.sqlite"),
             "PostgreSQL": server.create_database,
         }
         for name, new_database in targets.items():
@@ -159,13 +159,14 @@ def main() -> None:
                     f"{name}: {args.entries:,} entries (written in {filled:.0f} s): an image's history "
                     f"p50 {ms:.0f} ms over {IMAGES_READ} images (the last: {total} entries)"
                 )
-                print(f"{name}: {time_the_rest(db, url)}")
+                print(f"{name}: {time_the_rest(db, url, folder)}")
             finally:
                 db.dispose()
             took = time_the_migration(new_database("upgraded"), args.entries)
             print(f"{name}: migration 0013 over {args.entries:,} entries written at 0012: {took:.1f} s")
     finally:
         server.remove()
+        scratch.cleanup()
 
 
 if __name__ == "__main__":
