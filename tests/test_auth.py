@@ -217,8 +217,11 @@ def test_page_forms_follow_the_roles(
 
 def test_reading_needs_the_viewer_role_and_pages_send_people_to_sign_in(secured: dict[str, Any]) -> None:
     client = secured["app"].test_client()
+    job = "0123456789abcdef0123456789abcdef"
     for path in ("/api/v1/stats", "/api/v1/images", f"/api/v1/images/{secured['image']}/file", "/data", "/metrics"):
         assert client.get(path).status_code == 401, path
+    for path in (f"/api/v1/jobs/{job}/duplicates", f"/jobs/{job}/duplicates.csv", f"/jobs/{job}/failures.csv"):
+        assert client.get(path).status_code in (302, 401), path  # signing in first, not a 404 that tells
     page = client.get("/library?page=2")
     assert page.status_code == 302 and page.headers["Location"] == "/login?next=/library?page%3D2"
     for path in ("/api/v1/health", "/api/v1/openapi.json", "/api/docs", "/login", "/static/css/app.css"):

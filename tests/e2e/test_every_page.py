@@ -46,8 +46,8 @@ def test_every_page(viewport: str, browser: Browser, server: Server, photos: dic
         check(page, "jobs-empty", axe_source)
 
         add_images(server, photo_files(photos, *LIBRARY))
-        job = run_job(server, {**camera_files(6), "broken.jpg": b"not a photo"})
-        assert (job["added"], job["failed"]) == (6, 1), job
+        job = run_job(server, {**camera_files(6), "broken.jpg": b"not a photo", "again.jpg": photos["coffee"]})
+        assert (job["added"], job["failed"], job["duplicates"]) == (6, 1, 1), job
 
         page.goto("/")
         check(page, "home", axe_source)
@@ -67,6 +67,7 @@ def test_every_page(viewport: str, browser: Browser, server: Server, photos: dic
         check(page, "add", axe_source)
         page.goto(job["page_url"])
         expect(page.get_by_role("cell", name="broken.jpg")).to_be_visible()
+        expect(page.get_by_role("row", name="again.jpg coffee.jpg")).to_be_visible()  # in the library as
         check(page, "job", axe_source)
         page.goto("/jobs")
         check(page, "jobs", axe_source)

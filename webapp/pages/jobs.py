@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from flask import current_app, flash, redirect, render_template, request, stream_with_context, url_for
 from werkzeug.exceptions import BadRequest
@@ -15,9 +15,9 @@ from webapp.auth import requires
 from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library, runtime
-from webapp.services.ingestion import Ingestion, Upload
+from webapp.services.ingestion import LOADS, Ingestion, Upload
 from webapp.services.job_states import WHOLE_JOBS
-from webapp.services.jobs import ACTIVE, RESUMABLE, Job, JobStatus
+from webapp.services.jobs import ACTIVE, RESUMABLE, DuplicateFile, Job, JobStatus
 from webapp.services.roles import Role
 
 JOBS_PER_PAGE = 20
@@ -81,12 +81,20 @@ def jobs_page() -> str | Response:
 @blp.get("/jobs/<job_id:job_id>")
 @requires(Role.VIEWER)
 def job_page(job_id: str) -> str:
-    """Show a job's progress, counts, rate, ETA and failed files (updated live by app.js)."""
+    """Show a job's progress, counts, rate, ETA and failed files (updated live by app.js), and the
+    files it found already in the library (as they were when the page was made)."""
     ingestion = runtime().ingestion
     job = ingestion.get(job_id)
     failures = ingestion.failures(job_id)
+    duplicates = ingestion.duplicates(job_id) if job.kind in LOADS else []
     return render_template(
-        "job.html", job=job, failures=failures, active=ACTIVE, resumable=RESUMABLE, whole_jobs=WHOLE_JOBS
+        "job.html",
+        job=job,
+        failures=failures,
+        duplicates=duplicates,
+        active=ACTIVE,
+        resumable=RESUMABLE,
+        whole_jobs=WHOLE_JOBS,
     )
 
 
@@ -96,21 +104,46 @@ def job_failures_csv(job_id: str) -> Response:
     """Send every file a job could not index, with its reason, as CSV (the page shows the first 1000)."""
     ingestion = runtime().ingestion
     job = ingestion.get(job_id)  # 404 before the download starts
+    rows = ([failure.name, failure.reason] for failure in ingestion.all_failures(job.id))
+    return _csv(f"job-{job.id[:8]}-failed-files.csv", ["file", "reason"], rows)
 
-    def rows() -> Iterator[str]:
+
+@blp.get("/jobs/<job_id:job_id>/duplicates.csv")
+@requires(Role.VIEWER)
+def job_duplicates_csv(job_id: str) -> Response:
+    """Send every file a job found already in the library, with the image it matched, as CSV (the
+    page shows the first 100)."""
+    ingestion = runtime().ingestion
+    job = ingestion.get(job_id)  # 404 before the download starts
+    rows = (_duplicate_row(found) for found in ingestion.all_duplicates(job.id))
+    header = ["file", "image_id", "image_filename", "image_album", "in_library"]
+    return _csv(f"job-{job.id[:8]}-duplicate-files.csv", header, rows)
+
+
+def _duplicate_row(found: DuplicateFile) -> list[str]:
+    """Say which file of a job matched which image, and whether the library still holds it."""
+    if found.record is None:
+        return [found.name, found.sha256, "", "", "no (deleted since)"]
+    return [found.name, found.sha256, found.record.filename, found.record.album, "yes"]
+
+
+def _csv(filename: str, header: list[str], rows: Iterable[list[str]]) -> Response:
+    """Stream ``rows`` under ``header`` as a CSV download, every cell kept from reading as a formula."""
+
+    def chunks() -> Iterator[str]:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["file", "reason"])
-        for failure in ingestion.all_failures(job.id):
-            writer.writerow([_inert(failure.name), _inert(failure.reason)])
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([_inert(cell) for cell in row])
             if out.tell() > 64 * 1024:
                 yield out.getvalue()
                 out.seek(0)
                 out.truncate()
         yield out.getvalue()
 
-    headers = {"Content-Disposition": f'attachment; filename="job-{job.id[:8]}-failed-files.csv"'}
-    return Response(stream_with_context(rows()), mimetype="text/csv", headers=headers)
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return Response(stream_with_context(chunks()), mimetype="text/csv", headers=headers)
 
 
 def _inert(value: str) -> str:

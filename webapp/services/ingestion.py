@@ -10,21 +10,23 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WebappError
 from webapp.services.adding import clean_path
 from webapp.services.archives import check_archive
 from webapp.services.job_states import job_tag
-from webapp.services.jobs import RESUMABLE, Failure, Job, JobStatus
+from webapp.services.jobs import RESUMABLE, DuplicateFile, Failure, Job, JobStatus
 from webapp.services.records import Record
 from webapp.services.sources import allowed_folder
 from webapp.services.units import UnitsOfWork
 
 log = logging.getLogger(__name__)
+Item = TypeVar("Item", Failure, DuplicateFile)
 
 
 class Upload(Protocol):
@@ -147,17 +149,26 @@ class Ingestion(UnitsOfWork):
         return self.store.failure_count(job_id, after)
 
     def all_failures(self, job_id: str, page: int = 5000) -> Iterator[Failure]:
-        """Yield every file a job could not index, a page of the database at a time, each once.
+        """Yield every file a job could not index, a page of the database at a time, each once."""
+        return _every(lambda after: self.store.failures(job_id, page, after=after), page)
 
-        Each page starts past the last file of the one before, not at an offset: while the job runs,
-        a file before that place may fail meanwhile and would have shifted the pages (it is left out).
+    def duplicates(self, job_id: str, limit: int = 100, offset: int = 0, after: int = -1) -> list[DuplicateFile]:
+        """Return the files a job found already in the library (the first 100 by default), each with
+        the image it matched as the library holds it now (``record`` None: deleted since).
+
+        ``after`` starts past that place in the job, as for ``failures``.
         """
-        after = -1
-        while failures := self.store.failures(job_id, page, after=after):
-            yield from failures
-            if len(failures) < page:
-                return
-            after = failures[-1].seq
+        found = self.store.duplicates(job_id, limit, offset, after)
+        records = self.library.records(d.sha256 for d in found)
+        return [replace(d, record=records.get(d.sha256)) for d in found]
+
+    def duplicate_count(self, job_id: str, after: int = -1) -> int:
+        """Return how many files past ``after`` in the job it found already in the library."""
+        return self.store.duplicate_count(job_id, after)
+
+    def all_duplicates(self, job_id: str, page: int = 1000) -> Iterator[DuplicateFile]:
+        """Yield every file a job found already in the library, with its image, a page at a time, each once."""
+        return _every(lambda after: self.duplicates(job_id, page, after=after), page)
 
     @contextmanager
     def _spooling(self, job_id: str) -> Iterator[Path]:
@@ -210,3 +221,18 @@ class Ingestion(UnitsOfWork):
             self.store.move(job.id, JobStatus.FAILED, exc.message)  # resumable once the queue is back
             raise
         return self.store.get(job.id)
+
+
+def _every(read: Callable[[int], Sequence[Item]], page: int) -> Iterator[Item]:
+    """Yield every item ``read(after)`` gives, page after page, each once.
+
+    Each page starts past the last item of the one before, not at an offset: while a job runs, a
+    file before that place may fail (or be found a duplicate) meanwhile, and would have shifted
+    the pages (it is left out).
+    """
+    after = -1
+    while items := read(after):
+        yield from items
+        if len(items) < page:
+            return
+        after = items[-1].seq

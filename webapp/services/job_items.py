@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy import Row, Select, bindparam, func, select, update
 
 from webapp.services.database import Database, job_items, jobs
-from webapp.services.job_states import Failure, ItemResult
+from webapp.services.job_states import DuplicateFile, Failure, ItemResult
 
 
 def loads_of(sha256: str) -> Select[tuple[str]]:
@@ -36,20 +37,37 @@ class JobItems:
         ``after`` starts past that place in the job: a running job's files fail out of order (chunks
         run side by side), so a list read by offset meanwhile could repeat or skip one.
         """
+        rows = self._in_state(job_id, "failed", limit, offset, after)
+        return [Failure(row.name, row.reason or "", row.seq) for row in rows]
+
+    def duplicates(self, job_id: str, limit: int = 1000, offset: int = 0, after: int = -1) -> list[DuplicateFile]:
+        """Return the files a job found already in the library, with the image each matched, in the
+        job's order (``after`` as for ``failures``)."""
+        rows = self._in_state(job_id, "duplicate", limit, offset, after)
+        return [DuplicateFile(row.name, row.sha256 or "", row.seq) for row in rows]
+
+    def _in_state(self, job_id: str, state: str, limit: int, offset: int, after: int) -> list[Row[Any]]:
         query = (
-            select(job_items.c.seq, job_items.c.name, job_items.c.reason)
-            .where(job_items.c.job_id == job_id, job_items.c.state == "failed", job_items.c.seq > after)
+            select(job_items.c.seq, job_items.c.name, job_items.c.reason, job_items.c.sha256)
+            .where(job_items.c.job_id == job_id, job_items.c.state == state, job_items.c.seq > after)
             .order_by(job_items.c.seq)
             .limit(limit)
             .offset(offset)
         )
         with self.db.connect() as conn:
-            return [Failure(name, reason or "", seq) for seq, name, reason in conn.execute(query)]
+            return list(conn.execute(query))
 
     def failure_count(self, job_id: str, after: int = -1) -> int:
         """Return how many files past ``after`` in the job it could not index."""
+        return self._count(job_id, "failed", after)
+
+    def duplicate_count(self, job_id: str, after: int = -1) -> int:
+        """Return how many files past ``after`` in the job it found already in the library."""
+        return self._count(job_id, "duplicate", after)
+
+    def _count(self, job_id: str, state: str, after: int) -> int:
         query = select(func.count()).where(
-            job_items.c.job_id == job_id, job_items.c.state == "failed", job_items.c.seq > after
+            job_items.c.job_id == job_id, job_items.c.state == state, job_items.c.seq > after
         )
         with self.db.connect() as conn:
             return int(conn.execute(query).scalar_one())

@@ -7,6 +7,10 @@ import socket
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from webapp.services.records import Record
 
 
 class JobStatus(StrEnum):
@@ -101,6 +105,20 @@ class Failure:
     name: str
     reason: str
     seq: int = -1
+
+
+@dataclass(frozen=True)
+class DuplicateFile:
+    """A file a job did not add because the library held its bytes already.
+
+    ``sha256`` is that image's id, ``seq`` the file's place in the job, and ``record`` the image as
+    the library holds it now (None: not read yet, or deleted since).
+    """
+
+    name: str
+    sha256: str
+    seq: int = -1
+    record: Record | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from webapp.services.job_states import (
     EMPTIED,
     RESUMABLE,
     TRANSITIONS,
+    DuplicateFile,
     Failure,
     ItemResult,
     Job,
@@ -29,7 +30,17 @@ from webapp.services.job_states import (
     sources_of,
 )
 
-__all__ = ["ACTIVE", "RESUMABLE", "Failure", "ItemResult", "Job", "JobStatus", "JobStore", "local_owner"]
+__all__ = [
+    "ACTIVE",
+    "RESUMABLE",
+    "DuplicateFile",
+    "Failure",
+    "ItemResult",
+    "Job",
+    "JobStatus",
+    "JobStore",
+    "local_owner",
+]
 
 log = logging.getLogger(__name__)
 STALE_AFTER = 20.0  # seconds without a heartbeat before a local job counts as interrupted
@@ -55,6 +66,8 @@ class JobRepository(Protocol):
     def recent(self, offset: int, limit: int, kinds: Collection[str] = ()) -> tuple[list[Job], int]: ...
     def failures(self, job_id: str, limit: int = 1000, offset: int = 0, after: int = -1) -> list[Failure]: ...
     def failure_count(self, job_id: str, after: int = -1) -> int: ...
+    def duplicates(self, job_id: str, limit: int = 1000, offset: int = 0, after: int = -1) -> list[DuplicateFile]: ...
+    def duplicate_count(self, job_id: str, after: int = -1) -> int: ...
     def has_items(self, job_id: str) -> bool: ...
     def pending(self, job_id: str, chunk: int) -> list[tuple[int, str]]: ...
     def pending_chunks(self, job_id: str) -> list[int]: ...

@@ -209,7 +209,7 @@ class UnitsOfWork:
         lost: list[int] = []
         for start in range(0, len(done), 1000):
             part = done[start : start + 1000]
-            present = self.library.vectors.get({sha for _, sha in part})
+            present = self.library.records({sha for _, sha in part})
             lost += [seq for seq, sha in part if sha not in present]
         if lost:
             reopened = set(lost)

@@ -10,11 +10,18 @@ from flask.views import MethodView
 
 from webapp import audit
 from webapp.api.common import Blueprint
-from webapp.api.jobs.schemas import FailuresArgsSchema, FailureSchema, JobCreateSchema, JobDetailSchema, JobSchema
+from webapp.api.jobs.schemas import (
+    DuplicateFileSchema,
+    FailureSchema,
+    ItemsArgsSchema,
+    JobCreateSchema,
+    JobDetailSchema,
+    JobSchema,
+)
 from webapp.auth import requires
 from webapp.extensions import rate_limited
 from webapp.runtime import runtime
-from webapp.services.jobs import Failure, Job
+from webapp.services.jobs import DuplicateFile, Failure, Job
 from webapp.services.roles import Role
 
 FOLDER_JSON = {
@@ -111,7 +118,7 @@ class JobById(MethodView):
 class JobFailures(MethodView):
     """Every file a job could not index (its detail shows the first 1000)."""
 
-    @blp.arguments(FailuresArgsSchema(), location="query")
+    @blp.arguments(ItemsArgsSchema(), location="query")
     @blp.response(200, FailureSchema(many=True))
     @blp.paginate()
     @blp.alt_response(404, description="No job with that id.")
@@ -124,6 +131,26 @@ class JobFailures(MethodView):
         after = args.get("after", -1)
         p.item_count = failed if after < 0 else ingestion.failure_count(job_id, after)
         return ingestion.failures(job_id, p.page_size, (p.page - 1) * p.page_size, after)
+
+
+@blp.route("/<job_id:job_id>/duplicates")
+class JobDuplicates(MethodView):
+    """Every file a job did not add because the library held its bytes already."""
+
+    @blp.arguments(ItemsArgsSchema(), location="query")
+    @blp.response(200, DuplicateFileSchema(many=True))
+    @blp.paginate()
+    @blp.alt_response(404, description="No job with that id.")
+    @requires(Role.VIEWER)
+    def get(self, args: dict[str, Any], job_id: str, pagination_parameters: Any) -> list[DuplicateFile]:
+        """List the files a job found already in the library, each with that image, a page at a time in the
+        job's order (for a reindex: the images deleted while it ran)."""
+        p = pagination_parameters
+        ingestion = runtime().ingestion
+        duplicates = ingestion.get(job_id).duplicates
+        after = args.get("after", -1)
+        p.item_count = duplicates if after < 0 else ingestion.duplicate_count(job_id, after)
+        return ingestion.duplicates(job_id, p.page_size, (p.page - 1) * p.page_size, after)
 
 
 @blp.route("/<job_id:job_id>/resume")

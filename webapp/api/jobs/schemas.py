@@ -6,6 +6,7 @@ import marshmallow as ma
 from flask_smorest.fields import Upload
 
 from webapp.api.common import Album, ImageUploads, Timestamp, UrlFor
+from webapp.api.images.schemas import ImageSchema
 
 
 class JobCreateSchema(ma.Schema):
@@ -37,15 +38,34 @@ class FailureSchema(ma.Schema):
     )
 
 
-class FailuresArgsSchema(ma.Schema):
-    """Where a list of a job's failures starts."""
+class DuplicateFileSchema(ma.Schema):
+    """A file the job did not add, because the library held its bytes already."""
+
+    name = ma.fields.String(metadata={"description": "The file's name (or path inside the source)."})
+    position = ma.fields.Integer(
+        attribute="seq",
+        metadata={"description": "The file's place in the job, from 0: pass the last one you have as `after`."},
+    )
+    image_id = ma.fields.String(
+        attribute="sha256", metadata={"description": "The id of the image with the same bytes (their SHA-256)."}
+    )
+    image = ma.fields.Nested(
+        ImageSchema,
+        attribute="record",
+        allow_none=True,
+        metadata={"description": "That image as the library holds it now; null if it was deleted since."},
+    )
+
+
+class ItemsArgsSchema(ma.Schema):
+    """Where a list of a job's failed or duplicate files starts."""
 
     after = ma.fields.Integer(
         validate=ma.validate.Range(min=0, max=2**31 - 1, error="Must be between {min} and {max}."),
         metadata={
-            "description": "Only the failures past this position in the job, the `position` of the last one you "
-            "have; pages then count from there. While a job runs its files fail out of order, so pages by "
-            "number alone may repeat or skip a failure."
+            "description": "Only the files past this position in the job, the `position` of the last one you "
+            "have; pages then count from there. While a job runs its files are done out of order, so pages by "
+            "number alone may repeat or skip a file."
         },
     )
 
