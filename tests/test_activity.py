@@ -492,7 +492,8 @@ def test_admins_see_when_each_account_was_last_seen(team: dict[str, Any]) -> Non
     admin = signed_in(app, "admin-person")  # a sign-in
 
     page = " ".join(admin.get("/account").get_data(as_text=True).split())
-    rows = dict(re.findall(r'title="What ([\w-]+) changed">.*?</td> <td>\w+</td> ?<td>[^<]*</td> <td>(.*?)</td>', page))
+    row = r'title="What ([\w-]+) changed">.*?</td> <td[^>]*>\w+</td> ?<td[^>]*>[^<]*</td> <td[^>]*>(.*?)</td>'
+    rows = dict(re.findall(row, page))
     assert rows["viewer-person"] == '<span class="muted">never</span>'
     today = time.strftime("%Y-%m-%d", time.gmtime())
     assert rows["editor-person"].startswith(today) and rows["admin-person"].startswith(today)
