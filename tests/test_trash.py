@@ -182,6 +182,70 @@ def test_images_leave_the_trash_for_good_after_trash_days(team: dict[str, Any], 
     assert [Path(p).stem for p in files_under(storage / "trash" / "originals")] == [recent]
 
 
+def test_a_selection_is_deleted_at_once_into_the_trash_and_each_images_history_names_it(
+    team: dict[str, Any],
+) -> None:
+    app, tokens = team["app"], team["tokens"]
+    editor, viewer = tokens["editor"], tokens["viewer"]
+    client = app.test_client()
+    images = noise_images(32, seed=77)
+    shas = [add(client, data, f"n{i:02d}.jpg", editor).json["id"] for i, data in enumerate(images)]
+    unknown = "0" * 64
+    url = "/api/v1/images/delete"
+    assert client.post(url, json={"ids": shas[:2]}, headers=viewer).status_code == 403
+    bodies: list[dict[str, list[str]]] = [{"ids": []}, {"ids": ["../etc"]}, {"ids": [unknown] * 501}, {}]
+    for bad in bodies:
+        refused = client.post(url, json=bad, headers=editor)
+        assert refused.status_code == 422 and "ids" in refused.json["errors"]["json"], (bad, refused.json)
+
+    chosen = [*shas[:30], shas[0], unknown]  # 30 images, one twice, and one the library never held
+    answer = client.post(url, json={"ids": chosen}, headers=editor)
+    assert answer.status_code == 200, answer.json
+    assert [image["id"] for image in answer.json["deleted"]] == shas[:30]
+    assert answer.json["missing"] == [unknown]
+    assert client.get("/api/v1/stats", headers=viewer).json["count"] == 2
+    assert search(client, images[29], viewer) == []
+    trashed = client.get("/api/v1/trash", query_string={"page_size": 100}, headers=editor).json
+    assert sorted(item["id"] for item in trashed) == sorted(shas[:30])
+    assert {item["deleted_by"] for item in trashed} == {"editor-person"}
+    again = client.post(url, json={"ids": shas[:1]}, headers=editor).json
+    assert (again["deleted"], again["missing"]) == ([], shas[:1])  # deleted already
+
+    [entry] = [e for e in entries(app) if e["path"] == url and e["status"] == 200][-1:]
+    assert entry["note"].startswith("30 deleted: n00.jpg (")
+    assert shas[29] not in entry["note"]  # cut to the log's length, yet the last one's history names it
+    assert [e["path"] for e in entries(app, image=shas[29])] == [url, "/api/v1/images"]
+
+
+def test_the_library_page_deletes_the_images_selected_with_an_undo(team: dict[str, Any]) -> None:
+    app = team["app"]
+    client = signed_in(app, "editor-person")
+    token = csrf_token(client, "/library")
+    shas = [
+        add(client, data, f"p{i}.jpg", team["tokens"]["editor"]).json["id"]
+        for i, data in enumerate(noise_images(3, seed=78))
+    ]
+    page = client.get("/library").get_data(as_text=True)
+    assert 'formaction="/library/delete-images"' in page and "Delete selected" in page
+    back = "/library?page=1"
+    form = {"ids": shas[:2], "back": back, "csrf_token": token}
+    deleted = client.post("/library/delete-images", data=form)
+    assert deleted.status_code == 303 and deleted.headers["Location"] == back
+    shown = client.get(back).get_data(as_text=True)
+    assert "Moved 2 images to the trash, where they stay 30 days." in shown and "1 image," in shown
+    undo = re.findall(r'name="ids" value="([0-9a-f]{64})"', shown.split("Changed your mind?")[0])
+    assert sorted(undo) == sorted(shas[:2])  # the Undo form's ids
+    restored = client.post("/trash/restore", data={"ids": undo, "back": back, "csrf_token": token})
+    assert restored.status_code == 303
+    assert client.get("/api/v1/stats").json["count"] == 3
+    for data, says in (
+        ({"csrf_token": token}, "Select at least one image to delete"),
+        ({"ids": "../etc", "csrf_token": token}, "not an image id"),
+    ):
+        refused = client.post("/library/delete-images", data=data)
+        assert refused.status_code == 400 and says in refused.get_data(as_text=True)
+
+
 def test_with_trash_days_0_deletions_are_final(tmp_path: Path, model_dir: Path, photos: dict[str, bytes]) -> None:
     app = make_app(tmp_path, model_dir, AUTH="off", TRASH_DAYS=0)
     client = app.test_client()
@@ -195,6 +259,13 @@ def test_with_trash_days_0_deletions_are_final(tmp_path: Path, model_dir: Path, 
         page = client.get("/trash")
         assert page.status_code == 200 and "Deletions are final here" in page.get_data(as_text=True)
         assert 'href="/trash"' not in client.get("/library").get_data(as_text=True)
+        assert "Delete selected" not in client.get("/library").get_data(as_text=True)  # one by one, confirmed
+        other = add(client, photos["rocket"], "rocket.jpg").json["id"]
+        form = {"ids": [other], "csrf_token": csrf_token(client, "/library")}
+        refused = client.post("/library/delete-images", data=form)
+        assert refused.status_code == 409 and "one at a time" in refused.get_data(as_text=True)
+        assert client.post("/api/v1/images/delete", json={"ids": [other]}).json["deleted"][0]["id"] == other
+        assert files_under(Path(app.config["STORAGE_DIR"])) == []
     finally:
         app.extensions[EXTENSION].close()
 

@@ -100,6 +100,12 @@ def deleted(record: Record) -> str:
     return f"{record.filename} ({record.sha256}) deleted"
 
 
+def deleted_many(records: list[Record]) -> str:
+    """Return the note of images deleted at once (cut to the log's length; the history of each
+    image finds it all the same, services/activity.py)."""
+    return f"{len(records)} deleted: " + ", ".join(f"{r.filename} ({r.sha256})" for r in records)
+
+
 def restored(records: list[Record]) -> str:
     """Return the note of images restored from the trash."""
     return f"{len(records)} restored: " + ", ".join(f"{r.filename} ({r.sha256})" for r in records[:100])

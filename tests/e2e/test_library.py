@@ -159,6 +159,23 @@ def test_delete_an_image_only_after_confirming(
     assert requests.get(f"{server.url}/images/{ids['coffee.jpg']}", timeout=10).status_code == 200
 
 
+def test_delete_the_images_selected_on_the_grid_then_undo(
+    page: Page, server: Server, photos: dict[str, bytes], axe_source: str
+) -> None:
+    add_images(server, photo_files(photos, "coffee", "chelsea", "rocket"))
+    page.goto("/library")
+    page.get_by_role("checkbox", name="Select coffee.jpg").check()
+    page.get_by_role("checkbox", name="Select rocket.jpg").check()
+    page.get_by_role("button", name="Delete selected").click()
+    expect(page.get_by_text("Moved 2 images to the trash, where they stay 30 days.")).to_be_visible()
+    expect(page.get_by_text("1 image, newest first")).to_be_visible()
+    assert page.locator(".grid .filename").all_inner_texts() == ["chelsea.jpg"]
+    check_accessibility(page, axe_source)
+    page.get_by_role("button", name="Undo: restore them").click()
+    expect(page.get_by_text("3 images, newest first")).to_be_visible()
+    assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 3
+
+
 def test_empty_the_library_after_typing_its_size_then_see_what_to_do(
     page: Page, server: Server, console: Console, photos: dict[str, bytes], axe_source: str
 ) -> None:

@@ -1,27 +1,27 @@
 """Library pages: the thumbnail grid, one image with "more like this", moving images between albums,
-deleting one or all."""
+deleting one, a selection or all."""
 
 from __future__ import annotations
 
-import re
-
+import marshmallow as ma
 from flask import flash, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
 
 from webapp import audit
+from webapp.api.images.schemas import ImageIdsSchema
 from webapp.auth import ANONYMOUS, requires
 from webapp.errors import Conflict, NotFound
 from webapp.pages.blueprint import Pager, album_arg, blp, timestamp, typed_count
 from webapp.pages.trash import offer_undo
 from webapp.runtime import library, runtime
 from webapp.security import local_path
-from webapp.services.albums import parse_album
+from webapp.services.albums import MAX_MOVED, parse_album
 from webapp.services.roles import Role
 
 LIBRARY_PER_PAGE = 48
-SHA256 = re.compile("[0-9a-f]{64}")
 SIMILAR_COUNT = 12
+SELECTION = ImageIdsSchema()  # a library page's selection, loaded as the API loads a script's
 
 
 @blp.get("/library")
@@ -63,17 +63,48 @@ def move_album() -> Response:
 @requires(Role.EDITOR)
 def move_images() -> Response:
     """Put the images selected on a library page in an album, and show that page again."""
-    ids = list(dict.fromkeys(request.form.getlist("ids")))
-    if not ids:
-        raise BadRequest("Select at least one image to move. Nothing was moved.")
-    if not all(SHA256.fullmatch(sha) for sha in ids):
-        raise BadRequest("The selection holds something that is not an image id. Nothing was moved.")
+    ids = _selection("move", "moved")
     album = album_arg(request.form)
     moved = runtime().album_moves.move_images(ids, album)
     audit.note(audit.moved(len(moved), album))
     where = f"the album {album}" if album else "no album"
     flash(f"Moved {len(moved)} image{'' if len(moved) == 1 else 's'} to {where}.", "success")
-    back = local_path(request.form.get("back"))  # the page the selection was made on, on this site
+    return _back_to_selection()
+
+
+@blp.post("/library/delete-images")
+@requires(Role.EDITOR)
+def delete_images() -> Response:
+    """Move the images selected on a library page to the trash, and show that page again."""
+    ids, lib = _selection("delete", "deleted"), library()
+    if lib.trash is None:  # the page offers this only with a trash: a selection is not confirmed one by one
+        raise Conflict("The trash is off (WEBAPP_TRASH_DAYS is 0): delete images one at a time. Nothing was deleted.")
+    deleted = lib.delete_many(ids, audit.actor())
+    audit.note(audit.deleted_many(deleted))
+    count = f"{len(deleted)} image{'' if len(deleted) == 1 else 's'}"
+    stays = "it stays" if len(deleted) == 1 else "they stay"
+    flash(f"Moved {count} to the trash, where {stays} {lib.trash.kept_for}.", "success")
+    offer_undo(deleted)
+    return _back_to_selection()
+
+
+def _selection(verb: str, done: str) -> list[str]:
+    """Return the ids selected on a library page, each once; 400 saying what is wrong, if anything."""
+    ids = list(dict.fromkeys(request.form.getlist("ids")))
+    if not ids:
+        raise BadRequest(f"Select at least one image to {verb}. Nothing was {done}.")
+    try:
+        return list(SELECTION.load({"ids": ids})["ids"])
+    except ma.ValidationError:
+        raise BadRequest(
+            f"The selection holds something that is not an image id, or more than {MAX_MOVED} "
+            f"images. Nothing was {done}."
+        ) from None
+
+
+def _back_to_selection() -> Response:
+    """Go back to the library page the selection was made on (on this site), or its first."""
+    back = local_path(request.form.get("back"))
     return redirect(url_for("pages.library_page") if back == "/" else back, 303)
 
 

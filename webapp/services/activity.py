@@ -93,7 +93,9 @@ class Activity:
         values = _bounded(entry)
         with self.db.connect() as conn:
             entry_id = conn.scalar(activity.insert().values(**values).returning(activity.c.id))
-            if named := subjects(values["path"], values["note"]):
+            # The whole note: one cut to the column's length still belongs to the history of every
+            # image it named (a deletion of 500 at once names them all).
+            if named := subjects(values["path"], entry.note):
                 conn.execute(activity_subjects.insert(), [{"subject": s, "entry_id": entry_id} for s in named])
         due = self._pruned_at is None or time.monotonic() - self._pruned_at > PRUNE_EVERY
         if self.keep_days > 0 and due:

@@ -296,6 +296,22 @@ class Library:
             self._delete([sha256], self.catalog.unlist([sha256]), [record], by)
         return record
 
+    def delete_many(self, sha256s: Sequence[str], by: str = "") -> list[Record]:
+        """Remove several images at once, as ``delete`` removes one; return the records of those
+        deleted, in the order asked.
+
+        The catalogue decides, as for ``delete_keeping``: an image another request deleted meanwhile
+        (unlisted first) is left to that deletion, and so is one the library does not hold.
+        """
+        with self._add_lock:
+            self._add_lock.wait_for(lambda: not self._writing)
+            records = self.vectors.get(sha256s)
+            unlisted = self.catalog.unlist(list(records))
+            taken = {row["sha256"] for row in unlisted}
+            deleted = [records[sha] for sha in dict.fromkeys(sha256s) if sha in taken]
+            self._delete([r.sha256 for r in deleted], unlisted, deleted, by)
+            return deleted
+
     def delete_keeping(self, keep: str, others: list[Record], by: str = "") -> list[Record]:
         """Delete ``others`` only while ``keep`` is in the library; return those deleted.
 

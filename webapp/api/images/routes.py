@@ -21,8 +21,10 @@ from webapp.api.images.schemas import (
     ClearedSchema,
     ImageChangeSchema,
     ImageDetailSchema,
+    ImageIdsSchema,
     ImagesArgsSchema,
     ImageSchema,
+    ImagesDeletedSchema,
     ImagesMovedSchema,
     ImagesMoveSchema,
     ImageUploadSchema,
@@ -129,6 +131,23 @@ class ImagesMove(MethodView):
         found = {rec.sha256 for rec in moved}
         audit.note(audit.moved(len(found), args["album"]))
         return {"images": moved, "missing": [sha for sha in ids if sha not in found]}
+
+
+@blp.route("/delete")
+class ImagesDelete(MethodView):
+    """Deleting several images at once."""
+
+    @blp.arguments(ImageIdsSchema())
+    @blp.response(200, ImagesDeletedSchema)
+    @requires(Role.EDITOR)
+    def post(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Delete images at once: out of the library and its searches, into the trash for TRASH_DAYS.
+        Ids not in the library are listed in ``missing``."""
+        ids = list(dict.fromkeys(args["ids"]))
+        deleted = library().delete_many(ids, audit.actor())
+        audit.note(audit.deleted_many(deleted))
+        found = {rec.sha256 for rec in deleted}
+        return {"deleted": deleted, "missing": [sha for sha in ids if sha not in found]}
 
 
 @blp.route("/albums/move")

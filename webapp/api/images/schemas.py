@@ -120,16 +120,21 @@ class ImageChangeSchema(ma.Schema):
     album = Album(required=True, description='The album to put it in, e.g. trips/2024 ("" for none).')
 
 
-class ImagesMoveSchema(ma.Schema):
-    """Images to put in an album."""
+class ImageIdsSchema(ma.Schema):
+    """Images chosen at once: a page's selection, or a script's."""
 
     ids = BoundedList(
         ImageId(),
         max_items=MAX_MOVED,
         min_items=1,
         required=True,
-        metadata={"description": f"The ids of the images to move (1-{MAX_MOVED})."},
+        metadata={"description": f"The ids of the images (1-{MAX_MOVED})."},
     )
+
+
+class ImagesMoveSchema(ImageIdsSchema):
+    """Images to put in an album."""
+
     album = Album(required=True, description='The album to put them in, e.g. trips/2024 ("" for none).')
 
 
@@ -138,6 +143,15 @@ class ImagesMovedSchema(ma.Schema):
 
     images = ma.fields.List(
         ma.fields.Nested(ImageSchema), metadata={"description": "The images found, in their album now."}
+    )
+    missing = ma.fields.List(ma.fields.String(), metadata={"description": "Ids of images not in the library."})
+
+
+class ImagesDeletedSchema(ma.Schema):
+    """What deleting images did."""
+
+    deleted = ma.fields.List(
+        ma.fields.Nested(ImageSchema), metadata={"description": "The images deleted (into the trash, if it is on)."}
     )
     missing = ma.fields.List(ma.fields.String(), metadata={"description": "Ids of images not in the library."})
 
