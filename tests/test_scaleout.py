@@ -250,6 +250,12 @@ def test_an_album_moved_from_one_machine_is_moved_by_the_workers_for_every_machi
         while (seen := moved(machine.url, images[1])) != EXPECTED and time.monotonic() < deadline:
             time.sleep(0.5)
         assert seen == EXPECTED
+    # A deletion travels the same way (webapp.ingest.delete).
+    deleted = requests.post(f"{first.url}/api/v1/images/albums/delete", json={"album": "travel/day1"}, timeout=30)
+    assert deleted.status_code == 202, deleted.text
+    assert follow(second.url + deleted.json()["url"])["status"] == "done"
+    left = requests.get(f"{second.url}/api/v1/images", params={"album": "travel"}, timeout=10).json()
+    assert [image["filename"] for image in left] == ["trip-0.jpg"]
 
 
 EXPECTED = ({"travel": 3, "travel/day1": 2}, {"trip-1.jpg", "trip-2.jpg"})

@@ -31,6 +31,7 @@ from webapp.services.units import WorkQueue
 
 if TYPE_CHECKING:  # imported where they are built: a command that needs no model or Milvus starts without them
     from webapp.services.album_moves import AlbumMoves
+    from webapp.services.deletions import Deletions
     from webapp.services.duplicates import Duplicates
     from webapp.services.embedding import Embedder
     from webapp.services.library import Library
@@ -268,11 +269,20 @@ class Runtime:
             "album_moves", lambda: AlbumMoves(self.jobs, lambda: self.library, reindexing, self.queue.owner)
         )
 
+    @property
+    def deletions(self) -> Deletions:
+        """Return what deletes an album or a load's images in a job (it travels like a move)."""
+        from webapp.services.deletions import Deletions
+
+        return self._once("deletions", lambda: Deletions(self.jobs, lambda: self.library, self.queue.owner))
+
     def _handle(self, task: str, job_id: str, chunk: int, should_stop: Callable[[], bool]) -> None:
         if task == "duplicates":
             self.duplicates.run(job_id, should_stop)
         elif task == "move":
             self.album_moves.run(job_id, should_stop)
+        elif task == "delete":
+            self.deletions.run(job_id, should_stop)
         elif task == "prepare":
             self.ingestion.prepare(job_id)
         else:

@@ -76,4 +76,11 @@ def make_celery(app: Flask) -> Any:
 
         runtime().album_moves.run(job_id)
 
+    @celery.task(name="webapp.ingest.delete")
+    def delete(job_id: str) -> None:
+        """Delete an album, or what a load added, into the trash."""
+        from webapp.runtime import runtime
+
+        runtime().deletions.run(job_id)
+
     return celery

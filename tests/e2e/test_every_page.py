@@ -69,6 +69,9 @@ def test_every_page(viewport: str, browser: Browser, server: Server, photos: dic
         expect(page.get_by_role("cell", name="broken.jpg")).to_be_visible()
         expect(page.get_by_role("row", name="again.jpg coffee.jpg")).to_be_visible()  # in the library as
         check(page, "job", axe_source)
+        page.get_by_role("link", name="Undo this load…").click()
+        expect(page.get_by_role("heading", name="Undo this load?")).to_be_visible()
+        check(page, "job-undo", axe_source)
         page.goto("/jobs")
         check(page, "jobs", axe_source)
         page.goto("/library")

@@ -13,6 +13,7 @@ from werkzeug.exceptions import BadRequest
 
 from webapp.services.albums import parse_album, shallowest
 from webapp.services.imaging import SHOWN_BY_BROWSERS
+from webapp.services.job_states import DELETES_ALBUM, DELETES_LOAD
 from webapp.urls import image_url
 
 blp = Blueprint("pages", __name__)
@@ -36,6 +37,7 @@ JOB_KINDS = {
     "reindex": "Re-embedding",
     "duplicates": "Duplicate scan",
     "move": "Album move",
+    "delete": "Deletion",
 }
 
 
@@ -145,9 +147,14 @@ def job_kind(kind: str) -> str:
 
 @blp.app_template_filter("job_source")
 def job_source(job: Any) -> str:
-    """Say what a job works on: a load's folder or upload, a move's albums (``a/b to c``)."""
+    """Say what a job works on: a load's folder or upload, a move's albums (``a/b to c``), what a
+    deletion deletes."""
     if job.kind == "move":
         return f"{job.source} to {job.album or 'the top level'}"
+    if job.kind == "delete" and job.source.startswith(DELETES_ALBUM):
+        return f"the album {job.source.removeprefix(DELETES_ALBUM)} and its sub-albums"
+    if job.kind == "delete" and job.source.startswith(DELETES_LOAD):
+        return f"what the load {job.source.removeprefix(DELETES_LOAD)[:8]} added"
     return str(job.source)
 
 

@@ -108,6 +108,43 @@ def _back_to_selection() -> Response:
     return redirect(url_for("pages.library_page") if back == "/" else back, 303)
 
 
+@blp.get("/library/delete-album")
+@requires(Role.ADMIN)
+def delete_album_form() -> str:
+    """Ask for the number of an album's images before deleting it with its sub-albums."""
+    album, lib = album_arg(), library()
+    if not album:
+        raise BadRequest("Name the album to delete.")
+    return render_template(
+        "delete_many.html",
+        heading=f"Delete the album {album}?",
+        what=f" of the album {album} and its sub-albums",
+        count=lib.listed(album),
+        trash=lib.trash,
+        action=url_for("pages.delete_album"),
+        hidden={"album": album},
+        button="Delete the album",
+        back=url_for("pages.library_page", album=album),
+    )
+
+
+@blp.post("/library/delete-album")
+@requires(Role.ADMIN)
+def delete_album() -> Response:
+    """Start deleting an album with its sub-albums (a job), if the number typed matches its size."""
+    album = album_arg(request.form)
+    if not album:
+        raise BadRequest("Name the album to delete. Nothing was deleted.")
+    typed, count = typed_count(f"the album {album}", "deleted"), library().listed(album)
+    if typed != count:
+        raise Conflict(f"You typed {typed}, but the album {album} has {count} images. Nothing was deleted.")
+    rt = runtime()
+    job = rt.deletions.start_album(album, rt.queue.send, audit.actor())
+    audit.note(audit.started(job))
+    flash("The deletion has started: this page follows its progress.", "success")
+    return redirect(url_for("pages.job_page", job_id=job.id), 303)
+
+
 @blp.get("/library/clear")
 @requires(Role.ADMIN)
 def clear_library_form() -> str:

@@ -12,11 +12,12 @@ from werkzeug.wrappers import Response
 
 from webapp import audit
 from webapp.auth import requires
+from webapp.errors import Conflict
 from webapp.extensions import csrf, rate_limited
-from webapp.pages.blueprint import Pager, album_arg, blp
+from webapp.pages.blueprint import Pager, album_arg, blp, typed_count
 from webapp.runtime import library, runtime
-from webapp.services.ingestion import LOADS, Ingestion, Upload
-from webapp.services.job_states import WHOLE_JOBS
+from webapp.services.ingestion import Ingestion, Upload
+from webapp.services.job_states import LOADS, WHOLE_JOBS
 from webapp.services.jobs import ACTIVE, RESUMABLE, DuplicateFile, Job, JobStatus
 from webapp.services.roles import Role
 
@@ -92,6 +93,7 @@ def job_page(job_id: str) -> str:
         job=job,
         failures=failures,
         duplicates=duplicates,
+        undoable=job.kind in LOADS and job.status not in ACTIVE and job.added > 0,
         active=ACTIVE,
         resumable=RESUMABLE,
         whole_jobs=WHOLE_JOBS,
@@ -149,6 +151,39 @@ def _csv(filename: str, header: list[str], rows: Iterable[list[str]]) -> Respons
 def _inert(value: str) -> str:
     """Keep a spreadsheet from reading a file name as a formula (=, +, -, @ first: CSV injection)."""
     return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@blp.get("/jobs/<job_id:job_id>/undo")
+@requires(Role.ADMIN)
+def undo_job_form(job_id: str) -> str:
+    """Ask for the number of images a load added before deleting them."""
+    job = runtime().ingestion.get(job_id)
+    return render_template(
+        "delete_many.html",
+        heading="Undo this load?",
+        what=f" that this load added ({job.source}), those still in the library as it added them",
+        count=job.added if job.kind in LOADS and job.status not in ACTIVE else 0,
+        trash=library().trash,
+        action=url_for("pages.undo_job", job_id=job.id),
+        hidden={},
+        button="Undo the load",
+        back=url_for("pages.job_page", job_id=job.id),
+    )
+
+
+@blp.post("/jobs/<job_id:job_id>/undo")
+@requires(Role.ADMIN)
+def undo_job(job_id: str) -> Response:
+    """Start deleting what a load added (a job), if the number typed matches how many it added."""
+    rt = runtime()
+    load = rt.ingestion.get(job_id)
+    typed = typed_count("the load", "deleted")
+    if typed != load.added:
+        raise Conflict(f"You typed {typed}, but the load added {load.added} images. Nothing was deleted.")
+    job = rt.deletions.start_load(job_id, rt.queue.send, audit.actor())
+    audit.note(audit.started(job))
+    flash("The deletion has started: this page follows its progress.", "success")
+    return redirect(url_for("pages.job_page", job_id=job.id), 303)
 
 
 @blp.post("/jobs/<job_id:job_id>/cancel")

@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WebappError
 from webapp.services.adding import clean_path
 from webapp.services.archives import check_archive
-from webapp.services.job_states import job_tag
+from webapp.services.job_states import LOADS, UPLOADED, WHOLE_JOBS, job_tag
 from webapp.services.jobs import RESUMABLE, DuplicateFile, Failure, Job, JobStatus
 from webapp.services.records import Record
 from webapp.services.sources import allowed_folder
@@ -44,10 +44,6 @@ class WorkQueue(Protocol):
 
     def send(self, task: str, job_id: str, chunk: int = 0) -> None: ...
     def depth(self) -> int | None: ...
-
-
-UPLOADED = ("files", "archive")  # the kinds of job whose files wait in the uploads folder
-LOADS = ("folder", "cli", *UPLOADED)  # the kinds of job that load images (not reindexes or duplicate scans)
 
 
 class Ingestion(UnitsOfWork):
@@ -122,8 +118,9 @@ class Ingestion(UnitsOfWork):
                 "(WEBAPP_UPLOAD_RETENTION_HOURS): start a new job with them"
             )
         queue = self.queue
-        # A move goes on with the images still in its old album (services/album_moves.py).
-        return self._submit(self.store.requeue(job_id, queue.owner), "move" if job.kind == "move" else "prepare")
+        # A move goes on with the images still in its old album (services/album_moves.py), a
+        # deletion with those still there (services/deletions.py).
+        return self._submit(self.store.requeue(job_id, queue.owner), job.kind if job.kind in WHOLE_JOBS else "prepare")
 
     def get(self, job_id: str) -> Job:
         """Return a job's state."""

@@ -168,6 +168,17 @@ class JobItems:
             )
         return len(fresh)
 
+    def added_items(self, job_id: str, after: int, limit: int) -> list[tuple[int, str]]:
+        """Return (seq, sha256) of up to ``limit`` items the job added, past ``after`` in its order."""
+        query = (
+            select(job_items.c.seq, job_items.c.sha256)
+            .where(job_items.c.job_id == job_id, job_items.c.state == "added", job_items.c.seq > after)
+            .order_by(job_items.c.seq)
+            .limit(limit)
+        )
+        with self.db.connect() as conn:
+            return [(seq, sha) for seq, sha in conn.execute(query) if sha]
+
     def indexed_items(self, job_id: str) -> list[tuple[int, str]]:
         """Return (seq, sha256) of the items recorded as added or duplicate."""
         query = select(job_items.c.seq, job_items.c.sha256).where(

@@ -25,7 +25,11 @@ class JobStatus(StrEnum):
 
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
-WHOLE_JOBS = ("duplicates", "move")  # kinds of job that are one unit of work, whose task is named as the kind
+# Kinds of job that are one unit of work, whose task is named as the kind: a scan, an album's move, a deletion.
+WHOLE_JOBS = ("duplicates", "move", "delete")
+DELETES_ALBUM, DELETES_LOAD = "album ", "job "  # how a deletion's source starts: what it deletes
+UPLOADED = ("files", "archive")  # the kinds of job whose files wait in the uploads folder
+LOADS = ("folder", "cli", *UPLOADED)  # the kinds of job that load images (not reindexes, scans, moves or deletions)
 RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.CANCELLED)
 EMPTIED = 2  # cancel_requested of a job cancelled because the library was emptied (1: cancelled)
 # Every move a job can make; the store refuses (or skips) any other.

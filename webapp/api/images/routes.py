@@ -14,6 +14,7 @@ from webapp import audit
 from webapp.api.common import Blueprint
 from webapp.api.images.schemas import (
     AddedImageSchema,
+    AlbumDeleteSchema,
     AlbumMoveSchema,
     AlbumsArgsSchema,
     AlbumSchema,
@@ -165,6 +166,24 @@ class AlbumMove(MethodView):
         rt = runtime()
         job = rt.album_moves.start(args["album"], args["to"], rt.queue.send, audit.actor())
         audit.note(audit.moving(job, args["album"], args["to"]))
+        return job
+
+
+@blp.route("/albums/delete")
+class AlbumDelete(MethodView):
+    """Deleting an album."""
+
+    @blp.arguments(AlbumDeleteSchema())
+    @blp.response(202, JobSchema, description="The deletion was queued; follow the job.")
+    @blp.alt_response(404, description="The album has no images.")
+    @blp.alt_response(409, description="Another deletion is under way.")
+    @requires(Role.ADMIN)
+    def post(self, args: dict[str, str]) -> Job:
+        """Delete an album's images and its sub-albums' (into the trash for TRASH_DAYS), in the
+        background, a batch at a time: searches stop finding each batch as it goes."""
+        rt = runtime()
+        job = rt.deletions.start_album(args["album"], rt.queue.send, audit.actor())
+        audit.note(audit.started(job))
         return job
 
 

@@ -166,6 +166,12 @@ class AlbumMoveSchema(ma.Schema):
     )
 
 
+class AlbumDeleteSchema(ma.Schema):
+    """An album to delete, with its sub-albums."""
+
+    album = Album(required=True, description="The album to delete, e.g. trips/2024 (its sub-albums go with it).")
+
+
 class ClearArgsSchema(ma.Schema):
     """The confirmation needed to empty the whole library."""
 

@@ -153,6 +153,25 @@ class JobDuplicates(MethodView):
         return ingestion.duplicates(job_id, p.page_size, (p.page - 1) * p.page_size, after)
 
 
+@blp.route("/<job_id:job_id>/undo")
+class JobUndo(MethodView):
+    """Undoing a load."""
+
+    @blp.response(202, JobSchema, description="The deletion was queued; follow the job it answers.")
+    @blp.alt_response(404, description="No job with that id.")
+    @blp.alt_response(
+        409, description="The job is not a load, is still under way, added nothing, or another deletion runs."
+    )
+    @requires(Role.ADMIN)
+    def post(self, job_id: str) -> tuple[Job, int]:
+        """Delete the images a load added (into the trash), those the library still holds as it added
+        them, in a job of its own."""
+        rt = runtime()
+        job = rt.deletions.start_load(job_id, rt.queue.send, audit.actor())
+        audit.note(audit.started(job))
+        return job, 202
+
+
 @blp.route("/<job_id:job_id>/resume")
 class JobResume(MethodView):
     """Resuming a job."""

@@ -77,7 +77,8 @@ class JobSchema(ma.Schema):
     kind = ma.fields.String(
         metadata={
             "description": "files, archive, folder, cli, reindex (re-embedding the library), "
-            "duplicates (a near-duplicate scan) or move (an album moved or renamed)."
+            "duplicates (a near-duplicate scan), move (an album moved or renamed) or delete (an album, or what "
+            "a load added, deleted into the trash)."
         }
     )
     source = ma.fields.String(

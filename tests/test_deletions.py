@@ -1,0 +1,137 @@
+"""Deleting many images in a job: an album with its sub-albums, or what a load added (real model,
+Milvus Lite): into the trash, batch by batch, cancelled and resumed like a move."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import csrf_token, noise_images, wait_for_job
+from tests.test_albums import ids_in, load_tree
+from tests.test_jobs import import_folder
+from webapp.runtime import EXTENSION
+from webapp.services import deletions
+from webapp.services.jobs import JobStatus
+
+
+def trashed(client: FlaskClient) -> set[str]:
+    return {item["filename"] for item in client.get("/api/v1/trash", query_string={"page_size": 100}).json}
+
+
+def test_an_album_is_deleted_with_its_sub_albums_into_the_trash(app: Flask, client: FlaskClient) -> None:
+    load_tree(app, client)
+    started = client.post("/api/v1/images/albums/delete", json={"album": "animals"})
+    assert started.status_code == 202, started.json
+    assert (started.json["kind"], started.json["source"]) == ("delete", "album animals")
+    job = wait_for_job(client, started.json["url"])
+    assert (job["status"], job["processed"], job["total"]) == ("done", 3, 3)
+    assert ids_in(client, "animals") == set() and ids_in(client, "animalsx") == {"y.jpg"}  # not a sub-album
+    assert client.get("/api/v1/stats").json["count"] == 3
+    assert trashed(client) == {"cat.jpg", "owl.jpg", "tit.jpg"}
+    assert "the album animals and its sub-albums" in client.get(job["page_url"]).get_data(as_text=True)
+
+    empty = client.post("/api/v1/images/albums/delete", json={"album": "animals"})
+    assert empty.status_code == 404 and "has no images" in empty.json["message"]
+    for body in ({}, {"album": ""}):
+        refused = client.post("/api/v1/images/albums/delete", json=body)
+        assert refused.status_code == 422, (body, refused.json)
+
+
+def test_a_load_is_undone_without_what_it_found_there_or_what_came_back_since(app: Flask, client: FlaskClient) -> None:
+    kept, mine, again, gone = noise_images(4, seed=91)
+    assert client.post("/api/v1/images", data={"image": (io.BytesIO(kept), "kept.jpg")}).status_code == 201
+    folder = import_folder(app, "wrong")
+    for name, data in (("kept-copy.jpg", kept), ("mine.jpg", mine), ("again.jpg", again), ("gone.jpg", gone)):
+        (folder / name).write_bytes(data)
+    load = wait_for_job(client, client.post("/api/v1/jobs", json={"folder": str(folder)}).json["url"])
+    assert (load["added"], load["duplicates"]) == (3, 1)
+    by_name = {i["filename"]: i["id"] for i in client.get("/api/v1/images").json}
+    # again.jpg is deleted, then uploaded again by someone: it is theirs now. gone.jpg is simply deleted.
+    assert client.delete(f"/api/v1/images/{by_name['again.jpg']}").status_code == 204
+    assert client.delete(f"/api/v1/images/{by_name['gone.jpg']}").status_code == 204
+    assert client.post("/api/v1/images", data={"image": (io.BytesIO(again), "again.jpg")}).status_code == 201
+
+    started = client.post(f"/api/v1/jobs/{load['id']}/undo")
+    assert started.status_code == 202, started.json
+    undo = wait_for_job(client, started.json["url"])
+    assert (undo["status"], undo["processed"], undo["total"]) == ("done", 3, 3)
+    assert {i["filename"] for i in client.get("/api/v1/images").json} == {"kept.jpg", "again.jpg"}
+    assert trashed(client) == {"mine.jpg", "gone.jpg", "again.jpg"}  # again.jpg: its first copy, deleted by hand
+
+    assert client.post(f"/api/v1/jobs/{undo['id']}/undo").status_code == 409  # not a load
+    second = wait_for_job(client, client.post("/api/v1/jobs", json={"folder": str(folder)}).json["url"])
+    assert second["added"] == 2  # mine.jpg and gone.jpg, out of the library since
+    nothing = wait_for_job(client, client.post("/api/v1/jobs", json={"folder": str(folder)}).json["url"])
+    refused = client.post(f"/api/v1/jobs/{nothing['id']}/undo")
+    assert refused.status_code == 409 and "added no images" in refused.json["message"]
+    assert client.post(f"/api/v1/jobs/{second['id']}/undo").status_code == 202
+    assert client.post("/api/v1/jobs/0123456789abcdef0123456789abcdef/undo").status_code == 404
+
+
+def test_a_deletion_cut_short_goes_on_when_resumed(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_tree(app, client)
+    rt = app.extensions[EXTENSION]
+    monkeypatch.setattr(deletions, "BATCH", 1)
+    job = rt.jobs.create("delete", "album animals", rt.queue.owner)  # not sent: run here, stopped after one batch
+    asked = iter([False, True])
+    rt.deletions.run(job.id, lambda: next(asked))
+    assert rt.jobs.get(job.id).status == JobStatus.INTERRUPTED
+    assert len(ids_in(client, "animals")) == 2 and len(trashed(client)) == 1
+    resumed = client.post(f"/api/v1/jobs/{job.id}/resume")
+    assert resumed.status_code == 202, resumed.json
+    assert wait_for_job(client, resumed.json["url"])["status"] == "done"
+    assert ids_in(client, "animals") == set() and len(trashed(client)) == 3
+
+    running = rt.jobs.create("delete", "album animalsx", rt.queue.owner)
+    refused = client.post("/api/v1/images/albums/delete", json={"album": "animalsx"})
+    assert refused.status_code == 409 and running.id in refused.json["message"]  # one deletion at a time
+
+
+def test_an_image_listed_without_its_vector_is_passed_over_not_met_forever(app: Flask, client: FlaskClient) -> None:
+    load_tree(app, client)
+    rt = app.extensions[EXTENSION]
+    rt.library.catalog.add([("f" * 64, 1, "animals", None)])  # what a crash between the two writes leaves
+    job = rt.jobs.create("delete", "album animals", rt.queue.owner)
+    worker = threading.Thread(target=rt.deletions.run, args=(job.id,), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive()
+    done = rt.jobs.get(job.id)
+    assert (done.status, done.processed, done.total) == (JobStatus.DONE, 4, 4)
+    assert ids_in(client, "animals") == set() and len(trashed(client)) == 3
+
+
+def test_admins_delete_an_album_and_undo_a_load_from_the_pages_after_typing_the_count(
+    app: Flask, client: FlaskClient
+) -> None:
+    load_tree(app, client)
+    library = client.get("/library", query_string={"album": "animals"}).get_data(as_text=True)
+    assert 'href="/library/delete-album?album=animals"' in library
+    form = client.get("/library/delete-album", query_string={"album": "animals"}).get_data(as_text=True)
+    assert "Delete the album animals?" in form and "type the number of images: <strong>3</strong>" in form
+    token = csrf_token(client, "/library")
+    wrong = client.post("/library/delete-album", data={"album": "animals", "confirm": "2", "csrf_token": token})
+    assert wrong.status_code == 409 and "has 3 images" in wrong.get_data(as_text=True)
+    assert len(ids_in(client, "animals")) == 3
+    started = client.post("/library/delete-album", data={"album": "animals", "confirm": "3", "csrf_token": token})
+    assert started.status_code == 303
+    page = client.get(started.headers["Location"]).get_data(as_text=True)
+    assert "Deletion" in page and "the album animals and its sub-albums" in page
+    wait_for_job(client, "/api/v1/jobs/" + started.headers["Location"].rsplit("/", 1)[1])
+    assert ids_in(client, "animals") == set()
+
+    [load] = [job for job in client.get("/api/v1/jobs").json if job["kind"] == "folder"]
+    assert f'href="/jobs/{load["id"]}/undo"' in client.get(f"/jobs/{load['id']}").get_data(as_text=True)
+    form = client.get(f"/jobs/{load['id']}/undo").get_data(as_text=True)
+    assert "Undo this load?" in form and "<strong>6</strong>" in form
+    undone = client.post(f"/jobs/{load['id']}/undo", data={"confirm": "6", "csrf_token": token})
+    assert undone.status_code == 303
+    wait_for_job(client, "/api/v1/jobs/" + undone.headers["Location"].rsplit("/", 1)[1])
+    assert client.get("/api/v1/stats").json["count"] == 0
+    assert len(trashed(client)) == 6

@@ -1,0 +1,103 @@
+"""Deleting many images in a job: an album with its sub-albums, or what one load added.
+
+A selection of up to 500 images is deleted in its request (``Library.delete_many``). An album or a
+load can hold any number, so its deletion is a job like an album's move: a batch at a time into
+the trash, with progress, cancel and resume (it goes on with what is still there), and carried by
+the task queue when scaled out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from webapp.errors import Conflict, InvalidInput, NotFound
+from webapp.services.job_states import DELETES_ALBUM, DELETES_LOAD, LOADS, job_tag
+from webapp.services.jobs import ACTIVE, Job, JobStatus, JobStore
+from webapp.services.library import Library
+
+KIND = "delete"
+BATCH = 500  # images deleted at a time: one request's selection at most
+
+
+class Deletions:
+    """Starts and runs the jobs that delete an album, or the images a load added, into the trash."""
+
+    def __init__(self, jobs: JobStore, library: Callable[[], Library], owner: str) -> None:
+        self.jobs = jobs
+        self._library = library
+        self.owner = owner
+
+    @property
+    def library(self) -> Library:
+        """Return the library whose images go."""
+        return self._library()
+
+    def start_album(self, album: str, send: Callable[[str, str], None], by: str = "") -> Job:
+        """Queue deleting ``album`` and its sub-albums, for the account ``by``; return its job."""
+        if not album:
+            raise InvalidInput("name the album to delete (the library's images without one stay)")
+        if not self.library.listed(album):
+            raise NotFound(f"the album {album} has no images")
+        return self._submit(DELETES_ALBUM + album, send, by)
+
+    def start_load(self, load_id: str, send: Callable[[str, str], None], by: str = "") -> Job:
+        """Queue deleting the images the load ``load_id`` added that the library still holds as it
+        added them, for the account ``by``; return its job."""
+        load = self.jobs.get(load_id)
+        if load.kind not in LOADS:
+            raise Conflict("only a load of images can be undone (this job added none)")
+        if load.status in ACTIVE:
+            raise Conflict("the load is still under way: cancel it first, then undo what it added")
+        if not load.added:
+            raise Conflict("the load added no images: there is nothing to undo")
+        return self._submit(DELETES_LOAD + load_id, send, by)
+
+    def _submit(self, source: str, send: Callable[[str, str], None], by: str) -> Job:
+        if running := self.jobs.active_of(KIND):
+            raise Conflict(f"images are being deleted already (job {running.id}); try again when it ends")
+        return self.jobs.submit(KIND, source, self.owner, lambda job_id: send(KIND, job_id), started_by=by)
+
+    def run(self, job_id: str, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Delete the job's images, a batch at a time, into the trash."""
+        self.jobs.run_whole(job_id, "deletion", lambda job: self._run(job, should_stop))
+
+    def _run(self, job: Job, should_stop: Callable[[], bool]) -> None:
+        lib, source = self.library, job.source
+        if source.startswith(DELETES_ALBUM):
+            album = source.removeprefix(DELETES_ALBUM)
+            total, batches = lib.listed(album), _album_batches(lib, album)
+        else:
+            load_id = source.removeprefix(DELETES_LOAD)
+            total, batches = self.jobs.get(load_id).added, _load_batches(lib, self.jobs, load_id)
+        done = 0
+        self.jobs.progress(job.id, done, total)
+        for examined, doomed in batches:
+            if should_stop():
+                self.jobs.move(job.id, JobStatus.INTERRUPTED)
+                return
+            if not self.jobs.still_wanted(job.id):
+                return  # cancelled: what went to the trash stays there, restorable
+            lib.delete_many(doomed, job.started_by)
+            done += examined
+            self.jobs.progress(job.id, done, max(done, total))
+        self.jobs.move(job.id, JobStatus.DONE)
+
+
+def _album_batches(library: Library, album: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield how many images of the album and below each batch looked at, and their ids, oldest
+    first (a keyset: one that cannot be deleted is passed, not met again)."""
+    after: tuple[int, str] | None = None
+    while page := library.catalog.following(album, after, BATCH):
+        yield len(page), [sha for _, sha, _ in page]
+        after = page[-1][:2]
+
+
+def _load_batches(library: Library, jobs: JobStore, load_id: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield how many images the load added each batch looked at, and the ids of those the library
+    still holds as that load added them (one deleted since, then added again by another load or
+    an upload, stays)."""
+    tag, after = job_tag(load_id), -1
+    while items := jobs.added_items(load_id, after, BATCH):
+        records = library.records(sha for _, sha in items)
+        yield len(items), [sha for _, sha in items if sha in records and records[sha].source == tag]
+        after = items[-1][0]
