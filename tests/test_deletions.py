@@ -62,9 +62,20 @@ def test_a_load_is_undone_without_what_it_found_there_or_what_came_back_since(ap
     assert {i["filename"] for i in client.get("/api/v1/images").json} == {"kept.jpg", "again.jpg"}
     assert trashed(client) == {"mine.jpg", "gone.jpg", "again.jpg"}  # again.jpg: its first copy, deleted by hand
 
-    assert client.post(f"/api/v1/jobs/{undo['id']}/undo").status_code == 409  # not a load
+    # Undoing the undo restores what it deleted, and only that.
+    restoring = client.post(f"/api/v1/jobs/{undo['id']}/undo")
+    assert restoring.status_code == 202, restoring.json
+    restore = wait_for_job(client, restoring.json["url"])
+    assert (restore["kind"], restore["status"], restore["processed"]) == ("restore", "done", 1)
+    assert {i["filename"] for i in client.get("/api/v1/images").json} == {"kept.jpg", "again.jpg", "mine.jpg"}
+    assert trashed(client) == {"gone.jpg", "again.jpg"}  # deleted by hand, not by the job
+    twice = client.post(f"/api/v1/jobs/{undo['id']}/undo")
+    assert twice.status_code == 409 and "in the trash any more" in twice.json["message"]
+    refused = client.post(f"/api/v1/jobs/{restore['id']}/undo")
+    assert refused.status_code == 409 and "a load of images or a deletion" in refused.json["message"]
+
     second = wait_for_job(client, client.post("/api/v1/jobs", json={"folder": str(folder)}).json["url"])
-    assert second["added"] == 2  # mine.jpg and gone.jpg, out of the library since
+    assert second["added"] == 1  # gone.jpg, out of the library since
     nothing = wait_for_job(client, client.post("/api/v1/jobs", json={"folder": str(folder)}).json["url"])
     refused = client.post(f"/api/v1/jobs/{nothing['id']}/undo")
     assert refused.status_code == 409 and "added no images" in refused.json["message"]
@@ -87,6 +98,15 @@ def test_a_deletion_cut_short_goes_on_when_resumed(
     assert resumed.status_code == 202, resumed.json
     assert wait_for_job(client, resumed.json["url"])["status"] == "done"
     assert ids_in(client, "animals") == set() and len(trashed(client)) == 3
+
+    monkeypatch.setattr(deletions, "RESTORE_BATCH", 1)  # and undone the same way
+    restore = rt.jobs.create("restore", f"job {job.id}", rt.queue.owner)
+    asked = iter([False, True])
+    rt.deletions.run_restore(restore.id, lambda: next(asked))
+    assert rt.jobs.get(restore.id).status == JobStatus.INTERRUPTED and len(ids_in(client, "animals")) == 1
+    resumed = client.post(f"/api/v1/jobs/{restore.id}/resume")
+    assert wait_for_job(client, resumed.json["url"])["status"] == "done"
+    assert len(ids_in(client, "animals")) == 3 and trashed(client) == set()
 
     running = rt.jobs.create("delete", "album animalsx", rt.queue.owner)
     refused = client.post("/api/v1/images/albums/delete", json={"album": "animalsx"})
@@ -123,8 +143,16 @@ def test_admins_delete_an_album_and_undo_a_load_from_the_pages_after_typing_the_
     assert started.status_code == 303
     page = client.get(started.headers["Location"]).get_data(as_text=True)
     assert "Deletion" in page and "the album animals and its sub-albums" in page
-    wait_for_job(client, "/api/v1/jobs/" + started.headers["Location"].rsplit("/", 1)[1])
+    deletion = started.headers["Location"].rsplit("/", 1)[1]
+    wait_for_job(client, f"/api/v1/jobs/{deletion}")
     assert ids_in(client, "animals") == set()
+    assert "Undo this deletion…" in client.get(f"/jobs/{deletion}").get_data(as_text=True)
+    form = client.get(f"/jobs/{deletion}/undo").get_data(as_text=True)
+    assert "Undo this deletion?" in form and "<strong>3</strong>" in form
+    restoring = client.post(f"/jobs/{deletion}/undo", data={"confirm": "3", "csrf_token": token})
+    assert restoring.status_code == 303
+    wait_for_job(client, "/api/v1/jobs/" + restoring.headers["Location"].rsplit("/", 1)[1])
+    assert ids_in(client, "animals") == {"cat.jpg", "owl.jpg", "tit.jpg"} and trashed(client) == set()
 
     [load] = [job for job in client.get("/api/v1/jobs").json if job["kind"] == "folder"]
     assert f'href="/jobs/{load["id"]}/undo"' in client.get(f"/jobs/{load['id']}").get_data(as_text=True)

@@ -256,6 +256,11 @@ def test_an_album_moved_from_one_machine_is_moved_by_the_workers_for_every_machi
     assert follow(second.url + deleted.json()["url"])["status"] == "done"
     left = requests.get(f"{second.url}/api/v1/images", params={"album": "travel"}, timeout=10).json()
     assert [image["filename"] for image in left] == ["trip-0.jpg"]
+    undone = requests.post(f"{second.url}/api/v1/jobs/{deleted.json()['id']}/undo", timeout=30)  # a restore
+    assert undone.status_code == 202, undone.text
+    assert follow(first.url + undone.json()["url"])["status"] == "done"
+    back = requests.get(f"{first.url}/api/v1/images", params={"album": "travel/day1"}, timeout=10).json()
+    assert sorted(image["filename"] for image in back) == ["trip-1.jpg", "trip-2.jpg"]
 
 
 EXPECTED = ({"travel": 3, "travel/day1": 2}, {"trip-1.jpg", "trip-2.jpg"})

@@ -283,6 +283,8 @@ class Runtime:
             self.album_moves.run(job_id, should_stop)
         elif task == "delete":
             self.deletions.run(job_id, should_stop)
+        elif task == "restore":
+            self.deletions.run_restore(job_id, should_stop)
         elif task == "prepare":
             self.ingestion.prepare(job_id)
         else:

@@ -83,4 +83,11 @@ def make_celery(app: Flask) -> Any:
 
         runtime().deletions.run(job_id)
 
+    @celery.task(name="webapp.ingest.restore")
+    def restore(job_id: str) -> None:
+        """Restore what a deletion put in the trash."""
+        from webapp.runtime import runtime
+
+        runtime().deletions.run_restore(job_id)
+
     return celery

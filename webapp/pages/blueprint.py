@@ -13,7 +13,7 @@ from werkzeug.exceptions import BadRequest
 
 from webapp.services.albums import parse_album, shallowest
 from webapp.services.imaging import SHOWN_BY_BROWSERS
-from webapp.services.job_states import DELETES_ALBUM, DELETES_LOAD
+from webapp.services.job_states import OF_ALBUM, OF_JOB
 from webapp.urls import image_url
 
 blp = Blueprint("pages", __name__)
@@ -38,6 +38,7 @@ JOB_KINDS = {
     "duplicates": "Duplicate scan",
     "move": "Album move",
     "delete": "Deletion",
+    "restore": "Restore",
 }
 
 
@@ -151,10 +152,12 @@ def job_source(job: Any) -> str:
     deletion deletes."""
     if job.kind == "move":
         return f"{job.source} to {job.album or 'the top level'}"
-    if job.kind == "delete" and job.source.startswith(DELETES_ALBUM):
-        return f"the album {job.source.removeprefix(DELETES_ALBUM)} and its sub-albums"
-    if job.kind == "delete" and job.source.startswith(DELETES_LOAD):
-        return f"what the load {job.source.removeprefix(DELETES_LOAD)[:8]} added"
+    if job.kind == "delete" and job.source.startswith(OF_ALBUM):
+        return f"the album {job.source.removeprefix(OF_ALBUM)} and its sub-albums"
+    if job.kind == "delete" and job.source.startswith(OF_JOB):
+        return f"what the load {job.source.removeprefix(OF_JOB)[:8]} added"
+    if job.kind == "restore":
+        return f"what the deletion {job.source.removeprefix(OF_JOB)[:8]} deleted"
     return str(job.source)
 
 

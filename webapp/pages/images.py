@@ -13,7 +13,7 @@ from webapp.api.images.schemas import ImageIdsSchema
 from webapp.auth import ANONYMOUS, requires
 from webapp.errors import Conflict, NotFound
 from webapp.pages.blueprint import Pager, album_arg, blp, timestamp, typed_count
-from webapp.pages.trash import offer_undo
+from webapp.pages.trash import offer_undo, trash_note
 from webapp.runtime import library, runtime
 from webapp.security import local_path
 from webapp.services.albums import MAX_MOVED, parse_album
@@ -115,16 +115,20 @@ def delete_album_form() -> str:
     album, lib = album_arg(), library()
     if not album:
         raise BadRequest("Name the album to delete.")
+    count = lib.listed(album)
     return render_template(
-        "delete_many.html",
+        "confirm_job.html",
         heading=f"Delete the album {album}?",
-        what=f" of the album {album} and its sub-albums",
-        count=lib.listed(album),
-        trash=lib.trash,
+        lead=f"This deletes the {count} image{'' if count == 1 else 's'} of the album {album} and its sub-albums, "
+        "in the background: searches stop finding them as they go.",
+        note=trash_note(lib.trash),
+        count=count,
         action=url_for("pages.delete_album"),
         hidden={"album": album},
         button="Delete the album",
+        danger=True,
         back=url_for("pages.library_page", album=album),
+        nothing=f"The album {album} has no images.",
     )
 
 

@@ -15,6 +15,7 @@ from webapp.auth import requires
 from webapp.errors import Conflict
 from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, album_arg, blp, typed_count
+from webapp.pages.trash import trash_note
 from webapp.runtime import library, runtime
 from webapp.services.ingestion import Ingestion, Upload
 from webapp.services.job_states import LOADS, WHOLE_JOBS
@@ -22,6 +23,7 @@ from webapp.services.jobs import ACTIVE, RESUMABLE, DuplicateFile, Job, JobStatu
 from webapp.services.roles import Role
 
 JOBS_PER_PAGE = 20
+DELETION = "delete"  # the kind of job that deletes an album or a load's images (services/deletions.py)
 
 
 def _start_job(ingestion: Ingestion, source: str) -> Job:
@@ -93,7 +95,7 @@ def job_page(job_id: str) -> str:
         job=job,
         failures=failures,
         duplicates=duplicates,
-        undoable=job.kind in LOADS and job.status not in ACTIVE and job.added > 0,
+        undoable=job.status not in ACTIVE and (job.kind == DELETION or (job.kind in LOADS and job.added > 0)),
         active=ACTIVE,
         resumable=RESUMABLE,
         whole_jobs=WHOLE_JOBS,
@@ -156,31 +158,57 @@ def _inert(value: str) -> str:
 @blp.get("/jobs/<job_id:job_id>/undo")
 @requires(Role.ADMIN)
 def undo_job_form(job_id: str) -> str:
-    """Ask for the number of images a load added before deleting them."""
-    job = runtime().ingestion.get(job_id)
+    """Ask for the number of images undoing a load (or a deletion) takes before starting it."""
+    job, trash = runtime().ingestion.get(job_id), library().trash
+    back = url_for("pages.job_page", job_id=job.id)
+    common = {"count": _undone_count(job), "action": url_for("pages.undo_job", job_id=job.id), "hidden": {}}
+    if job.kind == DELETION:
+        return render_template(
+            "confirm_job.html",
+            heading="Undo this deletion?",
+            lead=f"This restores the {common['count']} images this deletion put in the trash that it still holds, "
+            "in the background: each is embedded again and searches find it as it comes back.",
+            note="",
+            button="Restore them",
+            danger=False,
+            back=back,
+            nothing="Nothing this deletion deleted is in the trash any more.",
+            **common,
+        )
     return render_template(
-        "delete_many.html",
+        "confirm_job.html",
         heading="Undo this load?",
-        what=f" that this load added ({job.source}), those still in the library as it added them",
-        count=job.added if job.kind in LOADS and job.status not in ACTIVE else 0,
-        trash=library().trash,
-        action=url_for("pages.undo_job", job_id=job.id),
-        hidden={},
+        lead=f"This deletes the {common['count']} images this load added ({job.source}), those still in the "
+        "library as it added them, in the background: searches stop finding them as they go.",
+        note=trash_note(trash),
         button="Undo the load",
-        back=url_for("pages.job_page", job_id=job.id),
+        danger=True,
+        back=back,
+        nothing="This load has nothing to undo.",
+        **common,
     )
+
+
+def _undone_count(job: Job) -> int:
+    """Return how many images undoing ``job`` takes, to type: what a load added, or what a deletion
+    put in the trash that it still holds (0: nothing to undo)."""
+    if job.status in ACTIVE:
+        return 0
+    if job.kind == DELETION:
+        trash = library().trash
+        return 0 if trash is None else trash.count_deleted_in(job.id)
+    return job.added if job.kind in LOADS else 0
 
 
 @blp.post("/jobs/<job_id:job_id>/undo")
 @requires(Role.ADMIN)
 def undo_job(job_id: str) -> Response:
-    """Start deleting what a load added (a job), if the number typed matches how many it added."""
+    """Start undoing a load or a deletion (a job), if the number typed matches how many images it takes."""
     rt = runtime()
-    load = rt.ingestion.get(job_id)
-    typed = typed_count("the load", "deleted")
-    if typed != load.added:
-        raise Conflict(f"You typed {typed}, but the load added {load.added} images. Nothing was deleted.")
-    job = rt.deletions.start_load(job_id, rt.queue.send, audit.actor())
+    count, typed = _undone_count(rt.ingestion.get(job_id)), typed_count("the job", "changed")
+    if typed != count:
+        raise Conflict(f"You typed {typed}, but undoing the job takes {count} images. Nothing was changed.")
+    job = rt.deletions.undo(job_id, rt.queue.send, audit.actor())
     audit.note(audit.started(job))
     flash("The deletion has started: this page follows its progress.", "success")
     return redirect(url_for("pages.job_page", job_id=job.id), 303)

@@ -30,6 +30,13 @@ def _trash() -> Trash:
     return found
 
 
+def trash_note(trash: Trash | None) -> str:
+    """Say where the images a job deletes go: to the trash for a while, or for good."""
+    if trash is None:
+        return "The trash is off (WEBAPP_TRASH_DAYS is 0): this cannot be undone."
+    return f"They wait in the trash {trash.kept_for}, and undoing the job (its page) brings them all back."
+
+
 def offer_undo(records: list[Record]) -> None:
     """Show, with the next page's messages, a button that restores the images just deleted.
 

@@ -229,7 +229,9 @@ trash = Table(
     Column("deleted_at", Float, nullable=False),  # seconds since the epoch
     Column("deleted_by", String(64), nullable=False, server_default=""),  # "" with access control off
     Column("added_by", String(64), nullable=False, server_default=""),  # as the catalogue said
+    Column("deleted_in", String(32), nullable=True),  # the deletion job, if one deleted it (undone as one)
     Index("trash_by_time", "deleted_at"),
+    Index("trash_by_deletion", "deleted_in", "sha256"),
 )
 # The columns that name an account, which a rename changes (the activity log keeps names as they were).
 ACCOUNT_NAMES = (images.c.added_by, trash.c.added_by, trash.c.deleted_by, jobs.c.started_by)

@@ -1,9 +1,11 @@
-"""Deleting many images in a job: an album with its sub-albums, or what one load added.
+"""Deleting many images in a job: an album with its sub-albums, or what one load added; and
+restoring what one such deletion put in the trash, which undoes it.
 
 A selection of up to 500 images is deleted in its request (``Library.delete_many``). An album or a
 load can hold any number, so its deletion is a job like an album's move: a batch at a time into
 the trash, with progress, cancel and resume (it goes on with what is still there), and carried by
-the task queue when scaled out.
+the task queue when scaled out. Each image it deletes is written in the trash with the job's id,
+so undoing the deletion (a restore, a job too) brings back exactly those.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from webapp.errors import Conflict, InvalidInput, NotFound
-from webapp.services.job_states import DELETES_ALBUM, DELETES_LOAD, LOADS, job_tag
+from webapp.services.job_states import LOADS, OF_ALBUM, OF_JOB, job_tag
 from webapp.services.jobs import ACTIVE, Job, JobStatus, JobStore
 from webapp.services.library import Library
 
-KIND = "delete"
+KIND, RESTORE = "delete", "restore"
 BATCH = 500  # images deleted at a time: one request's selection at most
+RESTORE_BATCH = 100  # images restored at a time: each is embedded again, as an upload is
 
 
 class Deletions:
@@ -38,36 +41,78 @@ class Deletions:
             raise InvalidInput("name the album to delete (the library's images without one stay)")
         if not self.library.listed(album):
             raise NotFound(f"the album {album} has no images")
-        return self._submit(DELETES_ALBUM + album, send, by)
+        return self._submit(KIND, OF_ALBUM + album, send, by)
+
+    def undo(self, job_id: str, send: Callable[[str, str], None], by: str = "") -> Job:
+        """Undo a load (delete what it added) or a deletion (restore what it deleted), for the
+        account ``by``; return the job that does it."""
+        if self.jobs.get(job_id).kind == KIND:
+            return self.start_restore(job_id, send, by)
+        return self.start_load(job_id, send, by)
+
+    def start_restore(self, deletion_id: str, send: Callable[[str, str], None], by: str = "") -> Job:
+        """Queue restoring what the deletion ``deletion_id`` put in the trash, for the account ``by``."""
+        deletion, trash = self.jobs.get(deletion_id), self.library.trash
+        if deletion.status in ACTIVE:
+            raise Conflict("the deletion is still under way: cancel it first, then undo it")
+        if trash is None:
+            raise Conflict("the trash is off (WEBAPP_TRASH_DAYS is 0): what the deletion deleted is gone for good")
+        if not trash.count_deleted_in(deletion_id):
+            raise Conflict("nothing this deletion deleted is in the trash any more (restored, removed or expired)")
+        return self._submit(RESTORE, OF_JOB + deletion_id, send, by)
 
     def start_load(self, load_id: str, send: Callable[[str, str], None], by: str = "") -> Job:
         """Queue deleting the images the load ``load_id`` added that the library still holds as it
         added them, for the account ``by``; return its job."""
         load = self.jobs.get(load_id)
         if load.kind not in LOADS:
-            raise Conflict("only a load of images can be undone (this job added none)")
+            raise Conflict("only a load of images or a deletion can be undone")
         if load.status in ACTIVE:
             raise Conflict("the load is still under way: cancel it first, then undo what it added")
         if not load.added:
             raise Conflict("the load added no images: there is nothing to undo")
-        return self._submit(DELETES_LOAD + load_id, send, by)
+        return self._submit(KIND, OF_JOB + load_id, send, by)
 
-    def _submit(self, source: str, send: Callable[[str, str], None], by: str) -> Job:
-        if running := self.jobs.active_of(KIND):
-            raise Conflict(f"images are being deleted already (job {running.id}); try again when it ends")
-        return self.jobs.submit(KIND, source, self.owner, lambda job_id: send(KIND, job_id), started_by=by)
+    def _submit(self, kind: str, source: str, send: Callable[[str, str], None], by: str) -> Job:
+        """Queue a deletion or a restore: one of each kind at a time (409 while another runs)."""
+        if running := self.jobs.active_of(kind):
+            doing = "deleted" if kind == KIND else "restored"
+            raise Conflict(f"images are being {doing} already (job {running.id}); try again when it ends")
+        return self.jobs.submit(kind, source, self.owner, lambda job_id: send(kind, job_id), started_by=by)
 
     def run(self, job_id: str, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Delete the job's images, a batch at a time, into the trash."""
         self.jobs.run_whole(job_id, "deletion", lambda job: self._run(job, should_stop))
 
+    def run_restore(self, job_id: str, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Restore what the job's deletion put in the trash, a batch at a time."""
+        self.jobs.run_whole(job_id, "restore", lambda job: self._restore(job, should_stop))
+
+    def _restore(self, job: Job, should_stop: Callable[[], bool]) -> None:
+        lib, deletion_id = self.library, job.source.removeprefix(OF_JOB)
+        trash = lib.trash
+        if trash is None:
+            raise Conflict("the trash is off (WEBAPP_TRASH_DAYS is 0): nothing can be restored")
+        done, total, after = 0, trash.count_deleted_in(deletion_id), ""
+        self.jobs.progress(job.id, done, total)
+        while ids := trash.deleted_in(deletion_id, after, RESTORE_BATCH):
+            if should_stop():
+                self.jobs.move(job.id, JobStatus.INTERRUPTED)
+                return
+            if not self.jobs.still_wanted(job.id):
+                return  # cancelled: what came back stays, the rest waits in the trash
+            trash.restore(lib, ids)  # one that fails stays in the trash, and is passed
+            done, after = done + len(ids), ids[-1]
+            self.jobs.progress(job.id, done, max(done, total))
+        self.jobs.move(job.id, JobStatus.DONE)
+
     def _run(self, job: Job, should_stop: Callable[[], bool]) -> None:
         lib, source = self.library, job.source
-        if source.startswith(DELETES_ALBUM):
-            album = source.removeprefix(DELETES_ALBUM)
+        if source.startswith(OF_ALBUM):
+            album = source.removeprefix(OF_ALBUM)
             total, batches = lib.listed(album), _album_batches(lib, album)
         else:
-            load_id = source.removeprefix(DELETES_LOAD)
+            load_id = source.removeprefix(OF_JOB)
             total, batches = self.jobs.get(load_id).added, _load_batches(lib, self.jobs, load_id)
         done = 0
         self.jobs.progress(job.id, done, total)
@@ -77,7 +122,7 @@ class Deletions:
                 return
             if not self.jobs.still_wanted(job.id):
                 return  # cancelled: what went to the trash stays there, restorable
-            lib.delete_many(doomed, job.started_by)
+            lib.delete_many(doomed, job.started_by, job.id)
             done += examined
             self.jobs.progress(job.id, done, max(done, total))
         self.jobs.move(job.id, JobStatus.DONE)

@@ -25,9 +25,12 @@ class JobStatus(StrEnum):
 
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
-# Kinds of job that are one unit of work, whose task is named as the kind: a scan, an album's move, a deletion.
-WHOLE_JOBS = ("duplicates", "move", "delete")
-DELETES_ALBUM, DELETES_LOAD = "album ", "job "  # how a deletion's source starts: what it deletes
+# Kinds of job that are one unit of work, whose task is named as the kind: a scan, an album's move, a
+# deletion, and the restore that undoes one.
+WHOLE_JOBS = ("duplicates", "move", "delete", "restore")
+# How the source of a deletion or a restore starts: an album (a deletion), or a job (the load a
+# deletion undoes, the deletion a restore undoes).
+OF_ALBUM, OF_JOB = "album ", "job "
 UPLOADED = ("files", "archive")  # the kinds of job whose files wait in the uploads folder
 LOADS = ("folder", "cli", *UPLOADED)  # the kinds of job that load images (not reindexes, scans, moves or deletions)
 RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.CANCELLED)

@@ -296,12 +296,13 @@ class Library:
             self._delete([sha256], self.catalog.unlist([sha256]), [record], by)
         return record
 
-    def delete_many(self, sha256s: Sequence[str], by: str = "") -> list[Record]:
+    def delete_many(self, sha256s: Sequence[str], by: str = "", job: str | None = None) -> list[Record]:
         """Remove several images at once, as ``delete`` removes one; return the records of those
         deleted, in the order asked.
 
         The catalogue decides, as for ``delete_keeping``: an image another request deleted meanwhile
-        (unlisted first) is left to that deletion, and so is one the library does not hold.
+        (unlisted first) is left to that deletion, and so is one the library does not hold. The
+        deletion ``job`` that asked, if one did, is written with them in the trash.
         """
         with self._add_lock:
             self._add_lock.wait_for(lambda: not self._writing)
@@ -309,7 +310,7 @@ class Library:
             unlisted = self.catalog.unlist(list(records))
             taken = {row["sha256"] for row in unlisted}
             deleted = [records[sha] for sha in dict.fromkeys(sha256s) if sha in taken]
-            self._delete([r.sha256 for r in deleted], unlisted, deleted, by)
+            self._delete([r.sha256 for r in deleted], unlisted, deleted, by, job)
             return deleted
 
     def delete_keeping(self, keep: str, others: list[Record], by: str = "") -> list[Record]:
@@ -338,7 +339,12 @@ class Library:
             self._delete(sha256s, self.catalog.unlist(sha256s))
 
     def _delete(
-        self, sha256s: list[str], unlisted: list[dict[str, Any]], trashed: Sequence[Record] = (), by: str = ""
+        self,
+        sha256s: list[str],
+        unlisted: list[dict[str, Any]],
+        trashed: Sequence[Record] = (),
+        by: str = "",
+        job: str | None = None,
     ) -> None:
         """Delete unlisted images' vectors, then their groups and pairs, then their files, or put
         the ``trashed`` in the trash; if the vectors cannot be deleted (503), list the images again,
@@ -352,7 +358,7 @@ class Library:
         if self.trash is not None and trashed:
             try:
                 adders = {row["sha256"]: row["added_by"] for row in unlisted}
-                self.trash.keep(list(trashed), by, self.images, adders)
+                self.trash.keep(list(trashed), by, self.images, adders, job)
             except (OSError, StoreUnavailable) as exc:  # deleted all the same, as the person asked
                 log.warning("could not put %d deleted images in the trash, deleted for good: %s", len(trashed), exc)
         for sha in sha256s:

@@ -48,6 +48,7 @@ class Trashed:
     expires_at: float  # when it goes for good
     added_by: str = ""  # who had added it, as the catalogue said: a restore keeps it
     lost: bool = False  # its original is gone from the trash's storage (a disk or a backup lost it)
+    deleted_in: str | None = None  # the deletion job that put it here, if one did (services/deletions.py)
 
     @property
     def sha256(self) -> str:
@@ -76,15 +77,20 @@ class Trash:
         self._lock = threading.Lock()
 
     def keep(
-        self, records: list[Record], deleted_by: str, store: ImageStore, added_by: Mapping[str, str] | None = None
+        self,
+        records: list[Record],
+        deleted_by: str,
+        store: ImageStore,
+        added_by: Mapping[str, str] | None = None,
+        deleted_in: str | None = None,
     ) -> None:
         """Put deleted images in the trash: a row each (replacing one of the same bytes deleted
-        before) with who had added each (``added_by``, by sha256), then their files, moved from
-        ``store``. Once an hour, remove the expired ones."""
+        before) with who had added each (``added_by``, by sha256) and the deletion job that deleted
+        them, if one did, then their files, moved from ``store``. Once an hour, remove the expired ones."""
         if not records:
             return
         now, by, adders = time.time(), without_controls(deleted_by)[:64], added_by or {}
-        rows = [_row(rec, now, by, adders.get(rec.sha256, "")) for rec in records]
+        rows = [_row(rec, now, by, adders.get(rec.sha256, ""), deleted_in) for rec in records]
         with self.db.connect() as conn:
             for start in range(0, len(rows), 500):
                 part = rows[start : start + 500]
@@ -117,6 +123,24 @@ class Trash:
         if row is None:
             raise NotFound(f"no image with id {sha256} in the trash")
         return self._trashed(row, look=True)
+
+    def deleted_in(self, job_id: str, after: str, limit: int) -> list[str]:
+        """Return the ids of up to ``limit`` images the deletion job ``job_id`` put in the trash that
+        it still holds, past the id ``after`` (a keyset: one that fails to come back is passed)."""
+        query = (
+            select(trash.c.sha256)
+            .where(trash.c.deleted_in == job_id, trash.c.sha256 > after, self._kept())
+            .order_by(trash.c.sha256)
+            .limit(limit)
+        )
+        with self.db.connect() as conn:
+            return list(conn.scalars(query))
+
+    def count_deleted_in(self, job_id: str) -> int:
+        """Return how many images the deletion job ``job_id`` put in the trash that it still holds."""
+        query = select(func.count()).select_from(trash).where(trash.c.deleted_in == job_id, self._kept())
+        with self.db.connect() as conn:
+            return int(conn.scalar(query) or 0)
 
     def lost(self) -> list[str]:
         """Return the images in the trash whose original is gone from its storage (deleted over
@@ -191,7 +215,7 @@ class Trash:
     def _put_back(self, items: list[Trashed]) -> None:
         """Put back rows ``_take`` took (a restore that failed after it)."""
         if items:
-            rows = [_row(item.record, item.deleted_at, item.deleted_by, item.added_by) for item in items]
+            rows = [_row(i.record, i.deleted_at, i.deleted_by, i.added_by, i.deleted_in) for i in items]
             with self.db.connect() as conn:
                 conn.execute(self.db.insert_ignoring_duplicates(trash), rows)
 
@@ -244,9 +268,16 @@ class Trash:
         record = Record(**{name: m[name] for name in RECORD_COLUMNS})
         lost = look and self.files.original(record.sha256) is None
         expires = m["deleted_at"] + self.keep_seconds
-        return Trashed(record, m["deleted_at"], m["deleted_by"], expires, m["added_by"], lost)
+        return Trashed(record, m["deleted_at"], m["deleted_by"], expires, m["added_by"], lost, m["deleted_in"])
 
 
-def _row(record: Record, deleted_at: float, deleted_by: str, added_by: str) -> dict[str, Any]:
+def _row(
+    record: Record, deleted_at: float, deleted_by: str, added_by: str, deleted_in: str | None = None
+) -> dict[str, Any]:
     columns = {name: getattr(record, name) for name in RECORD_COLUMNS}
-    return columns | {"deleted_at": deleted_at, "deleted_by": deleted_by, "added_by": added_by}
+    return columns | {
+        "deleted_at": deleted_at,
+        "deleted_by": deleted_by,
+        "added_by": added_by,
+        "deleted_in": deleted_in,
+    }

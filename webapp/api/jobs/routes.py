@@ -160,14 +160,16 @@ class JobUndo(MethodView):
     @blp.response(202, JobSchema, description="The deletion was queued; follow the job it answers.")
     @blp.alt_response(404, description="No job with that id.")
     @blp.alt_response(
-        409, description="The job is not a load, is still under way, added nothing, or another deletion runs."
+        409,
+        description="The job is not a load or a deletion, is still under way, left nothing to undo, or "
+        "another deletion (restore) runs.",
     )
     @requires(Role.ADMIN)
     def post(self, job_id: str) -> tuple[Job, int]:
-        """Delete the images a load added (into the trash), those the library still holds as it added
-        them, in a job of its own."""
+        """Undo a load or a deletion, in a job of its own: a load's images go to the trash (those the
+        library still holds as it added them); a deletion's images come back from the trash."""
         rt = runtime()
-        job = rt.deletions.start_load(job_id, rt.queue.send, audit.actor())
+        job = rt.deletions.undo(job_id, rt.queue.send, audit.actor())
         audit.note(audit.started(job))
         return job, 202
 

@@ -77,8 +77,8 @@ class JobSchema(ma.Schema):
     kind = ma.fields.String(
         metadata={
             "description": "files, archive, folder, cli, reindex (re-embedding the library), "
-            "duplicates (a near-duplicate scan), move (an album moved or renamed) or delete (an album, or what "
-            "a load added, deleted into the trash)."
+            "duplicates (a near-duplicate scan), move (an album moved or renamed), delete (an album, or what "
+            "a load added, deleted into the trash) or restore (what a deletion deleted, back from the trash)."
         }
     )
     source = ma.fields.String(
