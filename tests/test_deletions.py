@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -125,6 +126,22 @@ def test_an_image_listed_without_its_vector_is_passed_over_not_met_forever(app: 
     done = rt.jobs.get(job.id)
     assert (done.status, done.processed, done.total) == (JobStatus.DONE, 4, 4)
     assert ids_in(client, "animals") == set() and len(trashed(client)) == 3
+
+
+def test_a_restore_passes_an_image_whose_original_the_trash_lost(app: Flask, client: FlaskClient) -> None:
+    load_tree(app, client)
+    rt = app.extensions[EXTENSION]
+    deletion = rt.jobs.create("delete", "album animals", rt.queue.owner)
+    rt.deletions.run(deletion.id)
+    lost = next(i["id"] for i in client.get("/api/v1/trash").json if i["filename"] == "owl.jpg")
+    (original,) = (Path(app.config["STORAGE_DIR"]) / "trash" / "originals").glob(f"*/{lost}.*")
+    original.unlink()
+    restore = rt.jobs.create("restore", f"job {deletion.id}", rt.queue.owner)
+    worker = threading.Thread(target=rt.deletions.run_restore, args=(restore.id,), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive() and rt.jobs.get(restore.id).status == JobStatus.DONE
+    assert ids_in(client, "animals") == {"cat.jpg", "tit.jpg"} and trashed(client) == {"owl.jpg"}
 
 
 def test_admins_delete_an_album_and_undo_a_load_from_the_pages_after_typing_the_count(

@@ -16,6 +16,7 @@ from webapp.errors import Conflict, InvalidInput, NotFound
 from webapp.services.job_states import LOADS, OF_ALBUM, OF_JOB, job_tag
 from webapp.services.jobs import ACTIVE, Job, JobStatus, JobStore
 from webapp.services.library import Library
+from webapp.services.trash import Trash
 
 KIND, RESTORE = "delete", "restore"
 BATCH = 500  # images deleted at a time: one request's selection at most
@@ -93,18 +94,9 @@ class Deletions:
         trash = lib.trash
         if trash is None:
             raise Conflict("the trash is off (WEBAPP_TRASH_DAYS is 0): nothing can be restored")
-        done, total, after = 0, trash.count_deleted_in(deletion_id), ""
-        self.jobs.progress(job.id, done, total)
-        while ids := trash.deleted_in(deletion_id, after, RESTORE_BATCH):
-            if should_stop():
-                self.jobs.move(job.id, JobStatus.INTERRUPTED)
-                return
-            if not self.jobs.still_wanted(job.id):
-                return  # cancelled: what came back stays, the rest waits in the trash
-            trash.restore(lib, ids)  # one that fails stays in the trash, and is passed
-            done, after = done + len(ids), ids[-1]
-            self.jobs.progress(job.id, done, max(done, total))
-        self.jobs.move(job.id, JobStatus.DONE)
+        total, batches = trash.count_deleted_in(deletion_id), _trash_batches(trash, deletion_id)
+        # One that fails to come back stays in the trash, and is passed.
+        self._in_batches(job, total, batches, lambda ids: trash.restore(lib, ids), should_stop)
 
     def _run(self, job: Job, should_stop: Callable[[], bool]) -> None:
         lib, source = self.library, job.source
@@ -114,15 +106,27 @@ class Deletions:
         else:
             load_id = source.removeprefix(OF_JOB)
             total, batches = self.jobs.get(load_id).added, _load_batches(lib, self.jobs, load_id)
+        self._in_batches(job, total, batches, lambda ids: lib.delete_many(ids, job.started_by, job.id), should_stop)
+
+    def _in_batches(
+        self,
+        job: Job,
+        total: int,
+        batches: Iterator[tuple[int, list[str]]],
+        work: Callable[[list[str]], object],
+        should_stop: Callable[[], bool],
+    ) -> None:
+        """Do ``work`` on each batch of ids, with the job's progress (how many images each looked
+        at), until done, cancelled (what was done stays) or stopped (interrupted: resumable)."""
         done = 0
         self.jobs.progress(job.id, done, total)
-        for examined, doomed in batches:
+        for examined, ids in batches:
             if should_stop():
                 self.jobs.move(job.id, JobStatus.INTERRUPTED)
                 return
             if not self.jobs.still_wanted(job.id):
-                return  # cancelled: what went to the trash stays there, restorable
-            lib.delete_many(doomed, job.started_by, job.id)
+                return
+            work(ids)
             done += examined
             self.jobs.progress(job.id, done, max(done, total))
         self.jobs.move(job.id, JobStatus.DONE)
@@ -146,3 +150,12 @@ def _load_batches(library: Library, jobs: JobStore, load_id: str) -> Iterator[tu
         records = library.records(sha for _, sha in items)
         yield len(items), [sha for _, sha in items if sha in records and records[sha].source == tag]
         after = items[-1][0]
+
+
+def _trash_batches(trash: Trash, deletion_id: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield the ids of the images the deletion put in the trash that it still holds, RESTORE_BATCH
+    at a time (a keyset: one that fails to come back is passed, not met again)."""
+    after = ""
+    while ids := trash.deleted_in(deletion_id, after, RESTORE_BATCH):
+        yield len(ids), ids
+        after = ids[-1]
