@@ -164,6 +164,8 @@ def test_admins_delete_an_album_and_undo_a_load_from_the_pages_after_typing_the_
     wait_for_job(client, f"/api/v1/jobs/{deletion}")
     assert ids_in(client, "animals") == set()
     assert "Undo this deletion…" in client.get(f"/jobs/{deletion}").get_data(as_text=True)
+    listed = client.get("/jobs").get_data(as_text=True)  # a deletion adds nothing: no counts of its own
+    assert listed.count('data-label="Added">—</td>') == 1 and 'data-label="Added">6</td>' in listed
     form = client.get(f"/jobs/{deletion}/undo").get_data(as_text=True)
     assert "Undo this deletion?" in form and "<strong>3</strong>" in form
     restoring = client.post(f"/jobs/{deletion}/undo", data={"confirm": "3", "csrf_token": token})

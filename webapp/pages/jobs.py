@@ -78,7 +78,7 @@ def jobs_page() -> str | Response:
     pager = pager.counted(total)
     if pager.beyond_end:
         return redirect(pager.url(pager.pages))
-    return render_template("jobs.html", jobs=jobs, pager=pager)
+    return render_template("jobs.html", jobs=jobs, pager=pager, whole_jobs=WHOLE_JOBS)
 
 
 @blp.get("/jobs/<job_id:job_id>")
