@@ -8,13 +8,16 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import wait_for_job
+from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
 from webapp.services.imaging import content_id
 from webapp.services.jobs import ItemResult
+from webapp.services.library import Library
 
 
 def test_a_loads_duplicate_files_name_the_image_each_matched(
@@ -97,3 +100,18 @@ def test_the_page_shows_the_first_hundred_and_the_download_has_every_one(
     rows = list(csv.reader(io.StringIO(client.get(f"/jobs/{job.id}/duplicates.csv").get_data(as_text=True))))
     assert [row[0] for row in rows[1:]] == [f"{i:03d}.jpg" for i in range(102)]
     assert {row[2] for row in rows[1:]} == {"coffee.jpg"}
+
+
+def test_a_download_the_store_cannot_answer_is_a_503_not_a_cut_file(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = app.extensions[EXTENSION]
+    job = rt.jobs.create("folder", "/x", "queue", ["a.jpg"])
+    rt.jobs.record(job.id, [ItemResult(0, "duplicate", "", content_id(photos["coffee"]))])
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailable("the vector store is not answering")
+
+    monkeypatch.setattr(Library, "records", down)
+    answer = client.get(f"/jobs/{job.id}/duplicates.csv")
+    assert answer.status_code == 503 and "not answering" in answer.get_data(as_text=True)

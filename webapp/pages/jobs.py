@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Iterable, Iterator
 
 from flask import current_app, flash, redirect, render_template, request, stream_with_context, url_for
@@ -134,11 +135,14 @@ def _duplicate_row(found: DuplicateFile) -> list[str]:
 def _csv(filename: str, header: list[str], rows: Iterable[list[str]]) -> Response:
     """Stream ``rows`` under ``header`` as a CSV download, every cell kept from reading as a formula."""
 
+    rows = iter(rows)
+    first = list(itertools.islice(rows, 1))  # reads the first page now: a store's error is a 503, not a cut download
+
     def chunks() -> Iterator[str]:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(header)
-        for row in rows:
+        for row in itertools.chain(first, rows):
             writer.writerow([_inert(cell) for cell in row])
             if out.tell() > 64 * 1024:
                 yield out.getvalue()

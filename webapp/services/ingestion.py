@@ -156,7 +156,7 @@ class Ingestion(UnitsOfWork):
         ``after`` starts past that place in the job, as for ``failures``.
         """
         found = self.store.duplicates(job_id, limit, offset, after)
-        records = self.library.records(d.sha256 for d in found)
+        records = self.library.records((d.sha256 for d in found), fresh=False)  # shown: a page need not wait
         return [replace(d, record=records.get(d.sha256)) for d in found]
 
     def duplicate_count(self, job_id: str, after: int = -1) -> int:

@@ -269,9 +269,10 @@ class Library:
             raise NotFound(f"no image with id {sha256} in the library")
         return record
 
-    def records(self, sha256s: Iterable[str]) -> dict[str, Record]:
-        """Return the records of those of ``sha256s`` the library holds, by content id."""
-        return self.vectors.get(sha256s)
+    def records(self, sha256s: Iterable[str], fresh: bool = True) -> dict[str, Record]:
+        """Return the records of those of ``sha256s`` the library holds, by content id (``fresh=False``:
+        as of a moment ago, without waiting for a server's next time tick; for what is only shown)."""
+        return self.vectors.get(sha256s, fresh)
 
     def added_by(self, sha256: str) -> str:
         """Return the account that added an image ("" with access control off, or before 2026-12-04)."""
