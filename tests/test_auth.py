@@ -376,6 +376,20 @@ def test_people_change_their_password_and_admins_set_roles_and_passwords(tmp_pat
     app.extensions[EXTENSION].close()
 
 
+def test_the_account_forms_need_a_session_of_ones_own(tmp_path: Path, model_dir: Path) -> None:
+    app = make_app(tmp_path, model_dir, AUTH="off")  # the library is open: anyone, but no one signed in
+    try:
+        client = app.test_client()
+        token = csrf_token(client, "/")
+        form = {"csrf_token": token, "name": "t", "role": "viewer", "current": "x", "password": "y" * 12}
+        for path in ("/account/tokens", "/account/password", "/account/sessions/end"):
+            answer = client.post(path, data=form)
+            assert answer.status_code == 303 and answer.headers["Location"] == "/", path
+        assert people(app).tokens() == []
+    finally:
+        app.extensions[EXTENSION].close()
+
+
 def test_failed_logins_are_throttled_even_for_the_right_password(tmp_path: Path, model_dir: Path) -> None:
     app = make_app(tmp_path, model_dir)
     people(app).create_user("ada", Role.VIEWER, PASSWORD)

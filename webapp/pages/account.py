@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from flask import current_app, flash, g, make_response, redirect, render_template, request, url_for
@@ -19,6 +20,19 @@ from webapp.services.roles import Role, role_named
 
 # The page's choices of when a new token stops working, in days (0: never); 90 days unless chosen.
 TOKEN_EXPIRIES = {"30 days": 30, "90 days": 90, "a year": 365, "never": 0}
+
+
+def _in_a_session(view: Callable[[], Response]) -> Callable[[], Response]:
+    """Let only a person signed in with a session through (a password, a session of their own); a
+    token, or anyone while the library is open, goes to the home page."""
+
+    @functools.wraps(view)
+    def guarded() -> Response:
+        if g.principal.via != "session":
+            return redirect(url_for("pages.index"), 303)
+        return view()
+
+    return guarded
 
 
 def _field(name: str, limit: int = 1024) -> str:
@@ -105,11 +119,10 @@ def _account_page(new_secret: str = "", status: int = 200) -> str | tuple[str, i
 
 @blp.post("/account/tokens")
 @requires(Role.VIEWER)
+@_in_a_session
 def create_token() -> Response:
     """Create an API token for yourself; its secret is shown on this page, once."""
     principal = g.principal
-    if principal.via != "session":
-        return redirect(url_for("pages.index"), 303)
     try:
         days = TOKEN_EXPIRIES.get(_field("expires", 16) or "90 days")
         if days is None:
@@ -140,11 +153,10 @@ def revoke_token(token_id: str) -> Response:
 
 @blp.post("/account/password")
 @requires(Role.VIEWER)
+@_in_a_session
 def change_password() -> Response:
     """Change your password, given the current one: your other sessions end, this one goes on."""
     principal = g.principal
-    if principal.via != "session":
-        return redirect(url_for("pages.index"), 303)
     new = _field("password")
     try:
         if new != _field("confirm"):
@@ -165,11 +177,10 @@ def change_password() -> Response:
 
 @blp.post("/account/sessions/end")
 @requires(Role.VIEWER)
+@_in_a_session
 def end_other_sessions() -> Response:
     """Sign out your other sessions (another browser, a lost phone); this one goes on."""
     principal = g.principal
-    if principal.via != "session":
-        return redirect(url_for("pages.index"), 303)
     sign_in(accounts().end_sessions(principal.name))
     audit.note("the other sessions ended")
     flash("Your other sessions are signed out.", "success")
