@@ -33,6 +33,7 @@ def test_an_album_is_deleted_with_its_sub_albums_into_the_trash(app: Flask, clie
     assert ids_in(client, "animals") == set() and ids_in(client, "animalsx") == {"y.jpg"}  # not a sub-album
     assert client.get("/api/v1/stats").json["count"] == 3
     assert trashed(client) == {"cat.jpg", "owl.jpg", "tit.jpg"}
+    assert {item["deleted_in"] for item in client.get("/api/v1/trash").json} == {job["id"]}
     assert "the album animals and its sub-albums" in client.get(job["page_url"]).get_data(as_text=True)
 
     empty = client.post("/api/v1/images/albums/delete", json={"album": "animals"})

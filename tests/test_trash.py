@@ -208,6 +208,7 @@ def test_a_selection_is_deleted_at_once_into_the_trash_and_each_images_history_n
     trashed = client.get("/api/v1/trash", query_string={"page_size": 100}, headers=editor).json
     assert sorted(item["id"] for item in trashed) == sorted(shas[:30])
     assert {item["deleted_by"] for item in trashed} == {"editor-person"}
+    assert {item["deleted_in"] for item in trashed} == {None}  # by hand, not by a deletion job
     again = client.post(url, json={"ids": shas[:1]}, headers=editor).json
     assert (again["deleted"], again["missing"]) == ([], shas[:1])  # deleted already
 

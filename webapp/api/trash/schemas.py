@@ -20,6 +20,13 @@ class TrashedSchema(ImageEntrySchema):
         metadata={"description": "The account that deleted it; empty with access control off."}
     )
     expires_at = Timestamp(metadata={"description": "When it leaves the trash for good (UTC), unless restored first."})
+    deleted_in = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "The deletion job that deleted it (an album's deletion, or a load undone), whose undo "
+            "restores it; null if it was deleted by hand."
+        },
+    )
     restorable = ma.fields.Function(
         lambda item: not item.lost,
         metadata={
