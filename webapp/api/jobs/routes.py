@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from flask import current_app, request
 from flask.views import MethodView
@@ -30,6 +32,7 @@ FOLDER_JSON = {
     "properties": {"folder": {"type": "string", "description": "Absolute folder path under an import root."}},
 }
 
+T = TypeVar("T")
 blp = Blueprint("jobs", __name__, url_prefix="/jobs", description="Bulk ingestion jobs.")
 
 
@@ -125,12 +128,9 @@ class JobFailures(MethodView):
     @requires(Role.VIEWER)
     def get(self, args: dict[str, Any], job_id: str, pagination_parameters: Any) -> list[Failure]:
         """List the files a job could not index, with their reasons, a page at a time in the job's order."""
-        p = pagination_parameters
         ingestion = runtime().ingestion
-        failed = ingestion.get(job_id).failed
-        after = args.get("after", -1)
-        p.item_count = failed if after < 0 else ingestion.failure_count(job_id, after)
-        return ingestion.failures(job_id, p.page_size, (p.page - 1) * p.page_size, after)
+        count, read = partial(ingestion.failure_count, job_id), partial(ingestion.failures, job_id)
+        return _by_position(pagination_parameters, args, ingestion.get(job_id).failed, count, read)
 
 
 @blp.route("/<job_id:job_id>/duplicates")
@@ -145,12 +145,9 @@ class JobDuplicates(MethodView):
     def get(self, args: dict[str, Any], job_id: str, pagination_parameters: Any) -> list[DuplicateFile]:
         """List the files a job found already in the library, each with that image, a page at a time in the
         job's order (for a reindex: the images deleted while it ran)."""
-        p = pagination_parameters
         ingestion = runtime().ingestion
-        duplicates = ingestion.get(job_id).duplicates
-        after = args.get("after", -1)
-        p.item_count = duplicates if after < 0 else ingestion.duplicate_count(job_id, after)
-        return ingestion.duplicates(job_id, p.page_size, (p.page - 1) * p.page_size, after)
+        count, read = partial(ingestion.duplicate_count, job_id), partial(ingestion.duplicates, job_id)
+        return _by_position(pagination_parameters, args, ingestion.get(job_id).duplicates, count, read)
 
 
 @blp.route("/<job_id:job_id>/undo")
@@ -185,3 +182,13 @@ class JobResume(MethodView):
     def post(self, job_id: str) -> tuple[Job, int]:
         """Resume an interrupted, failed or cancelled job, skipping what it already processed."""
         return runtime().ingestion.resume(job_id), 202
+
+
+def _by_position(
+    pages: Any, args: dict[str, Any], total: int, count: Callable[[int], int], read: Callable[[int, int, int], list[T]]
+) -> list[T]:
+    """Return a page of a job's failed or duplicate files: by number, or past the position ``after``
+    (then the total, and the pages, count from there)."""
+    after = args.get("after", -1)
+    pages.item_count = total if after < 0 else count(after)
+    return read(pages.page_size, (pages.page - 1) * pages.page_size, after)
