@@ -106,6 +106,32 @@ def test_move_an_image_rename_its_album_following_the_job_then_move_images_selec
     check_accessibility(page, axe_source)
 
 
+def test_delete_an_album_following_the_job_then_undo_the_deletion(
+    page: Page, server: Server, photos: dict[str, bytes], axe_source: str
+) -> None:
+    add_to_album(server, "trips/2024", {"rocket.jpg": photos["rocket"], "moon.jpg": photos["moon"]})
+    add_to_album(server, "kitchen", {"coffee.jpg": photos["coffee"]})
+
+    page.goto("/library?album=trips")
+    page.get_by_role("link", name="Delete the album trips…").click()
+    expect(page.get_by_role("heading", name="Delete the album trips?")).to_be_visible()
+    check_accessibility(page, axe_source)
+    page.get_by_label("To confirm, type the number of images").fill("2")
+    page.get_by_role("button", name="Delete the album").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Deletion")
+    expect(page.locator("[data-job-status]")).to_have_text("done", timeout=30_000)  # followed live
+    assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 1
+
+    page.reload()  # a finished deletion offers its undo
+    page.get_by_role("link", name="Undo this deletion…").click()
+    page.get_by_label("To confirm, type the number of images").fill("2")
+    page.get_by_role("button", name="Restore them").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Restore")
+    expect(page.locator("[data-job-status]")).to_have_text("done", timeout=60_000)
+    page.get_by_role("link", name="See the library").click()
+    expect(page.get_by_text("3 images, newest first")).to_be_visible()
+
+
 @pytest.fixture()
 def few_choices(tmp_path: Path, model_dir: Path) -> Iterator[Server]:
     """The app with menus of at most two albums, so that three make its pages suggest names instead."""
