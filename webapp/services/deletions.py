@@ -11,11 +11,13 @@ so undoing the deletion (a restore, a job too) brings back exactly those.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
 from webapp.errors import Conflict, InvalidInput, NotFound
 from webapp.services.job_states import LOADS, OF_ALBUM, OF_JOB, job_tag
 from webapp.services.jobs import ACTIVE, Job, JobStatus, JobStore
 from webapp.services.library import Library
+from webapp.services.records import Record
 from webapp.services.trash import Trash
 
 KIND, RESTORE = "delete", "restore"
@@ -103,10 +105,15 @@ class Deletions:
         if source.startswith(OF_ALBUM):
             album = source.removeprefix(OF_ALBUM)
             total, batches = lib.listed(album), _album_batches(lib, album)
+            only = None
         else:
             load_id = source.removeprefix(OF_JOB)
-            total, batches = self.jobs.get(load_id).added, _load_batches(lib, self.jobs, load_id)
-        self._in_batches(job, total, batches, lambda ids: lib.delete_many(ids, job.started_by, job.id), should_stop)
+            total, batches = self.jobs.get(load_id).added, _load_batches(self.jobs, load_id)
+            # What the library holds as that load added it: one deleted since, then added again by
+            # another load or an upload, stays.
+            only = _added_by(load_id)
+        delete = partial(lib.delete_many, by=job.started_by, job=job.id, only=only)
+        self._in_batches(job, total, batches, delete, should_stop)
 
     def _in_batches(
         self,
@@ -141,15 +148,18 @@ def _album_batches(library: Library, album: str) -> Iterator[tuple[int, list[str
         after = page[-1][:2]
 
 
-def _load_batches(library: Library, jobs: JobStore, load_id: str) -> Iterator[tuple[int, list[str]]]:
-    """Yield how many images the load added each batch looked at, and the ids of those the library
-    still holds as that load added them (one deleted since, then added again by another load or
-    an upload, stays)."""
-    tag, after = job_tag(load_id), -1
+def _load_batches(jobs: JobStore, load_id: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield the ids of the images the load added, BATCH at a time, in its order."""
+    after = -1
     while items := jobs.added_items(load_id, after, BATCH):
-        records = library.records(sha for _, sha in items)
-        yield len(items), [sha for _, sha in items if sha in records and records[sha].source == tag]
+        yield len(items), [sha for _, sha in items]
         after = items[-1][0]
+
+
+def _added_by(load_id: str) -> Callable[[Record], bool]:
+    """Return whether a record is of an image as the load ``load_id`` added it."""
+    tag = job_tag(load_id)
+    return lambda record: record.source == tag
 
 
 def _trash_batches(trash: Trash, deletion_id: str) -> Iterator[tuple[int, list[str]]]:

@@ -297,17 +297,20 @@ class Library:
             self._delete([sha256], self.catalog.unlist([sha256]), [record], by)
         return record
 
-    def delete_many(self, sha256s: Sequence[str], by: str = "", job: str | None = None) -> list[Record]:
+    def delete_many(
+        self, sha256s: Sequence[str], by: str = "", job: str | None = None, only: Callable[[Record], bool] | None = None
+    ) -> list[Record]:
         """Remove several images at once, as ``delete`` removes one; return the records of those
         deleted, in the order asked.
 
         The catalogue decides, as for ``delete_keeping``: an image another request deleted meanwhile
         (unlisted first) is left to that deletion, and so is one the library does not hold. The
-        deletion ``job`` that asked, if one did, is written with them in the trash.
+        deletion ``job`` that asked, if one did, is written with them in the trash. With ``only``,
+        an image whose record it refuses stays.
         """
         with self._add_lock:
             self._add_lock.wait_for(lambda: not self._writing)
-            records = self.vectors.get(sha256s)
+            records = {sha: rec for sha, rec in self.vectors.get(sha256s).items() if only is None or only(rec)}
             unlisted = self.catalog.unlist(list(records))
             taken = {row["sha256"] for row in unlisted}
             deleted = [records[sha] for sha in dict.fromkeys(sha256s) if sha in taken]
