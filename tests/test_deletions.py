@@ -98,7 +98,8 @@ def test_a_deletion_cut_short_goes_on_when_resumed(
     assert len(ids_in(client, "animals")) == 2 and len(trashed(client)) == 1
     resumed = client.post(f"/api/v1/jobs/{job.id}/resume")
     assert resumed.status_code == 202, resumed.json
-    assert wait_for_job(client, resumed.json["url"])["status"] == "done"
+    finished = wait_for_job(client, resumed.json["url"])
+    assert (finished["status"], finished["processed"], finished["total"]) == ("done", 3, 3)  # counted on
     assert ids_in(client, "animals") == set() and len(trashed(client)) == 3
 
     monkeypatch.setattr(deletions, "RESTORE_BATCH", 1)  # and undone the same way
@@ -107,7 +108,8 @@ def test_a_deletion_cut_short_goes_on_when_resumed(
     rt.deletions.run_restore(restore.id, lambda: next(asked))
     assert rt.jobs.get(restore.id).status == JobStatus.INTERRUPTED and len(ids_in(client, "animals")) == 1
     resumed = client.post(f"/api/v1/jobs/{restore.id}/resume")
-    assert wait_for_job(client, resumed.json["url"])["status"] == "done"
+    finished = wait_for_job(client, resumed.json["url"])
+    assert (finished["status"], finished["processed"], finished["total"]) == ("done", 3, 3)
     assert len(ids_in(client, "animals")) == 3 and trashed(client) == set()
 
     running = rt.jobs.create("delete", "album animalsx", rt.queue.owner)

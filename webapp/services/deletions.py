@@ -96,36 +96,39 @@ class Deletions:
         trash = lib.trash
         if trash is None:
             raise Conflict("the trash is off (WEBAPP_TRASH_DAYS is 0): nothing can be restored")
-        total, batches = trash.count_deleted_in(deletion_id), _trash_batches(trash, deletion_id)
-        # One that fails to come back stays in the trash, and is passed.
-        self._in_batches(job, total, batches, lambda ids: trash.restore(lib, ids), should_stop)
+        left, batches = trash.count_deleted_in(deletion_id), _trash_batches(trash, deletion_id)
+        # One that fails to come back stays in the trash, and is passed. Resumed, it goes on from
+        # what an earlier run did: that is out of the trash.
+        restore = partial(trash.restore, lib)
+        self._in_batches(job, job.processed, job.processed + left, batches, restore, should_stop)
 
     def _run(self, job: Job, should_stop: Callable[[], bool]) -> None:
         lib, source = self.library, job.source
-        if source.startswith(OF_ALBUM):
+        if source.startswith(OF_ALBUM):  # resumed, it goes on from what an earlier run did: that left the album
             album = source.removeprefix(OF_ALBUM)
-            total, batches = lib.listed(album), _album_batches(lib, album)
-            only = None
-        else:
+            done, batches = job.processed, _album_batches(lib, album)
+            total, only = done + lib.listed(album), None
+        else:  # a load's images are looked at again from its first (those gone are passed)
             load_id = source.removeprefix(OF_JOB)
-            total, batches = self.jobs.get(load_id).added, _load_batches(self.jobs, load_id)
+            done, total, batches = 0, self.jobs.get(load_id).added, _load_batches(self.jobs, load_id)
             # What the library holds as that load added it: one deleted since, then added again by
             # another load or an upload, stays.
             only = _added_by(load_id)
         delete = partial(lib.delete_many, by=job.started_by, job=job.id, only=only)
-        self._in_batches(job, total, batches, delete, should_stop)
+        self._in_batches(job, done, total, batches, delete, should_stop)
 
     def _in_batches(
         self,
         job: Job,
+        done: int,
         total: int,
         batches: Iterator[tuple[int, list[str]]],
         work: Callable[[list[str]], object],
         should_stop: Callable[[], bool],
     ) -> None:
-        """Do ``work`` on each batch of ids, with the job's progress (how many images each looked
-        at), until done, cancelled (what was done stays) or stopped (interrupted: resumable)."""
-        done = 0
+        """Do ``work`` on each batch of ids, with the job's progress (``done`` so far, then how many
+        images each looked at), until done, cancelled (what was done stays) or stopped (interrupted:
+        resumable)."""
         self.jobs.progress(job.id, done, total)
         for examined, ids in batches:
             if should_stop():
