@@ -26,7 +26,8 @@ RESTORE_BATCH = 100  # images restored at a time: each is embedded again, as an 
 
 
 class Deletions:
-    """Starts and runs the jobs that delete an album, or the images a load added, into the trash."""
+    """Starts and runs the jobs that delete an album, or the images a load added, into the trash,
+    and the restores that undo such a deletion."""
 
     def __init__(self, jobs: JobStore, library: Callable[[], Library], owner: str) -> None:
         self.jobs = jobs
