@@ -63,6 +63,11 @@ def test_a_load_is_undone_without_what_it_found_there_or_what_came_back_since(ap
     assert (undo["status"], undo["processed"], undo["total"]) == ("done", 3, 3)
     assert {i["filename"] for i in client.get("/api/v1/images").json} == {"kept.jpg", "again.jpg"}
     assert trashed(client) == {"mine.jpg", "gone.jpg", "again.jpg"}  # again.jpg: its first copy, deleted by hand
+    again_undone = client.post(f"/api/v1/jobs/{load['id']}/undo")
+    assert again_undone.status_code == 409 and f"undone already, by job {undo['id']}" in again_undone.json["message"]
+    page = client.get(f"/jobs/{load['id']}").get_data(as_text=True)
+    assert f'href="/jobs/{load["id"]}/undo"' not in page and f'Undone by <a href="/jobs/{undo["id"]}">' in page
+    assert f'It undoes <a href="/jobs/{load["id"]}">' in client.get(f"/jobs/{undo['id']}").get_data(as_text=True)
 
     # Undoing the undo restores what it deleted, and only that.
     restoring = client.post(f"/api/v1/jobs/{undo['id']}/undo")
@@ -72,7 +77,9 @@ def test_a_load_is_undone_without_what_it_found_there_or_what_came_back_since(ap
     assert {i["filename"] for i in client.get("/api/v1/images").json} == {"kept.jpg", "again.jpg", "mine.jpg"}
     assert trashed(client) == {"gone.jpg", "again.jpg"}  # deleted by hand, not by the job
     twice = client.post(f"/api/v1/jobs/{undo['id']}/undo")
-    assert twice.status_code == 409 and "in the trash any more" in twice.json["message"]
+    assert twice.status_code == 409 and f"undone already, by job {restore['id']}" in twice.json["message"]
+    page = client.get(f"/jobs/{load['id']}").get_data(as_text=True)  # its images are back: it can be undone again
+    assert f'href="/jobs/{load["id"]}/undo"' in page and "the deletion job" in page and "itself undone since" in page
     refused = client.post(f"/api/v1/jobs/{restore['id']}/undo")
     assert refused.status_code == 409 and "a load of images or a deletion" in refused.json["message"]
 
@@ -107,6 +114,9 @@ def test_a_deletion_cut_short_goes_on_when_resumed(
     asked = iter([False, True])
     rt.deletions.run_restore(restore.id, lambda: next(asked))
     assert rt.jobs.get(restore.id).status == JobStatus.INTERRUPTED and len(ids_in(client, "animals")) == 1
+    refused = client.post(f"/api/v1/jobs/{job.id}/undo")
+    assert refused.status_code == 409 and f"stopped (interrupted, job {restore.id}): resume" in refused.json["message"]
+    assert "Its undo stopped (interrupted): resume" in client.get(f"/jobs/{job.id}").get_data(as_text=True)
     resumed = client.post(f"/api/v1/jobs/{restore.id}/resume")
     finished = wait_for_job(client, resumed.json["url"])
     assert (finished["status"], finished["processed"], finished["total"]) == ("done", 3, 3)
@@ -129,6 +139,11 @@ def test_an_image_listed_without_its_vector_is_passed_over_not_met_forever(app: 
     done = rt.jobs.get(job.id)
     assert (done.status, done.processed, done.total) == (JobStatus.DONE, 4, 4)
     assert ids_in(client, "animals") == set() and len(trashed(client)) == 3
+    restored = client.post("/api/v1/trash/restore", json={"ids": [i["id"] for i in client.get("/api/v1/trash").json]})
+    assert restored.status_code == 200 and len(ids_in(client, "animals")) == 3  # by hand: the deletion has no undo
+    refused = client.post(f"/api/v1/jobs/{job.id}/undo")
+    assert refused.status_code == 409 and "in the trash any more" in refused.json["message"]
+    assert f'href="/jobs/{job.id}/undo"' not in client.get(f"/jobs/{job.id}").get_data(as_text=True)
 
 
 def test_a_restore_passes_an_image_whose_original_the_trash_lost(app: Flask, client: FlaskClient) -> None:

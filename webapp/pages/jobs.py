@@ -18,13 +18,15 @@ from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, album_arg, blp, typed_count
 from webapp.pages.trash import trash_note
 from webapp.runtime import library, runtime
+from webapp.services.deletions import KIND as DELETION
+from webapp.services.deletions import RESTORE
 from webapp.services.ingestion import Ingestion, Upload
-from webapp.services.job_states import LOADS, WHOLE_JOBS
+from webapp.services.job_states import LOADS, OF_JOB, WHOLE_JOBS
 from webapp.services.jobs import ACTIVE, RESUMABLE, DuplicateFile, Job, JobStatus
 from webapp.services.roles import Role
 
 JOBS_PER_PAGE = 20
-DELETION = "delete"  # the kind of job that deletes an album or a load's images (services/deletions.py)
+UNDOING = (DELETION, RESTORE)  # the kinds of job that can undo another (whose source is OF_JOB + its id)
 
 
 def _start_job(ingestion: Ingestion, source: str) -> Job:
@@ -87,16 +89,19 @@ def jobs_page() -> str | Response:
 def job_page(job_id: str) -> str:
     """Show a job's progress, counts, rate, ETA and failed files (updated live by app.js), and the
     files it found already in the library (as they were when the page was made)."""
-    ingestion = runtime().ingestion
-    job = ingestion.get(job_id)
-    failures = ingestion.failures(job_id)
-    duplicates = ingestion.duplicates(job_id) if job.kind in LOADS else []
+    rt = runtime()
+    job = rt.ingestion.get(job_id)
+    failures = rt.ingestion.failures(job_id)
+    duplicates = rt.ingestion.duplicates(job_id) if job.kind in LOADS else []
+    undo = rt.deletions.undone_by(job)
     return render_template(
         "job.html",
         job=job,
         failures=failures,
         duplicates=duplicates,
-        undoable=job.status not in ACTIVE and (job.kind == DELETION or (job.kind in LOADS and job.added > 0)),
+        undo=undo,
+        undoable=(undo is None or rt.deletions.standing_undo(job) is None) and _undone_count(job) > 0,
+        undoes=job.source.removeprefix(OF_JOB) if job.kind in UNDOING and job.source.startswith(OF_JOB) else None,
         active=ACTIVE,
         resumable=RESUMABLE,
         whole_jobs=WHOLE_JOBS,
@@ -214,7 +219,8 @@ def undo_job(job_id: str) -> Response:
         raise Conflict(f"You typed {typed}, but undoing the job takes {count} images. Nothing was changed.")
     job = rt.deletions.undo(job_id, rt.queue.send, audit.actor())
     audit.note(audit.started(job))
-    flash("The deletion has started: this page follows its progress.", "success")
+    doing = "restore" if job.kind == RESTORE else "deletion"
+    flash(f"The {doing} has started: this page follows its progress.", "success")
     return redirect(url_for("pages.job_page", job_id=job.id), 303)
 
 

@@ -49,10 +49,31 @@ class Deletions:
 
     def undo(self, job_id: str, send: Callable[[str, str], None], by: str = "") -> Job:
         """Undo a load (delete what it added) or a deletion (restore what it deleted), for the
-        account ``by``; return the job that does it."""
-        if self.jobs.get(job_id).kind == KIND:
+        account ``by``; return the job that does it. One undo at a time: while one stands (409), it
+        is the one to follow, or to resume."""
+        job = self.jobs.get(job_id)
+        if (undo := self.standing_undo(job)) is not None:
+            raise Conflict(_undone_already(undo))
+        if job.kind == KIND:
             return self.start_restore(job_id, send, by)
         return self.start_load(job_id, send, by)
+
+    def undone_by(self, job: Job) -> Job | None:
+        """Return the latest job started to undo ``job`` (a load's deletion, a deletion's restore),
+        whatever became of it; None if none was, or ``job`` cannot be undone."""
+        if job.kind != KIND and job.kind not in LOADS:
+            return None
+        return self.jobs.latest_of(RESTORE if job.kind == KIND else KIND, OF_JOB + job.id)
+
+    def standing_undo(self, job: Job) -> Job | None:
+        """Return the job that undoes ``job`` while it stands: queued, running, stopped (resume it,
+        rather than start another) or done. A load's undo done and undone in turn (its deletion
+        restored) no longer stands: the load's images are back, and can be undone again."""
+        undo = self.undone_by(job)
+        if undo is not None and undo.status == JobStatus.DONE and job.kind in LOADS:
+            again = self.undone_by(undo)
+            return None if again is not None and again.status == JobStatus.DONE else undo
+        return undo
 
     def start_restore(self, deletion_id: str, send: Callable[[str, str], None], by: str = "") -> Job:
         """Queue restoring what the deletion ``deletion_id`` put in the trash, for the account ``by``."""
@@ -141,6 +162,15 @@ class Deletions:
             done += examined
             self.jobs.progress(job.id, done, max(done, total))
         self.jobs.move(job.id, JobStatus.DONE)
+
+
+def _undone_already(undo: Job) -> str:
+    """Say why a job cannot be undone again while ``undo`` stands."""
+    if undo.status == JobStatus.DONE:
+        return f"the job was undone already, by job {undo.id}"
+    if undo.status in ACTIVE:
+        return f"the job is being undone (job {undo.id}): follow that job"
+    return f"undoing the job stopped ({undo.status}, job {undo.id}): resume that job"
 
 
 def _album_batches(library: Library, album: str) -> Iterator[tuple[int, list[str]]]:

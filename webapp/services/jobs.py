@@ -146,6 +146,13 @@ class JobStore(JobItems):
         """Return a queued or running job of ``kind``, if there is one."""
         return next((job for job in map(self.get, self.active_ids()) if job.kind == kind), None)
 
+    def latest_of(self, kind: str, source: str) -> Job | None:
+        """Return the latest job of ``kind`` started on ``source``, if there is one."""
+        query = select(jobs.c.id).where(jobs.c.kind == kind, jobs.c.source == source)
+        with self.db.connect() as conn:
+            job_id = conn.scalar(query.order_by(jobs.c.created_at.desc()).limit(1))
+        return None if job_id is None else self.get(job_id)
+
     def submit(
         self, kind: str, source: str, owner: str, send: Callable[[str], None], album: str = "", started_by: str = ""
     ) -> Job:
