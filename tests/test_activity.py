@@ -385,6 +385,38 @@ def test_an_images_history_is_the_entries_naming_it(team: dict[str, Any]) -> Non
     assert len(entries(app, image=sha)) == 4  # no other image's job
 
 
+def test_an_images_history_has_the_jobs_that_moved_deleted_and_restored_it(team: dict[str, Any]) -> None:
+    app, tokens = team["app"], team["tokens"]
+    client, admin = app.test_client(), signed_in(app, "admin-person")
+    mine, other = noise_images(2, seed=49)
+    added = client.post(
+        "/api/v1/images", data={"image": (io.BytesIO(mine), "mine.jpg"), "album": "trip"}, headers=tokens["editor"]
+    )
+    sha = added.json["id"]
+    add(client, other, "other.jpg", tokens["editor"])  # in no album: no job touches it
+    jobs = []
+    for path, body, role in (
+        ("/api/v1/images/albums/move", {"album": "trip", "to": "trips/2026"}, "editor"),
+        ("/api/v1/images/albums/delete", {"album": "trips"}, "admin"),
+    ):
+        started = client.post(path, json=body, headers=tokens[role])
+        assert started.status_code == 202, started.json
+        jobs.append(wait_for_job(admin, started.json["url"])["id"])
+    undo = client.post(f"/api/v1/jobs/{jobs[-1]}/undo", headers=tokens["admin"])
+    assert undo.status_code == 202, undo.json
+    restore = wait_for_job(admin, undo.json["url"])
+    assert restore["status"] == "done" and admin.get(f"/api/v1/images/{sha}").json["album"] == "trips/2026"
+
+    history = entries(app, image=sha)
+    assert [(e["path"], e["note"].split()[:2]) for e in history] == [
+        (f"/api/v1/jobs/{jobs[1]}/undo", ["job", restore["id"]]),
+        ("/api/v1/images/albums/delete", ["job", jobs[1]]),
+        ("/api/v1/images/albums/move", ["job", jobs[0] + ":"]),
+        ("/api/v1/images", ["mine.jpg", f"({sha})"]),
+    ], history
+    assert [e["path"] for e in entries(app, image=hashlib.sha256(other).hexdigest())] == ["/api/v1/images"]
+
+
 def test_an_account_renamed_keeps_its_images_jobs_trash_tokens_and_sessions(team: dict[str, Any]) -> None:
     app, tokens = team["app"], team["tokens"]
     client, editor = app.test_client(), tokens["editor"]

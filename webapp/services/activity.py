@@ -19,7 +19,7 @@ from sqlalchemy import Connection, delete, func, select
 
 from webapp.services.adding import without_controls
 from webapp.services.database import Database, activity, activity_subjects, page_bounds
-from webapp.services.job_items import loads_of
+from webapp.services.job_items import jobs_changing
 
 PRUNE_EVERY = 3600.0  # seconds between two removals of old entries by one process
 IMAGE_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
@@ -27,7 +27,7 @@ JOB_IN_NOTE = re.compile(r"\bjob ([0-9a-f]{32})\b")  # "job <id> (folder: ...)":
 JOB_IN_PATH = re.compile(r"/jobs/([0-9a-f]{32})(?![0-9a-f])")  # a job cancelled or resumed
 EXPORT_BATCH = 1000  # entries read at a time by an export
 MAX_HISTORY = 10_000  # entries of one image's history (a few dozen in a long life)
-MAX_LOADS = 20  # jobs that added one image (it was deleted for good and loaded again) named in its history
+MAX_JOBS = 50  # jobs that added, moved, deleted or restored one image, named in its history
 LIMITS = {
     "actor": 64,
     "via": 16,
@@ -121,8 +121,8 @@ class Activity:
     ) -> tuple[list[Entry], int]:
         """Return a page of entries, newest first, and how many there are: of ``actor`` only, only
         the history of the image ``image`` (the entries naming it in their path or note, and those
-        naming a job that added it), and only those written from ``since`` until before ``until``
-        (seconds since the epoch), as far as each is given."""
+        naming a job that added, moved, deleted or restored it), and only those written from
+        ``since`` until before ``until`` (seconds since the epoch), as far as each is given."""
         offset, limit = page_bounds(offset, limit)
         with self.db.connect() as conn:
             where = _narrowed(conn, actor, image, since, until)
@@ -174,7 +174,7 @@ def _narrowed(
     until before ``until`` (each if given)."""
     where = [] if actor is None else [activity.c.actor == actor]
     if image:  # its added, moved, deleted, restored, resolved...; its jobs' starts, cancels, resumes
-        named = [image, *conn.scalars(loads_of(image).limit(MAX_LOADS))]
+        named = [image, *conn.scalars(jobs_changing(image).limit(MAX_JOBS))]
         naming = select(activity_subjects.c.entry_id).where(activity_subjects.c.subject.in_(named))
         # Read first, then looked up by id: as a subquery, PostgreSQL without fresh statistics (a
         # log just written in bulk) walked the whole log by time instead (2.9 s over a million).

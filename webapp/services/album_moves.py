@@ -90,7 +90,8 @@ class AlbumMoves:
                 return  # cancelled (emptying the library cancels it too): what moved stays moved
             # The catalogue's album decides: where a move was cut short, the vectors may be ahead of it.
             targets = {sha: renamed(album, old, new) for _, sha, album in page}
-            lib.move({sha: album for sha, album in targets.items() if album is not None})
+            moved = lib.move({sha: album for sha, album in targets.items() if album is not None})
+            self.jobs.changed(job.id, "moved", moved)
             done += len(page)
             after = page[-1][:2]
             self.jobs.progress(job.id, done, max(done, total))

@@ -11,7 +11,6 @@ so undoing the deletion (a restore, a job too) brings back exactly those.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from functools import partial
 
 from webapp.errors import Conflict, InvalidInput, NotFound
 from webapp.services.job_states import LOADS, OF_ALBUM, OF_JOB, job_tag
@@ -119,9 +118,13 @@ class Deletions:
         if trash is None:
             raise Conflict("the trash is off (WEBAPP_TRASH_DAYS is 0): nothing can be restored")
         left, batches = trash.count_deleted_in(deletion_id), _trash_batches(trash, deletion_id)
-        # One that fails to come back stays in the trash, and is passed. Resumed, it goes on from
-        # what an earlier run did: that is out of the trash.
-        restore = partial(trash.restore, lib)
+
+        def restore(ids: list[str]) -> None:
+            # One that fails to come back stays in the trash, and is passed. Resumed, the job goes
+            # on from what an earlier run did: that is out of the trash.
+            back = [outcome.record for _, outcome in trash.restore(lib, ids) if outcome.status == "added"]
+            self.jobs.changed(job.id, "restored", [record for record in back if record is not None])
+
         self._in_batches(job, job.processed, job.processed + left, batches, restore, should_stop)
 
     def _run(self, job: Job, should_stop: Callable[[], bool]) -> None:
@@ -136,7 +139,10 @@ class Deletions:
             # What the library holds as that load added it: one deleted since, then added again by
             # another load or an upload, stays.
             only = _added_by(load_id)
-        delete = partial(lib.delete_many, by=job.started_by, job=job.id, only=only)
+
+        def delete(ids: list[str]) -> None:
+            self.jobs.changed(job.id, "deleted", lib.delete_many(ids, job.started_by, job.id, only))
+
         self._in_batches(job, done, total, batches, delete, should_stop)
 
     def _in_batches(
@@ -145,7 +151,7 @@ class Deletions:
         done: int,
         total: int,
         batches: Iterator[tuple[int, list[str]]],
-        work: Callable[[list[str]], object],
+        work: Callable[[list[str]], None],
         should_stop: Callable[[], bool],
     ) -> None:
         """Do ``work`` on each batch of ids, with the job's progress (``done`` so far, then how many

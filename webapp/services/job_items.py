@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, Select, bindparam, func, select, update
 
 from webapp.services.database import Database, job_items, jobs
 from webapp.services.job_states import DuplicateFile, Failure, ItemResult
 
+if TYPE_CHECKING:
+    from webapp.services.records import Record
+
+
+# What a job did to an image, as its item says: a load added it; a whole job (services/album_moves.py,
+# services/deletions.py) moved, deleted or restored it, one item an image, written as each batch ends.
+CHANGES = ("added", "moved", "deleted", "restored")
+
 
 def loads_of(sha256: str) -> Select[tuple[str]]:
     """Select the ids of the jobs that added an image (several if it was deleted and loaded again)."""
     return select(job_items.c.job_id).where(job_items.c.sha256 == sha256, job_items.c.state == "added")
+
+
+def jobs_changing(sha256: str) -> Select[tuple[str]]:
+    """Select the ids of the jobs that added, moved, deleted or restored an image, the latest first
+    (its history)."""
+    changing = job_items.c.sha256 == sha256, job_items.c.state.in_(CHANGES)
+    latest_first = jobs.c.created_at.desc()
+    of_jobs = select(job_items.c.job_id).join(jobs, jobs.c.id == job_items.c.job_id)
+    return of_jobs.where(*changing).order_by(latest_first)
 
 
 class JobItems:
@@ -109,6 +126,20 @@ class JobItems:
         """Return the ids of the jobs that added an image."""
         with self.db.connect() as conn:
             return list(conn.scalars(loads_of(sha256)))
+
+    def changed(self, job_id: str, state: str, records: Sequence[Record]) -> None:
+        """Record that a whole job moved, deleted or restored (``state``) these images: an item
+        each, numbered on from its last, so each image's history finds the job."""
+        if not records:
+            return
+        with self.db.connect() as conn:
+            last = conn.scalar(select(func.max(job_items.c.seq)).where(job_items.c.job_id == job_id))
+            first = 0 if last is None else last + 1
+            rows = [
+                {"job_id": job_id, "seq": first + i, "name": rec.filename, "state": state, "sha256": rec.sha256}
+                for i, rec in enumerate(records)
+            ]
+            conn.execute(job_items.insert(), rows)
 
     def added_by(self, job_id: str, sha256s: Iterable[str]) -> set[str]:
         """Return which of ``sha256s`` an item of this job is recorded as having added."""
