@@ -98,7 +98,7 @@ job_items = Table(
     Column("sha256", String(64)),
     Column("chunk", Integer, nullable=False, server_default="0"),
     Index("job_items_by_chunk", "job_id", "chunk", "state"),
-    Index("job_items_by_image", "sha256"),  # the jobs that added an image, for its history
+    Index("job_items_by_image", "sha256"),  # the jobs that added, moved, deleted or restored an image: its history
 )
 images = Table(
     "images",

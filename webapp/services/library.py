@@ -10,25 +10,15 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from webapp.errors import NotFound, StoreUnavailable, WebappError
+from webapp.errors import NotFound, StoreUnavailable
 from webapp.services.adding import Batch, Entry, Outcome, Prepared, clean_filename
 from webapp.services.catalog import Catalog
-from webapp.services.fingerprints import fingerprint, to_bytes
 from webapp.services.images import ImageStore
-from webapp.services.imaging import (
-    PREVIEW_SIZE,
-    REDUCED_SCALE,
-    Box,
-    Decoded,
-    QueryImage,
-    content_id,
-    decode,
-    shrunk,
-    thumbnail,
-    thumbnail_of,
-)
+from webapp.services.imaging import Box, QueryImage
+from webapp.services.preparing import Preparer
 from webapp.services.priority import PRIORITY
 from webapp.services.records import Description, Hit, Record, SearchResult, VectorStore
+from webapp.services.renditions import Renditions
 from webapp.services.telemetry import EMBED, INGESTED, SEARCH
 
 if TYPE_CHECKING:  # built by the runtime, with the model's libraries
@@ -64,6 +54,8 @@ class Library:
         # themselves (files, vectors) run outside the lock, each batch claiming its own images.
         self._add_lock = threading.Condition()
         self._writing: dict[str, Record] = {}
+        self._preparer = Preparer(embedder, vectors, catalog, thumbnail_size)
+        self._renditions = Renditions(images, embedder.max_pixels, thumbnail_size)
 
     def add(
         self, data: bytes, filename: str | None, source: str = "upload", album: str = "", by: str = ""
@@ -90,68 +82,9 @@ class Library:
         thumbnails: bool = True,
     ) -> Batch:
         """Hash the files, skip those indexed (or ``in_flight``), embed the rest and make their
-        thumbnails: no writes yet.
-
-        Without ``thumbnails`` (a bulk load), the thumbnail of a JPEG is made the first time it is
-        asked for, from the original decoded at a reduced scale; other formats decode whole, 10 to 300
-        ms each, so theirs are made now, from the pixels at hand. Each image's pixels are let go as
-        soon as its thumbnail is made.
-
-        Files the store already holds are skipped as duplicates on a hint that may miss the last
-        moments' writes and deletions (on a Milvus server, it does not wait for the next time tick).
-        Those it finds are checked against the catalogue, which a deletion changes first, and any
-        not listed there are asked about again, up to date. Until 2026-12-04 an upload, a restore or
-        a job's file right after the image's deletion was taken for a duplicate, and not stored.
-        """
-        batch = Batch(len(entries))
-        todo: list[tuple[int, bytes]] = []
-        shas = {i: content_id(e.data) for i, e in enumerate(entries) if isinstance(e.data, bytes)}
-        # A hint (commit checks again, up to date): on a server it need not wait for a time tick.
-        known = self.vectors.get(set(shas.values()), fresh=False)
-        if known and (doubtful := set(known) - self.catalog.which_listed(known)):  # deleted in the last moments?
-            again = self.vectors.get(doubtful)  # or being written: up to date, only for these
-            known = {sha: rec for sha, rec in known.items() if sha not in doubtful or sha in again}
-        first: dict[str, int] = {}
-        for i, entry in enumerate(entries):
-            if isinstance(entry.data, WebappError):
-                batch.outcomes[i] = Outcome("failed", reason=entry.data.message, error=entry.data)
-            elif shas[i] in known or shas[i] in in_flight:
-                batch.outcomes[i] = Outcome("duplicate", known.get(shas[i]))
-            elif shas[i] in first:
-                batch.repeats[i] = first[shas[i]]
-            else:
-                first[shas[i]] = i
-                todo.append((i, entry.data))
-        now, data_of = int(time.time() * 1000), dict(todo)
-        started, besides = time.perf_counter(), 0.0  # thumbnails and fingerprints: not the model's time
-        for i, decoded, vector in self.embedder.embed_many(todo):
-            if isinstance(decoded, WebappError) or vector is None:
-                error = decoded if isinstance(decoded, WebappError) else WebappError("could not embed")
-                batch.outcomes[i] = Outcome("failed", reason=error.message, error=error)
-                continue
-            before = time.perf_counter()
-            thumb, small = None, decoded.image  # a JPEG's draft: a few hundred pixels a side
-            if thumbnails or decoded.mime not in REDUCED_SCALE:
-                small = shrunk(decoded.image, self.thumbnail_size)
-                thumb = thumbnail_of(small, decoded.image.info.get("icc_profile"))
-            # From the thumbnail's pixels when made: 0.4 ms, where a whole 12 MP PNG took 15 ms.
-            print_ = to_bytes(fingerprint(small))
-            besides += time.perf_counter() - before
-            record = self._record(entries[i], decoded, source, now + i)
-            batch.new.append(Prepared(i, record, vector, data_of[i], thumb, print_, entries[i].added_by))
-        EMBED.observe(time.perf_counter() - started - besides)  # decoding and embedding only
-        return batch
-
-    @staticmethod
-    def _record(entry: Entry, decoded: Decoded, source: str, added_at: int) -> Record:
-        """Return the record of a newly embedded file.
-
-        A batch's files are one millisecond apart: "newest first" lists a batch in its own order.
-        """
-        added_at = added_at if entry.added_at is None else entry.added_at
-        return Record(
-            decoded.sha256, entry.filename, decoded.width, decoded.height, source, decoded.mime, added_at, entry.album
-        )
+        thumbnails (without ``thumbnails``, only those a JPEG's first view cannot make cheaply): no
+        writes yet (services/preparing.py)."""
+        return self._preparer.batch(entries, source, in_flight, thumbnails)
 
     def commit(self, batch: Batch, wanted: Callable[[], bool] | None = None) -> list[Outcome] | None:
         """Store a prepared batch (files, then vectors, then catalogue); return each file's outcome.
@@ -429,51 +362,22 @@ class Library:
         return self.images.original(sha256)
 
     def thumbnail(self, sha256: str) -> Path | None:
-        """Return the path of an image's thumbnail, made from its original if not yet made; None if neither exists.
-
-        A bulk load leaves JPEGs' thumbnails to their first view: one cost 1.4 ms of the load's CPU
-        per image, a seventh of a job (README, Measured), and most are never looked at.
-        """
-        return self._made("thumbnails", sha256, self.thumbnail_size)
+        """Return the path of an image's thumbnail, made from its original if not yet made; None if neither exists."""
+        return self._renditions.thumbnail(sha256)
 
     def preview(self, sha256: str) -> Path | None:
-        """Return the path of a JPEG of the image up to PREVIEW_SIZE a side, made from its original
-        at its first view; None if there is no original.
-
-        For an image's page when the original is one browsers cannot show (SHOWN_BY_BROWSERS).
-        """
-        return self._made("previews", sha256, PREVIEW_SIZE)
+        """Return the path of a JPEG of the image a browser can show, made at its first view; None
+        if there is no original."""
+        return self._renditions.preview(sha256)
 
     def trashed_thumbnail(self, sha256: str) -> Path | None:
         """Return the path of the thumbnail of an image in the trash (made from its original if not
         yet made), or None."""
-        return None if self.trash is None else self._made("thumbnails", sha256, self.thumbnail_size, self.trash.files)
+        return None if self.trash is None else self._renditions.thumbnail(sha256, self.trash.files)
 
     def picture(self, data: bytes) -> tuple[bytes, int, int]:
-        """Return a JPEG of an image that need not be in the library, at most PREVIEW_SIZE a side,
-        and the image's upright width and height: what a page shows of a photo its browser cannot
-        (a HEIC in Chromium), to draw a region on. Nothing is stored."""
-        with PRIORITY.interactive():
-            decoded = decode(data, self.embedder.max_pixels, draft=PREVIEW_SIZE)
-            return thumbnail(decoded.image, PREVIEW_SIZE), decoded.width, decoded.height
-
-    def _made(self, kind: str, sha256: str, size: int, store: ImageStore | None = None) -> Path | None:
-        store = store or self.images
-        path = store.made(kind, sha256)
-        original = None if path is not None else store.original(sha256)
-        if original is None:
-            return path
-        what = kind.removesuffix("s")
-        with PRIORITY.interactive():  # someone is looking at a page: a bulk load steps aside
-            try:
-                decoded = decode(original.read_bytes(), self.embedder.max_pixels, draft=size)
-            except (OSError, WebappError) as exc:  # stored, so it was readable once: damaged since
-                message = exc.message if isinstance(exc, WebappError) else str(exc)
-                raise NotFound(f"the {what} of {sha256} cannot be made from its original: {message}") from exc
-            try:
-                return store.put_made(kind, sha256, thumbnail(decoded.image, size))
-            except OSError as exc:  # a full disk, a read-only mount: say so, with 503
-                raise StoreUnavailable(f"the {what} of {sha256} could not be stored: {exc}") from exc
+        """Return a JPEG of an image that need not be in the library, and its upright size (nothing is stored)."""
+        return self._renditions.picture(data)
 
     def listed(self, album: str = "", added_by: str | None = None) -> int:
         """Return the number of images the catalogue lists, in ``album`` and added by ``added_by`` if
