@@ -127,6 +127,37 @@ def test_a_deletion_cut_short_goes_on_when_resumed(
     assert refused.status_code == 409 and running.id in refused.json["message"]  # one deletion at a time
 
 
+def test_a_load_undo_cut_short_goes_on_past_what_it_looked_at(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_tree(app, client)
+    rt = app.extensions[EXTENSION]
+    [load] = [job for job in client.get("/api/v1/jobs").json if job["kind"] == "folder"]
+    monkeypatch.setattr(deletions, "BATCH", 2)
+    undo = rt.jobs.create("delete", f"job {load['id']}", rt.queue.owner)  # not sent: run here, stopped after a batch
+    for looked_at in (2, 4):
+        rt.deletions.run(undo.id, iter([False, True]).__next__)
+        stopped = rt.jobs.get(undo.id)
+        assert (stopped.status, stopped.processed, stopped.total) == (JobStatus.INTERRUPTED, looked_at, 6)
+        assert client.get("/api/v1/stats").json["count"] == 6 - looked_at
+        rt.jobs.requeue(undo.id, rt.queue.owner)
+    rt.deletions.run(undo.id)
+    finished = rt.jobs.get(undo.id)
+    assert (finished.status, finished.processed, finished.total) == (JobStatus.DONE, 6, 6)
+    assert client.get("/api/v1/stats").json["count"] == 0 and len(trashed(client)) == 6
+
+
+def test_a_load_undone_is_not_resumed(app: Flask, client: FlaskClient) -> None:
+    rt = app.extensions[EXTENSION]
+    load = rt.jobs.create("folder", str(import_folder(app, "cut")), rt.queue.owner)
+    rt.jobs.move(load.id, JobStatus.CANCELLED)  # cut short, and what it added is undone
+    undo = rt.jobs.create("delete", f"job {load.id}", rt.queue.owner)
+    refused = client.post(f"/api/v1/jobs/{load.id}/resume")
+    assert refused.status_code == 409 and f"this load was undone (job {undo.id})" in refused.json["message"]
+    page = client.get(f"/jobs/{load.id}").get_data(as_text=True)
+    assert f'action="/jobs/{load.id}/resume"' not in page and f'Being undone by <a href="/jobs/{undo.id}">' in page
+
+
 def test_an_image_listed_without_its_vector_is_passed_over_not_met_forever(app: Flask, client: FlaskClient) -> None:
     load_tree(app, client)
     rt = app.extensions[EXTENSION]

@@ -103,7 +103,7 @@ def job_page(job_id: str) -> str:
         undoable=(undo is None or rt.deletions.standing_undo(job) is None) and _undone_count(job) > 0,
         undoes=job.source.removeprefix(OF_JOB) if job.kind in UNDOING and job.source.startswith(OF_JOB) else None,
         active=ACTIVE,
-        resumable=RESUMABLE,
+        resumable=() if undo is not None and job.kind in LOADS else RESUMABLE,
         whole_jobs=WHOLE_JOBS,
     )
 

@@ -133,9 +133,10 @@ class Deletions:
             album = source.removeprefix(OF_ALBUM)
             done, batches = job.processed, _album_batches(lib, album)
             total, only = done + lib.listed(album), None
-        else:  # a load's images are looked at again from its first (those gone are passed)
+        else:  # resumed, it goes on past the load's images an earlier run looked at (the load has ended)
             load_id = source.removeprefix(OF_JOB)
-            done, total, batches = 0, self.jobs.get(load_id).added, _load_batches(self.jobs, load_id)
+            done = job.processed
+            total, batches = self.jobs.get(load_id).added, _load_batches(self.jobs, load_id, done)
             # What the library holds as that load added it: one deleted since, then added again by
             # another load or an upload, stays.
             only = _added_by(load_id)
@@ -188,10 +189,10 @@ def _album_batches(library: Library, album: str) -> Iterator[tuple[int, list[str
         after = page[-1][:2]
 
 
-def _load_batches(jobs: JobStore, load_id: str) -> Iterator[tuple[int, list[str]]]:
-    """Yield the ids of the images the load added, BATCH at a time, in its order."""
+def _load_batches(jobs: JobStore, load_id: str, skip: int = 0) -> Iterator[tuple[int, list[str]]]:
+    """Yield the ids of the images the load added, BATCH at a time, in its order, past the first ``skip``."""
     after = -1
-    while items := jobs.added_items(load_id, after, BATCH):
+    while items := jobs.added_items(load_id, after, BATCH, skip if after == -1 else 0):
         yield len(items), [sha for _, sha in items]
         after = items[-1][0]
 

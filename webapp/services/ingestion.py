@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WebappError
 from webapp.services.adding import clean_path
 from webapp.services.archives import check_archive
-from webapp.services.job_states import LOADS, UPLOADED, WHOLE_JOBS, job_tag
+from webapp.services.job_states import LOADS, OF_JOB, UPLOADED, WHOLE_JOBS, job_tag
 from webapp.services.jobs import RESUMABLE, DuplicateFile, Failure, Job, JobStatus
 from webapp.services.records import Record
 from webapp.services.sources import allowed_folder
@@ -111,6 +111,9 @@ class Ingestion(UnitsOfWork):
             raise Conflict("run the reindex again (`flask --app wsgi reindex`): it continues where it stopped")
         if job.kind == "duplicates":
             raise Conflict("start a new duplicate scan instead (Duplicates page, or POST /api/v1/duplicates/scan)")
+        if job.kind in LOADS and (undo := self.store.latest_of("delete", OF_JOB + job.id)) is not None:
+            # Its undo deletes what it added, counted by its place among them: more added since would shift it.
+            raise Conflict(f"this load was undone (job {undo.id}): start a new load with its files instead")
         if job.kind in UPLOADED and job.status in RESUMABLE and not self.upload_dir(job_id).is_dir():
             days = self.limits.upload_retention / 86400
             raise Conflict(

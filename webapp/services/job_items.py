@@ -29,8 +29,8 @@ def jobs_changing(sha256: str) -> Select[tuple[str]]:
     """Select the ids of the jobs that added, moved, deleted or restored an image, the latest first
     (its history)."""
     changing = job_items.c.sha256 == sha256, job_items.c.state.in_(CHANGES)
-    latest_first = jobs.c.created_at.desc()
-    of_jobs = select(job_items.c.job_id).join(jobs, jobs.c.id == job_items.c.job_id)
+    latest_first = jobs.c.created_at.desc().nulls_last()
+    of_jobs = select(job_items.c.job_id).outerjoin(jobs, jobs.c.id == job_items.c.job_id)
     return of_jobs.where(*changing).order_by(latest_first)
 
 
@@ -199,12 +199,14 @@ class JobItems:
             )
         return len(fresh)
 
-    def added_items(self, job_id: str, after: int, limit: int) -> list[tuple[int, str]]:
-        """Return (seq, sha256) of up to ``limit`` items the job added, past ``after`` in its order."""
+    def added_items(self, job_id: str, after: int, limit: int, offset: int = 0) -> list[tuple[int, str]]:
+        """Return (seq, sha256) of up to ``limit`` items the job added, past ``after`` in its order
+        (and past the first ``offset`` of those)."""
         query = (
             select(job_items.c.seq, job_items.c.sha256)
             .where(job_items.c.job_id == job_id, job_items.c.state == "added", job_items.c.seq > after)
             .order_by(job_items.c.seq)
+            .offset(offset)
             .limit(limit)
         )
         with self.db.connect() as conn:
