@@ -161,25 +161,39 @@ def test_a_resolution_is_undone_by_restoring_its_images_at_once(team: dict[str, 
     assert entries(app)[0]["note"].startswith("2 restored: chelsea.jpg (")
 
 
-def test_images_leave_the_trash_for_good_after_trash_days(team: dict[str, Any], photos: dict[str, bytes]) -> None:
+def test_images_leave_the_trash_for_good_after_trash_days_whether_or_not_anyone_deletes(
+    team: dict[str, Any], photos: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
     app, tokens, storage = team["app"], team["tokens"], team["storage"]
     client = app.test_client()
     old, recent = (add(client, photos[n], f"{n}.jpg", tokens["editor"]).json["id"] for n in ("chelsea", "rocket"))
     assert client.delete(f"/api/v1/images/{old}", headers=tokens["editor"]).status_code == 204
-    with app.app_context():
-        rt = app.extensions[EXTENSION]
-        with rt.database.connect() as conn:
-            month_ago = time.time() - 31 * 86400
-            conn.execute(update(trash).values(deleted_at=month_ago))
-        assert client.get("/api/v1/trash", headers=tokens["editor"]).json == []  # expired: not shown
-        assert client.post(f"/api/v1/trash/{old}/restore", headers=tokens["editor"]).status_code == 404
-        assert files_under(storage / "trash" / "originals")  # until the next removal of expired images
+    rt = app.extensions[EXTENSION]
 
-        rt.trash._purged_at -= 3601  # as if the last removal was over an hour ago: the next deletion removes them
-        assert client.delete(f"/api/v1/images/{recent}", headers=tokens["editor"]).status_code == 204
+    def expire(sha256: str) -> None:
+        with rt.database.connect() as conn:
+            conn.execute(update(trash).where(trash.c.sha256 == sha256).values(deleted_at=time.time() - 31 * 86400))
+
+    def originals_become(stems: list[str]) -> None:
+        deadline = time.monotonic() + 30
+        while sorted(Path(p).stem for p in files_under(storage / "trash" / "originals")) != stems:
+            assert time.monotonic() < deadline, files_under(storage / "trash" / "originals")
+            time.sleep(0.05)
+
+    expire(old)
+    assert client.get("/api/v1/trash", headers=tokens["editor"]).json == []  # expired: not shown
+    assert client.post(f"/api/v1/trash/{old}/restore", headers=tokens["editor"]).status_code == 404
+    assert client.delete(f"/api/v1/images/{recent}", headers=tokens["editor"]).status_code == 204
+    assert len(files_under(storage / "trash" / "originals")) == 2  # until the next removal of expired images
+
+    monkeypatch.setattr("webapp.services.trash.PURGE_EVERY", 0.2)  # an hour, in the workers
+    rt.start_purging()  # as each web and queue worker does as it starts: at once, then every PURGE_EVERY
+    originals_become([recent])
     [item] = client.get("/api/v1/trash", headers=tokens["editor"]).json
     assert item["id"] == recent
-    assert [Path(p).stem for p in files_under(storage / "trash" / "originals")] == [recent]
+    expire(recent)  # then nobody deletes anything: the next round removes it all the same
+    originals_become([])
+    assert client.get("/api/v1/trash", headers=tokens["editor"]).json == []
 
 
 def test_a_selection_is_deleted_at_once_into_the_trash_and_each_images_history_names_it(

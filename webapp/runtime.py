@@ -89,6 +89,11 @@ class Runtime:
         files = ImageStore(Path(self.settings["STORAGE_DIR"]) / "trash")
         return self._once("trash", lambda: Trash(self.database, files, days))
 
+    def start_purging(self) -> None:
+        """Remove expired images from the trash from now on, from a thread of this server process."""
+        if (trash := self.trash) is not None:
+            trash.start_purging()
+
     @property
     def model(self) -> str:
         """Return the name of the model this process embeds with (webapp/following.py says which)."""
@@ -315,6 +320,9 @@ class Runtime:
                 database.dispose()
             self._services.pop("jobs", None)
             self._services.pop("ingestion", None)
+            trash = self._services.pop("trash", None)
+            if trash is not None:
+                trash.stop_purging()
 
 
 def runtime() -> Runtime:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PURGE_EVERY = 3600.0  # seconds between two removals of expired images by one process
+PURGE_EVERY = 3600.0  # seconds between two removals of expired images by one process (start_purging)
 MAX_RESTORED = 100  # images one request may restore: each is embedded again, 5-10 ms on a core
 LOST_AFTER = 60.0  # seconds after its deletion an image's original should be in the trash (its row comes first)
 LOST = "its original is gone from the trash's storage (STORAGE_DIR/trash): it cannot be restored, only removed"
@@ -73,8 +73,9 @@ class Trash:
         self.db = db
         self.files = files
         self.keep_seconds = keep_days * 86400
-        self._purged_at: float | None = None  # time.monotonic() of the last removal (None: none yet)
         self._lock = threading.Lock()
+        self._purger: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def keep(
         self,
@@ -86,7 +87,7 @@ class Trash:
     ) -> None:
         """Put deleted images in the trash: a row each (replacing one of the same bytes deleted
         before) with who had added each (``added_by``, by sha256) and the deletion job that deleted
-        them, if one did, then their files, moved from ``store``. Once an hour, remove the expired ones."""
+        them, if one did, then their files, moved from ``store``."""
         if not records:
             return
         now, by, adders = time.time(), without_controls(deleted_by)[:64], added_by or {}
@@ -98,10 +99,30 @@ class Trash:
                 conn.execute(trash.insert(), part)
         for rec in records:
             store.move(rec.sha256, self.files)
-        if self._purged_at is None or time.monotonic() - self._purged_at > PURGE_EVERY:
-            with self._lock:
-                self._purged_at = time.monotonic()
-            self.purge()
+
+    def start_purging(self) -> None:
+        """Remove the expired images from now on, from a thread of this process: at once, then every
+        PURGE_EVERY seconds, whether or not anyone deletes (each web and queue worker starts it).
+
+        Until 2026-12-04 they were removed only as a deletion came, at most once an hour: a library
+        where nobody deleted again kept their files, and the disk they held, for good.
+        """
+        with self._lock:
+            if self._purger is None:
+                self._purger = threading.Thread(target=self._purge_now_and_then, name="trash-purger", daemon=True)
+                self._purger.start()
+
+    def stop_purging(self) -> None:
+        """Have the purging thread end (it ends at once, or once a removal under way is done)."""
+        self._stopping.set()
+
+    def _purge_now_and_then(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.purge()
+            except Exception:  # noqa: BLE001 - the database or the disk failing: the images wait for the next round
+                log.exception("could not remove the expired images from the trash")
+            self._stopping.wait(PURGE_EVERY)
 
     def items(self, offset: int = 0, limit: int = 50) -> tuple[list[Trashed], int]:
         """Return a page of the trash, the latest deleted first, and how many images it holds."""
