@@ -83,17 +83,17 @@ def _sweep_metrics(mine: Path) -> None:
 
 def post_worker_init(worker: Any) -> None:
     """Open the model, its query helpers and the vector store after the fork, before the first
-    request; start removing expired images from the trash."""
+    request; start the housekeeping (services/housekeeping.py)."""
     from webapp.runtime import EXTENSION
 
     if warning := machine_key_warning(worker.wsgi.config):
         worker.log.warning(warning)
     runtime = worker.wsgi.extensions[EXTENSION]
-    runtime.start_purging()  # expired images leave the trash every hour, whether or not anyone deletes
     try:
         runtime.library.embedder.query_helpers()  # started now, not by the first search
     except Exception as exc:  # the app answers 503 with the reason until it can build
         worker.log.error("could not open the library yet: %s", exc)
+    runtime.start_housekeeping()  # the trash's expired images and stale uploads go every hour, unasked
 
 
 def child_exit(server: Any, worker: Any) -> None:

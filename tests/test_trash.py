@@ -186,8 +186,8 @@ def test_images_leave_the_trash_for_good_after_trash_days_whether_or_not_anyone_
     assert client.delete(f"/api/v1/images/{recent}", headers=tokens["editor"]).status_code == 204
     assert len(files_under(storage / "trash" / "originals")) == 2  # until the next removal of expired images
 
-    monkeypatch.setattr("webapp.services.trash.PURGE_EVERY", 0.2)  # an hour, in the workers
-    rt.start_purging()  # as each web and queue worker does as it starts: at once, then every PURGE_EVERY
+    monkeypatch.setattr("webapp.services.housekeeping.EVERY", 0.2)  # an hour, in the workers
+    rt.start_housekeeping()  # as each web and queue worker does as it starts: at once, then every EVERY
     originals_become([recent])
     [item] = client.get("/api/v1/trash", headers=tokens["editor"]).json
     assert item["id"] == recent

@@ -21,6 +21,7 @@ from webapp.services.activity import Activity
 from webapp.services.binding import ModelBinding
 from webapp.services.catalog import Catalog
 from webapp.services.database import Database
+from webapp.services.housekeeping import Housekeeping
 from webapp.services.images import ImageStore
 from webapp.services.ingestion import Ingestion
 from webapp.services.jobs import Job, JobStore
@@ -89,10 +90,15 @@ class Runtime:
         files = ImageStore(Path(self.settings["STORAGE_DIR"]) / "trash")
         return self._once("trash", lambda: Trash(self.database, files, days))
 
-    def start_purging(self) -> None:
-        """Remove expired images from the trash from now on, from a thread of this server process."""
-        if (trash := self.trash) is not None:
-            trash.start_purging()
+    def start_housekeeping(self) -> None:
+        """Remove, from now on and every hour, the images expired from the trash and the uploads no
+        job will read again, from a thread of this server process (services/housekeeping.py)."""
+        trash = self.trash
+        chores: list[tuple[str, Callable[[], object]]] = []
+        if trash is not None:
+            chores.append(("remove the expired images from the trash", trash.purge))
+        chores.append(("remove the uploads no job will read again", lambda: self.ingestion.drop_stale_uploads()))
+        self._once("housekeeping", lambda: Housekeeping(chores)).start()
 
     @property
     def model(self) -> str:
@@ -304,6 +310,9 @@ class Runtime:
         store (on worker exit)."""
         self._reindexing.settle(2 * float(self.settings["LIBRARY_FOLLOW_SECONDS"]) + 15)
         with self._lock:
+            housekeeping = self._services.pop("housekeeping", None)
+            if housekeeping is not None:
+                housekeeping.stop()  # first: its next round would build what is closed below again
             queue = self._services.pop("queue", None)
             if isinstance(queue, LocalQueue):
                 queue.stop()
@@ -320,9 +329,6 @@ class Runtime:
                 database.dispose()
             self._services.pop("jobs", None)
             self._services.pop("ingestion", None)
-            trash = self._services.pop("trash", None)
-            if trash is not None:
-                trash.stop_purging()
 
 
 def runtime() -> Runtime:

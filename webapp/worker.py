@@ -43,7 +43,7 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
     except WebappError as exc:
         raise click.ClickException(exc.message) from exc
     _sweep_stalled_jobs(rt.ingestion, float(settings["TASK_VISIBILITY_TIMEOUT"]))
-    rt.start_purging()  # expired images leave the trash from here too (and from each web worker)
+    rt.start_housekeeping()  # expired images leave the trash from here too (and from each web worker)
     port = int(settings["WORKER_METRICS_PORT"])
     if port:
         from prometheus_client import start_http_server

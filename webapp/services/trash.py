@@ -11,7 +11,6 @@ the trash too; a job's batch taken back as the library was emptied never reaches
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PURGE_EVERY = 3600.0  # seconds between two removals of expired images by one process (start_purging)
 MAX_RESTORED = 100  # images one request may restore: each is embedded again, 5-10 ms on a core
 LOST_AFTER = 60.0  # seconds after its deletion an image's original should be in the trash (its row comes first)
 LOST = "its original is gone from the trash's storage (STORAGE_DIR/trash): it cannot be restored, only removed"
@@ -73,9 +71,6 @@ class Trash:
         self.db = db
         self.files = files
         self.keep_seconds = keep_days * 86400
-        self._lock = threading.Lock()
-        self._purger: threading.Thread | None = None
-        self._stopping = threading.Event()
 
     def keep(
         self,
@@ -99,30 +94,6 @@ class Trash:
                 conn.execute(trash.insert(), part)
         for rec in records:
             store.move(rec.sha256, self.files)
-
-    def start_purging(self) -> None:
-        """Remove the expired images from now on, from a thread of this process: at once, then every
-        PURGE_EVERY seconds, whether or not anyone deletes (each web and queue worker starts it).
-
-        Until 2026-12-04 they were removed only as a deletion came, at most once an hour: a library
-        where nobody deleted again kept their files, and the disk they held, for good.
-        """
-        with self._lock:
-            if self._purger is None:
-                self._purger = threading.Thread(target=self._purge_now_and_then, name="trash-purger", daemon=True)
-                self._purger.start()
-
-    def stop_purging(self) -> None:
-        """Have the purging thread end (it ends at once, or once a removal under way is done)."""
-        self._stopping.set()
-
-    def _purge_now_and_then(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.purge()
-            except Exception:  # noqa: BLE001 - the database or the disk failing: the images wait for the next round
-                log.exception("could not remove the expired images from the trash")
-            self._stopping.wait(PURGE_EVERY)
 
     def items(self, offset: int = 0, limit: int = 50) -> tuple[list[Trashed], int]:
         """Return a page of the trash, the latest deleted first, and how many images it holds."""
@@ -248,7 +219,8 @@ class Trash:
         return gone
 
     def purge(self) -> int:
-        """Remove the images deleted over TRASH_DAYS ago for good; return how many."""
+        """Remove the images deleted over TRASH_DAYS ago for good; return how many (each server
+        process does, every hour: services/housekeeping.py)."""
         gone = self._remove(~self._kept())
         if gone:
             log.info("removed %d images from the trash, deleted over %g days ago", len(gone), self.keep_days)
