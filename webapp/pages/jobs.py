@@ -93,14 +93,15 @@ def job_page(job_id: str) -> str:
     job = rt.ingestion.get(job_id)
     failures = rt.ingestion.failures(job_id)
     duplicates = rt.ingestion.duplicates(job_id) if job.kind in LOADS else []
-    undo = rt.deletions.undone_by(job)
+    standing = rt.deletions.standing_undo(job)  # None: it may be undone (again)
+    undo = standing if standing is not None else rt.deletions.undone_by(job)
     return render_template(
         "job.html",
         job=job,
         failures=failures,
         duplicates=duplicates,
         undo=undo,
-        undoable=(undo is None or rt.deletions.standing_undo(job) is None) and _undone_count(job) > 0,
+        undoable=standing is None and _undone_count(job) > 0,
         undoes=job.source.removeprefix(OF_JOB) if job.kind in UNDOING and job.source.startswith(OF_JOB) else None,
         active=ACTIVE,
         resumable=() if undo is not None and job.kind in LOADS else RESUMABLE,
