@@ -224,7 +224,8 @@ def test_page_forms_follow_the_roles(
 def test_reading_needs_the_viewer_role_and_pages_send_people_to_sign_in(secured: dict[str, Any]) -> None:
     client = secured["app"].test_client()
     job = "0123456789abcdef0123456789abcdef"
-    for path in ("/api/v1/stats", "/api/v1/images", f"/api/v1/images/{secured['image']}/file", "/data", "/metrics"):
+    reads = ("/api/v1/stats", "/api/v1/images", f"/api/v1/images/{secured['image']}/file", "/api/v1/images/export")
+    for path in (*reads, "/data", "/metrics"):
         assert client.get(path).status_code == 401, path
     for path in (f"/api/v1/jobs/{job}/duplicates", f"/jobs/{job}/duplicates.csv", f"/jobs/{job}/failures.csv"):
         assert client.get(path).status_code in (302, 401), path  # signing in first, not a 404 that tells
@@ -235,6 +236,8 @@ def test_reading_needs_the_viewer_role_and_pages_send_people_to_sign_in(secured:
     viewer = bearer(secured["tokens"]["viewer"])
     assert client.get(f"/api/v1/images/{secured['image']}/thumbnail", headers=viewer).status_code == 200
     assert client.get("/metrics", headers=viewer).status_code == 200
+    with client.get("/api/v1/images/export", headers=viewer) as exported:  # the library's one image, zipped
+        assert exported.status_code == 200 and exported.get_data().startswith(b"PK")
 
 
 def test_a_signed_in_person_works_through_the_pages_and_signs_out(secured: dict[str, Any]) -> None:

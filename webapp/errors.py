@@ -78,6 +78,13 @@ class TooManyAttempts(WebappError):
         self.retry_after = retry_after
 
 
+class TooBusy(WebappError):
+    """This server process does as many of these at once as it may (a download of an album); try again soon."""
+
+    status = 429
+    retry_after = 30
+
+
 class ModelMismatch(WebappError):
     """The configured model is not the one the library's vectors were made with."""
 

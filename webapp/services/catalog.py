@@ -204,10 +204,16 @@ class Catalog:
                     conn.execute(change, [{"key": sha, "name": albums[sha]} for sha in listed])
         self._changes += 1
 
-    def following(self, album: str, after: tuple[int, str] | None, limit: int) -> list[tuple[int, str, str]]:
+    def following(
+        self, album: str, after: tuple[int, str] | None, limit: int, everywhere: bool = False
+    ) -> list[tuple[int, str, str]]:
         """Return up to ``limit`` images of ``album`` and below as (added_at, sha256, album), oldest
-        first, from just after ``after`` (a keyset: images that leave the album meanwhile shift nothing)."""
-        query = select(images.c.added_at, images.c.sha256, images.c.album).where(in_album(album))
+        first, from just after ``after`` (a keyset: images that leave the album meanwhile shift nothing).
+
+        The album ``""`` is the images in no album; with ``everywhere``, it is every image.
+        """
+        query = select(images.c.added_at, images.c.sha256, images.c.album)
+        query = query.where(in_album(album)) if album or not everywhere else query
         if after is not None:
             at, sha = after
             query = query.where(or_(images.c.added_at > at, and_(images.c.added_at == at, images.c.sha256 > sha)))

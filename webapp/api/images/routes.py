@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from flask import Response, send_file, url_for
 from flask.views import MethodView
 
 from webapp import audit
-from webapp.api.common import Blueprint
+from webapp.api.common import AlbumArgsSchema, Blueprint
 from webapp.api.images.schemas import (
     AddedImageSchema,
     AlbumDeleteSchema,
@@ -38,6 +39,7 @@ from webapp.errors import Conflict, NotFound
 from webapp.extensions import rate_limited
 from webapp.runtime import library, runtime
 from webapp.services.albums import named
+from webapp.services.exports import MAX_AT_ONCE, ZipExport
 from webapp.services.images import mime_of
 from webapp.services.imaging import PREVIEW_SIZE
 from webapp.services.jobs import Job
@@ -185,6 +187,33 @@ class AlbumDelete(MethodView):
         job = rt.deletions.start_album(args["album"], rt.queue.send, audit.actor())
         audit.note(audit.started(job))
         return job
+
+
+@blp.route("/export")
+class ImagesExport(MethodView):
+    """The originals of an album, or of the whole library, as one zip."""
+
+    @blp.arguments(AlbumArgsSchema(), location="query")
+    @blp.response(
+        200,
+        description="A zip (application/zip) of the originals as they were added, each under its album's "
+        "path below the album asked for and with its name (a second of one name in a folder gets ' (2)'), "
+        "sent as it is written. Uploaded again as a zip archive into that album, it brings them back.",
+    )
+    @blp.alt_response(404, description="The album (or the library) has no images.")
+    @blp.alt_response(429, description=f"{MAX_AT_ONCE} downloads are under way from this server process.")
+    @requires(Role.VIEWER)
+    def get(self, args: dict[str, str]) -> Response:
+        """Download an album with its sub-albums (or, without one, the whole library) as a zip of the originals."""
+        album = args["album"]
+        export = ZipExport(library(), album)
+        if export.empty:
+            export.close()
+            raise NotFound(f"the album {album} has no images" if album else "the library has no images")
+        name = f"{album.replace('/', '-')}.zip" if album else "library.zip"
+        fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", name)
+        disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
+        return Response(export, mimetype="application/zip", headers={"Content-Disposition": disposition})
 
 
 @blp.route("/<sha256:image_id>")

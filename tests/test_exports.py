@@ -1,0 +1,95 @@
+"""Downloading an album, or the whole library, as a zip of the originals (real model, Milvus Lite)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import noise_images, wait_for_job
+from tests.test_albums import ODD, ids_in, load_tree
+from webapp.services import exports
+
+
+def download(client: FlaskClient, album: str | None = None) -> zipfile.ZipFile:
+    with client.get("/api/v1/images/export", query_string={"album": album} if album is not None else {}) as answer:
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.mimetype == "application/zip"
+        return zipfile.ZipFile(io.BytesIO(answer.get_data()))
+
+
+def test_an_album_comes_out_as_a_zip_of_its_originals_and_goes_back_in_as_it_was(
+    app: Flask, client: FlaskClient
+) -> None:
+    load_tree(app, client)
+    cat = next(i for i in client.get("/api/v1/images").json if i["filename"] == "cat.jpg")
+    (twin,) = noise_images(1, seed=52)  # another cat.jpg in animals: named apart in the zip
+    added = client.post("/api/v1/images", data={"image": (io.BytesIO(twin), "CAT.jpg"), "album": "animals"})
+    assert added.status_code == 201
+
+    archive = download(client, "animals")
+    assert sorted(archive.namelist()) == ["CAT (2).jpg", "birds/owl.jpg", "birds/tit.jpg", "cat.jpg"]
+    stored = archive.read("cat.jpg")
+    assert hashlib.sha256(stored).hexdigest() == cat["id"]  # the original, as it was added
+    assert archive.getinfo("cat.jpg").compress_type == zipfile.ZIP_STORED and archive.testzip() is None
+    with client.get("/api/v1/images/export", query_string={"album": "animals"}) as answer:
+        assert answer.headers["Content-Disposition"].startswith('attachment; filename="animals.zip"')
+
+    page = client.get("/library", query_string={"album": "animals"}).get_data(as_text=True)
+    assert 'href="/api/v1/images/export?album=animals" download>Download the album (zip)' in page
+    assert 'href="/api/v1/images/export" download>Download all (zip)' in client.get("/library").get_data(as_text=True)
+    whole = download(client)  # the library: each under its album's whole path
+    assert "top.jpg" in whole.namelist() and "animals/birds/owl.jpg" in whole.namelist()
+    assert "say _cheese_ _ 100%_off/x.jpg" in whole.namelist()  # ODD: characters Windows refuses become _
+    assert f"{ODD}/x.jpg" not in whole.namelist() and len(whole.namelist()) == 7
+
+    # Uploaded again into the album after the library is emptied, it brings the same albums and names.
+    count = client.get("/api/v1/stats").json["count"]
+    assert client.delete("/api/v1/images", query_string={"confirm": count}).status_code == 200
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as copy:
+        for name in archive.namelist():
+            copy.writestr(name, archive.read(name))
+    data = {"archive": (io.BytesIO(zipped.getvalue()), "animals.zip"), "album": "animals"}
+    job = client.post("/api/v1/jobs", data=data, content_type="multipart/form-data")
+    assert wait_for_job(client, job.json["url"])["added"] == 4
+    assert ids_in(client, "animals/birds") == {"owl.jpg", "tit.jpg"}
+    assert ids_in(client, "animals") == {"owl.jpg", "tit.jpg", "cat.jpg", "CAT (2).jpg"}
+
+
+def test_an_export_refuses_what_it_cannot_send_and_a_third_at_once_waits(app: Flask, client: FlaskClient) -> None:
+    assert client.get("/api/v1/images/export").status_code == 404  # an empty library
+    load_tree(app, client)
+    for album, status in (("nowhere", 404), ("../up", 422), ("a\x00b", 422)):
+        refused = client.get("/api/v1/images/export", query_string={"album": album})
+        assert refused.status_code == status, (album, refused.get_json())
+    held = [client.get("/api/v1/images/export") for _ in range(exports.MAX_AT_ONCE)]  # not read yet: still sending
+    busy = client.get("/api/v1/images/export")
+    assert busy.status_code == 429 and busy.headers["Retry-After"] == "30" and "downloads" in busy.json["message"]
+    held.pop().close()  # one ends (read, or its client gone): the place is free again
+    with client.get("/api/v1/images/export", query_string={"album": "animals"}) as again:
+        assert again.status_code == 200 and len(zipfile.ZipFile(io.BytesIO(again.get_data())).namelist()) == 3
+    for answer in held:
+        answer.close()
+    with client.get("/api/v1/images/export") as after:
+        assert after.status_code == 200
+
+
+def test_names_in_the_zip_unpack_safely_anywhere() -> None:
+    names = exports._Names()
+    record = exports.Record("a" * 64, "x.jpg", 1, 1, "upload", "image/jpeg", 0, "")
+
+    def path(filename: str, album: str, of: str = "") -> str:
+        from dataclasses import replace
+
+        return names.of(replace(record, filename=filename, album=album), of)
+
+    assert path("..", "") == "_"
+    assert path("a\\..\\b.jpg", "..\\up") == ".._up/a_.._b.jpg"  # no part is .. and no \\ is a separator
+    assert path("c:d?.jpg", "t/u", of="t") == "u/c_d_.jpg"
+    assert path("C_D_.JPG", "t/u", of="t") == "u/C_D_ (2).JPG"  # one file on Windows and macOS
+    assert path("noext", "") == "noext" and path("noext", "") == "noext (2)"
+    assert path(".hidden", "") == ".hidden"
