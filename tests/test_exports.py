@@ -9,7 +9,7 @@ import zipfile
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import noise_images, wait_for_job
+from tests.conftest import csrf_token, noise_images, wait_for_job
 from tests.test_albums import ODD, ids_in, load_tree
 from webapp.services import exports
 
@@ -58,6 +58,30 @@ def test_an_album_comes_out_as_a_zip_of_its_originals_and_goes_back_in_as_it_was
     assert wait_for_job(client, job.json["url"])["added"] == 4
     assert ids_in(client, "animals/birds") == {"owl.jpg", "tit.jpg"}
     assert ids_in(client, "animals") == {"owl.jpg", "tit.jpg", "cat.jpg", "CAT (2).jpg"}
+
+
+def test_chosen_images_come_out_as_a_zip_from_the_api_and_the_library_page(app: Flask, client: FlaskClient) -> None:
+    load_tree(app, client)
+    by_name = {i["filename"]: i["id"] for i in client.get("/api/v1/images").json}
+    unknown = "0" * 64
+    with client.post("/api/v1/images/export", json={"ids": [by_name["owl.jpg"], unknown, by_name["top.jpg"]]}) as got:
+        assert got.status_code == 200 and got.headers["Content-Disposition"].startswith(
+            'attachment; filename="images.zip"'
+        )
+        assert zipfile.ZipFile(io.BytesIO(got.get_data())).namelist() == ["animals/birds/owl.jpg", "top.jpg"]
+    assert client.post("/api/v1/images/export", json={"ids": [unknown]}).status_code == 404
+    assert client.post("/api/v1/images/export", json={"ids": []}).status_code == 422
+
+    page = client.get("/library").get_data(as_text=True)
+    assert 'formaction="/library/download-images">Download selected</button>' in page
+    token = csrf_token(client, "/library")
+    form = {"ids": [by_name["cat.jpg"], by_name["y.jpg"]], "csrf_token": token}
+    with client.post("/library/download-images", data=form) as got:
+        assert got.status_code == 200 and got.mimetype == "application/zip"
+        assert zipfile.ZipFile(io.BytesIO(got.get_data())).namelist() == ["animals/cat.jpg", "animalsx/y.jpg"]
+    for bad in ({"csrf_token": token}, {"ids": ["../x"], "csrf_token": token}, {"ids": [unknown], "csrf_token": token}):
+        refused = client.post("/library/download-images", data=bad)
+        assert refused.status_code in (400, 404) and "text/html" in refused.content_type, bad
 
 
 def test_an_export_refuses_what_it_cannot_send_and_a_third_at_once_waits(app: Flask, client: FlaskClient) -> None:

@@ -11,12 +11,14 @@ from werkzeug.wrappers import Response
 from webapp import audit
 from webapp.api.images.schemas import ImageIdsSchema
 from webapp.auth import ANONYMOUS, requires
+from webapp.downloads import zip_response
 from webapp.errors import Conflict, NotFound
 from webapp.pages.blueprint import Pager, album_arg, blp, timestamp, typed_count
 from webapp.pages.trash import offer_undo, trash_note
 from webapp.runtime import library, runtime
 from webapp.security import local_path
 from webapp.services.albums import MAX_MOVED, parse_album
+from webapp.services.exports import ZipExport
 from webapp.services.roles import Role
 
 LIBRARY_PER_PAGE = 48
@@ -86,6 +88,14 @@ def delete_images() -> Response:
     flash(f"Moved {count} to the trash, where {stays} {lib.trash.kept_for}.", "success")
     offer_undo(deleted)
     return _back_to_selection()
+
+
+@blp.post("/library/download-images")
+@requires(Role.VIEWER)
+def download_images() -> Response:
+    """Send the images selected on a library page as a zip of their originals."""
+    export = ZipExport.of_images(library(), _selection("download", "sent"))
+    return zip_response(export, "images.zip", "None of the selected images is in the library any more.")
 
 
 def _selection(verb: str, done: str) -> list[str]:

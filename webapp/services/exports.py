@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 import zipfile
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import PurePosixPath
 
 from webapp.errors import TooBusy
@@ -30,26 +30,42 @@ _sending = threading.BoundedSemaphore(MAX_AT_ONCE)
 
 
 class ZipExport:
-    """The zip of an album (``""``: the whole library), as an iterable of bytes for a response.
+    """The zip of an album (``""``: the whole library) or of chosen images, as an iterable of bytes
+    for a response (``of_album``, ``of_images``).
 
-    The first batch of the catalogue is read as it is made, so a database that cannot answer is an
-    error before the download starts, not a zip cut short. A place among the MAX_AT_ONCE downloads
-    of this process is taken too (TooBusy, 429, if none is free) and given back when the download
-    ends, however it ends.
+    The first batch of records is read as it is made, so a database that cannot answer is an error
+    before the download starts, not a zip cut short. A place among the MAX_AT_ONCE downloads of this
+    process is taken too (TooBusy, 429, if none is free) and given back when the download ends,
+    however it ends.
     """
 
-    def __init__(self, library: Library, album: str) -> None:
+    def __init__(self, library: Library, batches: Callable[[], Iterator[list[Record]]], album: str = "") -> None:
         self.library, self.album = library, album
         if not _sending.acquire(blocking=False):
-            raise TooBusy(f"{MAX_AT_ONCE} downloads of albums are under way from this server process; try again soon")
+            raise TooBusy(f"{MAX_AT_ONCE} downloads of images are under way from this server process; try again soon")
         try:
-            self._batches = _batches(library, album)
+            self._batches = batches()
             self._first = next(self._batches, [])
         except BaseException:
             _sending.release()
             raise
         self._chunks = self._zip()
         self._released = False
+
+    @classmethod
+    def of_album(cls, library: Library, album: str) -> ZipExport:
+        """Return the zip of ``album`` and its sub-albums, each image under its path below it."""
+        return cls(library, lambda: _batches(library, album), album)
+
+    @classmethod
+    def of_images(cls, library: Library, sha256s: Sequence[str]) -> ZipExport:
+        """Return the zip of those of ``sha256s`` the library holds, each under its album's path."""
+
+        def one_batch() -> Iterator[list[Record]]:
+            records = library.records(sha256s, fresh=False)
+            yield [records[sha] for sha in dict.fromkeys(sha256s) if sha in records]
+
+        return cls(library, one_batch)
 
     @property
     def empty(self) -> bool:

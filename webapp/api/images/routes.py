@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from flask import Response, send_file, url_for
 from flask.views import MethodView
@@ -35,6 +34,7 @@ from webapp.api.images.schemas import (
 from webapp.api.jobs.schemas import JobSchema
 from webapp.api.search.schemas import SearchResponseSchema
 from webapp.auth import requires
+from webapp.downloads import zip_response
 from webapp.errors import Conflict, NotFound
 from webapp.extensions import rate_limited
 from webapp.runtime import library, runtime
@@ -191,7 +191,7 @@ class AlbumDelete(MethodView):
 
 @blp.route("/export")
 class ImagesExport(MethodView):
-    """The originals of an album, or of the whole library, as one zip."""
+    """The originals of an album, of the whole library or of chosen images, as one zip."""
 
     @blp.arguments(AlbumArgsSchema(), location="query")
     @blp.response(
@@ -206,14 +206,19 @@ class ImagesExport(MethodView):
     def get(self, args: dict[str, str]) -> Response:
         """Download an album with its sub-albums (or, without one, the whole library) as a zip of the originals."""
         album = args["album"]
-        export = ZipExport(library(), album)
-        if export.empty:
-            export.close()
-            raise NotFound(f"the album {album} has no images" if album else "the library has no images")
+        export = ZipExport.of_album(library(), album)
         name = f"{album.replace('/', '-')}.zip" if album else "library.zip"
-        fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", name)
-        disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
-        return Response(export, mimetype="application/zip", headers={"Content-Disposition": disposition})
+        return zip_response(export, name, f"the album {album} has no images" if album else "the library has no images")
+
+    @blp.arguments(ImageIdsSchema())
+    @blp.response(200, description="A zip (application/zip) of those images' originals, each under its album's path.")
+    @blp.alt_response(404, description="None of the images is in the library.")
+    @blp.alt_response(429, description=f"{MAX_AT_ONCE} downloads are under way from this server process.")
+    @requires(Role.VIEWER)
+    def post(self, args: dict[str, list[str]]) -> Response:
+        """Download chosen images (1-500) as a zip of their originals; those not in the library are left out."""
+        export = ZipExport.of_images(library(), args["ids"])
+        return zip_response(export, "images.zip", "none of the images is in the library")
 
 
 @blp.route("/<sha256:image_id>")
