@@ -176,6 +176,26 @@ def test_delete_the_images_selected_on_the_grid_then_undo(
     assert requests.get(f"{server.url}/api/v1/stats", timeout=10).json()["count"] == 3
 
 
+def test_download_the_library_then_the_images_selected_on_the_grid_as_zips(
+    page: Page, server: Server, photos: dict[str, bytes]
+) -> None:
+    add_images(server, photo_files(photos, "coffee", "chelsea", "rocket"))
+    page.goto("/library")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download all (zip)").click()
+    assert download.value.suggested_filename == "library.zip"
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert sorted(archive.namelist()) == ["chelsea.jpg", "coffee.jpg", "rocket.jpg"]
+        assert archive.read("coffee.jpg") == photos["coffee"]
+    page.get_by_role("checkbox", name="Select rocket.jpg").check()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download selected").click()
+    assert download.value.suggested_filename == "images.zip"
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert archive.namelist() == ["rocket.jpg"] and archive.read("rocket.jpg") == photos["rocket"]
+    expect(page.get_by_text("3 images, newest first")).to_be_visible()  # the page stays as it was
+
+
 def test_empty_the_library_after_typing_its_size_then_see_what_to_do(
     page: Page, server: Server, console: Console, photos: dict[str, bytes], axe_source: str
 ) -> None:
