@@ -5,13 +5,17 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import csrf_token, noise_images, wait_for_job
 from tests.test_albums import ODD, ids_in, load_tree
+from tests.test_auth import PASSWORD, bearer, make_app, people, signed_in
+from webapp.runtime import EXTENSION
 from webapp.services import exports
+from webapp.services.roles import Role
 
 
 def download(client: FlaskClient, album: str | None = None) -> zipfile.ZipFile:
@@ -82,6 +86,31 @@ def test_chosen_images_come_out_as_a_zip_from_the_api_and_the_library_page(app: 
     for bad in ({"csrf_token": token}, {"ids": ["../x"], "csrf_token": token}, {"ids": [unknown], "csrf_token": token}):
         refused = client.post("/library/download-images", data=bad)
         assert refused.status_code in (400, 404) and "text/html" in refused.content_type, bad
+
+
+def test_a_viewer_ticks_images_on_the_grid_and_downloads_them(tmp_path: Path, model_dir: Path) -> None:
+    app = make_app(tmp_path, model_dir)
+    accounts = people(app)
+    accounts.create_user("vera", Role.VIEWER, PASSWORD)
+    accounts.create_user("ed", Role.EDITOR, PASSWORD)
+    editor = bearer(accounts.create_token("ed", Role.EDITOR)[1])
+    for i, data in enumerate(noise_images(2, seed=54)):
+        added = app.test_client().post(
+            "/api/v1/images", data={"image": (io.BytesIO(data), f"v{i}.jpg")}, headers=editor
+        )
+        assert added.status_code == 201, added.json
+    viewer = signed_in(app, "vera")
+    page = viewer.get("/library").get_data(as_text=True)
+    assert page.count('form="move-selected"') == 2 and 'action="/library/download-images"' in page
+    assert "Move selected" not in page and "Delete selected" not in page  # a viewer may only take them out
+    ids = [i["id"] for i in viewer.get("/api/v1/images").json]
+    form = {"ids": ids, "csrf_token": csrf_token(viewer, "/library")}
+    with viewer.post("/library/download-images", data=form) as got:
+        assert got.status_code == 200 and sorted(zipfile.ZipFile(io.BytesIO(got.get_data())).namelist()) == [
+            "v0.jpg",
+            "v1.jpg",
+        ]
+    app.extensions[EXTENSION].close()
 
 
 def test_an_export_refuses_what_it_cannot_send_and_a_third_at_once_waits(app: Flask, client: FlaskClient) -> None:
