@@ -21,6 +21,7 @@ from pathlib import PurePosixPath
 
 from webapp.errors import TooBusy
 from webapp.services.library import Library
+from webapp.services.priority import PRIORITY
 from webapp.services.records import Record
 
 BATCH = 500  # images read from the catalogue at a time
@@ -94,6 +95,7 @@ class ZipExport:
                     path = self.library.original(record.sha256)
                     if path is None:  # deleted since the catalogue was read
                         continue
+                    PRIORITY.step_aside()  # a search under way goes first: it is someone waiting
                     info = zipfile.ZipInfo(names.of(record, self.album), _zip_time(record.added_at))
                     info.file_size = path.stat().st_size
                     with path.open("rb") as source, archive.open(info, "w") as target:
