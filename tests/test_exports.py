@@ -7,6 +7,7 @@ import io
 import zipfile
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -129,6 +130,20 @@ def test_an_export_refuses_what_it_cannot_send_and_a_third_at_once_waits(app: Fl
         answer.close()
     with client.get("/api/v1/images/export") as after:
         assert after.status_code == 200
+
+
+def test_an_image_deleted_as_the_zip_is_written_is_left_out(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_tree(app, client)
+    lib = app.extensions[EXTENSION].library
+    owl = next(i["id"] for i in client.get("/api/v1/images").json if i["filename"] == "owl.jpg")
+    original = lib.original
+    # Its path read, then its file gone (to the trash) before it is opened.
+    monkeypatch.setattr(
+        lib, "original", lambda sha: original(sha).with_suffix(".gone") if sha == owl else original(sha)
+    )
+    assert sorted(download(client, "animals").namelist()) == ["birds/tit.jpg", "cat.jpg"]
 
 
 def test_names_in_the_zip_unpack_safely_anywhere() -> None:

@@ -11,6 +11,7 @@ the same albums and names back. Names are made safe to unpack anywhere: no part 
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import threading
@@ -92,14 +93,19 @@ class ZipExport:
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
             for batch in _chain(self._first, self._batches):
                 for record in batch:
-                    path = self.library.original(record.sha256)
-                    if path is None:  # deleted since the catalogue was read
-                        continue
                     PRIORITY.step_aside()  # a search under way goes first: it is someone waiting
-                    info = zipfile.ZipInfo(names.of(record, self.album), _zip_time(record.added_at))
-                    info.file_size = path.stat().st_size
-                    with path.open("rb") as source, archive.open(info, "w") as target:
-                        shutil.copyfileobj(source, target, 1 << 20)
+                    path = self.library.original(record.sha256)
+                    try:
+                        source = path.open("rb") if path is not None else None
+                    except FileNotFoundError:
+                        source = None
+                    if source is None:  # deleted since the catalogue was read
+                        continue
+                    with source:
+                        info = zipfile.ZipInfo(names.of(record, self.album), _zip_time(record.added_at))
+                        info.file_size = os.fstat(source.fileno()).st_size
+                        with archive.open(info, "w") as target:
+                            shutil.copyfileobj(source, target, 1 << 20)
                     yield out.take()
         yield out.take()  # the central directory
 
