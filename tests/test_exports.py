@@ -114,6 +114,32 @@ def test_a_viewer_ticks_images_on_the_grid_and_downloads_them(tmp_path: Path, mo
     app.extensions[EXTENSION].close()
 
 
+def test_a_download_narrowed_to_one_account_holds_what_it_added(tmp_path: Path, model_dir: Path) -> None:
+    app = make_app(tmp_path, model_dir)
+    accounts = people(app)
+    accounts.create_user("vera", Role.VIEWER, PASSWORD)
+    for name, count in (("ed", 2), ("eve", 1)):
+        accounts.create_user(name, Role.EDITOR, PASSWORD)
+        token = bearer(accounts.create_token(name, Role.EDITOR)[1])
+        for i, data in enumerate(noise_images(count, seed=len(name))):
+            form = {"image": (io.BytesIO(data), f"{name}{i}.jpg"), "album": "shared"}
+            assert app.test_client().post("/api/v1/images", data=form, headers=token).status_code == 201
+    viewer = signed_in(app, "vera")
+    page = viewer.get("/library", query_string={"album": "shared", "added_by": "ed"}).get_data(as_text=True)
+    link = "/api/v1/images/export?album=shared&amp;added_by=ed"
+    assert f'href="{link}" download>Download what ed added (zip)' in page
+    with viewer.get("/api/v1/images/export", query_string={"album": "shared", "added_by": "ed"}) as got:
+        assert got.headers["Content-Disposition"].startswith('attachment; filename="shared-added-by-ed.zip"')
+        assert sorted(zipfile.ZipFile(io.BytesIO(got.get_data())).namelist()) == ["ed0.jpg", "ed1.jpg"]
+    with viewer.get("/api/v1/images/export", query_string={"added_by": "eve"}) as got:
+        assert zipfile.ZipFile(io.BytesIO(got.get_data())).namelist() == ["shared/eve0.jpg"]
+    for by, message in (("zed", "the library has no images that zed added"), ("", "that name who added them")):
+        refused = viewer.get("/api/v1/images/export", query_string={"added_by": by})
+        assert refused.status_code == 404 and message in refused.json["message"], refused.json
+    assert viewer.get("/api/v1/images/export", query_string={"added_by": "x" * 65}).status_code == 422
+    app.extensions[EXTENSION].close()
+
+
 def test_an_export_refuses_what_it_cannot_send_and_a_third_at_once_waits(app: Flask, client: FlaskClient) -> None:
     assert client.get("/api/v1/images/export").status_code == 404  # an empty library
     load_tree(app, client)

@@ -11,6 +11,17 @@ from webapp.errors import NotFound
 from webapp.services.exports import ZipExport
 
 
+def export_names(album: str, added_by: str | None) -> tuple[str, str]:
+    """Return the file name of an album's zip (``""``: the library's), of the images ``added_by``
+    added if given, and what to say if it would hold nothing."""
+    name, what = (album.replace("/", "-"), f"the album {album}") if album else ("library", "the library")
+    if added_by is None:
+        return f"{name}.zip", f"{what} has no images"
+    if not added_by:
+        return f"{name}-added-by-nobody.zip", f"{what} has no images that name who added them"
+    return f"{name}-added-by-{added_by}.zip", f"{what} has no images that {added_by} added"
+
+
 def zip_response(export: ZipExport, name: str, empty: str) -> Response:
     """Send a zip as a download named ``name``; NotFound with ``empty`` if it would hold nothing."""
     if export.empty:

@@ -205,15 +205,22 @@ class Catalog:
         self._changes += 1
 
     def following(
-        self, album: str, after: tuple[int, str] | None, limit: int, everywhere: bool = False
+        self,
+        album: str,
+        after: tuple[int, str] | None,
+        limit: int,
+        everywhere: bool = False,
+        added_by: str | None = None,
     ) -> list[tuple[int, str, str]]:
         """Return up to ``limit`` images of ``album`` and below as (added_at, sha256, album), oldest
         first, from just after ``after`` (a keyset: images that leave the album meanwhile shift nothing).
 
-        The album ``""`` is the images in no album; with ``everywhere``, it is every image.
+        The album ``""`` is the images in no album; with ``everywhere``, it is every image (those
+        the account ``added_by`` added, if given).
         """
         query = select(images.c.added_at, images.c.sha256, images.c.album)
         query = query.where(in_album(album)) if album or not everywhere else query
+        query = query.where(images.c.added_by == added_by) if added_by is not None else query
         if after is not None:
             at, sha = after
             query = query.where(or_(images.c.added_at > at, and_(images.c.added_at == at, images.c.sha256 > sha)))

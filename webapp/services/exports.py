@@ -55,9 +55,10 @@ class ZipExport:
         self._released = False
 
     @classmethod
-    def of_album(cls, library: Library, album: str) -> ZipExport:
-        """Return the zip of ``album`` and its sub-albums, each image under its path below it."""
-        return cls(library, lambda: _batches(library, album), album)
+    def of_album(cls, library: Library, album: str, added_by: str | None = None) -> ZipExport:
+        """Return the zip of ``album`` and its sub-albums (of the images ``added_by`` added, if
+        given), each image under its path below it."""
+        return cls(library, lambda: _batches(library, album, added_by), album)
 
     @classmethod
     def of_images(cls, library: Library, sha256s: Sequence[str]) -> ZipExport:
@@ -110,10 +111,10 @@ class ZipExport:
         yield out.take()  # the central directory
 
 
-def _batches(library: Library, album: str) -> Iterator[list[Record]]:
+def _batches(library: Library, album: str, added_by: str | None) -> Iterator[list[Record]]:
     """Yield the records of the album's images (and below), BATCH at a time, oldest first."""
     after: tuple[int, str] | None = None
-    while page := library.catalog.following(album, after, BATCH, everywhere=True):
+    while page := library.catalog.following(album, after, BATCH, everywhere=True, added_by=added_by):
         records = library.records([sha for _, sha, _ in page], fresh=False)
         yield [records[sha] for _, sha, _ in page if sha in records]
         after = page[-1][:2]

@@ -11,7 +11,7 @@ from flask import Response, send_file, url_for
 from flask.views import MethodView
 
 from webapp import audit
-from webapp.api.common import AlbumArgsSchema, Blueprint
+from webapp.api.common import Blueprint
 from webapp.api.images.schemas import (
     AddedImageSchema,
     AlbumDeleteSchema,
@@ -34,7 +34,7 @@ from webapp.api.images.schemas import (
 from webapp.api.jobs.schemas import JobSchema
 from webapp.api.search.schemas import SearchResponseSchema
 from webapp.auth import requires
-from webapp.downloads import zip_response
+from webapp.downloads import export_names, zip_response
 from webapp.errors import Conflict, NotFound
 from webapp.extensions import rate_limited
 from webapp.runtime import library, runtime
@@ -193,22 +193,22 @@ class AlbumDelete(MethodView):
 class ImagesExport(MethodView):
     """The originals of an album, of the whole library or of chosen images, as one zip."""
 
-    @blp.arguments(AlbumArgsSchema(), location="query")
+    @blp.arguments(ImagesArgsSchema(), location="query")
     @blp.response(
         200,
         description="A zip (application/zip) of the originals as they were added, each under its album's "
         "path below the album asked for and with its name (a second of one name in a folder gets ' (2)'), "
         "sent as it is written. Uploaded again as a zip archive into that album, it brings them back.",
     )
-    @blp.alt_response(404, description="The album (or the library) has no images.")
+    @blp.alt_response(404, description="The album (or the library) has no images (that the account added).")
     @blp.alt_response(429, description=f"{MAX_AT_ONCE} downloads are under way from this server process.")
     @requires(Role.VIEWER)
     def get(self, args: dict[str, str]) -> Response:
-        """Download an album with its sub-albums (or, without one, the whole library) as a zip of the originals."""
-        album = args["album"]
-        export = ZipExport.of_album(library(), album)
-        name = f"{album.replace('/', '-')}.zip" if album else "library.zip"
-        return zip_response(export, name, f"the album {album} has no images" if album else "the library has no images")
+        """Download an album with its sub-albums (or, without one, the whole library) as a zip of the
+        originals, only the images one account added if ``added_by`` is given."""
+        album, by = args["album"], args.get("added_by")
+        export = ZipExport.of_album(library(), album, by)
+        return zip_response(export, *export_names(album, by))
 
     @blp.arguments(ImageIdsSchema())
     @blp.response(200, description="A zip (application/zip) of those images' originals, each under its album's path.")
