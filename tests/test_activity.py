@@ -385,6 +385,46 @@ def test_an_images_history_is_the_entries_naming_it(team: dict[str, Any]) -> Non
     assert len(entries(app, image=sha)) == 4  # no other image's job
 
 
+def test_downloads_are_recorded_with_what_they_sent(team: dict[str, Any]) -> None:
+    app, tokens = team["app"], team["tokens"]
+    client = app.test_client()
+    kept, other = noise_images(2, seed=49)
+    kept_id = client.post(
+        "/api/v1/images", data={"image": (io.BytesIO(kept), "kept.jpg"), "album": "trip"}, headers=tokens["editor"]
+    ).json["id"]
+    other_id = add(client, other, "other.jpg", tokens["editor"]).json["id"]
+    viewer = tokens["viewer"]
+    with client.get("/api/v1/images/export", query_string={"album": "trip"}, headers=viewer) as got:
+        assert got.status_code == 200
+    with client.head("/api/v1/images/export", headers=viewer) as got:  # sends no zip
+        assert got.status_code == 200
+    assert client.get("/api/v1/images/export?album=nowhere", headers=viewer).status_code == 404
+    chosen = {"ids": [kept_id, "0" * 64]}
+    with client.post("/api/v1/images/export", json=chosen, headers=viewer) as got:
+        assert got.status_code == 200
+    person = signed_in(app, "viewer-person")
+    form = {"ids": [other_id], "csrf_token": csrf_token(person, "/library")}
+    with person.post("/library/download-images", data=form) as got:
+        assert got.status_code == 200
+
+    log = [e for e in entries(app) if "/login" not in e["path"]][:3]  # the sign-in is recorded too
+    assert [(e["method"], e["path"], e["actor"], e["via"], e["status"]) for e in log] == [
+        ("POST", "/library/download-images", "viewer-person", "session", 200),
+        ("POST", "/api/v1/images/export", "viewer-person", "token", 200),
+        ("GET", "/api/v1/images/export?album=trip", "viewer-person", "token", 200),
+    ]
+    assert [e["note"] for e in log] == [
+        f"a zip of 1 image: other.jpg ({other_id})",
+        f"a zip of 1 image: kept.jpg ({kept_id})",
+        "a zip of the album 'trip' and below: 1 image",
+    ]
+    assert log[2]["action"] == "Download an album with its sub-albums, or the whole library, as a zip of the originals"
+    assert [e["path"] for e in entries(app, image=kept_id)] == ["/api/v1/images/export", "/api/v1/images"]
+    with client.get("/api/v1/images/export", query_string={"added_by": "editor-person"}, headers=viewer) as got:
+        assert got.status_code == 200
+    assert entries(app)[0]["note"] == "a zip of the library, what 'editor-person' added: 2 images"
+
+
 def test_an_images_history_has_the_jobs_that_moved_deleted_and_restored_it(team: dict[str, Any]) -> None:
     app, tokens = team["app"], team["tokens"]
     client, admin = app.test_client(), signed_in(app, "admin-person")

@@ -3,7 +3,8 @@
 A request is recorded when it changed something: a POST, PUT, PATCH or DELETE that needs the
 editor or admin role (``@requires``) and succeeded, whoever sent it; and, for people's
 credentials, a token created or revoked, a sign-in (refused ones too) and a sign-out. Searches,
-which are POSTs a viewer may send, are not. A view says in words what its request did with
+which are POSTs a viewer may send, are not; nor are other reads, but for the downloads that take
+images out in bulk (a zip), which a view marks with ``taken_out``. A view says in words what its request did with
 ``note`` (the images a resolution deleted, a job's id), and a page that answers a refusal with a
 redirect and a message says so with ``refused``. The entry is written after the view: if the
 database cannot take it, the change stands and the log says so in a warning. A ``flask`` command
@@ -70,6 +71,13 @@ def always() -> None:
     g.activity_always = True
 
 
+def taken_out(text: str) -> None:
+    """Record this read, if it succeeds, saying what it sent in words: a download of many images,
+    which a team wants to tell who made, though it changes nothing."""
+    g.activity_taken_out = True
+    note(text)
+
+
 def added(record: Record, created: bool) -> str:
     """Return the note of an upload."""
     return f"{record.filename} ({record.sha256}) {'added' if created else 'was in the library already'}"
@@ -121,6 +129,19 @@ def removed(records: list[Record]) -> str:
     return f"{len(records)} removed for good: " + ", ".join(f"{r.filename} ({r.sha256})" for r in records[:100])
 
 
+def zip_of_album(album: str, added_by: str | None, count: int) -> str:
+    """Return the note of an album's zip (``""``: the library's), of what ``added_by`` added if given."""
+    what = f"the album {album!r} and below" if album else "the library"
+    whose = "" if added_by is None else f", what {added_by!r} added"
+    return f"a zip of {what}{whose}: {count} image{'' if count == 1 else 's'}"
+
+
+def zip_of_images(records: list[Record]) -> str:
+    """Return the note of chosen images sent as a zip (each named: it is in their histories)."""
+    names = ", ".join(f"{r.filename} ({r.sha256})" for r in records)
+    return f"a zip of {len(records)} image{'' if len(records) == 1 else 's'}: {names}"
+
+
 def emptied(count: int) -> str:
     """Return the note of the library emptied."""
     return f"the library emptied: {count} images deleted"
@@ -151,7 +172,11 @@ def action(endpoint: str, method: str) -> str:
 
 def recorded(response: Response) -> bool:
     """Tell whether the activity log keeps this request."""
-    if request.method in SAFE_METHODS or request.endpoint is None:
+    if request.endpoint is None:
+        return False
+    if g.get("activity_taken_out"):  # a HEAD sends no zip
+        return response.status_code < 400 and request.method != "HEAD"
+    if request.method in SAFE_METHODS:
         return False
     if g.get("activity_always"):
         return True

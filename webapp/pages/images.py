@@ -95,7 +95,9 @@ def delete_images() -> Response:
 def download_images() -> Response:
     """Send the images selected on a library page as a zip of their originals."""
     export = ZipExport.of_images(library(), _selection("download", "sent"))
-    return zip_response(export, "images.zip", "None of the selected images is in the library any more.")
+    response = zip_response(export, "images.zip", "None of the selected images is in the library any more.")
+    audit.taken_out(audit.zip_of_images(export.first_batch))
+    return response
 
 
 def _selection(verb: str, done: str) -> list[str]:

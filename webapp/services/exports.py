@@ -75,6 +75,11 @@ class ZipExport:
         """Tell whether the album (or the library) has no images to send."""
         return not self._first
 
+    @property
+    def first_batch(self) -> list[Record]:
+        """The first BATCH images it sends, in order: every image of a zip of chosen images."""
+        return self._first
+
     def __iter__(self) -> Iterator[bytes]:
         return self
 

@@ -204,11 +204,15 @@ class ImagesExport(MethodView):
     @blp.alt_response(429, description=f"{MAX_AT_ONCE} downloads are under way from this server process.")
     @requires(Role.VIEWER)
     def get(self, args: dict[str, str]) -> Response:
-        """Download an album with its sub-albums (or, without one, the whole library) as a zip of the
-        originals, only the images one account added if ``added_by`` is given."""
-        album, by = args["album"], args.get("added_by")
-        export = ZipExport.of_album(library(), album, by)
-        return zip_response(export, *export_names(album, by))
+        """Download an album with its sub-albums, or the whole library, as a zip of the originals.
+
+        Only the images one account added, if ``added_by`` is given. The activity log records it.
+        """
+        album, by, lib = args["album"], args.get("added_by"), library()
+        count = lib.listed(album, by)  # before the download takes its place: nothing to give back if it fails
+        response = zip_response(ZipExport.of_album(lib, album, by), *export_names(album, by))
+        audit.taken_out(audit.zip_of_album(album, by, count))
+        return response
 
     @blp.arguments(ImageIdsSchema())
     @blp.response(200, description="A zip (application/zip) of those images' originals, each under its album's path.")
@@ -216,9 +220,14 @@ class ImagesExport(MethodView):
     @blp.alt_response(429, description=f"{MAX_AT_ONCE} downloads are under way from this server process.")
     @requires(Role.VIEWER)
     def post(self, args: dict[str, list[str]]) -> Response:
-        """Download chosen images (1-500) as a zip of their originals; those not in the library are left out."""
+        """Download chosen images (1-500) as a zip of their originals.
+
+        Those not in the library are left out. The activity log records it, naming each image.
+        """
         export = ZipExport.of_images(library(), args["ids"])
-        return zip_response(export, "images.zip", "none of the images is in the library")
+        response = zip_response(export, "images.zip", "none of the images is in the library")
+        audit.taken_out(audit.zip_of_images(export.first_batch))
+        return response
 
 
 @blp.route("/<sha256:image_id>")
