@@ -61,6 +61,8 @@ def test_a_load_is_undone_without_what_it_found_there_or_what_came_back_since(ap
     assert started.status_code == 202, started.json
     undo = wait_for_job(client, started.json["url"])
     assert (undo["status"], undo["processed"], undo["total"]) == ("done", 3, 3)
+    assert (undo["source"], undo["undone_by"]) == (f"job {load['id']}", None)
+    assert client.get(load["url"]).json["undone_by"] == undo["id"]
     assert {i["filename"] for i in client.get("/api/v1/images").json} == {"kept.jpg", "again.jpg"}
     assert trashed(client) == {"mine.jpg", "gone.jpg", "again.jpg"}  # again.jpg: its first copy, deleted by hand
     again_undone = client.post(f"/api/v1/jobs/{load['id']}/undo")
@@ -74,6 +76,8 @@ def test_a_load_is_undone_without_what_it_found_there_or_what_came_back_since(ap
     assert restoring.status_code == 202, restoring.json
     restore = wait_for_job(client, restoring.json["url"])
     assert (restore["kind"], restore["status"], restore["processed"]) == ("restore", "done", 1)
+    assert client.get(undo["url"]).json["undone_by"] == restore["id"]
+    assert client.get(load["url"]).json["undone_by"] == undo["id"]  # the latest undo, whatever became of it
     assert {i["filename"] for i in client.get("/api/v1/images").json} == {"kept.jpg", "again.jpg", "mine.jpg"}
     assert trashed(client) == {"gone.jpg", "again.jpg"}  # deleted by hand, not by the job
     twice = client.post(f"/api/v1/jobs/{undo['id']}/undo")

@@ -45,15 +45,18 @@ def _allow_large_uploads() -> None:
 
 @dataclass(frozen=True)
 class JobDetail:
-    """A job and the files it could not index (the first 1000)."""
+    """A job, the files it could not index (the first 1000) and the job started last to undo it."""
 
     job: Job
     failures: list[Failure]
+    undone_by: str | None = None
 
 
 def detail(job: Job) -> JobDetail:
-    """Return a job with its failures."""
-    return JobDetail(job, runtime().ingestion.failures(job.id))
+    """Return a job with its failures and its undo's id."""
+    rt = runtime()
+    undo = rt.deletions.undone_by(job)
+    return JobDetail(job, rt.ingestion.failures(job.id), undo.id if undo is not None else None)
 
 
 @blp.route("")

@@ -116,12 +116,20 @@ class JobSchema(ma.Schema):
 
 
 class JobDetailSchema(JobSchema):
-    """A job with the files it could not index, dumped from a JobDetail."""
+    """A job with the files it could not index and its undo, dumped from a JobDetail."""
 
     failures = ma.fields.List(
         ma.fields.Nested(FailureSchema), metadata={"description": "Failed files with reasons (first 1000)."}
     )
+    undone_by = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "For a load or a deletion: the id of the job started last to undo it (kind delete for a "
+            "load, restore for a deletion), whatever became of it (GET it for its status); null if none was. An "
+            "undo's own `source` is `job ` and the id of the job it undoes."
+        },
+    )
 
     def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
-        """Read the failures from the detail, every other field from its job."""
-        return getattr(obj if attr == "failures" else obj.job, attr, default)
+        """Read the failures and the undo from the detail, every other field from its job."""
+        return getattr(obj if attr in ("failures", "undone_by") else obj.job, attr, default)
