@@ -20,6 +20,7 @@ from tests.conftest import csrf_token, files_under, near_duplicate, noise_images
 from tests.test_activity import add, entries
 from tests.test_auth import PASSWORD, bearer, make_app, people, signed_in
 from webapp.errors import StoreUnavailable
+from webapp.pages.images import LIBRARY_PER_PAGE
 from webapp.runtime import EXTENSION
 from webapp.services.adding import Entry
 from webapp.services.database import trash
@@ -238,7 +239,7 @@ def test_the_library_page_deletes_the_images_selected_with_an_undo(team: dict[st
     token = csrf_token(client, "/library")
     shas = [
         add(client, data, f"p{i}.jpg", team["tokens"]["editor"]).json["id"]
-        for i, data in enumerate(noise_images(3, seed=78))
+        for i, data in enumerate(noise_images(LIBRARY_PER_PAGE + 1, seed=78))
     ]
     page = client.get("/library").get_data(as_text=True)
     assert 'formaction="/library/delete-images"' in page and "Delete selected" in page
@@ -247,12 +248,25 @@ def test_the_library_page_deletes_the_images_selected_with_an_undo(team: dict[st
     deleted = client.post("/library/delete-images", data=form)
     assert deleted.status_code == 303 and deleted.headers["Location"] == back
     shown = client.get(back).get_data(as_text=True)
-    assert "Moved 2 images to the trash, where they stay 30 days." in shown and "1 image," in shown
+    assert "Moved 2 images to the trash, where they stay 30 days." in shown and "47 images," in shown
     undo = re.findall(r'name="ids" value="([0-9a-f]{64})"', shown.split("Changed your mind?")[0])
     assert sorted(undo) == sorted(shas[:2])  # the Undo form's ids
     restored = client.post("/trash/restore", data={"ids": undo, "back": back, "csrf_token": token})
     assert restored.status_code == 303
-    assert client.get("/api/v1/stats").json["count"] == 3
+    assert client.get("/api/v1/stats").json["count"] == LIBRARY_PER_PAGE + 1
+
+    # A whole page ticked: its Undo has every image, and the cookie carrying them stays small.
+    form = {"ids": shas[1:], "back": back, "csrf_token": token}
+    deleted = client.post("/library/delete-images", data=form)
+    cookie = next(h for h in deleted.headers.getlist("Set-Cookie") if h.startswith("session="))
+    assert len(cookie) < 3500, len(cookie)  # browsers keep 4 KB
+    shown = client.get(back).get_data(as_text=True)
+    undo = re.findall(r'name="ids" value="([0-9a-f]{64})"', shown.split("Changed your mind?")[0])
+    assert sorted(undo) == sorted(shas[1:])
+    restored = client.post("/trash/restore", data={"ids": undo, "back": back, "csrf_token": token})
+    assert client.get("/api/v1/stats").json["count"] == LIBRARY_PER_PAGE + 1
+    deleted = client.post("/library/delete-images", data={**form, "ids": shas})  # more: from the trash's page
+    assert "Changed your mind?" not in client.get(back).get_data(as_text=True)
     for data, says in (
         ({"csrf_token": token}, "Select at least one image to delete"),
         ({"ids": "../etc", "csrf_token": token}, "not an image id"),
