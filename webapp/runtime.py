@@ -246,7 +246,14 @@ class Runtime:
         return self._once(
             "ingestion",
             lambda: Ingestion(
-                self.jobs, lambda: self.library, uploads, limits, lambda: self.queue, legacy, int(s["JOB_CHUNK_SIZE"])
+                self.jobs,
+                lambda: self.library,
+                uploads,
+                limits,
+                lambda: self.queue,
+                legacy,
+                int(s["JOB_CHUNK_SIZE"]),
+                float(s["DUPLICATE_THRESHOLD"]),
             ),
         )
 

@@ -100,6 +100,17 @@ job_items = Table(
     Index("job_items_by_chunk", "job_id", "chunk", "state"),
     Index("job_items_by_image", "sha256"),  # the jobs that added, moved, deleted or restored an image: its history
 )
+# The closest images of each file a check compared with the library (services/checks.py), best first.
+job_matches = Table(
+    "job_matches",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("seq", Integer, primary_key=True),  # the file's item
+    Column("rank", Integer, primary_key=True),  # from 0, the closest
+    Column("sha256", String(64), nullable=False),
+    Column("score", Float, nullable=False),  # cosine similarity
+    Column("same_picture", Boolean, nullable=False),  # one picture with the file, as a scan groups them
+)
 images = Table(
     "images",
     metadata,

@@ -19,14 +19,15 @@ from typing import Any, Protocol, TypeVar
 from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, WebappError
 from webapp.services.adding import clean_path
 from webapp.services.archives import check_archive
-from webapp.services.job_states import LOADS, OF_JOB, UPLOADED, WHOLE_JOBS, job_tag
+from webapp.services.job_items import CHECKED
+from webapp.services.job_states import CHECK, LOADS, OF_JOB, UPLOADED, WHOLE_JOBS, CheckedFile, job_tag
 from webapp.services.jobs import RESUMABLE, DuplicateFile, Failure, Job, JobStatus
 from webapp.services.records import Record
 from webapp.services.sources import allowed_folder
 from webapp.services.units import UnitsOfWork
 
 log = logging.getLogger(__name__)
-Item = TypeVar("Item", Failure, DuplicateFile)
+Item = TypeVar("Item", Failure, DuplicateFile, CheckedFile)
 
 
 class Upload(Protocol):
@@ -49,16 +50,28 @@ class WorkQueue(Protocol):
 class Ingestion(UnitsOfWork):
     """Starts jobs and follows them; runs their units of work (UnitsOfWork)."""
 
-    def start_folder(self, folder: str, trusted: bool = False, album: str = "", by: str = "") -> Job:
+    def start_folder(
+        self, folder: str, trusted: bool = False, album: str = "", by: str = "", check: bool = False
+    ) -> Job:
         """Start loading a folder on the server (under an import root unless ``trusted``), for the account ``by``.
 
-        Each file's album is its folder relative to ``folder``, below ``album`` if one is given.
+        Each file's album is its folder relative to ``folder``, below ``album`` if one is given. With
+        ``check``, nothing is added: each file is compared with the library (with ``album`` only, if
+        given; services/checks.py). So for the other sources.
         """
         path = Path(folder).resolve() if trusted else allowed_folder(folder, self.limits.import_roots)
-        kind = "cli" if trusted else "folder"
+        kind = self._kind("cli" if trusted else "folder", check, album)
         return self._submit(self.store.create(kind, str(path), self.queue.owner, album=album, started_by=by))
 
-    def start_files(self, uploads: list[Upload], album: str = "", by: str = "") -> Job:
+    def _kind(self, kind: str, check: bool, album: str) -> str:
+        """Return the kind of a job reading a source of ``kind``: a check's, if asked (refused for an
+        album on a library made before albums, before any file is taken)."""
+        if not check:
+            return kind
+        self.library.vectors.album_filter(album)
+        return CHECK + kind
+
+    def start_files(self, uploads: list[Upload], album: str = "", by: str = "", check: bool = False) -> Job:
         """Start loading uploaded files (saved to shared storage first) into ``album``, for the account ``by``."""
         if not uploads:
             raise InvalidInput("send at least one file")
@@ -70,21 +83,22 @@ class Ingestion(UnitsOfWork):
             for seq, upload in enumerate(uploads):
                 upload.save(folder / f"{seq:06d}")
         label = f"{len(uploads)} uploaded file{'s' if len(uploads) != 1 else ''}"
-        job = self.store.create("files", label, queue.owner, job_id=job_id, album=album, started_by=by)
+        kind = self._kind("files", check, album)
+        job = self.store.create(kind, label, queue.owner, job_id=job_id, album=album, started_by=by)
         self.store.set_items(job_id, [clean_path(u.filename) for u in uploads], self.chunk_size)
         return self._submit(job)
 
-    def start_archive(self, upload: Upload, album: str = "", by: str = "") -> Job:
+    def start_archive(self, upload: Upload, album: str = "", by: str = "", check: bool = False) -> Job:
         """Start loading an uploaded zip archive (refusing anything else, or a bomb), for the account
         ``by``; its folders are albums."""
-        queue = self.queue
+        queue, kind = self.queue, self._kind("archive", check, album)
         job_id = uuid.uuid4().hex
         with self._spooling(job_id) as folder:
             upload.save(folder / "archive.zip")
             limits = self.limits
             check_archive(folder / "archive.zip", limits.max_archive_entries, limits.max_archive_expanded_bytes)
         name = clean_path(upload.filename, "archive.zip")
-        return self._submit(self.store.create("archive", name, queue.owner, None, job_id, album, by))
+        return self._submit(self.store.create(kind, name, queue.owner, None, job_id, album, by))
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job; chunks in flight stop after their current batch, what they indexed stays."""
@@ -169,6 +183,28 @@ class Ingestion(UnitsOfWork):
     def all_duplicates(self, job_id: str, page: int = 1000) -> Iterator[DuplicateFile]:
         """Yield every file a job found already in the library, with its image, a page at a time, each once."""
         return _every(lambda after: self.duplicates(job_id, page, after=after), page)
+
+    def checked(
+        self, job_id: str, limit: int = 100, offset: int = 0, after: int = -1, states: Sequence[str] = CHECKED
+    ) -> list[CheckedFile]:
+        """Return the files a check compared with the library (the first 100 by default; only those
+        of ``states``, if given), each with its verdict and its closest images as the library holds
+        them now (``after`` as for ``failures``)."""
+        files = self.store.checked(job_id, limit, offset, after, states)
+        records = self.library.records({m[0] for f in files for m in f.matches}, fresh=False)
+        return [replace(f, records=records) for f in files]
+
+    def checked_count(self, job_id: str, after: int = -1, states: Sequence[str] = CHECKED) -> int:
+        """Return how many files past ``after`` in a check it compared, or could not read (of ``states``)."""
+        return self.store.checked_count(job_id, after, states)
+
+    def all_checked(self, job_id: str, page: int = 1000) -> Iterator[CheckedFile]:
+        """Yield every file a check compared, with its closest images, a page at a time, each once."""
+        return _every(lambda after: self.checked(job_id, page, after=after), page)
+
+    def compared(self, job_id: str) -> dict[str, int]:
+        """Return how many files a check found in the library, like one of its images, or new."""
+        return self.store.compared(job_id)
 
     @contextmanager
     def _spooling(self, job_id: str) -> Iterator[Path]:

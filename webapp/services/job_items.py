@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, Select, bindparam, func, select, update
 
-from webapp.services.database import Database, job_items, jobs
-from webapp.services.job_states import DuplicateFile, Failure, ItemResult
+from webapp.services.database import Database, job_items, job_matches, jobs
+from webapp.services.job_states import CheckedFile, DuplicateFile, Failure, ItemResult, Match
 
 if TYPE_CHECKING:
     from webapp.services.records import Record
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 # What a job did to an image, as its item says: a load added it; a whole job (services/album_moves.py,
 # services/deletions.py) moved, deleted or restored it, one item an image, written as each batch ends.
 CHANGES = ("added", "moved", "deleted", "restored")
+VERDICTS = ("in_library", "similar", "new")  # what a check found of a file it read (services/checks.py)
+CHECKED = (*VERDICTS, "failed")
 
 
 def loads_of(sha256: str) -> Select[tuple[str]]:
@@ -82,9 +84,10 @@ class JobItems:
         """Return how many files past ``after`` in the job it found already in the library."""
         return self._count(job_id, "duplicate", after)
 
-    def _count(self, job_id: str, state: str, after: int) -> int:
+    def _count(self, job_id: str, state: str | Sequence[str], after: int) -> int:
+        states = [state] if isinstance(state, str) else list(state)
         query = select(func.count()).where(
-            job_items.c.job_id == job_id, job_items.c.state == state, job_items.c.seq > after
+            job_items.c.job_id == job_id, job_items.c.state.in_(states), job_items.c.seq > after
         )
         with self.db.connect() as conn:
             return int(conn.execute(query).scalar_one())
@@ -152,11 +155,14 @@ class JobItems:
         with self.db.connect() as conn:
             return set(conn.scalars(query))
 
-    def record(self, job_id: str, results: list[ItemResult]) -> int:
+    def record(
+        self, job_id: str, results: list[ItemResult], matches: Mapping[int, Sequence[Match]] | None = None
+    ) -> int:
         """Store the outcome of items still pending and bump the counters; return how many counted.
 
         Items recorded already (by a worker that processed the same chunk before it died) are
-        skipped, so a redelivered chunk never counts an item twice.
+        skipped, so a redelivered chunk never counts an item twice. A check's ``matches`` (the
+        closest images of each item, by seq) are stored with their items.
         """
         seqs = [r.seq for r in results]
         with self.db.connect() as conn:
@@ -185,6 +191,12 @@ class JobItems:
                         for r in fresh
                     ],
                 )
+            if found := [
+                {"job_id": job_id, "seq": r.seq, "rank": rank, "sha256": sha, "score": score, "same_picture": same}
+                for r in fresh
+                for rank, (sha, score, same) in enumerate((matches or {}).get(r.seq, ()))
+            ]:
+                conn.execute(job_matches.insert(), found)
             counts = {s: sum(1 for r in fresh if r.state == s) for s in ("added", "duplicate", "failed")}
             conn.execute(
                 update(jobs)
@@ -198,6 +210,43 @@ class JobItems:
                 )
             )
         return len(fresh)
+
+    def checked(
+        self, job_id: str, limit: int = 100, offset: int = 0, after: int = -1, states: Sequence[str] = CHECKED
+    ) -> list[CheckedFile]:
+        """Return the files a check compared (or could not read), in its order (``after`` as for
+        ``failures``), each with its closest images; only those of ``states``, if given."""
+        query = (
+            select(job_items.c.seq, job_items.c.name, job_items.c.state, job_items.c.reason)
+            .where(job_items.c.job_id == job_id, job_items.c.state.in_(states), job_items.c.seq > after)
+            .order_by(job_items.c.seq)
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.db.connect() as conn:
+            rows = list(conn.execute(query))
+            found: dict[int, list[Match]] = {}
+            if rows:
+                m = job_matches.c
+                ranked = select(m.seq, m.sha256, m.score, m.same_picture).where(
+                    m.job_id == job_id, m.seq.in_([row.seq for row in rows])
+                )
+                for seq, sha, score, same in conn.execute(ranked.order_by(m.seq, m.rank)):
+                    found.setdefault(seq, []).append((sha, score, bool(same)))
+        return [CheckedFile(r.name, r.seq, r.state, r.reason or "", tuple(found.get(r.seq, ()))) for r in rows]
+
+    def checked_count(self, job_id: str, after: int = -1, states: Sequence[str] = CHECKED) -> int:
+        """Return how many files past ``after`` in a check it compared or could not read (of ``states``)."""
+        return self._count(job_id, states, after)
+
+    def compared(self, job_id: str) -> dict[str, int]:
+        """Return how many files a check found in the library, like one of its images, or new."""
+        query = select(job_items.c.state, func.count()).where(
+            job_items.c.job_id == job_id, job_items.c.state.in_(VERDICTS)
+        )
+        with self.db.connect() as conn:
+            counts: dict[str, int] = {state: n for state, n in conn.execute(query.group_by(job_items.c.state))}
+        return {state: counts.get(state, 0) for state in VERDICTS}
 
     def added_items(self, job_id: str, after: int, limit: int, offset: int = 0) -> list[tuple[int, str]]:
         """Return (seq, sha256) of up to ``limit`` items the job added, past ``after`` in its order
@@ -230,7 +279,7 @@ class JobItems:
                     .values(state="pending", reason=None, sha256=None)
                 )
             query = select(job_items.c.state, func.count()).where(job_items.c.job_id == job_id)
-            counts: dict[str, int] = dict(conn.execute(query.group_by(job_items.c.state)).tuples().all())
+            counts: dict[str, int] = {state: n for state, n in conn.execute(query.group_by(job_items.c.state))}
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id)

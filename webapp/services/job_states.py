@@ -31,8 +31,11 @@ WHOLE_JOBS = ("duplicates", "move", "delete", "restore")
 # How the source of a deletion or a restore starts: an album (a deletion), or a job (the load a
 # deletion undoes, the deletion a restore undoes).
 OF_ALBUM, OF_JOB = "album ", "job "
-UPLOADED = ("files", "archive")  # the kinds of job whose files wait in the uploads folder
-LOADS = ("folder", "cli", *UPLOADED)  # the kinds of job that load images (not reindexes, scans, moves or deletions)
+LOADS = ("folder", "cli", "files", "archive")  # the kinds of job that load images (not reindexes, scans, moves...)
+# A check compares files with the library and adds nothing (services/checks.py): its kind names its source.
+CHECK = "check-"
+CHECKS = tuple(CHECK + kind for kind in LOADS)
+UPLOADED = ("files", "archive", f"{CHECK}files", f"{CHECK}archive")  # whose files wait in the uploads folder
 RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.CANCELLED)
 EMPTIED = 2  # cancel_requested of a job cancelled because the library was emptied (1: cancelled)
 # Every move a job can make; the store refuses (or skips) any other.
@@ -128,14 +131,43 @@ class DuplicateFile:
     record: Record | None = None
 
 
+Match = tuple[
+    str, float, bool
+]  # a check's: an image's id, its similarity to the file, and whether it is the same picture
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    """A file a check compared with the library (services/checks.py): its verdict (``state``: in_library,
+    similar, new), or why it could not be read (failed), and its closest images, best first (Match);
+    ``records`` the images as the library holds them now (those deleted since left out)."""
+
+    name: str
+    seq: int
+    state: str
+    reason: str = ""
+    matches: tuple[Match, ...] = ()
+    records: dict[str, Record] | None = None
+
+    @property
+    def shown(self) -> Match | None:
+        """Return the match to show first: the first that is the same picture, else the closest."""
+        return next((m for m in self.matches if m[2]), self.matches[0] if self.matches else None)
+
+
 @dataclass(frozen=True)
 class ItemResult:
-    """What processing one job item gave: added, duplicate or failed."""
+    """What processing one job item gave: added, duplicate or failed (a check's: services/checks.py)."""
 
     seq: int
     state: str
     reason: str = ""
     sha256: str | None = None
+
+
+def source_kind(kind: str) -> str:
+    """Return the kind of source a job of ``kind`` reads (a check's: the files, archive or folder it compares)."""
+    return kind.removeprefix(CHECK)
 
 
 def job_tag(job_id: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,11 @@ class LiteVectorStore(MilvusVectorStore):
         """Search as a server does; a search made also makes the flush schedule keep few rows waiting."""
         self._schedule.search_made()
         return super().search(vector, top_k, album)
+
+    def search_many(self, vectors: Sequence[np.ndarray], top_k: int, album: str = "") -> list[list[Hit]]:
+        """Search several vectors in one call, as ``search`` searches one."""
+        self._schedule.search_made()
+        return super().search_many(vectors, top_k, album)
 
     def _search(self, data: list[np.ndarray], expr: str, limit: int, fields: list[str], ef: int) -> Any:
         engine = self._engine()

@@ -23,10 +23,11 @@ from typing import Protocol
 from webapp.errors import WebappError
 from webapp.services.adding import Batch, Entry, Outcome
 from webapp.services.albums import within
-from webapp.services.job_states import WHOLE_JOBS, job_tag
+from webapp.services.checks import compare
+from webapp.services.job_states import CHECKS, WHOLE_JOBS, job_tag, source_kind
 from webapp.services.jobs import ItemResult, Job, JobRepository, JobStatus
 from webapp.services.library import Library
-from webapp.services.priority import background_thread
+from webapp.services.priority import PRIORITY, background_thread
 from webapp.services.sources import Source, open_source
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class UnitsOfWork:
         queue: Callable[[], WorkQueue],
         legacy_spool: Path | None = None,
         chunk_size: int = CHUNK,
+        near: float = 0.96,
     ) -> None:
         self.store = store
         self._library = library
@@ -81,6 +83,7 @@ class UnitsOfWork:
         self._queue = queue
         self.legacy_spool = legacy_spool  # where jobs of earlier releases spooled their files
         self.chunk_size = chunk_size
+        self.near = near  # a check's file is like an image of the library at this similarity or more
 
     @property
     def library(self) -> Library:
@@ -199,8 +202,8 @@ class UnitsOfWork:
 
     @contextmanager
     def _source(self, job: Job) -> Iterator[Source]:
-        limits, spool = self.limits, self.upload_dir(job.id)
-        with open_source(job.kind, job.source, spool, limits.max_file_bytes, limits.import_roots) as source:
+        limits, spool, kind = self.limits, self.upload_dir(job.id), source_kind(job.kind)
+        with open_source(kind, job.source, spool, limits.max_file_bytes, limits.import_roots) as source:
             yield source
 
     def _reconcile(self, job_id: str) -> None:
@@ -218,6 +221,8 @@ class UnitsOfWork:
 
     def _process(self, job: Job, chunk: int, source: Source, should_stop: ShouldStop) -> bool:
         """Embed batch N+1 while batch N is written; tell whether the job was stopped midway."""
+        if job.kind in CHECKS:
+            return self._check(job, chunk, source, should_stop)
         library, job_id = self.library, job.id
         tag = job_tag(job_id)
         items = self.store.pending(job_id, chunk)
@@ -250,6 +255,22 @@ class UnitsOfWork:
                 if writing is None:
                     break
         return stopped
+
+    def _check(self, job: Job, chunk: int, source: Source, should_stop: ShouldStop) -> bool:
+        """Compare a check's chunk with the library a batch at a time (services/checks.py), each
+        after the searches people are waiting for; tell whether the job was stopped midway."""
+        items, start = self.store.pending(job.id, chunk), 0
+        while start < len(items):
+            if (stop := should_stop()) or not self.store.still_wanted(job.id):
+                return stop
+            batch_items, entries = _read_batch(source, items, start)
+            start += len(batch_items)
+            PRIORITY.step_aside()
+            found = compare(self.library, entries, job.album, self.near)
+            verdicts = dict(zip((seq for seq, _ in batch_items), found, strict=True))
+            results = [ItemResult(seq, v.state, v.reason) for seq, v in verdicts.items()]
+            self.store.record(job.id, results, {seq: v.matches for seq, v in verdicts.items()})
+        return False
 
     def _commit(self, job_id: str, batch: Batch) -> list[Outcome] | None:
         """Write a batch unless its job was cancelled (the library emptied) while it was embedded.

@@ -188,6 +188,13 @@ class MilvusVectorStore:
         expr = self.album_filter(album)
         return self._searches((expr, max(self.search_ef, top_k)), (vector, top_k))
 
+    def search_many(self, vectors: Sequence[np.ndarray], top_k: int, album: str = "") -> list[list[Hit]]:
+        """Return, for each vector, its ``top_k`` nearest images, best first (in ``album``), in one call."""
+        if not vectors:
+            return []
+        key = (self.album_filter(album), max(self.search_ef, top_k))
+        return self._search_many(key, [(vector, top_k) for vector in vectors])
+
     def _search_many(self, key: tuple[str, int], queries: list[tuple[np.ndarray, int]]) -> list[list[Hit]]:
         """Search several vectors in one call (the same filter and ``ef``: each gets what it would alone)."""
         expr, ef = key

@@ -13,16 +13,20 @@ from flask.views import MethodView
 from webapp import audit
 from webapp.api.common import Blueprint
 from webapp.api.jobs.schemas import (
+    CheckedFileSchema,
     DuplicateFileSchema,
     FailureSchema,
     ItemsArgsSchema,
     JobCreateSchema,
     JobDetailSchema,
     JobSchema,
+    MatchesArgsSchema,
 )
 from webapp.auth import requires
 from webapp.extensions import rate_limited
 from webapp.runtime import runtime
+from webapp.services.job_items import CHECKED
+from webapp.services.job_states import CHECKS, CheckedFile
 from webapp.services.jobs import DuplicateFile, Failure, Job
 from webapp.services.roles import Role
 
@@ -45,18 +49,21 @@ def _allow_large_uploads() -> None:
 
 @dataclass(frozen=True)
 class JobDetail:
-    """A job, the files it could not index (the first 1000) and the job started last to undo it."""
+    """A job, the files it could not index (the first 1000), the job started last to undo it, and
+    what a check found so far."""
 
     job: Job
     failures: list[Failure]
     undone_by: str | None = None
+    compared: dict[str, int] | None = None
 
 
 def detail(job: Job) -> JobDetail:
-    """Return a job with its failures and its undo's id."""
+    """Return a job with its failures, its undo's id and a check's findings."""
     rt = runtime()
     undo = rt.deletions.undone_by(job)
-    return JobDetail(job, rt.ingestion.failures(job.id), undo.id if undo is not None else None)
+    compared = rt.ingestion.compared(job.id) if job.kind in CHECKS else None
+    return JobDetail(job, rt.ingestion.failures(job.id), undo.id if undo is not None else None, compared)
 
 
 @blp.route("")
@@ -78,14 +85,15 @@ class Jobs(MethodView):
     @blp.alt_response(413, description="The upload is too large.")
     @requires(Role.EDITOR)
     def post(self, args: dict[str, Any]) -> tuple[Job, int]:
-        """Start loading several files, a zip archive or a server folder, in the background."""
-        ingestion, by = runtime().ingestion, audit.actor()
+        """Start loading several files, a zip archive or a server folder, in the background (or, with
+        ``check``, comparing them with the library)."""
+        ingestion, by, check = runtime().ingestion, audit.actor(), args["check"]
         if args.get("folder"):
-            job = ingestion.start_folder(args["folder"], album=args["album"], by=by)
+            job = ingestion.start_folder(args["folder"], album=args["album"], by=by, check=check)
         elif args.get("archive"):
-            job = ingestion.start_archive(args["archive"], album=args["album"], by=by)
+            job = ingestion.start_archive(args["archive"], album=args["album"], by=by, check=check)
         else:
-            job = ingestion.start_files(args["files"], album=args["album"], by=by)
+            job = ingestion.start_files(args["files"], album=args["album"], by=by, check=check)
         audit.note(audit.started(job))
         return job, 202
 
@@ -151,6 +159,28 @@ class JobDuplicates(MethodView):
         ingestion = runtime().ingestion
         count, read = partial(ingestion.duplicate_count, job_id), partial(ingestion.duplicates, job_id)
         return _by_position(pagination_parameters, args, ingestion.get(job_id).duplicates, count, read)
+
+
+@blp.route("/<job_id:job_id>/matches")
+class JobMatches(MethodView):
+    """What a check found of each file."""
+
+    @blp.arguments(MatchesArgsSchema(), location="query")
+    @blp.response(200, CheckedFileSchema(many=True))
+    @blp.paginate()
+    @blp.alt_response(404, description="No job with that id.")
+    @requires(Role.VIEWER)
+    def get(self, args: dict[str, Any], job_id: str, pagination_parameters: Any) -> list[CheckedFile]:
+        """List the files a check compared with the library, each with its verdict and closest images, a
+        page at a time in the job's order (only those of one ``verdict``, if given; empty for other jobs)."""
+        ingestion = runtime().ingestion
+        if ingestion.get(job_id).kind not in CHECKS:
+            pagination_parameters.item_count = 0
+            return []
+        states = [args["verdict"]] if "verdict" in args else CHECKED
+        count = partial(ingestion.checked_count, job_id, states=states)
+        read = partial(ingestion.checked, job_id, states=states)
+        return _by_position(pagination_parameters, args, count(-1), count, read)
 
 
 @blp.route("/<job_id:job_id>/undo")

@@ -7,6 +7,7 @@ from flask_smorest.fields import Upload
 
 from webapp.api.common import Album, ImageUploads, Timestamp, UrlFor
 from webapp.api.images.schemas import ImageSchema
+from webapp.services.job_items import CHECKED
 
 
 class JobCreateSchema(ma.Schema):
@@ -18,7 +19,17 @@ class JobCreateSchema(ma.Schema):
         metadata={"description": "Absolute path of a folder on the server, under an allowed import root."}
     )
 
-    album = Album(description="The album to load into; each file's own folder (in an archive or folder) goes below it.")
+    album = Album(
+        description="The album to load into; each file's own folder (in an archive or folder) goes below it. "
+        "For a check: compare with this album and its sub-albums only."
+    )
+    check = ma.fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Add nothing: compare each file with the library instead (is it there, or something "
+            "like it?); the job's kind is `check-` and its source's. Its findings: GET the job's `matches`."
+        },
+    )
 
     @ma.validates_schema
     def _one_source(self, data: dict[str, object], **kwargs: object) -> None:
@@ -55,6 +66,59 @@ class DuplicateFileSchema(ma.Schema):
         allow_none=True,
         metadata={"description": "That image as the library holds it now; null if it was deleted since."},
     )
+
+
+class MatchSchema(ma.Schema):
+    """One of the images of the library closest to a checked file."""
+
+    image_id = ma.fields.String(metadata={"description": "The image's id."})
+    score = ma.fields.Float(metadata={"description": "Cosine similarity to the file (1: the same bytes)."})
+    same_picture = ma.fields.Boolean(
+        metadata={
+            "description": "The same picture as the file, as a near-duplicate scan would group them: at "
+            "DUPLICATE_THRESHOLD or more alike, or less with the same layout (a copy cropped or re-saved)."
+        }
+    )
+    image = ma.fields.Nested(
+        ImageSchema,
+        allow_none=True,
+        metadata={"description": "The image as the library holds it now; null if deleted since."},
+    )
+
+
+class CheckedFileSchema(ma.Schema):
+    """A file a check compared with the library, dumped from a CheckedFile."""
+
+    name = ma.fields.String(metadata={"description": "The file's name (or path inside the source)."})
+    position = ma.fields.Integer(
+        attribute="seq",
+        metadata={"description": "The file's place in the job, from 0: pass the last one you have as `after`."},
+    )
+    verdict = ma.fields.String(
+        attribute="state",
+        metadata={
+            "description": "in_library (the library holds its bytes), similar (one of its closest images is the "
+            "same picture: `same_picture`), new (none is), or failed (not read: see `reason`)."
+        },
+    )
+    reason = ma.fields.String(metadata={"description": "Why it could not be read (failed only)."})
+    matches = ma.fields.List(
+        ma.fields.Nested(MatchSchema),
+        metadata={
+            "description": "Its closest images (up to 5), best first; for in_library, the one of its bytes "
+            "first, at 1, even outside the album compared with."
+        },
+    )
+
+    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
+        """Read the matches with their images, every other field from the file."""
+        if attr != "matches":
+            return getattr(obj, attr, default)
+        records = obj.records or {}
+        return [
+            {"image_id": sha, "score": score, "same_picture": same, "image": records.get(sha)}
+            for sha, score, same in obj.matches
+        ]
 
 
 class ItemsArgsSchema(ma.Schema):
@@ -121,6 +185,15 @@ class JobDetailSchema(JobSchema):
     failures = ma.fields.List(
         ma.fields.Nested(FailureSchema), metadata={"description": "Failed files with reasons (first 1000)."}
     )
+    compared = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Integer(),
+        allow_none=True,
+        metadata={
+            "description": "For a check: how many files it found `in_library`, `similar` and `new` so far (their "
+            "list: the job's `matches`); null for other jobs."
+        },
+    )
     undone_by = ma.fields.String(
         allow_none=True,
         metadata={
@@ -132,4 +205,13 @@ class JobDetailSchema(JobSchema):
 
     def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
         """Read the failures and the undo from the detail, every other field from its job."""
-        return getattr(obj if attr in ("failures", "undone_by") else obj.job, attr, default)
+        return getattr(obj if attr in ("failures", "undone_by", "compared") else obj.job, attr, default)
+
+
+class MatchesArgsSchema(ItemsArgsSchema):
+    """Where a check's list of files starts, and which verdict it lists."""
+
+    verdict = ma.fields.String(
+        validate=ma.validate.OneOf(CHECKED),
+        metadata={"description": "Only the files of this verdict: in_library, similar, new or failed."},
+    )
