@@ -16,7 +16,7 @@ import io
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,10 @@ from webapp.models import DEFAULT, MODELS  # noqa: E402
 from webapp.services.embedding import Embedder  # noqa: E402
 
 
-def make_images(count: int, seed: int = 0) -> list[bytes]:
-    """Return ``count`` distinct JPEGs derived from the bundled photos."""
+def make_images(count: int, seed: int = 0, names: Sequence[str] = NAMES) -> list[bytes]:
+    """Return ``count`` distinct JPEGs derived from the bundled photos (those of ``names``)."""
     rng = np.random.default_rng(seed)
-    bases = [Image.fromarray(getattr(skdata, name)()).convert("RGB") for name in NAMES]
+    bases = [Image.fromarray(getattr(skdata, name)()).convert("RGB") for name in names]
     out = []
     for i in range(count):
         base = bases[i % len(bases)]

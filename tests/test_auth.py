@@ -94,6 +94,7 @@ API: list[tuple[str, str, dict[str, Any], Role]] = [
     ("POST", "/api/v1/images/move", {"json": {"ids": [NO_IMAGE], "album": "x"}}, Role.EDITOR),
     ("POST", "/api/v1/images/albums/move", {"json": {"album": "no such album", "to": "x"}}, Role.EDITOR),
     ("POST", "/api/v1/jobs", {"json": {"folder": "relative/path"}}, Role.EDITOR),
+    ("POST", "/api/v1/jobs", {"json": {"folder": "relative/path", "check": True}}, Role.EDITOR),
     ("POST", "/api/v1/images/delete", {"json": {"ids": [NO_IMAGE]}}, Role.EDITOR),
     ("POST", "/api/v1/images/export", {"json": {"ids": [NO_IMAGE]}}, Role.VIEWER),
     ("POST", "/api/v1/images/albums/delete", {"json": {"album": "no such album"}}, Role.ADMIN),
@@ -114,6 +115,7 @@ API: list[tuple[str, str, dict[str, Any], Role]] = [
 PAGES: list[tuple[str, str, dict[str, str], Role]] = [
     ("POST", "/images", {}, Role.EDITOR),
     ("POST", "/add", {"source": "folder", "folder": "relative/path"}, Role.EDITOR),
+    ("POST", "/add", {"source": "folder", "folder": "relative/path", "check": "1"}, Role.EDITOR),
     ("POST", f"/jobs/{NOT_A_JOB}/cancel", {}, Role.EDITOR),
     ("POST", f"/jobs/{NOT_A_JOB}/resume", {}, Role.EDITOR),
     ("POST", f"/images/{NO_IMAGE}/delete", {}, Role.EDITOR),
@@ -229,7 +231,14 @@ def test_reading_needs_the_viewer_role_and_pages_send_people_to_sign_in(secured:
     reads = ("/api/v1/stats", "/api/v1/images", f"/api/v1/images/{secured['image']}/file", "/api/v1/images/export")
     for path in (*reads, "/data", "/metrics"):
         assert client.get(path).status_code == 401, path
-    for path in (f"/api/v1/jobs/{job}/duplicates", f"/jobs/{job}/duplicates.csv", f"/jobs/{job}/failures.csv"):
+    for path in (
+        f"/api/v1/jobs/{job}/duplicates",
+        f"/api/v1/jobs/{job}/matches",
+        f"/jobs/{job}/duplicates.csv",
+        f"/jobs/{job}/failures.csv",
+        f"/jobs/{job}/matches.csv",
+        "/check",
+    ):
         assert client.get(path).status_code in (302, 401), path  # signing in first, not a 404 that tells
     page = client.get("/library?page=2")
     assert page.status_code == 302 and page.headers["Location"] == "/login?next=/library?page%3D2"
@@ -238,6 +247,7 @@ def test_reading_needs_the_viewer_role_and_pages_send_people_to_sign_in(secured:
     viewer = bearer(secured["tokens"]["viewer"])
     assert client.get(f"/api/v1/images/{secured['image']}/thumbnail", headers=viewer).status_code == 200
     assert client.get("/metrics", headers=viewer).status_code == 200
+    assert signed_in(secured["app"], "viewer-person").get("/check").status_code == 403  # a check is an editor's
     with client.get("/api/v1/images/export", headers=viewer) as exported:  # the library's one image, zipped
         assert exported.status_code == 200 and exported.get_data().startswith(b"PK")
 

@@ -230,6 +230,9 @@
     setField(root, "added", String(job.added));
     setField(root, "duplicates", String(job.duplicates));
     setField(root, "failed", String(job.failed));
+    Object.keys(job.compared || {}).forEach(function (verdict) {
+      setField(root, "compared-" + verdict, String(job.compared[verdict])); // a check's findings so far
+    });
     setField(root, "rate", formatRate(job.rate));
     setField(root, "eta_seconds", formatDuration(job.eta_seconds));
     setField(root, "error", job.error || "");

@@ -39,6 +39,10 @@ JOB_KINDS = {
     "move": "Album move",
     "delete": "Deletion",
     "restore": "Restore",
+    "check-files": "Check of uploaded files",
+    "check-archive": "Check of a zip archive",
+    "check-folder": "Check of a server folder",
+    "check-cli": "Check from the command line",
 }
 
 

@@ -13,40 +13,44 @@ from werkzeug.wrappers import Response
 
 from webapp import audit
 from webapp.auth import requires
-from webapp.errors import Conflict
+from webapp.errors import Conflict, NotFound
 from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, album_arg, blp, typed_count
 from webapp.pages.trash import trash_note
 from webapp.runtime import library, runtime
+from webapp.services.checks import IN_LIBRARY, SIMILAR
 from webapp.services.deletions import KIND as DELETION
 from webapp.services.deletions import RESTORE
 from webapp.services.ingestion import Ingestion, Upload
-from webapp.services.job_states import LOADS, OF_JOB, WHOLE_JOBS
+from webapp.services.job_states import CHECKS, LOADS, OF_JOB, WHOLE_JOBS, CheckedFile
 from webapp.services.jobs import ACTIVE, RESUMABLE, DuplicateFile, Job, JobStatus
 from webapp.services.roles import Role
 
 JOBS_PER_PAGE = 20
+CHECKED_SHOWN = 100  # files a check's page lists, of those the library holds or holds the same picture of
+FOUND = (IN_LIBRARY, SIMILAR)
 UNDOING = (DELETION, RESTORE)  # the kinds of job that can undo another (whose source is OF_JOB + its id)
 
 
 def _start_job(ingestion: Ingestion, source: str) -> Job:
-    """Start a job from the form that was sent, or answer 400 saying what is missing."""
-    album = album_arg(request.form)
+    """Start a job from the form that was sent (a load, or a check: the Check images page's), or
+    answer 400 saying what is missing."""
+    album, check = album_arg(request.form), request.form.get("check") == "1"
     if source == "folder":
         folder = request.form.get("folder", "").strip()
         if not folder:
             raise BadRequest("Type the path of a folder on the server first.")
-        return ingestion.start_folder(folder, album=album, by=audit.actor())
+        return ingestion.start_folder(folder, album=album, by=audit.actor(), check=check)
     if source == "archive":
         archive = request.files.get("archive")
         if archive is None or not archive.filename:
             raise BadRequest("Choose a .zip archive first.")
-        return ingestion.start_archive(archive, album=album, by=audit.actor())
+        return ingestion.start_archive(archive, album=album, by=audit.actor(), check=check)
     if source == "files":
         uploads: list[Upload] = [f for f in request.files.getlist("files") if f.filename]
         if not uploads:
             raise BadRequest("Choose one or more image files first.")
-        return ingestion.start_files(uploads, album=album, by=audit.actor())
+        return ingestion.start_files(uploads, album=album, by=audit.actor(), check=check)
     raise BadRequest("Send one of the forms of the Add images page.")
 
 
@@ -55,7 +59,15 @@ def _start_job(ingestion: Ingestion, source: str) -> Job:
 def add_page() -> str:
     """Offer the three ways to add many images: files, a zip archive, a folder on the server."""
     albums = library().albums(kept=True)  # the album fields suggest them
-    return render_template("add.html", roots=current_app.config["IMPORT_ROOTS"], albums=albums)
+    return render_template("add.html", roots=current_app.config["IMPORT_ROOTS"], albums=albums, check=False)
+
+
+@blp.get("/check")
+@requires(Role.EDITOR)
+def check_page() -> str:
+    """Offer to compare many images with the library, adding none, from the same three sources."""
+    albums = library().albums(kept=True)
+    return render_template("add.html", roots=current_app.config["IMPORT_ROOTS"], albums=albums, check=True)
 
 
 @blp.post("/add")
@@ -81,7 +93,7 @@ def jobs_page() -> str | Response:
     pager = pager.counted(total)
     if pager.beyond_end:
         return redirect(pager.url(pager.pages))
-    return render_template("jobs.html", jobs=jobs, pager=pager, whole_jobs=WHOLE_JOBS)
+    return render_template("jobs.html", jobs=jobs, pager=pager, whole_jobs=WHOLE_JOBS, checks=CHECKS)
 
 
 @blp.get("/jobs/<job_id:job_id>")
@@ -93,6 +105,8 @@ def job_page(job_id: str) -> str:
     job = rt.ingestion.get(job_id)
     failures = rt.ingestion.failures(job_id)
     duplicates = rt.ingestion.duplicates(job_id) if job.kind in LOADS else []
+    check = job.kind in CHECKS
+    found = rt.ingestion.checked(job_id, CHECKED_SHOWN, states=FOUND) if check else []
     standing = rt.deletions.standing_undo(job)  # None: it may be undone (again)
     undo = standing if standing is not None else rt.deletions.undone_by(job)
     return render_template(
@@ -100,6 +114,9 @@ def job_page(job_id: str) -> str:
         job=job,
         failures=failures,
         duplicates=duplicates,
+        check=check,
+        found=found,
+        compared=rt.ingestion.compared(job_id) if check else None,
         undo=undo,
         undoable=standing is None and _undone_count(job) > 0,
         undoes=job.source.removeprefix(OF_JOB) if job.kind in UNDOING and job.source.startswith(OF_JOB) else None,
@@ -117,6 +134,31 @@ def job_failures_csv(job_id: str) -> Response:
     job = ingestion.get(job_id)  # 404 before the download starts
     rows = ([failure.name, failure.reason] for failure in ingestion.all_failures(job.id))
     return _csv(f"job-{job.id[:8]}-failed-files.csv", ["file", "reason"], rows)
+
+
+@blp.get("/jobs/<job_id:job_id>/matches.csv")
+@requires(Role.VIEWER)
+def job_matches_csv(job_id: str) -> Response:
+    """Send every file a check compared with the library, with its verdict and its closest image, as
+    CSV (the page shows the first 100 the library holds, or holds the same picture of)."""
+    ingestion = runtime().ingestion
+    job = ingestion.get(job_id)  # 404 before the download starts
+    if job.kind not in CHECKS:
+        raise NotFound("Only a check compares files with the library: this job is not one.")
+    rows = (_checked_row(checked) for checked in ingestion.all_checked(job.id))
+    header = ["file", "verdict", "reason", "image_id", "image_filename", "image_album", "similarity", "same_picture"]
+    return _csv(f"job-{job.id[:8]}-matches.csv", header, rows)
+
+
+def _checked_row(checked: CheckedFile) -> list[str]:
+    """Say what a check found of a file: its verdict, and its closest image (the same picture first)."""
+    head = [checked.name, checked.state, checked.reason]
+    if checked.shown is None:
+        return [*head, "", "", "", "", ""]
+    sha, score, same = checked.shown
+    record = (checked.records or {}).get(sha)
+    where = [record.filename, record.album] if record is not None else ["(deleted since)", ""]
+    return [*head, sha, *where, f"{score:.4f}", "yes" if same else "no"]
 
 
 @blp.get("/jobs/<job_id:job_id>/duplicates.csv")

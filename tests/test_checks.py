@@ -1,0 +1,207 @@
+"""Checking files against the library: a job that adds nothing and tells of each file whether the
+library holds it, something like it, or nothing like it (real model, Milvus Lite)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from PIL import Image
+
+from tests.conftest import csrf_token, jpeg, near_duplicate, noise_images, wait_for_job
+from tests.test_jobs import import_folder, start
+from webapp.runtime import EXTENSION
+from webapp.services import units
+from webapp.services.checks import MATCHES, NEW, SIMILAR, _verdict
+from webapp.services.fingerprints import fingerprint
+from webapp.services.jobs import JobStatus
+from webapp.services.records import Hit, Record
+
+
+def resaved(data: bytes) -> bytes:
+    """Return a copy halved and saved again at JPEG quality 30, as a chat app sends a photo on."""
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    return jpeg(img.resize((img.width // 2, img.height // 2)), quality=30)
+
+
+def add(client: FlaskClient, data: bytes, name: str, album: str = "") -> str:
+    added = client.post("/api/v1/images", data={"image": (io.BytesIO(data), name), "album": album})
+    assert added.status_code == 201, added.json
+    return str(added.json["id"])
+
+
+def findings(client: FlaskClient, job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    answer = client.get(f"/api/v1/jobs/{job['id']}/matches", query_string={"page_size": 100})
+    assert answer.status_code == 200, answer.json
+    return {found["name"]: found for found in answer.json}
+
+
+def test_a_check_tells_what_the_library_holds_of_each_file_and_adds_nothing(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    cat = add(client, photos["chelsea"], "cat.jpg", "pets")
+    astronaut = add(client, photos["astronaut"], "astronaut.jpg")
+    add(client, photos["coffee"], "coffee.jpg")
+    folder = import_folder(app, "incoming")
+    (folder / "sub").mkdir()
+    (folder / "same.jpg").write_bytes(photos["chelsea"])  # the very bytes
+    (folder / "sub" / "near.jpg").write_bytes(resaved(photos["astronaut"]))
+    (folder / "cropped.jpg").write_bytes(near_duplicate(photos["astronaut"]))  # a tenth off each side: another picture
+    (folder / "other.jpg").write_bytes(photos["rocket"])  # nothing like it
+    (folder / "broken.jpg").write_bytes(b"not an image")
+
+    job = wait_for_job(client, start(client, json={"folder": str(folder), "check": True})["url"])
+    counts = (job["kind"], job["status"], job["processed"], job["failed"], job["added"])
+    assert counts == ("check-folder", "done", 5, 1, 0)
+    assert job["compared"] == {"in_library": 1, "similar": 1, "new": 2}
+    assert client.get("/api/v1/stats").json["count"] == 3  # nothing added
+
+    found = findings(client, job)
+    assert sorted(found) == ["broken.jpg", "cropped.jpg", "other.jpg", "same.jpg", "sub/near.jpg"]
+    same, near, other = found["same.jpg"], found["sub/near.jpg"], found["other.jpg"]
+    assert same["verdict"] == "in_library" and same["matches"][0]["image_id"] == cat
+    assert same["matches"][0]["score"] == 1.0 and same["matches"][0]["image"]["filename"] == "cat.jpg"
+    assert same["matches"][0]["same_picture"] and not any(m["same_picture"] for m in same["matches"][1:])
+    assert near["verdict"] == "similar" and near["matches"][0]["image_id"] == astronaut
+    assert near["matches"][0]["same_picture"] and near["matches"][0]["score"] < app.config["DUPLICATE_THRESHOLD"]
+    assert other["verdict"] == "new" and not any(m["same_picture"] for m in other["matches"])
+    cropped = found["cropped.jpg"]  # as a scan would judge it: not the same picture, though the closest
+    assert cropped["verdict"] == "new" and cropped["matches"][0]["image_id"] == astronaut
+    assert len(other["matches"]) == 3 and [m["score"] for m in other["matches"]] == sorted(
+        (m["score"] for m in other["matches"]), reverse=True
+    )
+    assert found["broken.jpg"]["verdict"] == "failed" and found["broken.jpg"]["reason"]
+    assert found["broken.jpg"]["matches"] == []
+
+    # Pages past a position, as for failures.
+    last = max(f["position"] for f in found.values())
+    past = client.get(f"/api/v1/jobs/{job['id']}/matches", query_string={"after": last - 1}).json
+    assert [f["position"] for f in past] == [last]
+    # A load lists no findings; an unknown job is 404.
+    load = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
+    assert client.get(f"/api/v1/jobs/{load['id']}/matches").json == []
+    assert load["compared"] is None
+    assert client.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/matches").status_code == 404
+
+
+def test_a_check_compares_with_one_album_and_takes_uploads_and_archives(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    cat = add(client, photos["chelsea"], "cat.jpg", "pets")
+    add(client, photos["astronaut"], "astronaut.jpg", "people")
+    near = resaved(photos["astronaut"])
+    files = {"files": [(io.BytesIO(photos["chelsea"]), "a.jpg"), (io.BytesIO(near), "b.jpg")], "check": "true"}
+    started = start(client, data={**files, "album": "pets"}, content_type="multipart/form-data")
+    assert started["kind"] == "check-files" and started["album"] == "pets"
+    job = wait_for_job(client, started["url"])
+    found = findings(client, job)
+    assert found["a.jpg"]["verdict"] == "in_library" and found["a.jpg"]["matches"][0]["image_id"] == cat
+    assert found["b.jpg"]["verdict"] == "new"  # its original is in another album
+    assert {m["image"]["album"] for m in found["b.jpg"]["matches"]} == {"pets"}
+
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("x/near.jpg", near)
+    data = {"archive": (io.BytesIO(archive.getvalue()), "in.zip"), "check": "1"}
+    job = wait_for_job(client, start(client, data=data, content_type="multipart/form-data")["url"])
+    assert job["kind"] == "check-archive" and findings(client, job)["x/near.jpg"]["verdict"] == "similar"
+    assert client.get("/api/v1/stats").json["count"] == 2
+    bad = client.post("/api/v1/jobs", json={"folder": "x", "check": "maybe"})
+    assert bad.status_code == 422 and "check" in str(bad.json["errors"]), bad.json
+
+
+def test_the_check_page_starts_a_check_and_its_page_shows_what_it_found(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    cat = add(client, photos["chelsea"], "cat.jpg", "pets")
+    add(client, photos["astronaut"], "astronaut.jpg")
+    assert 'href="/check"' in client.get("/add").get_data(as_text=True)
+    page = client.get("/check").get_data(as_text=True)
+    assert "<h1>Check images against the library</h1>" in page and page.count('name="check" value="1"') == 3
+    assert "Compare with the album" in page and ">Check folder</button>" in page
+
+    form = {
+        "csrf_token": csrf_token(client, "/check"),
+        "source": "files",
+        "check": "1",
+        "files": [
+            (io.BytesIO(photos["chelsea"]), "mine.jpg"),
+            (io.BytesIO(resaved(photos["astronaut"])), "sent.jpg"),
+            (io.BytesIO(photos["rocket"]), "rocket.jpg"),
+        ],
+    }
+    started = client.post("/add", data=form, content_type="multipart/form-data")
+    assert started.status_code == 303
+    job_id = started.headers["Location"].rsplit("/", 1)[1]
+    job = wait_for_job(client, f"/api/v1/jobs/{job_id}")
+    assert job["kind"] == "check-files" and client.get("/api/v1/stats").json["count"] == 2
+
+    shown = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "Check of uploaded files" in shown and "Found in the library" in shown and "See the library" not in shown
+    assert 'data-job-field="compared-in_library">1<' in shown and 'data-job-field="compared-new">1<' in shown
+    assert "mine.jpg" in shown and "The same file" in shown and f'href="/images/{cat}"' in shown
+    assert "sent.jpg" in shown and "The same picture" in shown and "rocket.jpg" not in shown  # new: only counted
+    with client.get(f"/jobs/{job_id}/matches.csv") as got:
+        rows = list(csv.reader(io.StringIO(got.get_data(as_text=True))))
+    assert rows[0][:3] == ["file", "verdict", "reason"]
+    by_file = {row[0]: row for row in rows[1:]}
+    assert by_file["mine.jpg"][1:2] + by_file["mine.jpg"][3:5] == ["in_library", cat, "cat.jpg"]
+    assert by_file["sent.jpg"][1] == "similar" and by_file["sent.jpg"][-1] == "yes"
+    assert by_file["rocket.jpg"][1] == "new" and by_file["rocket.jpg"][-1] == "no"
+    load = wait_for_job(client, client.post("/api/v1/jobs", data={"files": [(io.BytesIO(b"x"), "x.jpg")]}).json["url"])
+    assert client.get(f"/jobs/{load['id']}/matches.csv").status_code == 404
+    listed = client.get("/jobs").get_data(as_text=True)
+    assert listed.count("Check of uploaded files") == 1
+    bad = client.get(f"/api/v1/jobs/{job_id}/matches", query_string={"verdict": "maybe"})
+    assert bad.status_code == 422 and "verdict" in str(bad.json["errors"])
+    similar = client.get(f"/api/v1/jobs/{job_id}/matches", query_string={"verdict": "similar"})
+    assert [f["name"] for f in similar.json] == ["sent.jpg"] and similar.headers["X-Pagination"]
+
+
+def test_a_copy_further_than_the_closest_few_is_still_found_and_kept() -> None:
+    # Six look-alikes, the copy sixth: as many crops of one photo crowd a library.
+    mine = fingerprint(Image.open(io.BytesIO(noise_images(1, seed=3, size=64)[0])))
+    others = [fingerprint(Image.open(io.BytesIO(data))) for data in noise_images(5, seed=4, size=64)]
+    hits = [Hit(Record(f"{i:064x}", f"{i}.jpg", 64, 64, "upload", "image/jpeg", 0), 0.9 - i / 100) for i in range(6)]
+    theirs = {hit.record.sha256: print_ for hit, print_ in zip(hits, [*others, mine], strict=True)}
+    verdict = _verdict(None, hits, mine, theirs, 0.96)
+    assert verdict.state == SIMILAR and len(verdict.matches) == MATCHES
+    assert verdict.matches[-1] == (hits[5].record.sha256, hits[5].score, True)
+    assert [m[0] for m in verdict.matches[:-1]] == [h.record.sha256 for h in hits[:4]]
+    assert not any(m[2] for m in verdict.matches[:-1])
+    alone = _verdict(None, hits[:5], mine, theirs, 0.96)
+    assert alone.state == NEW and len(alone.matches) == 5
+
+
+def test_a_check_stopped_midway_goes_on_when_resumed_and_counts_each_file_once(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held, fresh = noise_images(3, seed=61), noise_images(3, seed=62)
+    ids = [add(client, data, f"held{i}.jpg") for i, data in enumerate(held)]
+    folder = import_folder(app, "halfway")
+    for i, data in enumerate([*held, *fresh]):
+        (folder / f"{i}.jpg").write_bytes(data)
+    rt = app.extensions[EXTENSION]
+    monkeypatch.setattr(units, "BATCH", 2)
+    job = rt.jobs.create("check-folder", str(folder), rt.queue.owner)  # not sent: run here, stopped after a batch
+    rt.jobs.set_items(job.id, [f"{i}.jpg" for i in range(6)])
+    asked = iter([False, True])
+    rt.ingestion.run_chunk(job.id, 0, lambda: next(asked))
+    stopped = rt.jobs.get(job.id)
+    assert (stopped.status, stopped.processed) == (JobStatus.INTERRUPTED, 2)
+
+    resumed = client.post(f"/api/v1/jobs/{job.id}/resume")
+    assert resumed.status_code == 202, resumed.json
+    final = wait_for_job(client, resumed.json["url"])
+    assert (final["status"], final["processed"], final["failed"]) == ("done", 6, 0)
+    assert final["compared"]["in_library"] == 3 and sum(final["compared"].values()) == 6
+    found = findings(client, final)
+    assert [found[f"{i}.jpg"]["matches"][0]["image_id"] for i in range(3)] == ids
+    assert all(len(f["matches"]) == 3 for f in found.values())  # each file's matches written once
+    assert client.get("/api/v1/stats").json["count"] == 3
