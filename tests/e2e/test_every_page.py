@@ -65,6 +65,16 @@ def test_every_page(viewport: str, browser: Browser, server: Server, photos: dic
 
         page.goto("/add")
         check(page, "add", axe_source)
+        page.get_by_role("link", name="check them").click()  # compare with the library, adding nothing
+        check(page, "check", axe_source)
+        files = [file_payload("mine.jpg", photos["coffee"]), file_payload("new.jpg", photos["coins"])]
+        page.get_by_label("Drop photos here or choose files").set_input_files(files)
+        page.get_by_role("button", name="Check files").click()
+        expect(page.locator("[data-job-status]")).to_have_text("done")
+        page.reload()  # the files found are listed as the page is made
+        expect(page.get_by_role("row", name=re.compile(r"^mine\.jpg The same file"))).to_be_visible()
+        expect(page.locator('[data-job-field="compared-new"]')).to_have_text("1")
+        check(page, "check-job", axe_source)
         page.goto(job["page_url"])
         expect(page.get_by_role("cell", name="broken.jpg")).to_be_visible()
         expect(page.get_by_role("row", name="again.jpg coffee.jpg")).to_be_visible()  # in the library as

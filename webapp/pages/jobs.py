@@ -18,11 +18,10 @@ from webapp.extensions import csrf, rate_limited
 from webapp.pages.blueprint import Pager, album_arg, blp, typed_count
 from webapp.pages.trash import trash_note
 from webapp.runtime import library, runtime
-from webapp.services.checks import IN_LIBRARY, SIMILAR
 from webapp.services.deletions import KIND as DELETION
 from webapp.services.deletions import RESTORE
 from webapp.services.ingestion import Ingestion, Upload
-from webapp.services.job_states import CHECKS, LOADS, OF_JOB, WHOLE_JOBS, CheckedFile
+from webapp.services.job_states import CHECKS, IN_LIBRARY, LOADS, OF_JOB, SIMILAR, WHOLE_JOBS, CheckedFile
 from webapp.services.jobs import ACTIVE, RESUMABLE, DuplicateFile, Job, JobStatus
 from webapp.services.roles import Role
 

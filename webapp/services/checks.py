@@ -13,17 +13,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from webapp.errors import WebappError
 from webapp.services.adding import Entry
 from webapp.services.fingerprints import SIDE, Fingerprint, fingerprint, from_bytes, same_picture
 from webapp.services.grouping import NEIGHBOURS
-from webapp.services.imaging import content_id, shrunk
-from webapp.services.job_states import Match
+from webapp.services.imaging import shrunk
+from webapp.services.job_states import IN_LIBRARY, NEW, SIMILAR, Match
 from webapp.services.library import Library
 from webapp.services.records import Hit
 
 MATCHES = 5  # closest images kept for each file
-IN_LIBRARY, SIMILAR, NEW, FAILED = "in_library", "similar", "new", "failed"
+FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -43,26 +45,22 @@ def compare(library: Library, entries: Sequence[Entry], album: str, threshold: f
     at ``threshold`` or more alike to the model, or less with the same layout (same_picture).
     """
     verdicts: dict[int, Verdict] = {}
-    prints: dict[int, Fingerprint] = {}
-    vectors = []
-    readable = [(i, e.data) for i, e in enumerate(entries) if isinstance(e.data, bytes)]
+    read: list[tuple[int, str, Fingerprint, np.ndarray]] = []  # each file's place, id, layout and vector
     for i, entry in enumerate(entries):
         if isinstance(entry.data, WebappError):
             verdicts[i] = Verdict(FAILED, entry.data.message)
+    readable = [(i, e.data) for i, e in enumerate(entries) if isinstance(e.data, bytes)]
     for i, decoded, vector in library.embedder.embed_many(readable):
         if isinstance(decoded, WebappError) or vector is None:
             verdicts[i] = Verdict(FAILED, decoded.message if isinstance(decoded, WebappError) else "not embedded")
-        else:
-            prints[i] = fingerprint(shrunk(decoded.image, 4 * SIDE))  # from a few pixels, as a scan makes one
-            vectors.append((i, vector))
-    found = library.vectors.search_many([vector for _, vector in vectors], NEIGHBOURS, album)
-    data = dict(readable)
-    held = library.records({content_id(data[i]) for i, _ in vectors}, fresh=False)
+        else:  # its layout from a few pixels, as a scan makes one
+            read.append((i, decoded.sha256, fingerprint(shrunk(decoded.image, 4 * SIDE)), vector))
+    found = library.vectors.search_many([vector for *_, vector in read], NEIGHBOURS, album)
+    held = library.records({sha for _, sha, _, _ in read}, fresh=False)
     kept = library.catalog.fingerprints({hit.record.sha256 for hits in found for hit in hits})
     theirs = {sha: from_bytes(print_) if print_ is not None else None for sha, print_ in kept.items()}
-    for (i, _), hits in zip(vectors, found, strict=True):
-        same = held.get(content_id(data[i]))
-        verdicts[i] = _verdict(same.sha256 if same else None, hits, prints[i], theirs, threshold)
+    for (i, sha, mine, _), hits in zip(read, found, strict=True):
+        verdicts[i] = _verdict(sha if sha in held else None, hits, mine, theirs, threshold)
     return [verdicts[i] for i in range(len(entries))]
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Row, Select, bindparam, func, select, update
 
 from webapp.services.database import Database, job_items, job_matches, jobs
-from webapp.services.job_states import CheckedFile, DuplicateFile, Failure, ItemResult, Match
+from webapp.services.job_states import VERDICTS, CheckedFile, DuplicateFile, Failure, ItemResult, Match
 
 if TYPE_CHECKING:
     from webapp.services.records import Record
@@ -18,8 +18,7 @@ if TYPE_CHECKING:
 # What a job did to an image, as its item says: a load added it; a whole job (services/album_moves.py,
 # services/deletions.py) moved, deleted or restored it, one item an image, written as each batch ends.
 CHANGES = ("added", "moved", "deleted", "restored")
-VERDICTS = ("in_library", "similar", "new")  # what a check found of a file it read (services/checks.py)
-CHECKED = (*VERDICTS, "failed")
+CHECKED = (*VERDICTS, "failed")  # a check's files, read or not (services/checks.py)
 
 
 def loads_of(sha256: str) -> Select[tuple[str]]:

@@ -35,6 +35,8 @@ LOADS = ("folder", "cli", "files", "archive")  # the kinds of job that load imag
 # A check compares files with the library and adds nothing (services/checks.py): its kind names its source.
 CHECK = "check-"
 CHECKS = tuple(CHECK + kind for kind in LOADS)
+IN_LIBRARY, SIMILAR, NEW = "in_library", "similar", "new"  # what a check finds of a file it reads
+VERDICTS = (IN_LIBRARY, SIMILAR, NEW)
 UPLOADED = ("files", "archive", f"{CHECK}files", f"{CHECK}archive")  # whose files wait in the uploads folder
 RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.CANCELLED)
 EMPTIED = 2  # cancel_requested of a job cancelled because the library was emptied (1: cancelled)
@@ -131,9 +133,8 @@ class DuplicateFile:
     record: Record | None = None
 
 
-Match = tuple[
-    str, float, bool
-]  # a check's: an image's id, its similarity to the file, and whether it is the same picture
+# What a check found close to a file: an image's id, its similarity, and whether it is the same picture.
+Match = tuple[str, float, bool]
 
 
 @dataclass(frozen=True)
