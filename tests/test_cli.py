@@ -10,6 +10,7 @@ from flask import Flask
 
 from tests.test_activity import entries
 from tests.test_auth import PASSWORD
+from tests.test_checks import resaved
 from tests.test_database import HEAD
 from tests.test_gunicorn import Server
 from webapp.cli import expiry_warning
@@ -47,6 +48,32 @@ def test_ingest_prints_a_summary_and_counts_duplicates(app: Flask, tmp_path: Pat
     ]
 
 
+def test_ingest_check_says_what_the_library_holds_and_adds_nothing(
+    app: Flask, tmp_path: Path, photos: dict[str, bytes]
+) -> None:
+    runner = app.test_cli_runner()
+    library = tmp_path / "library"
+    (library / "trips").mkdir(parents=True)
+    (library / "trips" / "rocket.jpg").write_bytes(photos["rocket"])
+    assert runner.invoke(args=["ingest", str(library)]).exit_code == 0
+    folder = photo_folder(tmp_path, photos)  # coffee (new), rocket twice, a broken file
+    (folder / "small-rocket.jpg").write_bytes(resaved(photos["rocket"]))
+    checked = runner.invoke(args=["ingest", str(folder), "--check"])
+    assert checked.exit_code == 0, checked.output
+    assert "5 files: 2 in the library, 1 the same picture, 1 new, 1 failed" in checked.output
+    assert "  in the library: 2024/rocket.jpg as trips/rocket.jpg (100% alike)" in checked.output
+    assert "  the same picture: small-rocket.jpg as trips/rocket.jpg (" in checked.output
+    assert "failed: 2024/broken.jpg:" in checked.output and "coffee.jpg" not in checked.output
+    assert app.test_client().get("/api/v1/stats").json["count"] == 1
+    job = app.test_client().get("/api/v1/jobs").json[0]
+    assert job["kind"] == "check-cli" and job["started_by"] == getpass.getuser()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "bad.png").write_bytes(b"nope")
+    refused = runner.invoke(args=["ingest", str(broken), "--check"])
+    assert refused.exit_code == 1 and "no file could be read" in refused.output
+
+
 def test_ingest_fails_when_nothing_could_be_indexed(app: Flask, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -78,6 +105,12 @@ def test_ingest_refuses_a_lite_file_in_use_and_can_send_the_work_to_the_server(
         assert sent.output.count("warning: this token expires in 3 days (") == 1  # once, not every request
         assert "4 files: 2 added, 1 duplicates, 1 failed" in sent.output
         assert "failed: 2024/broken.jpg:" in sent.output
+        (folder / "small-rocket.jpg").write_bytes(resaved(photos["rocket"]))
+        args = ["ingest", str(folder), "--check", "--server", server.url, "--token", token]
+        checked = app.test_cli_runner().invoke(args=args)
+        assert checked.exit_code == 0, checked.output
+        assert "5 files: 3 in the library, 1 the same picture, 0 new, 1 failed" in checked.output  # all but one added
+        assert "  the same picture: small-rocket.jpg as 2024/rocket" in checked.output
     finally:
         server.stop()
     assert (tmp_path / "data" / "milvus.db").exists()

@@ -89,6 +89,68 @@ def ingest_locally(path: Path) -> None:
     summarise(final.total or 0, counts, [(f.name, f.reason) for f in rt.ingestion.failures(final.id)])
 
 
+def check_locally(path: Path) -> None:
+    """Compare a folder with the library in this process, adding nothing."""
+    rt = runtime()
+    open_library(f"ingest {path} --check --server http://127.0.0.1:8000")
+    with job_bar("checking") as progress:
+        final = rt.ingestion.run_here(path, local_owner(), progress, by=audit.login(), check=True)
+    if final.status == "failed":
+        raise click.ClickException(f"the check failed: {final.error}")
+    found = []
+    for f in rt.ingestion.all_checked(final.id):
+        shown = f.shown
+        record = (f.records or {}).get(shown[0]) if shown else None
+        image = f"{record.album + '/' if record and record.album else ''}{record.filename if record else '?'}"
+        found.append((f.name, f.state, f.reason, image, shown[1] if shown else 0.0))
+    report_check(final.total or 0, found)
+
+
+def check_via_server(path: Path, server: str, token: str = "") -> None:
+    """Send a folder's images to a running app to compare with its library, in chunks, adding nothing."""
+    names = Folder(path, limit=2**63).names()
+    api = server.rstrip("/") + "/api/v1/jobs"
+    found = []
+    with tqdm(total=len(names), desc="checking", unit="img") as bar:
+        for start in range(0, len(names), UPLOAD_CHUNK):
+            chunk = names[start : start + UPLOAD_CHUNK]
+            files = [("files", (name, (path / name).read_bytes())) for name in chunk]
+            job = _call("post", api, token, files=files, data={"check": "true"})
+            while job["status"] in ("queued", "running"):
+                time.sleep(0.5)
+                job = _call("get", f"{api}/{job['id']}", token)
+            if job["status"] != "done":
+                raise click.ClickException(f"job {job['id']} ended {job['status']}: {job.get('error')}")
+            bar.update(len(chunk))
+            for f in _call("get", f"{api}/{job['id']}/matches", token, params={"page_size": UPLOAD_CHUNK}):
+                shown = next((m for m in f["matches"] if m["same_picture"]), f["matches"][0] if f["matches"] else None)
+                image = shown["image"] if shown else None
+                label = f"{image['album'] + '/' if image['album'] else ''}{image['filename']}" if image else "?"
+                score = shown["score"] if shown else 0.0
+                found.append((chunk_name(chunk, f["name"]), f["verdict"], f["reason"], label, score))
+    report_check(len(names), found)
+
+
+def report_check(total: int, files: list[tuple[str, str, str, str, float]]) -> None:
+    """Print what a check found: the counts, then each file the library holds (or holds the same
+    picture of) with that image and how alike; fail when no file could be read."""
+    counts = Counter(verdict for _, verdict, *_ in files)
+    click.echo(
+        f"{total} files: {counts['in_library']} in the library, {counts['similar']} the same picture, "
+        f"{counts['new']} new, {counts['failed']} failed"
+    )
+    for name, verdict, reason, image, score in files:
+        if verdict == "failed":
+            click.echo(f"  failed: {name}: {reason}", err=True)
+        elif verdict != "new":
+            what = "in the library" if verdict == "in_library" else "the same picture"
+            click.echo(f"  {what}: {name} as {image} ({score:.0%} alike)")
+    if total == 0:
+        raise click.ClickException("no image files found")
+    if counts["failed"] == total:
+        raise click.ClickException("no file could be read")
+
+
 def ingest_via_server(path: Path, server: str, token: str = "") -> None:
     """Upload a folder's images to a running app in chunks, following each job to its end."""
     names = Folder(path, limit=2**63).names()
@@ -155,10 +217,17 @@ def expiry_warning(header: str, now: datetime) -> str | None:
 @click.option(
     "--token", envvar="WEBAPP_API_TOKEN", default="", help="An editor's API token for --server (or WEBAPP_API_TOKEN)."
 )
+@click.option(
+    "--check", is_flag=True, help="Add nothing: say which files the library holds, or holds the same picture of."
+)
 @with_appcontext
-def ingest_command(path: Path, server: str | None, token: str) -> None:
+def ingest_command(path: Path, server: str | None, token: str, check: bool) -> None:
     """Index every image under PATH (recursively), with a progress bar and a summary."""
-    if server:
+    if check and server:
+        check_via_server(path, server, token)
+    elif check:
+        check_locally(path)
+    elif server:
         ingest_via_server(path, server, token)
     else:
         ingest_locally(path)

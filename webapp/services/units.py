@@ -24,7 +24,7 @@ from webapp.errors import WebappError
 from webapp.services.adding import Batch, Entry, Outcome
 from webapp.services.albums import within
 from webapp.services.checks import compare
-from webapp.services.job_states import CHECKS, WHOLE_JOBS, job_tag, source_kind
+from webapp.services.job_states import CHECK, CHECKS, WHOLE_JOBS, job_tag, source_kind
 from webapp.services.jobs import ItemResult, Job, JobRepository, JobStatus
 from webapp.services.library import Library
 from webapp.services.priority import PRIORITY, background_thread
@@ -179,10 +179,12 @@ class UnitsOfWork:
             resent.append(job.id)
         return resent
 
-    def run_here(self, folder: Path, owner: str, progress: Progress | None = None, by: str = "") -> Job:
-        """Load a folder in the calling thread (the ``ingest`` command, run by the login ``by``);
-        return the job's final state."""
-        job_id = self.store.create("cli", str(folder.resolve()), owner, started_by=by).id
+    def run_here(
+        self, folder: Path, owner: str, progress: Progress | None = None, by: str = "", check: bool = False
+    ) -> Job:
+        """Load a folder in the calling thread (the ``ingest`` command, run by the login ``by``), or
+        with ``check`` compare it with the library; return the job's final state."""
+        job_id = self.store.create(f"{CHECK}cli" if check else "cli", str(folder.resolve()), owner, started_by=by).id
         for chunk in self._prepare(job_id):
             self.run_chunk(job_id, chunk)
             if progress is not None:
