@@ -77,6 +77,17 @@ def test_a_check_tells_what_the_library_holds_of_each_file_and_adds_nothing(
     assert found["broken.jpg"]["verdict"] == "failed" and found["broken.jpg"]["reason"]
     assert found["broken.jpg"]["matches"] == []
 
+    # What it found new is loaded on request, from the folder, and nothing else.
+    page = client.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert f'action="/jobs/{job["id"]}/add-new"' in page and "Add the 2 new files</button>" in page
+    form = {"album": "incoming", "csrf_token": csrf_token(client, f"/jobs/{job['id']}")}
+    started = client.post(f"/jobs/{job['id']}/add-new", data=form)
+    assert started.status_code == 303, started.get_data(as_text=True)
+    load = wait_for_job(client, "/api/v1" + started.headers["Location"])
+    assert (load["kind"], load["total"], load["added"], load["failed"]) == ("folder", 2, 2, 0)
+    listed = client.get("/api/v1/images", query_string={"album": "incoming"}).json
+    assert sorted(i["filename"] for i in listed) == ["cropped.jpg", "other.jpg"]
+
     # Pages past a position, as for failures.
     last = max(f["position"] for f in found.values())
     past = client.get(f"/api/v1/jobs/{job['id']}/matches", query_string={"after": last - 1}).json
@@ -85,6 +96,11 @@ def test_a_check_tells_what_the_library_holds_of_each_file_and_adds_nothing(
     load = wait_for_job(client, start(client, json={"folder": str(folder)})["url"])
     assert client.get(f"/api/v1/jobs/{load['id']}/matches").json == []
     assert load["compared"] is None
+    again = client.post(f"/api/v1/jobs/{job['id']}/add-new", json={"album": "again"})  # the API's way
+    assert wait_for_job(client, again.json["url"])["duplicates"] == 2
+    for refused, says in ((load["id"], "only a check of a folder"), ("0" * 32, "")):
+        answer = client.post(f"/api/v1/jobs/{refused}/add-new", json={})
+        assert answer.status_code == (409 if says else 404) and says in answer.json["message"]
     assert client.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/matches").status_code == 404
 
 
@@ -156,6 +172,9 @@ def test_the_check_page_starts_a_check_and_its_page_shows_what_it_found(
     assert by_file["rocket.jpg"][1] == "new" and by_file["rocket.jpg"][-1] == "no"
     load = wait_for_job(client, client.post("/api/v1/jobs", data={"files": [(io.BytesIO(b"x"), "x.jpg")]}).json["url"])
     assert client.get(f"/jobs/{load['id']}/matches.csv").status_code == 404
+    assert "new file</button>" not in shown  # uploads are not kept: a check of them cannot add its new files
+    refused = client.post(f"/jobs/{job_id}/add-new", data={"csrf_token": csrf_token(client, "/check")})
+    assert refused.status_code == 409 and "upload the new ones" in refused.get_data(as_text=True)
     listed = client.get("/jobs").get_data(as_text=True)
     assert listed.count("Check of uploaded files") == 1
     bad = client.get(f"/api/v1/jobs/{job_id}/matches", query_string={"verdict": "maybe"})
@@ -195,6 +214,8 @@ def test_a_check_stopped_midway_goes_on_when_resumed_and_counts_each_file_once(
     rt.ingestion.run_chunk(job.id, 0, lambda: next(asked))
     stopped = rt.jobs.get(job.id)
     assert (stopped.status, stopped.processed) == (JobStatus.INTERRUPTED, 2)
+    early = client.post(f"/api/v1/jobs/{job.id}/add-new", json={})
+    assert early.status_code == 409 and "the check is interrupted: let it finish" in early.json["message"]
 
     resumed = client.post(f"/api/v1/jobs/{job.id}/resume")
     assert resumed.status_code == 202, resumed.json

@@ -21,7 +21,7 @@ from webapp.runtime import library, runtime
 from webapp.services.deletions import KIND as DELETION
 from webapp.services.deletions import RESTORE
 from webapp.services.ingestion import Ingestion, Upload
-from webapp.services.job_states import CHECKS, IN_LIBRARY, LOADS, OF_JOB, SIMILAR, WHOLE_JOBS, CheckedFile
+from webapp.services.job_states import CHECK, CHECKS, IN_LIBRARY, LOADS, OF_JOB, SIMILAR, WHOLE_JOBS, CheckedFile
 from webapp.services.jobs import ACTIVE, RESUMABLE, DuplicateFile, Job, JobStatus
 from webapp.services.roles import Role
 
@@ -116,6 +116,7 @@ def job_page(job_id: str) -> str:
         check=check,
         found=found,
         compared=rt.ingestion.compared(job_id) if check else None,
+        albums=library().albums(kept=True) if job.kind == f"{CHECK}folder" else [],
         undo=undo,
         undoable=standing is None and _undone_count(job) > 0,
         undoes=job.source.removeprefix(OF_JOB) if job.kind in UNDOING and job.source.startswith(OF_JOB) else None,
@@ -276,6 +277,16 @@ def cancel_job(job_id: str) -> Response:
     else:
         flash("The job will stop after its current batch.", "info")
     return redirect(url_for("pages.job_page", job_id=job_id), 303)
+
+
+@blp.post("/jobs/<job_id:job_id>/add-new")
+@requires(Role.EDITOR)
+def add_new_files(job_id: str) -> Response:
+    """Load the files a check of a server folder found new, and show the load's progress."""
+    job = runtime().ingestion.load_new(job_id, album_arg(request.form), audit.actor())
+    audit.note(audit.started(job))
+    flash("Loading the files the check found new: this page follows its progress.", "success")
+    return redirect(url_for("pages.job_page", job_id=job.id), 303)
 
 
 @blp.post("/jobs/<job_id:job_id>/resume")

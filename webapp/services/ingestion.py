@@ -20,7 +20,7 @@ from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, We
 from webapp.services.adding import clean_path
 from webapp.services.archives import check_archive
 from webapp.services.job_items import CHECKED
-from webapp.services.job_states import CHECK, LOADS, OF_JOB, UPLOADED, WHOLE_JOBS, CheckedFile, job_tag
+from webapp.services.job_states import CHECK, LOADS, NEW, OF_JOB, UPLOADED, WHOLE_JOBS, CheckedFile, job_tag
 from webapp.services.jobs import RESUMABLE, DuplicateFile, Failure, Job, JobStatus
 from webapp.services.records import Record
 from webapp.services.sources import allowed_folder
@@ -99,6 +99,23 @@ class Ingestion(UnitsOfWork):
             check_archive(folder / "archive.zip", limits.max_archive_entries, limits.max_archive_expanded_bytes)
         name = clean_path(upload.filename, "archive.zip")
         return self._submit(self.store.create(kind, name, queue.owner, None, job_id, album, by))
+
+    def load_new(self, check_id: str, album: str = "", by: str = "") -> Job:
+        """Start loading the files a check of a server folder found new (neither their bytes nor the
+        same picture in the library), into ``album``, for the account ``by``; the folder is checked
+        against the import roots again. A file changed since the check is loaded as it is now."""
+        check = self.store.get(check_id)
+        if check.kind != f"{CHECK}folder":
+            raise Conflict("only a check of a folder on the server keeps its files to add: upload the new ones")
+        if check.status != JobStatus.DONE:
+            raise Conflict(f"the check is {check.status}: let it finish (resume it) first")
+        names = self.store.names(check_id, NEW)
+        if not names:
+            raise Conflict("the check found no new file")
+        path = allowed_folder(check.source, self.limits.import_roots)
+        job = self.store.create("folder", str(path), self.queue.owner, album=album, started_by=by)
+        self.store.set_items(job.id, names, self.chunk_size)
+        return self._submit(job)
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job; chunks in flight stop after their current batch, what they indexed stays."""

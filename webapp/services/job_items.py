@@ -91,9 +91,10 @@ class JobItems:
         with self.db.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def names(self, job_id: str) -> list[str]:
-        """Return the names of a job's items, in order."""
+    def names(self, job_id: str, state: str | None = None) -> list[str]:
+        """Return the names of a job's items (those in ``state``, if given), in order."""
         query = select(job_items.c.name).where(job_items.c.job_id == job_id).order_by(job_items.c.seq)
+        query = query.where(job_items.c.state == state) if state is not None else query
         with self.db.connect() as conn:
             return list(conn.execute(query).scalars())
 

@@ -13,6 +13,7 @@ from flask.views import MethodView
 from webapp import audit
 from webapp.api.common import Blueprint
 from webapp.api.jobs.schemas import (
+    AddNewSchema,
     CheckedFileSchema,
     DuplicateFileSchema,
     FailureSchema,
@@ -181,6 +182,24 @@ class JobMatches(MethodView):
         count = partial(ingestion.checked_count, job_id, states=states)
         read = partial(ingestion.checked, job_id, states=states)
         return _by_position(pagination_parameters, args, count(-1), count, read)
+
+
+@blp.route("/<job_id:job_id>/add-new")
+class JobAddNew(MethodView):
+    """Loading what a check found new."""
+
+    @blp.arguments(AddNewSchema())
+    @blp.response(202, JobSchema, description="The load was queued; follow the job it answers.")
+    @blp.alt_response(404, description="No job with that id.")
+    @blp.alt_response(
+        409, description="The job is not a finished check of a folder on the server, or it found no new file."
+    )
+    @requires(Role.EDITOR)
+    def post(self, args: dict[str, str], job_id: str) -> tuple[Job, int]:
+        """Load the files a check of a server folder found new (into ``album``, each file's folder below it)."""
+        job = runtime().ingestion.load_new(job_id, args["album"], audit.actor())
+        audit.note(audit.started(job))
+        return job, 202
 
 
 @blp.route("/<job_id:job_id>/undo")

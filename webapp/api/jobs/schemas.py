@@ -215,3 +215,9 @@ class MatchesArgsSchema(ItemsArgsSchema):
         validate=ma.validate.OneOf(CHECKED),
         metadata={"description": "Only the files of this verdict: in_library, similar, new or failed."},
     )
+
+
+class AddNewSchema(ma.Schema):
+    """Where to load the files a check found new."""
+
+    album = Album(description="The album to load into; each file's own folder goes below it.")
