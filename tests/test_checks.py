@@ -87,6 +87,8 @@ def test_a_check_tells_what_the_library_holds_of_each_file_and_adds_nothing(
     assert (load["kind"], load["total"], load["added"], load["failed"]) == ("folder", 2, 2, 0)
     listed = client.get("/api/v1/images", query_string={"album": "incoming"}).json
     assert sorted(i["filename"] for i in listed) == ["cropped.jpg", "other.jpg"]
+    logged = client.get("/api/v1/activity", query_string={"image": listed[0]["id"]}).json
+    assert logged[0]["note"].endswith(f": the new files of the check {job['id']}")
 
     # Pages past a position, as for failures.
     last = max(f["position"] for f in found.values())

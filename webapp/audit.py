@@ -93,6 +93,11 @@ def started(job: Job) -> str:
     return f"job {job.id} ({job.kind}: {job.source})"
 
 
+def adding_new(job: Job, check_id: str) -> str:
+    """Return the note of a load of the files a check found new."""
+    return f"{started(job)}: the new files of the check {check_id}"
+
+
 def moving(job: Job, album: str, to: str) -> str:
     """Return the note of an album's move, a job."""
     return f"job {job.id}: album {album!r} to {to!r}"

@@ -284,7 +284,7 @@ def cancel_job(job_id: str) -> Response:
 def add_new_files(job_id: str) -> Response:
     """Load the files a check of a server folder found new, and show the load's progress."""
     job = runtime().ingestion.load_new(job_id, album_arg(request.form), audit.actor())
-    audit.note(audit.started(job))
+    audit.note(audit.adding_new(job, job_id))
     flash("Loading the files the check found new: this page follows its progress.", "success")
     return redirect(url_for("pages.job_page", job_id=job.id), 303)
 

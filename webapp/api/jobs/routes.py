@@ -198,7 +198,7 @@ class JobAddNew(MethodView):
     def post(self, args: dict[str, str], job_id: str) -> tuple[Job, int]:
         """Load the files a check of a server folder found new (into ``album``, each file's folder below it)."""
         job = runtime().ingestion.load_new(job_id, args["album"], audit.actor())
-        audit.note(audit.started(job))
+        audit.note(audit.adding_new(job, job_id))
         return job, 202
 
 
