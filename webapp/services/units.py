@@ -83,7 +83,7 @@ class UnitsOfWork:
         self._queue = queue
         self.legacy_spool = legacy_spool  # where jobs of earlier releases spooled their files
         self.chunk_size = chunk_size
-        self.near = near  # a check's file is like an image of the library at this similarity or more
+        self.near = near  # DUPLICATE_THRESHOLD: what a check calls the same picture (services/checks.py)
 
     @property
     def library(self) -> Library:
