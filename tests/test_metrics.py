@@ -49,6 +49,14 @@ def test_metrics_count_requests_embeds_searches_ingestion_and_jobs(client: Flask
     assert value(after, 'webapp_jobs{status="done"}') == 1  # this app's own database
     assert value(after, "webapp_queue_depth") == 0
 
+    sent: dict[str, object] = {"files": [(io.BytesIO(images[0]), "a.jpg"), (io.BytesIO(b"junk"), "b.jpg")]}
+    check = client.post("/api/v1/jobs", data={**sent, "check": "true"}, content_type="multipart/form-data").json
+    assert wait_for_job(client, check["url"])["status"] == "done"
+    checked = client.get("/metrics").get_data(as_text=True)
+    for verdict in ("in_library", "failed"):
+        sample = f'webapp_files_checked_total{{verdict="{verdict}"}}'
+        assert value(checked, sample) - value(after, sample) == 1, verdict
+
 
 def test_a_method_a_client_makes_up_is_counted_as_other(client: FlaskClient) -> None:
     # Before, each new method was a new series in every worker, kept forever: anyone could grow

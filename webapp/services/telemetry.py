@@ -22,6 +22,7 @@ SEARCH = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
 )
 INGESTED = Counter("webapp_images_ingested", "Files processed by uploads and jobs, by outcome", ["outcome"])
+CHECKED = Counter("webapp_files_checked", "Files checks compared with the library, by verdict", ["verdict"])
 QUERIES = Counter(
     "webapp_search_queries", "Search queries embedded, by where: the web worker, or a query helper", ["where"]
 )

@@ -29,6 +29,7 @@ from webapp.services.jobs import ItemResult, Job, JobRepository, JobStatus
 from webapp.services.library import Library
 from webapp.services.priority import PRIORITY, background_thread
 from webapp.services.sources import Source, open_source
+from webapp.services.telemetry import CHECKED
 
 log = logging.getLogger(__name__)
 CHUNK = 256  # items per unit of work: a few seconds of one worker, so workers share a big job
@@ -271,7 +272,9 @@ class UnitsOfWork:
             found = compare(self.library, entries, job.album, self.near)
             verdicts = dict(zip((seq for seq, _ in batch_items), found, strict=True))
             results = [ItemResult(seq, v.state, v.reason) for seq, v in verdicts.items()]
-            self.store.record(job.id, results, {seq: v.matches for seq, v in verdicts.items()})
+            if self.store.record(job.id, results, {seq: v.matches for seq, v in verdicts.items()}):
+                for verdict in found:  # counted once: a batch done twice (a redelivered chunk) records nothing
+                    CHECKED.labels(verdict.state).inc()
         return False
 
     def _commit(self, job_id: str, batch: Batch) -> list[Outcome] | None:
