@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import csrf_token, near_duplicate, noise_images, wait_for_job
 from tests.test_auth import PASSWORD, bearer, make_app, people, signed_in
+from webapp import audit
 from webapp.errors import StoreUnavailable
 from webapp.runtime import EXTENSION
 from webapp.services.activity import Activity, Entry, subjects
@@ -423,6 +424,10 @@ def test_downloads_are_recorded_with_what_they_sent(team: dict[str, Any]) -> Non
     with client.get("/api/v1/images/export", query_string={"added_by": "editor-person"}, headers=viewer) as got:
         assert got.status_code == 200
     assert entries(app)[0]["note"] == "a zip of the library, what 'editor-person' added: 2 images"
+    assert (
+        audit.zip_of_album("trip", "", 3)
+        == "a zip of the album 'trip' and below, the images that name nobody: 3 images"
+    )
 
 
 def test_an_images_history_has_the_jobs_that_moved_deleted_and_restored_it(team: dict[str, Any]) -> None:

@@ -137,7 +137,7 @@ def removed(records: list[Record]) -> str:
 def zip_of_album(album: str, added_by: str | None, count: int) -> str:
     """Return the note of an album's zip (``""``: the library's), of what ``added_by`` added if given."""
     what = f"the album {album!r} and below" if album else "the library"
-    whose = "" if added_by is None else f", what {added_by!r} added"
+    whose = "" if added_by is None else f", what {added_by!r} added" if added_by else ", the images that name nobody"
     return f"a zip of {what}{whose}: {count} image{'' if count == 1 else 's'}"
 
 
