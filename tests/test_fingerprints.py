@@ -24,6 +24,7 @@ from webapp.services.fingerprints import (
     Fingerprint,
     Layouts,
     close_copies,
+    close_to,
     fingerprint,
     from_bytes,
     layout_apart,
@@ -164,8 +165,8 @@ def test_close_copies_finds_each_pair_a_comparison_of_every_two_would(
                 made = made._replace(bits=noise(other.bits), shape=other.shape)
             elif kind == 1:  # its centre
                 made = made._replace(centre=noise(other.centre))
-            else:  # turned one way, or the other way (turned back, it is the other)
-                way, back = kind - 2, noise(other.bits)
+            else:  # turned one way, or the other way (turned back, it is the other, or half the time not)
+                way, back = kind - 2, noise(other.bits) if rng.random() < 0.5 else made.turned[1 - (kind - 2)]
                 turned = (made.turned[0], back) if way == 0 else (back, made.turned[1])
                 made = Fingerprint(noise(other.turned[way]), 0, turned, made.centre, other.shape[::-1])
         prints.append(made)
@@ -175,6 +176,15 @@ def test_close_copies_finds_each_pair_a_comparison_of_every_two_would(
     blank = [Fingerprint(0, 0, (0, 0), 0, (640, 480) if i % 3 else (480, 640)) for i in range(100)]
     found = close_copies(Layouts.of(blank), most=3)  # each blank frame is every other, and every other turned
     assert 50 <= len(found) <= 150 and max(Counter(i for pair in found for i in pair).values()) <= 3
+
+    # A check's files (the later half) against a library (the first, as the catalogue keeps them).
+    library, files = prints[:600], prints[600:]
+    stored = Layouts.stored([to_bytes(p) for p in library])
+    assert all(np.array_equal(a, b) for a, b in zip(stored, Layouts.of(library), strict=True))
+    between = {(q, c) for q, f in enumerate(files) for c, p in enumerate(library) if very_close(f, p)}
+    assert len(between) > 25 and set(close_to(Layouts.of(files), stored)) == between
+    found = close_to(Layouts.of(blank[:2]), Layouts.of(blank), most=3)
+    assert len(found) == 6 and {q for q, _ in found} == {0, 1}
 
 
 def test_looking_codes_up_by_their_bits_finds_what_comparing_every_two_does(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from webapp.services.hamming import near
+from webapp.services.hamming import Index, near
 
 SIDE = 32  # the grey copy's side
 KEPT = 8  # frequencies kept on each axis: 64, less the mean
@@ -90,6 +90,14 @@ class Layouts(NamedTuple):
             np.array([p.turned for p in prints], np.uint64).reshape(-1, 2),
             np.array([p.shape for p in prints], np.float64).reshape(-1, 2),
         )
+
+    @classmethod
+    def stored(cls, kept: Sequence[bytes]) -> Layouts:
+        """Return the layouts of fingerprints as the catalogue keeps them (``to_bytes``), in their
+        order, without making a Fingerprint of each (a check reads a whole library's)."""
+        rows = np.frombuffer(b"".join(kept), np.dtype([("layouts", ">u8", 5), ("shape", ">u4", 2)]))
+        layouts = rows["layouts"].astype(np.uint64).reshape(-1, 5)
+        return cls(layouts[:, 0], layouts[:, 4], layouts[:, 2:4], rows["shape"].astype(np.float64).reshape(-1, 2))
 
     @classmethod
     def joined(cls, parts: Sequence[Layouts]) -> Layouts:
@@ -192,16 +200,15 @@ def close_copies(layouts: Layouts, most: int = 16) -> list[tuple[int, int]]:
     n = len(whole)
     if n < 2:
         return []
-    ratios = np.log(np.maximum(shapes[:, 0], 1) / np.maximum(shapes[:, 1], 1))
+    ratios = _ratios(shapes)
     firsts, seconds = [], []
     for codes in (whole, centre):
         q, c = near(codes, codes, VERY_CLOSE)
         firsts.append(q[q < c])
         seconds.append(c[q < c])
 
-    def turnable(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # turned_shapes, of many pairs
-        oblong = np.maximum(np.abs(ratios[a]), np.abs(ratios[b])) >= math.log(OBLONG)
-        return oblong & (np.abs(ratios[a] + ratios[b]) <= SAME_SHAPE)
+    def turnable(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return _turnable(ratios[a], ratios[b])
 
     wide, tall = np.flatnonzero(ratios > 0), np.flatnonzero(ratios < 0)
     for one, other in ((wide, tall), (tall, wide)):
@@ -225,6 +232,67 @@ def close_copies(layouts: Layouts, most: int = 16) -> list[tuple[int, int]]:
             pairs_of[first] += 1
             pairs_of[second] += 1
     return found
+
+
+def close_to(queries: Layouts, layouts: Layouts, most: int = 16) -> list[tuple[int, int]]:
+    """Return the pairs (index into ``queries``, index into ``layouts``) that are ``very_close``, at
+    most ``most`` a query, its closest: what ``close_copies`` finds within a library, between
+    pictures outside it (a check's files) and the library's (``LayoutIndex`` indexes them once)."""
+    return LayoutIndex(layouts).close_to(queries, most)
+
+
+class LayoutIndex:
+    """A library's layouts, indexed by their bits (services/hamming.py ``Index``) to look up pictures
+    outside it a few at a time: as they are, at their centres, and turned either way."""
+
+    def __init__(self, layouts: Layouts) -> None:
+        self.layouts = layouts
+        self._whole, self._centre = Index(layouts.whole), Index(layouts.centre)
+        self._turned = [Index(layouts.turned[:, way]) for way in (0, 1)]
+        self._ratios = _ratios(layouts.shapes)
+
+    def close_to(self, queries: Layouts, most: int = 16) -> list[tuple[int, int]]:
+        """Return the pairs (index into ``queries``, index into the layouts) that are ``very_close``,
+        at most ``most`` a query, its closest."""
+        layouts = self.layouts
+        n, m = len(queries.whole), len(layouts.whole)  # (a Layouts' own len is its fields')
+        if not n or not m:
+            return []
+        found = [self._whole.near(queries.whole, VERY_CLOSE), self._centre.near(queries.centre, VERY_CLOSE)]
+        for way in (0, 1):  # either turned a quarter, against the other as it is
+            found += [
+                self._whole.near(queries.turned[:, way], VERY_CLOSE),
+                self._turned[way].near(queries.whole, VERY_CLOSE),
+            ]
+        q, c = (np.concatenate(part) for part in zip(*found, strict=True))
+        pairs = np.unique(q * m + c)
+        q, c = pairs // m, pairs % m
+        apart = np.minimum(
+            np.bitwise_count(queries.whole[q] ^ layouts.whole[c]),
+            np.bitwise_count(queries.centre[q] ^ layouts.centre[c]),
+        )
+        turns = np.minimum.reduce(
+            [np.bitwise_count(queries.turned[q, way] ^ layouts.whole[c]) for way in (0, 1)]
+            + [np.bitwise_count(queries.whole[q] ^ layouts.turned[c, way]) for way in (0, 1)]
+        )
+        apart = np.minimum(apart, np.where(_turnable(_ratios(queries.shapes)[q], self._ratios[c]), turns, 64))
+        kept: list[tuple[int, int]] = []
+        per_query = np.zeros(n, dtype=np.int64)
+        for k in np.argsort(apart, kind="stable").tolist():
+            if apart[k] <= VERY_CLOSE and per_query[q[k]] < most:
+                kept.append((int(q[k]), int(c[k])))
+                per_query[q[k]] += 1
+        return kept
+
+
+def _ratios(shapes: np.ndarray) -> np.ndarray:
+    """Return the log of each shape's (width, height) proportions: above 0 for a landscape picture."""
+    return np.log(np.maximum(shapes[:, 0], 1) / np.maximum(shapes[:, 1], 1))
+
+
+def _turnable(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return ``turned_shapes`` of many pairs, by their ``_ratios``."""
+    return (np.maximum(np.abs(a), np.abs(b)) >= math.log(OBLONG)) & (np.abs(a + b) <= SAME_SHAPE)
 
 
 def layout_apart(a: Fingerprint, b: Fingerprint) -> int:

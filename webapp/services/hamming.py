@@ -60,6 +60,45 @@ def near(codes: np.ndarray, queries: np.ndarray, radius: int) -> tuple[np.ndarra
     return pairs // len(codes), pairs % len(codes)
 
 
+class Index:
+    """Codes indexed by their runs' values once, to look up a few queries at a time among them (a
+    check's files among a library's layouts): ``near`` makes a table of a bucket per value for each
+    lookup, which pays only when there are as many queries as codes; this sorts each run's values
+    and finds a probe's bucket by binary search (24 bytes a code)."""
+
+    def __init__(self, codes: np.ndarray) -> None:
+        self.codes = np.asarray(codes, np.uint64)
+        self._sorted: list[tuple[int, int, np.ndarray, np.ndarray]] | None = None  # made when first looked in
+
+    def near(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return the pairs (index into ``queries``, index into the codes) at most ``radius`` bits
+        apart, each once, in two arrays, as ``near`` does."""
+        codes, queries = self.codes, np.asarray(queries, np.uint64)
+        if len(codes) * len(queries) <= EVERY_TWO:
+            return near(codes, queries, radius)
+        if self._sorted is None:
+            self._sorted = []
+            for shift, width in _runs():
+                keys = _run(codes, shift, width)
+                order = np.argsort(keys, kind="stable").astype(np.int32)
+                self._sorted.append((shift, width, keys[order], order))
+        found_q, found_c = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+        for shift, width, keys, order in self._sorted:
+            flips = np.array(_flips(width, radius // CHUNKS), np.int32)
+            probes = (_run(queries, shift, width)[:, None] ^ flips[None, :]).ravel()
+            starts = np.searchsorted(keys, probes, "left")
+            counts = np.minimum(np.searchsorted(keys, probes, "right") - starts, CROWDED)
+            hit = np.flatnonzero(counts)
+            each = counts[hit]
+            q = np.repeat(hit // len(flips), each)
+            c = order[np.repeat(starts[hit] - np.cumsum(each) + each, each) + np.arange(q.size)].astype(np.int64)
+            close = np.bitwise_count(queries[q] ^ codes[c]) <= radius
+            found_q.append(q[close])
+            found_c.append(c[close])
+        pairs = np.unique(np.concatenate(found_q) * len(codes) + np.concatenate(found_c))
+        return pairs // len(codes), pairs % len(codes)
+
+
 def _runs() -> list[tuple[int, int]]:
     """Return each run's first bit and width: the 64 bits in CHUNKS runs, the wider first."""
     widths = [64 // CHUNKS + (i < 64 % CHUNKS) for i in range(CHUNKS)]
