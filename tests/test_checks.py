@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from flask import Flask
@@ -15,11 +15,12 @@ from PIL import Image
 from tests.conftest import csrf_token, jpeg, near_duplicate, noise_images, wait_for_job
 from tests.test_jobs import import_folder, start
 from webapp.runtime import EXTENSION
-from webapp.services import units
+from webapp.services import checks, units
+from webapp.services.catalog import Catalog
 from webapp.services.checks import MATCHES, NEW, SIMILAR, _verdict
-from webapp.services.fingerprints import fingerprint
+from webapp.services.fingerprints import fingerprint, to_bytes
+from webapp.services.grouping import NEIGHBOURS
 from webapp.services.jobs import JobStatus
-from webapp.services.records import Hit, Record
 
 
 def resaved(data: bytes) -> bytes:
@@ -185,16 +186,78 @@ def test_the_check_page_starts_a_check_and_its_page_shows_what_it_found(
     assert [f["name"] for f in similar.json] == ["sent.jpg"] and similar.headers["X-Pagination"]
 
 
+def test_a_photo_saved_sideways_is_found_by_its_layout_behind_many_closer_look_alikes(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    # To the model the rocket turned a quarter is less like the rocket than 20 crops of itself, so
+    # its closest images are all crops: only the layout's second look finds the rocket.
+    rocket = add(client, photos["rocket"], "rocket.jpg", "space")
+    sideways = Image.open(io.BytesIO(photos["rocket"])).transpose(Image.Transpose.ROTATE_90)
+    width, height = sideways.size
+    for i in range(20):
+        left, top = (i % 5) * width // 20, (i // 5) * height // 16
+        add(client, jpeg(sideways.crop((left, top, left + width * 7 // 10, top + height * 7 // 10))), f"crop{i}.jpg")
+    sent = jpeg(sideways, quality=60)
+    closest = upload_search(client, sent, NEIGHBOURS)
+    assert rocket not in closest and len(closest) == NEIGHBOURS  # what the first look sees
+
+    folder = import_folder(app, "phone")
+    (folder / "sideways.jpg").write_bytes(sent)
+    (folder / "coffee.jpg").write_bytes(photos["coffee"])
+    job = wait_for_job(client, start(client, json={"folder": str(folder), "check": True})["url"])
+    found = findings(client, job)
+    assert found["sideways.jpg"]["verdict"] == "similar", found["sideways.jpg"]
+    last = found["sideways.jpg"]["matches"][-1]  # behind the closest, in the last place
+    assert last["image_id"] == rocket and last["same_picture"] and 0.5 <= last["score"]
+    assert not any(m["same_picture"] for m in found["sideways.jpg"]["matches"][:-1])
+    assert found["coffee.jpg"]["verdict"] == "new"
+    assert app.extensions[EXTENSION].ingestion.layouts.holding is None  # forgotten once the check ended
+    # Narrowed to an album the rocket is not in, the second look does not see it either.
+    job = wait_for_job(client, start(client, json={"folder": str(folder), "check": True, "album": "other"})["url"])
+    assert findings(client, job)["sideways.jpg"]["verdict"] == "new"
+
+
+def test_the_chunks_of_one_check_in_a_process_share_the_layouts_read_for_a_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[str] = []
+
+    class Catalogue:  # counts the reads of a library of one image
+        def every_fingerprint(self, size: int = 5000, album: str = "") -> Any:
+            reads.append(album)
+            yield {"a" * 64: to_bytes(fingerprint(Image.new("L", (64, 48)))), "b" * 64: None}
+
+    cache, catalog = checks.LayoutCache(), cast(Catalog, Catalogue())
+    first = cache.of("job1", catalog, "trips")
+    assert cache.of("job1", catalog, "trips") is first and reads == []  # read only when looked at
+    ids, index = first.get()
+    assert first.get()[0] is ids and list(ids) == [b"a" * 64] and reads == ["trips"]
+    assert cache.of("job2", catalog, "").get() and reads == ["trips", ""]  # another check reads its own
+    assert cache.holding == "job2"
+    cache.forget("job1")  # not the one kept: nothing changes
+    assert cache.of("job2", catalog, "").get() and len(reads) == 2
+    cache.forget("job2")
+    assert cache.of("job2", catalog, "").get() and len(reads) == 3
+    monkeypatch.setattr(checks, "REREAD", -1.0)  # a minute later: read again
+    assert cache.of("job2", catalog, "").get() and len(reads) == 4
+
+
+def upload_search(client: FlaskClient, data: bytes, top_k: int) -> list[str]:
+    answer = client.post("/api/v1/search", data={"image": (io.BytesIO(data), "q.jpg"), "top_k": str(top_k)})
+    assert answer.status_code == 200, answer.json
+    return [hit["id"] for hit in answer.json["results"]]
+
+
 def test_a_copy_further_than_the_closest_few_is_still_found_and_kept() -> None:
     # Six look-alikes, the copy sixth: as many crops of one photo crowd a library.
     mine = fingerprint(Image.open(io.BytesIO(noise_images(1, seed=3, size=64)[0])))
     others = [fingerprint(Image.open(io.BytesIO(data))) for data in noise_images(5, seed=4, size=64)]
-    hits = [Hit(Record(f"{i:064x}", f"{i}.jpg", 64, 64, "upload", "image/jpeg", 0), 0.9 - i / 100) for i in range(6)]
-    theirs = {hit.record.sha256: print_ for hit, print_ in zip(hits, [*others, mine], strict=True)}
+    hits = [(f"{i:064x}", 0.9 - i / 100) for i in range(6)]
+    theirs = {sha: print_ for (sha, _), print_ in zip(hits, [*others, mine], strict=True)}
     verdict = _verdict(None, hits, mine, theirs, 0.96)
     assert verdict.state == SIMILAR and len(verdict.matches) == MATCHES
-    assert verdict.matches[-1] == (hits[5].record.sha256, hits[5].score, True)
-    assert [m[0] for m in verdict.matches[:-1]] == [h.record.sha256 for h in hits[:4]]
+    assert verdict.matches[-1] == (*hits[5], True)
+    assert [m[0] for m in verdict.matches[:-1]] == [sha for sha, _ in hits[:4]]
     assert not any(m[2] for m in verdict.matches[:-1])
     alone = _verdict(None, hits[:5], mine, theirs, 0.96)
     assert alone.state == NEW and len(alone.matches) == 5

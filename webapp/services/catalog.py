@@ -118,13 +118,14 @@ class Catalog:
                 )
         return found
 
-    def every_fingerprint(self, size: int = 5000) -> Iterator[dict[str, bytes | None]]:
-        """Yield the kept fingerprints of every image (None for one not made yet), ``size`` at a time."""
+    def every_fingerprint(self, size: int = 5000, album: str = "") -> Iterator[dict[str, bytes | None]]:
+        """Yield the kept fingerprints of every image (in ``album`` and below, if given; None for one
+        not made yet), ``size`` at a time."""
         after = ""
         while True:
             query = (
                 select(images.c.sha256, images.c.fingerprint)
-                .where(images.c.sha256 > after)
+                .where(images.c.sha256 > after, *_narrowed(album, None))
                 .order_by(images.c.sha256)
                 .limit(size)
             )

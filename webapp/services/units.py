@@ -23,7 +23,7 @@ from typing import Protocol
 from webapp.errors import WebappError
 from webapp.services.adding import Batch, Entry, Outcome
 from webapp.services.albums import within
-from webapp.services.checks import compare
+from webapp.services.checks import LayoutCache, compare
 from webapp.services.job_states import CHECK, CHECKS, WHOLE_JOBS, job_tag, source_kind
 from webapp.services.jobs import ItemResult, Job, JobRepository, JobStatus
 from webapp.services.library import Library
@@ -85,6 +85,7 @@ class UnitsOfWork:
         self.legacy_spool = legacy_spool  # where jobs of earlier releases spooled their files
         self.chunk_size = chunk_size
         self.near = near  # DUPLICATE_THRESHOLD: what a check calls the same picture (services/checks.py)
+        self.layouts = LayoutCache()  # the library's, for the chunks of a check this process runs
 
     @property
     def library(self) -> Library:
@@ -137,19 +138,26 @@ class UnitsOfWork:
             return
         self.store.move(job_id, JobStatus.RUNNING)
         try:
+            self._run_chunk(job, chunk, should_stop)
+        finally:
+            if job.kind.startswith(CHECK) and not self.store.get(job_id).active:
+                self.layouts.forget(job_id)
+
+    def _run_chunk(self, job: Job, chunk: int, should_stop: ShouldStop) -> None:
+        try:
             with self._source(job) as source:
                 stopped = self._process(job, chunk, source, should_stop)
         except WebappError as exc:
-            self.store.move(job_id, JobStatus.FAILED, exc.message)
+            self.store.move(job.id, JobStatus.FAILED, exc.message)
             return
         except Exception:  # a job must never take the worker down with it
-            log.exception("job %s chunk %d failed", job_id, chunk)
-            self.store.move(job_id, JobStatus.FAILED, "an unexpected error stopped the job (its worker logged it)")
+            log.exception("job %s chunk %d failed", job.id, chunk)
+            self.store.move(job.id, JobStatus.FAILED, "an unexpected error stopped the job (its worker logged it)")
             return
         if stopped:
-            self.store.move(job_id, JobStatus.INTERRUPTED)
+            self.store.move(job.id, JobStatus.INTERRUPTED)
         else:
-            self._finish(job_id)
+            self._finish(job.id)
 
     def redeliver_stalled(self, idle_for: float) -> list[str]:
         """Send again the work of queue jobs that made no progress for ``idle_for`` seconds.
@@ -263,13 +271,14 @@ class UnitsOfWork:
         """Compare a check's chunk with the library a batch at a time (services/checks.py), each
         after the searches people are waiting for; tell whether the job was stopped midway."""
         items, start = self.store.pending(job.id, chunk), 0
+        known = self.layouts.of(job.id, self.library.catalog, job.album)  # read if a file needs them
         while start < len(items):
             if (stop := should_stop()) or not self.store.still_wanted(job.id):
                 return stop
             batch_items, entries = _read_batch(source, items, start)
             start += len(batch_items)
             PRIORITY.step_aside()
-            found = compare(self.library, entries, job.album, self.near)
+            found = compare(self.library, entries, job.album, self.near, known)
             verdicts = dict(zip((seq for seq, _ in batch_items), found, strict=True))
             results = [ItemResult(seq, v.state, v.reason) for seq, v in verdicts.items()]
             if self.store.record(job.id, results, {seq: v.matches for seq, v in verdicts.items()}):
