@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -101,7 +104,8 @@ def test_a_check_tells_what_the_library_holds_of_each_file_and_adds_nothing(
     assert load["compared"] is None
     again = client.post(f"/api/v1/jobs/{job['id']}/add-new", json={"album": "again"})  # the API's way
     assert wait_for_job(client, again.json["url"])["duplicates"] == 2
-    for refused, says in ((load["id"], "only a check of a folder"), ("0" * 32, "")):
+    assert job["new_kept_until"] is None  # a folder's check reads the folder again
+    for refused, says in ((load["id"], "only a check can add"), ("0" * 32, "")):
         answer = client.post(f"/api/v1/jobs/{refused}/add-new", json={})
         assert answer.status_code == (409 if says else 404) and says in answer.json["message"]
     assert client.get("/api/v1/jobs/0123456789abcdef0123456789abcdef/matches").status_code == 404
@@ -122,15 +126,41 @@ def test_a_check_compares_with_one_album_and_takes_uploads_and_archives(
     assert found["b.jpg"]["verdict"] == "new"  # its original is in another album
     assert {m["image"]["album"] for m in found["b.jpg"]["matches"]} == {"pets"}
 
+    # It keeps the file it found new (only that one), to add it without uploading it again.
+    kept = Path(app.config["STORAGE_DIR"]) / "uploads" / job["id"]
+    assert kept_files(kept) == ["000001"] and job["new_kept_until"] > job["finished_at"]
+    load = wait_for_job(client, client.post(f"/api/v1/jobs/{job['id']}/add-new", json={"album": "pets"}).json["url"])
+    assert (load["kind"], load["source"], load["total"], load["added"]) == ("files", "1 uploaded file", 1, 1)
+    listed = client.get("/api/v1/images", query_string={"album": "pets"}).json
+    assert sorted(i["filename"] for i in listed) == ["b.jpg", "cat.jpg"]
+    assert kept_files(kept) == ["000001"]  # kept still: added again, it is a duplicate
+    again = client.post(f"/api/v1/jobs/{job['id']}/add-new", json={"album": "more"}).json
+    assert wait_for_job(client, again["url"])["duplicates"] == 1
+
     import zipfile
 
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("x/near.jpg", near)
+        z.writestr("x/rocket.jpg", photos["rocket"])
     data = {"archive": (io.BytesIO(archive.getvalue()), "in.zip"), "check": "1"}
     job = wait_for_job(client, start(client, data=data, content_type="multipart/form-data")["url"])
-    assert job["kind"] == "check-archive" and findings(client, job)["x/near.jpg"]["verdict"] == "similar"
-    assert client.get("/api/v1/stats").json["count"] == 2
+    found = findings(client, job)
+    assert job["kind"] == "check-archive" and found["x/near.jpg"]["verdict"] == "in_library"  # added above
+    assert found["x/rocket.jpg"]["verdict"] == "new" and job["new_kept_until"]
+    assert "The archive is kept until" in client.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert client.get("/api/v1/stats").json["count"] == 3
+    load = wait_for_job(client, client.post(f"/api/v1/jobs/{job['id']}/add-new", json={"album": "in"}).json["url"])
+    assert (load["kind"], load["source"], load["total"], load["added"]) == ("archive", "in.zip", 1, 1)
+    assert [i["album"] for i in client.get("/api/v1/images", query_string={"album": "in"}).json] == ["in/x"]
+
+    # Once the retention is over (WEBAPP_UPLOAD_RETENTION_HOURS after the check ended), they are removed.
+    ingestion = app.extensions[EXTENSION].ingestion
+    ingestion.limits = replace(ingestion.limits, upload_retention=0)
+    assert job["id"] in ingestion.drop_stale_uploads() and not kept.exists()
+    gone = client.post(f"/api/v1/jobs/{job['id']}/add-new", json={})
+    assert gone.status_code == 409 and "the check's files were removed 0 days after it ended" in gone.json["message"]
+    assert client.get(f"/api/v1/jobs/{job['id']}").json["new_kept_until"] is None
     bad = client.post("/api/v1/jobs", json={"folder": "x", "check": "maybe"})
     assert bad.status_code == 422 and "check" in str(bad.json["errors"]), bad.json
 
@@ -175,9 +205,12 @@ def test_the_check_page_starts_a_check_and_its_page_shows_what_it_found(
     assert by_file["rocket.jpg"][1] == "new" and by_file["rocket.jpg"][-1] == "no"
     load = wait_for_job(client, client.post("/api/v1/jobs", data={"files": [(io.BytesIO(b"x"), "x.jpg")]}).json["url"])
     assert client.get(f"/jobs/{load['id']}/matches.csv").status_code == 404
-    assert "new file</button>" not in shown  # uploads are not kept: a check of them cannot add its new files
-    refused = client.post(f"/jobs/{job_id}/add-new", data={"csrf_token": csrf_token(client, "/check")})
-    assert refused.status_code == 409 and "upload the new ones" in refused.get_data(as_text=True)
+    assert "Add the 1 new file</button>" in shown and "The 1 new file uploaded is kept until" in shown
+    added = client.post(f"/jobs/{job_id}/add-new", data={"csrf_token": csrf_token(client, "/check"), "album": "r"})
+    assert added.status_code == 303
+    load = wait_for_job(client, "/api/v1" + added.headers["Location"])
+    assert (load["kind"], load["album"], load["added"]) == ("files", "r", 1)
+    assert [i["filename"] for i in client.get("/api/v1/images", query_string={"album": "r"}).json] == ["rocket.jpg"]
     listed = client.get("/jobs").get_data(as_text=True)
     assert listed.count("Check of uploaded files") == 1
     bad = client.get(f"/api/v1/jobs/{job_id}/matches", query_string={"verdict": "maybe"})
@@ -211,7 +244,10 @@ def test_a_photo_saved_sideways_is_found_by_its_layout_behind_many_closer_look_a
     assert last["image_id"] == rocket and last["same_picture"] and 0.5 <= last["score"]
     assert not any(m["same_picture"] for m in found["sideways.jpg"]["matches"][:-1])
     assert found["coffee.jpg"]["verdict"] == "new"
-    assert app.extensions[EXTENSION].ingestion.layouts.holding is None  # forgotten once the check ended
+    layouts, deadline = app.extensions[EXTENSION].ingestion.layouts, time.monotonic() + 10
+    while layouts.holding is not None and time.monotonic() < deadline:  # its thread forgets them just after
+        time.sleep(0.05)
+    assert layouts.holding is None  # forgotten once the check ended
     # Narrowed to an album the rocket is not in, the second look does not see it either.
     job = wait_for_job(client, start(client, json={"folder": str(folder), "check": True, "album": "other"})["url"])
     assert findings(client, job)["sideways.jpg"]["verdict"] == "new"
@@ -240,6 +276,15 @@ def test_the_chunks_of_one_check_in_a_process_share_the_layouts_read_for_a_minut
     assert cache.of("job2", catalog, "").get() and len(reads) == 3
     monkeypatch.setattr(checks, "REREAD", -1.0)  # a minute later: read again
     assert cache.of("job2", catalog, "").get() and len(reads) == 4
+
+
+def kept_files(folder: Path) -> list[str]:
+    """Return the files in a check's folder once at most one is left (its thread removes the others just
+    after the check is done)."""
+    deadline = time.monotonic() + 10
+    while len(names := sorted(p.name for p in folder.iterdir())) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return names
 
 
 def upload_search(client: FlaskClient, data: bytes, top_k: int) -> list[str]:

@@ -74,6 +74,7 @@ def test_every_page(viewport: str, browser: Browser, server: Server, photos: dic
         page.reload()  # the files found are listed as the page is made
         expect(page.get_by_role("row", name=re.compile(r"^mine\.jpg The same file"))).to_be_visible()
         expect(page.locator('[data-job-field="compared-new"]')).to_have_text("1")
+        expect(page.get_by_role("button", name="Add the 1 new file")).to_be_visible()  # kept: no upload again
         check(page, "check-job", axe_source)
         page.goto(job["page_url"])
         expect(page.get_by_role("cell", name="broken.jpg")).to_be_visible()

@@ -21,7 +21,7 @@ from webapp.runtime import library, runtime
 from webapp.services.deletions import KIND as DELETION
 from webapp.services.deletions import RESTORE
 from webapp.services.ingestion import Ingestion, Upload
-from webapp.services.job_states import CHECK, CHECKS, IN_LIBRARY, LOADS, OF_JOB, SIMILAR, WHOLE_JOBS, CheckedFile
+from webapp.services.job_states import CHECKS, IN_LIBRARY, LOADS, OF_JOB, SIMILAR, WHOLE_JOBS, CheckedFile
 from webapp.services.jobs import ACTIVE, RESUMABLE, DuplicateFile, Job, JobStatus
 from webapp.services.roles import Role
 
@@ -116,7 +116,8 @@ def job_page(job_id: str) -> str:
         check=check,
         found=found,
         compared=rt.ingestion.compared(job_id) if check else None,
-        albums=library().albums(kept=True) if job.kind == f"{CHECK}folder" else [],
+        kept_until=rt.ingestion.kept_until(job),
+        albums=library().albums(kept=True) if check and job.status == JobStatus.DONE else [],
         undo=undo,
         undoable=standing is None and _undone_count(job) > 0,
         undoes=job.source.removeprefix(OF_JOB) if job.kind in UNDOING and job.source.startswith(OF_JOB) else None,
@@ -282,7 +283,7 @@ def cancel_job(job_id: str) -> Response:
 @blp.post("/jobs/<job_id:job_id>/add-new")
 @requires(Role.EDITOR)
 def add_new_files(job_id: str) -> Response:
-    """Load the files a check of a server folder found new, and show the load's progress."""
+    """Load the files a check found new, and show the load's progress."""
     job = runtime().ingestion.load_new(job_id, album_arg(request.form), audit.actor())
     audit.note(audit.adding_new(job, job_id))
     flash("Loading the files the check found new: this page follows its progress.", "success")

@@ -20,7 +20,19 @@ from webapp.errors import Conflict, InvalidInput, NotFound, StoreUnavailable, We
 from webapp.services.adding import clean_path
 from webapp.services.archives import check_archive
 from webapp.services.job_items import CHECKED
-from webapp.services.job_states import CHECK, LOADS, NEW, OF_JOB, UPLOADED, WHOLE_JOBS, CheckedFile, job_tag
+from webapp.services.job_states import (
+    CHECK,
+    CHECKS,
+    KEEPS_NEW,
+    LOADS,
+    NEW,
+    OF_JOB,
+    UPLOADED,
+    WHOLE_JOBS,
+    CheckedFile,
+    job_tag,
+    source_kind,
+)
 from webapp.services.jobs import RESUMABLE, DuplicateFile, Failure, Job, JobStatus
 from webapp.services.records import Record
 from webapp.services.sources import allowed_folder
@@ -82,9 +94,8 @@ class Ingestion(UnitsOfWork):
         with self._spooling(job_id) as folder:
             for seq, upload in enumerate(uploads):
                 upload.save(folder / f"{seq:06d}")
-        label = f"{len(uploads)} uploaded file{'s' if len(uploads) != 1 else ''}"
         kind = self._kind("files", check, album)
-        job = self.store.create(kind, label, queue.owner, job_id=job_id, album=album, started_by=by)
+        job = self.store.create(kind, _uploaded(len(uploads)), queue.owner, job_id=job_id, album=album, started_by=by)
         self.store.set_items(job_id, [clean_path(u.filename) for u in uploads], self.chunk_size)
         return self._submit(job)
 
@@ -101,21 +112,56 @@ class Ingestion(UnitsOfWork):
         return self._submit(self.store.create(kind, name, queue.owner, None, job_id, album, by))
 
     def load_new(self, check_id: str, album: str = "", by: str = "") -> Job:
-        """Start loading the files a check of a server folder found new (neither their bytes nor the
-        same picture in the library), into ``album``, for the account ``by``; the folder is checked
-        against the import roots again. A file changed since the check is loaded as it is now."""
+        """Start loading the files a check found new (neither their bytes nor the same picture in
+        the library), into ``album``, for the account ``by``.
+
+        From a server folder, checked against the import roots again: a file changed since the
+        check is loaded as it is now. Uploaded files and archives are kept by their check for
+        UPLOAD_RETENTION_HOURS (KEEPS_NEW): the load reads links to them (copies where the storage
+        has no links), so the check can add them again, into another album.
+        """
         check = self.store.get(check_id)
-        if check.kind != f"{CHECK}folder":
-            raise Conflict("only a check of a folder on the server keeps its files to add: upload the new ones")
+        if check.kind not in CHECKS:
+            raise Conflict("only a check can add the files it found new")
         if check.status != JobStatus.DONE:
             raise Conflict(f"the check is {check.status}: let it finish (resume it) first")
-        names = self.store.names(check_id, NEW)
-        if not names:
+        new = self.store.items(check_id, NEW)
+        if not new:
             raise Conflict("the check found no new file")
-        path = allowed_folder(check.source, self.limits.import_roots)
-        job = self.store.create("folder", str(path), self.queue.owner, album=album, started_by=by)
-        self.store.set_items(job.id, names, self.chunk_size)
+        names = [name for _, name in new]
+        if check.kind not in KEEPS_NEW:
+            path = allowed_folder(check.source, self.limits.import_roots)
+            job = self.store.create("folder", str(path), self.queue.owner, album=album, started_by=by)
+            self.store.set_items(job.id, names, self.chunk_size)
+            return self._submit(job)
+        kept = self.upload_dir(check_id)
+        if self.kept_until(check) is None:
+            days = self.limits.upload_retention / 86400
+            raise Conflict(
+                f"the check's files were removed {days:g} days after it ended (WEBAPP_UPLOAD_RETENTION_HOURS): "
+                "check them again, or upload the new ones"
+            )
+        job_id = uuid.uuid4().hex
+        with self._spooling(job_id) as folder:
+            if check.kind == f"{CHECK}archive":
+                _link(kept / "archive.zip", folder / "archive.zip")
+            for i, (seq, _) in enumerate(new if check.kind == f"{CHECK}files" else ()):
+                _link(kept / f"{seq:06d}", folder / f"{i:06d}")
+        kind = source_kind(check.kind)
+        label = _uploaded(len(new)) if kind == "files" else check.source
+        job = self.store.create(kind, label, self.queue.owner, job_id=job_id, album=album, started_by=by)
+        self.store.set_items(job_id, names, self.chunk_size)
         return self._submit(job)
+
+    def kept_until(self, check: Job) -> float | None:
+        """Return until when (seconds since the epoch) a finished check of uploaded files or an
+        archive keeps the files it found new; None if it keeps none (any more)."""
+        if check.kind not in KEEPS_NEW or check.status != JobStatus.DONE or not self.upload_dir(check.id).is_dir():
+            return None
+        until = (check.finished_at or time.time()) + self.limits.upload_retention
+        if until <= time.time() or not self.store.checked_count(check.id, states=(NEW,)):
+            return None  # (a check that found none removes its files just after it is done)
+        return until
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job; chunks in flight stop after their current batch, what they indexed stays."""
@@ -241,8 +287,9 @@ class Ingestion(UnitsOfWork):
         """Remove uploaded files no job will read again; return the ids of the jobs they belonged to.
 
         A finished job drops its files as it ends; these are the files of jobs that stopped
-        unfinished longer than the retention ago (they can no longer be resumed), of jobs that no
-        longer exist, and of finished jobs whose worker died before removing them.
+        unfinished longer than the retention ago (they can no longer be resumed), of checks that
+        ended as long ago (the files they found new), of jobs that no longer exist, and of finished
+        jobs whose worker died before removing them.
         """
         if not self.uploads.is_dir():
             return []
@@ -255,7 +302,7 @@ class Ingestion(UnitsOfWork):
             if job is None:
                 stale = folder.stat().st_mtime < now - 3600  # not a job being created right now
             elif job.status == JobStatus.DONE:
-                stale = True
+                stale = self.kept_until(job) is None  # what a check found new is kept a while
             else:
                 stale = not job.active and (job.finished_at or now) < now - self.limits.upload_retention
             if stale:
@@ -289,3 +336,18 @@ def _every(read: Callable[[int], Sequence[Item]], page: int) -> Iterator[Item]:
         if len(items) < page:
             return
         after = items[-1].seq
+
+
+def _uploaded(count: int) -> str:
+    """Return the source a job of ``count`` uploaded files shows."""
+    return f"{count} uploaded file{'s' if count != 1 else ''}"
+
+
+def _link(kept: Path, to: Path) -> None:
+    """Give a job a kept file: a hard link, or a copy where the storage has none; nothing if it is gone."""
+    try:
+        to.hardlink_to(kept)
+    except FileNotFoundError:
+        return  # removed meanwhile: the job reports the file as gone
+    except OSError:
+        shutil.copyfile(kept, to)

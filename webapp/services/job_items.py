@@ -93,10 +93,14 @@ class JobItems:
 
     def names(self, job_id: str, state: str | None = None) -> list[str]:
         """Return the names of a job's items (those in ``state``, if given), in order."""
-        query = select(job_items.c.name).where(job_items.c.job_id == job_id).order_by(job_items.c.seq)
+        return [name for _, name in self.items(job_id, state)]
+
+    def items(self, job_id: str, state: str | None = None) -> list[tuple[int, str]]:
+        """Return a job's items (those in ``state``, if given) as (seq, name), in order."""
+        query = select(job_items.c.seq, job_items.c.name).where(job_items.c.job_id == job_id).order_by(job_items.c.seq)
         query = query.where(job_items.c.state == state) if state is not None else query
         with self.db.connect() as conn:
-            return list(conn.execute(query).scalars())
+            return [(seq, name) for seq, name in conn.execute(query)]
 
     def pending(self, job_id: str, chunk: int) -> list[tuple[int, str]]:
         """Return the items of a chunk still to process, as (seq, name)."""

@@ -38,6 +38,9 @@ CHECKS = tuple(CHECK + kind for kind in LOADS)
 IN_LIBRARY, SIMILAR, NEW = "in_library", "similar", "new"  # what a check finds of a file it reads
 VERDICTS = (IN_LIBRARY, SIMILAR, NEW)
 UPLOADED = ("files", "archive", f"{CHECK}files", f"{CHECK}archive")  # whose files wait in the uploads folder
+# Checks that keep the files they found new once done, for as long as a stopped job keeps its own,
+# so they can be added without uploading them again (Ingestion.load_new).
+KEEPS_NEW = (f"{CHECK}files", f"{CHECK}archive")
 RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.CANCELLED)
 EMPTIED = 2  # cancel_requested of a job cancelled because the library was emptied (1: cancelled)
 # Every move a job can make; the store refuses (or skips) any other.

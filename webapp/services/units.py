@@ -24,7 +24,7 @@ from webapp.errors import WebappError
 from webapp.services.adding import Batch, Entry, Outcome
 from webapp.services.albums import within
 from webapp.services.checks import LayoutCache, compare
-from webapp.services.job_states import CHECK, CHECKS, WHOLE_JOBS, job_tag, source_kind
+from webapp.services.job_states import CHECK, CHECKS, KEEPS_NEW, NEW, WHOLE_JOBS, job_tag, source_kind
 from webapp.services.jobs import ItemResult, Job, JobRepository, JobStatus
 from webapp.services.library import Library
 from webapp.services.priority import PRIORITY, background_thread
@@ -205,11 +205,25 @@ class UnitsOfWork:
         """Mark the job done if nothing is left; then flush and drop its uploaded files."""
         if not self.store.move(job_id, JobStatus.DONE):
             return
-        shutil.rmtree(self.upload_dir(job_id), ignore_errors=True)  # first: a flush can take seconds
+        self._drop_uploads(job_id)  # first: a flush can take seconds
         try:
             self.library.vectors.checkpoint()  # what the job indexed survives a crash
         except WebappError as exc:
             log.warning("job %s: could not flush the vector store: %s", job_id, exc.message)
+
+    def _drop_uploads(self, job_id: str) -> None:
+        """Remove a finished job's uploaded files, but those a check found new (KEEPS_NEW): the
+        files themselves, or the archive if any of its entries is new (Ingestion.load_new adds
+        them; Ingestion.drop_stale_uploads removes them once UPLOAD_RETENTION_HOURS are over)."""
+        folder = self.upload_dir(job_id)
+        new = self.store.items(job_id, NEW) if self.store.get(job_id).kind in KEEPS_NEW else []
+        if not new:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        kept = {f"{seq:06d}" for seq, _ in new} | {"archive.zip"}
+        for path in folder.iterdir() if folder.is_dir() else ():
+            if path.name not in kept:
+                path.unlink(missing_ok=True)
 
     @contextmanager
     def _source(self, job: Job) -> Iterator[Source]:

@@ -57,14 +57,17 @@ class JobDetail:
     failures: list[Failure]
     undone_by: str | None = None
     compared: dict[str, int] | None = None
+    new_kept_until: float | None = None
 
 
 def detail(job: Job) -> JobDetail:
-    """Return a job with its failures, its undo's id and a check's findings."""
+    """Return a job with its failures, its undo's id and a check's findings (and how long it keeps
+    the files it found new)."""
     rt = runtime()
     undo = rt.deletions.undone_by(job)
     compared = rt.ingestion.compared(job.id) if job.kind in CHECKS else None
-    return JobDetail(job, rt.ingestion.failures(job.id), undo.id if undo is not None else None, compared)
+    undone_by = undo.id if undo is not None else None
+    return JobDetail(job, rt.ingestion.failures(job.id), undone_by, compared, rt.ingestion.kept_until(job))
 
 
 @blp.route("")
@@ -192,11 +195,14 @@ class JobAddNew(MethodView):
     @blp.response(202, JobSchema, description="The load was queued; follow the job it answers.")
     @blp.alt_response(404, description="No job with that id.")
     @blp.alt_response(
-        409, description="The job is not a finished check of a folder on the server, or it found no new file."
+        409,
+        description="The job is not a finished check, it found no new file, or (uploaded files, an archive) it "
+        "no longer keeps them.",
     )
     @requires(Role.EDITOR)
     def post(self, args: dict[str, str], job_id: str) -> tuple[Job, int]:
-        """Load the files a check of a server folder found new (into ``album``, each file's folder below it)."""
+        """Load the files a check found new (into ``album``, each file's folder below it): from its server
+        folder, or the uploaded files or archive it keeps until its ``new_kept_until``."""
         job = runtime().ingestion.load_new(job_id, args["album"], audit.actor())
         audit.note(audit.adding_new(job, job_id))
         return job, 202

@@ -203,9 +203,19 @@ class JobDetailSchema(JobSchema):
         },
     )
 
+    new_kept_until = Timestamp(
+        allow_none=True,
+        metadata={
+            "description": "For a finished check of uploaded files or an archive: until when it keeps the files it "
+            "found `new`, so `add-new` can load them without their upload (WEBAPP_UPLOAD_RETENTION_HOURS after it "
+            "ended); null once they are removed, and for other jobs (a check of a server folder reads the folder)."
+        },
+    )
+
     def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
-        """Read the failures and the undo from the detail, every other field from its job."""
-        return getattr(obj if attr in ("failures", "undone_by", "compared") else obj.job, attr, default)
+        """Read the failures, the undo and a check's findings from the detail, every other field from its job."""
+        own = ("failures", "undone_by", "compared", "new_kept_until")
+        return getattr(obj if attr in own else obj.job, attr, default)
 
 
 class MatchesArgsSchema(ItemsArgsSchema):
