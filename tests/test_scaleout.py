@@ -231,7 +231,9 @@ def test_a_reindex_started_on_one_machine_switches_every_machine_and_worker(clus
     assert found["filename"] == "reindex-late.jpg" and found["score"] > 0.99
 
 
-def test_an_album_moved_from_one_machine_is_moved_by_the_workers_for_every_machine(cluster: dict[str, Any]) -> None:
+def test_an_album_moved_from_one_machine_is_moved_by_the_workers_for_every_machine(
+    cluster: dict[str, Any], photos: dict[str, bytes]
+) -> None:
     first, second = cluster["web"]
     images = noise_images(3, seed=14)
     for i, (data, album) in enumerate(zip(images, ["trip", "trip/day1", "trip/day1"], strict=True)):
@@ -261,8 +263,9 @@ def test_an_album_moved_from_one_machine_is_moved_by_the_workers_for_every_machi
     assert follow(first.url + undone.json()["url"])["status"] == "done"
     back = requests.get(f"{first.url}/api/v1/images", params={"album": "travel/day1"}, timeout=10).json()
     assert sorted(image["filename"] for image in back) == ["trip-1.jpg", "trip-2.jpg"]
-    # A check travels the same way (its files in the shared uploads), and adds nothing.
-    files = [("files", ("same.jpg", images[0])), ("files", ("other.jpg", noise_images(1, seed=15)[0]))]
+    # A check travels the same way (its files in the shared uploads), and adds nothing; what it
+    # found new it keeps there, for any machine to add.
+    files = [("files", ("same.jpg", images[0])), ("files", ("other.jpg", photos["rocket"]))]
     held = requests.get(f"{second.url}/api/v1/stats", timeout=10).json()["count"]  # the module's tests share it
     check = requests.post(f"{second.url}/api/v1/jobs", files=files, data={"check": "true"}, timeout=30)
     assert check.status_code == 202, check.text
@@ -271,6 +274,12 @@ def test_an_album_moved_from_one_machine_is_moved_by_the_workers_for_every_machi
     same = next(f for f in found if f["name"] == "same.jpg")
     assert same["verdict"] == "in_library" and same["matches"][0]["image"]["filename"] == "trip-0.jpg"
     assert requests.get(f"{second.url}/api/v1/stats", timeout=10).json()["count"] == held
+    assert next(f for f in found if f["name"] == "other.jpg")["verdict"] == "new"
+    added = requests.post(f"{first.url}/api/v1/jobs/{check.json()['id']}/add-new", json={"album": "new"}, timeout=30)
+    assert added.status_code == 202, added.text
+    assert follow(second.url + added.json()["url"])["added"] == 1
+    listed = requests.get(f"{second.url}/api/v1/images", params={"album": "new"}, timeout=10).json()
+    assert [image["filename"] for image in listed] == ["other.jpg"]
 
 
 EXPECTED = ({"travel": 3, "travel/day1": 2}, {"trip-1.jpg", "trip-2.jpg"})
