@@ -195,7 +195,9 @@ def test_the_check_page_starts_a_check_and_its_page_shows_what_it_found(
     assert "Check of uploaded files" in shown and "Found in the library" in shown and "See the library" not in shown
     assert 'data-job-field="compared-in_library">1<' in shown and 'data-job-field="compared-new">1<' in shown
     assert "mine.jpg" in shown and "The same file" in shown and f'href="/images/{cat}"' in shown
-    assert "sent.jpg" in shown and "The same picture" in shown and "rocket.jpg" not in shown  # new: only counted
+    assert "sent.jpg" in shown and "The same picture" in shown
+    new = shown[shown.index('id="new-heading"') :]  # the new files, each beside the closest image held
+    assert '<td class="wrap">rocket.jpg</td>' in new and "mine.jpg" not in new and "% alike)" in new
     with client.get(f"/jobs/{job_id}/matches.csv") as got:
         rows = list(csv.reader(io.StringIO(got.get_data(as_text=True))))
     assert rows[0][:3] == ["file", "verdict", "reason"]

@@ -21,7 +21,7 @@ from webapp.runtime import library, runtime
 from webapp.services.deletions import KIND as DELETION
 from webapp.services.deletions import RESTORE
 from webapp.services.ingestion import Ingestion, Upload
-from webapp.services.job_states import CHECKS, IN_LIBRARY, LOADS, OF_JOB, SIMILAR, WHOLE_JOBS, CheckedFile
+from webapp.services.job_states import CHECKS, IN_LIBRARY, LOADS, NEW, OF_JOB, SIMILAR, WHOLE_JOBS, CheckedFile
 from webapp.services.jobs import ACTIVE, RESUMABLE, DuplicateFile, Job, JobStatus
 from webapp.services.roles import Role
 
@@ -98,14 +98,16 @@ def jobs_page() -> str | Response:
 @blp.get("/jobs/<job_id:job_id>")
 @requires(Role.VIEWER)
 def job_page(job_id: str) -> str:
-    """Show a job's progress, counts, rate, ETA and failed files (updated live by app.js), and the
-    files it found already in the library (as they were when the page was made)."""
+    """Show a job's progress, counts, rate, ETA and failed files (updated live by app.js); for a
+    check, the files it found in the library and those it found new (as they were when the page
+    was made)."""
     rt = runtime()
     job = rt.ingestion.get(job_id)
     failures = rt.ingestion.failures(job_id)
     duplicates = rt.ingestion.duplicates(job_id) if job.kind in LOADS else []
     check = job.kind in CHECKS
     found = rt.ingestion.checked(job_id, CHECKED_SHOWN, states=FOUND) if check else []
+    new = rt.ingestion.checked(job_id, CHECKED_SHOWN, states=(NEW,)) if check else []
     standing = rt.deletions.standing_undo(job)  # None: it may be undone (again)
     undo = standing if standing is not None else rt.deletions.undone_by(job)
     return render_template(
@@ -115,6 +117,7 @@ def job_page(job_id: str) -> str:
         duplicates=duplicates,
         check=check,
         found=found,
+        new=new,
         compared=rt.ingestion.compared(job_id) if check else None,
         kept_until=rt.ingestion.kept_until(job),
         albums=library().albums(kept=True) if check and job.status == JobStatus.DONE else [],
