@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from bench.harness import server_timing  # the benchmarks read the header with it too
-from tests.conftest import near_duplicate, png
+from tests.conftest import jpeg, near_duplicate, png
 from webapp.models import DEFAULT
 from webapp.runtime import EXTENSION
 
@@ -97,6 +97,21 @@ def test_a_search_says_how_long_its_steps_took_in_a_server_timing_header(
     assert steps["embed"] > 0 and steps["search"] > 0
     assert steps["embed"] + steps["search"] <= steps["total"] + 0.02  # each rounded to 0.01 ms
     assert steps["total"] == pytest.approx(response.json["took_ms"], abs=0.01)
+
+
+def test_search_tells_the_same_picture_when_asked(client: FlaskClient, photos: dict[str, bytes]) -> None:
+    ids = add_all(client, photos)
+    rocket = Image.open(io.BytesIO(photos["rocket"]))
+    sideways = jpeg(rocket.transpose(Image.Transpose.ROTATE_90), quality=60)
+    judged = upload(client, "/api/v1/search", sideways, top_k="3", same_picture="true")
+    assert judged.status_code == 200, judged.json
+    results = judged.json["results"]
+    assert results[0]["id"] == ids["rocket"] and results[0]["same_picture"] is True
+    assert [r["same_picture"] for r in results[1:]] == [False, False]
+    plain = upload(client, "/api/v1/search", sideways, top_k="3").json["results"]
+    assert [r["id"] for r in plain] == [r["id"] for r in results] and all("same_picture" not in r for r in plain)
+    bad = upload(client, "/api/v1/search", sideways, same_picture="maybe")
+    assert bad.status_code == 422 and "same_picture" in str(bad.json["errors"])
 
 
 def test_search_defaults_to_ten_and_an_exact_copy_scores_one(client: FlaskClient, photos: dict[str, bytes]) -> None:

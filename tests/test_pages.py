@@ -7,9 +7,10 @@ import re
 
 import pytest
 from flask.testing import FlaskClient
+from PIL import Image
 
 from bench.harness import server_timing  # the benchmarks read the header with it too
-from tests.conftest import csrf_token, near_duplicate
+from tests.conftest import csrf_token, jpeg, near_duplicate
 
 
 def post_file(client: FlaskClient, url: str, data: bytes, name: str = "photo.jpg", **fields: str):  # type: ignore[no-untyped-def]
@@ -43,6 +44,36 @@ def test_add_from_the_page_then_search_from_the_page(client: FlaskClient, photos
     assert re.search(r"\d+\.\d%", html)  # scores shown as percentages
     assert "/api/v1/images/" in html and "/file" in html  # links to the full image
     assert set(server_timing(response.headers["Server-Timing"])) == {"embed", "search", "total"}
+
+
+def test_results_mark_the_same_picture_as_a_duplicate_scan_would_group_it(
+    client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    for name in ("coffee", "chelsea", "rocket", "astronaut"):
+        post_file(client, "/images", photos[name], f"{name}.jpg")
+
+    def verdicts(data: bytes, **fields: str) -> list[tuple[str, str]]:
+        html = post_file(client, "/search", data, "q.jpg", top_k="4", **fields).get_data(as_text=True)
+        names = re.findall(r'<img loading="lazy" src="[^"]+" alt="([^"]+)"', html)
+        shown = [
+            re.sub(r"<[^>]+>|\s+", " ", v).strip() for v in re.findall(r'class="score-verdict">(.*?)</p>', html, re.S)
+        ]
+        return list(zip(names, shown, strict=True))
+
+    rocket = Image.open(io.BytesIO(photos["rocket"]))
+    sideways = jpeg(rocket.transpose(Image.Transpose.ROTATE_90), quality=60)  # 0.56 alike to the model
+    assert verdicts(sideways)[0] == ("rocket.jpg", "The same picture")
+    assert all(v != "The same picture" for _, v in verdicts(sideways)[1:])
+    halved = jpeg(rocket.resize((rocket.width // 2, rocket.height // 2)), quality=30)
+    assert verdicts(halved)[0] == ("rocket.jpg", "The same picture")
+    cropped = verdicts(near_duplicate(photos["chelsea"]))  # a tenth off each side: another picture
+    assert cropped[0] == ("chelsea.jpg", "Very similar")
+    # A region searched is judged: the rocket pasted into a larger picture, and that part searched.
+    canvas = Image.new("RGB", (rocket.width * 2, rocket.height), "white")
+    canvas.paste(rocket, (rocket.width, 0))
+    region = {"x": str(rocket.width), "y": "0", "width": str(rocket.width), "height": str(rocket.height)}
+    assert verdicts(jpeg(canvas), **region)[0] == ("rocket.jpg", "The same picture")
+    assert verdicts(jpeg(canvas))[0][1] != "The same picture"
 
 
 def test_adding_the_same_image_twice_says_so(client: FlaskClient, photos: dict[str, bytes]) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import marshmallow as ma
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import CombinedMultiDict, FileStorage
 from werkzeug.exceptions import BadRequest
 from werkzeug.wrappers import Response
@@ -18,6 +18,7 @@ from webapp.auth import public, requires
 from webapp.extensions import rate_limited
 from webapp.pages.blueprint import album_arg, blp
 from webapp.runtime import library
+from webapp.services.checks import same_in_search
 from webapp.services.imaging import Box, thumbnail
 from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
 from webapp.services.records import SearchResult
@@ -96,6 +97,7 @@ def search() -> tuple[str, dict[str, str]]:
     lib = library()
     result = lib.search(upload.read(), top_k, album, box, pixels=True)
     assert result.image is not None  # asked for
+    same = same_in_search(lib, result, box, current_app.config["DUPLICATE_THRESHOLD"])
     preview = base64.b64encode(thumbnail(result.image, lib.thumbnail_size)).decode()
     query = ShownQuery(
         preview=f"data:image/jpeg;base64,{preview}",
@@ -108,6 +110,7 @@ def search() -> tuple[str, dict[str, str]]:
         "results.html",
         query=query,
         hits=result.hits,
+        same=same,
         took_ms=result.took_ms,
         top_k=top_k,
         count=lib.count(),
