@@ -38,10 +38,13 @@
     container.querySelectorAll(".copy-to-clipboard > button:not([aria-label])").forEach(function (button) {
       button.setAttribute("aria-label", "Copy to clipboard");
     });
-    container.querySelectorAll('input[type="file"]:not([aria-label])').forEach(function (input) {
-      var row = input.closest("tr");
+    // A file input, and the true/false choice of a boolean parameter (same_picture), are named by
+    // their parameter's row.
+    var unnamed = 'input[type="file"]:not([aria-label]), .parameters-col_description select:not([aria-label])';
+    container.querySelectorAll(unnamed).forEach(function (field) {
+      var row = field.closest("tr");
       var name = row && row.querySelector(".parameter__name");
-      input.setAttribute("aria-label", name ? name.textContent.replace("*", "").trim() : "File");
+      field.setAttribute("aria-label", name ? name.textContent.replace("*", "").trim() : "Value");
     });
     container.querySelectorAll("textarea.curl:not([aria-label])").forEach(function (textarea) {
       textarea.setAttribute("aria-label", "curl command");
