@@ -6,11 +6,14 @@ import io
 import re
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
 from bench.harness import server_timing  # the benchmarks read the header with it too
 from tests.conftest import csrf_token, jpeg, near_duplicate
+from webapp.runtime import EXTENSION
+from webapp.services import distinct_pairs
 
 
 def post_file(client: FlaskClient, url: str, data: bytes, name: str = "photo.jpg", **fields: str):  # type: ignore[no-untyped-def]
@@ -74,6 +77,32 @@ def test_results_mark_the_same_picture_as_a_duplicate_scan_would_group_it(
     region = {"x": str(rocket.width), "y": "0", "width": str(rocket.width), "height": str(rocket.height)}
     assert verdicts(jpeg(canvas), **region)[0] == ("rocket.jpg", "The same picture")
     assert verdicts(jpeg(canvas))[0][1] != "The same picture"
+
+
+def test_more_like_this_marks_the_images_copies_unless_a_person_kept_them_apart(
+    app: Flask, client: FlaskClient, photos: dict[str, bytes]
+) -> None:
+    rocket = Image.open(io.BytesIO(photos["rocket"]))
+    ids = {}
+    for name, data in (("rocket", photos["rocket"]), ("coffee", photos["coffee"])):
+        ids[name] = post_file(client, "/images", data, f"{name}.jpg").location.rsplit("/", 1)[1]
+    halved = jpeg(rocket.resize((rocket.width // 2, rocket.height // 2)), quality=30)
+    ids["copy"] = post_file(client, "/images", halved, "copy.jpg").location.rsplit("/", 1)[1]
+
+    def marked(image_id: str) -> dict[str, str]:
+        html = client.get(f"/images/{image_id}").get_data(as_text=True)
+        names = re.findall(r'<img loading="lazy" src="[^"]+" alt="([^"]+)"', html)
+        shown = [
+            re.sub(r"<[^>]+>|\s+", " ", v).strip() for v in re.findall(r'class="score-verdict">(.*?)</p>', html, re.S)
+        ]
+        return dict(zip(names, shown, strict=True))
+
+    assert marked(ids["rocket"])["copy.jpg"] == "The same picture"
+    assert marked(ids["copy"])["rocket.jpg"] == "The same picture"
+    assert marked(ids["rocket"])["coffee.jpg"] != "The same picture"
+    with app.app_context():
+        distinct_pairs.mark(app.extensions[EXTENSION].database, [(ids["rocket"], ids["copy"])])
+    assert marked(ids["rocket"])["copy.jpg"] != "The same picture"
 
 
 def test_adding_the_same_image_twice_says_so(client: FlaskClient, photos: dict[str, bytes]) -> None:

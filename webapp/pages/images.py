@@ -194,10 +194,18 @@ def image_page(image_id: str) -> str:
     except NotFound as exc:
         raise (_where_it_went(image_id) or exc) from None
     similar = lib.similar(image_id, SIMILAR_COUNT, album)
+    same = runtime().duplicates.same_as(image_id, similar)  # its copies, as a scan would group them
     albums, added_by = lib.albums(kept=True), lib.added_by(image_id)
     job = runtime().ingestion.job_that_added(image)
     return render_template(
-        "image.html", image=image, similar=similar, album=album, albums=albums, added_by=added_by, job=job
+        "image.html",
+        image=image,
+        similar=similar,
+        same=same,
+        album=album,
+        albums=albums,
+        added_by=added_by,
+        job=job,
     )
 
 

@@ -18,7 +18,7 @@ image goes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from webapp.services.jobs import Job, JobStatus, JobStore
 from webapp.services.keepers import Copy, keeper
 from webapp.services.library import Library
 from webapp.services.priority import PRIORITY
-from webapp.services.records import Record, VectorStore
+from webapp.services.records import Hit, Record, VectorStore
 from webapp.services.verdicts import Verdicts
 
 KIND = "duplicates"
@@ -81,6 +81,13 @@ class Duplicates:
     def library(self) -> Library:
         """Return the library scanned."""
         return self._library()
+
+    def same_as(self, sha256: str, hits: Sequence[Hit]) -> set[str]:
+        """Return the ids of those ``hits`` (an image's "more like this") that are one picture with
+        the image ``sha256``, as a scan judges them: less the pairs a person marked as not duplicates."""
+        pairs = {(min(sha256, h.record.sha256), max(sha256, h.record.sha256)): h.score for h in hits}
+        same = Verdicts(self.library, self.threshold, self.db)(pairs)
+        return {b if a == sha256 else a for a, b in same}
 
     def start(self, send: Callable[[str], None], by: str = "") -> Job:
         """Queue a scan for the account ``by`` (refused while one is queued or running); return its job."""
