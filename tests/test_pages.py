@@ -97,12 +97,22 @@ def test_more_like_this_marks_the_images_copies_unless_a_person_kept_them_apart(
         ]
         return dict(zip(names, shown, strict=True))
 
+    def api(image_id: str, **asked: str) -> dict[str, bool | None]:
+        answer = client.get(f"/api/v1/images/{image_id}/similar", query_string=asked)
+        assert answer.status_code == 200, answer.json
+        return {hit["filename"]: hit.get("same_picture") for hit in answer.json["results"]}
+
     assert marked(ids["rocket"])["copy.jpg"] == "The same picture"
     assert marked(ids["copy"])["rocket.jpg"] == "The same picture"
     assert marked(ids["rocket"])["coffee.jpg"] != "The same picture"
+    assert "1 of these is a copy of this picture" in client.get(f"/images/{ids['rocket']}").get_data(as_text=True)
+    assert "of these is a copy" not in client.get(f"/images/{ids['coffee']}").get_data(as_text=True)
+    assert api(ids["rocket"], same_picture="true") == {"copy.jpg": True, "coffee.jpg": False}
+    assert api(ids["rocket"]) == {"copy.jpg": None, "coffee.jpg": None}  # not asked: not told
     with app.app_context():
         distinct_pairs.mark(app.extensions[EXTENSION].database, [(ids["rocket"], ids["copy"])])
     assert marked(ids["rocket"])["copy.jpg"] != "The same picture"
+    assert api(ids["rocket"], same_picture="1") == {"copy.jpg": False, "coffee.jpg": False}
 
 
 def test_adding_the_same_image_twice_says_so(client: FlaskClient, photos: dict[str, bytes]) -> None:

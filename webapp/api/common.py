@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +20,7 @@ from werkzeug.datastructures import CombinedMultiDict, FileStorage
 from webapp.errors import WebappError
 from webapp.services.albums import parse_album
 from webapp.services.library import DEFAULT_TOP_K, MAX_TOP_K
+from webapp.services.records import Hit, Record
 from webapp.urls import image_url
 
 
@@ -192,3 +195,29 @@ class UrlFor(ma.fields.String):
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str:
         return url_for(self.endpoint, **{self.argument: value})
+
+
+@dataclass(frozen=True)
+class JudgedHit:
+    """A result told the same picture as the query or not (``same_picture`` asked)."""
+
+    record: Record
+    score: float
+    same_picture: bool
+
+
+def judged_hits(hits: Sequence[Hit], same: Collection[str]) -> list[JudgedHit]:
+    """Return results told the same picture (their ids in ``same``) or not."""
+    return [JudgedHit(hit.record, hit.score, hit.record.sha256 in same) for hit in hits]
+
+
+def same_picture_field(more: str) -> ma.fields.Boolean:
+    """Return the argument asking to tell of each result whether it is the same picture (``more``:
+    the rest of its description)."""
+    return ma.fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Also tell of each result whether it is the same picture as the query: a copy resized, "
+            f"saved again, cropped a little or turned, by the rule a near-duplicate scan groups by. {more}"
+        },
+    )

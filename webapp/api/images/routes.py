@@ -11,7 +11,7 @@ from flask import Response, send_file, url_for
 from flask.views import MethodView
 
 from webapp import audit
-from webapp.api.common import Blueprint
+from webapp.api.common import Blueprint, JudgedHit, judged_hits
 from webapp.api.images.schemas import (
     AddedImageSchema,
     AlbumDeleteSchema,
@@ -43,7 +43,7 @@ from webapp.services.exports import MAX_AT_ONCE, ZipExport
 from webapp.services.images import mime_of
 from webapp.services.imaging import PREVIEW_SIZE
 from webapp.services.jobs import Job
-from webapp.services.records import Added, Detailed, Record
+from webapp.services.records import Added, Detailed, Hit, Record
 from webapp.services.roles import Role
 
 blp = Blueprint("images", __name__, url_prefix="/images", description="Add and read indexed images.")
@@ -271,7 +271,10 @@ class ImageSimilar(MethodView):
     def get(self, args: dict[str, Any], image_id: str) -> dict[str, Any]:
         """Return the images most similar to an indexed one ("more like this"), itself excluded."""
         start = time.perf_counter()
-        hits = library().similar(image_id, args["top_k"], args["album"])
+        similar = library().similar(image_id, args["top_k"], args["album"])
+        hits: list[Hit] | list[JudgedHit] = similar
+        if args["same_picture"]:  # as the image's page marks them (less pairs a person kept apart)
+            hits = judged_hits(similar, runtime().duplicates.same_as(image_id, similar))
         return {
             "results": hits,
             "top_k": args["top_k"],

@@ -4,7 +4,16 @@ from typing import Any
 
 import marshmallow as ma
 
-from webapp.api.common import Album, AlbumArgsSchema, BoundedList, ImageId, ImageUpload, ImageUrl, TopK
+from webapp.api.common import (
+    Album,
+    AlbumArgsSchema,
+    BoundedList,
+    ImageId,
+    ImageUpload,
+    ImageUrl,
+    TopK,
+    same_picture_field,
+)
 from webapp.services.albums import MAX_LENGTH, MAX_MOVED
 
 MAX_ALBUMS_LISTED = 1000  # albums one call may ask for with limit (a field's suggestions need a few)
@@ -89,6 +98,7 @@ class SimilarArgsSchema(ma.Schema):
 
     album = Album(description="Only images in this album (and its sub-albums).")
     top_k = TopK()
+    same_picture = same_picture_field("Not a pair a person kept apart on the Duplicates page.")
 
 
 class AlbumsArgsSchema(ma.Schema):

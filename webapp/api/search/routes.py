@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
 
-from webapp.api.common import Blueprint
+from webapp.api.common import Blueprint, JudgedHit, judged_hits
 from webapp.api.search.schemas import SearchArgsSchema, SearchResponseSchema
 from webapp.auth import requires
 from webapp.extensions import rate_limited
 from webapp.runtime import library
 from webapp.services.checks import same_in_search
-from webapp.services.records import Hit, Record
+from webapp.services.records import Hit
 from webapp.services.roles import Role
 
 SERVER_TIMING = {
@@ -25,15 +24,6 @@ SERVER_TIMING = {
     }
 }
 blp = Blueprint("search", __name__, url_prefix="/search", description="Search by image.")
-
-
-@dataclass(frozen=True)
-class JudgedHit:
-    """A result told the same picture as the query or not (``same_picture`` asked)."""
-
-    record: Record
-    score: float
-    same_picture: bool
 
 
 @blp.route("")
@@ -53,8 +43,9 @@ class Search(MethodView):
         result = lib.search(args["image"].read(), args["top_k"], args["album"], args["box"], pixels=judged)
         hits: list[Hit] | list[JudgedHit] = result.hits
         if judged:
-            same = same_in_search(lib, result, args["box"], current_app.config["DUPLICATE_THRESHOLD"])
-            hits = [JudgedHit(hit.record, hit.score, hit.record.sha256 in same) for hit in result.hits]
+            hits = judged_hits(
+                result.hits, same_in_search(lib, result, args["box"], current_app.config["DUPLICATE_THRESHOLD"])
+            )
         body = {
             "results": hits,
             "top_k": args["top_k"],

@@ -4,7 +4,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from webapp.api.common import Album, ImageUpload, TopK
+from webapp.api.common import Album, ImageUpload, TopK, same_picture_field
 from webapp.api.images.schemas import ImageEntrySchema
 from webapp.services.imaging import Box
 
@@ -31,13 +31,8 @@ class SearchArgsSchema(ma.Schema):
     height = ma.fields.Integer(
         validate=ma.validate.Range(min=Box.MIN_SIDE), metadata={"description": "Region: height in pixels."}
     )
-    same_picture = ma.fields.Boolean(
-        load_default=False,
-        metadata={
-            "description": "Also tell of each result whether it is the same picture as the query (or its region): "
-            "a copy resized, saved again, cropped a little or turned, by the rule a near-duplicate scan groups by. "
-            "About 2 ms more, and the query is decoded in the request's process."
-        },
+    same_picture = same_picture_field(
+        "With a region, the region is judged. About 2 ms more, and the query is decoded in the request's process."
     )
 
     @ma.pre_load
