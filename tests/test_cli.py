@@ -6,6 +6,7 @@ import getpass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import requests
 from flask import Flask
 
 from tests.test_activity import entries
@@ -73,6 +74,18 @@ def test_ingest_check_says_what_the_library_holds_and_adds_nothing(
     refused = runner.invoke(args=["ingest", str(broken), "--check"])
     assert refused.exit_code == 1 and "no file could be read" in refused.output
 
+    # --new-only: the same check, then a load of what it found new, and nothing else.
+    loaded = runner.invoke(args=["ingest", str(folder), "--new-only"])
+    assert loaded.exit_code == 0, loaded.output
+    assert "5 files: 2 in the library, 1 the same picture, 1 new, 1 failed" in loaded.output
+    assert "loading the 1 new file\n" in loaded.output and "1 files: 1 added, 0 duplicates, 0 failed" in loaded.output
+    listed = app.test_client().get("/api/v1/images").json
+    assert sorted(image["filename"] for image in listed) == ["coffee.jpg", "rocket.jpg"]
+    again = runner.invoke(args=["ingest", str(folder), "--new-only"])
+    assert again.exit_code == 0 and "0 new" in again.output and "loading" not in again.output
+    both = runner.invoke(args=["ingest", str(folder), "--new-only", "--check"])
+    assert both.exit_code == 2 and "give one of them" in both.output
+
 
 def test_ingest_fails_when_nothing_could_be_indexed(app: Flask, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
@@ -100,6 +113,7 @@ def test_ingest_refuses_a_lite_file_in_use_and_can_send_the_work_to_the_server(
         accounts = app.extensions[EXTENSION].accounts
         accounts.create_user("ada", Role.EDITOR, PASSWORD)
         token = accounts.create_token("ada", Role.EDITOR, "script", expires_in_days=3.5)[1]
+        bearer = {"Authorization": f"Bearer {token}"}
         sent = app.test_cli_runner().invoke(args=["ingest", str(folder), "--server", server.url, "--token", token])
         assert sent.exit_code == 0, sent.output
         assert sent.output.count("warning: this token expires in 3 days (") == 1  # once, not every request
@@ -111,6 +125,15 @@ def test_ingest_refuses_a_lite_file_in_use_and_can_send_the_work_to_the_server(
         assert checked.exit_code == 0, checked.output
         assert "5 files: 3 in the library, 1 the same picture, 0 new, 1 failed" in checked.output  # all but one added
         assert "  the same picture: small-rocket.jpg as 2024/rocket" in checked.output
+        (folder / "camera.jpg").write_bytes(photos["camera"])
+        args[args.index("--check")] = "--new-only"
+        loaded = app.test_cli_runner().invoke(args=args)  # the server keeps what its checks found new, and adds it
+        assert loaded.exit_code == 0, loaded.output
+        assert "6 files: 3 in the library, 1 the same picture, 1 new, 1 failed" in loaded.output
+        assert "loading the 1 new file\n" in loaded.output
+        assert "1 files: 1 added, 0 duplicates, 0 failed" in loaded.output
+        names = [image["filename"] for image in requests.get(f"{server.url}/api/v1/images", headers=bearer).json()]
+        assert sorted(names) == ["camera.jpg", "coffee.jpg", "rocket-copy.jpg"]  # (the first of two of its bytes)
     finally:
         server.stop()
     assert (tmp_path / "data" / "milvus.db").exists()

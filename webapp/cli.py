@@ -27,6 +27,7 @@ from webapp.runtime import runtime
 from webapp.services import consistency
 from webapp.services.accounts import EXPIRES_SOON
 from webapp.services.binding import ModelBinding
+from webapp.services.job_states import NEW
 from webapp.services.jobs import Job, local_owner
 from webapp.services.sources import Folder
 
@@ -75,12 +76,12 @@ def job_bar(desc: str) -> Iterator[Callable[[Job], None]]:
         yield progress
 
 
-def ingest_locally(path: Path) -> None:
-    """Index a folder in this process, against the configured store."""
+def ingest_locally(path: Path, only: list[str] | None = None) -> None:
+    """Index a folder in this process, against the configured store (``only`` these of its files)."""
     rt = runtime()
     open_library(f"ingest {path} --server http://127.0.0.1:8000")
     with job_bar("indexing") as progress:
-        final = rt.ingestion.run_here(path, local_owner(), progress, by=audit.login())
+        final = rt.ingestion.run_here(path, local_owner(), progress, by=audit.login(), only=only)
     counts = Counter(added=final.added, duplicates=final.duplicates, failed=final.failed)
     done = ", ".join(f"{n} {what}" for what, n in counts.items())
     audit.command(f"{audit.started(final)} {final.status}: {done}", 0 if final.status == "done" else 1)
@@ -89,10 +90,12 @@ def ingest_locally(path: Path) -> None:
     summarise(final.total or 0, counts, [(f.name, f.reason) for f in rt.ingestion.failures(final.id)])
 
 
-def check_locally(path: Path) -> None:
-    """Compare a folder with the library in this process, adding nothing."""
+def check_locally(path: Path, new_only: bool = False) -> None:
+    """Compare a folder with the library in this process, adding nothing; with ``new_only``, then
+    load the files it found new."""
     rt = runtime()
-    open_library(f"ingest {path} --check --server http://127.0.0.1:8000")
+    flag = "--new-only" if new_only else "--check"
+    open_library(f"ingest {path} {flag} --server http://127.0.0.1:8000")
     with job_bar("checking") as progress:
         final = rt.ingestion.run_here(path, local_owner(), progress, by=audit.login(), check=True)
     if final.status == "failed":
@@ -104,13 +107,19 @@ def check_locally(path: Path) -> None:
         image = f"{record.album + '/' if record and record.album else ''}{record.filename if record else '?'}"
         found.append((f.name, f.state, f.reason, image, shown[1] if shown else 0.0))
     report_check(final.total or 0, found)
+    if new_only and (new := [name for name, verdict, *_ in found if verdict == NEW]):
+        click.echo(f"loading the {len(new)} new file{'' if len(new) == 1 else 's'}")
+        ingest_locally(path, new)
 
 
-def check_via_server(path: Path, server: str, token: str = "") -> None:
-    """Send a folder's images to a running app to compare with its library, in chunks, adding nothing."""
+def check_via_server(path: Path, server: str, token: str = "", new_only: bool = False) -> None:
+    """Send a folder's images to a running app to compare with its library, in chunks, adding
+    nothing; with ``new_only``, then have it load the files of each chunk it found new (the server
+    keeps them: services/ingestion.py ``load_new``)."""
     names = Folder(path, limit=2**63).names()
     api = server.rstrip("/") + "/api/v1/jobs"
     found = []
+    checks: list[str] = []  # the checks that found new files
     with tqdm(total=len(names), desc="checking", unit="img") as bar:
         for start in range(0, len(names), UPLOAD_CHUNK):
             chunk = names[start : start + UPLOAD_CHUNK]
@@ -128,7 +137,24 @@ def check_via_server(path: Path, server: str, token: str = "") -> None:
                 label = f"{image['album'] + '/' if image['album'] else ''}{image['filename']}" if image else "?"
                 score = shown["score"] if shown else 0.0
                 found.append((chunk_name(chunk, f["name"]), f["verdict"], f["reason"], label, score))
+            if job["compared"]["new"]:
+                checks.append(job["id"])
     report_check(len(names), found)
+    if new_only and checks:
+        new = sum(1 for _, verdict, *_ in found if verdict == NEW)
+        click.echo(f"loading the {new} new file{'' if new == 1 else 's'}")
+        counts: Counter[str] = Counter()
+        failures: list[tuple[str, str]] = []
+        for check in checks:
+            job = _call("post", f"{api}/{check}/add-new", token, json={})
+            while job["status"] in ("queued", "running"):
+                time.sleep(0.5)
+                job = _call("get", f"{api}/{job['id']}", token)
+            if job["status"] != "done":
+                raise click.ClickException(f"job {job['id']} ended {job['status']}: {job.get('error')}")
+            counts.update(added=job["added"], duplicates=job["duplicates"], failed=job["failed"])
+            failures += [(f["name"], f["reason"]) for f in job["failures"]]
+        summarise(new, counts, failures)
 
 
 def report_check(total: int, files: list[tuple[str, str, str, str, float]]) -> None:
@@ -220,13 +246,20 @@ def expiry_warning(header: str, now: datetime) -> str | None:
 @click.option(
     "--check", is_flag=True, help="Add nothing: say which files the library holds, or holds the same picture of."
 )
+@click.option(
+    "--new-only",
+    is_flag=True,
+    help="Check first, then load only the files the library holds neither the bytes nor the same picture of.",
+)
 @with_appcontext
-def ingest_command(path: Path, server: str | None, token: str, check: bool) -> None:
+def ingest_command(path: Path, server: str | None, token: str, check: bool, new_only: bool) -> None:
     """Index every image under PATH (recursively), with a progress bar and a summary."""
-    if check and server:
-        check_via_server(path, server, token)
-    elif check:
-        check_locally(path)
+    if check and new_only:
+        raise click.UsageError("--check adds nothing and --new-only adds the new files: give one of them")
+    if (check or new_only) and server:
+        check_via_server(path, server, token, new_only)
+    elif check or new_only:
+        check_locally(path, new_only)
     elif server:
         ingest_via_server(path, server, token)
     else:

@@ -189,11 +189,20 @@ class UnitsOfWork:
         return resent
 
     def run_here(
-        self, folder: Path, owner: str, progress: Progress | None = None, by: str = "", check: bool = False
+        self,
+        folder: Path,
+        owner: str,
+        progress: Progress | None = None,
+        by: str = "",
+        check: bool = False,
+        only: list[str] | None = None,
     ) -> Job:
         """Load a folder in the calling thread (the ``ingest`` command, run by the login ``by``), or
-        with ``check`` compare it with the library; return the job's final state."""
+        with ``check`` compare it with the library; return the job's final state. ``only``: load
+        these of its files (paths under it) and no others."""
         job_id = self.store.create(f"{CHECK}cli" if check else "cli", str(folder.resolve()), owner, started_by=by).id
+        if only is not None:
+            self.store.set_items(job_id, only, self.chunk_size)
         for chunk in self._prepare(job_id):
             self.run_chunk(job_id, chunk)
             if progress is not None:
