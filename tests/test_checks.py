@@ -136,6 +136,13 @@ def test_a_check_compares_with_one_album_and_takes_uploads_and_archives(
     assert kept_files(kept) == ["000001"]  # kept still: added again, it is a duplicate
     again = client.post(f"/api/v1/jobs/{job['id']}/add-new", json={"album": "more"}).json
     assert wait_for_job(client, again["url"])["duplicates"] == 1
+    # Removed on request, before the retention is over: the check can no longer add them.
+    assert client.delete(f"/api/v1/jobs/{job['id']}/kept").status_code == 204 and not kept.exists()
+    assert client.get(f"/api/v1/jobs/{job['id']}").json["new_kept_until"] is None
+    for refused in (client.delete(f"/api/v1/jobs/{job['id']}/kept"), client.post(f"/api/v1/jobs/{job['id']}/add-new")):
+        assert refused.status_code == 409, refused.json
+    logged = client.get("/api/v1/activity").json[0]
+    assert logged["note"] == f"job {job['id']}: the 1 new file it kept removed"
 
     import zipfile
 
@@ -212,6 +219,11 @@ def test_the_check_page_starts_a_check_and_its_page_shows_what_it_found(
     assert added.status_code == 303
     load = wait_for_job(client, "/api/v1" + added.headers["Location"])
     assert (load["kind"], load["album"], load["added"]) == ("files", "r", 1)
+    assert "Remove the kept file now</button>" in shown
+    removed = client.post(f"/jobs/{job_id}/discard-kept", data={"csrf_token": csrf_token(client, "/check")})
+    assert removed.status_code == 303
+    shown = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "The 1 new file the check kept is removed." in shown and "Add the 1 new file</button>" not in shown
     assert [i["filename"] for i in client.get("/api/v1/images", query_string={"album": "r"}).json] == ["rocket.jpg"]
     listed = client.get("/jobs").get_data(as_text=True)
     assert listed.count("Check of uploaded files") == 1

@@ -98,6 +98,11 @@ def adding_new(job: Job, check_id: str) -> str:
     return f"{started(job)}: the new files of the check {check_id}"
 
 
+def discarding(check_id: str, count: int) -> str:
+    """Return the note of a check's kept files removed on request."""
+    return f"job {check_id}: the {count} new file{'' if count == 1 else 's'} it kept removed"
+
+
 def moving(job: Job, album: str, to: str) -> str:
     """Return the note of an album's move, a job."""
     return f"job {job.id}: album {album!r} to {to!r}"

@@ -293,6 +293,19 @@ def add_new_files(job_id: str) -> Response:
     return redirect(url_for("pages.job_page", job_id=job.id), 303)
 
 
+@blp.post("/jobs/<job_id:job_id>/discard-kept")
+@requires(Role.EDITOR)
+def discard_kept_files(job_id: str) -> Response:
+    """Remove the files a check of uploads kept to add, before its retention is over."""
+    count = runtime().ingestion.discard_kept(job_id)
+    audit.note(audit.discarding(job_id, count))
+    flash(
+        f"The {count} new file{'' if count == 1 else 's'} the check kept {'is' if count == 1 else 'are'} removed.",
+        "success",
+    )
+    return redirect(url_for("pages.job_page", job_id=job_id), 303)
+
+
 @blp.post("/jobs/<job_id:job_id>/resume")
 @requires(Role.EDITOR)
 def resume_job(job_id: str) -> Response:

@@ -153,6 +153,18 @@ class Ingestion(UnitsOfWork):
         self.store.set_items(job_id, names, self.chunk_size)
         return self._submit(job)
 
+    def discard_kept(self, check_id: str) -> int:
+        """Remove the files a finished check of uploads or an archive kept of those it found new,
+        before its retention is over; return how many files it found new. Conflict if it keeps none."""
+        check = self.store.get(check_id)
+        if self.kept_until(check) is None:
+            raise Conflict(
+                "the check keeps no files: only a finished check of uploaded files or an archive keeps "
+                "those it found new, until WEBAPP_UPLOAD_RETENTION_HOURS after it ended"
+            )
+        shutil.rmtree(self.upload_dir(check_id), ignore_errors=True)
+        return self.store.checked_count(check_id, states=(NEW,))
+
     def kept_until(self, check: Job) -> float | None:
         """Return until when (seconds since the epoch) a finished check of uploaded files or an
         archive keeps the files it found new; None if it keeps none (any more)."""

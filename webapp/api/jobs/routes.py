@@ -208,6 +208,20 @@ class JobAddNew(MethodView):
         return job, 202
 
 
+@blp.route("/<job_id:job_id>/kept")
+class JobKept(MethodView):
+    """The files a check of uploads keeps of those it found new."""
+
+    @blp.response(204, description="They are removed; the check can no longer add them.")
+    @blp.alt_response(404, description="No job with that id.")
+    @blp.alt_response(409, description="The job keeps no files: not a finished check of uploads, or removed.")
+    @requires(Role.EDITOR)
+    def delete(self, job_id: str) -> None:
+        """Remove the files a check of uploaded files or an archive kept to add (``new_kept_until``) now,
+        before its retention is over."""
+        audit.note(audit.discarding(job_id, runtime().ingestion.discard_kept(job_id)))
+
+
 @blp.route("/<job_id:job_id>/undo")
 class JobUndo(MethodView):
     """Undoing a load."""
