@@ -113,9 +113,19 @@ def test_add_and_search_over_http_and_survive_a_restart(
     assert server.proc.returncode == 0, log
     assert not [pid for pid in helpers if Path(f"/proc/{pid}").exists()], "query helpers outlived the server"
 
+    # Files uploaded for a job that never came to be, two hours ago: each worker's housekeeping
+    # (started by gunicorn.conf.py) removes them as it starts, nobody asking.
+    orphan = tmp_path / "images" / "uploads" / ("e" * 32)
+    orphan.mkdir(parents=True)
+    (orphan / "000000").write_bytes(b"left behind")
+    os.utime(orphan, (time.time() - 7200, time.time() - 7200))
     again = Server(tmp_path, model_dir, WEBAPP_SEARCH_PROCESSES="0")  # its helpers were checked above
     try:
         assert requests.get(f"{again.url}/api/v1/stats").json()["count"] == len(names)
+        deadline = time.monotonic() + 30
+        while orphan.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not orphan.exists()
     finally:
         again.stop()
 
