@@ -227,6 +227,7 @@ def test_the_check_page_starts_a_check_and_its_page_shows_what_it_found(
     assert [i["filename"] for i in client.get("/api/v1/images", query_string={"album": "r"}).json] == ["rocket.jpg"]
     listed = client.get("/jobs").get_data(as_text=True)
     assert listed.count("Check of uploaded files") == 1
+    assert "1 in the library · 1 the same picture · 1 new</span>" in listed  # what it found, under its name
     bad = client.get(f"/api/v1/jobs/{job_id}/matches", query_string={"verdict": "maybe"})
     assert bad.status_code == 422 and "verdict" in str(bad.json["errors"])
     similar = client.get(f"/api/v1/jobs/{job_id}/matches", query_string={"verdict": "similar"})

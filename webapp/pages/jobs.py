@@ -92,7 +92,8 @@ def jobs_page() -> str | Response:
     pager = pager.counted(total)
     if pager.beyond_end:
         return redirect(pager.url(pager.pages))
-    return render_template("jobs.html", jobs=jobs, pager=pager, whole_jobs=WHOLE_JOBS, checks=CHECKS)
+    compared = {job.id: runtime().ingestion.compared(job.id) for job in jobs if job.kind in CHECKS}
+    return render_template("jobs.html", jobs=jobs, pager=pager, whole_jobs=WHOLE_JOBS, checks=CHECKS, compared=compared)
 
 
 @blp.get("/jobs/<job_id:job_id>")
