@@ -141,6 +141,7 @@ def test_a_check_compares_with_one_album_and_takes_uploads_and_archives(
     assert client.get(f"/api/v1/jobs/{job['id']}").json["new_kept_until"] is None
     for refused in (client.delete(f"/api/v1/jobs/{job['id']}/kept"), client.post(f"/api/v1/jobs/{job['id']}/add-new")):
         assert refused.status_code == 409, refused.json
+    assert "the check's files were removed on request" in refused.json["message"]
     logged = client.get("/api/v1/activity").json[0]
     assert logged["note"] == f"job {job['id']}: the 1 new file it kept removed"
 

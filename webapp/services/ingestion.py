@@ -137,6 +137,8 @@ class Ingestion(UnitsOfWork):
         kept = self.upload_dir(check_id)
         if self.kept_until(check) is None:
             days = self.limits.upload_retention / 86400
+            if (check.finished_at or 0) + self.limits.upload_retention > time.time():
+                raise Conflict("the check's files were removed on request: check them again, or upload the new ones")
             raise Conflict(
                 f"the check's files were removed {days:g} days after it ended (WEBAPP_UPLOAD_RETENTION_HOURS): "
                 "check them again, or upload the new ones"
