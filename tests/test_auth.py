@@ -232,7 +232,13 @@ def test_page_forms_follow_the_roles(
 def test_reading_needs_the_viewer_role_and_pages_send_people_to_sign_in(secured: dict[str, Any]) -> None:
     client = secured["app"].test_client()
     job = "0123456789abcdef0123456789abcdef"
-    reads = ("/api/v1/stats", "/api/v1/images", f"/api/v1/images/{secured['image']}/file", "/api/v1/images/export")
+    reads = (
+        "/api/v1/stats",
+        "/api/v1/images",
+        f"/api/v1/images/{secured['image']}/file",
+        "/api/v1/images/export",
+        "/api/v1/images/albums?parent=",
+    )
     for path in (*reads, "/data", "/metrics"):
         assert client.get(path).status_code == 401, path
     for path in (
@@ -242,6 +248,7 @@ def test_reading_needs_the_viewer_role_and_pages_send_people_to_sign_in(secured:
         f"/jobs/{job}/failures.csv",
         f"/jobs/{job}/matches.csv",
         "/check",
+        "/albums?album=no-such-album",
     ):
         assert client.get(path).status_code in (302, 401), path  # signing in first, not a 404 that tells
     page = client.get("/library?page=2")
@@ -252,6 +259,8 @@ def test_reading_needs_the_viewer_role_and_pages_send_people_to_sign_in(secured:
     assert client.get(f"/api/v1/images/{secured['image']}/thumbnail", headers=viewer).status_code == 200
     assert client.get("/metrics", headers=viewer).status_code == 200
     assert signed_in(secured["app"], "viewer-person").get("/check").status_code == 403  # a check is an editor's
+    albums = signed_in(secured["app"], "viewer-person").get("/albums").get_data(as_text=True)
+    assert "Albums" in albums and "Add images" not in albums  # a viewer browses the albums, adds nothing
     with client.get("/api/v1/images/export", headers=viewer) as exported:  # the library's one image, zipped
         assert exported.status_code == 200 and exported.get_data().startswith(b"PK")
 

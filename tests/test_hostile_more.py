@@ -100,7 +100,17 @@ def test_only_the_readers_of_the_formats_the_app_takes_ever_see_a_file(
         assert response.status_code == 422 and words in response.json["message"], (name, response.json)
 
 
-PAGED = ["/api/v1/images", "/api/v1/jobs", "/api/v1/trash", "/jobs", "/library", "/trash", "/activity", "/duplicates"]
+PAGED = [
+    "/api/v1/images",
+    "/api/v1/jobs",
+    "/api/v1/trash",
+    "/jobs",
+    "/library",
+    "/albums",
+    "/trash",
+    "/activity",
+    "/duplicates",
+]
 
 
 @pytest.mark.parametrize("path", PAGED)

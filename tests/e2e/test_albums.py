@@ -63,6 +63,23 @@ def test_an_album_narrows_the_search_and_the_library_grid(
     expect(page).to_have_url(re.compile(r"/library\?album=animals(%2F|/)cats$"))
     check_accessibility(page, axe_source)
 
+    page.get_by_role("link", name="Albums", exact=True).click()  # the tree, a level at a time
+    expect(page.locator(".album-grid .card .filename")).to_have_text(["animals", 'space "far" \\ away'])
+    expect(page.get_by_text("4 images in the library · 2 albums")).to_be_visible()
+    covers = page.locator(".album-grid .card-thumb img")
+    expect(covers).to_have_count(2)
+    page.wait_for_function("() => [...document.querySelectorAll('.album-grid img')].every(i => i.naturalWidth > 0)")
+    check_accessibility(page, axe_source)
+    page.get_by_role("link", name="1 sub-album of animals").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("animals")
+    expect(page.locator(".album-grid .card .filename")).to_have_text(["cats"])
+    check_accessibility(page, axe_source)
+    page.get_by_role("link", name="cats").click()
+    expect(page).to_have_url(re.compile(r"/library\?album=animals(%2F|/)cats$"))
+    page.go_back()
+    page.get_by_role("navigation", name="Album path").get_by_role("link", name="Albums").click()
+    expect(page).to_have_url(re.compile(r"/albums$"))
+
 
 def test_move_an_image_rename_its_album_following_the_job_then_move_images_selected_on_the_grid(
     page: Page, server: Server, photos: dict[str, bytes], axe_source: str

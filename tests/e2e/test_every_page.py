@@ -44,6 +44,8 @@ def test_every_page(viewport: str, browser: Browser, server: Server, photos: dic
         check(page, "library-empty", axe_source)
         page.goto("/jobs")
         check(page, "jobs-empty", axe_source)
+        page.goto("/albums")
+        check(page, "albums-empty", axe_source)
 
         add_images(server, photo_files(photos, *LIBRARY))
         job = run_job(server, {**camera_files(6), "broken.jpg": b"not a photo", "again.jpg": photos["coffee"]})

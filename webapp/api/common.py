@@ -66,7 +66,7 @@ class Album(ma.fields.String):
     def __init__(self, **kwargs: Any) -> None:
         description = kwargs.pop("description", "An album, e.g. animals/birds (its sub-albums included).")
         if not kwargs.get("required"):
-            kwargs["load_default"] = ""
+            kwargs.setdefault("load_default", "")
         super().__init__(metadata={"description": description}, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:

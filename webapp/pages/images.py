@@ -17,7 +17,7 @@ from webapp.pages.blueprint import Pager, album_arg, blp, timestamp, typed_count
 from webapp.pages.trash import offer_undo, trash_note
 from webapp.runtime import library, runtime
 from webapp.security import local_path
-from webapp.services.albums import MAX_MOVED, parse_album
+from webapp.services.albums import MAX_MOVED, children, parse_album
 from webapp.services.exports import ZipExport
 from webapp.services.roles import Role
 
@@ -46,6 +46,7 @@ def library_page() -> str | Response:
         album=album,
         added_by=by,
         albums=albums,
+        sub_albums=len(children(albums, album)),
         trash_on=lib.trash is not None,
     )
 

@@ -56,9 +56,12 @@ def _start_job(ingestion: Ingestion, source: str) -> Job:
 @blp.get("/add")
 @requires(Role.EDITOR)
 def add_page() -> str:
-    """Offer the three ways to add many images: files, a zip archive, a folder on the server."""
+    """Offer the three ways to add many images: files, a zip archive, a folder on the server (into
+    the album ``?album=`` names, if given: an album page's link)."""
     albums = library().albums(kept=True)  # the album fields suggest them
-    return render_template("add.html", roots=current_app.config["IMPORT_ROOTS"], albums=albums, check=False)
+    return render_template(
+        "add.html", roots=current_app.config["IMPORT_ROOTS"], albums=albums, album=album_arg(), check=False
+    )
 
 
 @blp.get("/check")
@@ -66,7 +69,9 @@ def add_page() -> str:
 def check_page() -> str:
     """Offer to compare many images with the library, adding none, from the same three sources."""
     albums = library().albums(kept=True)
-    return render_template("add.html", roots=current_app.config["IMPORT_ROOTS"], albums=albums, check=True)
+    return render_template(
+        "add.html", roots=current_app.config["IMPORT_ROOTS"], albums=albums, album=album_arg(), check=True
+    )
 
 
 @blp.post("/add")

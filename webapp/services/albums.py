@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import islice
 
 from webapp.errors import InvalidInput
@@ -122,3 +125,49 @@ def _folded(text: str) -> str:
 def shallowest(albums: Iterable[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
     """Return at most ``limit`` albums, the top levels first, by name within a level (a field's first suggestions)."""
     return sorted(albums, key=lambda a: (a[0].count("/"), a[0]))[:limit]
+
+
+@dataclass(frozen=True)
+class AlbumEntry:
+    """An album as a level of the album tree shows it: its path, the images in it and below, how many
+    albums sit directly below it, and its cover (the content id of its newest image; None: not known)."""
+
+    name: str
+    count: int
+    sub_albums: int
+    cover: str | None = None
+
+    @property
+    def title(self) -> str:
+        """Return the last part of the album's path (``animals/birds`` -> ``birds``)."""
+        return self.name.rpartition("/")[2]
+
+
+def tree(albums: Sequence[tuple[str, int]]) -> list[AlbumEntry]:
+    """Return every album of an album list (as ``Catalog.albums`` gives them), each with how many
+    albums sit directly below it."""
+    below = Counter(name.rpartition("/")[0] for name, _ in albums)
+    return [AlbumEntry(name, n, below[name]) for name, n in albums]
+
+
+def level(albums: Sequence[tuple[str, int]], parent: str) -> list[AlbumEntry]:
+    """Return the albums directly below ``parent`` ("" for the top level) of an album list sorted
+    by name, each with how many albums sit directly below it.
+
+    Reads only the part of the list below ``parent``: a library page asks for it on every view.
+    """
+    return [AlbumEntry(name, n, len(children(albums, name))) for name, n in children(albums, parent)]
+
+
+def _below(albums: Sequence[tuple[str, int]], parent: str) -> Sequence[tuple[str, int]]:
+    """Return the albums below ``parent`` at any depth: in a list sorted by name, the names from
+    ``parent/`` up to ``parent0`` ('/' sorts just before '0')."""
+    if not parent:
+        return albums
+    return albums[bisect_left(albums, (parent + "/",)) : bisect_left(albums, (parent + "0",))]
+
+
+def children(albums: Sequence[tuple[str, int]], parent: str) -> list[tuple[str, int]]:
+    """Return the albums directly below ``parent`` ("" for the top level) of an album list sorted by name."""
+    depth = parent.count("/") + 1 if parent else 0
+    return [(name, n) for name, n in _below(albums, parent) if name.count("/") == depth]

@@ -6,7 +6,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 
@@ -20,6 +20,8 @@ from webapp.services.database import (
     images,
     page_bounds,
 )
+
+T = TypeVar("T")
 
 
 def in_album(album: str) -> Any:
@@ -63,6 +65,7 @@ class Catalog:
         self.db = db
         self._changes = 0  # this process's changes so far: a kept album list is of one of them
         self._albums: tuple[int, float, list[tuple[str, int]]] | None = None  # (changes, until, albums)
+        self._newest: tuple[int, float, dict[str, tuple[int, str]]] | None = None  # (changes, until, newest)
 
     def add(
         self, rows: Iterable[tuple[str, int, str, bytes | None]], added_by: Mapping[str, str] | None = None
@@ -291,8 +294,9 @@ class Catalog:
         albums of 53,760 images (SQLite, a one-off script), on every search and library page.
         """
         changes, now = self._changes, time.monotonic()
-        if kept and self._albums is not None and self._albums[0] == changes and now < self._albums[1]:
-            return self._albums[2]
+        made = self._kept(self._albums) if kept else None
+        if made is not None:
+            return made
         with self.db.connect() as conn:
             rows = conn.execute(
                 select(images.c.album, func.count()).where(images.c.album != "").group_by(images.c.album)
@@ -304,3 +308,49 @@ class Catalog:
         albums = sorted(counts.items())
         self._albums = (changes, now + self.ALBUMS_KEPT_SECONDS, albums)
         return albums
+
+    def covers(self, names: Sequence[str]) -> dict[str, str]:
+        """Return the content id of the newest image in each album of ``names`` or below it (an
+        album's cover), by name. Kept as a page's album list is (``albums``).
+
+        What is kept is when each album last got an image and in which spelling it is stored, so a
+        cover is one indexed lookup (that time, that album), however large the album.
+        """
+        newest = self._newest_by_album()
+        wanted = {name: newest[name] for name in names if name in newest}
+        found: dict[tuple[int, str], str] = {}
+        keys = sorted(set(wanted.values()))
+        with self.db.connect() as conn:
+            for start in range(0, len(keys), 200):
+                query = select(images.c.sha256, images.c.added_at, images.c.album).where(
+                    or_(
+                        *(
+                            and_(images.c.added_at == at, images.c.album == album)
+                            for at, album in keys[start : start + 200]
+                        )
+                    )
+                )
+                for sha, at, album in conn.execute(query):
+                    found[(at, album)] = max(sha, found.get((at, album), ""))
+        return {name: found[key] for name, key in wanted.items() if key in found}
+
+    def _newest_by_album(self) -> dict[str, tuple[int, str]]:
+        """Return when each album (sub-albums included) last got an image, and that image's album as stored."""
+        changes, now = self._changes, time.monotonic()
+        made = self._kept(self._newest)
+        if made is not None:
+            return made
+        newest: dict[str, tuple[int, str]] = {}
+        query = select(images.c.album, func.max(images.c.added_at)).where(images.c.album != "").group_by(images.c.album)
+        with self.db.connect() as conn:
+            for album, at in conn.execute(query):
+                for above in lineage(unicodedata.normalize("NFC", album)):
+                    if newest.get(above, (-1, "")) < (at, album):
+                        newest[above] = (at, album)
+        self._newest = (changes, now + self.ALBUMS_KEPT_SECONDS, newest)
+        return newest
+
+    def _kept(self, made: tuple[int, float, T] | None) -> T | None:
+        """Return a kept list if it is still to be used (younger than ALBUMS_KEPT_SECONDS, and made
+        since this process last changed the catalogue), else None."""
+        return made[2] if made is not None and made[0] == self._changes and time.monotonic() < made[1] else None

@@ -6,12 +6,14 @@ import dataclasses
 import logging
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from webapp.errors import NotFound, StoreUnavailable
 from webapp.services.adding import Batch, Entry, Outcome, Prepared, clean_filename
+from webapp.services.albums import AlbumEntry, level
 from webapp.services.catalog import Catalog
 from webapp.services.images import ImageStore
 from webapp.services.imaging import Box, QueryImage
@@ -388,6 +390,24 @@ class Library:
         """Return every album with how many images it holds (sub-albums included), by name
         (``kept``: a page's list, up to a few seconds old; see Catalog.albums)."""
         return self.catalog.albums(kept)
+
+    def album(self, name: str) -> tuple[AlbumEntry, list[AlbumEntry]]:
+        """Return an album ("": the whole library) and the albums directly below it, by name, without
+        covers (``covered`` adds them); NotFound if the library has no such album."""
+        name = unicodedata.normalize("NFC", name)  # as the album list spells it
+        albums = self.catalog.albums(kept=True)
+        below = level(albums, name)
+        if not name:
+            return AlbumEntry("", self.catalog.total(), len(below)), below
+        count = dict(albums).get(name)
+        if count is None:
+            raise NotFound(f"The library has no album {name}.")
+        return AlbumEntry(name, count, len(below)), below
+
+    def covered(self, entries: Sequence[AlbumEntry]) -> list[AlbumEntry]:
+        """Return albums with their covers: the newest image in each, sub-albums included."""
+        covers = self.catalog.covers([entry.name for entry in entries])
+        return [dataclasses.replace(entry, cover=covers.get(entry.name)) for entry in entries]
 
     def complete(self, records: Sequence[Record]) -> None:
         """List indexed images the catalogue may lack (a worker died after their vectors)."""

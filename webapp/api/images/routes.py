@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-from flask import Response, send_file, url_for
+from flask import Response, send_file
 from flask.views import MethodView
 
 from webapp import audit
@@ -38,7 +37,7 @@ from webapp.downloads import export_names, zip_response
 from webapp.errors import Conflict, NotFound
 from webapp.extensions import rate_limited
 from webapp.runtime import library, runtime
-from webapp.services.albums import named
+from webapp.services.albums import AlbumEntry, children, named, tree
 from webapp.services.exports import MAX_AT_ONCE, ZipExport
 from webapp.services.images import mime_of
 from webapp.services.imaging import PREVIEW_SIZE
@@ -101,21 +100,25 @@ class Albums(MethodView):
 
     @blp.arguments(AlbumsArgsSchema(), location="query")
     @blp.response(200, AlbumSchema(many=True))
+    @blp.alt_response(404, description="parent names no album of the library.")
     @requires(Role.VIEWER)
-    def get(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+    def get(self, args: dict[str, Any]) -> list[AlbumEntry]:
         """List the albums (sub-albums too) with how many images each holds, by name.
 
         ``contains`` and ``limit`` make it a name field's suggestions: the pages' album fields
         ask for the first 20 names holding what was typed, once a library has too many albums
         for a menu. Such a list may be as old as a page's (a few seconds); the whole list is made
-        afresh.
+        afresh. ``parent`` lists one level of the tree, each album with its cover (the Albums page).
         """
-        base = url_for("images.Images")
-        suggesting = bool(args["contains"]) or args["limit"] is not None
-        return [
-            {"name": name, "count": n, "images_url": f"{base}?{urlencode({'album': name})}"}
-            for name, n in named(library().albums(kept=suggesting), args["contains"], args["limit"])
-        ]
+        lib, parent, contains, limit = library(), args["parent"], args["contains"], args["limit"]
+        if parent is not None:
+            below = lib.album(parent)[1]
+            wanted = {name for name, _ in named(((e.name, e.count) for e in below), contains, limit)}
+            return lib.covered([entry for entry in below if entry.name in wanted])
+        if not contains and limit is None:
+            return tree(lib.albums())
+        albums = lib.albums(kept=True)  # a field's suggestions, as you type
+        return [AlbumEntry(name, n, len(children(albums, name))) for name, n in named(albums, contains, limit)]
 
 
 @blp.route("/move")

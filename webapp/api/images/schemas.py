@@ -1,8 +1,10 @@
 """Schemas of the images resource."""
 
 from typing import Any
+from urllib.parse import urlencode
 
 import marshmallow as ma
+from flask import g, url_for
 
 from webapp.api.common import (
     Album,
@@ -14,7 +16,7 @@ from webapp.api.common import (
     TopK,
     same_picture_field,
 )
-from webapp.services.albums import MAX_LENGTH, MAX_MOVED
+from webapp.services.albums import MAX_LENGTH, MAX_MOVED, AlbumEntry
 
 MAX_ALBUMS_LISTED = 1000  # albums one call may ask for with limit (a field's suggestions need a few)
 
@@ -114,6 +116,19 @@ class AlbumsArgsSchema(ma.Schema):
         validate=ma.validate.Range(min=1, max=MAX_ALBUMS_LISTED, error="Must be between {min} and {max}."),
         metadata={"description": f"Return at most this many, by name (1-{MAX_ALBUMS_LISTED}; all by default)."},
     )
+    parent = Album(
+        load_default=None,
+        description='Only the albums directly below this one ("" for the top level), each with its cover: '
+        "a level of the album tree, as the Albums page shows it. 404 if the library has no such album.",
+    )
+
+
+def _images_url(entry: AlbumEntry) -> str:
+    """Return the API list of an album's images (the list's path looked up once a request: a library
+    may have thousands of albums)."""
+    if "images_path" not in g:
+        g.images_path = url_for("images.Images")
+    return f"{g.images_path}?{urlencode({'album': entry.name})}"
 
 
 class AlbumSchema(ma.Schema):
@@ -121,7 +136,15 @@ class AlbumSchema(ma.Schema):
 
     name = ma.fields.String(metadata={"description": "The album's path, e.g. animals/birds."})
     count = ma.fields.Integer(metadata={"description": "Images in it and its sub-albums."})
-    images_url = ma.fields.String(metadata={"description": "The API list of its images."})
+    sub_albums = ma.fields.Integer(metadata={"description": "How many albums sit directly below it."})
+    cover = ma.fields.String(
+        allow_none=True,
+        metadata={
+            "description": "With parent only: the id of its newest image, sub-albums included (its thumbnail is "
+            "/api/v1/images/<id>/thumbnail); null if none is listed yet."
+        },
+    )
+    images_url = ma.fields.Function(_images_url, metadata={"description": "The API list of its images."})
 
 
 class ImageChangeSchema(ma.Schema):
