@@ -9,7 +9,9 @@ calls the app's WSGI callable in-process, in alternating rounds:
 - the same pages with every album in a menu, as before 2026-12-03 ("menu");
 - the same pages with every list made afresh (``Catalog.ALBUMS_KEPT_SECONDS`` at 0), as before
   2026-12-02, with the menu ("afresh");
-- ``GET /api/v1/images/albums`` (never kept), and the suggestions a field asks for as you type.
+- ``GET /api/v1/images/albums`` (never kept), and the suggestions a field asks for as you type;
+- a level of the album tree with each album's cover (its newest image): a month's 28 days on the
+  Albums page and in the API (``?parent=``).
 
 Milvus holds no vectors: the pages' grids are empty, so what is timed is the page, the album list
 and the catalogue's count.
@@ -35,7 +37,14 @@ from webapp.runtime import library  # noqa: E402
 from webapp.services.catalog import Catalog  # noqa: E402
 from webapp.services.database import Database, sqlite_url  # noqa: E402
 
-PATHS = ("/", "/library", "/api/v1/images/albums", "/api/v1/images/albums?contains=2019/05&limit=20")
+PATHS = (
+    "/",
+    "/library",
+    "/albums?album=photos/2019/05",
+    "/api/v1/images/albums",
+    "/api/v1/images/albums?contains=2019/05&limit=20",
+    "/api/v1/images/albums?parent=photos/2019/05",
+)
 EVERY_ALBUM = 10**9  # ALBUM_CHOICES that puts every album in a menu
 
 
