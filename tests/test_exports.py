@@ -187,3 +187,9 @@ def test_names_in_the_zip_unpack_safely_anywhere() -> None:
     assert path("C_D_.JPG", "t/u", of="t") == "u/C_D_ (2).JPG"  # one file on Windows and macOS
     assert path("noext", "") == "noext" and path("noext", "") == "noext (2)"
     assert path(".hidden", "") == ".hidden"
+    # what Windows refuses or changes: device names (any case, any extension), trailing dots and spaces
+    assert path("con.jpg", "aux/Lpt1 ") == "_aux/_Lpt1/_con.jpg"
+    assert path("nul", "") == "_nul" and path("COM9.tar.gz", "") == "_COM9.tar.gz"
+    assert path("console.jpg", "com10") == "com10/console.jpg"  # not a device
+    assert path("dots. ", "trip...") == "trip/dots" and path("dots", "trip.") == "trip/dots (2)"
+    assert path("tab\tname.jpg", "") == "tab_name.jpg"

@@ -27,7 +27,9 @@ from webapp.services.records import Record
 
 BATCH = 500  # images read from the catalogue at a time
 MAX_AT_ONCE = 2  # downloads one process sends at once: each holds a request thread as long as it lasts
-_UNSAFE = re.compile(r'[\\:*?"<>|]')
+_UNSAFE = re.compile(r'[\\:*?"<>|\x00-\x1f]')
+# names Windows keeps for devices, with any extension: a file CON.jpg cannot be written there
+_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"{p}{n}" for p in ("COM", "LPT") for n in "123456789¹²³")}
 _sending = threading.BoundedSemaphore(MAX_AT_ONCE)
 
 
@@ -152,9 +154,14 @@ class _Names:
 
 
 def _safe(part: str) -> str:
-    """Return a path part that unpacks as one file or folder name anywhere."""
+    """Return a path part that unpacks as one file or folder name anywhere: no separator or
+    character Windows refuses, no trailing dot or space (Windows drops them: ``a.`` and ``a`` are
+    one folder there), and no device's name (``CON.jpg`` becomes ``_CON.jpg``)."""
     part = _UNSAFE.sub("_", part).strip()
-    return "_" if part in ("", ".", "..") else part
+    if part in ("", ".", ".."):
+        return "_"
+    part = part.rstrip(". ") or "_"
+    return f"_{part}" if part.split(".")[0].rstrip(" ").upper() in _DEVICES else part
 
 
 def _split(name: str) -> tuple[str, str]:
