@@ -294,6 +294,25 @@ def test_the_chunks_of_one_check_in_a_process_share_the_layouts_read_for_a_minut
     assert cache.of("job2", catalog, "").get() and len(reads) == 4
 
 
+def test_a_process_lets_a_checks_layouts_go_once_its_chunks_stop_asking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that ran some chunks of a check, but not its last, never learns that it ended: it
+    lets the layouts (224 MB at a million images) go once no chunk asked for them for IDLE seconds."""
+    monkeypatch.setattr(checks.LayoutCache, "IDLE", 0.3)
+    cache = checks.LayoutCache()
+    catalog = cast(Catalog, object())  # never read: nothing here looks at the layouts
+    first = cache.of("job1", catalog, "")
+    for _ in range(4):  # chunks still asking, for longer than IDLE in all: kept, not made again
+        time.sleep(0.15)
+        assert cache.of("job1", catalog, "") is first
+    last = time.monotonic()
+    while cache.holding is not None and time.monotonic() < last + 5:
+        time.sleep(0.02)
+    assert cache.holding is None and time.monotonic() - last >= 0.3  # let go, not before IDLE
+    cache.of("job2", catalog, "")  # a later check: kept again, and let go again
+    time.sleep(0.6)
+    assert cache.holding is None
+
+
 def kept_files(folder: Path) -> list[str]:
     """Return the files in a check's folder once at most one is left (its thread removes the others just
     after the check is done)."""

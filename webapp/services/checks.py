@@ -88,18 +88,40 @@ class KnownLayouts:
 class LayoutCache:
     """The library's layouts (KnownLayouts) the chunks of one check share in a process: read again
     after REREAD seconds (so images other processes added meanwhile are seen) or for another check,
-    and forgotten when the check ends."""
+    and forgotten when the check ends, or once no chunk has asked for them for IDLE seconds (the
+    process that runs a check's last chunk knows it ended; the others do not)."""
+
+    IDLE = REREAD
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._kept: tuple[str, KnownLayouts] | None = None
+        self._used = 0.0  # when a chunk last asked for them
+        self._timer: threading.Timer | None = None
 
     def of(self, job_id: str, catalog: Catalog, album: str) -> KnownLayouts:
         """Return the layouts for a chunk of the check ``job_id``."""
         with self._lock:
-            if self._kept is None or self._kept[0] != job_id or time.monotonic() - self._kept[1].made_at > REREAD:
+            self._used = time.monotonic()
+            if self._kept is None or self._kept[0] != job_id or self._used - self._kept[1].made_at > REREAD:
                 self._kept = job_id, KnownLayouts(catalog, album)
+            if self._timer is None:
+                self._wait(self.IDLE)
             return self._kept[1]
+
+    def _wait(self, seconds: float) -> None:
+        self._timer = threading.Timer(seconds, self._let_go)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _let_go(self) -> None:
+        """Forget the layouts if no chunk asked for them for IDLE seconds; else look again then."""
+        with self._lock:
+            idle = time.monotonic() - self._used
+            if self._kept is None or idle >= self.IDLE:
+                self._kept, self._timer = None, None
+            else:
+                self._wait(self.IDLE - idle)
 
     @property
     def holding(self) -> str | None:
