@@ -126,6 +126,12 @@ def test_the_library_and_add_pages_lead_to_the_tree(client: FlaskClient) -> None
     day = client.get("/library", query_string={"album": "trips/day1"}).get_data(as_text=True)
     assert 'href="/albums?album=' not in day  # no sub-albums: no link
     assert '<a href="/albums">1 album</a>' in client.get("/library").get_data(as_text=True)
+    image = client.get("/api/v1/images").json[0]["id"]
+    page = client.get(f"/images/{image}").get_data(as_text=True)  # each level of its album leads there
+    shown = re.search(r'<dd class="image-album">(.*?)</dd>', page, re.S).group(1)
+    links = re.findall(r'<a href="([^"]*)"[^>]*>([^<]*)</a>', shown)
+    assert links == [("/library?album=trips", "trips"), ("/library?album=trips/day1", "day1")]
+    assert re.sub(r"<[^>]+>|\s", "", shown) == "trips/day1"
     add = client.get("/add", query_string={"album": "trips"}).get_data(as_text=True)
     assert add.count('value="trips" placeholder="e.g. trips/2024"') == 3  # files, archive, folder
     assert client.get("/add", query_string={"album": "a/../b"}).status_code == 422

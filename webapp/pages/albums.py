@@ -8,7 +8,6 @@ from werkzeug.wrappers import Response
 from webapp.auth import requires
 from webapp.pages.blueprint import Pager, album_arg, blp
 from webapp.runtime import library
-from webapp.services.albums import lineage
 from webapp.services.roles import Role
 
 ALBUMS_PER_PAGE = 48
@@ -29,6 +28,5 @@ def albums_page() -> str | Response:
         album=album,
         albums=shown,
         pager=pager,
-        path=lineage(name),
         loose=album.count - sum(entry.count for entry in below),
     )

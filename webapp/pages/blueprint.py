@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, request, url_for
 from werkzeug.exceptions import BadRequest
 
-from webapp.services.albums import parse_album, shallowest
+from webapp.services.albums import lineage, parse_album, shallowest
 from webapp.services.imaging import SHOWN_BY_BROWSERS
 from webapp.services.job_states import OF_ALBUM, OF_JOB
 from webapp.urls import image_url
@@ -19,6 +19,7 @@ from webapp.urls import image_url
 blp = Blueprint("pages", __name__)
 blp.add_app_template_global(image_url)
 blp.add_app_template_filter(shallowest)
+blp.add_app_template_filter(lineage, "album_path")
 
 
 @blp.app_template_test("shown_by_browsers")
