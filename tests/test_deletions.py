@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from tests.conftest import csrf_token, noise_images, wait_for_job
 from tests.test_albums import ids_in, load_tree
 from tests.test_jobs import import_folder
+from webapp import create_app
 from webapp.runtime import EXTENSION
 from webapp.services import deletions
 from webapp.services.jobs import JobStatus
@@ -235,3 +236,38 @@ def test_admins_delete_an_album_and_undo_a_load_from_the_pages_after_typing_the_
     wait_for_job(client, "/api/v1/jobs/" + undone.headers["Location"].rsplit("/", 1)[1])
     assert client.get("/api/v1/stats").json["count"] == 0
     assert len(trashed(client)) == 6
+
+
+@pytest.mark.parametrize("backend", ["server"], indirect=True)  # one Milvus Lite file has one process
+def test_two_processes_deleting_overlapping_selections_delete_each_image_once(app: Flask, client: FlaskClient) -> None:
+    """Another process (its own library and lock, on the same catalogue, Milvus server and storage)
+    deletes part of a selection after this one read its records and before it takes them out of the
+    catalogue: the catalogue decides, so each image is deleted, and put in the trash, once."""
+    ids = []
+    for i, data in enumerate(noise_images(6, seed=61)):
+        response = client.post("/api/v1/images", data={"image": (io.BytesIO(data), f"{i}.jpg")})
+        assert response.status_code == 201, response.json
+        ids.append(response.json["id"])
+    names = ("TESTING", "DATA_DIR", "MODEL_DIR", "SECRET_KEY", "DATABASE_URL", "MILVUS_URI", "COLLECTION")
+    other_app = create_app({name: app.config[name] for name in names})  # another process, another machine
+    mine, other = app.extensions[EXTENSION].library, other_app.extensions[EXTENSION].library
+    overlap, theirs = ids[2:4], []
+    unlist = mine.catalog.unlist
+
+    def after_the_other(sha256s: list[str], **kwargs: object) -> object:  # the records read, not yet unlisted
+        theirs.extend(other.delete_many([*overlap, ids[5]], by="bob"))
+        return unlist(sha256s, **kwargs)
+
+    mine.catalog.unlist = after_the_other
+    try:
+        deleted = mine.delete_many(ids[:4], by="ada")
+    finally:
+        mine.catalog.unlist = unlist
+        other_app.extensions[EXTENSION].close()
+    assert [r.sha256 for r in deleted] == ids[:2]  # the other took the overlap
+    assert [r.sha256 for r in theirs] == [*overlap, ids[5]]
+    listed = client.get("/api/v1/trash", query_string={"page_size": 100}).json
+    by = sorted((item["id"], item["deleted_by"]) for item in listed)
+    assert by == sorted([(i, "ada") for i in ids[:2]] + [(i, "bob") for i in [*overlap, ids[5]]])
+    assert client.get("/api/v1/stats").json["count"] == 1
+    assert [image["id"] for image in client.get("/api/v1/images").json] == [ids[4]]
