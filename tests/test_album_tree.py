@@ -42,6 +42,7 @@ def test_the_albums_page_shows_one_level_with_covers(app: Flask, client: FlaskCl
     top = cards(page)
     assert set(top) == {"animals", "animalsx", ODD.replace('"', "&#34;")}  # not animals/birds: one level
     assert top["animals"] == (newest(client, "animals"), "animals 3 images 1 sub-album of animals")
+    assert 'id="album-find"' in page
     assert top["animalsx"][1] == "animalsx 1 image"
     assert "6 images in the library · 3 albums; 1 image is in no album" in " ".join(page.split())
 
@@ -58,6 +59,28 @@ def test_the_albums_page_shows_one_level_with_covers(app: Flask, client: FlaskCl
     gone = newest(client, "animals")
     assert client.delete(f"/api/v1/images/{gone}").status_code == 204
     assert cards(client.get("/albums").get_data(as_text=True))["animals"][0] == newest(client, "animals") != gone
+
+
+def test_the_albums_page_finds_albums_by_name_at_any_depth(app: Flask, client: FlaskClient) -> None:
+    load_tree(app, client)
+
+    def found(**args: str) -> dict[str, tuple[str | None, str]]:
+        response = client.get("/albums", query_string=args)
+        assert response.status_code == 200, response.status_code
+        return cards(response.get_data(as_text=True))
+
+    assert list(found(find="BIRD")) == ["animals/birds"]  # any case, any depth
+    assert found(find="BIRD")["animals/birds"][1] == "animals/birds 2 images"  # its path, not "birds"
+    assert list(found(find="animal")) == ["animals", "animals/birds", "animalsx"]
+    inside = found(album="animals", find="s")  # below animals, by the path below it: "birds", not "animals"
+    assert list(inside) == ["animals/birds"] and inside["animals/birds"][1].startswith("birds ")
+    assert list(found(album="animals", find="animals")) == []
+    page = client.get("/albums", query_string={"find": "zebra"}).get_data(as_text=True)
+    assert "No album has a name holding “zebra”." in page
+    page = client.get("/albums", query_string={"find": "animal", "per_page": 2, "page": 2}).get_data(as_text=True)
+    assert list(cards(page)) == ["animalsx"] and "3 albums whose name holds “animal”" in page
+    assert 'href="/albums?page=1&amp;per_page=2&amp;find=animal"' in page  # the pages keep what is found
+    assert client.get("/albums", query_string={"find": "x" * 501}).status_code == 400
 
 
 def test_the_albums_page_pages_and_refuses_what_is_not_an_album(client: FlaskClient) -> None:

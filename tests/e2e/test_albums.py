@@ -79,6 +79,11 @@ def test_an_album_narrows_the_search_and_the_library_grid(
     page.go_back()
     page.get_by_role("navigation", name="Album path").get_by_role("link", name="Albums").click()
     expect(page).to_have_url(re.compile(r"/albums$"))
+    page.get_by_label("Find an album").fill("CAT")
+    page.get_by_role("button", name="Find").click()
+    expect(page.locator(".album-grid .card .filename")).to_have_text(["animals/cats"])
+    expect(page.get_by_text("1 album whose name holds “CAT”")).to_be_visible()
+    check_accessibility(page, axe_source)
 
 
 def test_move_an_image_rename_its_album_following_the_job_then_move_images_selected_on_the_grid(

@@ -150,13 +150,19 @@ def tree(albums: Sequence[tuple[str, int]]) -> list[AlbumEntry]:
     return [AlbumEntry(name, n, below[name]) for name, n in albums]
 
 
-def level(albums: Sequence[tuple[str, int]], parent: str) -> list[AlbumEntry]:
+def level(albums: Sequence[tuple[str, int]], parent: str, find: str = "") -> list[AlbumEntry]:
     """Return the albums directly below ``parent`` ("" for the top level) of an album list sorted
-    by name, each with how many albums sit directly below it.
+    by name, each with how many albums sit directly below it; with ``find``, those at any depth
+    below it whose path below it holds that text, in any case and Unicode form.
 
     Reads only the part of the list below ``parent``: a library page asks for it on every view.
     """
-    return [AlbumEntry(name, n, len(children(albums, name))) for name, n in children(albums, parent)]
+    if find:
+        wanted, cut = _folded(find), len(parent) + 1 if parent else 0
+        chosen = [(name, n) for name, n in _below(albums, parent) if wanted in _folded(name[cut:])]
+    else:
+        chosen = children(albums, parent)
+    return [AlbumEntry(name, n, len(children(albums, name))) for name, n in chosen]
 
 
 def _below(albums: Sequence[tuple[str, int]], parent: str) -> Sequence[tuple[str, int]]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from webapp.errors import NotFound, StoreUnavailable
 from webapp.services.adding import Batch, Entry, Outcome, Prepared, clean_filename
-from webapp.services.albums import AlbumEntry, level
+from webapp.services.albums import AlbumEntry, children, level
 from webapp.services.catalog import Catalog
 from webapp.services.images import ImageStore
 from webapp.services.imaging import Box, QueryImage
@@ -391,18 +391,19 @@ class Library:
         (``kept``: a page's list, up to a few seconds old; see Catalog.albums)."""
         return self.catalog.albums(kept)
 
-    def album(self, name: str) -> tuple[AlbumEntry, list[AlbumEntry]]:
-        """Return an album ("": the whole library) and the albums directly below it, by name, without
-        covers (``covered`` adds them); NotFound if the library has no such album."""
+    def album(self, name: str, find: str = "") -> tuple[AlbumEntry, list[AlbumEntry]]:
+        """Return an album ("": the whole library) and the albums directly below it (with ``find``:
+        those below it whose name holds that text), by name, without covers (``covered`` adds
+        them); NotFound if the library has no such album."""
         name = unicodedata.normalize("NFC", name)  # as the album list spells it
         albums = self.catalog.albums(kept=True)
-        below = level(albums, name)
+        below = level(albums, name, find)
         if not name:
-            return AlbumEntry("", self.catalog.total(), len(below)), below
+            return AlbumEntry("", self.catalog.total(), len(children(albums, ""))), below
         count = dict(albums).get(name)
         if count is None:
             raise NotFound(f"The library has no album {name}.")
-        return AlbumEntry(name, count, len(below)), below
+        return AlbumEntry(name, count, len(children(albums, name))), below
 
     def covered(self, entries: Sequence[AlbumEntry]) -> list[AlbumEntry]:
         """Return albums with their covers: the newest image in each, sub-albums included."""
