@@ -320,6 +320,8 @@ class Catalog:
         wanted = {name: newest[name] for name in names if name in newest}
         found: dict[tuple[int, str], str] = {}
         keys = sorted(set(wanted.values()))
+        if not keys:
+            return {}
         with self.db.connect() as conn:
             for start in range(0, len(keys), 200):
                 query = select(images.c.sha256, images.c.added_at, images.c.album).where(
