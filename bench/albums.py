@@ -11,12 +11,13 @@ calls the app's WSGI callable in-process, in alternating rounds:
   2026-12-02, with the menu ("afresh");
 - ``GET /api/v1/images/albums`` (never kept), and the suggestions a field asks for as you type;
 - a level of the album tree with each album's cover (its newest image): a month's 28 days on the
-  Albums page and in the API (``?parent=``).
+  Albums page and in the API (``?parent=``); with ``--flat``, the days directly in ``photos``, a
+  level of 5,376 albums (the page shows 48 of them, the API all), and a search for a month's days.
 
 Milvus holds no vectors: the pages' grids are empty, so what is timed is the page, the album list
 and the catalogue's count.
 
-    .venv/bin/python bench/albums.py [--years 16] [--per-day 10] [--views 30] [--rounds 2]
+    .venv/bin/python bench/albums.py [--years 16] [--per-day 10] [--views 30] [--rounds 2] [--flat]
 """
 
 from __future__ import annotations
@@ -48,13 +49,17 @@ PATHS = (
 EVERY_ALBUM = 10**9  # ALBUM_CHOICES that puts every album in a menu
 
 
-def fill(data_dir: Path, years: int, per_day: int) -> int:
-    """Record ``per_day`` images for each day of ``years`` years (28 days a month); return how many."""
+FLAT_PATHS = ("/albums?album=photos", "/api/v1/images/albums?parent=photos", "/albums?find=2019-05")
+
+
+def fill(data_dir: Path, years: int, per_day: int, flat: bool = False) -> int:
+    """Record ``per_day`` images for each day of ``years`` years (28 days a month), in a folder a day
+    (``flat``: all directly in ``photos``); return how many."""
     rows: list[tuple[str, int, str, bytes | None]] = []
     for year in range(2026 - years, 2026):
         for month in range(1, 13):
             for day in range(1, 29):
-                album = f"photos/{year}/{month:02d}/{day:02d}"
+                album = f"photos/{year}-{month:02d}-{day:02d}" if flat else f"photos/{year}/{month:02d}/{day:02d}"
                 for _ in range(per_day):
                     n = len(rows)
                     rows.append((hashlib.sha256(str(n).encode()).hexdigest(), n, album, None))
@@ -70,10 +75,12 @@ def main() -> None:
     parser.add_argument("--per-day", type=int, default=10)
     parser.add_argument("--views", type=int, default=30, help="views of each page in each round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--flat", action="store_true", help="a folder a day directly in photos: one level of them all")
     args = parser.parse_args()
+    paths = FLAT_PATHS if args.flat else PATHS
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        images = fill(data_dir, args.years, args.per_day)
+        images = fill(data_dir, args.years, args.per_day, args.flat)
         settings = {"DATA_DIR": str(data_dir), "MODEL_DIR": str(ROOT / "var" / "models"), "SECRET_KEY": "bench"}
         app = create_app({**settings, "AUTH": "off"})
         client = app.test_client()
@@ -88,7 +95,7 @@ def main() -> None:
                 Catalog.ALBUMS_KEPT_SECONDS = seconds
                 app.config["ALBUM_CHOICES"] = menu
                 catalog._albums = None  # a list kept from the other setting would outlive the switch
-                for path in PATHS:
+                for path in paths:
                     client.get(path)
                     times = []
                     for _ in range(args.views):

@@ -157,12 +157,14 @@ def level(albums: Sequence[tuple[str, int]], parent: str, find: str = "") -> lis
 
     Reads only the part of the list below ``parent``: a library page asks for it on every view.
     """
+    below = _below(albums, parent)
+    above = Counter(name.rpartition("/")[0] for name, _ in below)  # how many sit directly below each
     if find:
         wanted, cut = _folded(find), len(parent) + 1 if parent else 0
-        chosen = [(name, n) for name, n in _below(albums, parent) if wanted in _folded(name[cut:])]
+        chosen = [(name, n) for name, n in below if wanted in _folded(name[cut:])]
     else:
-        chosen = children(albums, parent)
-    return [AlbumEntry(name, n, len(children(albums, name))) for name, n in chosen]
+        chosen = [(name, n) for name, n in below if name.rpartition("/")[0] == parent]
+    return [AlbumEntry(name, n, above[name]) for name, n in chosen]
 
 
 def _below(albums: Sequence[tuple[str, int]], parent: str) -> Sequence[tuple[str, int]]:

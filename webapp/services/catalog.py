@@ -314,26 +314,20 @@ class Catalog:
         album's cover), by name. Kept as a page's album list is (``albums``).
 
         What is kept is when each album last got an image and in which spelling it is stored, so a
-        cover is one indexed lookup (that time, that album), however large the album.
+        cover is one indexed lookup (that time, then that album), however large the album.
         """
         newest = self._newest_by_album()
         wanted = {name: newest[name] for name in names if name in newest}
-        found: dict[tuple[int, str], str] = {}
-        keys = sorted(set(wanted.values()))
-        if not keys:
-            return {}
+        keys, found = set(wanted.values()), dict[tuple[int, str], str]()
+        times = sorted({at for at, _ in keys})
         with self.db.connect() as conn:
-            for start in range(0, len(keys), 200):
+            for start in range(0, len(times), 500):  # by time added (indexed), then by album here
                 query = select(images.c.sha256, images.c.added_at, images.c.album).where(
-                    or_(
-                        *(
-                            and_(images.c.added_at == at, images.c.album == album)
-                            for at, album in keys[start : start + 200]
-                        )
-                    )
+                    images.c.added_at.in_(times[start : start + 500])
                 )
                 for sha, at, album in conn.execute(query):
-                    found[(at, album)] = max(sha, found.get((at, album), ""))
+                    if (at, album) in keys:
+                        found[(at, album)] = max(sha, found.get((at, album), ""))
         return {name: found[key] for name, key in wanted.items() if key in found}
 
     def _newest_by_album(self) -> dict[str, tuple[int, str]]:
