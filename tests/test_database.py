@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_by_time ON images (added_at);
 """
-HEAD = "0015"
+HEAD = "0016"
 
 
 @pytest.fixture()

@@ -108,6 +108,11 @@ def moving(job: Job, album: str, to: str) -> str:
     return f"job {job.id}: album {album!r} to {to!r}"
 
 
+def covered(album: str, sha256: str | None) -> str:
+    """Return the note of an album's cover chosen (None: its newest image again)."""
+    return f"album {album!r}: cover {sha256}" if sha256 else f"album {album!r}: cover its newest image"
+
+
 def moved(count: int, album: str) -> str:
     """Return the note of images put in an album."""
     return f"{count} images moved to album {album!r}"

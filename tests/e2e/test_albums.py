@@ -59,6 +59,12 @@ def test_an_album_narrows_the_search_and_the_library_grid(
     expect(page.locator(".grid .card .filename")).to_have_text(["chelsea.jpg"])
     page.locator(".grid .card .card-thumb").first.click()
     expect(page.locator(".image-album")).to_have_text("animals/cats")
+    page.get_by_label("Make it the cover of").select_option("animals")  # not coffee.jpg, the newest there
+    page.get_by_role("button", name="Set cover").click()
+    expect(page.get_by_text("chelsea.jpg is the cover of the album animals.")).to_be_visible()
+    expect(page.get_by_role("button", name="Show its newest image instead (animals)")).to_be_visible()
+    check_accessibility(page, axe_source)
+    chelsea = page.url.rsplit("/", 1)[1]
     page.get_by_role("link", name="animals/cats", exact=True).click()  # the path's last level; "animals" leads above
     expect(page).to_have_url(re.compile(r"/library\?album=animals(%2F|/)cats$"))
     check_accessibility(page, axe_source)
@@ -68,6 +74,7 @@ def test_an_album_narrows_the_search_and_the_library_grid(
     expect(page.get_by_text("4 images in the library · 2 albums")).to_be_visible()
     covers = page.locator(".album-grid .card-thumb img")
     expect(covers).to_have_count(2)
+    expect(covers.first).to_have_attribute("src", f"/api/v1/images/{chelsea}/thumbnail")  # the chosen one
     page.wait_for_function("() => [...document.querySelectorAll('.album-grid img')].every(i => i.naturalWidth > 0)")
     check_accessibility(page, axe_source)
     page.get_by_role("link", name="1 sub-album of animals").click()

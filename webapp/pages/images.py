@@ -207,6 +207,7 @@ def image_page(image_id: str) -> str:
         albums=albums,
         added_by=added_by,
         job=job,
+        cover_of=lib.covers.of_image(image_id),
     )
 
 
@@ -236,6 +237,25 @@ def move_image(image_id: str) -> Response:
         f"{record.filename} is in the album {record.album}." if record.album else f"{record.filename} is in no album.",
         "success",
     )
+    return redirect(url_for("pages.image_page", image_id=image_id), 303)
+
+
+@blp.post("/images/<sha256:image_id>/cover")
+@requires(Role.EDITOR)
+def choose_cover(image_id: str) -> Response:
+    """Make an image the cover of one of the albums it is in (or, with ``newest``, let that album
+    show its newest image again), and show its page again."""
+    lib, album = library(), album_arg(request.form)
+    record = lib.get(image_id)
+    lib.album(album)  # 404 for no such album
+    if request.form.get("newest"):
+        lib.covers.forget(album)
+        audit.note(audit.covered(album, None))
+        flash(f"The album {album} shows its newest image again.", "success")
+    else:
+        lib.covers.choose(album, image_id, audit.actor())
+        audit.note(audit.covered(album, image_id))
+        flash(f"{record.filename} is the cover of the album {album}.", "success")
     return redirect(url_for("pages.image_page", image_id=image_id), 303)
 
 

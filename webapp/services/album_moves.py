@@ -95,6 +95,7 @@ class AlbumMoves:
             done += len(page)
             after = page[-1][:2]
             self.jobs.progress(job.id, done, max(done, total))
+        lib.covers.rename(old, new)  # the covers people chose go with their albums
         self.jobs.move(job.id, JobStatus.DONE)
         lib.vectors.checkpoint()
 

@@ -130,12 +130,14 @@ def shallowest(albums: Iterable[tuple[str, int]], limit: int) -> list[tuple[str,
 @dataclass(frozen=True)
 class AlbumEntry:
     """An album as a level of the album tree shows it: its path, the images in it and below, how many
-    albums sit directly below it, and its cover (the content id of its newest image; None: not known)."""
+    albums sit directly below it, and its cover (the content id of the image a person chose, or of
+    its newest; None: not known) and whether a person chose it."""
 
     name: str
     count: int
     sub_albums: int
     cover: str | None = None
+    chosen: bool = False
 
     @property
     def title(self) -> str:

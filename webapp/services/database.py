@@ -244,8 +244,17 @@ trash = Table(
     Index("trash_by_time", "deleted_at"),
     Index("trash_by_deletion", "deleted_in", "sha256"),
 )
+# The image a person chose to show for an album (services/covers.py); without one, its newest.
+album_covers = Table(
+    "album_covers",
+    metadata,
+    Column("album", String(512), primary_key=True),  # as the album lists spell it (NFC)
+    Column("sha256", String(64), nullable=False),
+    Column("set_by", String(64), nullable=False, server_default=""),
+    Column("set_at", Float, nullable=False),  # seconds since the epoch
+)
 # The columns that name an account, which a rename changes (the activity log keeps names as they were).
-ACCOUNT_NAMES = (images.c.added_by, trash.c.added_by, trash.c.deleted_by, jobs.c.started_by)
+ACCOUNT_NAMES = (images.c.added_by, trash.c.added_by, trash.c.deleted_by, jobs.c.started_by, album_covers.c.set_by)
 
 # OFFSET past this is past any real list, and past what SQLite and PostgreSQL take as an integer:
 # a client's ?page=99999999999999999999 becomes an empty page, not an overflow.

@@ -15,6 +15,7 @@ from webapp.errors import NotFound, StoreUnavailable
 from webapp.services.adding import Batch, Entry, Outcome, Prepared, clean_filename
 from webapp.services.albums import AlbumEntry, children, level
 from webapp.services.catalog import Catalog
+from webapp.services.covers import Covers
 from webapp.services.images import ImageStore
 from webapp.services.imaging import Box, QueryImage
 from webapp.services.preparing import Preparer
@@ -58,6 +59,7 @@ class Library:
         self._writing: dict[str, Record] = {}
         self._preparer = Preparer(embedder, vectors, catalog, thumbnail_size)
         self._renditions = Renditions(images, embedder.max_pixels, thumbnail_size)
+        self.covers = Covers(catalog.db)  # the albums' covers people chose
 
     def add(
         self, data: bytes, filename: str | None, source: str = "upload", album: str = "", by: str = ""
@@ -406,9 +408,17 @@ class Library:
         return AlbumEntry(name, count, len(children(albums, name))), below
 
     def covered(self, entries: Sequence[AlbumEntry]) -> list[AlbumEntry]:
-        """Return albums with their covers: the newest image in each, sub-albums included."""
-        covers = self.catalog.covers([entry.name for entry in entries])
-        return [dataclasses.replace(entry, cover=covers.get(entry.name)) for entry in entries]
+        """Return albums with their covers: the image a person chose for each (services/covers.py),
+        else its newest, sub-albums included."""
+        names = [entry.name for entry in entries]
+        chosen = self.covers.chosen(names)
+        newest = self.catalog.covers([name for name in names if name not in chosen])
+        return [
+            dataclasses.replace(
+                entry, cover=chosen.get(entry.name) or newest.get(entry.name), chosen=entry.name in chosen
+            )
+            for entry in entries
+        ]
 
     def complete(self, records: Sequence[Record]) -> None:
         """List indexed images the catalogue may lack (a worker died after their vectors)."""

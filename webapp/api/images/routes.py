@@ -13,8 +13,10 @@ from webapp import audit
 from webapp.api.common import Blueprint, JudgedHit, judged_hits
 from webapp.api.images.schemas import (
     AddedImageSchema,
+    AlbumCoverSchema,
     AlbumDeleteSchema,
     AlbumMoveSchema,
+    AlbumNameSchema,
     AlbumsArgsSchema,
     AlbumSchema,
     ClearArgsSchema,
@@ -172,6 +174,36 @@ class AlbumMove(MethodView):
         job = rt.album_moves.start(args["album"], args["to"], rt.queue.send, audit.actor())
         audit.note(audit.moving(job, args["album"], args["to"]))
         return job
+
+
+@blp.route("/albums/cover")
+class AlbumCover(MethodView):
+    """The image an album shows on the Albums page."""
+
+    @blp.arguments(AlbumCoverSchema())
+    @blp.response(200, AlbumSchema)
+    @blp.alt_response(404, description="No such album.")
+    @blp.alt_response(422, description="The image is not in the album or below it.")
+    @requires(Role.EDITOR)
+    def put(self, args: dict[str, str]) -> AlbumEntry:
+        """Make an image the album's cover, instead of its newest (while it stays in the album)."""
+        lib = library()
+        album = lib.album(args["album"])[0]
+        lib.covers.choose(album.name, args["image"], audit.actor())
+        audit.note(audit.covered(album.name, args["image"]))
+        return lib.covered([album])[0]
+
+    @blp.arguments(AlbumNameSchema(), location="query")
+    @blp.response(200, AlbumSchema)
+    @blp.alt_response(404, description="No such album.")
+    @requires(Role.EDITOR)
+    def delete(self, args: dict[str, str]) -> AlbumEntry:
+        """Let the album show its newest image again."""
+        lib = library()
+        album = lib.album(args["album"])[0]
+        lib.covers.forget(album.name)
+        audit.note(audit.covered(album.name, None))
+        return lib.covered([album])[0]
 
 
 @blp.route("/albums/delete")

@@ -140,10 +140,12 @@ class AlbumSchema(ma.Schema):
     cover = ma.fields.String(
         allow_none=True,
         metadata={
-            "description": "With parent only: the id of its newest image, sub-albums included (its thumbnail is "
-            "/api/v1/images/<id>/thumbnail); null if none is listed yet."
+            "description": "With parent only: the id of the image chosen as its cover (PUT /albums/cover), else "
+            "of its newest image, sub-albums included (its thumbnail is /api/v1/images/<id>/thumbnail); null if "
+            "none is listed yet."
         },
     )
+    chosen = ma.fields.Boolean(metadata={"description": "True if a person chose its cover (with parent only)."})
     images_url = ma.fields.Function(_images_url, metadata={"description": "The API list of its images."})
 
 
@@ -197,6 +199,19 @@ class AlbumMoveSchema(ma.Schema):
         description='Its new name, e.g. travel/2024 ("" for the top level: its images leave it, its sub-albums '
         "become top-level albums). An existing album of that name is merged with it."
     )
+
+
+class AlbumCoverSchema(ma.Schema):
+    """The image an album shows as its cover."""
+
+    album = Album(required=True, description="The album, e.g. trips/2024.")
+    image = ImageId(required=True, metadata={"description": "The id of an image in the album or below it."})
+
+
+class AlbumNameSchema(ma.Schema):
+    """An album, by name."""
+
+    album = Album(required=True, description="The album, e.g. trips/2024.")
 
 
 class AlbumDeleteSchema(ma.Schema):
