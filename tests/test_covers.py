@@ -7,12 +7,14 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from tests.conftest import csrf_token, wait_for_job
 from tests.test_album_tree import cards
 from tests.test_albums import load_tree
 from webapp.runtime import EXTENSION
 from webapp.services.covers import Covers
+from webapp.services.database import album_covers
 
 BOTH_DATABASES = pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
 COVER = "/api/v1/images/albums/cover"
@@ -66,6 +68,12 @@ def test_a_chosen_cover_stays_while_its_image_is_in_the_album(app: Flask, client
     assert client.delete(f"/api/v1/images/{owl}").status_code == 204  # deleted: the newest again
     assert level(client, "")["animals"][1] is False
 
+    assert client.put(COVER, json={"album": "animals", "image": image["cat.jpg"]}).status_code == 200
+    count = client.get("/api/v1/stats").json["count"]
+    assert client.delete("/api/v1/images", query_string={"confirm": count}).status_code == 200
+    with app.extensions[EXTENSION].database.connect() as conn:  # emptying the library forgets the choices
+        assert conn.scalar(select(func.count()).select_from(album_covers)) == 0
+
 
 def test_a_moved_album_keeps_its_covers(app: Flask, client: FlaskClient) -> None:
     load_tree(app, client)
@@ -81,8 +89,6 @@ def test_a_moved_album_keeps_its_covers(app: Flask, client: FlaskClient) -> None
 def test_covers_carried_over_by_a_move(app: Flask) -> None:
     covers = Covers(app.extensions[EXTENSION].database)
     with covers.db.connect() as conn:
-        from webapp.services.database import album_covers
-
         conn.execute(
             album_covers.insert(),
             [

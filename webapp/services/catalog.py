@@ -14,6 +14,7 @@ from webapp.errors import NotFound
 from webapp.services.albums import lineage, spellings
 from webapp.services.database import (
     Database,
+    album_covers,
     distinct_pairs,
     duplicate_groups,
     duplicate_members,
@@ -233,8 +234,10 @@ class Catalog:
             return [(int(at), str(sha), str(name)) for at, sha, name in conn.execute(query)]
 
     def clear(self) -> None:
-        """Forget every image (and every near-duplicate group, and every distinct pair)."""
+        """Forget every image (and every near-duplicate group, every distinct pair and every
+        chosen album cover)."""
         with self.db.connect() as conn:
+            conn.execute(delete(album_covers))
             conn.execute(delete(distinct_pairs))
             conn.execute(delete(duplicate_members))
             conn.execute(delete(duplicate_groups))
