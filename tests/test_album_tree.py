@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from tests.conftest import noise_images
 from tests.test_albums import ODD, load_tree
 from tests.test_api import upload
+from tests.test_pages import post_file
 from webapp.services.albums import level, tree
 
 BOTH_DATABASES = pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
@@ -149,6 +150,10 @@ def test_the_library_and_add_pages_lead_to_the_tree(client: FlaskClient) -> None
     day = client.get("/library", query_string={"album": "trips/day1"}).get_data(as_text=True)
     assert 'href="/albums?album=' not in day  # no sub-albums: no link
     assert '<a href="/albums">1 album</a>' in client.get("/library").get_data(as_text=True)
+    in_album = 'title="trips/day1">in <a href="/library?album=trips/day1">trips/day1</a></p>'
+    assert in_album in library  # each card says which album it is in
+    found = post_file(client, "/search", data, "q.jpg")
+    assert found.status_code == 200 and in_album in found.get_data(as_text=True)  # and so does each result
     image = client.get("/api/v1/images").json[0]["id"]
     page = client.get(f"/images/{image}").get_data(as_text=True)  # each level of its album leads there
     shown = re.search(r'<dd class="image-album">(.*?)</dd>', page, re.S).group(1)
