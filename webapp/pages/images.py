@@ -245,16 +245,13 @@ def move_image(image_id: str) -> Response:
 def choose_cover(image_id: str) -> Response:
     """Make an image the cover of one of the albums it is in (or, with ``newest``, let that album
     show its newest image again), and show its page again."""
-    lib, album = library(), album_arg(request.form)
+    lib, newest = library(), bool(request.form.get("newest"))
     record = lib.get(image_id)
-    lib.album(album)  # 404 for no such album
-    if request.form.get("newest"):
-        lib.covers.forget(album)
-        audit.note(audit.covered(album, None))
+    album = lib.set_cover(album_arg(request.form), None if newest else image_id, audit.actor()).name
+    audit.note(audit.covered(album, None if newest else image_id))
+    if newest:
         flash(f"The album {album} shows its newest image again.", "success")
     else:
-        lib.covers.choose(album, image_id, audit.actor())
-        audit.note(audit.covered(album, image_id))
         flash(f"{record.filename} is the cover of the album {album}.", "success")
     return redirect(url_for("pages.image_page", image_id=image_id), 303)
 

@@ -407,6 +407,16 @@ class Library:
             raise NotFound(f"The library has no album {name}.")
         return AlbumEntry(name, count, len(children(albums, name))), below
 
+    def set_cover(self, album: str, sha256: str | None, by: str = "") -> AlbumEntry:
+        """Make an image the cover of ``album`` (None: its newest image again); return the album with
+        its cover. NotFound for no such album; InvalidInput for an image not in it or below it."""
+        entry = self.album(album)[0]
+        if sha256 is None:
+            self.covers.forget(entry.name)
+        else:
+            self.covers.choose(entry.name, sha256, by)
+        return self.covered([entry])[0]
+
     def covered(self, entries: Sequence[AlbumEntry]) -> list[AlbumEntry]:
         """Return albums with their covers: the image a person chose for each (services/covers.py),
         else its newest, sub-albums included."""

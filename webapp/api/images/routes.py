@@ -187,11 +187,9 @@ class AlbumCover(MethodView):
     @requires(Role.EDITOR)
     def put(self, args: dict[str, str]) -> AlbumEntry:
         """Make an image the album's cover, instead of its newest (while it stays in the album)."""
-        lib = library()
-        album = lib.album(args["album"])[0]
-        lib.covers.choose(album.name, args["image"], audit.actor())
+        album = library().set_cover(args["album"], args["image"], audit.actor())
         audit.note(audit.covered(album.name, args["image"]))
-        return lib.covered([album])[0]
+        return album
 
     @blp.arguments(AlbumNameSchema(), location="query")
     @blp.response(200, AlbumSchema)
@@ -199,11 +197,9 @@ class AlbumCover(MethodView):
     @requires(Role.EDITOR)
     def delete(self, args: dict[str, str]) -> AlbumEntry:
         """Let the album show its newest image again."""
-        lib = library()
-        album = lib.album(args["album"])[0]
-        lib.covers.forget(album.name)
+        album = library().set_cover(args["album"], None)
         audit.note(audit.covered(album.name, None))
-        return lib.covered([album])[0]
+        return album
 
 
 @blp.route("/albums/delete")
