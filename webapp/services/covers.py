@@ -48,19 +48,17 @@ class Covers:
         """Return the chosen cover of each album of ``names`` whose image is still in it or below it."""
         if not names:
             return {}
-        with self.db.connect() as conn:
-            picked = dict(
-                conn.execute(
-                    select(album_covers.c.album, album_covers.c.sha256).where(album_covers.c.album.in_(names))
-                ).all()
-            )
+        wanted = set(names)
+        with self.db.connect() as conn:  # a row at most an album: read them all, however many names
+            rows = conn.execute(select(album_covers.c.album, album_covers.c.sha256))
+            picked: dict[str, str] = {album: sha for album, sha in rows if album in wanted}
             if not picked:
                 return {}
-            where = dict(
-                conn.execute(
-                    select(images.c.sha256, images.c.album).where(images.c.sha256.in_(set(picked.values())))
-                ).all()
-            )
+            shas = sorted(set(picked.values()))
+            where: dict[str, str] = {}
+            for start in range(0, len(shas), 500):
+                query = select(images.c.sha256, images.c.album).where(images.c.sha256.in_(shas[start : start + 500]))
+                where.update({sha: album for sha, album in conn.execute(query)})
         return {
             album: sha
             for album, sha in picked.items()
