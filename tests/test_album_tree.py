@@ -84,6 +84,23 @@ def test_the_albums_page_finds_albums_by_name_at_any_depth(app: Flask, client: F
     assert client.get("/albums", query_string={"find": "x" * 501}).status_code == 400
 
 
+def test_a_level_is_sorted_by_name_by_the_last_added_to_or_by_size(client: FlaskClient) -> None:
+    for i, (data, album) in enumerate(zip(noise_images(6, seed=60), ["a", "a/x", "c", "c", "c", "b"], strict=True)):
+        assert upload(client, "/api/v1/images", data, f"{i}.jpg", album=album).status_code == 201  # b last
+    orders = {"name": ["a", "b", "c"], "newest": ["b", "c", "a"], "largest": ["c", "a", "b"]}
+    for order, names in orders.items():
+        listed = client.get("/api/v1/images/albums", query_string={"parent": "", "order": order}).json
+        assert [album["name"] for album in listed] == names, order
+        page = client.get("/albums", query_string={"order": order}).get_data(as_text=True)
+        assert list(cards(page)) == names, order
+    paged = client.get("/albums", query_string={"order": "largest", "per_page": 2}).get_data(as_text=True)
+    assert 'href="/albums?page=2&amp;per_page=2&amp;order=largest"' in paged  # the pages keep the order
+    assert '<span aria-current="true">Most images first</span>' in paged
+    assert client.get("/albums", query_string={"order": "size"}).status_code == 400
+    refused = client.get("/api/v1/images/albums", query_string={"parent": "", "order": "size"})
+    assert refused.status_code == 422 and "order" in refused.json["errors"]["query"]
+
+
 def test_the_albums_page_pages_and_refuses_what_is_not_an_album(client: FlaskClient) -> None:
     for i, data in enumerate(noise_images(3, seed=57)):
         assert upload(client, "/api/v1/images", data, f"{i}.jpg", album=f"a{i}/b").status_code == 201

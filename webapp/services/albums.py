@@ -20,6 +20,7 @@ from webapp.errors import InvalidInput
 MAX_DEPTH = 16  # levels kept (the Milvus array's capacity)
 MAX_LENGTH = 500  # characters of a whole album path (the array's element length is 512 bytes)
 MAX_MOVED = 500  # images one request may put in an album (more: move their album, a job)
+ORDERS = ("name", "newest", "largest")  # how a level of albums may be sorted: by name, last added to, most images
 _CONTROL = re.compile("[\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 

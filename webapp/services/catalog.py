@@ -333,6 +333,12 @@ class Catalog:
                         found[(at, album)] = max(sha, found.get((at, album), ""))
         return {name: found[key] for name, key in wanted.items() if key in found}
 
+    def last_added(self, names: Sequence[str]) -> dict[str, int]:
+        """Return when each album of ``names`` (sub-albums included) last got an image, in ms; kept as
+        a page's album list is (``albums``)."""
+        newest = self._newest_by_album()
+        return {name: newest[name][0] for name in names if name in newest}
+
     def _newest_by_album(self) -> dict[str, tuple[int, str]]:
         """Return when each album (sub-albums included) last got an image, and that image's album as stored."""
         changes, now = self._changes, time.monotonic()

@@ -393,13 +393,19 @@ class Library:
         (``kept``: a page's list, up to a few seconds old; see Catalog.albums)."""
         return self.catalog.albums(kept)
 
-    def album(self, name: str, find: str = "") -> tuple[AlbumEntry, list[AlbumEntry]]:
+    def album(self, name: str, find: str = "", order: str = "name") -> tuple[AlbumEntry, list[AlbumEntry]]:
         """Return an album ("": the whole library) and the albums directly below it (with ``find``:
-        those below it whose name holds that text), by name, without covers (``covered`` adds
-        them); NotFound if the library has no such album."""
+        those below it whose name holds that text), without covers (``covered`` adds them); NotFound
+        if the library has no such album. ``order``: by name, the one last added to first
+        ("newest"), or the one with the most images first ("largest"), by name among equals."""
         name = unicodedata.normalize("NFC", name)  # as the album list spells it
         albums = self.catalog.albums(kept=True)
         below = level(albums, name, find)
+        if order == "newest":
+            last = self.catalog.last_added([entry.name for entry in below])
+            below.sort(key=lambda entry: last.get(entry.name, 0), reverse=True)
+        elif order == "largest":
+            below.sort(key=lambda entry: entry.count, reverse=True)
         if not name:
             return AlbumEntry("", self.catalog.total(), len(children(albums, ""))), below
         count = dict(albums).get(name)

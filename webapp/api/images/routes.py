@@ -114,7 +114,7 @@ class Albums(MethodView):
         """
         lib, parent, contains, limit = library(), args["parent"], args["contains"], args["limit"]
         if parent is not None:
-            below = lib.album(parent)[1]
+            below = lib.album(parent, order=args["order"])[1]
             wanted = {name for name, _ in named(((e.name, e.count) for e in below), contains, limit)}
             return lib.covered([entry for entry in below if entry.name in wanted])
         if not contains and limit is None:

@@ -16,7 +16,7 @@ from webapp.api.common import (
     TopK,
     same_picture_field,
 )
-from webapp.services.albums import MAX_LENGTH, MAX_MOVED, AlbumEntry
+from webapp.services.albums import MAX_LENGTH, MAX_MOVED, ORDERS, AlbumEntry
 
 MAX_ALBUMS_LISTED = 1000  # albums one call may ask for with limit (a field's suggestions need a few)
 
@@ -120,6 +120,14 @@ class AlbumsArgsSchema(ma.Schema):
         load_default=None,
         description='Only the albums directly below this one ("" for the top level), each with its cover: '
         "a level of the album tree, as the Albums page shows it. 404 if the library has no such album.",
+    )
+    order = ma.fields.String(
+        load_default="name",
+        validate=ma.validate.OneOf(ORDERS),
+        metadata={
+            "description": "With parent: by name (default), the album last added to first (newest), or the one "
+            "with the most images first (largest)."
+        },
     )
 
 
